@@ -1,0 +1,127 @@
+"""One exception hierarchy for every user-facing failure.
+
+Each error carries the one line a user sees, a hint saying what to do next, and
+the process exit code, so the CLI and the agent render failures identically and
+never have to guess what went wrong from a library traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNUSABLE = 3
+
+
+class StellaError(Exception):
+    """Base of every error stella-trust reports to a user."""
+
+    exit_code = EXIT_FAILED
+    default_hint = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StellaError):
+    """The configuration file, an environment variable or a flag is malformed."""
+
+    default_hint = "fix the named field (see config/trust.yaml for a commented example)"
+
+
+class UsageError(StellaError):
+    """A command was called with arguments that cannot work together."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotInitialisedError(StellaError):
+    """No trust anchor in the cache: nothing can be trusted yet."""
+
+    exit_code = EXIT_UNUSABLE
+    default_hint = "run `trust init --tuf-url URL --root ROOT.json` first"
+
+
+class TrustUnusableError(StellaError):
+    """Cached trust exists but must not be served (stale or failed re-verification)."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+class StaleTrustError(TrustUnusableError):
+    default_hint = "run `trust sync` (or import a fresh bundle on air-gapped hosts)"
+
+
+class CacheVerificationError(TrustUnusableError):
+    """The cache on disk does not verify from the trust anchor: it was edited or corrupted."""
+
+    default_hint = "run `trust sync` to rebuild the cache from the trust anchor"
+
+
+class RepositoryUnreachableError(StellaError):
+    default_hint = "check tuf_url, the network path and any proxy; cached trust is unchanged"
+
+
+class MetadataExpiredError(StellaError):
+    default_hint = (
+        "the repository must re-sign its metadata (`trust repo timestamp`); "
+        "cached trust is unchanged and usable until it turns stale"
+    )
+
+
+class SignatureVerificationError(StellaError):
+    default_hint = (
+        "metadata is not signed by the keys the trusted root names; "
+        "possible attack or mis-signed release — cached trust is unchanged"
+    )
+
+
+class RollbackError(StellaError):
+    default_hint = (
+        "the repository offered older metadata than this host already trusts; "
+        "possible rollback attack or a stale mirror — cached trust is unchanged"
+    )
+
+
+class TargetMismatchError(StellaError):
+    default_hint = (
+        "the bytes served do not match the signed length/hash; possible attack or "
+        "a broken mirror — cached trust is unchanged"
+    )
+
+
+class MalformedMetadataError(StellaError):
+    default_hint = "the repository served metadata that does not parse; cached trust is unchanged"
+
+
+class UnknownTargetError(StellaError):
+    default_hint = "check the name against `trust status --json` targets or the repository"
+
+
+class ServiceMapError(StellaError):
+    """The service map target is missing or malformed."""
+
+    default_hint = "check service_map_target in the config and the repository contents"
+
+
+class TrustAnchorError(StellaError):
+    default_hint = "obtain the repository's root.json out of band and pass it with --root"
+
+
+class LockBusyError(StellaError):
+    default_hint = "another sync or import holds the cache lock; retry when it finishes"
+
+
+class VerificationError(StellaError):
+    """TUF verification failed for a reason other than a bad signature or a rollback."""
+
+    default_hint = "the repository's metadata does not verify; cached trust is unchanged"
+
+
+class OfflineModeError(StellaError):
+    default_hint = "offline mode forbids network use: import a bundle or use a file:// tuf_url"

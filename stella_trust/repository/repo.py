@@ -1,0 +1,293 @@
+"""Build, sign and publish a TUF repository in the layout clients fetch over HTTP.
+
+Written on `tuf.api.metadata` (the stable API) rather than the experimental
+`tuf.repository` helper. The repository keeps every root version it ever signed,
+because clients walk them one by one; consistent snapshots are on by default so a
+client never mixes files from two publications.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import CryptoSigner, Signer
+from tuf.api.metadata import (
+    Key,
+    Metadata,
+    MetaFile,
+    Role,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+
+from stella_trust.store import atomic_write
+
+TOP_LEVEL_ROLES = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+KEY_TYPES = ("ed25519", "ecdsa-p256", "rsa")
+
+
+def generate_signer(key_type: str = "ed25519") -> CryptoSigner:
+    if key_type == "ed25519":
+        return CryptoSigner.generate_ed25519()
+    if key_type in ("ecdsa-p256", "ecdsa"):
+        return CryptoSigner.generate_ecdsa()
+    if key_type == "rsa":
+        return CryptoSigner.generate_rsa()
+    raise ValueError(f"unknown key type {key_type!r} (choose from {', '.join(KEY_TYPES)})")
+
+
+@dataclass
+class Expiries:
+    """Lifetimes of each role when (re-)signed."""
+
+    root: timedelta = timedelta(days=365)
+    targets: timedelta = timedelta(days=90)
+    snapshot: timedelta = timedelta(days=7)
+    timestamp: timedelta = timedelta(days=1)
+
+    def of(self, role: str) -> timedelta:
+        value: timedelta = getattr(self, role)
+        return value
+
+
+def _expiry(now: datetime, lifetime: timedelta) -> datetime:
+    return (now + lifetime).replace(microsecond=0)
+
+
+@dataclass
+class Repository:
+    """Signed metadata, the signers at hand, and target contents; `write()` publishes."""
+
+    path: Path
+    root: Metadata[Root]
+    targets: Metadata[Targets]
+    snapshot: Metadata[Snapshot]
+    timestamp: Metadata[Timestamp]
+    signers: dict[str, list[Signer]]
+    expiries: Expiries = field(default_factory=Expiries)
+    root_history: list[bytes] = field(default_factory=list)
+    target_data: dict[str, bytes] = field(default_factory=dict)
+    key_type: str = "ed25519"
+
+    # ---- creation -------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        root_keys: int = 3,
+        root_threshold: int = 2,
+        key_type: str = "ed25519",
+        expiries: Expiries | None = None,
+        consistent_snapshot: bool = True,
+        now: datetime | None = None,
+    ) -> Repository:
+        if not 1 <= root_threshold <= root_keys:
+            raise ValueError("root threshold must be between 1 and the number of root keys")
+        now = now or datetime.now(UTC)
+        expiries = expiries or Expiries()
+        signers: dict[str, list[Signer]] = {
+            Root.type: [generate_signer(key_type) for _ in range(root_keys)],
+            Targets.type: [generate_signer(key_type)],
+            Snapshot.type: [generate_signer(key_type)],
+            Timestamp.type: [generate_signer(key_type)],
+        }
+        root = Root(
+            expires=_expiry(now, expiries.root), consistent_snapshot=consistent_snapshot
+        )
+        for role, role_signers in signers.items():
+            for signer in role_signers:
+                root.add_key(signer.public_key, role)
+        root.roles[Root.type].threshold = root_threshold
+        repo = cls(
+            path=Path(path),
+            root=Metadata(root),
+            targets=Metadata(Targets(expires=_expiry(now, expiries.targets))),
+            snapshot=Metadata(Snapshot(expires=_expiry(now, expiries.snapshot))),
+            timestamp=Metadata(Timestamp(expires=_expiry(now, expiries.timestamp))),
+            signers=signers,
+            expiries=expiries,
+            key_type=key_type,
+        )
+        repo._sign_root()
+        repo._sign(repo.targets)
+        repo._sign_snapshot_and_timestamp(now, bump=False)
+        repo.write()
+        return repo
+
+    # ---- targets --------------------------------------------------------------------
+    def add_target(self, name: str, data: bytes, custom: dict[str, Any] | None = None) -> TargetFile:
+        """Stage a target (added or replaced); call `publish()` to sign and write."""
+        info = TargetFile.from_data(name, data, ["sha256"])
+        if custom is not None:
+            info.unrecognized_fields["custom"] = custom
+        self.targets.signed.targets[name] = info
+        self.target_data[name] = data
+        return info
+
+    def remove_target(self, name: str) -> None:
+        del self.targets.signed.targets[name]
+        self.target_data.pop(name, None)
+
+    def publish(self, now: datetime | None = None) -> None:
+        """New targets, snapshot and timestamp versions, signed and written."""
+        now = now or datetime.now(UTC)
+        self.targets.signed.version += 1
+        self.targets.signed.expires = _expiry(now, self.expiries.targets)
+        self._sign(self.targets)
+        self._sign_snapshot_and_timestamp(now, bump=True)
+        self.write()
+
+    def resign_timestamp(self, now: datetime | None = None, expires: datetime | None = None) -> None:
+        """The daily job: only the timestamp changes (new version, new expiry)."""
+        now = now or datetime.now(UTC)
+        ts = self.timestamp.signed
+        ts.version += 1
+        ts.expires = expires or _expiry(now, self.expiries.timestamp)
+        self._sign(self.timestamp)
+        self._write_timestamp()
+
+    # ---- keys -----------------------------------------------------------------------
+    def rotate_root_keys(self, count: int, threshold: int, now: datetime | None = None) -> None:
+        """New root version whose root keys are all new, signed by the old and new thresholds."""
+        old_signers = self.signers[Root.type]
+        new_signers: list[Signer] = [generate_signer(self.key_type) for _ in range(count)]
+        root = self.root.signed
+        for signer in old_signers:
+            root.revoke_key(signer.public_key.keyid, Root.type)
+        for signer in new_signers:
+            root.add_key(signer.public_key, Root.type)
+        root.roles[Root.type].threshold = threshold
+        self.signers[Root.type] = new_signers
+        self._bump_root(now, extra_signers=old_signers)
+        self.write()
+
+    def rotate_role_key(self, role: str, now: datetime | None = None) -> None:
+        """Replace the single key of targets/snapshot/timestamp: root v+1, then re-sign."""
+        if role not in (Targets.type, Snapshot.type, Timestamp.type):
+            raise ValueError(f"use rotate_root_keys for root, not {role}")
+        now = now or datetime.now(UTC)
+        root = self.root.signed
+        for signer in self.signers[role]:
+            root.revoke_key(signer.public_key.keyid, role)
+        new = generate_signer(self.key_type)
+        root.add_key(new.public_key, role)
+        self.signers[role] = [new]
+        self._bump_root(now)
+        if role == Targets.type:
+            self.targets.signed.version += 1
+            self._sign(self.targets)
+        self._sign_snapshot_and_timestamp(now, bump=True)
+        self.write()
+
+    def add_role_key(self, role: str, signer: Signer) -> None:
+        """Add a key (e.g. a second targets key) and sign a new root; threshold unchanged."""
+        self.root.signed.add_key(signer.public_key, role)
+        self.signers.setdefault(role, []).append(signer)
+        self._bump_root(None)
+        self.write()
+
+    # ---- signing --------------------------------------------------------------------
+    def _bump_root(self, now: datetime | None, extra_signers: Iterable[Signer] = ()) -> None:
+        """Root v+1 signed by the current root keys and `extra_signers` (the old keys)."""
+        now = now or datetime.now(UTC)
+        self.root.signed.version += 1
+        self.root.signed.expires = _expiry(now, self.expiries.root)
+        self._sign_root(extra_signers)
+
+    def _sign_root(self, extra_signers: Iterable[Signer] = ()) -> None:
+        self.root.signatures.clear()
+        for signer in [*extra_signers, *self.signers[Root.type]]:
+            self.root.sign(signer, append=True)
+        data = self.root.to_bytes(JSONSerializer(compact=False))
+        version = self.root.signed.version
+        if len(self.root_history) >= version:
+            self.root_history[version - 1] = data
+        else:
+            self.root_history.append(data)
+
+    def _sign(self, md: Metadata[Any]) -> None:
+        role = md.signed.type
+        md.signatures.clear()
+        for signer in self.signers[role]:
+            md.sign(signer, append=True)
+
+    def _sign_snapshot_and_timestamp(self, now: datetime, *, bump: bool) -> None:
+        snap = self.snapshot.signed
+        if bump:
+            snap.version += 1
+        snap.expires = _expiry(now, self.expiries.snapshot)
+        snap.meta["targets.json"] = MetaFile(version=self.targets.signed.version)
+        self._sign(self.snapshot)
+        snapshot_bytes = self.snapshot.to_bytes(JSONSerializer(compact=False))
+        ts = self.timestamp.signed
+        if bump:
+            ts.version += 1
+        ts.expires = _expiry(now, self.expiries.timestamp)
+        ts.snapshot_meta = MetaFile(
+            version=snap.version,
+            length=len(snapshot_bytes),
+            hashes={"sha256": hashlib.sha256(snapshot_bytes).hexdigest()},
+        )
+        self._sign(self.timestamp)
+
+    # ---- output ---------------------------------------------------------------------
+    @property
+    def metadata_dir(self) -> Path:
+        return self.path / "metadata"
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.path / "targets"
+
+    @property
+    def consistent_snapshot(self) -> bool:
+        return bool(self.root.signed.consistent_snapshot)
+
+    def root_bytes(self, version: int = 1) -> bytes:
+        return self.root_history[version - 1]
+
+    def write(self) -> None:
+        """Targets first, timestamp last: a client never sees metadata pointing at nothing."""
+        serializer = JSONSerializer(compact=False)
+        for name, info in self.targets.signed.targets.items():
+            data = self.target_data.get(name)
+            if data is None:
+                continue
+            dirname, sep, basename = name.rpartition("/")
+            if self.consistent_snapshot:
+                filename = f"{dirname}{sep}{info.hashes['sha256']}.{basename}"
+            else:
+                filename = name
+            atomic_write(self.targets_dir / filename, data)
+        for version, data in enumerate(self.root_history, start=1):
+            atomic_write(self.metadata_dir / f"{version}.root.json", data)
+        atomic_write(self.metadata_dir / "root.json", self.root_history[-1])
+        for md in (self.targets, self.snapshot):
+            data = md.to_bytes(serializer)
+            name = md.signed.type
+            if self.consistent_snapshot:
+                atomic_write(self.metadata_dir / f"{md.signed.version}.{name}.json", data)
+            atomic_write(self.metadata_dir / f"{name}.json", data)
+        self._write_timestamp()
+
+    def _write_timestamp(self) -> None:
+        atomic_write(
+            self.metadata_dir / "timestamp.json",
+            self.timestamp.to_bytes(JSONSerializer(compact=False)),
+        )
+
+    def public_keys(self, role: str) -> list[Key]:
+        return [signer.public_key for signer in self.signers[role]]
+
+    def role(self, name: str) -> Role:
+        return self.root.signed.roles[name]

@@ -1,0 +1,250 @@
+"""The cache directory: the only code that writes there.
+
+Layout (one cache per host)::
+
+    <cache>/anchor.root.json     trust anchor given at `init` (never replaced by a sync)
+    <cache>/state.json           last sync / error / source (written last, atomically)
+    <cache>/lock                 writer lock (flock), holds the writer's pid
+    <cache>/current -> generations/<id>
+    <cache>/generations/<id>/metadata/root_history/N.root.json, root.json,
+                                       timestamp.json, snapshot.json, targets.json, ...
+    <cache>/generations/<id>/targets/<percent-encoded target name>
+
+Why generations: python-tuf writes metadata file by file with no lock, so a process
+killed mid-refresh could leave a new timestamp beside an old snapshot. A sync works
+on a hard-linked copy of the current generation (cheap: every file is replaced by
+rename, never modified in place), verifies it completely, fsyncs it, then switches the
+`current` symlink with one atomic rename. Readers resolve `current` once, so they see
+either the old or the new trust, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib import parse
+
+from stella_trust.errors import LockBusyError, NotInitialisedError, StellaError
+
+ANCHOR_FILE = "anchor.root.json"
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+CURRENT_LINK = "current"
+GENERATIONS_DIR = "generations"
+WORK_PREFIX = ".work-"
+KEEP_GENERATIONS = 2  # the current one plus the previous, for readers still inside it
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def target_filename(name: str) -> str:
+    """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
+    return parse.quote(name, safe="")
+
+
+def target_name(filename: str) -> str:
+    return parse.unquote(filename)
+
+
+@dataclass
+class CacheState:
+    """What happened last; informational, never a source of trust."""
+
+    last_sync: str | None = None
+    last_attempt: str | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CacheState:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class Generation:
+    """One complete, self-consistent copy of verified trust."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata_dir = path / "metadata"
+        self.targets_dir = path / "targets"
+
+    def target_path(self, name: str) -> Path:
+        return self.targets_dir / target_filename(name)
+
+    def stored_target_names(self) -> list[str]:
+        if not self.targets_dir.is_dir():
+            return []
+        return sorted(target_name(p.name) for p in self.targets_dir.iterdir() if p.is_file())
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.anchor_path = self.root / ANCHOR_FILE
+        self.state_path = self.root / STATE_FILE
+        self.lock_path = self.root / LOCK_FILE
+        self.current_link = self.root / CURRENT_LINK
+        self.generations_dir = self.root / GENERATIONS_DIR
+
+    # ---- reading ------------------------------------------------------------------
+    def is_initialised(self) -> bool:
+        return self.anchor_path.is_file()
+
+    def read_anchor(self) -> bytes:
+        try:
+            return self.anchor_path.read_bytes()
+        except FileNotFoundError:
+            raise NotInitialisedError(f"cache {self.root} is not initialised") from None
+
+    def current(self) -> Generation | None:
+        try:
+            target = os.readlink(self.current_link)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink: someone replaced it
+                return Generation(self.current_link)
+            raise
+        return Generation((self.root / target).resolve())
+
+    def read_state(self) -> CacheState:
+        try:
+            data = json.loads(self.state_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return CacheState()
+        return CacheState.from_json(data) if isinstance(data, dict) else CacheState()
+
+    # ---- writing (callers hold the lock) --------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float) -> Iterator[None]:
+        """One writer at a time; waits up to `timeout` seconds, then fails naming the holder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                        raise LockBusyError(
+                            f"cache {self.root} is locked by another writer (pid {holder})"
+                        ) from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._remove_abandoned_work()
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def write_anchor(self, data: bytes) -> None:
+        atomic_write(self.anchor_path, data)
+
+    def write_state(self, state: CacheState) -> None:
+        atomic_write(self.state_path, json.dumps(asdict(state), indent=2).encode() + b"\n")
+
+    def reset(self) -> None:
+        """Forget all cached trust (used when `init --force` replaces the anchor)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.current_link.unlink()
+        shutil.rmtree(self.generations_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.unlink()
+
+    def begin(self, base: Generation | None) -> Generation:
+        """A private working copy of `base` (hard links), or an empty one."""
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        work = self.generations_dir / f"{WORK_PREFIX}{time.time_ns()}-{secrets.token_hex(3)}"
+        if base is not None and base.path.is_dir():
+            shutil.copytree(base.path, work, symlinks=True, copy_function=os.link)
+        else:
+            (work / "metadata").mkdir(parents=True)
+        (work / "targets").mkdir(exist_ok=True)
+        return Generation(work)
+
+    def discard(self, work: Generation) -> None:
+        shutil.rmtree(work.path, ignore_errors=True)
+
+    def commit(self, work: Generation) -> Generation:
+        """Make `work` durable, then switch `current` to it in one rename."""
+        for directory, _dirs, files in os.walk(work.path):
+            for name in files:
+                file_fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+                try:
+                    os.fsync(file_fd)
+                finally:
+                    os.close(file_fd)
+            fsync_dir(Path(directory))
+        final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
+        os.rename(work.path, final)
+        link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"
+        os.symlink(os.path.join(GENERATIONS_DIR, final.name), link_tmp)
+        os.replace(link_tmp, self.current_link)
+        fsync_dir(self.generations_dir)
+        fsync_dir(self.root)
+        self._prune(keep=final)
+        return Generation(final)
+
+    def _prune(self, keep: Path) -> None:
+        finished = sorted(
+            (p for p in self.generations_dir.iterdir() if not p.name.startswith(WORK_PREFIX)),
+            key=lambda p: p.name,
+        )
+        old = [p for p in finished if p != keep][: -(KEEP_GENERATIONS - 1) or None]
+        for path in old:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _remove_abandoned_work(self) -> None:
+        """A writer killed mid-sync leaves a work directory; only the lock holder may clean it."""
+        if not self.generations_dir.is_dir():
+            return
+        for path in self.generations_dir.iterdir():
+            if path.name.startswith(WORK_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def require_initialised(store: Store) -> None:
+    if not store.is_initialised():
+        raise NotInitialisedError(f"cache {store.root} is not initialised")
+
+
+__all__ = ["CacheState", "Generation", "StellaError", "Store", "atomic_write"]

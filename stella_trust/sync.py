@@ -1,0 +1,341 @@
+"""One refresh: python-tuf's Updater + the targets this host needs -> a new generation.
+
+The Updater does the TUF client workflow (root walk, timestamp, snapshot, targets,
+delegations, rollback and freeze checks) inside a private working copy of the
+current generation. Only when the working copy differs from the current trust is
+it re-verified independently (verify.py, from the anchor), checked for rollback
+against what the host held, and committed; an idle sync discards it. Any failure
+discards it, so the previous trust stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import Metadata, TargetFile
+from tuf.api.serialization import DeserializationError
+from tuf.ngclient import Updater, UpdaterConfig
+
+from stella_trust import errors
+from stella_trust.fetch import HttpxFetcher
+from stella_trust.settings import TrustRepoSettings
+from stella_trust.store import Generation, Store
+from stella_trust.trust import ServiceMap, iso, match_name, parse_service_map
+from stella_trust.verify import verify_generation, verify_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    changed: bool
+    versions: dict[str, int]
+    targets: dict[str, str]  # target name -> why the host holds it
+    downloaded: list[str]
+    requests: int
+    bytes_received: int
+    seconds: float
+    urls: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "versions": self.versions,
+            "targets": self.targets,
+            "downloaded": self.downloaded,
+            "requests": self.requests,
+            "bytes_received": self.bytes_received,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
+    limits = settings.metadata_limits
+    return UpdaterConfig(
+        max_root_rotations=settings.max_root_rotations,
+        root_max_length=limits.root,
+        timestamp_max_length=limits.timestamp,
+        snapshot_max_length=limits.snapshot,
+        targets_max_length=limits.targets,
+        app_user_agent=f"stella-trust/{__import__('stella_trust').__version__}",
+    )
+
+
+def make_fetcher(settings: TrustRepoSettings) -> HttpxFetcher:
+    return HttpxFetcher(
+        timeout=settings.request_timeout_seconds,
+        deadline=settings.download_deadline_seconds,
+        ca_bundle=settings.ca_bundle,
+    )
+
+
+def repository_urls(tuf_url: str) -> tuple[str, str]:
+    base = tuf_url.rstrip("/")
+    return f"{base}/metadata/", f"{base}/targets/"
+
+
+def translate(exc: BaseException, url: str) -> errors.StellaError:
+    """python-tuf and OS failures in the words users search for, with a hint."""
+    if isinstance(exc, errors.StellaError):
+        return exc
+    if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
+        return errors.MetadataExpiredError(f"TUF metadata expired: {exc}")
+    if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
+        return errors.SignatureVerificationError(f"Signature verification failed: {exc}")
+    if isinstance(exc, tuf_exceptions.BadVersionNumberError):
+        return errors.RollbackError(f"Rollback refused: {exc}")
+    if isinstance(exc, tuf_exceptions.LengthOrHashMismatchError):
+        return errors.TargetMismatchError(f"Length or hash mismatch: {exc}")
+    if isinstance(exc, tuf_exceptions.RepositoryError):
+        return errors.VerificationError(f"TUF verification failed: {exc}")
+    if isinstance(exc, tuf_exceptions.DownloadLengthMismatchError):
+        return errors.TargetMismatchError(
+            f"Download exceeded its size limit: {exc}",
+            hint="an endless or oversized response; raise metadata_limits only if the "
+            "repository is known to be that large — cached trust is unchanged",
+        )
+    if isinstance(exc, tuf_exceptions.DownloadError):
+        return errors.RepositoryUnreachableError(f"Repository unreachable: {exc} ({url})")
+    if isinstance(exc, DeserializationError):
+        return errors.MalformedMetadataError(f"Malformed metadata: {exc}")
+    if isinstance(exc, OSError):
+        return errors.StellaError(
+            f"Cache write failed: {exc}", hint="check free space and permissions on the cache"
+        )
+    return errors.StellaError(f"Sync failed: {type(exc).__name__}: {exc}")
+
+
+def sync(
+    settings: TrustRepoSettings,
+    store: Store,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SyncResult:
+    """Refresh under the store lock, recording the outcome in the state file either way."""
+    if not settings.tuf_url:
+        raise errors.ConfigError(
+            "tuf_url is not set", hint="run `trust init --tuf-url URL ...` or set STELLA_TUF_ROOT_URL"
+        )
+    if settings.offline_mode and not settings.tuf_url.startswith("file:"):
+        raise errors.OfflineModeError(f"offline mode is on: not contacting {settings.tuf_url}")
+    store.read_anchor()  # NotInitialisedError before any network use
+    with store.lock(settings.lock_timeout_seconds):
+        state = store.read_state()
+        moment = now or datetime.now(UTC)
+        state.last_attempt = iso(moment)
+        try:
+            result = _refresh(settings, store, force=force, should_stop=should_stop)
+        except BaseException as exc:
+            failure = translate(exc, settings.tuf_url)
+            state.last_error = failure.message
+            state.consecutive_failures += 1
+            store.write_state(state)
+            if failure is exc:
+                raise
+            raise failure from exc
+        state.last_sync = iso(moment)
+        state.last_error = None
+        state.consecutive_failures = 0
+        if result.changed or not state.source:
+            state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
+        store.write_state(state)
+    return result
+
+
+def _refresh(
+    settings: TrustRepoSettings,
+    store: Store,
+    *,
+    force: bool,
+    should_stop: Callable[[], bool] | None,
+) -> SyncResult:
+    started = time.perf_counter()
+    assert settings.tuf_url is not None
+    anchor = store.read_anchor()
+    base = store.current()
+    work = store.begin(None if force else base)
+    fetcher = make_fetcher(settings)
+    try:
+        metadata_url, targets_url = repository_urls(settings.tuf_url)
+        updater = Updater(
+            str(work.metadata_dir),
+            metadata_url,
+            None,
+            targets_url,
+            fetcher,
+            updater_config(settings),
+            bootstrap=anchor,
+        )
+        updater.refresh()
+        puller = _TargetPuller(updater, work, force=force, should_stop=should_stop)
+        wanted = puller.pull_all(settings)
+        for name in work.stored_target_names():
+            if name not in wanted:
+                work.target_path(name).unlink()
+        changed = base is None or force or not _same_tree(work.path, base.path)
+        if changed:
+            verified = verify_generation(work, anchor)
+            _check_service_map(settings, verified)
+            _refuse_rollback(base, anchor, verified.metadata.versions)
+            versions = verified.metadata.versions
+            store.commit(work)
+        else:
+            versions = verify_metadata(base.metadata_dir, anchor).versions if base else {}
+            store.discard(work)
+    except BaseException:
+        store.discard(work)
+        raise
+    finally:
+        fetcher.close()
+    return SyncResult(
+        changed=changed,
+        versions=versions,
+        targets=wanted,
+        downloaded=puller.downloaded,
+        requests=fetcher.requests,
+        bytes_received=fetcher.bytes_received,
+        seconds=time.perf_counter() - started,
+        urls=list(fetcher.urls),
+    )
+
+
+class _TargetPuller:
+    """Resolves names (exact, else `<stem>.<ext>`) and downloads what is not cached."""
+
+    def __init__(
+        self,
+        updater: Updater,
+        work: Generation,
+        *,
+        force: bool,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.updater = updater
+        self.work = work
+        self.force = force
+        self.should_stop = should_stop
+        self.downloaded: list[str] = []
+        self._names: list[str] | None = None
+
+    def pull_all(self, settings: TrustRepoSettings) -> dict[str, str]:
+        wanted: dict[str, str] = {}
+        if settings.service_map_file is not None:
+            service_map = _read_local_service_map(settings.service_map_file)
+        else:
+            try:
+                name, info = self.lookup(settings.service_map_target)
+            except errors.UnknownTargetError as exc:
+                raise errors.ServiceMapError(f"Service map not found: {exc.message}") from exc
+            service_map = parse_service_map(self.pull(name, info).read_bytes(), name)
+            wanted[name] = "service-map"
+        for reference in service_map.referenced_targets(settings.environment):
+            name, info = self.lookup(reference)
+            self.pull(name, info)
+            wanted.setdefault(name, "referenced")
+        for pin in settings.pins:
+            name, info = self.lookup(pin)
+            self.pull(name, info)
+            wanted.setdefault(name, "pinned")
+        return wanted
+
+    def lookup(self, name: str) -> tuple[str, TargetFile]:
+        info = self.updater.get_targetinfo(name)
+        if info is None:
+            full = match_name(name, self.known_names())
+            info = self.updater.get_targetinfo(full)
+            if info is None:  # listed but not reachable through delegations
+                raise errors.UnknownTargetError(f"Unknown target {name!r}")
+            name = full
+        return name, info
+
+    def known_names(self) -> list[str]:
+        """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
+        if self._names is None:
+            names: dict[str, None] = {}
+            for path in sorted(self.work.metadata_dir.glob("*.json")):
+                if path.name in ("root.json", "timestamp.json", "snapshot.json"):
+                    continue
+                try:
+                    md = Metadata.from_bytes(path.read_bytes())
+                except (DeserializationError, OSError):
+                    continue
+                names.update(dict.fromkeys(getattr(md.signed, "targets", {}) or {}))
+            self._names = list(names)
+        return self._names
+
+    def pull(self, name: str, info: TargetFile) -> Path:
+        if self.should_stop is not None and self.should_stop():
+            raise errors.StellaError("Sync interrupted", hint="cached trust is unchanged")
+        path = self.work.target_path(name)
+        if self.force or self.updater.find_cached_target(info, str(path)) is None:
+            partial = path.with_name(f".{path.name}.part")
+            self.updater.download_target(info, str(partial))
+            os.replace(partial, path)  # never write through a hard link shared with `current`
+            self.downloaded.append(name)
+        return path
+
+
+def _read_local_service_map(path: Path) -> ServiceMap:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise errors.ServiceMapError(
+            f"Service map not found: {path} ({exc.strerror})",
+            hint="STELLA_SIGSTORE_SERVICE_MAP / service_map_file must name a readable file",
+        ) from exc
+    return parse_service_map(data, f"file:{path}")
+
+
+def _check_service_map(settings: TrustRepoSettings, verified: Any) -> None:
+    """The new generation must yield a usable view before it may replace the old one."""
+    from stella_trust.api import build_view
+
+    build_view(verified, settings, store_state=None, now=datetime.now(UTC))
+
+
+def _refuse_rollback(base: Generation | None, anchor: bytes, new: dict[str, int]) -> None:
+    """DESIGN decision 4, independently of python-tuf (which `--force` starts afresh)."""
+    if base is None:
+        return
+    try:
+        old = verify_metadata(base.metadata_dir, anchor).versions
+    except errors.StellaError:
+        return  # nothing trustworthy to compare with: the old cache did not verify
+    lower = [f"{role} v{new[role]} < v{old[role]}" for role in old if new.get(role, 0) < old[role]]
+    if lower:
+        raise errors.RollbackError(f"Rollback refused: {', '.join(lower)}")
+
+
+def _same_tree(left: Path, right: Path) -> bool:
+    """True if both trees hold the same files with the same bytes (hard links short-cut)."""
+    def listing(root: Path) -> dict[str, Path]:
+        return {
+            os.path.relpath(os.path.join(d, f), root): Path(d, f)
+            for d, _dirs, files in os.walk(root)
+            for f in files
+        }
+
+    a, b = listing(left), listing(right)
+    if a.keys() != b.keys():
+        return False
+    for rel, path in a.items():
+        other = b[rel]
+        if path.is_symlink() or other.is_symlink():
+            if not (path.is_symlink() and other.is_symlink()) or os.readlink(path) != os.readlink(other):
+                return False
+            continue
+        if os.path.samefile(path, other):
+            continue
+        if path.stat().st_size != other.stat().st_size or path.read_bytes() != other.read_bytes():
+            return False
+    return True
