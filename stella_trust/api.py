@@ -90,9 +90,7 @@ def build_view(
         )
 
     md = verified.metadata
-    freshness = compute_freshness(
-        md.expiries, timedelta(seconds=settings.freshness_threshold_seconds), now
-    )
+    freshness = compute_freshness(md.expiries, timedelta(seconds=settings.freshness_threshold_seconds), now)
     state = store_state or CacheState()
     return TrustView(
         tuf_url=settings.tuf_url,
@@ -118,9 +116,7 @@ def load_view(settings: TrustRepoSettings, store: Store, now: datetime | None = 
     for attempt in range(2):
         generation = store.current()
         if generation is None:
-            raise CacheVerificationError(
-                f"cache {store.root} holds no trust yet", hint="run `trust sync`"
-            )
+            raise CacheVerificationError(f"cache {store.root} holds no trust yet", hint="run `trust sync`")
         try:
             verified = verify_generation(generation, anchor)
             break

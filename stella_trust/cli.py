@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,9 +94,7 @@ def _settings(ctx: typer.Context, **flags: Any) -> Any:
 def fail(error: StellaError, as_json: bool) -> None:
     """One clear line and a hint on stderr (and an object on stdout for --json); then exit."""
     if as_json:
-        typer.echo(
-            json.dumps({"error": error.message, "hint": error.hint, "exit_code": error.exit_code})
-        )
+        typer.echo(json.dumps({"error": error.message, "hint": error.hint, "exit_code": error.exit_code}))
     typer.echo(f"error: {error.message}", err=True)
     if error.hint:
         typer.echo(f"hint: {error.hint}", err=True)
@@ -136,9 +134,7 @@ def init(
     trust_on_first_use: Annotated[
         bool, typer.Option("--trust-on-first-use", help="Trust whatever root is served (labs only).")
     ] = False,
-    service_map: Annotated[
-        str | None, typer.Option("--service-map", help="Service map target name.")
-    ] = None,
+    service_map: Annotated[str | None, typer.Option("--service-map", help="Service map target name.")] = None,
     pin: Annotated[
         list[str] | None,
         typer.Option("--pin", help="Target to keep (repeatable, comma lists allowed)."),
@@ -320,5 +316,5 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    command: Callable[..., Any] = typer.main.get_command(app)
+    command = typer.main.get_command(app)
     command.main(args=argv if argv is not None else sys.argv[1:], prog_name="trust")

@@ -38,9 +38,21 @@ def run_demo(keep: bool = False) -> int:
             config, cache = workdir / "trust.yaml", workdir / "cache"
             base = ["--config", str(config), "--cache-dir", str(cache)]
             steps = [
-                [*base, "init", "--tuf-url", server.url, "--root", str(demo.root_path),
-                 "--service-map", "sigstore-services-v1", "--pin", "rekor-key-v1",
-                 "--pin", "rekor-key-v2", "--no-sync"],
+                [
+                    *base,
+                    "init",
+                    "--tuf-url",
+                    server.url,
+                    "--root",
+                    str(demo.root_path),
+                    "--service-map",
+                    "sigstore-services-v1",
+                    "--pin",
+                    "rekor-key-v1",
+                    "--pin",
+                    "rekor-key-v2",
+                    "--no-sync",
+                ],
                 [*base, "sync"],
                 [*base, "sync"],
                 [*base, "status", "--show-keys", "--show-endpoints"],
@@ -50,9 +62,7 @@ def run_demo(keep: bool = False) -> int:
                 server.take_requests()
                 print("$ trust " + " ".join(shlex.quote(a) for a in args))
                 sys.stdout.flush()
-                done = subprocess.run(
-                    [sys.executable, "-m", "stella_trust", *args], env=env, check=False
-                )
+                done = subprocess.run([sys.executable, "-m", "stella_trust", *args], env=env, check=False)
                 print()
                 if done.returncode != 0:
                     print(f"# demo step failed with exit code {done.returncode}")

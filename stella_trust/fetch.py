@@ -103,9 +103,7 @@ class HttpxFetcher(FetcherInterface):
                 self.bytes_received += len(chunk)
                 yield chunk
                 if time.monotonic() > deadline:
-                    raise tuf_exceptions.SlowRetrievalError(
-                        f"{url}: not complete after {self.deadline:g}s"
-                    )
+                    raise tuf_exceptions.SlowRetrievalError(f"{url}: not complete after {self.deadline:g}s")
         except httpx.TimeoutException as exc:
             raise tuf_exceptions.SlowRetrievalError(f"timed out reading {url}") from exc
         except httpx.HTTPError as exc:

@@ -36,18 +36,11 @@ def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> 
         [(role, f"v{info.version}  expires {iso(info.expires)}") for role, info in view.roles.items()]
     )
     lines.append("Targets")
-    lines += _rows(
-        [
-            (t.name, f"{t.role:<11} {t.length:>7} B  sha256 {t.sha256[:16]}…")
-            for t in view.targets
-        ]
-    )
+    lines += _rows([(t.name, f"{t.role:<11} {t.length:>7} B  sha256 {t.sha256[:16]}…") for t in view.targets])
     if show_keys:
         lines.append("Public keys")
         for key in view.keys:
-            lines += _rows(
-                [(key.target, f"{key.algorithm}  spki-sha256 {key.spki_sha256}")]
-            )
+            lines += _rows([(key.target, f"{key.algorithm}  spki-sha256 {key.spki_sha256}")])
         lines.append("Certificates")
         for cert in view.certificates:
             lines.append(f"  {cert.target} [{cert.position}]{'  CA' if cert.is_ca else ''}")

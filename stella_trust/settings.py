@@ -77,9 +77,7 @@ class TrustRepoSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     enabled: bool = True
-    tuf_url: str | None = Field(
-        None, description="Base URL of the TUF repository (http, https or file)"
-    )
+    tuf_url: str | None = Field(None, description="Base URL of the TUF repository (http, https or file)")
     refresh_interval_minutes: float = Field(60, gt=0)
     freshness_threshold_days: float = Field(7, ge=0)
     offline_mode: bool = False
@@ -94,7 +92,7 @@ class TrustRepoSettings(BaseSettings):
     request_timeout_seconds: float = Field(10, gt=0)
     download_deadline_seconds: float = Field(120, gt=0)
     ca_bundle: Path | None = None
-    metadata_limits: MetadataLimits = Field(default_factory=MetadataLimits)
+    metadata_limits: MetadataLimits = Field(default_factory=lambda: MetadataLimits())
     max_root_rotations: int = Field(256, gt=0)
     lock_timeout_seconds: float = Field(30, ge=0)
 
@@ -146,9 +144,7 @@ class _FixedNameEnvSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {
-            field: os.environ[name]
-            for name, field in ENV_VARIABLES.items()
-            if os.environ.get(name, "") != ""
+            field: os.environ[name] for name, field in ENV_VARIABLES.items() if os.environ.get(name, "") != ""
         }
 
 
@@ -199,9 +195,7 @@ def read_section(path: Path) -> dict[str, Any]:
         if node is None:
             return {}
         if not isinstance(node, dict):
-            raise ConfigError(
-                f"config {path}: {'.'.join(walked)} must be a mapping, not {_kind(node)}"
-            )
+            raise ConfigError(f"config {path}: {'.'.join(walked)} must be a mapping, not {_kind(node)}")
     return dict(node)
 
 

@@ -82,6 +82,35 @@ def repository_urls(tuf_url: str) -> tuple[str, str]:
     return f"{base}/metadata/", f"{base}/targets/"
 
 
+def new_updater(
+    metadata_dir: Path,
+    metadata_url: str,
+    targets_url: str | None,
+    fetcher: HttpxFetcher,
+    config: UpdaterConfig,
+    bootstrap: bytes | None,
+) -> Updater:
+    """The one place an Updater is built (sync and the conformance client share it)."""
+    return Updater(str(metadata_dir), metadata_url, None, targets_url, fetcher, config, bootstrap=bootstrap)
+
+
+def ensure_target(updater: Updater, info: TargetFile, path: Path, *, force: bool = False) -> bool:
+    """Download `info` to `path` unless a verified copy is already there; True if downloaded.
+
+    The download goes to a side file renamed into place: `path` may be a hard link shared
+    with the live generation, and writing through it would change trust in place.
+    """
+    if not force and updater.find_cached_target(info, str(path)) is not None:
+        return False
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        updater.download_target(info, str(partial))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
 def translate(exc: BaseException, url: str) -> errors.StellaError:
     """python-tuf and OS failures in the words users search for, with a hint."""
     if isinstance(exc, errors.StellaError):
@@ -167,14 +196,8 @@ def _refresh(
     fetcher = make_fetcher(settings)
     try:
         metadata_url, targets_url = repository_urls(settings.tuf_url)
-        updater = Updater(
-            str(work.metadata_dir),
-            metadata_url,
-            None,
-            targets_url,
-            fetcher,
-            updater_config(settings),
-            bootstrap=anchor,
+        updater = new_updater(
+            work.metadata_dir, metadata_url, targets_url, fetcher, updater_config(settings), anchor
         )
         updater.refresh()
         puller = _TargetPuller(updater, work, force=force, should_stop=should_stop)
@@ -226,6 +249,7 @@ class _TargetPuller:
         self.should_stop = should_stop
         self.downloaded: list[str] = []
         self._names: list[str] | None = None
+        self._pulled: set[str] = set()
 
     def pull_all(self, settings: TrustRepoSettings) -> dict[str, str]:
         wanted: dict[str, str] = {}
@@ -277,11 +301,11 @@ class _TargetPuller:
         if self.should_stop is not None and self.should_stop():
             raise errors.StellaError("Sync interrupted", hint="cached trust is unchanged")
         path = self.work.target_path(name)
-        if self.force or self.updater.find_cached_target(info, str(path)) is None:
-            partial = path.with_name(f".{path.name}.part")
-            self.updater.download_target(info, str(partial))
-            os.replace(partial, path)  # never write through a hard link shared with `current`
+        if name in self._pulled:  # a target both referenced and pinned is fetched once
+            return path
+        if ensure_target(self.updater, info, path, force=self.force):
             self.downloaded.append(name)
+        self._pulled.add(name)
         return path
 
 
@@ -318,6 +342,7 @@ def _refuse_rollback(base: Generation | None, anchor: bytes, new: dict[str, int]
 
 def _same_tree(left: Path, right: Path) -> bool:
     """True if both trees hold the same files with the same bytes (hard links short-cut)."""
+
     def listing(root: Path) -> dict[str, Path]:
         return {
             os.path.relpath(os.path.join(d, f), root): Path(d, f)

@@ -138,9 +138,7 @@ def parse_service_map(data: bytes, source: str) -> ServiceMap:
             raise ServiceMapError(f"Service map {source}: missing required field {service!r}")
         for name in fields:
             if not isinstance(section.get(name), str) or not section[name]:
-                raise ServiceMapError(
-                    f"Service map {source}: missing required field '{service}.{name}'"
-                )
+                raise ServiceMapError(f"Service map {source}: missing required field '{service}.{name}'")
     return ServiceMap(source, document)
 
 
@@ -196,9 +194,7 @@ def public_key_facts(target: str, data: bytes) -> KeyFact | None:
         key = serialization.load_pem_public_key(data)
     except ValueError:
         return None
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if isinstance(key, ec.EllipticCurvePublicKey):
         curves = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
         algorithm = f"ecdsa-{curves.get(key.curve.name, key.curve.name)}"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
@@ -23,7 +23,6 @@ from tuf.api.metadata import (
     Metadata,
     MetaFile,
     Root,
-    Signed,
     Snapshot,
     TargetFile,
     Targets,
@@ -38,7 +37,7 @@ MAX_DELEGATIONS = 32
 MAX_ROOT_CHAIN = 10_000
 SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
 
-T = TypeVar("T", bound=Signed)
+T = TypeVar("T", Root, Timestamp, Snapshot, Targets)
 
 _FAILURES: tuple[type[Exception], ...] = (
     tuf_exceptions.RepositoryError,
@@ -51,7 +50,7 @@ _FAILURES: tuple[type[Exception], ...] = (
 
 def _load(data: bytes, kind: type[T], what: str) -> Metadata[T]:
     try:
-        md = Metadata[T].from_bytes(data)
+        md = cast(Metadata[T], Metadata.from_bytes(data))
     except _FAILURES as exc:
         raise CacheVerificationError(f"{what}: malformed metadata ({exc})") from exc
     if not isinstance(md.signed, kind):

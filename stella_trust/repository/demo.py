@@ -34,9 +34,7 @@ def spki_sha256(pem: bytes) -> str:
     from cryptography.hazmat.primitives import serialization
 
     key = serialization.load_pem_public_key(pem)
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
 
@@ -64,8 +62,9 @@ def fulcio_chain(now: datetime) -> bytes:
             ]
         )
 
-    def ca_cert(subject: x509.Name, issuer: x509.Name, key: Any, signer: Any, days: int,
-                path_length: int | None) -> x509.Certificate:
+    def ca_cert(
+        subject: x509.Name, issuer: x509.Name, key: Any, signer: Any, days: int, path_length: int | None
+    ) -> x509.Certificate:
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -77,9 +76,15 @@ def fulcio_chain(now: datetime) -> bytes:
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=False, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -116,12 +121,22 @@ def service_map(rekor_key_pem: bytes, key_target: str = "rekor-key-v1") -> bytes
 class DemoRepository:
     """A Repository pre-filled with Sigstore-shaped targets, plus the rotations tests need."""
 
-    def __init__(self, path: Path, *, now: datetime | None = None,
-                 expiries: Expiries | None = None, consistent_snapshot: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: datetime | None = None,
+        expiries: Expiries | None = None,
+        consistent_snapshot: bool = True,
+    ) -> None:
         now = now or datetime.now(UTC)
         self.repo = Repository.create(
-            Path(path), root_keys=3, root_threshold=2, expiries=expiries,
-            consistent_snapshot=consistent_snapshot, now=now,
+            Path(path),
+            root_keys=3,
+            root_threshold=2,
+            expiries=expiries,
+            consistent_snapshot=consistent_snapshot,
+            now=now,
         )
         self.rekor_v1, self.rekor_v2 = rekor_keys()
         self.repo.add_target(REKOR_V1, self.rekor_v1, custom={"sigstore": {"usage": "Rekor"}})

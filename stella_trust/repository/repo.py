@@ -101,9 +101,7 @@ class Repository:
             Snapshot.type: [generate_signer(key_type)],
             Timestamp.type: [generate_signer(key_type)],
         }
-        root = Root(
-            expires=_expiry(now, expiries.root), consistent_snapshot=consistent_snapshot
-        )
+        root = Root(expires=_expiry(now, expiries.root), consistent_snapshot=consistent_snapshot)
         for role, role_signers in signers.items():
             for signer in role_signers:
                 root.add_key(signer.public_key, role)

@@ -22,15 +22,20 @@ class RecordingHandler(SimpleHTTPRequestHandler):
             self.server.requests.append(self.path)
         super().do_GET()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         """Silent: the demo prints what the client sees, not the server's access log."""
 
 
 class RepositoryServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0,
-                 handler: type[RecordingHandler] = RecordingHandler) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handler: type[RecordingHandler] = RecordingHandler,
+    ) -> None:
         self.directory = Path(directory)
         self.requests: list[str] = []
         self.lock = threading.Lock()
