@@ -290,10 +290,15 @@ def status(
             typer.echo(json.dumps(view.to_json(), indent=2))
         else:
             typer.echo(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+        if view.freshness.state == "grace":
+            typer.echo(
+                f"warning: signed metadata expired at {view.to_json()['freshness']['expires']}; "
+                f"trust stays usable until {view.to_json()['freshness']['stale_after']}",
+                err=True,
+            )
         if not view.usable:
-            if not as_json:
-                typer.echo("error: trust is stale and must not be used", err=True)
-                typer.echo("hint: run `trust sync` or import a fresh bundle", err=True)
+            typer.echo("error: trust is stale and must not be used", err=True)
+            typer.echo("hint: run `trust sync` or import a fresh bundle", err=True)
             raise typer.Exit(EXIT_UNUSABLE)
 
 

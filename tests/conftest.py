@@ -133,15 +133,35 @@ class Client:
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         done = subprocess.run(
-            [sys.executable, "-m", "stella_trust", "--config", str(self.config),
-             "--cache-dir", str(self.cache), *args],
-            capture_output=True, text=True, env=env or self.env, timeout=timeout, check=False,
+            [
+                sys.executable,
+                "-m",
+                "stella_trust",
+                "--config",
+                str(self.config),
+                "--cache-dir",
+                str(self.cache),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env or self.env,
+            timeout=timeout,
+            check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
     def init(self, *extra: str, sync: bool = True) -> Result:
-        args = ["init", "--tuf-url", self.url, "--root", str(self.root),
-                "--pin", "rekor-key-v1,rekor-key-v2", *extra]
+        args = [
+            "init",
+            "--tuf-url",
+            self.url,
+            "--root",
+            str(self.root),
+            "--pin",
+            "rekor-key-v1,rekor-key-v2",
+            *extra,
+        ]
         if not sync:
             args.append("--no-sync")
         return self.run(*args)

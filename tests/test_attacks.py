@@ -159,9 +159,21 @@ def test_second_concurrent_sync_waits_or_fails_clearly(synced: Client) -> None:
     synced.set_config(lock_timeout_seconds=30)
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "stella_trust", "--config", str(synced.config), "--cache-dir",
-             str(synced.cache), "sync", "--force"],
-            env=synced.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "stella_trust",
+                "--config",
+                str(synced.config),
+                "--cache-dir",
+                str(synced.cache),
+                "sync",
+                "--force",
+            ],
+            env=synced.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(3)
     ]
@@ -181,9 +193,19 @@ def test_kill_mid_sync_leaves_old_trust(
     server.inject(slow, "slow", 0.05)
     server.take_requests()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stella_trust", "--config", str(synced.config), "--cache-dir",
-         str(synced.cache), "sync"],
-        env=synced.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "stella_trust",
+            "--config",
+            str(synced.config),
+            "--cache-dir",
+            str(synced.cache),
+            "sync",
+        ],
+        env=synced.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
     while not any(p.endswith(slow) for p in server.requests) and time.monotonic() < deadline:

@@ -17,6 +17,8 @@ from typing import Any
 
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
     Key,
     Metadata,
     MetaFile,
@@ -77,6 +79,7 @@ class Repository:
     root_history: list[bytes] = field(default_factory=list)
     target_data: dict[str, bytes] = field(default_factory=dict)
     key_type: str = "ed25519"
+    delegated: dict[str, Metadata[Targets]] = field(default_factory=dict)
 
     # ---- creation -------------------------------------------------------------------
     @classmethod
@@ -154,6 +157,26 @@ class Repository:
         self._sign(self.timestamp)
         self._write_timestamp()
 
+    def add_delegated_role(self, name: str, paths: list[str], now: datetime | None = None) -> None:
+        """Delegate `paths` from targets to a new role with its own key (as public-good does)."""
+        now = now or datetime.now(UTC)
+        signer = generate_signer(self.key_type)
+        targets = self.targets.signed
+        if targets.delegations is None:
+            targets.delegations = Delegations(keys={}, roles={})
+        assert targets.delegations.roles is not None
+        targets.delegations.keys[signer.public_key.keyid] = signer.public_key
+        targets.delegations.roles[name] = DelegatedRole(
+            name=name, keyids=[signer.public_key.keyid], threshold=1, terminating=True, paths=paths
+        )
+        self.signers[name] = [signer]
+        self.delegated[name] = Metadata(Targets(expires=_expiry(now, self.expiries.targets)))
+
+    def add_delegated_target(self, role: str, name: str, data: bytes) -> None:
+        self.delegated[role].signed.targets[name] = TargetFile.from_data(name, data, ["sha256"])
+        self.delegated[role].signed.version += 1
+        self.target_data[name] = data
+
     # ---- keys -----------------------------------------------------------------------
     def rotate_root_keys(self, count: int, threshold: int, now: datetime | None = None) -> None:
         """New root version whose root keys are all new, signed by the old and new thresholds."""
@@ -213,8 +236,10 @@ class Repository:
         else:
             self.root_history.append(data)
 
-    def _sign(self, md: Metadata[Any]) -> None:
-        role = md.signed.type
+    def _sign(self, md: Metadata[Any], role: str | None = None) -> None:
+        role = role or next(
+            (name for name, other in self.delegated.items() if other is md), md.signed.type
+        )
         md.signatures.clear()
         for signer in self.signers[role]:
             md.sign(signer, append=True)
@@ -225,6 +250,9 @@ class Repository:
             snap.version += 1
         snap.expires = _expiry(now, self.expiries.snapshot)
         snap.meta["targets.json"] = MetaFile(version=self.targets.signed.version)
+        for name, md in self.delegated.items():
+            self._sign(md)
+            snap.meta[f"{name}.json"] = MetaFile(version=md.signed.version)
         self._sign(self.snapshot)
         snapshot_bytes = self.snapshot.to_bytes(JSONSerializer(compact=False))
         ts = self.timestamp.signed
@@ -257,7 +285,8 @@ class Repository:
     def write(self) -> None:
         """Targets first, timestamp last: a client never sees metadata pointing at nothing."""
         serializer = JSONSerializer(compact=False)
-        for name, info in self.targets.signed.targets.items():
+        listed = [self.targets, *self.delegated.values()]
+        for name, info in [(n, i) for md in listed for n, i in md.signed.targets.items()]:
             data = self.target_data.get(name)
             if data is None:
                 continue
@@ -270,9 +299,10 @@ class Repository:
         for version, data in enumerate(self.root_history, start=1):
             atomic_write(self.metadata_dir / f"{version}.root.json", data)
         atomic_write(self.metadata_dir / "root.json", self.root_history[-1])
-        for md in (self.targets, self.snapshot):
+        roles = [(md.signed.type, md) for md in (self.targets, self.snapshot)]
+        roles[1:1] = list(self.delegated.items())
+        for name, md in roles:
             data = md.to_bytes(serializer)
-            name = md.signed.type
             if self.consistent_snapshot:
                 atomic_write(self.metadata_dir / f"{md.signed.version}.{name}.json", data)
             atomic_write(self.metadata_dir / f"{name}.json", data)

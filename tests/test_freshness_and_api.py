@@ -1,0 +1,86 @@
+"""Freshness from signed expiry with `now` injected, and the library API consumers use."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import stella_trust
+from stella_trust.api import load_view
+from stella_trust.errors import StaleTrustError
+from stella_trust.repository.demo import DemoRepository
+from stella_trust.settings import load_settings
+from stella_trust.store import Store
+from stella_trust.trust import FRESH, GRACE, STALE, compute_freshness
+from tests.conftest import Client, FaultyServer, ok
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_compute_freshness_boundaries() -> None:
+    expiries = {"root": T0 + timedelta(days=300), "timestamp": T0, "snapshot": T0 + timedelta(days=6)}
+    week = timedelta(days=7)
+    assert compute_freshness(expiries, week, T0 - timedelta(seconds=1)).state == FRESH
+    at_expiry = compute_freshness(expiries, week, T0)
+    assert at_expiry.state == GRACE
+    assert at_expiry.earliest_role == "timestamp"
+    assert at_expiry.expires == T0 and at_expiry.stale_after == T0 + week
+    assert compute_freshness(expiries, week, T0 + week - timedelta(seconds=1)).state == GRACE
+    assert compute_freshness(expiries, week, T0 + week).state == STALE
+    assert compute_freshness(expiries, timedelta(0), T0).state == STALE
+
+
+def test_freshness_of_a_real_cache_with_injected_now(synced: Client) -> None:
+    settings = load_settings(synced.config)
+    store = Store(synced.cache)
+    view = load_view(settings, store)
+    expires = view.freshness.expires
+    assert view.freshness.earliest_role == "timestamp"
+    assert expires == view.roles["timestamp"].expires  # E comes from signed data only
+    assert load_view(settings, store, expires - timedelta(seconds=1)).freshness.state == FRESH
+    assert load_view(settings, store, expires + timedelta(seconds=1)).freshness.state == GRACE
+    later = expires + timedelta(days=7, seconds=1)
+    assert load_view(settings, store, later).freshness.state == STALE
+
+
+def test_open_trust_refuses_stale_unless_asked(synced: Client) -> None:
+    view = stella_trust.open_trust(synced.cache, config_path=synced.config)
+    assert view.usable and view.rekor_log_id == view.key("rekor-key-v1").spki_sha256
+    later = view.freshness.stale_after + timedelta(seconds=1)
+    with pytest.raises(StaleTrustError) as caught:
+        stella_trust.open_trust(synced.cache, config_path=synced.config, now=later)
+    assert caught.value.exit_code == 3
+    stale = stella_trust.open_trust(synced.cache, config_path=synced.config, now=later, allow_stale=True)
+    assert stale.freshness.state == STALE and not stale.usable
+
+
+def test_status_exit_codes_follow_real_expiry(tmp_path: Path) -> None:
+    """A timestamp that expires in 2 s: fresh (0), then grace (0), then stale (3)."""
+    from stella_trust.repository import Expiries
+
+    demo = DemoRepository(tmp_path / "repo", expiries=Expiries(timestamp=timedelta(seconds=2)))
+    with FaultyServer(demo.repo.path) as srv:
+        client = Client(home=tmp_path, url=srv.url, root=demo.root_path)
+        ok(client.init())
+        client.set_config(freshness_threshold_days=1)
+        assert ok(client.status()).json()["freshness"]["state"] == "fresh"
+        time.sleep(3.1)
+        grace = ok(client.status())
+        assert grace.json()["freshness"]["state"] == "grace"
+        assert "warning: signed metadata expired" in grace.err
+        sync = client.run("sync")
+        assert sync.code == 1 and "TUF metadata expired" in sync.err  # online sync stays strict
+        client.set_config(freshness_threshold_days=0)
+        stale = client.run("status", "--json")
+        assert stale.code == 3
+        assert stale.json()["freshness"]["state"] == "stale"
+        assert "trust is stale" in stale.err
+
+
+def test_lazy_package_attributes() -> None:
+    assert stella_trust.TrustView.__name__ == "TrustView"
+    with pytest.raises(AttributeError):
+        _ = stella_trust.nothing_here  # type: ignore[attr-defined]
