@@ -28,6 +28,45 @@ CHUNK_SIZE = 64 * 1024
 USER_AGENT = f"stella-trust/{__version__}"
 
 
+def _scheme_transport_class() -> type:
+    import httpx
+
+    class SchemeTransport(httpx.BaseTransport):
+        """Builds the TLS transport only when an https:// URL is first requested.
+
+        Loading the system CA bundle costs ~20 ms, five times a whole idle sync against
+        a plain-http mirror; certificate verification is unchanged for https (and for
+        redirects to it), and plain-http requests never negotiate TLS.
+        """
+
+        def __init__(self, ca_bundle: Path | None) -> None:
+            self.ca_bundle = ca_bundle
+            self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            scheme = request.url.scheme
+            transport = self._by_scheme.get(scheme)
+            if transport is None:
+                if scheme == "https":
+                    verify: str | bool = str(self.ca_bundle) if self.ca_bundle else True
+                    transport = httpx.HTTPTransport(verify=verify)
+                else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
+                    transport = httpx.HTTPTransport(verify=False)
+                self._by_scheme[scheme] = transport
+            return transport.handle_request(request)
+
+        def close(self) -> None:
+            for transport in self._by_scheme.values():
+                transport.close()
+
+    return SchemeTransport
+
+
+def _SchemeTransport(ca_bundle: Path | None) -> httpx.BaseTransport:
+    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle)
+    return transport
+
+
 class HttpxFetcher(FetcherInterface):
     """One client per sync (keep-alive across the handful of requests a refresh makes)."""
 
@@ -52,11 +91,10 @@ class HttpxFetcher(FetcherInterface):
         if self._client is None:
             import httpx
 
-            verify: str | bool = str(self.ca_bundle) if self.ca_bundle else True
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout),
                 headers={"User-Agent": self.user_agent},
-                verify=verify,
+                transport=_SchemeTransport(self.ca_bundle),
                 trust_env=True,  # HTTP(S)_PROXY / NO_PROXY from the environment
                 follow_redirects=True,
             )

@@ -42,25 +42,32 @@ LOCK_FILE = "lock"
 CURRENT_LINK = "current"
 GENERATIONS_DIR = "generations"
 WORK_PREFIX = ".work-"
+SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
 KEEP_GENERATIONS = 2  # the current one plus the previous, for readers still inside it
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write via a temp file in the same directory and rename: readers see old or new.
+
+    `durable` adds the fsyncs that make the new content survive a power cut; the state
+    file skips them because it is informational and rewritten by every sync.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:
@@ -180,7 +187,8 @@ class Store:
         atomic_write(self.anchor_path, data)
 
     def write_state(self, state: CacheState) -> None:
-        atomic_write(self.state_path, json.dumps(asdict(state), indent=2).encode() + b"\n")
+        data = json.dumps(asdict(state), indent=2).encode() + b"\n"
+        atomic_write(self.state_path, data, durable=False)
 
     def reset(self) -> None:
         """Forget all cached trust (used when `init --force` replaces the anchor)."""
@@ -191,9 +199,20 @@ class Store:
             self.state_path.unlink()
 
     def begin(self, base: Generation | None) -> Generation:
-        """A private working copy of `base` (hard links), or an empty one."""
+        """A private working copy of `base` (hard links), or an empty one.
+
+        The spare left by an idle sync is reused instead of copying again: it is only a
+        starting point (python-tuf re-verifies what it loads, and a changed copy is fully
+        re-verified before commit), so a stale spare costs a download, never trust.
+        """
         self.generations_dir.mkdir(parents=True, exist_ok=True)
         work = self.generations_dir / f"{WORK_PREFIX}{time.time_ns()}-{secrets.token_hex(3)}"
+        spare = self.generations_dir / SPARE_DIR
+        if base is None:
+            shutil.rmtree(spare, ignore_errors=True)
+        elif spare.is_dir():
+            os.rename(spare, work)
+            return Generation(work)
         if base is not None and base.path.is_dir():
             shutil.copytree(base.path, work, symlinks=True, copy_function=os.link)
         else:
@@ -203,6 +222,12 @@ class Store:
 
     def discard(self, work: Generation) -> None:
         shutil.rmtree(work.path, ignore_errors=True)
+
+    def keep_as_spare(self, work: Generation) -> None:
+        """After an idle sync: the working copy equals `current`; keep it for the next sync."""
+        spare = self.generations_dir / SPARE_DIR
+        shutil.rmtree(spare, ignore_errors=True)
+        os.rename(work.path, spare)
 
     def commit(self, work: Generation) -> Generation:
         """Make `work` durable, then switch `current` to it in one rename."""
@@ -226,7 +251,7 @@ class Store:
 
     def _prune(self, keep: Path) -> None:
         finished = sorted(
-            (p for p in self.generations_dir.iterdir() if not p.name.startswith(WORK_PREFIX)),
+            (p for p in self.generations_dir.iterdir() if not p.name.startswith(".")),
             key=lambda p: p.name,
         )
         old = [p for p in finished if p != keep][: -(KEEP_GENERATIONS - 1) or None]

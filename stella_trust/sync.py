@@ -4,12 +4,13 @@ The Updater does the TUF client workflow (root walk, timestamp, snapshot, target
 delegations, rollback and freeze checks) inside a private working copy of the
 current generation. Only when the working copy differs from the current trust is
 it re-verified independently (verify.py, from the anchor), checked for rollback
-against what the host held, and committed; an idle sync discards it. Any failure
-discards it, so the previous trust stays exactly as it was.
+against what the host held, and committed; an idle sync keeps it as the next sync's
+starting point. Any failure discards it, so the previous trust stays exactly as it was.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import Metadata, TargetFile
+from tuf.api.metadata import TargetFile
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
@@ -213,8 +214,8 @@ def _refresh(
             versions = verified.metadata.versions
             store.commit(work)
         else:
-            versions = verify_metadata(base.metadata_dir, anchor).versions if base else {}
-            store.discard(work)
+            versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
+            store.keep_as_spare(work)
     except BaseException:
         store.discard(work)
         raise
@@ -290,10 +291,11 @@ class _TargetPuller:
                 if path.name in ("root.json", "timestamp.json", "snapshot.json"):
                     continue
                 try:
-                    md = Metadata.from_bytes(path.read_bytes())
-                except (DeserializationError, OSError):
+                    listed = json.loads(path.read_bytes())["signed"].get("targets") or {}
+                except (ValueError, KeyError, TypeError, AttributeError, OSError):
                     continue
-                names.update(dict.fromkeys(getattr(md.signed, "targets", {}) or {}))
+                if isinstance(listed, dict):
+                    names.update(dict.fromkeys(listed))
             self._names = list(names)
         return self._names
 
@@ -340,27 +342,36 @@ def _refuse_rollback(base: Generation | None, anchor: bytes, new: dict[str, int]
         raise errors.RollbackError(f"Rollback refused: {', '.join(lower)}")
 
 
+def _versions_of(metadata_dir: Path) -> dict[str, int]:
+    """Role versions for the report, read from files python-tuf verified in this sync."""
+    versions = {}
+    for role in ("root", "timestamp", "snapshot", "targets"):
+        document = json.loads((metadata_dir / f"{role}.json").read_bytes())
+        versions[role] = int(document["signed"]["version"])
+    return versions
+
+
 def _same_tree(left: Path, right: Path) -> bool:
     """True if both trees hold the same files with the same bytes (hard links short-cut)."""
-
-    def listing(root: Path) -> dict[str, Path]:
-        return {
-            os.path.relpath(os.path.join(d, f), root): Path(d, f)
-            for d, _dirs, files in os.walk(root)
-            for f in files
-        }
-
-    a, b = listing(left), listing(right)
-    if a.keys() != b.keys():
-        return False
-    for rel, path in a.items():
-        other = b[rel]
-        if path.is_symlink() or other.is_symlink():
-            if not (path.is_symlink() and other.is_symlink()) or os.readlink(path) != os.readlink(other):
-                return False
-            continue
-        if os.path.samefile(path, other):
-            continue
-        if path.stat().st_size != other.stat().st_size or path.read_bytes() != other.read_bytes():
+    pending = [(left, right)]
+    while pending:
+        a_dir, b_dir = pending.pop()
+        with os.scandir(a_dir) as it_a, os.scandir(b_dir) as it_b:
+            a_entries = {e.name: e for e in it_a}
+            b_entries = {e.name: e for e in it_b}
+        if a_entries.keys() != b_entries.keys():
             return False
+        for name, a in a_entries.items():
+            b = b_entries[name]
+            if a.is_symlink() or b.is_symlink():
+                if not (a.is_symlink() and b.is_symlink()) or os.readlink(a) != os.readlink(b):
+                    return False
+            elif a.is_dir():
+                if not b.is_dir():
+                    return False
+                pending.append((Path(a.path), Path(b.path)))
+            elif a.inode() != b.inode():
+                with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
+                    if fa.read() != fb.read():
+                        return False
     return True

@@ -218,5 +218,5 @@ def test_kill_mid_sync_leaves_old_trust(
     ok(synced.run("sync"))
     after = snapshot_of_trust(synced)
     assert after["endpoints"]["rekor"]["public_key_target"] == "rekor-key-v2.pub"
-    leftovers = [p.name for p in (synced.cache / "generations").iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in (synced.cache / "generations").iterdir() if p.name.startswith(".work-")]
     assert leftovers == []
