@@ -28,7 +28,7 @@ from stella_trust.trust import (
     public_key_facts,
     resolve_endpoints,
 )
-from stella_trust.verify import VerifiedTrust, verify_generation
+from stella_trust.verify import VerifiedTrust, rollback_violations, verify_generation
 
 
 def build_view(
@@ -90,7 +90,8 @@ def build_view(
         )
 
     md = verified.metadata
-    freshness = compute_freshness(md.expiries, timedelta(seconds=settings.freshness_threshold_seconds), now)
+    expiries = {**md.expiries, **md.delegated_expiries}
+    freshness = compute_freshness(expiries, timedelta(seconds=settings.freshness_threshold_seconds), now)
     state = store_state or CacheState()
     return TrustView(
         tuf_url=settings.tuf_url,
@@ -126,7 +127,14 @@ def load_view(settings: TrustRepoSettings, store: Store, now: datetime | None = 
             if attempt == 0 and latest is not None and latest.path != generation.path:
                 continue
             raise
-    return build_view(verified, settings, store.read_state(), moment)
+    state = store.read_state()
+    lower = rollback_violations(state.floor, verified.metadata)
+    if lower:
+        raise CacheVerificationError(
+            f"cache holds older trust than this host already committed: {', '.join(lower)}",
+            hint="the cache was rolled back on disk; run `trust sync` to restore current trust",
+        )
+    return build_view(verified, settings, state, moment)
 
 
 def open_trust(

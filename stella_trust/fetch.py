@@ -130,6 +130,9 @@ class HttpxFetcher(FetcherInterface):
             raise tuf_exceptions.DownloadHTTPError(
                 f"HTTP {response.status_code} for {url}", response.status_code
             )
+        if url.startswith("https:") and response.url.scheme != "https":
+            response.close()
+            raise tuf_exceptions.DownloadError(f"{url}: refusing a redirect from https to http")
         return self._stream(response, url)
 
     def _stream(self, response: httpx.Response, url: str) -> Iterator[bytes]:
@@ -137,14 +140,16 @@ class HttpxFetcher(FetcherInterface):
 
         deadline = time.monotonic() + self.deadline
         try:
-            for chunk in response.iter_bytes(CHUNK_SIZE):
-                self.bytes_received += len(chunk)
-                yield chunk
+            # No chunk size: httpx would hold data back until 64 KiB arrived, and a server
+            # dribbling bytes would never reach the deadline check.
+            for chunk in response.iter_bytes():
                 if time.monotonic() > deadline:
                     raise tuf_exceptions.SlowRetrievalError(f"{url}: not complete after {self.deadline:g}s")
+                self.bytes_received += len(chunk)
+                yield chunk
         except httpx.TimeoutException as exc:
             raise tuf_exceptions.SlowRetrievalError(f"timed out reading {url}") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.StreamError) as exc:
             raise tuf_exceptions.DownloadError(f"{url}: {exc}") from exc
         finally:
             response.close()
@@ -160,8 +165,11 @@ class HttpxFetcher(FetcherInterface):
 
         def chunks() -> Iterator[bytes]:
             with handle:
-                while chunk := handle.read(CHUNK_SIZE):
-                    self.bytes_received += len(chunk)
-                    yield chunk
+                try:
+                    while chunk := handle.read(CHUNK_SIZE):
+                        self.bytes_received += len(chunk)
+                        yield chunk
+                except OSError as exc:
+                    raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
 
         return chunks()

@@ -43,7 +43,6 @@ CURRENT_LINK = "current"
 GENERATIONS_DIR = "generations"
 WORK_PREFIX = ".work-"
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
-KEEP_GENERATIONS = 2  # the current one plus the previous, for readers still inside it
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
@@ -80,7 +79,14 @@ def fsync_dir(path: Path) -> None:
 
 def target_filename(name: str) -> str:
     """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
-    return parse.quote(name, safe="")
+    if not name:
+        raise ValueError("empty target name")
+    encoded = parse.quote(name, safe="")
+    if encoded.startswith("."):
+        # '.' and '..' would name directories, and a leading dot is reserved for scratch
+        # files; encoding the dot keeps every name storable and unambiguous.
+        encoded = "%2E" + encoded[1:]
+    return encoded
 
 
 def target_name(filename: str) -> str:
@@ -96,6 +102,10 @@ class CacheState:
     last_error: str | None = None
     consecutive_failures: int = 0
     source: dict[str, Any] = field(default_factory=dict)
+    # Highest role versions this host committed, with the keys that signed them: a
+    # rollback floor that survives a cache failing verification (unsigned, so it can
+    # only ever cause a refusal, never trust).
+    floor: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
@@ -115,9 +125,18 @@ class Generation:
         return self.targets_dir / target_filename(name)
 
     def stored_target_names(self) -> list[str]:
+        """Names of the stored targets; a file whose name is not our encoding is refused."""
         if not self.targets_dir.is_dir():
             return []
-        return sorted(target_name(p.name) for p in self.targets_dir.iterdir() if p.is_file())
+        names = []
+        for path in self.targets_dir.iterdir():
+            name = target_name(path.name)
+            if not path.is_file() or target_filename(name) != path.name:
+                from stella_trust.errors import CacheVerificationError
+
+                raise CacheVerificationError(f"unexpected entry in the cache: {path}")
+            names.append(name)
+        return sorted(names)
 
 
 class Store:
@@ -239,27 +258,33 @@ class Store:
                 finally:
                     os.close(file_fd)
             fsync_dir(Path(directory))
+        previous = self.current()
         final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
         os.rename(work.path, final)
         link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"
         os.symlink(os.path.join(GENERATIONS_DIR, final.name), link_tmp)
+        if self.current_link.is_dir() and not self.current_link.is_symlink():
+            shutil.rmtree(self.current_link)  # not ours: a directory put in place of the link
         os.replace(link_tmp, self.current_link)
         fsync_dir(self.generations_dir)
         fsync_dir(self.root)
-        self._prune(keep=final)
+        keep = {final.name}
+        if previous is not None:
+            keep.add(previous.path.name)  # readers may still be inside it
+        self._prune(keep)
         return Generation(final)
 
-    def _prune(self, keep: Path) -> None:
-        finished = sorted(
-            (p for p in self.generations_dir.iterdir() if not p.name.startswith(".")),
-            key=lambda p: p.name,
-        )
-        old = [p for p in finished if p != keep][: -(KEEP_GENERATIONS - 1) or None]
-        for path in old:
-            shutil.rmtree(path, ignore_errors=True)
+    def _prune(self, keep: set[str]) -> None:
+        """Remove every finished generation except `keep` (scratch entries start with '.')."""
+        for path in self.generations_dir.iterdir():
+            if not path.name.startswith(".") and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _remove_abandoned_work(self) -> None:
-        """A writer killed mid-sync leaves a work directory; only the lock holder may clean it."""
+        """A writer killed mid-sync leaves a work directory (or a temp link); the lock
+        holder removes them."""
+        for link in self.root.glob(f".{CURRENT_LINK}.*"):
+            link.unlink(missing_ok=True)
         if not self.generations_dir.is_dir():
             return
         for path in self.generations_dir.iterdir():

@@ -10,9 +10,11 @@ starting point. Any failure discards it, so the previous trust stays exactly as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +32,12 @@ from stella_trust.fetch import HttpxFetcher
 from stella_trust.settings import TrustRepoSettings
 from stella_trust.store import Generation, Store
 from stella_trust.trust import ServiceMap, iso, match_name, parse_service_map
-from stella_trust.verify import verify_generation, verify_metadata
+from stella_trust.verify import (
+    VerifiedMetadata,
+    rollback_violations,
+    verify_generation,
+    verify_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,7 @@ class SyncResult:
     bytes_received: int
     seconds: float
     urls: list[str] = field(default_factory=list)
+    floor: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,20 +103,31 @@ def new_updater(
     return Updater(str(metadata_dir), metadata_url, None, targets_url, fetcher, config, bootstrap=bootstrap)
 
 
-def ensure_target(updater: Updater, info: TargetFile, path: Path, *, force: bool = False) -> bool:
+def ensure_target(
+    updater: Updater,
+    info: TargetFile,
+    path: Path,
+    *,
+    force: bool = False,
+    scratch_dir: Path | None = None,
+) -> bool:
     """Download `info` to `path` unless a verified copy is already there; True if downloaded.
 
-    The download goes to a side file renamed into place: `path` may be a hard link shared
-    with the live generation, and writing through it would change trust in place.
+    The download goes to a fresh file (a new inode, outside the targets listing when
+    `scratch_dir` is given) renamed into place: `path`, or any fixed side-file name, may be
+    a hard link shared with the live generation, and writing through it would change
+    trust in place.
     """
     if not force and updater.find_cached_target(info, str(path)) is not None:
         return False
-    partial = path.with_name(f".{path.name}.part")
+    fd, partial = tempfile.mkstemp(dir=scratch_dir or path.parent, prefix=".download-")
+    os.close(fd)
     try:
-        updater.download_target(info, str(partial))
+        updater.download_target(info, partial)
         os.replace(partial, path)
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
     return True
 
 
@@ -164,27 +183,41 @@ def sync(
         moment = now or datetime.now(UTC)
         state.last_attempt = iso(moment)
         try:
-            result = _refresh(settings, store, force=force, should_stop=should_stop)
-        except BaseException as exc:
+            result = _refresh(settings, store, state.floor, force=force, should_stop=should_stop)
+        except Exception as exc:
             failure = translate(exc, settings.tuf_url)
-            state.last_error = failure.message
-            state.consecutive_failures += 1
-            store.write_state(state)
+            _record_failure(store, state, failure.message)
             if failure is exc:
                 raise
             raise failure from exc
+        except BaseException:  # KeyboardInterrupt, SystemExit: record, re-raise unchanged
+            _record_failure(store, state, "interrupted")
+            raise
         state.last_sync = iso(moment)
         state.last_error = None
         state.consecutive_failures = 0
+        if result.floor:
+            state.floor = result.floor
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
         store.write_state(state)
     return result
 
 
+def _record_failure(store: Store, state: Any, message: str) -> None:
+    """Best effort: a full disk must not replace the real error with its own."""
+    state.last_error = message
+    state.consecutive_failures += 1
+    try:
+        store.write_state(state)
+    except OSError as exc:
+        log.warning("could not record the failure in %s: %s", store.state_path, exc)
+
+
 def _refresh(
     settings: TrustRepoSettings,
     store: Store,
+    floor: dict[str, Any],
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
@@ -210,11 +243,13 @@ def _refresh(
         if changed:
             verified = verify_generation(work, anchor)
             _check_service_map(settings, verified)
-            _refuse_rollback(base, anchor, verified.metadata.versions)
+            refuse_rollback(base, anchor, floor, verified.metadata)
             versions = verified.metadata.versions
+            new_floor = verified.metadata.floor()
             store.commit(work)
         else:
             versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
+            new_floor = {}
             store.keep_as_spare(work)
     except BaseException:
         store.discard(work)
@@ -230,6 +265,7 @@ def _refresh(
         bytes_received=fetcher.bytes_received,
         seconds=time.perf_counter() - started,
         urls=list(fetcher.urls),
+        floor=new_floor,
     )
 
 
@@ -305,7 +341,7 @@ class _TargetPuller:
         path = self.work.target_path(name)
         if name in self._pulled:  # a target both referenced and pinned is fetched once
             return path
-        if ensure_target(self.updater, info, path, force=self.force):
+        if ensure_target(self.updater, info, path, force=self.force, scratch_dir=self.work.path):
             self.downloaded.append(name)
         self._pulled.add(name)
         return path
@@ -329,15 +365,21 @@ def _check_service_map(settings: TrustRepoSettings, verified: Any) -> None:
     build_view(verified, settings, store_state=None, now=datetime.now(UTC))
 
 
-def _refuse_rollback(base: Generation | None, anchor: bytes, new: dict[str, int]) -> None:
-    """DESIGN decision 4, independently of python-tuf (which `--force` starts afresh)."""
-    if base is None:
-        return
-    try:
-        old = verify_metadata(base.metadata_dir, anchor).versions
-    except errors.StellaError:
-        return  # nothing trustworthy to compare with: the old cache did not verify
-    lower = [f"{role} v{new[role]} < v{old[role]}" for role in old if new.get(role, 0) < old[role]]
+def refuse_rollback(
+    base: Generation | None, anchor: bytes, floor: dict[str, Any], new: VerifiedMetadata
+) -> None:
+    """DESIGN decision 4, independently of python-tuf (which `--force` starts afresh).
+
+    Two floors: the versions in the current generation (if it still verifies) and the
+    floor recorded at the last commit, which survives a cache that no longer verifies.
+    """
+    lower = rollback_violations(floor, new)
+    if base is not None:
+        try:
+            held = verify_metadata(base.metadata_dir, anchor).floor()
+        except errors.StellaError:
+            held = {}
+        lower += [v for v in rollback_violations(held, new) if v not in lower]
     if lower:
         raise errors.RollbackError(f"Rollback refused: {', '.join(lower)}")
 

@@ -117,6 +117,8 @@ class VerifiedMetadata:
     snapshot: Metadata[Snapshot]
     targets: Metadata[Targets]
     _delegated: dict[str, Metadata[Targets] | None] = field(default_factory=dict)
+    # Expiry of each delegated role visited by a target look-up (they count for freshness).
+    delegated_expiries: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def versions(self) -> dict[str, int]:
@@ -136,34 +138,63 @@ class VerifiedMetadata:
             "targets": self.targets.signed.expires,
         }
 
-    def delegated_role(self, role: str, parent: Metadata[Targets]) -> Metadata[Targets] | None:
-        """A delegated role from disk, verified against its delegator; None if not cached."""
+    def floor(self) -> dict[str, Any]:
+        """The rollback floor these versions set, with the keys each role had."""
+        roles = self.root.signed.roles
+        return {
+            role: {
+                "version": version,
+                "keyids": sorted(roles[role].keyids) if role in roles else [],
+            }
+            for role, version in self.versions.items()
+        }
+
+    def delegated_role(
+        self, role: str, parent: Metadata[Targets], *, strict: bool = True
+    ) -> Metadata[Targets] | None:
+        """A delegated role from disk, verified against its delegator.
+
+        Strict (the default, for target look-ups): a role the walk must visit but that is
+        not cached fails, as python-tuf would, because a target found in a later role could
+        be the wrong one. Lenient (listing candidate names): a missing role is skipped.
+        """
         if role in self._delegated:
             return self._delegated[role]
         path = self.metadata_dir / f"{parse.quote(role, safe='')}.json"
         meta = self.snapshot.signed.meta.get(f"{role}.json")
-        md: Metadata[Targets] | None = None
-        if path.exists() and meta is not None:
-            data = _read(path, f"role {role}")
-            md = _load(data, Targets, f"role {role}")
-            _check_signed(parent.signed, role, md, f"role {role}")
-            _check_meta(meta, data, md, f"role {role}")
+        if meta is None or not path.exists():
+            if strict:
+                reason = "not listed in snapshot" if meta is None else "not in the cache"
+                raise CacheVerificationError(f"role {role}: {reason}")
+            return None
+        data = _read(path, f"role {role}")
+        md = _load(data, Targets, f"role {role}")
+        _check_signed(parent.signed, role, md, f"role {role}")
+        _check_meta(meta, data, md, f"role {role}")
         self._delegated[role] = md
         return md
 
-    def walk_roles(self, target_path: str | None = None) -> Iterator[Metadata[Targets]]:
-        """Pre-order depth-first walk like python-tuf's; all cached roles when no path is given."""
+    def walk_roles(self, target_path: str | None = None) -> Iterator[tuple[str, Metadata[Targets]]]:
+        """Pre-order depth-first walk like python-tuf's; all cached roles when no path is given.
+
+        Every role the walk visits for a path counts for freshness: python-tuf would refuse
+        the look-up online if any of them had expired.
+        """
         to_visit: list[tuple[str, Metadata[Targets] | None]] = [(Targets.type, None)]
         visited: set[str] = set()
         while to_visit and len(visited) <= MAX_DELEGATIONS:
             role, parent = to_visit.pop()
             if role in visited:
                 continue
-            md = self.targets if parent is None else self.delegated_role(role, parent)
+            md = (
+                self.targets
+                if parent is None
+                else self.delegated_role(role, parent, strict=target_path is not None)
+            )
             if md is None:
                 continue
             visited.add(role)
-            yield md
+            yield role, md
             delegations = md.signed.delegations
             if delegations is None or delegations.roles is None:
                 continue
@@ -180,7 +211,9 @@ class VerifiedMetadata:
             to_visit.extend(children)
 
     def find_target(self, name: str) -> TargetFile | None:
-        for md in self.walk_roles(name):
+        for role, md in self.walk_roles(name):
+            if role != Targets.type:
+                self.delegated_expiries[role] = md.signed.expires
             info = md.signed.targets.get(name)
             if info is not None:
                 return info
@@ -189,9 +222,33 @@ class VerifiedMetadata:
     def target_names(self) -> list[str]:
         """Every target name listed by the top-level role and the delegated roles we hold."""
         names: dict[str, None] = {}
-        for md in self.walk_roles():
+        for _role, md in self.walk_roles():
             names.update(dict.fromkeys(md.signed.targets))
         return list(names)
+
+
+def rollback_violations(floor: dict[str, Any], new: VerifiedMetadata) -> list[str]:
+    """Roles whose version went below the floor, skipping roles whose keys were rotated.
+
+    A rotated timestamp or snapshot key resets both (TUF spec 5.3.11): that is how a
+    repository recovers from a fast-forward attack, which a strict floor would block.
+    """
+    roles = new.root.signed.roles
+    rotated = {
+        role
+        for role, old in floor.items()
+        if role != Root.type and role in roles and sorted(roles[role].keyids) != old.get("keyids")
+    }
+    if rotated & {Timestamp.type, Snapshot.type}:
+        rotated |= {Timestamp.type, Snapshot.type}
+    problems = []
+    for role, version in new.versions.items():
+        old = floor.get(role)
+        if old is None or role in rotated:
+            continue
+        if version < int(old.get("version", 0)):
+            problems.append(f"{role} v{version} < v{old['version']}")
+    return problems
 
 
 def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
@@ -254,8 +311,11 @@ def verify_generation(generation: Generation, anchor: bytes) -> VerifiedTrust:
                 info.verify_length_and_hashes(data)
                 contents[name] = data
             else:
-                with path.open("rb") as handle:
-                    info.verify_length_and_hashes(handle)
+                try:
+                    with path.open("rb") as handle:
+                        info.verify_length_and_hashes(handle)
+                except OSError as exc:
+                    raise CacheVerificationError(f"target {name}: unreadable ({exc})") from exc
         except tuf_exceptions.LengthOrHashMismatchError as exc:
             raise CacheVerificationError(f"target {name}: length or hash mismatch ({exc})") from exc
         infos[name] = info

@@ -157,7 +157,9 @@ class Repository:
         self._sign(self.timestamp)
         self._write_timestamp()
 
-    def add_delegated_role(self, name: str, paths: list[str], now: datetime | None = None) -> None:
+    def add_delegated_role(
+        self, name: str, paths: list[str], now: datetime | None = None, lifetime: timedelta | None = None
+    ) -> None:
         """Delegate `paths` from targets to a new role with its own key (as public-good does)."""
         now = now or datetime.now(UTC)
         signer = generate_signer(self.key_type)
@@ -170,7 +172,7 @@ class Repository:
             name=name, keyids=[signer.public_key.keyid], threshold=1, terminating=True, paths=paths
         )
         self.signers[name] = [signer]
-        self.delegated[name] = Metadata(Targets(expires=_expiry(now, self.expiries.targets)))
+        self.delegated[name] = Metadata(Targets(expires=_expiry(now, lifetime or self.expiries.targets)))
 
     def add_delegated_target(self, role: str, name: str, data: bytes) -> None:
         self.delegated[role].signed.targets[name] = TargetFile.from_data(name, data, ["sha256"])
@@ -237,9 +239,7 @@ class Repository:
             self.root_history.append(data)
 
     def _sign(self, md: Metadata[Any], role: str | None = None) -> None:
-        role = role or next(
-            (name for name, other in self.delegated.items() if other is md), md.signed.type
-        )
+        role = role or next((name for name, other in self.delegated.items() if other is md), md.signed.type)
         md.signatures.clear()
         for signer in self.signers[role]:
             md.sign(signer, append=True)
