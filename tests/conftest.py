@@ -131,6 +131,22 @@ class Client:
     def cache(self) -> Path:
         return self.home / "cache"
 
+    def argv(self, *args: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "stella_trust",
+            "--config",
+            str(self.config),
+            "--cache-dir",
+            str(self.cache),
+            *args,
+        ]
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """The CLI in the background (for concurrency and kill tests)."""
+        return subprocess.Popen(self.argv(*args), env=self.env, text=True, **kwargs)
+
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         done = subprocess.run(
             [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,26 +156,7 @@ def test_second_concurrent_sync_waits_or_fails_clearly(synced: Client) -> None:
     ok(synced.run("sync"))
 
     synced.set_config(lock_timeout_seconds=30)
-    runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stella_trust",
-                "--config",
-                str(synced.config),
-                "--cache-dir",
-                str(synced.cache),
-                "sync",
-                "--force",
-            ],
-            env=synced.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
+    runs = [synced.popen("sync", "--force", stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     for run in runs:
         _out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
@@ -192,21 +172,7 @@ def test_kill_mid_sync_leaves_old_trust(
     slow = "3.targets.json" if when == "metadata" else "sigstore-services-v1.json"
     server.inject(slow, "slow", 0.05)
     server.take_requests()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stella_trust",
-            "--config",
-            str(synced.config),
-            "--cache-dir",
-            str(synced.cache),
-            "sync",
-        ],
-        env=synced.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = synced.popen("sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while not any(p.endswith(slow) for p in server.requests) and time.monotonic() < deadline:
         time.sleep(0.02)
