@@ -66,6 +66,18 @@ class MetadataLimits(BaseModel):
     targets: int = Field(5_000_000, gt=0)
 
 
+class BundleLimits(BaseModel):
+    """Bounds on an imported bundle: it is untrusted input (DESIGN decision 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_compressed_bytes: int = Field(4 << 30, gt=0)
+    max_uncompressed_bytes: int = Field(8 << 30, gt=0)
+    max_file_bytes: int = Field(2 << 30, gt=0)
+    max_files: int = Field(10_000, gt=0)
+    max_window_log: int = Field(27, ge=10, le=31)  # 128 MiB decoder window
+
+
 _config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stella_config_path", default=None
 )
@@ -95,6 +107,7 @@ class TrustRepoSettings(BaseSettings):
     metadata_limits: MetadataLimits = Field(default_factory=lambda: MetadataLimits())
     max_root_rotations: int = Field(256, gt=0)
     lock_timeout_seconds: float = Field(30, ge=0)
+    bundle_limits: BundleLimits = Field(default_factory=lambda: BundleLimits())
 
     @field_validator("tuf_url")
     @classmethod

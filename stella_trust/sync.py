@@ -29,9 +29,10 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust import errors
 from stella_trust.fetch import HttpxFetcher
+from stella_trust.selection import TargetSelection
 from stella_trust.settings import TrustRepoSettings
 from stella_trust.store import Generation, Store
-from stella_trust.trust import ServiceMap, iso, match_name, parse_service_map
+from stella_trust.trust import iso
 from stella_trust.verify import (
     VerifiedMetadata,
     rollback_violations,
@@ -234,8 +235,8 @@ def _refresh(
             work.metadata_dir, metadata_url, targets_url, fetcher, updater_config(settings), anchor
         )
         updater.refresh()
-        puller = _TargetPuller(updater, work, force=force, should_stop=should_stop)
-        wanted = puller.pull_all(settings)
+        puller = _UpdaterTargets(updater, work, force=force, should_stop=should_stop)
+        wanted = puller.collect(settings)
         for name in work.stored_target_names():
             if name not in wanted:
                 work.target_path(name).unlink()
@@ -269,8 +270,8 @@ def _refresh(
     )
 
 
-class _TargetPuller:
-    """Resolves names (exact, else `<stem>.<ext>`) and downloads what is not cached."""
+class _UpdaterTargets(TargetSelection):
+    """Targets through python-tuf: info from the Updater, bytes downloaded unless cached."""
 
     def __init__(
         self,
@@ -280,46 +281,18 @@ class _TargetPuller:
         force: bool,
         should_stop: Callable[[], bool] | None,
     ) -> None:
+        super().__init__()
         self.updater = updater
         self.work = work
         self.force = force
         self.should_stop = should_stop
         self.downloaded: list[str] = []
         self._names: list[str] | None = None
-        self._pulled: set[str] = set()
 
-    def pull_all(self, settings: TrustRepoSettings) -> dict[str, str]:
-        wanted: dict[str, str] = {}
-        if settings.service_map_file is not None:
-            service_map = _read_local_service_map(settings.service_map_file)
-        else:
-            try:
-                name, info = self.lookup(settings.service_map_target)
-            except errors.UnknownTargetError as exc:
-                raise errors.ServiceMapError(f"Service map not found: {exc.message}") from exc
-            service_map = parse_service_map(self.pull(name, info).read_bytes(), name)
-            wanted[name] = "service-map"
-        for reference in service_map.referenced_targets(settings.environment):
-            name, info = self.lookup(reference)
-            self.pull(name, info)
-            wanted.setdefault(name, "referenced")
-        for pin in settings.pins:
-            name, info = self.lookup(pin)
-            self.pull(name, info)
-            wanted.setdefault(name, "pinned")
-        return wanted
+    def find(self, name: str) -> TargetFile | None:
+        return self.updater.get_targetinfo(name)
 
-    def lookup(self, name: str) -> tuple[str, TargetFile]:
-        info = self.updater.get_targetinfo(name)
-        if info is None:
-            full = match_name(name, self.known_names())
-            info = self.updater.get_targetinfo(full)
-            if info is None:  # listed but not reachable through delegations
-                raise errors.UnknownTargetError(f"Unknown target {name!r}")
-            name = full
-        return name, info
-
-    def known_names(self) -> list[str]:
+    def names(self) -> list[str]:
         """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
         if self._names is None:
             names: dict[str, None] = {}
@@ -335,27 +308,13 @@ class _TargetPuller:
             self._names = list(names)
         return self._names
 
-    def pull(self, name: str, info: TargetFile) -> Path:
+    def store(self, name: str, info: TargetFile) -> Path:
         if self.should_stop is not None and self.should_stop():
             raise errors.StellaError("Sync interrupted", hint="cached trust is unchanged")
         path = self.work.target_path(name)
-        if name in self._pulled:  # a target both referenced and pinned is fetched once
-            return path
         if ensure_target(self.updater, info, path, force=self.force, scratch_dir=self.work.path):
             self.downloaded.append(name)
-        self._pulled.add(name)
         return path
-
-
-def _read_local_service_map(path: Path) -> ServiceMap:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise errors.ServiceMapError(
-            f"Service map not found: {path} ({exc.strerror})",
-            hint="STELLA_SIGSTORE_SERVICE_MAP / service_map_file must name a readable file",
-        ) from exc
-    return parse_service_map(data, f"file:{path}")
 
 
 def _check_service_map(settings: TrustRepoSettings, verified: Any) -> None:

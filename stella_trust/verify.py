@@ -85,11 +85,14 @@ def _read(path: Path, what: str) -> bytes:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
 
 
-def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root], bytes]:
-    """Walk N -> N+1 from the anchor through `root_history/N.root.json`; return the newest."""
+def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root], list[bytes]]:
+    """Walk N -> N+1 from the anchor through `root_history/N.root.json`.
+
+    Returns the newest root and the bytes of every root in the chain, anchor first.
+    """
     trusted = _load(anchor, Root, "trust anchor")
     _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
-    trusted_bytes = anchor
+    chain = [anchor]
     for _ in range(MAX_ROOT_CHAIN):
         version = trusted.signed.version + 1
         path = root_history / f"{version}.root.json"
@@ -102,8 +105,9 @@ def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root]
         _check_signed(new.signed, Root.type, new, f"{what} (by itself)")
         if new.signed.version != version:
             raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
-        trusted, trusted_bytes = new, data
-    return trusted, trusted_bytes
+        trusted = new
+        chain.append(data)
+    return trusted, chain
 
 
 @dataclass
@@ -112,7 +116,7 @@ class VerifiedMetadata:
 
     metadata_dir: Path
     root: Metadata[Root]
-    root_bytes: bytes
+    root_chain: list[bytes]  # every root from the anchor to the newest, verified in order
     timestamp: Metadata[Timestamp]
     snapshot: Metadata[Snapshot]
     targets: Metadata[Targets]
@@ -253,7 +257,7 @@ def rollback_violations(floor: dict[str, Any], new: VerifiedMetadata) -> list[st
 
 def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
     """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged)."""
-    root, root_bytes = verify_root_chain(anchor, metadata_dir / "root_history")
+    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history")
     ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
     timestamp = _load(ts_data, Timestamp, "timestamp")
     _check_signed(root.signed, Timestamp.type, timestamp, "timestamp")
@@ -270,7 +274,7 @@ def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
     _check_meta(targets_meta, targets_data, targets, "targets")
-    return VerifiedMetadata(metadata_dir, root, root_bytes, timestamp, snapshot, targets)
+    return VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets)
 
 
 @dataclass
