@@ -66,4 +66,7 @@ def _source(view: TrustView) -> str:
     if not source:
         return "-"
     where = source.get("url") or source.get("path") or "?"
-    return f"{source.get('kind', '?')} from {where} at {source.get('at', '?')}"
+    text = f"{source.get('kind', '?')} from {where} at {source.get('at', '?')}"
+    if source.get("manifest_sha256"):
+        text += f" (manifest sha256 {source['manifest_sha256']})"
+    return text

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -241,6 +242,12 @@ class Store:
 
     def discard(self, work: Generation) -> None:
         shutil.rmtree(work.path, ignore_errors=True)
+
+    def scratch_dir(self, purpose: str) -> Path:
+        """A private directory on the cache's filesystem (so files can be hard-linked in);
+        removed by the caller, or by the next lock holder if the process dies."""
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{purpose}-", dir=self.generations_dir))
 
     def keep_as_spare(self, work: Generation) -> None:
         """After an idle sync: the working copy equals `current`; keep it for the next sync."""

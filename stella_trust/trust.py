@@ -29,6 +29,24 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+# ---- durations ---------------------------------------------------------------------
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90m`, `36h`, `7d`, `2w` (or plain seconds) -> timedelta."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "s"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration like 90m, 36h or 7d") from None
+    if amount < 0:
+        raise ValueError(f"{text!r}: a duration cannot be negative")
+    return timedelta(seconds=amount * _UNITS[unit])
+
+
 # ---- names -------------------------------------------------------------------------
 def match_name(name: str, names: list[str]) -> str:
     """Exact match, else the single target named `<name>.<ext>`; otherwise a clear error."""

@@ -123,6 +123,8 @@ class VerifiedMetadata:
     _delegated: dict[str, Metadata[Targets] | None] = field(default_factory=dict)
     # Expiry of each delegated role visited by a target look-up (they count for freshness).
     delegated_expiries: dict[str, datetime] = field(default_factory=dict)
+    # The verified bytes of each non-root role, by role name (for bundle export).
+    raw: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def versions(self) -> dict[str, int]:
@@ -176,6 +178,7 @@ class VerifiedMetadata:
         _check_signed(parent.signed, role, md, f"role {role}")
         _check_meta(meta, data, md, f"role {role}")
         self._delegated[role] = md
+        self.raw[role] = data
         return md
 
     def walk_roles(self, target_path: str | None = None) -> Iterator[tuple[str, Metadata[Targets]]]:
@@ -274,7 +277,9 @@ def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
     _check_meta(targets_meta, targets_data, targets, "targets")
-    return VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets)
+    verified = VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets)
+    verified.raw.update({Timestamp.type: ts_data, Snapshot.type: snap_data, Targets.type: targets_data})
+    return verified
 
 
 @dataclass
