@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 ZSTD_LEVEL = 3  # fast: most bytes are already-compressed keys and certificates
 MAX_MANIFEST_BYTES = 16 << 20
 COPY_CHUNK = 1 << 20
+MAX_TRAILING_BYTES = 1 << 20  # tar pads to its record size; more than this is smuggling
 
 
 class BundleError(StellaError):
@@ -118,7 +119,7 @@ def write_archive(
     """Stream manifest first, then every entry, through zstd into `out`."""
     import zstandard
 
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
     with out.open("wb") as raw, compressor.stream_writer(raw, closefd=False) as zstd_out:
         with tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, MANIFEST, len(manifest), io.BytesIO(manifest), mtime)
@@ -188,7 +189,7 @@ def extract_archive(
             return _extract_members(stream, dest, limits, verify_manifest, progress)
     except zstandard.ZstdError as exc:
         raise BundleError(f"Corrupt or truncated bundle (zstd: {exc})") from exc
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, UnicodeError, ValueError) as exc:
         raise BundleError(f"Corrupt or truncated bundle (tar: {exc})") from exc
 
 
@@ -208,7 +209,15 @@ def _extract_members(
     progress: Callable[[int], None] | None,
 ) -> Extracted:
     with tarfile.open(fileobj=stream, mode="r|") as tar:
-        return _walk_members(tar, dest, limits, verify_manifest, progress)
+        extracted = _walk_members(tar, dest, limits, verify_manifest, progress)
+    # Read to the end of the zstd frame so its content checksum is verified, and refuse
+    # anything hidden after the tar's end marker beyond normal record padding.
+    trailing = 0
+    while chunk := stream.read(1 << 16):
+        trailing += len(chunk)
+        if trailing > MAX_TRAILING_BYTES:
+            raise BundleError("Unsafe bundle: data after the end of the archive")
+    return extracted
 
 
 def _walk_members(
@@ -230,10 +239,10 @@ def _walk_members(
                 if member.issym()
                 else "a hard link"
                 if member.islnk()
-                else "a device"
-                if member.isdev()
                 else "a FIFO"
                 if member.isfifo()
+                else "a device"
+                if member.isdev()
                 else "a directory"
                 if member.isdir()
                 else "not a regular file"
