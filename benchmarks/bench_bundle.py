@@ -119,7 +119,7 @@ def main() -> None:
     for megabytes in (args.small_mb, args.mb):
         with tempfile.TemporaryDirectory(prefix="bench-bundle-") as tmp:
             results[megabytes] = scenario(Path(tmp), megabytes)
-    for megabytes, r in results.items():
+    for r in results.values():
         mb = r["bytes"] / 1e6
         print(f"bundle of {mb:.0f} MB of targets ({r['compressed'] / 1e6:.0f} MB compressed):")
         print(
