@@ -7,7 +7,7 @@ Layout (one cache per host)::
     <cache>/lock                 writer lock (flock), holds the writer's pid
     <cache>/current -> generations/<id>
     <cache>/generations/<id>/metadata/root_history/N.root.json, root.json,
-                                       timestamp.json, snapshot.json, targets.json, ...
+                                       timestamp.json, snapshot.json, targets.json, <delegated>.json
     <cache>/generations/<id>/targets/<percent-encoded target name>
 
 Why generations: python-tuf writes metadata file by file with no lock, so a process

@@ -149,16 +149,7 @@ class Client:
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stella_trust",
-                "--config",
-                str(self.config),
-                "--cache-dir",
-                str(self.cache),
-                *args,
-            ],
+            self.argv(*args),
             capture_output=True,
             text=True,
             env=env or self.env,
