@@ -125,3 +125,9 @@ class VerificationError(StellaError):
 
 class OfflineModeError(StellaError):
     default_hint = "offline mode forbids network use: import a bundle or use a file:// tuf_url"
+
+
+class SyncInterrupted(StellaError):
+    """A stop request (SIGTERM) arrived mid-sync; the working copy is discarded."""
+
+    default_hint = "cached trust is unchanged"

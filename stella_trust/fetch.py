@@ -11,7 +11,7 @@ that dribbles bytes forever.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib import parse, request
@@ -20,6 +20,7 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
 from stella_trust import __version__
+from stella_trust.errors import SyncInterrupted
 
 if TYPE_CHECKING:
     import httpx
@@ -77,11 +78,13 @@ class HttpxFetcher(FetcherInterface):
         deadline: float = 120.0,
         ca_bundle: Path | None = None,
         user_agent: str = USER_AGENT,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline
         self.ca_bundle = ca_bundle
         self.user_agent = user_agent
+        self.should_stop = should_stop
         self.requests = 0
         self.bytes_received = 0
         self.urls: list[str] = []
@@ -111,7 +114,12 @@ class HttpxFetcher(FetcherInterface):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise SyncInterrupted("Sync interrupted by a stop request", hint="cached trust is unchanged")
+
     def _fetch(self, url: str) -> Iterator[bytes]:
+        self._check_stop()
         self.requests += 1
         self.urls.append(url)
         if url.startswith("file:"):
@@ -143,6 +151,7 @@ class HttpxFetcher(FetcherInterface):
             # No chunk size: httpx would hold data back until 64 KiB arrived, and a server
             # dribbling bytes would never reach the deadline check.
             for chunk in response.iter_bytes():
+                self._check_stop()
                 if time.monotonic() > deadline:
                     raise tuf_exceptions.SlowRetrievalError(f"{url}: not complete after {self.deadline:g}s")
                 self.bytes_received += len(chunk)

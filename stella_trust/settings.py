@@ -108,6 +108,12 @@ class TrustRepoSettings(BaseSettings):
     max_root_rotations: int = Field(256, gt=0)
     lock_timeout_seconds: float = Field(30, ge=0)
     bundle_limits: BundleLimits = Field(default_factory=lambda: BundleLimits())
+    # Agent: a fleet must not stampede the repository, and retries back off.
+    jitter_fraction: float = Field(0.1, ge=0, le=0.5)
+    retry_initial_seconds: float = Field(30, gt=0)
+    metrics_path: Path | None = Field(
+        None, description="Prometheus text file for node_exporter's textfile collector"
+    )
 
     @field_validator("tuf_url")
     @classmethod

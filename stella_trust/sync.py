@@ -79,11 +79,12 @@ def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
     )
 
 
-def make_fetcher(settings: TrustRepoSettings) -> HttpxFetcher:
+def make_fetcher(settings: TrustRepoSettings, should_stop: Callable[[], bool] | None = None) -> HttpxFetcher:
     return HttpxFetcher(
         timeout=settings.request_timeout_seconds,
         deadline=settings.download_deadline_seconds,
         ca_bundle=settings.ca_bundle,
+        should_stop=should_stop,
     )
 
 
@@ -136,6 +137,8 @@ def translate(exc: BaseException, url: str) -> errors.StellaError:
     """python-tuf and OS failures in the words users search for, with a hint."""
     if isinstance(exc, errors.StellaError):
         return exc
+    if isinstance(exc.__cause__, errors.StellaError):  # ours, wrapped by python-tuf's fetch()
+        return exc.__cause__
     if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
         return errors.MetadataExpiredError(f"TUF metadata expired: {exc}")
     if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
@@ -228,7 +231,7 @@ def _refresh(
     anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
-    fetcher = make_fetcher(settings)
+    fetcher = make_fetcher(settings, should_stop)
     try:
         metadata_url, targets_url = repository_urls(settings.tuf_url)
         updater = new_updater(
