@@ -131,6 +131,7 @@ class Agent:
     def run_once(self) -> int:
         """One cycle for timers and cron; the exit code follows `trust sync`."""
         outcome = self.cycle()
+        self.log.info("one-shot refresh done: %s", self.status_line())
         self.notifier.ready(self.status_line())
         return outcome.exit_code
 
