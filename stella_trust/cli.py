@@ -303,6 +303,14 @@ def status(
             raise typer.Exit(EXIT_UNUSABLE)
 
 
+def _register_repo_commands() -> None:
+    from stella_trust.cli_repo import repo_app
+
+    app.add_typer(repo_app, name="repo")
+
+
+_register_repo_commands()
+
 snapshot_app = typer.Typer(
     help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.", no_args_is_help=True
 )

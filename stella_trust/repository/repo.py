@@ -93,12 +93,19 @@ class Repository:
         expiries: Expiries | None = None,
         consistent_snapshot: bool = True,
         now: datetime | None = None,
+        signers: dict[str, list[Signer]] | None = None,
+        thresholds: dict[str, int] | None = None,
     ) -> Repository:
+        """A new repository (root v1, targets/snapshot/timestamp v1), written to `path`.
+
+        `signers` (per role) are generated when not given; `thresholds` default to the
+        root threshold for root and 1 for the other roles.
+        """
         if not 1 <= root_threshold <= root_keys:
             raise ValueError("root threshold must be between 1 and the number of root keys")
         now = now or datetime.now(UTC)
         expiries = expiries or Expiries()
-        signers: dict[str, list[Signer]] = {
+        signers = signers or {
             Root.type: [generate_signer(key_type) for _ in range(root_keys)],
             Targets.type: [generate_signer(key_type)],
             Snapshot.type: [generate_signer(key_type)],
@@ -109,6 +116,8 @@ class Repository:
             for signer in role_signers:
                 root.add_key(signer.public_key, role)
         root.roles[Root.type].threshold = root_threshold
+        for role, threshold in (thresholds or {}).items():
+            root.roles[role].threshold = threshold
         repo = cls(
             path=Path(path),
             root=Metadata(root),
@@ -124,6 +133,42 @@ class Repository:
         repo._sign_snapshot_and_timestamp(now, bump=False)
         repo.write()
         return repo
+
+    @classmethod
+    def load(cls, path: Path, expiries: Expiries | None = None) -> Repository:
+        """The published state of a repository directory (no signers: add those at hand)."""
+        metadata = Path(path) / "metadata"
+        versions = sorted(
+            int(p.name.split(".", 1)[0])
+            for p in metadata.glob("*.root.json")
+            if p.name.split(".", 1)[0].isdigit()
+        )
+        if not versions or versions != list(range(1, versions[-1] + 1)):
+            raise ValueError(f"{metadata}: root history is missing or has gaps: {versions}")
+        history = [(metadata / f"{v}.root.json").read_bytes() for v in versions]
+        return cls(
+            path=Path(path),
+            root=Metadata[Root].from_bytes(history[-1]),
+            targets=Metadata[Targets].from_file(str(metadata / "targets.json")),
+            snapshot=Metadata[Snapshot].from_file(str(metadata / "snapshot.json")),
+            timestamp=Metadata[Timestamp].from_file(str(metadata / "timestamp.json")),
+            signers={},
+            expiries=expiries or Expiries(),
+            root_history=history,
+        )
+
+    def record_root(self) -> None:
+        """Make the current `root` (already signed) the newest entry of the root history."""
+        data = self.root.to_bytes(JSONSerializer(compact=False))
+        version = self.root.signed.version
+        if len(self.root_history) >= version:
+            self.root_history[version - 1] = data
+        else:
+            self.root_history.append(data)
+
+    def sign_snapshot_and_timestamp(self, now: datetime | None = None) -> None:
+        """New snapshot and timestamp versions over the current targets (signers at hand)."""
+        self._sign_snapshot_and_timestamp(now or datetime.now(UTC), bump=True)
 
     # ---- targets --------------------------------------------------------------------
     def add_target(self, name: str, data: bytes, custom: dict[str, Any] | None = None) -> TargetFile:
