@@ -179,8 +179,10 @@ def test_timestamp_resign_with_only_the_timestamp_key(tmp_path: Path, workspace:
     assert timestamp["signed"]["version"] == 3
     refused = repo(online, "publish", env=env)  # no targets or snapshot key here
     assert refused.code == 1 and "0 of 1 signatures; staged, not published" in refused.out
-    assert json.loads((online / "repository" / "metadata" / "timestamp.json").read_text())[
-        "signed"]["version"] == 3
+    assert (
+        json.loads((online / "repository" / "metadata" / "timestamp.json").read_text())["signed"]["version"]
+        == 3
+    )
 
 
 def test_targets_threshold_two_refused_with_one_signature(tmp_path: Path) -> None:
@@ -314,3 +316,43 @@ http {{
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_remove_target_and_key_edits(tmp_path: Path, workspace: Path) -> None:
+    ok(repo(workspace, "remove-target", "rekor-key-v1.pub"))
+    ok(repo(workspace, "publish"))
+    targets = json.loads((workspace / "repository" / "metadata" / "targets.json").read_text())
+    assert targets["signed"]["targets"] == {}
+    unknown = repo(workspace, "remove-target", "nope")
+    assert unknown.code == 2 and "Unknown target 'nope'" in unknown.err
+
+    env = operator_env(STELLA_TARGETS2_PASSPHRASE="second targets key")
+    added = ok(repo(workspace, "root", "add-key", "--role", "targets", env=env))
+    assert "added key targets2 for targets" in added.out
+    assert (workspace / "keys" / "targets2.pem").stat().st_mode & 0o777 == 0o600
+    ok(repo(workspace, "root", "set-threshold", "targets", "2"))
+    too_few = repo(workspace, "root", "revoke-key", "targets2", "--role", "targets")
+    assert too_few.code == 2 and "below its threshold" in too_few.err
+    for key in ("root", "root2"):
+        ok(repo(workspace, "sign", "root", "--key", str(workspace / "keys" / f"{key}.pem")))
+    ok(repo(workspace, "commit"))
+    root = json.loads((workspace / "repository" / "metadata" / "2.root.json").read_text())["signed"]
+    assert root["roles"]["targets"]["threshold"] == 2 and len(root["roles"]["targets"]["keyids"]) == 2
+    (tmp_path / "c.txt").write_text("c")
+    ok(repo(workspace, "add-target", str(tmp_path / "c.txt")))
+    ok(repo(workspace, "publish", env=env))  # both targets keys at hand: threshold 2 met
+    targets = json.loads((workspace / "repository" / "metadata" / "targets.json").read_text())
+    assert "c.txt" in targets["signed"]["targets"] and len(targets["signatures"]) == 2
+
+
+def test_failed_rotation_changes_nothing(workspace: Path) -> None:
+    before_keys = sorted(p.read_bytes() for p in (workspace / "keys").glob("*.pem"))
+    before_meta = sorted(p.name for p in (workspace / "repository" / "metadata").iterdir())
+    for key in ("root2", "root3"):  # only one root key at hand: below threshold 2
+        (workspace / "keys" / f"{key}.pem").unlink()
+    refused = repo(workspace, "rotate", "timestamp")
+    assert refused.code == 1 and "rotate timestamp refused: old root threshold 1/2" in refused.err
+    assert sorted(p.name for p in (workspace / "repository" / "metadata").iterdir()) == before_meta
+    after_keys = sorted(p.read_bytes() for p in (workspace / "keys").glob("*.pem"))
+    assert set(after_keys) <= set(before_keys) and len(after_keys) == len(before_keys) - 2
+    assert not list(workspace.glob(".rotate-*"))
