@@ -96,6 +96,16 @@ def agents() -> Iterator[list[AgentProcess]]:
         agent.kill()
 
 
+def start(client: Client, agents: list[AgentProcess], **config: Any) -> AgentProcess:
+    """Configure, start and register an agent; return once it has started."""
+    if config:
+        client.set_config(**config)
+    agent = AgentProcess(client)
+    agents.append(agent)
+    agent.wait_line("agent started")
+    return agent
+
+
 def test_interval_jitter_stays_within_bounds() -> None:
     rng = random.Random(7)
     samples = [next_interval(3600, 0.1, rng) for _ in range(10_000)]
@@ -112,10 +122,7 @@ def test_backoff_doubles_from_initial_and_caps_at_interval() -> None:
 def test_agent_refreshes_when_the_repository_publishes(
     synced: Client, demo: DemoRepository, agents: list[AgentProcess]
 ) -> None:
-    synced.set_config(**FAST)
-    agent = AgentProcess(synced)
-    agents.append(agent)
-    agent.wait_line("agent started")
+    agent = start(synced, agents, **FAST)
     demo.switch_to_rekor_v2()
     wait_for(
         lambda: ok(synced.status()).json()["metadata"]["targets"]["version"] == 3,
@@ -186,10 +193,7 @@ def test_sigterm_mid_download_exits_fast_with_a_verifiable_cache(
 def test_sighup_with_a_bad_config_keeps_the_old_one(
     synced: Client, demo: DemoRepository, agents: list[AgentProcess]
 ) -> None:
-    synced.set_config(**FAST)
-    agent = AgentProcess(synced)
-    agents.append(agent)
-    agent.wait_line("agent started")
+    agent = start(synced, agents, **FAST)
     good = synced.config.read_text()
     synced.config.write_text(good + "    refresh_interval_minutes: [broken\n")
     agent.signal(signal.SIGHUP)
@@ -224,10 +228,7 @@ def test_sigusr1_refreshes_now(
 def test_cli_sync_beside_the_agent_never_corrupts(
     synced: Client, demo: DemoRepository, agents: list[AgentProcess]
 ) -> None:
-    synced.set_config(**FAST)
-    agent = AgentProcess(synced)
-    agents.append(agent)
-    agent.wait_line("agent started")
+    agent = start(synced, agents, **FAST)
     for round_ in range(8):
         if round_ % 2 == 0:
             demo.repo.resign_timestamp()

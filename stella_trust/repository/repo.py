@@ -276,12 +276,7 @@ class Repository:
         self.root.signatures.clear()
         for signer in [*extra_signers, *self.signers[Root.type]]:
             self.root.sign(signer, append=True)
-        data = self.root.to_bytes(JSONSerializer(compact=False))
-        version = self.root.signed.version
-        if len(self.root_history) >= version:
-            self.root_history[version - 1] = data
-        else:
-            self.root_history.append(data)
+        self.record_root()
 
     def _sign(self, md: Metadata[Any], role: str | None = None) -> None:
         role = role or next((name for name, other in self.delegated.items() if other is md), md.signed.type)
