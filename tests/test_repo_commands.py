@@ -356,3 +356,11 @@ def test_failed_rotation_changes_nothing(workspace: Path) -> None:
     after_keys = sorted(p.read_bytes() for p in (workspace / "keys").glob("*.pem"))
     assert set(after_keys) <= set(before_keys) and len(after_keys) == len(before_keys) - 2
     assert not list(workspace.glob(".rotate-*"))
+
+
+def test_rotation_without_the_snapshot_key_is_refused(workspace: Path) -> None:
+    (workspace / "keys" / "snapshot.pem").unlink()
+    refused = repo(workspace, "rotate", "timestamp")
+    assert refused.code == 1 and "snapshot needs 1 signature(s)" in refused.err
+    assert not (workspace / "repository" / "metadata" / "2.root.json").exists()
+    assert (workspace / "keys" / "timestamp.pem").is_file() and not (workspace / "keys" / "retired").exists()

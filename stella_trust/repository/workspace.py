@@ -567,9 +567,12 @@ class Workspace:
                 )
             trial.record_root()
             if role in ("targets", "snapshot", "timestamp"):
+                resigned = (
+                    ("targets", "snapshot", "timestamp") if role == "targets" else ("snapshot", "timestamp")
+                )
                 trial.signers = {
                     r: (list(new_signers.values()) if r == role else self._signers(r, root.roles[r].keyids))
-                    for r in ("targets", "snapshot", "timestamp")
+                    for r in resigned
                 }
                 if role == "targets":
                     trial.targets.signed.version += 1
@@ -579,6 +582,14 @@ class Workspace:
                     if have < need:
                         raise RepoError(f"rotate targets: {have}/{need} targets signatures at hand")
                 trial.sign_snapshot_and_timestamp(now)
+                for other, md in (("snapshot", trial.snapshot), ("timestamp", trial.timestamp)):
+                    have, need = _signed_by(root, other, md)
+                    if have < need:
+                        raise RepoError(
+                            f"rotate {role}: {other} needs {need} signature(s) under root "
+                            f"v{root.version}, {have} with the keys at hand",
+                            hint=f"run the rotation where the {other} key is at hand",
+                        )
             trial.write()
             index = self.index()
             retired = staging / "keys" / "retired"
