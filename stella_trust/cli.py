@@ -116,6 +116,18 @@ def reported(as_json: bool = False) -> Iterator[None]:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
+def duration_option(text: str | None, flag: str) -> Any:
+    """A `7d`/`36h`/`90m` option as a timedelta (None stays None); a usage error otherwise."""
+    from stella_trust.trust import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise StellaUsage(f"{flag}: {exc}") from exc
+
+
 def _split_pins(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -437,13 +449,8 @@ def import_command(
     """
     from stella_trust.bundle import import_bundle
     from stella_trust.store import Store
-    from stella_trust.trust import parse_duration
-
     with reported(as_json):
-        try:
-            window = parse_duration(reject_if_stale) if reject_if_stale is not None else None
-        except ValueError as exc:
-            raise StellaUsage(f"--reject-if-stale: {exc}") from exc
+        window = duration_option(reject_if_stale, "--reject-if-stale")
         settings = _settings(ctx, **({"offline_mode": True} if offline else {}))
         store = Store(settings.local_cache_path)
         size = bundle.stat().st_size if bundle.is_file() else 0

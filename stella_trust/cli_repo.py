@@ -147,16 +147,10 @@ def timestamp(
     as_json: JsonOption = False,
 ) -> None:
     """Re-sign the timestamp only (needs only the timestamp key; for a timer)."""
-    from stella_trust.trust import parse_duration
+    from stella_trust.cli import duration_option
 
     def action() -> None:
-        lifetime = None
-        if expires is not None:
-            try:
-                lifetime = parse_duration(expires)
-            except ValueError as exc:
-                raise UsageError(f"--expires: {exc}") from exc
-        _emit(_workspace(path).timestamp(lifetime), as_json)
+        _emit(_workspace(path).timestamp(duration_option(expires, "--expires")), as_json)
 
     _run(as_json, action)
 
@@ -249,14 +243,10 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Exit 1 and list every role that expires within the window (for CI and monitoring)."""
-    from stella_trust.trust import parse_duration
+    from stella_trust.cli import duration_option
 
     def action() -> None:
-        try:
-            window = parse_duration(within)
-        except ValueError as exc:
-            raise UsageError(f"--within: {exc}") from exc
-        _emit(_workspace(path).check(window), as_json)
+        _emit(_workspace(path).check(duration_option(within, "--within")), as_json)
 
     _run(as_json, action)
 
