@@ -21,18 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from stella_trust.bundle import export_archive
-from stella_trust.repository.demo import DemoRepository
-from stella_trust.settings import load_settings
-from stella_trust.store import Store
-from stella_trust.sync import sync
+from stella_trust._internal.bundle.export import export_archive
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust.demo.repository import DemoRepository
 
 IMPORT_CHILD = """
 import json, sys, time
 from pathlib import Path
-from stella_trust.bundle import import_bundle
-from stella_trust.settings import load_settings
-from stella_trust.store import Store
+from stella_trust._internal.bundle.importer import import_bundle
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
 settings = load_settings(Path(sys.argv[1]))
 store = Store(settings.local_cache_path)
 started = time.perf_counter()

@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from stella_trust.repository.demo import DemoRepository
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository.serve import RepositoryServer
-from stella_trust.settings import load_settings
-from stella_trust.store import Store
-from stella_trust.sync import sync
 
 TARGETS = ["sigstore-services-v1.json", "rekor-key-v1.pub", "rekor-key-v2.pub", "fulcio-chain.pem"]
 
@@ -54,7 +54,7 @@ def bare_updater_factory(work: Path, url: str, root: bytes, httpx_fetcher: bool 
     """
     from tuf.ngclient import Updater
 
-    from stella_trust.fetch import HttpxFetcher
+    from stella_trust._internal.tuf.fetcher import HttpxFetcher
 
     suffix = "-httpx" if httpx_fetcher else ""
     metadata_dir, target_dir = work / f"bare-metadata{suffix}", work / f"bare-targets{suffix}"

@@ -1,30 +1,103 @@
 """stella-trust: keeps a host's Sigstore trust material current from a TUF repository.
 
-Programs that consume the trust use `open_trust()`; they never parse the cache files.
-Imports stay light here so `trust --help` and `trust status` start fast.
+Programs that consume the trust call `open_trust()` and read the typed `TrustView` it
+returns; they never parse the cache files. Everything not listed in `__all__` (the
+`_internal`, `_cli` and `_agent` packages) is private and may change.
+
+Imports stay lazy here so `trust --help` and `trust status` start fast.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from stella_trust._version import __version__
 
 if TYPE_CHECKING:
-    from stella_trust.api import open_trust as open_trust
-    from stella_trust.trust import TrustView as TrustView
+    from stella_trust._internal.reader import open_trust as open_trust
+    from stella_trust.errors import (
+        CacheVerificationError as CacheVerificationError,
+    )
+    from stella_trust.errors import (
+        NotInitialisedError as NotInitialisedError,
+    )
+    from stella_trust.errors import (
+        StaleTrustError as StaleTrustError,
+    )
+    from stella_trust.errors import (
+        StellaError as StellaError,
+    )
+    from stella_trust.errors import (
+        TrustUnusableError as TrustUnusableError,
+    )
+    from stella_trust.view import (
+        CertFact as CertFact,
+    )
+    from stella_trust.view import (
+        Endpoints as Endpoints,
+    )
+    from stella_trust.view import (
+        Freshness as Freshness,
+    )
+    from stella_trust.view import (
+        FreshnessState as FreshnessState,
+    )
+    from stella_trust.view import (
+        FulcioEndpoint as FulcioEndpoint,
+    )
+    from stella_trust.view import (
+        KeyFact as KeyFact,
+    )
+    from stella_trust.view import (
+        RekorEndpoint as RekorEndpoint,
+    )
+    from stella_trust.view import (
+        RoleInfo as RoleInfo,
+    )
+    from stella_trust.view import (
+        TargetEntry as TargetEntry,
+    )
+    from stella_trust.view import (
+        TrustView as TrustView,
+    )
+
+_LAZY = {
+    "open_trust": "stella_trust._internal.reader",
+    **dict.fromkeys(
+        [
+            "CacheVerificationError",
+            "NotInitialisedError",
+            "StaleTrustError",
+            "StellaError",
+            "TrustUnusableError",
+        ],
+        "stella_trust.errors",
+    ),
+    **dict.fromkeys(
+        [
+            "CertFact",
+            "Endpoints",
+            "Freshness",
+            "FreshnessState",
+            "FulcioEndpoint",
+            "KeyFact",
+            "RekorEndpoint",
+            "RoleInfo",
+            "TargetEntry",
+            "TrustView",
+        ],
+        "stella_trust.view",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "open_trust":
-        from stella_trust.api import open_trust
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
 
-        return open_trust
-    if name == "TrustView":
-        from stella_trust.trust import TrustView
-
-        return TrustView
-    raise AttributeError(name)
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["TrustView", "__version__", "open_trust"]
+__all__ = ["__version__", *sorted(_LAZY)]

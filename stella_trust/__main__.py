@@ -1,5 +1,5 @@
-"""`python -m stella_trust` is the `trust` command."""
+"""`python -m stella_trust` runs the `trust` command."""
 
-from stella_trust.cli import main
+from stella_trust._cli.app import main
 
 main()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stella_trust.repository.demo import DemoRepository
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository.serve import RecordingHandler, RepositoryServer
 
 ENDLESS_CAP_BYTES = 64 * 1024 * 1024  # the endless response stops by itself

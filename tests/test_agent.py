@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stella_trust.agent import backoff, next_interval
-from stella_trust.repository.demo import DemoRepository
+from stella_trust._agent.loop import backoff, next_interval
+from stella_trust._internal.store import Store
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository.serve import RepositoryServer
-from stella_trust.store import Store
 from tests.conftest import Client, FaultyServer, ok
 
 FAST = {"refresh_interval_minutes": 0.01, "retry_initial_seconds": 0.2, "jitter_fraction": 0.1}

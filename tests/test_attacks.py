@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from stella_trust._internal.store import Store
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import generate_signer
-from stella_trust.repository.demo import DemoRepository
-from stella_trust.store import Store
 from tests.conftest import Client, FaultyServer, ok
 
 
@@ -103,7 +103,10 @@ def test_root_not_signed_by_old_threshold_refused(synced: Client, demo: DemoRepo
     repo.signers["root"] = [generate_signer()]
     repo.root.signed.add_key(repo.signers["root"][0].public_key, "root")
     repo.root.signed.roles["root"].threshold = 1
-    repo._bump_root(None)  # signs with the new key only
+    repo.root.signed.version += 1
+    repo.root.signatures.clear()
+    repo.root.sign(repo.signers["root"][0])  # signed with the new key only
+    repo.record_root()
     repo.write()
     assert_refused_and_intact(synced, before, "Signature verification failed")
 
@@ -139,7 +142,7 @@ def test_forged_anchor_chain_in_cache_detected(synced: Client, demo: DemoReposit
     other = DemoRepository(synced.home / "other")
     current = Store(synced.cache).current()
     assert current is not None
-    other.repo.rotate_root_keys(3, 2)
+    other.rotate("root")
     (current.metadata_dir / "root_history" / "2.root.json").write_bytes(other.repo.root_bytes(2))
     result = synced.run("status")
     assert result.code == 3

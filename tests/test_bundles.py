@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import zstandard
 
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import Expiries
-from stella_trust.repository.demo import DemoRepository
 from tests.conftest import Client, FaultyServer, clean_env, ok
 
 DEAD_PROXY = "http://127.0.0.1:9"
@@ -165,7 +165,7 @@ def test_bundle_from_another_repository_is_refused(tmp_path: Path, bundle: Path)
 
 
 def test_root_rotation_travels_in_the_bundle(tmp_path: Path, synced: Client, demo: DemoRepository) -> None:
-    demo.repo.rotate_root_keys(3, 2)
+    demo.rotate("root")
     ok(synced.run("sync"))
     out = synced.home / "rotated.tar.zst"
     ok(synced.run("snapshot", "export", "--out", str(out)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from stella_trust.repository.demo import DemoRepository, spki_sha256
+from stella_trust.demo.repository import DemoRepository, spki_sha256
 from tests.conftest import Client, FaultyServer, ok
 
 EXPECTED_KEYS = {
@@ -145,11 +145,11 @@ def test_key_rotation_followed_by_status(synced: Client, demo: DemoRepository) -
 
 
 def test_root_rotation_and_timestamp_key_rotation(synced: Client, demo: DemoRepository) -> None:
-    demo.repo.rotate_root_keys(count=3, threshold=2)
+    demo.rotate("root")
     ok(synced.run("sync"))
     assert ok(synced.status()).json()["metadata"]["root"]["version"] == 2
 
-    demo.repo.rotate_role_key("timestamp")
+    demo.rotate("timestamp")
     ok(synced.run("sync"))
     status = ok(synced.status()).json()
     assert status["metadata"]["root"]["version"] == 3

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stella_trust.repository.demo import DemoRepository
+from stella_trust.demo.repository import DemoRepository
 from tests.conftest import FaultyServer, clean_env
 
 
 def tuf_client(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from stella_trust.tuf_client import main; main()", *args],
+        [sys.executable, "-c", "from stella_trust.conformance.tuf_client import main; main()", *args],
         capture_output=True,
         text=True,
         env=clean_env(),

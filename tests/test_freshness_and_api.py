@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 import stella_trust
-from stella_trust.api import load_view
+from stella_trust._internal.policy.freshness import compute_freshness
+from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import StaleTrustError
-from stella_trust.repository.demo import DemoRepository
-from stella_trust.settings import load_settings
-from stella_trust.store import Store
-from stella_trust.trust import FRESH, GRACE, STALE, compute_freshness
+from stella_trust.view import FreshnessState
 from tests.conftest import Client, FaultyServer, ok
+
+FRESH, GRACE, STALE = FreshnessState.FRESH, FreshnessState.GRACE, FreshnessState.STALE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
-from stella_trust.api import load_view
-from stella_trust.fetch import HttpxFetcher
-from stella_trust.repository.demo import DemoRepository
-from stella_trust.settings import load_settings
-from stella_trust.store import Store
+from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
+from stella_trust._internal.tuf.fetcher import HttpxFetcher
+from stella_trust.demo.repository import DemoRepository
 from tests.conftest import Client, FaultyServer, ok
 
 
@@ -34,7 +34,7 @@ def test_fast_forward_recovery_after_timestamp_key_rotation(synced: Client, demo
     ok(synced.run("sync"))
     assert ok(synced.status()).json()["metadata"]["timestamp"]["version"] == 1000
     repo.timestamp.signed.version = 1
-    repo.rotate_role_key("timestamp")  # recovery: new key, versions restart
+    demo.rotate("timestamp")  # recovery: new key, versions restart
     ok(synced.run("sync"))
     status = ok(synced.status()).json()
     assert status["metadata"]["timestamp"]["version"] == 2

@@ -65,7 +65,7 @@ def workspace(tmp_path: Path) -> Path:
 
 def publish_demo_content(path: Path, tmp_path: Path) -> None:
     """A service map and the Rekor key it names, so a client sync completes."""
-    from stella_trust.repository.demo import FULCIO_CHAIN, fulcio_chain, rekor_keys, service_map
+    from stella_trust.demo.repository import FULCIO_CHAIN, fulcio_chain, rekor_keys, service_map
 
     pem, _ = rekor_keys()
     files = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from stella_trust._internal.settings import load_settings
+from stella_trust.demo.repository import DemoRepository, service_map, spki_sha256
 from stella_trust.errors import ConfigError
-from stella_trust.repository.demo import DemoRepository, service_map, spki_sha256
-from stella_trust.settings import load_settings
 from tests.conftest import Client, FaultyServer, clean_env, ok
 
 DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens
@@ -46,7 +46,7 @@ def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_default_config_path_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from stella_trust.settings import default_config_path
+    from stella_trust._internal.settings import default_config_path
 
     monkeypatch.setenv("STELLA_TRUST_CONFIG", str(tmp_path / "x.yaml"))
     assert default_config_path() == tmp_path / "x.yaml"

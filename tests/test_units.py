@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
+from stella_trust._internal.policy.facts import public_key_facts
+from stella_trust._internal.policy.names import match_name
+from stella_trust._internal.policy.servicemap import (
+    parse_service_map,
+    referenced_targets,
+    resolve_endpoints,
+    resolve_services,
+)
+from stella_trust._internal.store import Store
+from stella_trust._internal.tuf.fetcher import HttpxFetcher
+from stella_trust._internal.tuf.offline import verify_metadata, verify_root_chain
+from stella_trust.demo.repository import DemoRepository, service_map, spki_sha256
 from stella_trust.errors import CacheVerificationError, ServiceMapError, UnknownTargetError
-from stella_trust.fetch import HttpxFetcher
-from stella_trust.repository.demo import DemoRepository, service_map, spki_sha256
-from stella_trust.store import Store
-from stella_trust.trust import match_name, parse_service_map, public_key_facts, resolve_endpoints
-from stella_trust.verify import verify_metadata, verify_root_chain
 from tests.conftest import Client, FaultyServer, ok
 
 NAMES = ["rekor-key-v1.pub", "rekor-key-v2.pub", "fulcio-chain.pem", "sigstore-services-v1.json"]
@@ -72,16 +79,16 @@ def test_service_map_keeps_unknown_fields_and_applies_overrides() -> None:
         },
     )
     smap = parse_service_map(json.dumps(document).encode(), "m")
-    staging = smap.resolved("staging")
+    staging = resolve_services(smap, "staging")
     assert staging["rekor"] == {"url": "https://r.staging", "public_key_target": "k", "shard": 7}
     assert staging["ctlog"] == {"url": "https://ct.s"}
     assert staging["extra_overrides"] == {"color": "red"}
-    assert smap.resolved(None)["rekor"]["url"] == "https://r"
-    assert smap.referenced_targets("staging") == ["k", "c"]
+    assert resolve_services(smap, None)["rekor"]["url"] == "https://r"
+    assert referenced_targets(smap, "staging") == ["k", "c"]
 
 
 def test_log_id_must_match_the_key() -> None:
-    from stella_trust.repository.demo import rekor_keys
+    from stella_trust.demo.repository import rekor_keys
 
     pem, _ = rekor_keys()
     fact = public_key_facts("rekor-key-v1.pub", pem)
@@ -165,8 +172,8 @@ def test_store_begin_never_shares_writes_with_current(tmp_path: Path) -> None:
 
 def test_verify_root_chain_rejects_gap_and_wrong_signers(tmp_path: Path) -> None:
     demo = DemoRepository(tmp_path / "repo")
-    demo.repo.rotate_root_keys(3, 2)
-    demo.repo.rotate_root_keys(3, 2)
+    demo.rotate("root")
+    demo.rotate("root")
     history = tmp_path / "history"
     history.mkdir()
     for version in (2, 3):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from stella_trust._internal.fs import atomic_write
 from stella_trust.errors import StellaError, UsageError
-from stella_trust.store import atomic_write
 
 
 class KeyError_(StellaError):

@@ -1,0 +1,287 @@
+"""The long-running refresh loop: scheduling, backoff, signals, sd_notify, metrics.
+
+Each cycle is the same core the CLI uses: `sync()` (unless offline), then `load_view()`
+to re-verify the cache and judge freshness. The loop only decides *when*: the interval
+with jitter so a fleet does not stampede the repository, exponential backoff after a
+failure, and immediate cycles on SIGUSR1. The sync runs in a worker thread so the main
+thread can always answer SIGTERM within two seconds and keep the systemd watchdog fed;
+abandoning a sync mid-way is safe because the store only ever switches whole,
+verified generations.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+from stella_trust._agent.metrics import AgentMetrics, write_metrics
+from stella_trust._agent.notify import Notifier
+from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust._internal.timefmt import iso
+from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, StellaError
+from stella_trust.view import FreshnessState, TrustView
+
+STOP_GRACE_SECONDS = 1.5  # how long a stop waits for a running sync before abandoning it
+TICK_SECONDS = 0.1
+
+
+def next_interval(interval: float, jitter_fraction: float, rng: random.Random) -> float:
+    """The interval, spread by +/- jitter_fraction so hosts drift apart."""
+    return interval * (1.0 + rng.uniform(-jitter_fraction, jitter_fraction))
+
+
+def backoff(failures: int, initial: float, cap: float) -> float:
+    """initial, 2x, 4x ... after consecutive failures, never longer than the interval."""
+    return float(min(initial * 2.0 ** max(failures - 1, 0), cap))
+
+
+@dataclass
+class CycleOutcome:
+    ok: bool
+    error: StellaError | None
+    view: TrustView | None
+    changed: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
+        return EXIT_OK if self.view is not None and self.view.usable else EXIT_UNUSABLE
+
+
+class Agent:
+    def __init__(
+        self,
+        load_settings: Callable[[], TrustRepoSettings],
+        *,
+        notifier: Notifier | None = None,
+        logger: logging.Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._load_settings = load_settings
+        self.settings = load_settings()
+        self.notifier = notifier or Notifier()
+        self.log = logger or logging.getLogger("stella_trust")
+        self.rng = rng or random.Random()
+        self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
+        self.reload_requested = False
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_state: str | None = None
+        self.last_sync: str | None = None
+        self.metrics = AgentMetrics()
+        self._last_ping = 0.0
+
+    # ---- signals ----------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR1, self._on_refresh)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+        self.wake_event.set()
+
+    def _on_refresh(self, signum: int, frame: FrameType | None) -> None:
+        self.wake_event.set()
+
+    # ---- the loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        """Refresh until stopped; READY=1 after the first cycle."""
+        self.log.info(
+            "agent started: %s every %g min (jitter %d%%)",
+            self.settings.tuf_url,
+            self.settings.refresh_interval_minutes,
+            round(self.settings.jitter_fraction * 100),
+        )
+        first = True
+        while not self.stop_event.is_set():
+            outcome = self._cycle_in_worker()
+            if self.stop_event.is_set():
+                break
+            if first:
+                self.notifier.ready(self.status_line())
+                first = False
+            else:
+                self.notifier.status(self.status_line())
+            interval = self.settings.refresh_interval_minutes * 60
+            if outcome.ok:
+                delay = next_interval(interval, self.settings.jitter_fraction, self.rng)
+            else:
+                delay = backoff(self.failures, self.settings.retry_initial_seconds, interval)
+            self.log.debug("next refresh in %.1fs", delay)
+            self._sleep(delay)
+        self.notifier.stopping()
+        self.log.info("agent stopping")
+        return EXIT_OK
+
+    def run_once(self) -> int:
+        """One cycle for timers and cron; the exit code follows `trust sync`."""
+        outcome = self.cycle()
+        self.log.info("one-shot refresh done: %s", self.status_line())
+        self.notifier.ready(self.status_line())
+        return outcome.exit_code
+
+    def _cycle_in_worker(self) -> CycleOutcome:
+        box: list[CycleOutcome] = []
+        worker = threading.Thread(target=lambda: box.append(self.cycle()), daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(TICK_SECONDS)
+            self._feed_watchdog()
+            if self.stop_event.is_set():
+                worker.join(STOP_GRACE_SECONDS)  # the sync checks the stop flag per chunk
+                if worker.is_alive():
+                    self.log.warning("stopping with a refresh still running; cached trust is unchanged")
+                return _Abandoned()
+        return box[0] if box else _Abandoned()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self.wake_event.wait(min(TICK_SECONDS, remaining)):
+                self.wake_event.clear()
+                if self.stop_event.is_set():
+                    return
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self.reload()
+                    continue  # a reload alone does not force a refresh
+                self.log.info("refresh requested (SIGUSR1)")
+                return
+            self._feed_watchdog()
+
+    def _feed_watchdog(self) -> None:
+        period = self.notifier.watchdog_seconds
+        if period is None:
+            return
+        now = time.monotonic()
+        if now - self._last_ping >= period / 2:
+            self.notifier.watchdog()
+            self._last_ping = now
+
+    def reload(self) -> None:
+        """SIGHUP: adopt the new config, or keep the old one and say why."""
+        self.notifier.reloading()
+        try:
+            self.settings = self._load_settings()
+            self.log.info("configuration reloaded")
+        except StellaError as exc:
+            self.log.error("configuration reload failed, keeping the previous one: %s", exc.message)
+        self.notifier.ready(self.status_line())
+
+    # ---- one cycle ---------------------------------------------------------------------
+    def cycle(self) -> CycleOutcome:
+        """Sync (unless offline), then re-verify and judge freshness; log and export metrics."""
+        settings = self.settings
+        store = Store(settings.local_cache_path)
+        self.metrics.last_attempt = time.time()
+        error: StellaError | None = None
+        changed = False
+        if settings.network_allowed:
+            try:
+                result = sync(settings, store, should_stop=self.stop_event.is_set)
+                changed = result.changed
+                self.metrics.sync_duration = result.seconds
+                self.metrics.last_success = time.time()
+                self.last_sync = iso(datetime.now(UTC))
+            except StellaError as exc:
+                error = exc
+        view: TrustView | None = None
+        try:
+            view = load_view(settings, store)
+        except StellaError as exc:
+            if error is None:
+                error = exc
+        self._report(error, changed, view)
+        self._export_metrics(view)
+        return CycleOutcome(error is None, error, view, changed)
+
+    def _report(self, error: StellaError | None, changed: bool, view: TrustView | None) -> None:
+        if error is not None:
+            self.failures += 1
+            self.metrics.consecutive_failures = self.failures
+            if error.message != self.last_error:  # once per distinct error, not every retry
+                self.log.error("refresh failed: %s (hint: %s)", error.message, error.hint)
+                self.last_error = error.message
+            else:
+                self.log.debug("refresh failed again (%d): %s", self.failures, error.message)
+        else:
+            if self.failures:
+                self.log.info("refresh recovered after %d failures", self.failures)
+            self.failures = 0
+            self.metrics.consecutive_failures = 0
+            self.last_error = None
+            if changed and view is not None:
+                versions = " ".join(f"{r} v{i.version}" for r, i in view.roles.items())
+                self.log.info("trust updated: %s", versions)
+        state = view.freshness.state if view is not None else "unusable"
+        if state != self.last_state:
+            self._log_transition(state, view)
+            self.last_state = state
+
+    def _log_transition(self, state: str, view: TrustView | None) -> None:
+        if state == FreshnessState.FRESH:
+            if self.last_state is not None:
+                self.log.info("trust is fresh again")
+            return
+        assert state in (FreshnessState.GRACE, FreshnessState.STALE, "unusable")
+        if state == FreshnessState.GRACE and view is not None:
+            self.log.warning(
+                "trust entered grace: signed metadata expired at %s; stale at %s",
+                iso(view.freshness.expires),
+                iso(view.freshness.stale_after),
+            )
+        elif state == FreshnessState.STALE and view is not None:
+            self.log.error(
+                "trust is FreshnessState.STALE since %s: consumers refuse it until a refresh succeeds",
+                iso(view.freshness.stale_after),
+            )
+        else:
+            self.log.error("cached trust is not usable (not initialised or failed re-verification)")
+
+    def _export_metrics(self, view: TrustView | None) -> None:
+        m = self.metrics
+        if view is not None:
+            m.freshness = view.freshness.state
+            m.seconds_until_stale = (view.freshness.stale_after - datetime.now(UTC)).total_seconds()
+            m.role_versions = {r: i.version for r, i in view.roles.items()}
+            m.role_expiries = {r: i.expires.timestamp() for r, i in view.roles.items()}
+        else:
+            m.freshness = "unusable"
+        path = self.settings.metrics_path
+        if path is not None:
+            try:
+                write_metrics(path, m)
+            except OSError as exc:
+                self.log.warning("cannot write metrics to %s: %s", path, exc)
+
+    def status_line(self) -> str:
+        state = self.last_state or "unknown"
+        return f"trust {state}; last sync {self.last_sync or 'never'}; {self.failures} consecutive failures"
+
+
+class _Abandoned(CycleOutcome):
+    """A cycle cut short by a stop request."""
+
+    def __init__(self) -> None:
+        super().__init__(False, None, None)

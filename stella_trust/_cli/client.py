@@ -1,0 +1,201 @@
+"""`trust init`, `trust sync`, `trust status`: the host's everyday commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from stella_trust._cli.options import (
+    JsonOption,
+    config_path,
+    globals_of,
+    load,
+    reported,
+    split_list,
+)
+from stella_trust.errors import EXIT_UNUSABLE, StellaError
+
+if TYPE_CHECKING:
+    from stella_trust._internal.settings import TrustRepoSettings
+    from stella_trust._internal.sync import SyncResult
+
+
+def init(
+    ctx: typer.Context,
+    tuf_url: Annotated[str | None, typer.Option("--tuf-url", help="Repository base URL.")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Trusted root.json obtained out of band.")
+    ] = None,
+    root_sha256: Annotated[
+        str | None, typer.Option("--root-sha256", help="Download 1.root.json; require this digest.")
+    ] = None,
+    trust_on_first_use: Annotated[
+        bool, typer.Option("--trust-on-first-use", help="Trust whatever root is served (labs only).")
+    ] = False,
+    service_map: Annotated[str | None, typer.Option("--service-map", help="Service map target name.")] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option("--pin", help="Target to keep (repeatable, comma lists allowed)."),
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", help="Service map override set, e.g. staging.")
+    ] = None,
+    offline: Annotated[
+        bool | None, typer.Option("--offline/--online", help="Record offline mode (no network).")
+    ] = None,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Do not run the first sync.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a different trust anchor already cached.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store the trust anchor, write the config section, then run a first sync.
+
+    Examples:
+
+      trust init --tuf-url https://tuf.example --root ./1.root.json
+
+      trust init --tuf-url https://tuf.example --root-sha256 9f86d0...  --pin rekor-key-v2
+
+      trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
+    """
+    from stella_trust._internal.anchor import initialise
+
+    g = globals_of(ctx)
+    flags: dict[str, Any] = {
+        "tuf_url": tuf_url,
+        "service_map_target": service_map,
+        "pinned_targets": split_list(pin),
+        "environment": environment,
+        "offline_mode": offline,
+        "local_cache_path": g.cache_dir,
+    }
+    with reported(as_json):
+        settings, anchor = initialise(
+            config_path(ctx),
+            flags,
+            root_file=root,
+            root_sha256=root_sha256,
+            trust_on_first_use=trust_on_first_use,
+            force=force,
+        )
+        if anchor.how == "tofu":
+            typer.echo(
+                "WARNING: trusting the root the repository served (trust on first use).\n"
+                f"WARNING: root v{anchor.version} sha256 {anchor.sha256} — verify it out of band.",
+                err=True,
+            )
+        summary: dict[str, Any] = {
+            "config": str(config_path(ctx)),
+            "cache": str(settings.local_cache_path),
+            "root_version": anchor.version,
+            "root_sha256": anchor.sha256,
+            "anchor": anchor.how,
+        }
+        if not as_json:
+            typer.echo(
+                f"initialised {settings.local_cache_path}: trusting root v{anchor.version} "
+                f"(sha256 {anchor.sha256}); config {config_path(ctx)}"
+            )
+        if not no_sync:
+            result = _run_sync(settings, force=False)
+            summary["sync"] = result.to_json()
+            if not as_json:
+                _print_sync(result)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+
+
+def _run_sync(settings: TrustRepoSettings, force: bool) -> SyncResult:
+    from stella_trust._internal.store import Store
+    from stella_trust._internal.sync import sync as run_sync
+
+    return run_sync(settings, Store(settings.local_cache_path), force=force)
+
+
+def _print_sync(result: SyncResult) -> None:
+    versions = " ".join(f"{role} v{version}" for role, version in result.versions.items())
+    what = "updated" if result.changed else "up to date"
+    typer.echo(
+        f"sync: {what} ({versions}); {result.requests} requests, "
+        f"{len(result.downloaded)} targets downloaded, {result.seconds:.2f}s"
+    )
+
+
+def sync(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-download and re-verify all metadata and targets.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Refresh trust from the repository (idle: two requests, nothing re-downloaded).
+
+    Any failure leaves the previous trust untouched and usable.
+
+    Examples:
+
+      trust sync
+
+      trust sync --force --json
+    """
+    with reported(as_json):
+        result = _run_sync(load(ctx), force)
+        if as_json:
+            typer.echo(json.dumps(result.to_json(), indent=2))
+        else:
+            _print_sync(result)
+
+
+def status(
+    ctx: typer.Context,
+    show_keys: Annotated[
+        bool, typer.Option("--show-keys", help="List public keys and certificates.")
+    ] = False,
+    show_endpoints: Annotated[
+        bool, typer.Option("--show-endpoints", help="List Rekor/Fulcio URLs after overrides.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-verify the cache offline and report freshness, versions, keys and endpoints.
+
+    Exit code 0 when fresh or in grace, 3 when stale, not initialised or tampered.
+
+    Examples:
+
+      trust status
+
+      trust status --show-keys --show-endpoints
+
+      trust status --json | jq .freshness.state
+    """
+    from stella_trust._cli.render import render_status
+    from stella_trust._internal.reader import load_view
+    from stella_trust._internal.store import Store
+
+    with reported(as_json):
+        settings = load(ctx)
+        store = Store(settings.local_cache_path)
+        try:
+            view = load_view(settings, store)
+        except StellaError as error:
+            if error.exit_code == 1:  # a cache that cannot be served is "trust not usable"
+                error.exit_code = EXIT_UNUSABLE
+            raise
+        if as_json:
+            typer.echo(json.dumps(view.to_json(), indent=2))
+        else:
+            typer.echo(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+        if view.freshness.state == "grace":
+            typer.echo(
+                f"warning: signed metadata expired at {view.to_json()['freshness']['expires']}; "
+                f"trust stays usable until {view.to_json()['freshness']['stale_after']}",
+                err=True,
+            )
+        if not view.usable:
+            typer.echo("error: trust is stale and must not be used", err=True)
+            typer.echo("hint: run `trust sync` or import a fresh bundle", err=True)
+            raise typer.Exit(EXIT_UNUSABLE)

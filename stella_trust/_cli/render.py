@@ -1,0 +1,73 @@
+"""Plain-text rendering of a TrustView for humans (scripts use `--json`).
+
+Plain text on purpose: `trust status` runs on every health check of every host and
+must start fast; a rich table would import more than the whole verification needs.
+"""
+
+from __future__ import annotations
+
+from stella_trust._internal.timefmt import iso
+from stella_trust.view import TrustView
+
+
+def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
+    width = max((len(label) for label, _ in rows), default=0)
+    return [f"{indent}{label.ljust(width)}  {value}" for label, value in rows]
+
+
+def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> str:
+    fresh = view.freshness
+    lines = ["Trust repository"]
+    lines += _rows(
+        [
+            ("URL", view.tuf_url or "-"),
+            ("environment", view.environment or "-"),
+            ("offline mode", "yes" if view.offline_mode else "no"),
+            ("freshness", fresh.state.upper()),
+            ("expires", f"{iso(fresh.expires)} ({fresh.earliest_role}, earliest signed expiry)"),
+            ("stale after", f"{iso(fresh.stale_after)}"),
+            ("last sync", view.last_sync or "never"),
+            ("last error", view.last_error or "-"),
+            ("source", _source(view)),
+            ("service map", view.service_map.source),
+        ]
+    )
+    lines.append("Metadata")
+    lines += _rows(
+        [(role, f"v{info.version}  expires {iso(info.expires)}") for role, info in view.roles.items()]
+    )
+    lines.append("Targets")
+    lines += _rows([(t.name, f"{t.role:<11} {t.length:>7} B  sha256 {t.sha256[:16]}…") for t in view.targets])
+    if show_keys:
+        lines.append("Public keys")
+        for key in view.keys:
+            lines += _rows([(key.target, f"{key.algorithm}  spki-sha256 {key.spki_sha256}")])
+        lines.append("Certificates")
+        for cert in view.certificates:
+            lines.append(f"  {cert.target} [{cert.position}]{'  CA' if cert.is_ca else ''}")
+            lines += _rows(
+                [
+                    ("subject", cert.subject),
+                    ("issuer", cert.issuer),
+                    ("valid", f"{iso(cert.not_before)} .. {iso(cert.not_after)}"),
+                    ("sha256", cert.sha256),
+                ],
+                indent="    ",
+            )
+    if show_endpoints:
+        lines.append("Endpoints" + (f" (environment {view.environment})" if view.environment else ""))
+        for service, fields in view.endpoints.services.items():
+            lines.append(f"  {service}")
+            lines += _rows([(k, str(v)) for k, v in fields.items()], indent="    ")
+    return "\n".join(lines)
+
+
+def _source(view: TrustView) -> str:
+    source = view.source or {}
+    if not source:
+        return "-"
+    where = source.get("url") or source.get("path") or "?"
+    text = f"{source.get('kind', '?')} from {where} at {source.get('at', '?')}"
+    if source.get("manifest_sha256"):
+        text += f" (manifest sha256 {source['manifest_sha256']})"
+    return text

@@ -1,0 +1,184 @@
+"""Export the verified cache as a bundle: a `file://` directory or a sealed `.tar.zst`.
+
+Only what re-verified from the anchor under the lock is written (decision 2), and the
+output replaces any previous one atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stella_trust import errors
+from stella_trust._internal.bundle.archive import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    ZSTD_LEVEL,
+    Entry,
+    manifest_bytes,
+    sha256_file,
+    write_archive,
+)
+from stella_trust._internal.bundle.layout import BundleSummary, Progress, metadata_name, target_path
+from stella_trust._internal.fs import replaced_atomically
+from stella_trust._internal.policy.build import freshness_of
+from stella_trust._internal.reader import verified_current
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.tuf.offline import VerifiedTrust
+from stella_trust._version import __version__
+
+
+def _entries(verified: VerifiedTrust) -> list[Entry]:
+    md = verified.metadata
+    consistent = bool(md.root.signed.consistent_snapshot)
+    entries: list[Entry] = []
+
+    def add_bytes(path: str, data: bytes) -> None:
+        entries.append(Entry(path, len(data), hashlib.sha256(data).hexdigest(), data=data))
+
+    first_root = md.root.signed.version - len(md.root_chain) + 1
+    for offset, data in enumerate(md.root_chain):
+        add_bytes(f"metadata/{first_root + offset}.root.json", data)
+    add_bytes("metadata/timestamp.json", md.raw["timestamp"])
+    snapshot_version = md.snapshot.signed.version
+    add_bytes(metadata_name("snapshot", snapshot_version, consistent), md.raw["snapshot"])
+    for role, data in md.raw.items():
+        if role in ("timestamp", "snapshot"):
+            continue
+        meta = md.snapshot.signed.meta[f"{role}.json"]
+        add_bytes(metadata_name(role, meta.version, consistent), data)
+    for name, info in sorted(verified.target_info.items()):
+        source = verified.generation.target_path(name)
+        digest = info.hashes.get("sha256") or sha256_file(source)
+        entries.append(Entry(target_path(name, info, consistent), info.length, digest, source=source))
+    return entries
+
+
+def _manifest(
+    verified: VerifiedTrust,
+    settings: TrustRepoSettings,
+    entries: list[Entry],
+    now: datetime,
+    *,
+    depth: int | None,
+    compressed: bool,
+) -> bytes:
+    md = verified.metadata
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created_at": iso(now),  # informational only: freshness uses signed expiry
+        "source": {"tuf_url": settings.tuf_url},
+        "roles": {
+            role: {"version": md.versions[role], "expires": iso(md.expiries[role])} for role in md.versions
+        },
+        "depth": depth,
+        "tiles": None,  # transparency-log tiles (`--depth`) are not carried yet
+        "files": [{"path": e.path, "length": e.length, "sha256": e.sha256} for e in entries],
+    }
+    if compressed:
+        document["compression"] = {"algorithm": "zstd", "level": ZSTD_LEVEL}
+    return manifest_bytes(document)
+
+
+def export_directory(
+    settings: TrustRepoSettings,
+    store: Store,
+    out: Path,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> BundleSummary:
+    """The bundle layout, uncompressed: also a valid `file://` TUF repository."""
+    now = now or utcnow()
+    out = out.resolve()
+    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise errors.UsageError(f"{out} exists and is not a previous trust export; refusing to overwrite it")
+    with store.lock(settings.lock_timeout_seconds):
+        verified = verified_current(store)
+        entries = _entries(verified)
+        manifest = _manifest(verified, settings, entries, now, depth=None, compressed=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for entry in entries:
+                target = staging.joinpath(*entry.path.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with entry.open() as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                if progress is not None:
+                    progress(entry.length)
+            (staging / MANIFEST).write_bytes(manifest)
+            _replace_directory(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return _export_summary("export", out, entries, verified, settings, now)
+
+
+def _replace_directory(new: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, out)
+
+
+def export_archive(
+    settings: TrustRepoSettings,
+    store: Store,
+    out: Path,
+    *,
+    depth: int | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> BundleSummary:
+    """A zstd-sealed `.tar.zst`: manifest.json first, then metadata/ and targets/."""
+    now = now or utcnow()
+    out = out.resolve()
+    with store.lock(settings.lock_timeout_seconds):
+        verified = verified_current(store)
+        entries = _entries(verified)
+        manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(out) as tmp:
+            write_archive(tmp, manifest, entries, now.timestamp(), progress)
+    summary = _export_summary("snapshot-export", out, entries, verified, settings, now)
+    summary.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+    return summary
+
+
+def _export_summary(
+    action: str,
+    out: Path,
+    entries: list[Entry],
+    verified: VerifiedTrust,
+    settings: TrustRepoSettings,
+    now: datetime,
+) -> BundleSummary:
+    freshness = freshness_of(verified.metadata, settings, now)
+    summary = BundleSummary(
+        action,
+        str(out),
+        len(entries),
+        sum(e.length for e in entries),
+        verified.metadata.versions,
+        freshness,
+    )
+    if freshness.state != "fresh":
+        summary.warnings.append(
+            f"the exported trust is {freshness.state}: signed metadata expired at {iso(freshness.expires)}"
+        )
+    return summary
+
+

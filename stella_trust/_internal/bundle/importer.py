@@ -1,0 +1,247 @@
+"""Import a bundle: verified from this host's own trust anchor, or nothing changes.
+
+The bundle is untrusted input (decision 5): the hostile-input reader extracts it, then
+it is rebuilt into a generation exactly like a sync — the root chain walked from this
+host's anchor, every role and wanted target verified — checked for rollback and for
+freshness (signed expiry only) and committed in one step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib import parse
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import TargetFile
+
+from stella_trust import errors
+from stella_trust._internal.bundle.archive import BundleError, extract_archive, sha256_file
+from stella_trust._internal.bundle.layout import (
+    BundleSummary,
+    Progress,
+    StaleBundleError,
+    metadata_name,
+    target_path,
+)
+from stella_trust._internal.policy.build import build_view, freshness_of
+from stella_trust._internal.policy.selection import TargetSelection
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Generation, Store
+from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.tuf.offline import (
+    VerifiedMetadata,
+    VerifiedTrust,
+    verify_generation,
+    verify_metadata,
+)
+from stella_trust._internal.tuf.rollback import refuse_rollback
+from stella_trust.view import Freshness, FreshnessState
+
+
+class _BundleTargets(TargetSelection):
+    """Targets from an extracted bundle: info from the verified metadata, bytes checked."""
+
+    def __init__(self, md: VerifiedMetadata, staging: Path, work: Generation) -> None:
+        super().__init__()
+        self.md = md
+        self.staging = staging
+        self.work = work
+        self.consistent = bool(md.root.signed.consistent_snapshot)
+
+    def find(self, name: str) -> TargetFile | None:
+        return self.md.find_target(name)
+
+    def names(self) -> list[str]:
+        return self.md.target_names()
+
+    def store(self, name: str, info: TargetFile) -> Path:
+        relative = target_path(name, info, self.consistent)
+        source = self.staging.joinpath(*relative.split("/"))
+        if not source.is_file():
+            raise BundleError(
+                f"Bundle lacks target {name} ({relative})",
+                hint="export the bundle from a host that pins the same targets",
+            )
+        try:
+            with source.open("rb") as handle:
+                info.verify_length_and_hashes(handle)
+        except tuf_exceptions.LengthOrHashMismatchError as exc:
+            raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
+        path = self.work.target_path(name)
+        os.link(source, path)  # staging is private to this import, under the lock
+        return path
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_bytes())
+        signed = document["signed"]
+        if not isinstance(signed, dict):
+            raise TypeError("signed is not an object")
+        return signed
+    except FileNotFoundError:
+        raise BundleError(f"Bundle lacks {what}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.MalformedMetadataError(f"Malformed metadata in bundle: {what} ({exc})") from exc
+
+
+def _stage_metadata(staging: Path, work: Generation, anchor: bytes) -> None:
+    """Lay the bundle's metadata out as a cache generation (names only; verification follows)."""
+    bundle_md = staging / "metadata"
+    history = work.metadata_dir / "root_history"
+    history.mkdir(parents=True, exist_ok=True)
+    anchor_version = int(json.loads(anchor)["signed"]["version"])
+    same_version = bundle_md / f"{anchor_version}.root.json"
+    if same_version.is_file() and same_version.read_bytes() != anchor:
+        raise errors.VerificationError(
+            f"Bundle root v{anchor_version} differs from this host's trust anchor "
+            f"(sha256 {sha256_file(same_version)[:16]}… vs "
+            f"{hashlib.sha256(anchor).hexdigest()[:16]}…): it comes from another repository",
+            hint="import only bundles exported from the repository this host trusts",
+        )
+    (history / f"{anchor_version}.root.json").write_bytes(anchor)
+    newest, consistent = anchor_version, bool(json.loads(anchor)["signed"].get("consistent_snapshot"))
+    while (bundle_md / f"{newest + 1}.root.json").is_file():
+        newest += 1
+        source = bundle_md / f"{newest}.root.json"
+        os.link(source, history / f"{newest}.root.json")
+        consistent = bool(_read_json(source, f"metadata/{newest}.root.json").get("consistent_snapshot"))
+    os.symlink(os.path.join("root_history", f"{newest}.root.json"), work.metadata_dir / "root.json")
+
+    timestamp = _read_json(bundle_md / "timestamp.json", "metadata/timestamp.json")
+    os.link(bundle_md / "timestamp.json", work.metadata_dir / "timestamp.json")
+    try:
+        snapshot_version = int(timestamp["meta"]["snapshot.json"]["version"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise errors.MalformedMetadataError("Malformed metadata in bundle: timestamp") from exc
+    snapshot_name = metadata_name("snapshot", snapshot_version, consistent)
+    snapshot = _read_json(staging / snapshot_name, snapshot_name)
+    os.link(staging / snapshot_name, work.metadata_dir / "snapshot.json")
+    meta = snapshot.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise errors.MalformedMetadataError("Malformed metadata in bundle: snapshot meta")
+    for filename, info in meta.items():
+        role = filename.removesuffix(".json")
+        try:
+            version = int(info["version"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.MalformedMetadataError(f"Malformed snapshot entry {filename}") from exc
+        source = staging / metadata_name(role, version, consistent)
+        if source.is_file():
+            os.link(source, work.metadata_dir / f"{parse.quote(role, safe='')}.json")
+        elif role == "targets":
+            raise BundleError(f"Bundle lacks {metadata_name(role, version, consistent)}")
+
+
+def _same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bool:
+    if old is None:
+        return False
+    try:
+        held = verify_generation(old, anchor)
+    except errors.StellaError:
+        return False
+    same_files = {n: (i.length, dict(i.hashes)) for n, i in new.target_info.items()} == {
+        n: (i.length, dict(i.hashes)) for n, i in held.target_info.items()
+    }
+    return held.metadata.versions == new.metadata.versions and same_files
+
+
+def import_bundle(
+    settings: TrustRepoSettings,
+    store: Store,
+    bundle: Path,
+    *,
+    verify_manifest: bool = False,
+    reject_if_stale: timedelta | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> BundleSummary:
+    """Verify `bundle` from this host's anchor and make it the current trust, atomically."""
+    now = now or utcnow()
+    anchor = store.read_anchor()
+    with store.lock(settings.lock_timeout_seconds):
+        state = store.read_state()
+        staging = store.scratch_dir("import")
+        work: Generation | None = None
+        try:
+            extracted = extract_archive(
+                bundle,
+                staging,
+                settings.bundle_limits,
+                verify_manifest=verify_manifest,
+                progress=progress,
+            )
+            base = store.current()
+            work = store.begin(None)
+            _stage_metadata(staging, work, anchor)
+            try:
+                md = verify_metadata(work.metadata_dir, anchor)
+                selection = _BundleTargets(md, staging, work)
+                selection.collect(settings)
+                verified = verify_generation(work, anchor)
+            except errors.CacheVerificationError as exc:
+                raise errors.VerificationError(
+                    f"Bundle does not verify from this host's trust anchor: {exc.message}",
+                    hint="the bundle is tampered with, or from another repository; nothing was changed",
+                ) from exc
+            build_view(verified, settings, None, now)  # the service map must hold
+            refuse_rollback(base, anchor, state.floor, verified.metadata)
+            freshness = freshness_of(verified.metadata, settings, now)
+            summary = BundleSummary(
+                "import",
+                str(bundle),
+                len(extracted.files) + 1,
+                extracted.total_bytes,
+                verified.metadata.versions,
+                freshness,
+                manifest_sha256=extracted.manifest_sha256,
+            )
+            if _same_trust(verified, base, anchor):
+                summary.changed = False
+                return summary
+            _check_freshness(freshness, reject_if_stale, now, summary)
+            store.commit(work)
+            work = None
+            state.floor = verified.metadata.floor()
+            state.source = {
+                "kind": "bundle",
+                "path": str(bundle.resolve()),
+                "manifest_sha256": extracted.manifest_sha256,
+                "created_at": extracted.manifest.get("created_at"),
+                "at": iso(now),
+            }
+            state.last_error = None
+            store.write_state(state)
+            return summary
+        finally:
+            if work is not None:
+                store.discard(work)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_freshness(
+    freshness: Freshness, reject_if_stale: timedelta | None, now: datetime, summary: BundleSummary
+) -> None:
+    """Signed expiry only: `created_at` never decides whether a bundle is fresh."""
+    expired_for = now - freshness.expires
+    if reject_if_stale is not None and expired_for > reject_if_stale:
+        raise StaleBundleError(
+            f"Bundle refused: its signed metadata expired at {iso(freshness.expires)}, "
+            f"more than {reject_if_stale} ago (--reject-if-stale)"
+        )
+    if freshness.state == FreshnessState.STALE:
+        raise StaleBundleError(
+            f"Bundle refused: it is stale (signed metadata expired at {iso(freshness.expires)}, "
+            f"grace ended at {iso(freshness.stale_after)})"
+        )
+    if freshness.state == FreshnessState.GRACE:
+        summary.warnings.append(
+            f"imported trust is in grace: signed metadata expired at {iso(freshness.expires)}; "
+            f"it turns stale at {iso(freshness.stale_after)}"
+        )

@@ -1,0 +1,99 @@
+"""The one way files are written and locked: temp file + rename, fsync, flock.
+
+Every writer (the cache store, the config, operator keys and metadata, bundles, the
+metrics file) goes through here so that a reader only ever sees the old or the new
+content (docs/design.md, decision 6) and a power cut cannot leave a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write via a temp file in the same directory and rename: readers see old or new.
+
+    `durable` adds the fsyncs that make the new content survive a power cut; informational
+    files rewritten on every run (the cache state, metrics) skip them.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` for a writer that streams (archives); renamed over
+    `path` when the block succeeds, removed when it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under `root` (before it is switched in)."""
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            file_fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(file_fd)
+            finally:
+                os.close(file_fd)
+        fsync_dir(Path(directory))
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, timeout: float, on_busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold an flock on `path` (which records the holder's pid); wait up to `timeout`
+    seconds, then raise `on_busy(holder_pid)`. Closing the descriptor releases it, so a
+    killed holder never leaves the lock taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise on_busy(holder) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,24 @@
+"""Freshness from signed expiry only (docs/design.md, decision 3)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from stella_trust.view import Freshness, FreshnessState
+
+
+def compute_freshness(expiries: dict[str, datetime], threshold: timedelta, now: datetime) -> Freshness:
+    """E = the earliest signed expiry: fresh before E, grace until E + threshold, stale after."""
+    role = min(expiries, key=lambda r: expiries[r])
+    earliest = expiries[role]
+    try:
+        stale_after = earliest + threshold
+    except OverflowError:  # a threshold reaching past year 9999: never stale by the clock
+        stale_after = datetime.max.replace(tzinfo=earliest.tzinfo)
+    if now < earliest:
+        state = FreshnessState.FRESH
+    elif now < stale_after:
+        state = FreshnessState.GRACE
+    else:
+        state = FreshnessState.STALE
+    return Freshness(state, earliest, stale_after, role)

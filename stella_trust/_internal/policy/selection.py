@@ -1,0 +1,82 @@
+"""Which targets a host holds: the service map, what it references, and the pins.
+
+One policy for every path that builds a generation (online sync, bundle import), so a
+host ends up with the same targets whichever way its trust arrived. Subclasses say
+where target info and bytes come from.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from tuf.api.metadata import TargetFile
+
+from stella_trust import errors
+from stella_trust._internal.policy.names import match_name
+from stella_trust._internal.policy.servicemap import (
+    parse_service_map,
+    read_local_service_map,
+    referenced_targets,
+)
+from stella_trust._internal.settings import TrustRepoSettings
+
+
+class TargetSelection(ABC):
+    """Collects the wanted targets into a working generation, each fetched once."""
+
+    def __init__(self) -> None:
+        self._stored: dict[str, Path] = {}
+
+    # ---- supplied by the source ----------------------------------------------------
+    @abstractmethod
+    def find(self, name: str) -> TargetFile | None:
+        """Verified target info for an exact name, or None."""
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """Candidate names for stem matching."""
+
+    @abstractmethod
+    def store(self, name: str, info: TargetFile) -> Path:
+        """Put the verified bytes of `name` into the working generation; return the path."""
+
+    # ---- the policy ----------------------------------------------------------------------
+    def lookup(self, name: str) -> tuple[str, TargetFile]:
+        """Exact name, else the single `<name>.<ext>` (docs/design.md, Names)."""
+        info = self.find(name)
+        if info is not None:
+            return name, info
+        full = match_name(name, self.names())
+        info = self.find(full)
+        if info is None:  # listed somewhere, but not reachable through the delegations
+            raise errors.UnknownTargetError(f"Unknown target {name!r}")
+        return full, info
+
+    def pull(self, name: str, info: TargetFile) -> Path:
+        if name not in self._stored:  # a target both referenced and pinned is fetched once
+            self._stored[name] = self.store(name, info)
+        return self._stored[name]
+
+    def collect(self, settings: TrustRepoSettings) -> dict[str, str]:
+        """Store every wanted target; return name -> why the host holds it."""
+        wanted: dict[str, str] = {}
+        if settings.service_map_file is not None:
+            service_map = read_local_service_map(settings.service_map_file)
+        else:
+            try:
+                name, info = self.lookup(settings.service_map_target)
+            except errors.UnknownTargetError as exc:
+                raise errors.ServiceMapError(f"Service map not found: {exc.message}") from exc
+            service_map = parse_service_map(self.pull(name, info).read_bytes(), name)
+            wanted[name] = "service-map"
+        for reference in referenced_targets(service_map, settings.environment):
+            name, info = self.lookup(reference)
+            self.pull(name, info)
+            wanted.setdefault(name, "referenced")
+        for pin in settings.pins:
+            name, info = self.lookup(pin)
+            self.pull(name, info)
+            wanted.setdefault(name, "pinned")
+        return wanted
+

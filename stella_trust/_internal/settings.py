@@ -1,0 +1,288 @@
+"""The `attestor.trust_repo` settings: YAML file < environment < command-line flags.
+
+pydantic-settings owns validation and precedence; the two small sources below exist
+because the YAML section is nested two levels deep and the environment variable
+names are fixed by the operators' existing deployments (`STELLA_TUF_ROOT_URL`, not
+`STELLA_TUF_URL`). Errors name the file (or variable, or flag), the field, and what
+is wrong, because a fleet operator debugging one bad host has nothing else to go on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stella_trust._internal.fs import atomic_write
+from stella_trust.errors import ConfigError, OfflineModeError
+
+SECTION = ("attestor", "trust_repo")
+APP_NAME = "stella-trust"
+
+# Environment variable -> settings field. Fixed names: they are part of the interface.
+ENV_VARIABLES: dict[str, str] = {
+    "STELLA_TUF_ROOT_URL": "tuf_url",
+    "STELLA_SIGSTORE_SERVICE_MAP": "service_map_file",
+    "STELLA_TUF_OFFLINE_MODE": "offline_mode",
+}
+
+
+def _running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def default_config_path() -> Path:
+    """`$STELLA_TRUST_CONFIG`, else the system file for root, else the user's config dir."""
+    from_env = os.environ.get("STELLA_TRUST_CONFIG")
+    if from_env:
+        return Path(from_env)
+    if _running_as_root():
+        return Path("/etc/stella-trust/trust.yaml")
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "trust.yaml"
+
+
+def default_cache_path() -> Path:
+    if _running_as_root():
+        return Path("/var/lib/stella-trust")
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+class MetadataLimits(BaseModel):
+    """Maximum bytes accepted per metadata file; large repositories exceed python-tuf's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: int = Field(512_000, gt=0)
+    timestamp: int = Field(16_384, gt=0)
+    snapshot: int = Field(2_000_000, gt=0)
+    targets: int = Field(5_000_000, gt=0)
+
+
+class BundleLimits(BaseModel):
+    """Bounds on an imported bundle: it is untrusted input (docs/design.md, decision 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_compressed_bytes: int = Field(4 << 30, gt=0)
+    max_uncompressed_bytes: int = Field(8 << 30, gt=0)
+    max_file_bytes: int = Field(2 << 30, gt=0)
+    max_files: int = Field(10_000, gt=0)
+    max_window_log: int = Field(27, ge=10, le=31)  # 128 MiB decoder window
+
+
+_config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "stella_config_path", default=None
+)
+
+
+class TrustRepoSettings(BaseSettings):
+    """Everything a host needs to know to keep its trust current."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    enabled: bool = True
+    tuf_url: str | None = Field(None, description="Base URL of the TUF repository (http, https or file)")
+    refresh_interval_minutes: float = Field(60, gt=0)
+    freshness_threshold_days: float = Field(7, ge=0)
+    offline_mode: bool = False
+    local_cache_path: Path = Field(default_factory=default_cache_path)
+    service_map_target: str = Field("sigstore-services-v1", min_length=1)
+    service_map_file: Path | None = Field(
+        None, description="Local service map that overrides the repository's (operator choice)"
+    )
+    rekor_key_targets: list[str] = Field(default_factory=lambda: ["rekor-key-v1"])
+    pinned_targets: list[str] = Field(default_factory=list)
+    environment: str | None = None
+    request_timeout_seconds: float = Field(10, gt=0)
+    download_deadline_seconds: float = Field(120, gt=0)
+    ca_bundle: Path | None = None
+    metadata_limits: MetadataLimits = Field(default_factory=lambda: MetadataLimits())
+    max_root_rotations: int = Field(256, gt=0)
+    lock_timeout_seconds: float = Field(30, ge=0)
+    bundle_limits: BundleLimits = Field(default_factory=lambda: BundleLimits())
+    # Agent: a fleet must not stampede the repository, and retries back off.
+    jitter_fraction: float = Field(0.1, ge=0, le=0.5)
+    retry_initial_seconds: float = Field(30, gt=0)
+    metrics_path: Path | None = Field(
+        None, description="Prometheus text file for node_exporter's textfile collector"
+    )
+
+    @field_validator("tuf_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://", "file://")):
+            raise ValueError("must start with http://, https:// or file://")
+        return value.rstrip("/")
+
+    @field_validator("rekor_key_targets", "pinned_targets", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def pins(self) -> list[str]:
+        """Every target name the host keeps, in order, without duplicates."""
+        return list(dict.fromkeys([*self.rekor_key_targets, *self.pinned_targets]))
+
+    def require_network(self, what: str, hint: str | None = None) -> None:
+        """Offline mode allows only `file://` repositories (and bundles): one check for
+        every path that would open a socket."""
+        if self.offline_mode and not (self.tuf_url or "").startswith("file:"):
+            raise OfflineModeError(f"offline mode is on: {what}", hint=hint)
+
+    @property
+    def network_allowed(self) -> bool:
+        return not self.offline_mode or (self.tuf_url or "").startswith("file:")
+
+    @property
+    def freshness_threshold_seconds(self) -> float:
+        return self.freshness_threshold_days * 86400.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _FixedNameEnvSource(settings_cls),
+            _YamlSectionSource(settings_cls, _config_path_var.get()),
+        )
+
+
+class _FixedNameEnvSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            field: os.environ[name] for name, field in ENV_VARIABLES.items() if os.environ.get(name, "") != ""
+        }
+
+
+class _YamlSectionSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        return read_section(self.path)
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The whole YAML document (empty if the file does not exist)."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config {path}:{where}: not valid YAML: {problem}") from exc
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"config {path}: the top level must be a mapping, not {_kind(document)}")
+    return document
+
+
+def read_section(path: Path) -> dict[str, Any]:
+    node: Any = read_document(path)
+    walked: list[str] = []
+    for key in SECTION:
+        walked.append(key)
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            raise ConfigError(f"config {path}: {'.'.join(walked)} must be a mapping, not {_kind(node)}")
+    return dict(node)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = None) -> TrustRepoSettings:
+    """Validate the merged settings; flags (`overrides`, None values ignored) win over all."""
+    path = config_path if config_path is not None else default_config_path()
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    token = _config_path_var.set(path)
+    try:
+        return TrustRepoSettings(**flags)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, flags)) from exc
+    finally:
+        _config_path_var.reset(token)
+
+
+def _describe(exc: ValidationError, path: Path, flags: dict[str, Any]) -> str:
+    env_fields = {field: name for name, field in ENV_VARIABLES.items() if os.environ.get(name)}
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else "?"
+        dotted = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (typo?)"
+        else:
+            message = f"{error['msg']} (got {error.get('input')!r})"
+        if field in flags:
+            origin = f"--{field.replace('_', '-')}"
+        elif field in env_fields:
+            origin = f"environment variable {env_fields[field]}"
+        else:
+            origin = f"config {path}: {'.'.join(SECTION)}.{dotted}"
+            problems.append(f"{origin}: {message}")
+            continue
+        problems.append(f"{origin} ({dotted}): {message}")
+    return "; ".join(problems)
+
+
+def write_section(path: Path, values: dict[str, Any]) -> None:
+    """Merge `values` into the config's `attestor.trust_repo`, keeping every other key."""
+    import yaml
+
+    document = read_document(path)
+    attestor = document.setdefault("attestor", {})
+    if not isinstance(attestor, dict):
+        raise ConfigError(f"config {path}: attestor must be a mapping, not {_kind(attestor)}")
+    section = attestor.setdefault("trust_repo", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config {path}: attestor.trust_repo must be a mapping")
+    section.update(values)
+    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text.encode("utf-8"), mode=0o644)

@@ -1,0 +1,243 @@
+"""The cache directory: the only code that writes there.
+
+Layout (one cache per host)::
+
+    <cache>/anchor.root.json     trust anchor given at `init` (never replaced by a sync)
+    <cache>/state.json           last sync / error / source (written last, atomically)
+    <cache>/lock                 writer lock (flock), holds the writer's pid
+    <cache>/current -> generations/<id>
+    <cache>/generations/<id>/metadata/root_history/N.root.json, root.json,
+                                       timestamp.json, snapshot.json, targets.json, <delegated>.json
+    <cache>/generations/<id>/targets/<percent-encoded target name>
+
+Why generations: python-tuf writes metadata file by file with no lock, so a process
+killed mid-refresh could leave a new timestamp beside an old snapshot. A sync works
+on a hard-linked copy of the current generation (cheap: every file is replaced by
+rename, never modified in place), verifies it completely, fsyncs it, then switches the
+`current` symlink with one atomic rename. Readers resolve `current` once, so they see
+either the old or the new trust, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib import parse
+
+from stella_trust._internal.fs import atomic_write, exclusive_lock, fsync_dir, fsync_tree
+from stella_trust.errors import CacheVerificationError, LockBusyError, NotInitialisedError
+
+ANCHOR_FILE = "anchor.root.json"
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+CURRENT_LINK = "current"
+GENERATIONS_DIR = "generations"
+WORK_PREFIX = ".work-"
+SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
+
+
+def target_filename(name: str) -> str:
+    """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
+    if not name:
+        raise ValueError("empty target name")
+    encoded = parse.quote(name, safe="")
+    if encoded.startswith("."):
+        # '.' and '..' would name directories, and a leading dot is reserved for scratch
+        # files; encoding the dot keeps every name storable and unambiguous.
+        encoded = "%2E" + encoded[1:]
+    return encoded
+
+
+def target_name(filename: str) -> str:
+    return parse.unquote(filename)
+
+
+@dataclass
+class CacheState:
+    """What happened last; informational, never a source of trust."""
+
+    last_sync: str | None = None
+    last_attempt: str | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    source: dict[str, Any] = field(default_factory=dict)
+    # Highest role versions this host committed, with the keys that signed them: a
+    # rollback floor that survives a cache failing verification (unsigned, so it can
+    # only ever cause a refusal, never trust).
+    floor: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CacheState:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class Generation:
+    """One complete, self-consistent copy of verified trust."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata_dir = path / "metadata"
+        self.targets_dir = path / "targets"
+
+    def target_path(self, name: str) -> Path:
+        return self.targets_dir / target_filename(name)
+
+    def stored_target_names(self) -> list[str]:
+        """Names of the stored targets; a file whose name is not our encoding is refused."""
+        if not self.targets_dir.is_dir():
+            return []
+        names = []
+        for path in self.targets_dir.iterdir():
+            name = target_name(path.name)
+            if not path.is_file() or target_filename(name) != path.name:
+                raise CacheVerificationError(f"unexpected entry in the cache: {path}")
+            names.append(name)
+        return sorted(names)
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.anchor_path = self.root / ANCHOR_FILE
+        self.state_path = self.root / STATE_FILE
+        self.lock_path = self.root / LOCK_FILE
+        self.current_link = self.root / CURRENT_LINK
+        self.generations_dir = self.root / GENERATIONS_DIR
+
+    # ---- reading ------------------------------------------------------------------
+    def is_initialised(self) -> bool:
+        return self.anchor_path.is_file()
+
+    def read_anchor(self) -> bytes:
+        try:
+            return self.anchor_path.read_bytes()
+        except FileNotFoundError:
+            raise NotInitialisedError(f"cache {self.root} is not initialised") from None
+
+    def current(self) -> Generation | None:
+        try:
+            target = os.readlink(self.current_link)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink: someone replaced it
+                return Generation(self.current_link)
+            raise
+        return Generation((self.root / target).resolve())
+
+    def read_state(self) -> CacheState:
+        try:
+            data = json.loads(self.state_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return CacheState()
+        return CacheState.from_json(data) if isinstance(data, dict) else CacheState()
+
+    # ---- writing (callers hold the lock) --------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, timeout: float) -> Iterator[None]:
+        """One writer at a time; waits up to `timeout` seconds, then fails naming the holder."""
+        def busy(holder: str) -> Exception:
+            return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
+
+        with exclusive_lock(self.lock_path, timeout, busy):
+            self._remove_abandoned_work()
+            yield
+
+    def write_anchor(self, data: bytes) -> None:
+        atomic_write(self.anchor_path, data)
+
+    def write_state(self, state: CacheState) -> None:
+        data = json.dumps(asdict(state), indent=2).encode() + b"\n"
+        atomic_write(self.state_path, data, durable=False)
+
+    def reset(self) -> None:
+        """Forget all cached trust (used when `init --force` replaces the anchor)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.current_link.unlink()
+        shutil.rmtree(self.generations_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.unlink()
+
+    def begin(self, base: Generation | None) -> Generation:
+        """A private working copy of `base` (hard links), or an empty one.
+
+        The spare left by an idle sync is reused instead of copying again: it is only a
+        starting point (python-tuf re-verifies what it loads, and a changed copy is fully
+        re-verified before commit), so a stale spare costs a download, never trust.
+        """
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        work = self.generations_dir / f"{WORK_PREFIX}{time.time_ns()}-{secrets.token_hex(3)}"
+        spare = self.generations_dir / SPARE_DIR
+        if base is None:
+            shutil.rmtree(spare, ignore_errors=True)
+        elif spare.is_dir():
+            os.rename(spare, work)
+            return Generation(work)
+        if base is not None and base.path.is_dir():
+            shutil.copytree(base.path, work, symlinks=True, copy_function=os.link)
+        else:
+            (work / "metadata").mkdir(parents=True)
+        (work / "targets").mkdir(exist_ok=True)
+        return Generation(work)
+
+    def discard(self, work: Generation) -> None:
+        shutil.rmtree(work.path, ignore_errors=True)
+
+    def scratch_dir(self, purpose: str) -> Path:
+        """A private directory on the cache's filesystem (so files can be hard-linked in);
+        removed by the caller, or by the next lock holder if the process dies."""
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{purpose}-", dir=self.generations_dir))
+
+    def keep_as_spare(self, work: Generation) -> None:
+        """After an idle sync: the working copy equals `current`; keep it for the next sync."""
+        spare = self.generations_dir / SPARE_DIR
+        shutil.rmtree(spare, ignore_errors=True)
+        os.rename(work.path, spare)
+
+    def commit(self, work: Generation) -> Generation:
+        """Make `work` durable, then switch `current` to it in one rename."""
+        fsync_tree(work.path)
+        previous = self.current()
+        final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
+        os.rename(work.path, final)
+        link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"
+        os.symlink(os.path.join(GENERATIONS_DIR, final.name), link_tmp)
+        if self.current_link.is_dir() and not self.current_link.is_symlink():
+            shutil.rmtree(self.current_link)  # not ours: a directory put in place of the link
+        os.replace(link_tmp, self.current_link)
+        fsync_dir(self.generations_dir)
+        fsync_dir(self.root)
+        keep = {final.name}
+        if previous is not None:
+            keep.add(previous.path.name)  # readers may still be inside it
+        self._prune(keep)
+        return Generation(final)
+
+    def _prune(self, keep: set[str]) -> None:
+        """Remove every finished generation except `keep` (scratch entries start with '.')."""
+        for path in self.generations_dir.iterdir():
+            if not path.name.startswith(".") and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _remove_abandoned_work(self) -> None:
+        """A writer killed mid-sync leaves a work directory (or a temp link); the lock
+        holder removes them."""
+        for link in self.root.glob(f".{CURRENT_LINK}.*"):
+            link.unlink(missing_ok=True)
+        if not self.generations_dir.is_dir():
+            return
+        for path in self.generations_dir.iterdir():
+            if path.name.startswith(WORK_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,248 @@
+"""One refresh: python-tuf's Updater + the targets this host needs -> a new generation.
+
+The Updater does the TUF client workflow (root walk, timestamp, snapshot, targets,
+delegations, rollback and freeze checks) inside a private working copy of the
+current generation. Only when the working copy differs from the current trust is
+it re-verified independently (tuf/offline.py, from the anchor), checked for rollback
+against what the host held, and committed; an idle sync keeps it as the next sync's
+starting point. Any failure discards it, so the previous trust stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuf.api.metadata import TargetFile
+
+from stella_trust import errors
+from stella_trust._internal.policy.build import build_view
+from stella_trust._internal.policy.selection import TargetSelection
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import CacheState, Generation, Store
+from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.tuf.errors import translate
+from stella_trust._internal.tuf.offline import verify_generation
+from stella_trust._internal.tuf.rollback import refuse_rollback
+from stella_trust._internal.tuf.updater import RepositorySession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    changed: bool
+    versions: dict[str, int]
+    targets: dict[str, str]  # target name -> why the host holds it
+    downloaded: list[str]
+    requests: int
+    bytes_received: int
+    seconds: float
+    urls: list[str] = field(default_factory=list)
+    floor: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "versions": self.versions,
+            "targets": self.targets,
+            "downloaded": self.downloaded,
+            "requests": self.requests,
+            "bytes_received": self.bytes_received,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def sync(
+    settings: TrustRepoSettings,
+    store: Store,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SyncResult:
+    """Refresh under the store lock, recording the outcome in the state file either way."""
+    if not settings.tuf_url:
+        raise errors.ConfigError(
+            "tuf_url is not set", hint="run `trust init --tuf-url URL ...` or set STELLA_TUF_ROOT_URL"
+        )
+    settings.require_network(f"not contacting {settings.tuf_url}")
+    store.read_anchor()  # NotInitialisedError before any network use
+    with store.lock(settings.lock_timeout_seconds):
+        state = store.read_state()
+        moment = now or utcnow()
+        state.last_attempt = iso(moment)
+        try:
+            result = _refresh(settings, store, state.floor, moment, force=force, should_stop=should_stop)
+        except Exception as exc:
+            failure = translate(exc, settings.tuf_url)
+            _record_failure(store, state, failure.message)
+            if failure is exc:
+                raise
+            raise failure from exc
+        except BaseException:  # KeyboardInterrupt, SystemExit: record, re-raise unchanged
+            _record_failure(store, state, "interrupted")
+            raise
+        state.last_sync = iso(moment)
+        state.last_error = None
+        state.consecutive_failures = 0
+        if result.floor:
+            state.floor = result.floor
+        if result.changed or not state.source:
+            state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
+        store.write_state(state)
+    return result
+
+
+def _record_failure(store: Store, state: CacheState, message: str) -> None:
+    """Best effort: a full disk must not replace the real error with its own."""
+    state.last_error = message
+    state.consecutive_failures += 1
+    try:
+        store.write_state(state)
+    except OSError as exc:
+        log.warning("could not record the failure in %s: %s", store.state_path, exc)
+
+
+def _refresh(
+    settings: TrustRepoSettings,
+    store: Store,
+    floor: dict[str, Any],
+    now: datetime,
+    *,
+    force: bool,
+    should_stop: Callable[[], bool] | None,
+) -> SyncResult:
+    started = time.perf_counter()
+    anchor = store.read_anchor()
+    base = store.current()
+    work = store.begin(None if force else base)
+    session: RepositorySession | None = None
+    try:
+        session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop)
+        session.refresh()
+        puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
+        wanted = puller.collect(settings)
+        for name in work.stored_target_names():
+            if name not in wanted:
+                work.target_path(name).unlink()
+        changed = base is None or force or not _same_tree(work.path, base.path)
+        if changed:
+            verified = verify_generation(work, anchor)
+            build_view(verified, settings, None, now)  # the new trust must yield a usable view
+            refuse_rollback(base, anchor, floor, verified.metadata)
+            versions = verified.metadata.versions
+            new_floor = verified.metadata.floor()
+            store.commit(work)
+        else:
+            versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
+            new_floor = {}
+            store.keep_as_spare(work)
+    except BaseException:
+        store.discard(work)
+        raise
+    finally:
+        if session is not None:
+            session.close()
+    assert session is not None
+    fetcher = session.fetcher
+    return SyncResult(
+        changed=changed,
+        versions=versions,
+        targets=wanted,
+        downloaded=puller.downloaded,
+        requests=fetcher.requests,
+        bytes_received=fetcher.bytes_received,
+        seconds=time.perf_counter() - started,
+        urls=list(fetcher.urls),
+        floor=new_floor,
+    )
+
+
+class _SessionTargets(TargetSelection):
+    """Targets through python-tuf: info from the Updater, bytes downloaded unless cached."""
+
+    def __init__(
+        self,
+        session: RepositorySession,
+        work: Generation,
+        *,
+        force: bool,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.work = work
+        self.force = force
+        self.should_stop = should_stop
+        self.downloaded: list[str] = []
+        self._names: list[str] | None = None
+
+    def find(self, name: str) -> TargetFile | None:
+        return self.session.find(name)
+
+    def names(self) -> list[str]:
+        """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
+        if self._names is None:
+            names: dict[str, None] = {}
+            for path in sorted(self.work.metadata_dir.glob("*.json")):
+                if path.name in ("root.json", "timestamp.json", "snapshot.json"):
+                    continue
+                try:
+                    listed = json.loads(path.read_bytes())["signed"].get("targets") or {}
+                except (ValueError, KeyError, TypeError, AttributeError, OSError):
+                    continue
+                if isinstance(listed, dict):
+                    names.update(dict.fromkeys(listed))
+            self._names = list(names)
+        return self._names
+
+    def store(self, name: str, info: TargetFile) -> Path:
+        if self.should_stop is not None and self.should_stop():
+            raise errors.SyncInterrupted("Sync interrupted")
+        path = self.work.target_path(name)
+        if self.session.ensure(info, path, force=self.force, scratch_dir=self.work.path):
+            self.downloaded.append(name)
+        return path
+
+
+def _versions_of(metadata_dir: Path) -> dict[str, int]:
+    """Role versions for the report, read from files python-tuf verified in this sync."""
+    versions = {}
+    for role in ("root", "timestamp", "snapshot", "targets"):
+        document = json.loads((metadata_dir / f"{role}.json").read_bytes())
+        versions[role] = int(document["signed"]["version"])
+    return versions
+
+
+def _same_tree(left: Path, right: Path) -> bool:
+    """True if both trees hold the same files with the same bytes (hard links short-cut)."""
+    pending = [(left, right)]
+    while pending:
+        a_dir, b_dir = pending.pop()
+        with os.scandir(a_dir) as it_a, os.scandir(b_dir) as it_b:
+            a_entries = {e.name: e for e in it_a}
+            b_entries = {e.name: e for e in it_b}
+        if a_entries.keys() != b_entries.keys():
+            return False
+        for name, a in a_entries.items():
+            b = b_entries[name]
+            if a.is_symlink() or b.is_symlink():
+                if not (a.is_symlink() and b.is_symlink()) or os.readlink(a) != os.readlink(b):
+                    return False
+            elif a.is_dir():
+                if not b.is_dir():
+                    return False
+                pending.append((Path(a.path), Path(b.path)))
+            elif a.inode() != b.inode():
+                with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
+                    if fa.read() != fb.read():
+                        return False
+    return True

@@ -1,0 +1,307 @@
+"""Offline re-verification of stored (or bundled) metadata and targets, no network.
+
+python-tuf's Updater cannot run offline and always judges expiry against the wall
+clock, so reads of cached trust are verified here on `tuf.api.metadata`: the root
+chain is walked from the trust anchor (each root signed by its predecessor's
+threshold and its own), then timestamp -> snapshot -> targets -> delegated roles by
+signature, version and hash, then every stored target file by length and hashes.
+Expiry is deliberately *not* a verification failure here: the freshness policy
+(fresh/grace/stale, docs/design.md, decision 3) is applied by the caller on the signed dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+from urllib import parse
+
+from tuf.api import exceptions as tuf_exceptions
+from tuf.api.metadata import (
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization import DeserializationError
+
+from stella_trust._internal.store import Generation
+from stella_trust.errors import CacheVerificationError
+
+MAX_DELEGATIONS = 32
+MAX_ROOT_CHAIN = 10_000
+SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
+
+T = TypeVar("T", Root, Timestamp, Snapshot, Targets)
+
+_FAILURES: tuple[type[Exception], ...] = (
+    tuf_exceptions.RepositoryError,
+    DeserializationError,
+    ValueError,
+    KeyError,
+    TypeError,
+)
+
+
+def _load(data: bytes, kind: type[T], what: str) -> Metadata[T]:
+    try:
+        md = cast(Metadata[T], Metadata.from_bytes(data))
+    except _FAILURES as exc:
+        raise CacheVerificationError(f"{what}: malformed metadata ({exc})") from exc
+    if not isinstance(md.signed, kind):
+        raise CacheVerificationError(f"{what}: expected {kind.type} metadata, found {md.signed.type}")
+    return md
+
+
+def _check_signed(delegator: Root | Targets, role: str, md: Metadata[Any], what: str) -> None:
+    try:
+        delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+    except tuf_exceptions.UnsignedMetadataError as exc:
+        raise CacheVerificationError(f"{what}: signature verification failed ({exc})") from exc
+
+
+def _check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> None:
+    try:
+        meta.verify_length_and_hashes(data)
+    except tuf_exceptions.LengthOrHashMismatchError as exc:
+        raise CacheVerificationError(f"{what}: length or hash mismatch ({exc})") from exc
+    if md.signed.version != meta.version:
+        raise CacheVerificationError(
+            f"{what}: version {md.signed.version}, but its parent pins version {meta.version}"
+        )
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CacheVerificationError(f"{what}: missing from the cache ({path})") from None
+    except OSError as exc:
+        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+
+
+def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root], list[bytes]]:
+    """Walk N -> N+1 from the anchor through `root_history/N.root.json`.
+
+    Returns the newest root and the bytes of every root in the chain, anchor first.
+    """
+    trusted = _load(anchor, Root, "trust anchor")
+    _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
+    chain = [anchor]
+    for _ in range(MAX_ROOT_CHAIN):
+        version = trusted.signed.version + 1
+        path = root_history / f"{version}.root.json"
+        if not path.exists():
+            break
+        what = f"root v{version}"
+        data = _read(path, what)
+        new = _load(data, Root, what)
+        _check_signed(trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
+        _check_signed(new.signed, Root.type, new, f"{what} (by itself)")
+        if new.signed.version != version:
+            raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
+        trusted = new
+        chain.append(data)
+    return trusted, chain
+
+
+@dataclass
+class VerifiedMetadata:
+    """Top-level roles (and delegated roles on demand) that verified from the anchor."""
+
+    metadata_dir: Path
+    root: Metadata[Root]
+    root_chain: list[bytes]  # every root from the anchor to the newest, verified in order
+    timestamp: Metadata[Timestamp]
+    snapshot: Metadata[Snapshot]
+    targets: Metadata[Targets]
+    _delegated: dict[str, Metadata[Targets] | None] = field(default_factory=dict)
+    # Expiry of each delegated role visited by a target look-up (they count for freshness).
+    delegated_expiries: dict[str, datetime] = field(default_factory=dict)
+    # The verified bytes of each non-root role, by role name (for bundle export).
+    raw: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {
+            "root": self.root.signed.version,
+            "timestamp": self.timestamp.signed.version,
+            "snapshot": self.snapshot.signed.version,
+            "targets": self.targets.signed.version,
+        }
+
+    @property
+    def expiries(self) -> dict[str, datetime]:
+        return {
+            "root": self.root.signed.expires,
+            "timestamp": self.timestamp.signed.expires,
+            "snapshot": self.snapshot.signed.expires,
+            "targets": self.targets.signed.expires,
+        }
+
+    def floor(self) -> dict[str, Any]:
+        """The rollback floor these versions set, with the keys each role had."""
+        roles = self.root.signed.roles
+        return {
+            role: {
+                "version": version,
+                "keyids": sorted(roles[role].keyids) if role in roles else [],
+            }
+            for role, version in self.versions.items()
+        }
+
+    def delegated_role(
+        self, role: str, parent: Metadata[Targets], *, strict: bool = True
+    ) -> Metadata[Targets] | None:
+        """A delegated role from disk, verified against its delegator.
+
+        Strict (the default, for target look-ups): a role the walk must visit but that is
+        not cached fails, as python-tuf would, because a target found in a later role could
+        be the wrong one. Lenient (listing candidate names): a missing role is skipped.
+        """
+        if role in self._delegated:
+            return self._delegated[role]
+        path = self.metadata_dir / f"{parse.quote(role, safe='')}.json"
+        meta = self.snapshot.signed.meta.get(f"{role}.json")
+        if meta is None or not path.exists():
+            if strict:
+                reason = "not listed in snapshot" if meta is None else "not in the cache"
+                raise CacheVerificationError(f"role {role}: {reason}")
+            return None
+        data = _read(path, f"role {role}")
+        md = _load(data, Targets, f"role {role}")
+        _check_signed(parent.signed, role, md, f"role {role}")
+        _check_meta(meta, data, md, f"role {role}")
+        self._delegated[role] = md
+        self.raw[role] = data
+        return md
+
+    def walk_roles(self, target_path: str | None = None) -> Iterator[tuple[str, Metadata[Targets]]]:
+        """Pre-order depth-first walk like python-tuf's; all cached roles when no path is given.
+
+        Every role the walk visits for a path counts for freshness: python-tuf would refuse
+        the look-up online if any of them had expired.
+        """
+        to_visit: list[tuple[str, Metadata[Targets] | None]] = [(Targets.type, None)]
+        visited: set[str] = set()
+        while to_visit and len(visited) <= MAX_DELEGATIONS:
+            role, parent = to_visit.pop()
+            if role in visited:
+                continue
+            md = (
+                self.targets
+                if parent is None
+                else self.delegated_role(role, parent, strict=target_path is not None)
+            )
+            if md is None:
+                continue
+            visited.add(role)
+            yield role, md
+            delegations = md.signed.delegations
+            if delegations is None or delegations.roles is None:
+                continue
+            children: list[tuple[str, Metadata[Targets] | None]] = []
+            if target_path is None:
+                children = [(name, md) for name in delegations.roles]
+            else:
+                for name, terminating in delegations.get_roles_for_target(target_path):
+                    children.append((name, md))
+                    if terminating:
+                        to_visit = []
+                        break
+            children.reverse()
+            to_visit.extend(children)
+
+    def find_target(self, name: str) -> TargetFile | None:
+        for role, md in self.walk_roles(name):
+            if role != Targets.type:
+                self.delegated_expiries[role] = md.signed.expires
+            info = md.signed.targets.get(name)
+            if info is not None:
+                return info
+        return None
+
+    def target_names(self) -> list[str]:
+        """Every target name listed by the top-level role and the delegated roles we hold."""
+        names: dict[str, None] = {}
+        for _role, md in self.walk_roles():
+            names.update(dict.fromkeys(md.signed.targets))
+        return list(names)
+
+
+def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
+    """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged)."""
+    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history")
+    ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
+    timestamp = _load(ts_data, Timestamp, "timestamp")
+    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp")
+
+    snap_data = _read(metadata_dir / "snapshot.json", "snapshot")
+    snapshot = _load(snap_data, Snapshot, "snapshot")
+    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot")
+    _check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
+
+    targets_data = _read(metadata_dir / "targets.json", "targets")
+    targets = _load(targets_data, Targets, "targets")
+    _check_signed(root.signed, Targets.type, targets, "targets")
+    targets_meta = snapshot.signed.meta.get("targets.json")
+    if targets_meta is None:
+        raise CacheVerificationError("snapshot does not list targets.json")
+    _check_meta(targets_meta, targets_data, targets, "targets")
+    verified = VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets)
+    verified.raw.update({Timestamp.type: ts_data, Snapshot.type: snap_data, Targets.type: targets_data})
+    return verified
+
+
+@dataclass
+class VerifiedTrust:
+    """A generation whose metadata and every stored target verified."""
+
+    generation: Generation
+    metadata: VerifiedMetadata
+    target_info: dict[str, TargetFile]
+    _contents: dict[str, bytes]
+
+    def read_target(self, name: str) -> bytes:
+        """The verified bytes of a stored target (re-checked if it was too large to keep)."""
+        if name in self._contents:
+            return self._contents[name]
+        info = self.target_info[name]
+        data = _read(self.generation.target_path(name), f"target {name}")
+        try:
+            info.verify_length_and_hashes(data)
+        except tuf_exceptions.LengthOrHashMismatchError as exc:
+            raise CacheVerificationError(f"target {name}: changed on disk ({exc})") from exc
+        return data
+
+
+def verify_generation(generation: Generation, anchor: bytes) -> VerifiedTrust:
+    """Everything a reader may be served: metadata from the anchor, then each stored target."""
+    metadata = verify_metadata(generation.metadata_dir, anchor)
+    infos: dict[str, TargetFile] = {}
+    contents: dict[str, bytes] = {}
+    for name in generation.stored_target_names():
+        info = metadata.find_target(name)
+        if info is None:
+            raise CacheVerificationError(f"target {name}: stored but not listed in signed metadata")
+        path = generation.target_path(name)
+        try:
+            if info.length <= SMALL_TARGET:
+                data = _read(path, f"target {name}")
+                info.verify_length_and_hashes(data)
+                contents[name] = data
+            else:
+                try:
+                    with path.open("rb") as handle:
+                        info.verify_length_and_hashes(handle)
+                except OSError as exc:
+                    raise CacheVerificationError(f"target {name}: unreadable ({exc})") from exc
+        except tuf_exceptions.LengthOrHashMismatchError as exc:
+            raise CacheVerificationError(f"target {name}: length or hash mismatch ({exc})") from exc
+        infos[name] = info
+    return VerifiedTrust(generation, metadata, infos, contents)

@@ -1,0 +1,146 @@
+"""Building python-tuf's Updater and fetching targets through it (TUF spec 5.3-5.7).
+
+One construction path for sync, `init --root-sha256` and the conformance client, so
+limits, the fetcher (deadlines, stop flag, CA bundle) and the repository layout are
+the same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater, UpdaterConfig
+
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.tuf.fetcher import HttpxFetcher
+
+
+def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
+    limits = settings.metadata_limits
+    return UpdaterConfig(
+        max_root_rotations=settings.max_root_rotations,
+        root_max_length=limits.root,
+        timestamp_max_length=limits.timestamp,
+        snapshot_max_length=limits.snapshot,
+        targets_max_length=limits.targets,
+    )
+
+
+def make_fetcher(settings: TrustRepoSettings, should_stop: Callable[[], bool] | None = None) -> HttpxFetcher:
+    return HttpxFetcher(
+        timeout=settings.request_timeout_seconds,
+        deadline=settings.download_deadline_seconds,
+        ca_bundle=settings.ca_bundle,
+        should_stop=should_stop,
+    )
+
+
+def repository_urls(tuf_url: str) -> tuple[str, str]:
+    base = tuf_url.rstrip("/")
+    return f"{base}/metadata/", f"{base}/targets/"
+
+
+def new_updater(
+    metadata_dir: Path,
+    metadata_url: str,
+    targets_url: str | None,
+    fetcher: HttpxFetcher,
+    config: UpdaterConfig,
+    bootstrap: bytes | None,
+) -> Updater:
+    """The one place an Updater is built (sync and the conformance client share it)."""
+    return Updater(str(metadata_dir), metadata_url, None, targets_url, fetcher, config, bootstrap=bootstrap)
+
+
+def ensure_target(
+    updater: Updater,
+    info: TargetFile,
+    path: Path,
+    *,
+    force: bool = False,
+    scratch_dir: Path | None = None,
+) -> bool:
+    """Download `info` to `path` unless a verified copy is already there; True if downloaded.
+
+    The download goes to a fresh file (a new inode, outside the targets listing when
+    `scratch_dir` is given) renamed into place: `path`, or any fixed side-file name, may be
+    a hard link shared with the live generation, and writing through it would change
+    trust in place.
+    """
+    if not force and updater.find_cached_target(info, str(path)) is not None:
+        return False
+    fd, partial = tempfile.mkstemp(dir=scratch_dir or path.parent, prefix=".download-")
+    os.close(fd)
+    try:
+        updater.download_target(info, partial)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return True
+
+
+
+
+class RepositorySession:
+    """One TUF client run against a repository (one Updater: `refresh()` runs once).
+
+    Callers above this package see target info and files, never the Updater itself, so
+    `tuf.ngclient` stays behind this one door.
+    """
+
+    def __init__(self, updater: Updater, fetcher: HttpxFetcher) -> None:
+        self._updater = updater
+        self.fetcher = fetcher
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: TrustRepoSettings,
+        metadata_dir: Path,
+        bootstrap: bytes,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RepositorySession:
+        """A host's session: its limits, timeouts and stop flag; trust from `bootstrap`."""
+        assert settings.tuf_url is not None
+        metadata_url, targets_url = repository_urls(settings.tuf_url)
+        fetcher = make_fetcher(settings, should_stop)
+        try:
+            updater = new_updater(
+                metadata_dir, metadata_url, targets_url, fetcher, updater_config(settings), bootstrap
+            )
+        except BaseException:
+            fetcher.close()
+            raise
+        return cls(updater, fetcher)
+
+    @classmethod
+    def plain(
+        cls, metadata_dir: Path, metadata_url: str, targets_url: str | None, max_root_rotations: int
+    ) -> RepositorySession:
+        """python-tuf's defaults and `metadata_dir/root.json` as trust (the conformance protocol)."""
+        fetcher = HttpxFetcher()
+        config = UpdaterConfig(max_root_rotations=max_root_rotations)
+        return cls(new_updater(metadata_dir, metadata_url, targets_url, fetcher, config, None), fetcher)
+
+    def refresh(self) -> None:
+        """TUF spec 5.3-5.6: root walk, timestamp, snapshot, top-level targets."""
+        self._updater.refresh()
+
+    def find(self, name: str) -> TargetFile | None:
+        """Target info for `name`, walking delegations (TUF spec 5.7)."""
+        return self._updater.get_targetinfo(name)
+
+    def ensure(
+        self, info: TargetFile, path: Path, *, force: bool = False, scratch_dir: Path | None = None
+    ) -> bool:
+        """Download unless a verified copy is at `path` (see ensure_target)."""
+        return ensure_target(self._updater, info, path, force=force, scratch_dir=scratch_dir)
+
+    def close(self) -> None:
+        self.fetcher.close()

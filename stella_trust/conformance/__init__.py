@@ -1,0 +1,1 @@
+"""Console entry points that speak the public conformance suites' client protocols."""

@@ -1,0 +1,219 @@
+"""The public, typed view of verified trust: what `open_trust()` returns.
+
+Every value here was computed from bytes that re-verified from the trust anchor
+(docs/design.md, decision 2); the types are frozen so a consumer cannot mistake a
+local edit for trust. `to_json()` is the one JSON shape `trust status --json` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from stella_trust._internal.timefmt import iso
+from stella_trust.errors import UnknownTargetError
+
+
+class FreshnessState(StrEnum):
+    """Decision 3: fresh before E, grace until E + threshold, stale after."""
+
+    FRESH = "fresh"
+    GRACE = "grace"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    state: FreshnessState
+    expires: datetime  # E: the earliest signed expiry
+    stale_after: datetime  # E + freshness threshold
+    earliest_role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "expires": iso(self.expires),
+            "stale_after": iso(self.stale_after),
+            "earliest_role": self.earliest_role,
+        }
+
+
+@dataclass(frozen=True)
+class KeyFact:
+    """A public key target: for Rekor, `spki_sha256` is the log ID."""
+
+    target: str
+    algorithm: str
+    spki_sha256: str
+    pem: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "algorithm": self.algorithm,
+            "spki_sha256": self.spki_sha256,
+            "pem": self.pem,
+        }
+
+
+@dataclass(frozen=True)
+class CertFact:
+    """One certificate of a chain target, in file order."""
+
+    target: str
+    position: int  # order in the chain file: 0 is the first PEM block
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+    is_ca: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "position": self.position,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": iso(self.not_before),
+            "not_after": iso(self.not_after),
+            "sha256": self.sha256,
+            "is_ca": self.is_ca,
+        }
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    version: int
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    name: str
+    length: int
+    sha256: str
+    custom: dict[str, Any] | None
+    pinned: bool
+    role: str  # why the host holds it: service-map / referenced / pinned
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "length": self.length,
+            "sha256": self.sha256,
+            "custom": self.custom,
+            "pinned": self.pinned,
+            "role": self.role,
+        }
+
+
+@dataclass(frozen=True)
+class ServiceMap:
+    """The service map document as signed (or as the operator's local file)."""
+
+    source: str  # target name, or "file:<path>" for a local override
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RekorEndpoint:
+    url: str
+    log_id: str
+    public_key_target: str
+
+
+@dataclass(frozen=True)
+class FulcioEndpoint:
+    url: str
+    root_cert_target: str
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Service endpoints after the environment's overrides, target names resolved.
+
+    `rekor` and `fulcio` are typed; `services` holds every service's fields (unknown
+    ones kept, for forward compatibility). `endpoints["rekor"]["url"]` still works.
+    """
+
+    rekor: RekorEndpoint
+    fulcio: FulcioEndpoint
+    services: Mapping[str, Mapping[str, Any]]
+
+    def __getitem__(self, service: str) -> Mapping[str, Any]:
+        return self.services[service]
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: dict(fields) for name, fields in self.services.items()}
+
+
+@dataclass(frozen=True)
+class TrustView:
+    """What an attestor needs, computed from verified bytes only."""
+
+    tuf_url: str | None
+    environment: str | None
+    offline_mode: bool
+    freshness: Freshness
+    roles: Mapping[str, RoleInfo]
+    targets: tuple[TargetEntry, ...]
+    keys: tuple[KeyFact, ...]
+    certificates: tuple[CertFact, ...]
+    service_map: ServiceMap
+    endpoints: Endpoints
+    last_sync: str | None = None
+    last_error: str | None = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.freshness.state != FreshnessState.STALE
+
+    @property
+    def rekor_log_id(self) -> str:
+        return self.endpoints.rekor.log_id
+
+    def key(self, target: str) -> KeyFact:
+        for fact in self.keys:
+            if fact.target == target or fact.target.startswith(target + "."):
+                return fact
+        raise UnknownTargetError(f"Unknown target {target!r}: no public key by that name")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tuf_url": self.tuf_url,
+            "environment": self.environment,
+            "offline_mode": self.offline_mode,
+            "freshness": self.freshness.to_json(),
+            "metadata": {
+                role: {"version": info.version, "expires": iso(info.expires)}
+                for role, info in self.roles.items()
+            },
+            "last_sync": self.last_sync,
+            "last_error": self.last_error,
+            "source": dict(self.source),
+            "service_map": {"source": self.service_map.source},
+            "targets": [t.to_json() for t in self.targets],
+            "keys": [k.to_json() for k in self.keys],
+            "certificates": [c.to_json() for c in self.certificates],
+            "endpoints": self.endpoints.to_json(),
+        }
+
+
+__all__ = [
+    "CertFact",
+    "Endpoints",
+    "Freshness",
+    "FreshnessState",
+    "FulcioEndpoint",
+    "KeyFact",
+    "RekorEndpoint",
+    "RoleInfo",
+    "ServiceMap",
+    "TargetEntry",
+    "TrustView",
+]
