@@ -15,6 +15,9 @@ from stella_trust._version import __version__
 
 if TYPE_CHECKING:
     from stella_trust._internal.reader import open_trust as open_trust
+    from stella_trust._internal.sigstore.errors import BundleVerificationError as BundleVerificationError
+    from stella_trust._internal.sigstore.verify import VerificationOutcome as VerificationOutcome
+    from stella_trust._internal.verifiers import verify_bundle as verify_bundle
     from stella_trust.errors import (
         CacheVerificationError as CacheVerificationError,
     )
@@ -29,6 +32,21 @@ if TYPE_CHECKING:
     )
     from stella_trust.errors import (
         TrustUnusableError as TrustUnusableError,
+    )
+    from stella_trust.sigstore_types import (
+        CertificateAuthority as CertificateAuthority,
+    )
+    from stella_trust.sigstore_types import (
+        ServiceUrl as ServiceUrl,
+    )
+    from stella_trust.sigstore_types import (
+        SigstoreTrust as SigstoreTrust,
+    )
+    from stella_trust.sigstore_types import (
+        TimestampAuthority as TimestampAuthority,
+    )
+    from stella_trust.sigstore_types import (
+        TransparencyLog as TransparencyLog,
     )
     from stella_trust.view import (
         CertFact as CertFact,
@@ -63,6 +81,9 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "open_trust": "stella_trust._internal.reader",
+    "verify_bundle": "stella_trust._internal.verifiers",
+    "VerificationOutcome": "stella_trust._internal.sigstore.verify",
+    "BundleVerificationError": "stella_trust._internal.sigstore.errors",
     **dict.fromkeys(
         [
             "CacheVerificationError",
@@ -87,6 +108,10 @@ _LAZY = {
             "TrustView",
         ],
         "stella_trust.view",
+    ),
+    **dict.fromkeys(
+        ["CertificateAuthority", "SigstoreTrust", "TimestampAuthority", "TransparencyLog", "ServiceUrl"],
+        "stella_trust.sigstore_types",
     ),
 }
 

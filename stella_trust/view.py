@@ -15,6 +15,7 @@ from typing import Any
 
 from stella_trust._internal.timefmt import iso
 from stella_trust.errors import UnknownTargetError
+from stella_trust.sigstore_types import SigstoreTrust
 
 
 class FreshnessState(StrEnum):
@@ -98,7 +99,7 @@ class TargetEntry:
     sha256: str
     custom: dict[str, Any] | None
     pinned: bool
-    role: str  # why the host holds it: service-map / referenced / pinned
+    role: str  # why the host holds it: service-map / referenced / trusted-root / signing-config / pinned
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,18 +154,29 @@ class Endpoints:
 
 @dataclass(frozen=True)
 class TrustView:
-    """What an attestor needs, computed from verified bytes only."""
+    """What an attestor needs, computed from verified bytes only.
+
+    `sources` says what the repository publishes ("service-map", "sigstore" or both);
+    `sigstore` (logs, CAs, CT logs, TSAs, services) and `trusted_root_json` exist for
+    either: a service map's Rekor key and Fulcio chain are turned into a trusted root.
+    `service_map` is None for a Sigstore-only repository; `endpoints` is always there.
+    """
 
     tuf_url: str | None
     environment: str | None
     offline_mode: bool
+    at: datetime  # the `now` the view was judged at (freshness, log and CA status)
     freshness: Freshness
     roles: Mapping[str, RoleInfo]
     targets: tuple[TargetEntry, ...]
     keys: tuple[KeyFact, ...]
     certificates: tuple[CertFact, ...]
-    service_map: ServiceMap
+    sources: tuple[str, ...]
+    service_map: ServiceMap | None
     endpoints: Endpoints
+    sigstore: SigstoreTrust
+    trusted_root_json: bytes = field(repr=False)
+    signing_config_json: bytes | None = field(default=None, repr=False)
     last_sync: str | None = None
     last_error: str | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
@@ -196,11 +208,13 @@ class TrustView:
             "last_sync": self.last_sync,
             "last_error": self.last_error,
             "source": dict(self.source),
-            "service_map": {"source": self.service_map.source},
+            "sources": list(self.sources),
+            "service_map": {"source": self.service_map.source} if self.service_map else None,
             "targets": [t.to_json() for t in self.targets],
             "keys": [k.to_json() for k in self.keys],
             "certificates": [c.to_json() for c in self.certificates],
             "endpoints": self.endpoints.to_json(),
+            "sigstore": self.sigstore.to_json(self.at),
         }
 
 

@@ -30,7 +30,7 @@ def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings.refresh_interval_minutes == 15
     assert settings.freshness_threshold_days == 7
     assert settings.service_map_target == "sigstore-services-v1"
-    assert settings.rekor_key_targets == ["rekor-key-v1"]
+    assert settings.pins(("service-map",)) == ["rekor-key-v1"] and settings.pins(("sigstore",)) == []
 
     monkeypatch.setenv("STELLA_TUF_ROOT_URL", "http://env.example/")
     monkeypatch.setenv("STELLA_TUF_OFFLINE_MODE", "true")

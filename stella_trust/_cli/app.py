@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from stella_trust._cli import agent, bundles, client, demo
+from stella_trust._cli import agent, bundles, client, demo, verify
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error
 from stella_trust._cli.repo import repo_app
 from stella_trust._version import __version__
@@ -29,6 +29,8 @@ app = typer.Typer(
         "  trust init --tuf-url https://tuf.example --root ./1.root.json\n\n"
         "  trust sync\n\n"
         "  trust status --show-keys --show-endpoints\n\n"
+        "  trust verify --bundle a.sigstore.json --certificate-identity I\n"
+        "      --certificate-oidc-issuer U a.txt\n\n"
         "  trust demo\n\n"
         "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 trust not usable."
     ),
@@ -70,6 +72,7 @@ app.command()(client.sync)
 app.command()(client.status)
 app.command("export")(bundles.export_command)
 app.command("import")(bundles.import_command)
+app.command()(verify.verify)
 app.add_typer(bundles.snapshot_app, name="snapshot")
 app.command()(agent.agent)
 app.command()(demo.demo)

@@ -38,24 +38,64 @@ def _print_bundle(summary: Any, as_json: bool) -> None:
 
 def export_command(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Directory to write (created or replaced).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory or file to write (replaced atomically).")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="tuf-repository|trusted-root|client-trust-config",
+            help="tuf-repository: a directory that is a file:// TUF repository (default); "
+            "trusted-root: trusted_root.json for cosign --trusted-root and sigstore-go; "
+            "client-trust-config: for sigstore-python --trust-config.",
+        ),
+    ] = "tuf-repository",
     as_json: JsonOption = False,
 ) -> None:
-    """Write the verified trust as a directory that is itself a file:// TUF repository.
+    """Write the verified trust for another host or another verifier.
 
-    Carry it across the air gap, then on the other host:
+    Built only from re-verified cache content; stale trust is refused (exit 3).
 
+    Examples:
+
+      trust export --out /media/usb/trust-bundle      # then, across the air gap:
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
+
+      trust export --format trusted-root --out trusted_root.json
+      cosign verify-blob --trusted-root trusted_root.json --bundle a.sigstore.json ...
+
+      trust export --format client-trust-config --out trust_config.json
+      sigstore --trust-config trust_config.json verify identity --offline ...
     """
-    from stella_trust._internal.bundle.export import export_directory
     from stella_trust._internal.store import Store
 
     with reported(as_json):
         settings = load(ctx)
         store = Store(settings.local_cache_path)
+        if fmt != "tuf-repository":
+            _export_trust_file(settings, store, fmt, out, as_json)
+            return
+        from stella_trust._internal.bundle.export import export_directory
+
         with _progress(_cache_bytes(store)) as advance:
             summary = export_directory(settings, store, out, progress=advance)
         _print_bundle(summary, as_json)
+
+
+def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, as_json: bool) -> None:
+    from stella_trust._internal.fs import atomic_write
+    from stella_trust._internal.reader import load_view
+    from stella_trust._internal.verifiers import trust_file
+
+    view = load_view(settings, store)
+    data = trust_file(view, fmt)
+    atomic_write(out.resolve(), data)
+    if as_json:
+        typer.echo(json.dumps({"format": fmt, "path": str(out), "bytes": len(data),
+                               "sources": list(view.sources), "freshness": view.freshness.to_json()},
+                              indent=2))
+    else:
+        typer.echo(f"export: {out}: {fmt}, {len(data)} bytes (from {', '.join(view.sources)} trust; "
+                   f"freshness {view.freshness.state})")
 
 
 def _cache_bytes(store: Any) -> int:

@@ -62,7 +62,7 @@ def init(
 
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
     """
-    from stella_trust._internal.anchor import initialise
+    from stella_trust._internal.anchor import initialise, record_sources
 
     g = globals_of(ctx)
     flags: dict[str, Any] = {
@@ -102,6 +102,7 @@ def init(
             )
         if not no_sync:
             result = _run_sync(settings, force=False)
+            record_sources(config_path(ctx), settings, result.sources)
             summary["sync"] = result.to_json()
             if not as_json:
                 _print_sync(result)

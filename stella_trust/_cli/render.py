@@ -6,6 +6,8 @@ must start fast; a rich table would import more than the whole verification need
 
 from __future__ import annotations
 
+from typing import Any
+
 from stella_trust._internal.timefmt import iso
 from stella_trust.view import TrustView
 
@@ -29,7 +31,8 @@ def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> 
             ("last sync", view.last_sync or "never"),
             ("last error", view.last_error or "-"),
             ("source", _source(view)),
-            ("service map", view.service_map.source),
+            ("trust sources", ", ".join(view.sources)),
+            ("service map", view.service_map.source if view.service_map else "-"),
         ]
     )
     lines.append("Metadata")
@@ -54,12 +57,56 @@ def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> 
                 ],
                 indent="    ",
             )
+    if show_keys:
+        lines += _sigstore_lines(view)
     if show_endpoints:
         lines.append("Endpoints" + (f" (environment {view.environment})" if view.environment else ""))
         for service, fields in view.endpoints.services.items():
             lines.append(f"  {service}")
             lines += _rows([(k, str(v)) for k, v in fields.items()], indent="    ")
+        services = view.sigstore.services
+        if services:
+            lines.append("Signing config services")
+            rows: list[tuple[str, str]] = [
+                (s.kind, f"{s.url}  v{s.major_api_version}  {_window(s, view)}") for s in services
+            ]
+            lines += _rows(rows)
     return "\n".join(lines)
+
+
+def _window(entry: Any, view: TrustView) -> str:
+    """`active|retired|not-yet-valid  from .. until` for anything with a validity window."""
+    until = iso(entry.valid_until) if entry.valid_until else "open"
+    return f"{entry.status(view.at)}  {iso(entry.valid_from) or '-'} .. {until}"
+
+
+def _sigstore_lines(view: TrustView) -> list[str]:
+    """Every log, CA, CT log and TSA of the trusted root; retired ones shown, not hidden."""
+    trust = view.sigstore
+    lines = ["Transparency logs"]
+    for log in trust.transparency_logs:
+        version = f"rekor v{log.rekor_version}" if log.rekor_version else "rekor"
+        lines.append(f"  {log.base_url}  ({version})")
+        lines += _rows(
+            [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))], indent="    "
+        )
+    lines.append("Certificate authorities")
+    for ca in trust.certificate_authorities:
+        lines.append(f"  {ca.uri or '-'}")
+        lines += _rows([("valid", _window(ca, view))], indent="    ")
+        lines += _rows([("subject", subject) for subject in ca.subjects], indent="    ")
+    lines.append("CT logs")
+    for log in trust.ctlogs:
+        lines.append(f"  {log.base_url}")
+        lines += _rows(
+            [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))], indent="    "
+        )
+    lines.append("Timestamp authorities")
+    for tsa in trust.timestamp_authorities:
+        lines.append(f"  {tsa.uri or '-'}")
+        lines += _rows([("valid", _window(tsa, view))], indent="    ")
+        lines += _rows([("subject", subject) for subject in tsa.subjects], indent="    ")
+    return lines
 
 
 def _source(view: TrustView) -> str:

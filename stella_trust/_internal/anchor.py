@@ -46,15 +46,38 @@ def _check_root(data: bytes, origin: str) -> int:
     return root.signed.version
 
 
-def _download_first_root(settings: TrustRepoSettings) -> bytes:
+def _download_root(settings: TrustRepoSettings, expected: str | None) -> tuple[bytes, str]:
+    """`1.root.json`, or (with a pinned digest) the first `N.root.json` whose bytes have it.
+
+    Pinning any version's digest is what operators publish (`trust repo roots`, or a
+    Sigstore root's digest); the bytes are only hashed until one matches, so roots that do
+    not parse by today's rules (public-good's v1, v3, v4) are simply passed over.
+    """
+    from tuf.api.exceptions import DownloadHTTPError
+
     assert settings.tuf_url is not None
     metadata_url, _ = repository_urls(settings.tuf_url)
-    url = f"{metadata_url}1.root.json"
     with make_fetcher(settings) as fetcher:
-        try:
-            return fetcher.download_bytes(url, settings.metadata_limits.root)
-        except Exception as exc:
-            raise translate(exc, url) from exc
+        for version in range(1, settings.max_root_rotations + 2):
+            url = f"{metadata_url}{version}.root.json"
+            try:
+                data = fetcher.download_bytes(url, settings.metadata_limits.root)
+            except DownloadHTTPError as exc:
+                if expected is not None and version > 1 and exc.status_code in (403, 404):
+                    raise errors.TrustAnchorError(
+                        f"no root among 1..{version - 1}.root.json has the pinned SHA-256 "
+                        f"(expected {expected})",
+                        hint="the repository does not serve the root you pinned: do not trust it",
+                    ) from exc
+                raise translate(exc, url) from exc
+            except Exception as exc:
+                raise translate(exc, url) from exc
+            if expected is None or fingerprint(data) == expected:
+                return data, f"{version}.root.json"
+    raise errors.TrustAnchorError(
+        f"no root among the first {settings.max_root_rotations + 1} versions has the pinned SHA-256 "
+        f"(expected {expected})"
+    )
 
 
 def obtain_anchor(
@@ -78,19 +101,14 @@ def obtain_anchor(
         except OSError as exc:
             raise errors.TrustAnchorError(f"cannot read root file {root_file}: {exc.strerror}") from exc
         return Anchor(data, _check_root(data, str(root_file)), "file")
-    settings.require_network("cannot download the root", hint="use --root FILE")
-    data = _download_first_root(settings)
+    expected = None
     if root_sha256 is not None:
         expected = root_sha256.strip().lower()
         if not HEX64.match(expected):
             raise errors.UsageError("--root-sha256 must be 64 hexadecimal characters")
-        if fingerprint(data) != expected:
-            raise errors.TrustAnchorError(
-                f"downloaded 1.root.json has SHA-256 {fingerprint(data)}, expected {expected}",
-                hint="the repository serves a different root than the one you pinned: do not trust it",
-            )
-        return Anchor(data, _check_root(data, "1.root.json"), "sha256")
-    return Anchor(data, _check_root(data, "1.root.json"), "tofu")
+    settings.require_network("cannot download the root", hint="use --root FILE")
+    data, name = _download_root(settings, expected)
+    return Anchor(data, _check_root(data, name), "tofu" if expected is None else "sha256")
 
 
 def initialise(
@@ -127,3 +145,10 @@ def initialise(
             recorded[key] = str(value.resolve())
     write_section(config_path, recorded)
     return settings, anchor
+
+
+def record_sources(config_path: Path, settings: TrustRepoSettings, sources: tuple[str, ...]) -> None:
+    """After the first sync, `trust_source: auto` becomes what the repository publishes,
+    so a later change of the repository's layout is an error, not a silent switch."""
+    if settings.trust_source == "auto" and sources:
+        write_section(config_path, {"trust_source": "both" if len(sources) > 1 else sources[0]})

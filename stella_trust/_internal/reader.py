@@ -14,11 +14,12 @@ from typing import Any
 from stella_trust._internal.policy.build import build_view
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
-from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.timefmt import utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust, verify_generation
 from stella_trust._internal.tuf.rollback import rollback_violations
-from stella_trust.errors import CacheVerificationError, StaleTrustError
-from stella_trust.view import FreshnessState, TrustView
+from stella_trust._internal.verifiers import require_usable
+from stella_trust.errors import CacheVerificationError
+from stella_trust.view import TrustView
 
 
 def verified_current(store: Store) -> VerifiedTrust:
@@ -52,16 +53,6 @@ def load_view(settings: TrustRepoSettings, store: Store, now: datetime | None = 
     """Re-verify the current generation from the anchor and build the view (stale allowed)."""
     verified = verified_current(store)
     return build_view(verified, settings, store.read_state(), now or utcnow())
-
-
-def require_usable(view: TrustView) -> TrustView:
-    """Stale trust is refused to consumers (decision 3)."""
-    if view.freshness.state == FreshnessState.STALE:
-        raise StaleTrustError(
-            f"Trust is stale: signed metadata expired at {iso(view.freshness.expires)} "
-            f"and the grace period ended at {iso(view.freshness.stale_after)}"
-        )
-    return view
 
 
 def open_trust(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -22,6 +22,11 @@ from stella_trust._internal.fs import atomic_write
 from stella_trust.errors import ConfigError, OfflineModeError
 
 SECTION = ("attestor", "trust_repo")
+# What a repository publishes: a StellaOps service map (+ the keys and chain it names),
+# Sigstore's own trusted_root.json (+ signing config), or both. `auto` detects it.
+TrustSource = Literal["auto", "service-map", "sigstore", "both"]
+SERVICE_MAP, SIGSTORE = "service-map", "sigstore"
+DEFAULT_REKOR_KEY_TARGETS = ("rekor-key-v1",)
 APP_NAME = "stella-trust"
 
 # Environment variable -> settings field. Fixed names: they are part of the interface.
@@ -99,7 +104,14 @@ class TrustRepoSettings(BaseSettings):
     service_map_file: Path | None = Field(
         None, description="Local service map that overrides the repository's (operator choice)"
     )
-    rekor_key_targets: list[str] = Field(default_factory=lambda: ["rekor-key-v1"])
+    trust_source: TrustSource = "auto"
+    sigstore_trusted_root_target: str = Field("trusted_root.json", min_length=1)
+    sigstore_signing_config_targets: list[str] = Field(
+        default_factory=lambda: ["signing_config.v0.2.json", "signing_config.json"]
+    )
+    rekor_key_targets: list[str] | None = Field(
+        None, description="Rekor keys to keep (service-map mode default: rekor-key-v1)"
+    )
     pinned_targets: list[str] = Field(default_factory=list)
     environment: str | None = None
     request_timeout_seconds: float = Field(10, gt=0)
@@ -126,17 +138,20 @@ class TrustRepoSettings(BaseSettings):
             raise ValueError("must start with http://, https:// or file://")
         return value.rstrip("/")
 
-    @field_validator("rekor_key_targets", "pinned_targets", mode="before")
+    @field_validator("rekor_key_targets", "pinned_targets", "sigstore_signing_config_targets", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @property
-    def pins(self) -> list[str]:
-        """Every target name the host keeps, in order, without duplicates."""
-        return list(dict.fromkeys([*self.rekor_key_targets, *self.pinned_targets]))
+    def pins(self, sources: tuple[str, ...]) -> list[str]:
+        """Every other target the host keeps, in order, without duplicates. The Rekor key
+        default names a StellaOps target, so it applies to service-map repositories only."""
+        rekor = self.rekor_key_targets
+        if rekor is None:
+            rekor = list(DEFAULT_REKOR_KEY_TARGETS) if SERVICE_MAP in sources else []
+        return list(dict.fromkeys([*rekor, *self.pinned_targets]))
 
     def require_network(self, what: str, hint: str | None = None) -> None:
         """Offline mode allows only `file://` repositories (and bundles): one check for

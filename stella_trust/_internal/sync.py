@@ -47,6 +47,7 @@ class SyncResult:
     seconds: float
     urls: list[str] = field(default_factory=list)
     floor: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class SyncResult:
             "requests": self.requests,
             "bytes_received": self.bytes_received,
             "seconds": round(self.seconds, 4),
+            "sources": list(self.sources),
         }
 
 
@@ -129,7 +131,7 @@ def _refresh(
         session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop)
         session.refresh()
         puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
-        wanted = puller.collect(settings)
+        wanted, sources = puller.collect(settings)
         for name in work.stored_target_names():
             if name not in wanted:
                 work.target_path(name).unlink()
@@ -163,6 +165,7 @@ def _refresh(
         seconds=time.perf_counter() - started,
         urls=list(fetcher.urls),
         floor=new_floor,
+        sources=sources,
     )
 
 

@@ -19,7 +19,9 @@ def iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z`, as the metadata and our JSON write it."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    micro = moment.microsecond
+    spec = "seconds" if micro == 0 else "milliseconds" if micro % 1000 == 0 else "microseconds"
+    return moment.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def utcnow() -> datetime:

@@ -1,8 +1,8 @@
 """Building the TrustView from a verified generation (pure: bytes and `now` in, view out).
 
 Sync and bundle import call this before they commit, so a generation that would not
-yield a usable view (service map missing, pins absent, log ID wrong) never replaces
-the trust a host holds.
+yield a usable view (service map or trusted root missing, pins absent, log ID wrong)
+never replaces the trust a host holds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from stella_trust._internal.policy.servicemap import (
     referenced_targets,
     resolve_endpoints,
 )
-from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.policy.sources import source_kinds
+from stella_trust._internal.policy.trustroot import endpoints_from_sigstore, from_repository, from_service_map
+from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
 from stella_trust._internal.store import CacheState
 from stella_trust._internal.tuf.offline import SMALL_TARGET, VerifiedMetadata, VerifiedTrust
 from stella_trust.errors import CacheVerificationError, UnknownTargetError
@@ -37,7 +39,7 @@ def build_view(
     state: CacheState | None,
     now: datetime,
 ) -> TrustView:
-    """A TrustView from verified bytes; raises if the service map or pins do not hold.
+    """A TrustView from verified bytes; raises if the trust sources or pins do not hold.
 
     `state` is the store's CacheState (last sync, error, source), informational only.
     """
@@ -51,13 +53,7 @@ def build_view(
                 f"{exc.message} (not in the cache)", hint="run `trust sync`"
             ) from exc
 
-    if settings.service_map_file is not None:
-        service_map = read_local_service_map(settings.service_map_file)
-        map_target = None
-    else:
-        map_target = resolve(settings.service_map_target)
-        service_map = parse_service_map(verified.read_target(map_target), map_target)
-
+    sources = source_kinds(settings, stored)
     keys: dict[str, KeyFact] = {}
     certificates: list[CertFact] = []
     for name in stored:
@@ -69,15 +65,34 @@ def build_view(
             keys[name] = fact
         certificates.extend(certificate_facts(name, data))
 
-    endpoints = resolve_endpoints(service_map, settings.environment, keys, resolve)
-    pinned = {resolve(pin) for pin in settings.pins}
-    referenced = {resolve(ref) for ref in referenced_targets(service_map, settings.environment)}
+    roles_of: dict[str, str] = {}
+    service_map = None
+    if SERVICE_MAP in sources:
+        if settings.service_map_file is not None:
+            service_map = read_local_service_map(settings.service_map_file)
+        else:
+            map_target = resolve(settings.service_map_target)
+            service_map = parse_service_map(verified.read_target(map_target), map_target)
+            roles_of[map_target] = "service-map"
+        endpoints = resolve_endpoints(service_map, settings.environment, keys, resolve)
+        for ref in referenced_targets(service_map, settings.environment):
+            roles_of.setdefault(resolve(ref), "referenced")
+    if SIGSTORE in sources:
+        sigstore = from_repository(settings, verified, resolve)
+        assert sigstore.trusted_root_target is not None
+        roles_of.setdefault(sigstore.trusted_root_target, "trusted-root")
+        if sigstore.signing_config_target:
+            roles_of.setdefault(sigstore.signing_config_target, "signing-config")
+        if service_map is None:
+            endpoints = endpoints_from_sigstore(sigstore, now)
+    else:
+        sigstore = from_service_map(endpoints, keys, verified, resolve)
+    pinned = {resolve(pin) for pin in settings.pins(sources)}
 
     targets = []
     for name in stored:
         info = verified.target_info[name]
         custom = info.unrecognized_fields.get("custom")
-        role = "service-map" if name == map_target else "referenced" if name in referenced else "pinned"
         targets.append(
             TargetEntry(
                 name=name,
@@ -85,7 +100,7 @@ def build_view(
                 sha256=info.hashes.get("sha256", ""),
                 custom=custom if isinstance(custom, dict) else None,
                 pinned=name in pinned,
-                role=role,
+                role=roles_of.get(name, "pinned"),
             )
         )
 
@@ -94,13 +109,21 @@ def build_view(
         tuf_url=settings.tuf_url,
         environment=settings.environment,
         offline_mode=settings.offline_mode,
+        at=now,
         freshness=freshness_of(md, settings, now),
-        roles={role: RoleInfo(md.versions[role], md.expiries[role]) for role in md.versions},
+        roles={
+            **{role: RoleInfo(md.versions[role], md.expiries[role]) for role in md.versions},
+            **{role: RoleInfo(version, expires) for role, (version, expires) in md.delegated_roles.items()},
+        },
         targets=tuple(targets),
         keys=tuple(keys.values()),
         certificates=tuple(certificates),
+        sources=sources,
         service_map=service_map,
         endpoints=endpoints,
+        sigstore=sigstore.trust,
+        trusted_root_json=sigstore.trusted_root_json,
+        signing_config_json=sigstore.signing_config_json,
         last_sync=state.last_sync if state else None,
         last_error=state.last_error if state else None,
         source=dict(state.source) if state else {},

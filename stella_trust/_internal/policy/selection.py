@@ -19,7 +19,8 @@ from stella_trust._internal.policy.servicemap import (
     read_local_service_map,
     referenced_targets,
 )
-from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.policy.sources import lists, source_kinds
+from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
 
 
 class TargetSelection(ABC):
@@ -58,9 +59,21 @@ class TargetSelection(ABC):
             self._stored[name] = self.store(name, info)
         return self._stored[name]
 
-    def collect(self, settings: TrustRepoSettings) -> dict[str, str]:
-        """Store every wanted target; return name -> why the host holds it."""
+    def collect(self, settings: TrustRepoSettings) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Store every wanted target; return (name -> why the host holds it, source kinds)."""
+        sources = source_kinds(settings, self.names())
         wanted: dict[str, str] = {}
+        if SERVICE_MAP in sources:
+            self._collect_service_map(settings, wanted)
+        if SIGSTORE in sources:
+            self._collect_sigstore(settings, wanted)
+        for pin in settings.pins(sources):
+            name, info = self.lookup(pin)
+            self.pull(name, info)
+            wanted.setdefault(name, "pinned")
+        return wanted, sources
+
+    def _collect_service_map(self, settings: TrustRepoSettings, wanted: dict[str, str]) -> None:
         if settings.service_map_file is not None:
             service_map = read_local_service_map(settings.service_map_file)
         else:
@@ -74,9 +87,20 @@ class TargetSelection(ABC):
             name, info = self.lookup(reference)
             self.pull(name, info)
             wanted.setdefault(name, "referenced")
-        for pin in settings.pins:
-            name, info = self.lookup(pin)
-            self.pull(name, info)
-            wanted.setdefault(name, "pinned")
-        return wanted
 
+    def _collect_sigstore(self, settings: TrustRepoSettings, wanted: dict[str, str]) -> None:
+        """trusted_root.json is required; the first signing config the repository lists
+        (v0.2, else the older signing_config.json) is kept beside it."""
+        try:
+            name, info = self.lookup(settings.sigstore_trusted_root_target)
+        except errors.UnknownTargetError as exc:
+            raise errors.ServiceMapError(f"Sigstore trusted root not found: {exc.message}") from exc
+        self.pull(name, info)
+        wanted[name] = "trusted-root"
+        names = set(self.names())
+        for candidate in settings.sigstore_signing_config_targets:
+            if lists(candidate, names):
+                name, info = self.lookup(candidate)
+                self.pull(name, info)
+                wanted.setdefault(name, "signing-config")
+                break

@@ -144,6 +144,15 @@ class VerifiedMetadata:
             "targets": self.targets.signed.expires,
         }
 
+    @property
+    def delegated_roles(self) -> dict[str, tuple[int, datetime]]:
+        """(version, expiry) of each delegated role a target look-up visited."""
+        return {
+            role: (md.signed.version, md.signed.expires)
+            for role, md in self._delegated.items()
+            if md is not None and role in self.delegated_expiries
+        }
+
     def floor(self) -> dict[str, Any]:
         """The rollback floor these versions set, with the keys each role had."""
         roles = self.root.signed.roles

@@ -1,0 +1,114 @@
+"""`trust verify`: a Sigstore bundle, verified offline with this host's verified trust."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stella_trust._cli.options import JsonOption, load, reported
+from stella_trust.errors import StellaError
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        from stella_trust._internal.timefmt import iso
+
+        return iso(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def verify(
+    ctx: typer.Context,
+    artifact: Annotated[
+        str, typer.Argument(metavar="ARTIFACT|sha256:HEX", help="The artifact, or its SHA-256 digest.")
+    ],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle (.sigstore.json).")],
+    certificate_identity: Annotated[
+        str | None, typer.Option("--certificate-identity", help="Expected signer identity (SAN), exact.")
+    ] = None,
+    certificate_identity_regexp: Annotated[
+        str | None,
+        typer.Option("--certificate-identity-regexp", help="Expected signer identity, a full-match regexp."),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None, typer.Option("--certificate-oidc-issuer", help="Expected OIDC issuer, exact.")
+    ] = None,
+    certificate_oidc_issuer_regexp: Annotated[
+        str | None,
+        typer.Option("--certificate-oidc-issuer-regexp", help="Expected OIDC issuer, a full-match regexp."),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="A managed public key (PEM) instead of a certificate identity."),
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option("--trusted-root", help="Use this trusted_root.json instead of the cache (one-off use)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify a Sigstore bundle offline: never opens a socket.
+
+    Trust is this host's re-verified cache (stale trust is refused, exit 3), or
+    --trusted-root FILE. Bundles v0.1-v0.3, message signatures and DSSE in-toto
+    statements (a subject must carry the artifact's digest), Rekor v1 and v2 entries,
+    SCTs, RFC 3161 timestamps. A failure exits 1 naming the check: identity, digest,
+    signature, log inclusion, SCT, timestamp or chain.
+
+    Examples:
+
+      trust verify --bundle a.sigstore.json --certificate-identity ci@example.com
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com a.txt
+
+      trust verify --bundle a.sigstore.json --certificate-identity-regexp '.*@example\\.com'
+      --certificate-oidc-issuer https://accounts.google.com sha256:9f86d0...
+
+      trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
+    """
+    with reported(as_json):
+        from stella_trust._internal.sigstore.verify import verify_bundle
+        from stella_trust._internal.verifiers import artifact_input, make_policy, require_usable
+
+        policy = make_policy(
+            identity=certificate_identity,
+            identity_regexp=certificate_identity_regexp,
+            issuer=certificate_oidc_issuer,
+            issuer_regexp=certificate_oidc_issuer_regexp,
+            key_pem=_read(key, "public key") if key is not None else None,
+        )
+        subject = artifact_input(artifact, lambda path: _read(path, "artifact"))
+        data = _read(bundle, "bundle")
+        if trusted_root is not None:
+            root, source = _read(trusted_root, "trusted root"), str(trusted_root)
+        else:
+            from stella_trust._internal.reader import load_view
+            from stella_trust._internal.store import Store
+
+            settings = load(ctx)
+            view = require_usable(load_view(settings, Store(settings.local_cache_path)))
+            root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
+        outcome = verify_bundle(root, data, subject, policy)
+        if as_json:
+            document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
+            typer.echo(json.dumps({"verified": True, "trust": source, **document}, indent=2))
+        else:
+            who = outcome.signer or outcome.key_id or "?"
+            issuer = f" ({outcome.issuer})" if outcome.issuer else ""
+            typer.echo(
+                f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
+                f"checks: {', '.join(outcome.checks)}"
+            )

@@ -1,0 +1,47 @@
+"""Which trust sources a repository offers: a StellaOps service map, Sigstore's own
+`trusted_root.json` (+ signing config), or both (docs/design.md, Trust sources).
+
+`trust_source: auto` decides from the target names the signed metadata lists, so sync,
+bundle import and every read reach the same answer from the same verified names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stella_trust._internal.policy.names import match_name
+from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
+from stella_trust.errors import ServiceMapError, UnknownTargetError
+
+
+def lists(name: str, names: Iterable[str]) -> bool:
+    """True if `name` (or its single `<name>.<ext>`) is among `names`."""
+    try:
+        match_name(name, names)
+    except UnknownTargetError:
+        return False
+    return True
+
+
+def source_kinds(settings: TrustRepoSettings, names: Iterable[str]) -> tuple[str, ...]:
+    """The configured kinds, or (auto) the kinds the repository publishes; none is an error."""
+    if settings.trust_source == SERVICE_MAP:
+        return (SERVICE_MAP,)
+    if settings.trust_source == SIGSTORE:
+        return (SIGSTORE,)
+    if settings.trust_source == "both":
+        return (SERVICE_MAP, SIGSTORE)
+    listed = set(names)
+    found = []
+    if settings.service_map_file is not None or lists(settings.service_map_target, listed):
+        found.append(SERVICE_MAP)
+    if lists(settings.sigstore_trusted_root_target, listed):
+        found.append(SIGSTORE)
+    if not found:
+        raise ServiceMapError(
+            f"Service map not found: the repository publishes neither {settings.service_map_target!r} "
+            f"(StellaOps service map) nor {settings.sigstore_trusted_root_target!r} (Sigstore trusted root)",
+            hint="check tuf_url; set service_map_target or sigstore_trusted_root_target if the "
+            "repository names them differently",
+        )
+    return tuple(found)

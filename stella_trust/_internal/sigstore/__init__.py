@@ -1,0 +1,1 @@
+"""Sigstore-native trust: trusted_root.json / signing config facts, exports, bundle verification."""

@@ -1,0 +1,95 @@
+"""DSSE bundles logged as Rekor v1 `intoto/0.0.2` entries, which sigstore-python 4.5.1 refuses.
+
+Older cosign attestations were logged as `intoto` entries; sigstore-python verifies DSSE
+only against `dsse/0.0.1` and Rekor v2 entries. `IntotoVerifier` keeps every step of
+sigstore's own verification (`_verify_common_signing_cert`: time, chain, SCT, policy,
+inclusion proof, checkpoint, SET, certificate validity; `dsse._verify`: the signature)
+and adds two small pieces for this entry kind only: the SET-bound integrated time counts as
+a verified time (sigstore accepts it for dsse/hashedrekord 0.0.1 alike), and the entry body
+is checked against the envelope (payload hash, payload type, signatures, certificate).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sigstore.verify import Verifier
+
+if TYPE_CHECKING:
+    from sigstore._internal.timestamp import TimestampVerificationResult
+    from sigstore.models import Bundle
+    from sigstore.verify.policy import VerificationPolicy
+
+INTOTO_KIND = ("intoto", "0.0.2")
+
+
+def is_intoto_entry(bundle: Bundle) -> bool:
+    kind = bundle.log_entry._inner.kind_version
+    return (kind.kind, kind.version) == INTOTO_KIND
+
+
+class IntotoVerifier(Verifier):
+    """sigstore's Verifier, taught one more (older) log entry kind; all other bundles go to super()."""
+
+    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+        if not is_intoto_entry(bundle):
+            return super()._establish_time(bundle)
+        from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
+        from sigstore.errors import VerificationError
+
+        times: list[TimestampVerificationResult] = []
+        if bundle.verification_material.timestamp_verification_data:
+            if not self._trusted_root.get_timestamp_authorities():
+                raise VerificationError("bundle has a signed timestamp but the trusted root has no TSA")
+            times.extend(self._verify_timestamp_authority(bundle))
+        entry = bundle.log_entry._inner
+        if entry.integrated_time and entry.inclusion_promise:  # the SET is verified with the entry
+            times.append(TimestampVerificationResult(
+                source=TimestampSource.TRANSPARENCY_SERVICE,
+                time=datetime.fromtimestamp(entry.integrated_time, tz=UTC),
+            ))
+        return times
+
+    def verify_intoto_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
+        """`verify_dsse` for an intoto/0.0.2 entry: same steps, with the matching body check."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from sigstore import dsse
+        from sigstore.errors import VerificationError
+
+        self._verify_common_signing_cert(bundle, policy)
+        envelope = bundle._dsse_envelope
+        key = bundle.signing_certificate.public_key()
+        if envelope is None or not isinstance(key, ec.EllipticCurvePublicKey):
+            raise VerificationError("intoto entry needs a DSSE envelope signed with an EC key")
+        dsse._verify(key, envelope)
+        _check_body(bundle)
+        return envelope._inner.payload_type, envelope._inner.payload
+
+
+def _check_body(bundle: Bundle) -> None:
+    import rekor_types
+    from cryptography.x509 import load_pem_x509_certificate
+    from sigstore.errors import VerificationError
+
+    envelope: Any = bundle._inner.dsse_envelope
+    body: Any = rekor_types.Intoto.model_validate_json(bundle.log_entry._inner.canonicalized_body).spec
+    content = getattr(body, "root", body).content
+    logged = content.envelope
+    payload_hash = content.payload_hash
+    if payload_hash is None or payload_hash.value != hashlib.sha256(envelope.payload).hexdigest():
+        raise VerificationError("log entry payload hash does not match bundle")
+    if logged.payload_type != envelope.payload_type:
+        raise VerificationError("log entry payload type does not match bundle")
+    if logged.payload is not None and base64.b64decode(base64.b64decode(logged.payload)) != envelope.payload:
+        raise VerificationError("log entry payload does not match bundle")
+    cert = bundle.signing_certificate
+    logged_signatures = sorted(
+        (base64.b64decode(base64.b64decode(sig.sig)),
+         load_pem_x509_certificate(base64.b64decode(sig.public_key)) == cert)
+        for sig in logged.signatures
+    )
+    if logged_signatures != sorted((sig.sig, True) for sig in envelope.signatures):
+        raise VerificationError("log entry signatures do not match bundle")

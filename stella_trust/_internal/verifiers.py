@@ -1,0 +1,106 @@
+"""What Sigstore verifiers consume, from verified trust only (docs/design.md, decision 7).
+
+`trusted_root.json` for cosign (`--trusted-root`) and sigstore-go, the ClientTrustConfig
+for sigstore-python (`--trust-config`), and `verify_bundle` for this host's own offline
+verification. Every entry point refuses stale trust; the bytes always come from a
+TrustView (re-verified from the anchor) or from a file the caller names explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from stella_trust._internal.sigstore.policy import IdentityPolicy, KeyPolicy, Policy
+from stella_trust._internal.sigstore.trusted_root import client_trust_config
+from stella_trust._internal.sigstore.verify import VerificationOutcome
+from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root
+from stella_trust._internal.timefmt import iso
+from stella_trust.errors import StaleTrustError, UsageError
+from stella_trust.view import TrustView
+
+ExportFormat = Literal["trusted-root", "client-trust-config"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("trusted-root", "client-trust-config")
+DIGEST_PREFIX = "sha256:"
+
+
+def require_usable(view: TrustView) -> TrustView:
+    """Stale trust is refused to every consumer (decision 3)."""
+    if not view.usable:
+        raise StaleTrustError(
+            f"Trust is stale: signed metadata expired at {iso(view.freshness.expires)} "
+            f"and the grace period ended at {iso(view.freshness.stale_after)}"
+        )
+    return view
+
+
+def trust_file(view: TrustView, fmt: str) -> bytes:
+    """The view's trust as `trusted_root.json` or a sigstore-python ClientTrustConfig."""
+    require_usable(view)
+    if fmt == "trusted-root":
+        return view.trusted_root_json
+    if fmt == "client-trust-config":
+        return client_trust_config(view.trusted_root_json, view.signing_config_json)
+    raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+
+
+def make_policy(
+    *,
+    identity: str | None = None,
+    identity_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+    key_pem: bytes | None = None,
+) -> Policy:
+    """Who must have signed: a managed key, or a certificate identity and OIDC issuer."""
+    if key_pem is not None:
+        if any(v is not None for v in (identity, identity_regexp, issuer, issuer_regexp)):
+            raise UsageError("--key cannot be combined with certificate identity or issuer options")
+        return KeyPolicy(public_key_pem=key_pem)
+    if identity is None and identity_regexp is None:
+        raise UsageError(
+            "say who must have signed: --certificate-identity (or -regexp) with "
+            "--certificate-oidc-issuer (or -regexp), or --key PEM"
+        )
+    return IdentityPolicy(
+        identity=identity, identity_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp
+    )
+
+
+def verify_bundle(
+    view: TrustView,
+    bundle: bytes,
+    artifact: bytes | str,
+    *,
+    identity: str | None = None,
+    identity_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+    key_pem: bytes | None = None,
+) -> VerificationOutcome:
+    """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
+
+    `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
+    stale trust and BundleVerificationError (its `check` names identity, digest, signature,
+    log inclusion, SCT, timestamp or chain) when the bundle does not verify.
+    """
+    policy = make_policy(
+        identity=identity, identity_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp,
+        key_pem=key_pem,
+    )
+    return verify_with_root(require_usable(view).trusted_root_json, bundle, artifact, policy)
+
+
+def artifact_input(value: str, read: Callable[[Path], bytes]) -> bytes | str:
+    """The artifact argument: a well-formed `sha256:<64 hex>` that is not a file on disk is a
+    digest (sigstore-conformance's rule, and cosign's habit); anything else is a path."""
+    hex_part = value.removeprefix(DIGEST_PREFIX)
+    if (
+        value.startswith(DIGEST_PREFIX)
+        and len(hex_part) == 64
+        and all(c in "0123456789abcdefABCDEF" for c in hex_part)
+        and not Path(value).exists()
+    ):
+        return value
+    return read(Path(value))
