@@ -122,6 +122,8 @@ class Client:
     url: str
     root: Path
     env: dict[str, str] = field(default_factory=clean_env)
+    # `faketime CLOCK` ('2025-10-20 12:00:00' or '+400d'): python-tuf reads the wall clock
+    clock: str | None = None
 
     @property
     def config(self) -> Path:
@@ -133,6 +135,8 @@ class Client:
 
     def argv(self, *args: str) -> list[str]:
         return [
+            *(["faketime", *(["-f"] if self.clock.startswith(("+", "-")) else []), self.clock]
+              if self.clock else []),
             sys.executable,
             "-m",
             "stella_trust",

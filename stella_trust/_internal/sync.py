@@ -29,6 +29,7 @@ from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.errors import translate
+from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust._internal.tuf.offline import verify_generation
 from stella_trust._internal.tuf.rollback import refuse_rollback
 from stella_trust._internal.tuf.updater import RepositorySession
@@ -69,8 +70,13 @@ def sync(
     force: bool = False,
     now: datetime | None = None,
     should_stop: Callable[[], bool] | None = None,
+    fetcher: CountingFetcher | None = None,
 ) -> SyncResult:
-    """Refresh under the store lock, recording the outcome in the state file either way."""
+    """Refresh under the store lock, recording the outcome in the state file either way.
+
+    `now` stamps the state and judges the new view; python-tuf itself reads the wall clock
+    (there is no way to hand it one). `fetcher` replaces the network for in-process tests.
+    """
     if not settings.tuf_url:
         raise errors.ConfigError(
             "tuf_url is not set", hint="run `trust init --tuf-url URL ...` or set STELLA_TUF_ROOT_URL"
@@ -82,7 +88,9 @@ def sync(
         moment = now or utcnow()
         state.last_attempt = iso(moment)
         try:
-            result = _refresh(settings, store, state.floor, moment, force=force, should_stop=should_stop)
+            result = _refresh(
+                settings, store, state.floor, moment, force=force, should_stop=should_stop, fetcher=fetcher
+            )
         except Exception as exc:
             failure = translate(exc, settings.tuf_url)
             _record_failure(store, state, failure.message)
@@ -121,6 +129,7 @@ def _refresh(
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
+    fetcher: CountingFetcher | None,
 ) -> SyncResult:
     started = time.perf_counter()
     anchor = store.read_anchor()
@@ -128,7 +137,7 @@ def _refresh(
     work = store.begin(None if force else base)
     session: RepositorySession | None = None
     try:
-        session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop)
+        session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop, fetcher)
         session.refresh()
         puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
         wanted, sources = puller.collect(settings)
@@ -154,16 +163,16 @@ def _refresh(
         if session is not None:
             session.close()
     assert session is not None
-    fetcher = session.fetcher
+    used = session.fetcher
     return SyncResult(
         changed=changed,
         versions=versions,
         targets=wanted,
         downloaded=puller.downloaded,
-        requests=fetcher.requests,
-        bytes_received=fetcher.bytes_received,
+        requests=used.requests,
+        bytes_received=used.bytes_received,
         seconds=time.perf_counter() - started,
-        urls=list(fetcher.urls),
+        urls=list(used.urls),
         floor=new_floor,
         sources=sources,
     )

@@ -17,7 +17,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.tuf.fetcher import HttpxFetcher
+from stella_trust._internal.tuf.fetcher import CountingFetcher, HttpxFetcher
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
@@ -49,7 +49,7 @@ def new_updater(
     metadata_dir: Path,
     metadata_url: str,
     targets_url: str | None,
-    fetcher: HttpxFetcher,
+    fetcher: CountingFetcher,
     config: UpdaterConfig,
     bootstrap: bytes | None,
 ) -> Updater:
@@ -94,7 +94,7 @@ class RepositorySession:
     `tuf.ngclient` stays behind this one door.
     """
 
-    def __init__(self, updater: Updater, fetcher: HttpxFetcher) -> None:
+    def __init__(self, updater: Updater, fetcher: CountingFetcher) -> None:
         self._updater = updater
         self.fetcher = fetcher
 
@@ -105,11 +105,13 @@ class RepositorySession:
         metadata_dir: Path,
         bootstrap: bytes,
         should_stop: Callable[[], bool] | None = None,
+        fetcher: CountingFetcher | None = None,
     ) -> RepositorySession:
-        """A host's session: its limits, timeouts and stop flag; trust from `bootstrap`."""
+        """A host's session: its limits, timeouts and stop flag; trust from `bootstrap`.
+        `fetcher` replaces the network (in-process tests serve a repository from memory)."""
         assert settings.tuf_url is not None
         metadata_url, targets_url = repository_urls(settings.tuf_url)
-        fetcher = make_fetcher(settings, should_stop)
+        fetcher = fetcher or make_fetcher(settings, should_stop)
         try:
             updater = new_updater(
                 metadata_dir, metadata_url, targets_url, fetcher, updater_config(settings), bootstrap

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from stella_trust._internal.store import Store
+from stella_trust._internal.tuf.offline import verify_metadata
 from stella_trust.demo.repository import DemoRepository, spki_sha256
 from tests.conftest import Client, FaultyServer, ok
 
@@ -222,3 +224,24 @@ def test_demo_command_runs_offline() -> None:
     assert "FRESH" in done.stdout
     assert "the server saw 2 requests: /metadata/2.root.json, /metadata/timestamp.json" in done.stdout
     assert "rekor-key-v2.pub" in done.stdout
+
+
+def test_delegated_targets_are_found_and_verified(tmp_path: Path) -> None:
+    demo = DemoRepository(tmp_path / "repo")
+    demo.repo.add_delegated_role("registry.npmjs.org", ["registry.npmjs.org/*"])
+    demo.repo.add_delegated_target("registry.npmjs.org", "registry.npmjs.org/keys.json", b'{"k": 1}')
+    demo.repo.publish()
+    with FaultyServer(demo.repo.path) as srv:
+        client = Client(home=tmp_path, url=srv.url, root=demo.root_path)
+        ok(client.init("--pin", "registry.npmjs.org/keys.json"))
+        status = ok(client.status()).json()
+        assert "registry.npmjs.org/keys.json" in {t["name"] for t in status["targets"]}
+        store = Store(client.cache)
+        current = store.current()
+        assert current is not None
+        verified = verify_metadata(current.metadata_dir, store.read_anchor())
+        assert "registry.npmjs.org/keys.json" in verified.target_names()
+        role_file = current.metadata_dir / "registry.npmjs.org.json"
+        role_file.write_bytes(role_file.read_bytes().replace(b'"version": 2', b'"version": 9'))
+        result = client.run("status")
+        assert result.code == 3 and "role registry.npmjs.org" in result.err

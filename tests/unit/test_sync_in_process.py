@@ -1,0 +1,168 @@
+"""Sync, rollback, freshness and trust sources in process, against an in-memory repository."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import TrustRepoSettings, load_settings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust._internal.verifiers import trust_file, verify_bundle
+from stella_trust.demo.repository import DemoRepository, service_map
+from stella_trust.errors import RollbackError, ServiceMapError, StaleTrustError
+from stella_trust.repository import Repository
+from stella_trust.view import FreshnessState
+from tests.unit.simulator import BASE_URL, RepositoryFetcher
+
+STAGING = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "staging"
+Host = tuple[TrustRepoSettings, Store]
+Simulated = tuple[DemoRepository, RepositoryFetcher]
+
+
+def _synced(host: Host, demo: DemoRepository) -> None:
+    settings, store = host
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+
+
+def test_first_sync_fetches_and_idle_sync_costs_two_requests(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, fetcher = simulated
+    store.write_anchor(demo.repo.root_bytes(1))
+    first = sync(settings, store, fetcher=fetcher)
+    assert first.changed and first.sources == ("service-map",)
+    assert set(first.targets) == {
+        "sigstore-services-v1.json", "rekor-key-v1.pub", "rekor-key-v2.pub", "fulcio-chain.pem"
+    }
+    again = RepositoryFetcher(demo.repo)
+    idle = sync(settings, store, fetcher=again)
+    assert not idle.changed and idle.downloaded == []
+    assert again.paths() == ["/metadata/2.root.json", "/metadata/timestamp.json"]
+
+
+def test_timestamp_rollback_is_refused_and_trust_kept(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, _ = simulated
+    demo.repo.publish()
+    _synced(host, demo)
+    held = load_view(settings, store).roles["timestamp"].version
+    demo.repo.timestamp.signed.version = 1
+    demo.repo.sign_role(demo.repo.timestamp)
+    with pytest.raises(RollbackError, match="Rollback refused"):
+        sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    view = load_view(settings, store)
+    assert view.roles["timestamp"].version == held and view.usable
+    assert store.read_state().last_error is not None and "Rollback refused" in store.read_state().last_error
+
+
+def test_fast_forward_recovery_after_timestamp_key_rotation(host: Host, simulated: Simulated) -> None:
+    """TUF 5.3.11: a rotated timestamp key lets versions restart below the floor."""
+    settings, store = host
+    demo, _ = simulated
+    demo.repo.timestamp.signed.version = 999
+    demo.repo.resign_timestamp()
+    _synced(host, demo)
+    assert load_view(settings, store).roles["timestamp"].version == 1000
+    demo.repo.timestamp.signed.version = 1
+    demo.rotate("timestamp")
+    result = sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    assert result.changed and result.versions["timestamp"] == 2
+
+
+def test_freshness_follows_injected_now(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, _ = simulated
+    _synced(host, demo)
+    expires = load_view(settings, store).freshness.expires
+    week = timedelta(days=settings.freshness_threshold_days)
+    assert load_view(settings, store, expires - timedelta(seconds=1)).freshness.state == FreshnessState.FRESH
+    assert load_view(settings, store, expires).freshness.state == FreshnessState.GRACE
+    stale = load_view(settings, store, expires + week)
+    assert stale.freshness.state == FreshnessState.STALE and not stale.usable
+    with pytest.raises(StaleTrustError):
+        trust_file(stale, "trusted-root")
+
+
+def _sigstore_repository(path: Path, *, with_map: bool = False) -> Repository:
+    repo = Repository.create(path)
+    repo.add_target("trusted_root.json", (STAGING / "trusted_root.json").read_bytes())
+    repo.add_target("signing_config.v0.2.json", (STAGING / "signing_config.v0.2.json").read_bytes())
+    if with_map:
+        demo_keys = DemoRepository(path.parent / "keys-source")
+        for name in ("rekor-key-v1.pub", "fulcio-chain.pem"):
+            repo.add_target(name, demo_keys.repo.target_data[name])
+        repo.add_target("sigstore-services-v1.json", service_map(demo_keys.rekor_v1))
+    repo.publish()
+    return repo
+
+
+def test_sigstore_repository_needs_no_service_map(tmp_path: Path, host: Host) -> None:
+    settings, store = host
+    repo = _sigstore_repository(tmp_path / "sigstore-repo")
+    store.write_anchor(repo.root_bytes(1))
+    result = sync(settings.model_copy(update={"pinned_targets": []}), store, fetcher=RepositoryFetcher(repo))
+    assert result.sources == ("sigstore",)
+    assert set(result.targets) == {"trusted_root.json", "signing_config.v0.2.json"}
+    view = load_view(settings.model_copy(update={"pinned_targets": []}), store)
+    assert view.service_map is None and view.sources == ("sigstore",)
+    assert view.trusted_root_json == (STAGING / "trusted_root.json").read_bytes()
+    assert view.endpoints.rekor.url == "https://rekor.sigstage.dev"
+    assert {log.rekor_version for log in view.sigstore.transparency_logs} >= {1, 2}
+    bundle = (STAGING / "bundles" / "bundle_v3.txt.sigstore.json").read_bytes()
+    outcome = verify_bundle(
+        view, bundle, (STAGING / "bundles" / "bundle_v3.txt").read_bytes(),
+        identity="william@yossarian.net", issuer="https://github.com/login/oauth",
+    )
+    assert outcome.signer == "william@yossarian.net"
+
+
+def test_repository_with_both_sources_yields_both(tmp_path: Path, host: Host) -> None:
+    settings, store = host
+    repo = _sigstore_repository(tmp_path / "both-repo", with_map=True)
+    store.write_anchor(repo.root_bytes(1))
+    plain = settings.model_copy(update={"pinned_targets": []})
+    assert sync(plain, store, fetcher=RepositoryFetcher(repo)).sources == ("service-map", "sigstore")
+    view = load_view(plain, store)
+    assert view.service_map is not None and view.endpoints.rekor.url == "https://rekor.sigstore.example"
+    assert view.trusted_root_json == (STAGING / "trusted_root.json").read_bytes()
+
+
+def test_service_map_trust_becomes_a_trusted_root_sigstore_python_loads(
+    tmp_path: Path, host: Host, simulated: Simulated
+) -> None:
+    from sigstore.models import ClientTrustConfig, TrustedRoot
+
+    settings, store = host
+    demo, _ = simulated
+    _synced(host, demo)
+    view = load_view(settings, store)
+    exported = tmp_path / "trusted_root.json"
+    exported.write_bytes(trust_file(view, "trusted-root"))
+    root = TrustedRoot.from_file(str(exported))  # sigstore-python's own loader
+    assert [log.log_id for log in view.sigstore.transparency_logs] == [view.rekor_log_id]
+    assert len(root.get_fulcio_certs()) == 2
+    config = ClientTrustConfig.from_json(trust_file(view, "client-trust-config").decode())
+    assert config.trusted_root is not None
+
+
+def test_repository_with_neither_source_is_refused_naming_both(tmp_path: Path, host: Host) -> None:
+    settings, store = host
+    repo = Repository.create(tmp_path / "empty-repo")
+    repo.add_target("readme.txt", b"nothing to trust here")
+    repo.publish()
+    store.write_anchor(repo.root_bytes(1))
+    with pytest.raises(ServiceMapError) as refused:
+        sync(settings, store, fetcher=RepositoryFetcher(repo))
+    assert "sigstore-services-v1" in refused.value.message and "trusted_root.json" in refused.value.message
+    assert store.current() is None
+
+
+def test_explicit_trust_source_in_settings(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "absent.yaml", {"tuf_url": BASE_URL, "trust_source": "sigstore"})
+    assert settings.pins(("sigstore",)) == []
+    assert json.loads(json.dumps(settings.model_dump(mode="json")))["trust_source"] == "sigstore"
