@@ -335,7 +335,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None, "CI installs systemd for systemd-analyze"
     trust = shutil.which("trust") or str(Path(sys.executable).with_name("trust"))
-    units = Path(__file__).resolve().parents[1] / "systemd"
+    units = Path(__file__).resolve().parents[2] / "systemd"
     for unit in list(units.glob("*.service")) + list(units.glob("*.timer")):
         (tmp_path / unit.name).write_text(unit.read_text().replace("/usr/local/bin/trust", trust))
     files = sorted(str(p) for p in tmp_path.iterdir())

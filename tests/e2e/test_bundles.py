@@ -403,24 +403,49 @@ def _hostile_cases(tmp: Path, honest: Path) -> dict[str, tuple[Path, str]]:
     return built
 
 
-def test_hostile_archives_are_refused_and_change_nothing(
-    tmp_path: Path, bundle: Path, demo: DemoRepository
-) -> None:
-    host = airgapped(tmp_path, demo.root_path)
-    ok(host.run("import", str(bundle)))
+HOSTILE = [
+    "absolute", "dotdot", "outside-prefix", "symlink", "hardlink", "device", "fifo", "duplicate",
+    "not-in-manifest", "manifest-not-first", "not-a-bundle", "oversized-member", "too-many-files",
+    "tar-bomb", "huge-window", "truncated", "corrupt", "corrupt-middle", "trailing-data", "not-zstd",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_setup(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One connected host, one honest bundle, one air-gapped host that imported it, and every
+    hostile archive built once; each case below is its own test against them."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    demo = DemoRepository(tmp / "repository")
+    with FaultyServer(demo.repo.path) as server:
+        home = tmp / "connected"
+        home.mkdir()
+        connected = Client(home=home, url=server.url, root=demo.root_path)
+        ok(connected.init())
+        honest = home / "honest.tar.zst"
+        ok(connected.run("snapshot", "export", "--out", str(honest)))
+    host = airgapped(tmp, demo.root_path)
+    ok(host.run("import", str(honest)))
     before = essentials(ok(host.status()).json())
     host.set_config(
         bundle_limits={"max_file_bytes": 2 << 20, "max_files": 20, "max_uncompressed_bytes": 8 << 20}
     )
-    cases = tmp_path / "hostile"
+    cases = tmp / "cases"
     cases.mkdir()
-    for name, (path, phrase) in _hostile_cases(cases, bundle).items():
-        result = host.run("import", str(path))
-        assert result.code == 1, name
-        assert phrase.lower() in result.err.lower(), f"{name}: {result.err}"
-        assert result.err.startswith("error: "), name
-        assert essentials(ok(host.status()).json()) == before, name
-    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+    built = _hostile_cases(cases, honest)
+    assert sorted(built) == sorted(HOSTILE)
+    return host, before, built, tmp
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_archive_is_refused_and_changes_nothing(name: str, hostile_setup: Any) -> None:
+    host, before, built, tmp = hostile_setup
+    path, phrase = built[name]
+    result = host.run("import", str(path))
+    assert result.code == 1, result.err
+    assert phrase.lower() in result.err.lower(), result.err
+    assert result.err.startswith("error: ")
+    assert essentials(ok(host.status()).json()) == before
+    assert not (tmp / "evil").exists() and not Path("/etc/evil").exists()
     leftovers = [p.name for p in (host.cache / "generations").iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,10 +12,9 @@ from stella_trust._internal.policy.freshness import compute_freshness
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
-from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import StaleTrustError
 from stella_trust.view import FreshnessState
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import Client, ok
 
 FRESH, GRACE, STALE = FreshnessState.FRESH, FreshnessState.GRACE, FreshnessState.STALE
 
@@ -60,27 +58,24 @@ def test_open_trust_refuses_stale_unless_asked(synced: Client) -> None:
     assert stale.freshness.state == STALE and not stale.usable
 
 
-def test_status_exit_codes_follow_real_expiry(tmp_path: Path) -> None:
-    """A timestamp that expires in 2 s: fresh (0), then grace (0), then stale (3)."""
-    from stella_trust.repository import Expiries
-
-    demo = DemoRepository(tmp_path / "repo", expiries=Expiries(timestamp=timedelta(seconds=2)))
-    with FaultyServer(demo.repo.path) as srv:
-        client = Client(home=tmp_path, url=srv.url, root=demo.root_path)
-        ok(client.init())
-        client.set_config(freshness_threshold_days=1)
-        assert ok(client.status()).json()["freshness"]["state"] == "fresh"
-        time.sleep(3.1)
-        grace = ok(client.status())
-        assert grace.json()["freshness"]["state"] == "grace"
-        assert "warning: signed metadata expired" in grace.err
-        sync = client.run("sync")
-        assert sync.code == 1 and "TUF metadata expired" in sync.err  # online sync stays strict
-        client.set_config(freshness_threshold_days=0)
-        stale = client.run("status", "--json")
-        assert stale.code == 3
-        assert stale.json()["freshness"]["state"] == "stale"
-        assert "trust is stale" in stale.err
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="apt-get install faketime")
+def test_status_exit_codes_follow_real_expiry(synced: Client) -> None:
+    """The CLI judges freshness by its own clock: fresh (0), grace (0), stale (3); no sleeps."""
+    status = ok(synced.status()).json()
+    assert status["freshness"]["state"] == "fresh"
+    expires = datetime.fromisoformat(status["freshness"]["expires"].replace("Z", "+00:00"))
+    stale_after = datetime.fromisoformat(status["freshness"]["stale_after"].replace("Z", "+00:00"))
+    synced.clock = f"@{int((expires + timedelta(hours=1)).timestamp())}"
+    grace = ok(synced.status())
+    assert grace.json()["freshness"]["state"] == "grace"
+    assert "warning: signed metadata expired" in grace.err
+    sync = synced.run("sync")
+    assert sync.code == 1 and "TUF metadata expired" in sync.err  # online sync stays strict
+    synced.clock = f"@{int((stale_after + timedelta(hours=1)).timestamp())}"
+    stale = synced.run("status", "--json")
+    assert stale.code == 3
+    assert stale.json()["freshness"]["state"] == "stale"
+    assert "trust is stale" in stale.err
 
 
 def test_lazy_package_attributes() -> None:

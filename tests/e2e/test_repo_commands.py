@@ -259,7 +259,10 @@ def _free_port() -> int:
 
 def test_nginx_served_repository_synced_by_client(tmp_path: Path, workspace: Path) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(nginx), "CI installs nginx (apt-get install nginx-light)"
+    if not os.path.exists(nginx):
+        # A developer machine may lack it; CI installs it, so there a missing nginx fails.
+        assert os.environ.get("CI") != "true", "CI must install nginx (apt-get install nginx-light)"
+        pytest.skip("nginx not installed: apt-get install nginx-light")
     publish_demo_content(workspace, tmp_path)
     port = _free_port()
     conf = tmp_path / "nginx.conf"

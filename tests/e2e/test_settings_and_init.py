@@ -197,7 +197,7 @@ def test_root_file_that_is_not_a_root_is_refused(client: Client, demo: DemoRepos
 
 
 def test_shipped_example_config_is_valid() -> None:
-    example = Path(__file__).resolve().parents[1] / "config" / "trust.yaml"
+    example = Path(__file__).resolve().parents[2] / "config" / "trust.yaml"
     settings = load_settings(example)
     assert settings.tuf_url == "https://tuf.example.internal"
     assert settings.metadata_limits.snapshot == 2_000_000
