@@ -131,3 +131,17 @@ class SyncInterrupted(StellaError):
     """A stop request (SIGTERM) arrived mid-sync; the working copy is discarded."""
 
     default_hint = "cached trust is unchanged"
+
+
+class InternalError(StellaError):
+    """An exception nobody translated: a bug. Reported as one line, never a traceback
+    (the traceback is printed only with --debug / STELLA_DEBUG=1)."""
+
+    default_hint = (
+        "this is a bug in stella-trust: please report it with the output of the same "
+        "command run with --debug (or STELLA_DEBUG=1)"
+    )
+
+    @classmethod
+    def wrapping(cls, exc: BaseException) -> InternalError:
+        return cls(f"internal error: {type(exc).__name__}: {exc}")

@@ -28,7 +28,7 @@ from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.timefmt import iso
-from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, StellaError
+from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError
 from stella_trust.view import FreshnessState, TrustView
 
 STOP_GRACE_SECONDS = 1.5  # how long a stop waits for a running sync before abandoning it
@@ -133,14 +133,14 @@ class Agent:
 
     def run_once(self) -> int:
         """One cycle for timers and cron; the exit code follows `trust sync`."""
-        outcome = self.cycle()
+        outcome = self.guarded_cycle()
         self.log.info("one-shot refresh done: %s", self.status_line())
         self.notifier.ready(self.status_line())
         return outcome.exit_code
 
     def _cycle_in_worker(self) -> CycleOutcome:
         box: list[CycleOutcome] = []
-        worker = threading.Thread(target=lambda: box.append(self.cycle()), daemon=True)
+        worker = threading.Thread(target=lambda: box.append(self.guarded_cycle()), daemon=True)
         worker.start()
         while worker.is_alive():
             worker.join(TICK_SECONDS)
@@ -190,6 +190,17 @@ class Agent:
         self.notifier.ready(self.status_line())
 
     # ---- one cycle ---------------------------------------------------------------------
+    def guarded_cycle(self) -> CycleOutcome:
+        """A cycle that cannot die of a bug: an unexpected exception is logged as one line
+        (`internal error: ...`, traceback at debug level) and the agent keeps serving."""
+        try:
+            return self.cycle()
+        except Exception as exc:
+            error = InternalError.wrapping(exc)
+            self.log.debug("internal error in a refresh cycle", exc_info=True)
+            self._report(error, False, None)
+            return CycleOutcome(False, error, None)
+
     def cycle(self) -> CycleOutcome:
         """Sync (unless offline), then re-verify and judge freshness; log and export metrics."""
         settings = self.settings

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stella_trust.errors import EXIT_FAILED, StellaError, UsageError
+from stella_trust.errors import InternalError, StellaError, UsageError
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -27,10 +27,7 @@ if TYPE_CHECKING:
     from stella_trust._internal.settings import TrustRepoSettings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
-INTERNAL_HINT = (
-    "this is a bug in stella-trust: please report it with the output of the same "
-    "command run with --debug (or STELLA_DEBUG=1)"
-)
+INTERNAL_HINT = InternalError.default_hint
 
 
 @dataclass
@@ -79,9 +76,7 @@ def internal_error(exc: BaseException) -> StellaError:
     """The last resort: an exception nobody translated, as one line (traceback if debugging)."""
     if debugging():
         traceback.print_exception(exc, file=sys.stderr)
-    error = StellaError(f"internal error: {type(exc).__name__}: {exc}", hint=INTERNAL_HINT)
-    error.exit_code = EXIT_FAILED
-    return error
+    return InternalError.wrapping(exc)
 
 
 @contextmanager
