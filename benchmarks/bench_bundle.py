@@ -34,7 +34,7 @@ from stella_trust._internal.bundle.importer import import_bundle
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
 settings = load_settings(Path(sys.argv[1]))
-store = Store(settings.local_cache_path)
+store = Store.of(settings)
 started = time.perf_counter()
 summary = import_bundle(settings, store, Path(sys.argv[2]))
 seconds = time.perf_counter() - started

@@ -72,7 +72,7 @@ def in_process(rounds: int, per_round: int) -> None:
 
 
 def processes(rounds: int) -> None:
-    from stella_trust._internal.sigstore.trusted_root import client_trust_config
+    from stella_trust._internal.sigstore.exports import client_trust_config
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "client_trust_config.json"

@@ -63,6 +63,15 @@ class CacheVerificationError(TrustUnusableError):
     default_hint = "run `trust sync` to rebuild the cache from the trust anchor"
 
 
+class AnchorChangedError(TrustUnusableError):
+    """The cache's anchor is not the root `init` recorded: it was replaced on disk."""
+
+    default_hint = (
+        "the cache may have been tampered with: re-initialise from the root you trust "
+        "(`trust init --force --root ROOT.json`) and investigate who wrote the cache"
+    )
+
+
 class RepositoryUnreachableError(StellaError):
     default_hint = "check tuf_url, the network path and any proxy; cached trust is unchanged"
 

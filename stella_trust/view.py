@@ -177,6 +177,8 @@ class TrustView:
     sigstore: SigstoreTrust
     trusted_root_json: bytes = field(repr=False)
     signing_config_json: bytes | None = field(default=None, repr=False)
+    missing_pins: tuple[str, ...] = ()  # pinned but not in the cache (see retired_pins)
+    retired_pins: tuple[str, ...] = ()  # of those, the ones the repository stopped listing
     last_sync: str | None = None
     last_error: str | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
@@ -190,9 +192,16 @@ class TrustView:
         return self.endpoints.rekor.log_id
 
     def key(self, target: str) -> KeyFact:
+        """The key target named exactly, else the single `<target>.<ext>` (never a guess)."""
         for fact in self.keys:
-            if fact.target == target or fact.target.startswith(target + "."):
+            if fact.target == target:
                 return fact
+        stems = [fact for fact in self.keys if fact.target.startswith(target + ".")]
+        if len(stems) == 1:
+            return stems[0]
+        if stems:
+            names = " and ".join(repr(f.target) for f in stems)
+            raise UnknownTargetError(f"Unknown target {target!r}: ambiguous, matches {names}")
         raise UnknownTargetError(f"Unknown target {target!r}: no public key by that name")
 
     def to_json(self) -> dict[str, Any]:
@@ -209,6 +218,7 @@ class TrustView:
             "last_error": self.last_error,
             "source": dict(self.source),
             "sources": list(self.sources),
+            "pins": {"missing": list(self.missing_pins), "retired": list(self.retired_pins)},
             "service_map": {"source": self.service_map.source} if self.service_map else None,
             "targets": [t.to_json() for t in self.targets],
             "keys": [k.to_json() for k in self.keys],

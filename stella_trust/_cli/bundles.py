@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from stella_trust._cli.options import JsonOption, duration_option, load, reported
+from stella_trust.errors import UsageError
 
 snapshot_app = typer.Typer(
     help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.", no_args_is_help=True
@@ -53,7 +54,9 @@ def export_command(
 ) -> None:
     """Write the verified trust for another host or another verifier.
 
-    Built only from re-verified cache content; stale trust is refused (exit 3).
+    Built only from re-verified cache content. trusted-root and client-trust-config refuse
+    stale trust (exit 3); a tuf-repository export of stale trust warns (the importing host
+    judges freshness itself).
 
     Examples:
 
@@ -69,8 +72,12 @@ def export_command(
     from stella_trust._internal.store import Store
 
     with reported(as_json):
+        if fmt not in ("tuf-repository", "trusted-root", "client-trust-config"):
+            raise UsageError(
+                f"--format must be tuf-repository, trusted-root or client-trust-config, not {fmt!r}"
+            )
         settings = load(ctx)
-        store = Store(settings.local_cache_path)
+        store = Store.of(settings)
         if fmt != "tuf-repository":
             _export_trust_file(settings, store, fmt, out, as_json)
             return
@@ -133,7 +140,7 @@ def snapshot_export(
 
     with reported(as_json):
         settings = load(ctx)
-        store = Store(settings.local_cache_path)
+        store = Store.of(settings)
         with _progress(_cache_bytes(store)) as advance:
             summary = export_archive(settings, store, out, depth=depth, progress=advance)
         _print_bundle(summary, as_json)
@@ -176,7 +183,7 @@ def import_command(
     with reported(as_json):
         window = duration_option(reject_if_stale, "--reject-if-stale")
         settings = load(ctx, **({"offline_mode": True} if offline else {}))
-        store = Store(settings.local_cache_path)
+        store = Store.of(settings)
         size = bundle.stat().st_size if bundle.is_file() else 0
         with _progress(size * 3) as advance:
             summary = import_bundle(

@@ -114,7 +114,16 @@ def _run_sync(settings: TrustRepoSettings, force: bool) -> SyncResult:
     from stella_trust._internal.store import Store
     from stella_trust._internal.sync import sync as run_sync
 
-    return run_sync(settings, Store(settings.local_cache_path), force=force)
+    return run_sync(settings, Store.of(settings), force=force)
+
+
+def _warn_retired(result: SyncResult) -> None:
+    for pin in result.retired_pins:
+        typer.echo(
+            f"warning: pinned target {pin!r} was retired by the repository (no longer listed); "
+            "dropped from the cache — remove it from pinned_targets",
+            err=True,
+        )
 
 
 def _print_sync(result: SyncResult) -> None:
@@ -145,6 +154,7 @@ def sync(
     """
     with reported(as_json):
         result = _run_sync(load(ctx), force)
+        _warn_retired(result)
         if as_json:
             typer.echo(json.dumps(result.to_json(), indent=2))
         else:
@@ -179,7 +189,7 @@ def status(
 
     with reported(as_json):
         settings = load(ctx)
-        store = Store(settings.local_cache_path)
+        store = Store.of(settings)
         try:
             view = load_view(settings, store)
         except StellaError as error:
@@ -190,6 +200,13 @@ def status(
             typer.echo(json.dumps(view.to_json(), indent=2))
         else:
             typer.echo(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+        for pin in view.missing_pins:
+            why = (
+                "was retired by the repository (remove it from pinned_targets)"
+                if pin in view.retired_pins
+                else "is not in the cache yet (run `trust sync`)"
+            )
+            typer.echo(f"warning: pinned target {pin!r} {why}", err=True)
         if view.freshness.state == "grace":
             typer.echo(
                 f"warning: signed metadata expired at {view.to_json()['freshness']['expires']}; "

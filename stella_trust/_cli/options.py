@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stella_trust.errors import InternalError, StellaError, UsageError
+from stella_trust.errors import InternalError, NotInitialisedError, StellaError, UsageError
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 INTERNAL_HINT = InternalError.default_hint
+OS_HINT = (
+    "check permissions and free space (the cache is written by the stella-trust user; "
+    "readers need the stella-trust group); cached trust is unchanged"
+)
 
 
 @dataclass
@@ -55,7 +59,14 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
     g = globals_of(ctx)
     if g.cache_dir is not None:
         flags["local_cache_path"] = g.cache_dir
-    return load_settings(config_path(ctx), flags)
+    path = config_path(ctx)
+    named = g.config is not None or bool(os.environ.get("STELLA_TRUST_CONFIG"))
+    if named and not path.exists():
+        raise NotInitialisedError(
+            f"config {path} does not exist: this host is not initialised with it",
+            hint="check --config / STELLA_TRUST_CONFIG, or run `trust init --config PATH --tuf-url URL ...`",
+        )
+    return load_settings(path, flags)
 
 
 def debugging() -> bool:
@@ -88,6 +99,9 @@ def reported(as_json: bool = False) -> Iterator[None]:
         raise
     except StellaError as error:
         fail(error, as_json)
+    except OSError as exc:  # permissions, a full disk, an unwritable --out: the OS's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(StellaError(f"{exc.strerror or exc}{where}", hint=OS_HINT), as_json)
     except KeyboardInterrupt:
         if as_json:
             interrupted = {"error": "interrupted", "hint": "cached trust is unchanged", "exit_code": 130}

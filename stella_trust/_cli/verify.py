@@ -11,14 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from stella_trust._cli.options import JsonOption, load, reported
-from stella_trust.errors import StellaError
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -81,25 +73,25 @@ def verify(
     """
     with reported(as_json):
         from stella_trust._internal.sigstore.verify import verify_bundle
-        from stella_trust._internal.verifiers import artifact_input, make_policy, require_usable
+        from stella_trust._internal.verifiers import artifact_input, make_policy, read_input, require_usable
 
         policy = make_policy(
             identity=certificate_identity,
             identity_regexp=certificate_identity_regexp,
             issuer=certificate_oidc_issuer,
             issuer_regexp=certificate_oidc_issuer_regexp,
-            key_pem=_read(key, "public key") if key is not None else None,
+            key_pem=read_input(key, "public key") if key is not None else None,
         )
-        subject = artifact_input(artifact, lambda path: _read(path, "artifact"))
-        data = _read(bundle, "bundle")
+        subject = artifact_input(artifact, need_bytes=key is not None)
+        data = read_input(bundle, "bundle")
         if trusted_root is not None:
-            root, source = _read(trusted_root, "trusted root"), str(trusted_root)
+            root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
         else:
             from stella_trust._internal.reader import load_view
             from stella_trust._internal.store import Store
 
             settings = load(ctx)
-            view = require_usable(load_view(settings, Store(settings.local_cache_path)))
+            view = require_usable(load_view(settings, Store.of(settings)))
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
         outcome = verify_bundle(root, data, subject, policy)
         if as_json:

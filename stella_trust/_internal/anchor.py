@@ -57,6 +57,7 @@ def _download_root(settings: TrustRepoSettings, expected: str | None) -> tuple[b
 
     assert settings.tuf_url is not None
     metadata_url, _ = repository_urls(settings.tuf_url)
+    seen: list[str] = []
     with make_fetcher(settings) as fetcher:
         for version in range(1, settings.max_root_rotations + 2):
             url = f"{metadata_url}{version}.root.json"
@@ -64,19 +65,23 @@ def _download_root(settings: TrustRepoSettings, expected: str | None) -> tuple[b
                 data = fetcher.download_bytes(url, settings.metadata_limits.root)
             except DownloadHTTPError as exc:
                 if expected is not None and version > 1 and exc.status_code in (403, 404):
-                    raise errors.TrustAnchorError(
-                        f"no root among 1..{version - 1}.root.json has the pinned SHA-256 "
-                        f"(expected {expected})",
-                        hint="the repository does not serve the root you pinned: do not trust it",
-                    ) from exc
+                    raise _not_served(expected, seen) from exc
                 raise translate(exc, url) from exc
             except Exception as exc:
                 raise translate(exc, url) from exc
             if expected is None or fingerprint(data) == expected:
                 return data, f"{version}.root.json"
-    raise errors.TrustAnchorError(
-        f"no root among the first {settings.max_root_rotations + 1} versions has the pinned SHA-256 "
-        f"(expected {expected})"
+            seen.append(f"{version}.root.json {fingerprint(data)[:16]}…")
+    raise _not_served(expected or "", seen)
+
+
+def _not_served(expected: str, seen: list[str]) -> errors.TrustAnchorError:
+    """The pinned root is not among the ones the repository serves: name what it serves."""
+    served = "; ".join(seen[:3]) + (f"; … ({len(seen)} roots)" if len(seen) > 3 else "")
+    return errors.TrustAnchorError(
+        f"the repository serves no root with the pinned SHA-256 (expected {expected}); "
+        f"it serves {served}",
+        hint="the repository serves a different root than the one you pinned: do not trust it",
     )
 
 
@@ -129,22 +134,23 @@ def initialise(
     )
     store = Store(settings.local_cache_path)
     with store.lock(settings.lock_timeout_seconds):
-        if store.is_initialised() and store.read_anchor() != anchor.data:
-            if not force:
-                raise errors.TrustAnchorError(
-                    f"cache {store.root} already trusts a different root "
-                    f"(sha256 {fingerprint(store.read_anchor())})",
-                    hint="pass --force to replace the trust anchor and drop the cached trust",
-                )
+        if store.is_initialised() and store.read_anchor() != anchor.data and not force:
+            raise errors.TrustAnchorError(
+                f"cache {store.root} already trusts a different root "
+                f"(sha256 {fingerprint(store.read_anchor())})",
+                hint="pass --force to replace the trust anchor and drop the cached trust",
+            )
+        if force:  # a fresh start: cached trust and its state (the rollback floor) go too
             store.reset()
         store.write_anchor(anchor.data)
     recorded = {key: value for key, value in flags.items() if value is not None}
     recorded["enabled"] = True
+    recorded["anchor_sha256"] = anchor.sha256  # every read compares the cache's anchor with it
     for key, value in list(recorded.items()):
         if isinstance(value, Path):
             recorded[key] = str(value.resolve())
     write_section(config_path, recorded)
-    return settings, anchor
+    return settings.model_copy(update={"anchor_sha256": anchor.sha256}), anchor
 
 
 def record_sources(config_path: Path, settings: TrustRepoSettings, sources: tuple[str, ...]) -> None:

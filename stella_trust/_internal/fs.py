@@ -26,6 +26,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask (node_exporter reads metrics 0644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:

@@ -87,6 +87,12 @@ class BundleLimits(BaseModel):
 _config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stella_config_path", default=None
 )
+# STELLA_SIGSTORE_SERVICE_MAP replaces the signed service map: an operator's choice for the
+# CLI and the agent, but a library caller must opt in (an attestor's environment is not the
+# operator's word).
+_env_service_map_var: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stella_env_service_map", default=True
+)
 
 
 class TrustRepoSettings(BaseSettings):
@@ -103,6 +109,9 @@ class TrustRepoSettings(BaseSettings):
     service_map_target: str = Field("sigstore-services-v1", min_length=1)
     service_map_file: Path | None = Field(
         None, description="Local service map that overrides the repository's (operator choice)"
+    )
+    anchor_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the trust anchor, recorded by init"
     )
     trust_source: TrustSource = "auto"
     sigstore_trusted_root_target: str = Field("trusted_root.json", min_length=1)
@@ -156,7 +165,7 @@ class TrustRepoSettings(BaseSettings):
     def require_network(self, what: str, hint: str | None = None) -> None:
         """Offline mode allows only `file://` repositories (and bundles): one check for
         every path that would open a socket."""
-        if self.offline_mode and not (self.tuf_url or "").startswith("file:"):
+        if not self.network_allowed:
             raise OfflineModeError(f"offline mode is on: {what}", hint=hint)
 
     @property
@@ -188,9 +197,12 @@ class _FixedNameEnvSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {
-            field: os.environ[name] for name, field in ENV_VARIABLES.items() if os.environ.get(name, "") != ""
+        allowed = {
+            name: field
+            for name, field in ENV_VARIABLES.items()
+            if field != "service_map_file" or _env_service_map_var.get()
         }
+        return {field: os.environ[name] for name, field in allowed.items() if os.environ.get(name, "") != ""}
 
 
 class _YamlSectionSource(PydanticBaseSettingsSource):
@@ -232,16 +244,33 @@ def read_document(path: Path) -> dict[str, Any]:
 
 
 def read_section(path: Path) -> dict[str, Any]:
+    """`attestor.trust_repo` of the file; a near miss of either name (`trust_rep`) is an
+    error naming the close match, never a silently ignored section."""
     node: Any = read_document(path)
     walked: list[str] = []
     for key in SECTION:
         walked.append(key)
+        parent = node
         node = node.get(key) if isinstance(node, dict) else None
         if node is None:
+            _refuse_near_miss(path, parent, key, walked[:-1])
             return {}
         if not isinstance(node, dict):
             raise ConfigError(f"config {path}: {'.'.join(walked)} must be a mapping, not {_kind(node)}")
     return dict(node)
+
+
+def _refuse_near_miss(path: Path, parent: Any, key: str, above: list[str]) -> None:
+    import difflib
+
+    if not isinstance(parent, dict):
+        return
+    close = difflib.get_close_matches(key, [str(k) for k in parent], n=1, cutoff=0.8)
+    if close:
+        where = ".".join([*above, close[0]])
+        raise ConfigError(
+            f"config {path}: unknown section {where!r} (did you mean {'.'.join([*above, key])!r}?)"
+        )
 
 
 def _kind(value: Any) -> str:
@@ -250,16 +279,24 @@ def _kind(value: Any) -> str:
     )
 
 
-def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = None) -> TrustRepoSettings:
-    """Validate the merged settings; flags (`overrides`, None values ignored) win over all."""
+def load_settings(
+    config_path: Path | None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    env_service_map: bool = True,
+) -> TrustRepoSettings:
+    """Validate the merged settings; flags (`overrides`, None values ignored) win over all.
+    `env_service_map=False` ignores STELLA_SIGSTORE_SERVICE_MAP (the library's default)."""
     path = config_path if config_path is not None else default_config_path()
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     token = _config_path_var.set(path)
+    env_token = _env_service_map_var.set(env_service_map)
     try:
         return TrustRepoSettings(**flags)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, flags)) from exc
     finally:
+        _env_service_map_var.reset(env_token)
         _config_path_var.reset(token)
 
 

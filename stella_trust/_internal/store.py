@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -35,7 +36,8 @@ from typing import Any
 from urllib import parse
 
 from stella_trust._internal.fs import atomic_write, exclusive_lock, fsync_dir, fsync_tree
-from stella_trust.errors import CacheVerificationError, LockBusyError, NotInitialisedError
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust.errors import AnchorChangedError, CacheVerificationError, LockBusyError, NotInitialisedError
 
 ANCHOR_FILE = "anchor.root.json"
 STATE_FILE = "state.json"
@@ -75,6 +77,8 @@ class CacheState:
     # rollback floor that survives a cache failing verification (unsigned, so it can
     # only ever cause a refusal, never trust).
     floor: dict[str, Any] = field(default_factory=dict)
+    # Pins the repository stopped listing (retired upstream) at the last sync.
+    retired_pins: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
@@ -107,8 +111,12 @@ class Generation:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    """The cache directory. `anchor_sha256` is the digest `init` recorded in the (root-owned)
+    config: an anchor that no longer has it was replaced on disk (docs/design.md, threat model)."""
+
+    def __init__(self, root: Path, anchor_sha256: str | None = None) -> None:
         self.root = Path(root)
+        self.anchor_sha256 = anchor_sha256
         self.anchor_path = self.root / ANCHOR_FILE
         self.state_path = self.root / STATE_FILE
         self.lock_path = self.root / LOCK_FILE
@@ -119,22 +127,45 @@ class Store:
     def is_initialised(self) -> bool:
         return self.anchor_path.is_file()
 
+    @classmethod
+    def of(cls, settings: TrustRepoSettings) -> Store:
+        """The configured cache, with the anchor pin the config holds."""
+        return cls(settings.local_cache_path, settings.anchor_sha256)
+
     def read_anchor(self) -> bytes:
+        """The trust anchor; refused (exit 3) if its digest is not the one the config pins."""
         try:
-            return self.anchor_path.read_bytes()
+            data = self.anchor_path.read_bytes()
         except FileNotFoundError:
             raise NotInitialisedError(f"cache {self.root} is not initialised") from None
+        if self.anchor_sha256 is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != self.anchor_sha256:
+                raise AnchorChangedError(
+                    f"trust anchor changed on disk: {self.anchor_path} has SHA-256 {digest[:16]}…, "
+                    f"the config pins {self.anchor_sha256[:16]}…"
+                )
+        return data
 
     def current(self) -> Generation | None:
+        """The current generation; `current` must be a relative link to generations/<id>
+        (anything else was not written by us and is refused, never followed)."""
         try:
             target = os.readlink(self.current_link)
         except FileNotFoundError:
             return None
         except OSError as exc:
             if exc.errno == errno.EINVAL:  # not a symlink: someone replaced it
-                return Generation(self.current_link)
+                raise CacheVerificationError(
+                    f"cache {self.current_link} is not a link into {GENERATIONS_DIR}/"
+                ) from None
             raise
-        return Generation((self.root / target).resolve())
+        head, _, name = target.partition("/")
+        if head != GENERATIONS_DIR or not name or "/" in name or name.startswith("."):
+            raise CacheVerificationError(
+                f"cache {self.current_link} points outside {GENERATIONS_DIR}/ ({target})"
+            )
+        return Generation(self.generations_dir / name)
 
     def read_state(self) -> CacheState:
         try:
@@ -157,9 +188,11 @@ class Store:
     def write_anchor(self, data: bytes) -> None:
         atomic_write(self.anchor_path, data)
 
-    def write_state(self, state: CacheState) -> None:
+    def write_state(self, state: CacheState, *, durable: bool = False) -> None:
+        """Last sync / error / source are informational; `durable` when the rollback floor
+        changed (it must survive a power cut as surely as the generation it describes)."""
         data = json.dumps(asdict(state), indent=2).encode() + b"\n"
-        atomic_write(self.state_path, data, durable=False)
+        atomic_write(self.state_path, data, durable=durable)
 
     def reset(self) -> None:
         """Forget all cached trust (used when `init --force` replaces the anchor)."""
@@ -209,7 +242,10 @@ class Store:
     def commit(self, work: Generation) -> Generation:
         """Make `work` durable, then switch `current` to it in one rename."""
         fsync_tree(work.path)
-        previous = self.current()
+        try:
+            previous = self.current()
+        except CacheVerificationError:
+            previous = None  # not ours (a directory or a stray link): replaced below
         final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
         os.rename(work.path, final)
         link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"

@@ -49,6 +49,7 @@ class SyncResult:
     urls: list[str] = field(default_factory=list)
     floor: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    retired_pins: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class SyncResult:
             "bytes_received": self.bytes_received,
             "seconds": round(self.seconds, 4),
             "sources": list(self.sources),
+            "retired_pins": list(self.retired_pins),
         }
 
 
@@ -102,12 +104,14 @@ def sync(
             raise
         state.last_sync = iso(moment)
         state.last_error = None
+        state.retired_pins = list(result.retired_pins)
         state.consecutive_failures = 0
+        floor_changed = bool(result.floor) and result.floor != state.floor
         if result.floor:
             state.floor = result.floor
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
-        store.write_state(state)
+        store.write_state(state, durable=floor_changed)
     return result
 
 
@@ -140,7 +144,9 @@ def _refresh(
         session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop, fetcher)
         session.refresh()
         puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
-        wanted, sources = puller.collect(settings)
+        held = _held_names(base)
+        collected = puller.collect(settings, held)
+        wanted, sources = collected.wanted, collected.sources
         for name in work.stored_target_names():
             if name not in wanted:
                 work.target_path(name).unlink()
@@ -154,6 +160,8 @@ def _refresh(
             store.commit(work)
         else:
             versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
+            if _below_floor(versions, floor):  # cheap look first; the full check decides
+                refuse_rollback(None, anchor, floor, verify_generation(work, anchor).metadata)
             new_floor = {}
             store.keep_as_spare(work)
     except BaseException:
@@ -175,6 +183,7 @@ def _refresh(
         urls=list(used.urls),
         floor=new_floor,
         sources=sources,
+        retired_pins=collected.retired_pins,
     )
 
 
@@ -232,6 +241,29 @@ def _versions_of(metadata_dir: Path) -> dict[str, int]:
         document = json.loads((metadata_dir / f"{role}.json").read_bytes())
         versions[role] = int(document["signed"]["version"])
     return versions
+
+
+def _held_names(base: Generation | None) -> list[str]:
+    """Targets of the generation being replaced (a damaged one holds nothing we can name)."""
+    if base is None or not base.path.is_dir():
+        return []
+    try:
+        return base.stored_target_names()
+    except errors.StellaError:
+        return []
+
+
+def _below_floor(versions: dict[str, int], floor: dict[str, Any]) -> bool:
+    """True if any version is lower than the floor's (an idle sync re-checks the floor: the
+    generation it kept may have been rolled back on disk while the repository stayed put)."""
+    for role, version in versions.items():
+        entry = floor.get(role)
+        if entry is None:
+            continue
+        held = entry.get("version") if isinstance(entry, dict) else None
+        if not isinstance(held, int) or version < held:
+            return True
+    return False
 
 
 def _same_tree(left: Path, right: Path) -> bool:

@@ -8,26 +8,31 @@ TrustView (re-verified from the anchor) or from a file the caller names explicit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import stat
 from pathlib import Path
 from typing import Literal
 
+from stella_trust._internal.sigstore.errors import BundleRefusedError
+from stella_trust._internal.sigstore.exports import client_trust_config
 from stella_trust._internal.sigstore.policy import IdentityPolicy, KeyPolicy, Policy
-from stella_trust._internal.sigstore.trusted_root import client_trust_config
-from stella_trust._internal.sigstore.verify import VerificationOutcome
+from stella_trust._internal.sigstore.verify import MAX_BUNDLE_BYTES, VerificationOutcome
 from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root
-from stella_trust._internal.timefmt import iso
-from stella_trust.errors import StaleTrustError, UsageError
+from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust.errors import StaleTrustError, StellaError, UsageError
 from stella_trust.view import TrustView
 
 ExportFormat = Literal["trusted-root", "client-trust-config"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("trusted-root", "client-trust-config")
 DIGEST_PREFIX = "sha256:"
+MAX_INPUT_BYTES = MAX_BUNDLE_BYTES  # bundles, trusted roots and keys are small documents
+MAX_KEYED_ARTIFACT_BYTES = 1 << 30  # managed-key signatures need the artifact in memory
 
 
 def require_usable(view: TrustView) -> TrustView:
-    """Stale trust is refused to every consumer (decision 3)."""
-    if not view.usable:
+    """Stale trust is refused to every consumer (decision 3); a view opened while fresh and
+    kept by a long-running attestor turns stale by the clock, not by when it was built."""
+    if not view.usable or max(utcnow(), view.at) >= view.freshness.stale_after:
         raise StaleTrustError(
             f"Trust is stale: signed metadata expired at {iso(view.freshness.expires)} "
             f"and the grace period ended at {iso(view.freshness.stale_after)}"
@@ -92,9 +97,28 @@ def verify_bundle(
     return verify_with_root(require_usable(view).trusted_root_json, bundle, artifact, policy)
 
 
-def artifact_input(value: str, read: Callable[[Path], bytes]) -> bytes | str:
+def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """A regular file of at most `limit` bytes, or one clear line (never /dev/zero forever)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{what} {path} is not a regular file")
+        if info.st_size > limit:
+            raise BundleRefusedError(f"{what} {path} is {info.st_size} bytes, above the {limit}-byte limit")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise BundleRefusedError(f"{what} {path} grew above the {limit}-byte limit while being read")
+    return data
+
+
+def artifact_input(value: str, *, need_bytes: bool) -> bytes | str:
     """The artifact argument: a well-formed `sha256:<64 hex>` that is not a file on disk is a
-    digest (sigstore-conformance's rule, and cosign's habit); anything else is a path."""
+    digest (sigstore-conformance's rule, and cosign's habit); anything else is a path, hashed
+    as a stream (an artifact may be gigabytes). Managed-key bundles need the bytes themselves
+    (`need_bytes`): a signature over the message, not over a digest."""
     hex_part = value.removeprefix(DIGEST_PREFIX)
     if (
         value.startswith(DIGEST_PREFIX)
@@ -103,4 +127,16 @@ def artifact_input(value: str, read: Callable[[Path], bytes]) -> bytes | str:
         and not Path(value).exists()
     ):
         return value
-    return read(Path(value))
+    path = Path(value)
+    if need_bytes:
+        return read_input(path, "artifact", MAX_KEYED_ARTIFACT_BYTES)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UsageError(f"artifact {path} is not a regular file")
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise StellaError(f"cannot read artifact {path}: {exc.strerror or exc}") from None
+    return DIGEST_PREFIX + digest.hexdigest()

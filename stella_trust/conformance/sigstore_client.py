@@ -37,34 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
 def _verify(args: argparse.Namespace) -> None:
     from stella_trust._internal.sigstore.verify import verify_bundle
-    from stella_trust._internal.verifiers import artifact_input, make_policy
+    from stella_trust._internal.verifiers import artifact_input, make_policy, read_input
 
     if args.key is None and not (args.certificate_identity and args.certificate_oidc_issuer):
         raise UsageError("give --certificate-identity and --certificate-oidc-issuer, or --key")
     policy = make_policy(
         identity=args.certificate_identity,
         issuer=args.certificate_oidc_issuer,
-        key_pem=_read(args.key, "public key") if args.key is not None else None,
+        key_pem=read_input(args.key, "public key") if args.key is not None else None,
     )
-    artifact = artifact_input(args.file_or_digest, lambda path: _read(path, "artifact"))
-    bundle = _read(args.bundle, "bundle")
+    artifact = artifact_input(args.file_or_digest, need_bytes=args.key is not None)
+    bundle = read_input(args.bundle, "bundle")
     if args.trusted_root is not None:
-        verify_bundle(_read(args.trusted_root, "trusted root"), bundle, artifact, policy)
+        verify_bundle(read_input(args.trusted_root, "trusted root"), bundle, artifact, policy)
         return
     from stella_trust._internal.reader import open_trust
-    from stella_trust._internal.verifiers import require_usable
 
-    view = require_usable(open_trust())
-    verify_bundle(view.trusted_root_json, bundle, artifact, policy)
+    verify_bundle(open_trust().trusted_root_json, bundle, artifact, policy)  # stale refused there
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,10 @@ def run(argv: list[str]) -> None:
             info = session.find(name)
             if info is None:
                 raise LookupError(f"target {name!r} not found")
-            session.ensure(info, args.target_dir / parse.quote(name, safe=""))
+            filename = parse.quote(name, safe="")
+            if filename in ("", ".", ".."):  # would name the directory or its parent
+                raise LookupError(f"target name {name!r} cannot be stored as a file")
+            session.ensure(info, args.target_dir / filename)
     finally:
         session.close()
 

@@ -49,3 +49,41 @@ def test_rollback_floor_of_the_wrong_type(synced: Client) -> None:
     state["floor"]["timestamp"] = {"version": 1}  # no keyids: refused, never silently skipped
     store.state_path.write_text(json.dumps(state))
     one_line(synced.run("status"), 3, "rollback floor")
+
+
+def test_missing_config_and_section_typo(synced: Client, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"  # its trust.yaml does not exist
+    elsewhere.mkdir()
+    one_line(Client(home=elsewhere, url=synced.url, root=synced.root).run("status"), 3, "does not exist")
+    synced.config.write_text(synced.config.read_text().replace("trust_repo:", "trust_rep:"))
+    one_line(synced.run("status"), 1, "did you mean 'attestor.trust_repo'")
+
+
+def test_unwritable_outputs_are_one_line(synced: Client, tmp_path: Path) -> None:
+    one_line(synced.run("export", "--format", "trusted-root", "--out", str(tmp_path)), 1, "directory")
+    one_line(synced.run("snapshot", "export", "--out", str(tmp_path)), 1, "directory")
+    one_line(synced.run("export", "--format", "bogus", "--out", str(tmp_path / "x")), 2, "--format")
+
+
+def test_verify_refuses_endless_inputs(synced: Client) -> None:
+    args = ["verify", "--certificate-identity", "a@b.c", "--certificate-oidc-issuer", "https://i"]
+    one_line(synced.run(*args, "--bundle", "/dev/zero", "sha256:" + "ab" * 32), 2, "not a regular file")
+    one_line(synced.run(*args, "--bundle", str(synced.config), "/dev/zero"), 2, "not a regular file")
+    one_line(synced.run(*args[:3], "--certificate-oidc-issuer", "", "--bundle", str(synced.config),
+                        "sha256:" + "ab" * 32), 2, "must not be empty")
+
+
+def test_anchor_replaced_on_disk_is_refused(synced: Client, tmp_path: Path) -> None:
+    """The HIGH finding: a cache writer swaps in its own root (and generation): every read
+    and every sync now fails closed because the config pins the anchor's digest."""
+    import yaml
+
+    from stella_trust.demo.repository import DemoRepository
+
+    pinned = yaml.safe_load(synced.config.read_text())["attestor"]["trust_repo"]["anchor_sha256"]
+    assert pinned == __import__("hashlib").sha256(synced.root.read_bytes()).hexdigest()
+    attacker = DemoRepository(tmp_path / "attacker")
+    store = Store(synced.cache)
+    store.anchor_path.write_bytes(attacker.repo.root_bytes(1))
+    one_line(synced.run("status"), 3, "trust anchor changed on disk")
+    one_line(synced.run("sync"), 3, "trust anchor changed on disk")

@@ -19,7 +19,7 @@ def host(tmp_path: Path) -> tuple[TrustRepoSettings, Store]:
         tmp_path / "absent.yaml",
         {"tuf_url": BASE_URL, "local_cache_path": tmp_path / "cache", "pinned_targets": ["rekor-key-v2"]},
     )
-    return settings, Store(settings.local_cache_path)
+    return settings, Store.of(settings)
 
 
 @pytest.fixture

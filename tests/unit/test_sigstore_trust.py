@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from stella_trust._internal.sigstore.errors import TrustMaterialError
+from stella_trust._internal.sigstore.exports import client_trust_config, synthesize_trusted_root
 from stella_trust._internal.sigstore.policy import IdentityPolicy
 from stella_trust._internal.sigstore.trusted_root import (
     CLIENT_TRUST_CONFIG_MEDIA_TYPE,
     SIGNING_CONFIG_V01_MEDIA_TYPE,
-    client_trust_config,
     parse_signing_config,
     parse_trusted_root,
-    synthesize_trusted_root,
 )
 from stella_trust._internal.sigstore.verify import verify_bundle
 

@@ -102,25 +102,25 @@ def export_directory(
     out = out.resolve()
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise errors.UsageError(f"{out} exists and is not a previous trust export; refusing to overwrite it")
-    with store.lock(settings.lock_timeout_seconds):
-        verified = verified_current(store)
-        entries = _entries(verified)
-        manifest = _manifest(verified, settings, entries, now, depth=None, compressed=False)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            for entry in entries:
-                target = staging.joinpath(*entry.path.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with entry.open() as src, target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                if progress is not None:
-                    progress(entry.length)
-            (staging / MANIFEST).write_bytes(manifest)
-            _replace_directory(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    # Readers may export: no writer lock (a generation is never modified in place).
+    verified = verified_current(store)
+    entries = _entries(verified)
+    manifest = _manifest(verified, settings, entries, now, depth=None, compressed=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for entry in entries:
+            target = staging.joinpath(*entry.path.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with entry.open() as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            if progress is not None:
+                progress(entry.length)
+        (staging / MANIFEST).write_bytes(manifest)
+        _replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return _export_summary("export", out, entries, verified, settings, now)
 
 
@@ -146,13 +146,13 @@ def export_archive(
     """A zstd-sealed `.tar.zst`: manifest.json first, then metadata/ and targets/."""
     now = now or utcnow()
     out = out.resolve()
-    with store.lock(settings.lock_timeout_seconds):
-        verified = verified_current(store)
-        entries = _entries(verified)
-        manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with replaced_atomically(out) as tmp:
-            write_archive(tmp, manifest, entries, now.timestamp(), progress)
+    # Readers may export: no writer lock (a generation is never modified in place).
+    verified = verified_current(store)
+    entries = _entries(verified)
+    manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(out) as tmp:
+        write_archive(tmp, manifest, entries, now.timestamp(), progress)
     summary = _export_summary("snapshot-export", out, entries, verified, settings, now)
     summary.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
     return summary

@@ -18,7 +18,7 @@ from stella_trust._internal.policy.servicemap import (
     referenced_targets,
     resolve_endpoints,
 )
-from stella_trust._internal.policy.sources import source_kinds
+from stella_trust._internal.policy.sources import lists, source_kinds
 from stella_trust._internal.policy.trustroot import endpoints_from_sigstore, from_repository, from_service_map
 from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
 from stella_trust._internal.store import CacheState
@@ -87,7 +87,12 @@ def build_view(
             endpoints = endpoints_from_sigstore(sigstore, now)
     else:
         sigstore = from_service_map(endpoints, keys, verified, resolve)
-    pinned = {resolve(pin) for pin in settings.pins(sources)}
+    pinned, missing = set(), []
+    for pin in settings.pins(sources):
+        if lists(pin, stored):
+            pinned.add(resolve(pin))
+        else:  # not yet fetched, or retired upstream: reported, not an unusable cache
+            missing.append(pin)
 
     targets = []
     for name in stored:
@@ -122,6 +127,8 @@ def build_view(
         service_map=service_map,
         endpoints=endpoints,
         sigstore=sigstore.trust,
+        missing_pins=tuple(missing),
+        retired_pins=tuple(p for p in (state.retired_pins if state else []) if p in missing),
         trusted_root_json=sigstore.trusted_root_json,
         signing_config_json=sigstore.signing_config_json,
         last_sync=state.last_sync if state else None,

@@ -8,6 +8,8 @@ where target info and bytes come from.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api.metadata import TargetFile
@@ -21,6 +23,13 @@ from stella_trust._internal.policy.servicemap import (
 )
 from stella_trust._internal.policy.sources import lists, source_kinds
 from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
+
+
+@dataclass(frozen=True)
+class Collected:
+    wanted: dict[str, str]  # target name -> why the host holds it
+    sources: tuple[str, ...]
+    retired_pins: tuple[str, ...]  # pins the repository no longer lists (held before)
 
 
 class TargetSelection(ABC):
@@ -59,19 +68,35 @@ class TargetSelection(ABC):
             self._stored[name] = self.store(name, info)
         return self._stored[name]
 
-    def collect(self, settings: TrustRepoSettings) -> tuple[dict[str, str], tuple[str, ...]]:
-        """Store every wanted target; return (name -> why the host holds it, source kinds)."""
+    def collect(self, settings: TrustRepoSettings, held: Iterable[str] = ()) -> Collected:
+        """Store every wanted target; say why each is held, the source kinds, and the pins
+        the repository retired.
+
+        A pin that the host held before (`held`: the targets of the generation being
+        replaced) and that the signed metadata no longer lists was retired upstream: that is
+        the repository's signed word, so it is dropped and reported, not a failed sync that
+        would freeze every host pinning it. A pin never held that does not exist is a typo:
+        still an error.
+        """
         sources = source_kinds(settings, self.names())
+        held_names = set(held)
+        retired: list[str] = []
         wanted: dict[str, str] = {}
         if SERVICE_MAP in sources:
             self._collect_service_map(settings, wanted)
         if SIGSTORE in sources:
             self._collect_sigstore(settings, wanted)
         for pin in settings.pins(sources):
-            name, info = self.lookup(pin)
+            try:
+                name, info = self.lookup(pin)
+            except errors.UnknownTargetError:
+                if not lists(pin, held_names):
+                    raise
+                retired.append(pin)
+                continue
             self.pull(name, info)
             wanted.setdefault(name, "pinned")
-        return wanted, sources
+        return Collected(wanted, sources, tuple(retired))
 
     def _collect_service_map(self, settings: TrustRepoSettings, wanted: dict[str, str]) -> None:
         if settings.service_map_file is not None:

@@ -14,7 +14,8 @@ from datetime import datetime
 
 from stella_trust._internal.policy.sources import lists
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.sigstore.trusted_root import parse_trusted_root, synthesize_trusted_root
+from stella_trust._internal.sigstore.exports import synthesize_trusted_root
+from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust._internal.tuf.offline import VerifiedTrust
 from stella_trust.errors import ServiceMapError
 from stella_trust.sigstore_types import SigstoreTrust, TransparencyLog

@@ -37,6 +37,12 @@ class IdentityPolicy:
     )
 
     def __post_init__(self) -> None:
+        for name in ("identity", "identity_regexp", "issuer", "issuer_regexp"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                # sigstore's Identity skips an empty issuer check: an empty value would
+                # silently accept any issuer, so it is refused.
+                raise UsageError(f"certificate {name.replace('_', ' ')} must not be empty")
         if (self.identity is None) == (self.identity_regexp is None):
             raise UsageError("give exactly one of certificate identity or certificate identity regexp")
         if (self.issuer is None) == (self.issuer_regexp is None):

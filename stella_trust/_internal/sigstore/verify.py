@@ -133,7 +133,9 @@ def _refusal_for(bundle: bytes, exc: Exception) -> BundleRefusedError | BundleVe
     if media_type not in _BUNDLE_MEDIA_TYPES:
         return BundleRefusedError(f"unknown bundle media type {media_type!r}")
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "failed to load bundle" in message:
+    from pydantic import ValidationError
+
+    if "failed to load bundle" in message or isinstance(exc, ValidationError):
         return BundleRefusedError(f"malformed bundle: {' '.join(str(exc).split())[:300]}")
     if "certificate" in message and (document.get("verificationMaterial") or {}).get("publicKey"):
         return BundleVerificationError("chain", "bundle is signed by a managed key, not a certificate; "

@@ -20,6 +20,7 @@ from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import (
+    Key,
     Metadata,
     MetaFile,
     Root,
@@ -58,7 +59,47 @@ def _load(data: bytes, kind: type[T], what: str) -> Metadata[T]:
     return md
 
 
+def _key_material(key: Key) -> bytes:
+    """What a key *is*, independent of its keyid and encoding: DER SPKI for PEM keys, the
+    raw bytes for hex keys (ed25519)."""
+    public = str(key.keyval.get("public", ""))
+    if "BEGIN PUBLIC KEY" in public:
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            loaded = serialization.load_pem_public_key(public.encode())
+        except ValueError:
+            return public.encode()
+        return loaded.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    try:
+        return bytes.fromhex(public)
+    except ValueError:
+        return public.encode()
+
+
+def _check_distinct_keys(delegator: Root | Targets, role: str, what: str) -> None:
+    """A threshold counts keys, not keyids: a role listing the same key material under two
+    keyids would let one private key meet threshold 2 (python-tuf counts keyids), so such
+    metadata is refused outright."""
+    keyids = delegator.get_delegated_role(role).keyids
+    seen: dict[bytes, str] = {}
+    for keyid in keyids:
+        try:
+            material = _key_material(delegator.get_key(keyid))
+        except ValueError:
+            continue  # a keyid without a key cannot sign; verify_delegate judges it
+        if material in seen:
+            raise CacheVerificationError(
+                f"{what}: role {role} lists the same key twice (keyids {seen[material][:12]}… and "
+                f"{keyid[:12]}…), so one private key could meet its threshold"
+            )
+        seen[material] = keyid
+
+
 def _check_signed(delegator: Root | Targets, role: str, md: Metadata[Any], what: str) -> None:
+    _check_distinct_keys(delegator, role, what)
     try:
         delegator.verify_delegate(role, md.signed_bytes, md.signatures)
     except tuf_exceptions.UnsignedMetadataError as exc:

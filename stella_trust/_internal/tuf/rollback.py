@@ -29,8 +29,8 @@ def _floor_entry(role: str, entry: Any) -> tuple[int, list[str]]:
     ):
         raise CacheVerificationError(
             f"state.json: the rollback floor for {role!r} is malformed",
-            hint="the cache state was edited on disk; re-initialise the host "
-            "(`trust init --force ...`) if you cannot restore it",
+            hint="the cache state was edited on disk; re-initialise the host from the root you "
+            "trust (`trust init --force --root ROOT.json ...` resets the cache and its state)",
         )
     return entry["version"], entry["keyids"]
 

@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tuf.api.metadata import TargetFile
+from tuf.api.exceptions import BadVersionNumberError
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
+from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal.settings import TrustRepoSettings
@@ -87,6 +89,15 @@ def ensure_target(
 
 
 
+def _fast_forward_keys(metadata_dir: Path) -> dict[str, list[str]]:
+    """Timestamp and snapshot keyids in the trusted root python-tuf keeps in `metadata_dir`."""
+    try:
+        root = Metadata[Root].from_file(str(metadata_dir / "root.json")).signed
+    except (OSError, ValueError, DeserializationError):
+        return {}
+    return {role: sorted(root.roles[role].keyids) for role in (Timestamp.type, Snapshot.type)}
+
+
 class RepositorySession:
     """One TUF client run against a repository (one Updater: `refresh()` runs once).
 
@@ -94,9 +105,17 @@ class RepositorySession:
     `tuf.ngclient` stays behind this one door.
     """
 
-    def __init__(self, updater: Updater, fetcher: CountingFetcher) -> None:
+    def __init__(
+        self,
+        updater: Updater,
+        fetcher: CountingFetcher,
+        metadata_dir: Path,
+        renew: Callable[[], Updater] | None = None,
+    ) -> None:
         self._updater = updater
         self.fetcher = fetcher
+        self._metadata_dir = Path(metadata_dir)  # where python-tuf keeps the trusted set
+        self._renew = renew
 
     @classmethod
     def from_settings(
@@ -112,14 +131,17 @@ class RepositorySession:
         assert settings.tuf_url is not None
         metadata_url, targets_url = repository_urls(settings.tuf_url)
         fetcher = fetcher or make_fetcher(settings, should_stop)
+        config = updater_config(settings)
+
+        def renew() -> Updater:
+            return new_updater(metadata_dir, metadata_url, targets_url, fetcher, config, bootstrap)
+
         try:
-            updater = new_updater(
-                metadata_dir, metadata_url, targets_url, fetcher, updater_config(settings), bootstrap
-            )
+            updater = renew()
         except BaseException:
             fetcher.close()
             raise
-        return cls(updater, fetcher)
+        return cls(updater, fetcher, metadata_dir, renew)
 
     @classmethod
     def plain(
@@ -128,11 +150,30 @@ class RepositorySession:
         """python-tuf's defaults and `metadata_dir/root.json` as trust (the conformance protocol)."""
         fetcher = HttpxFetcher()
         config = UpdaterConfig(max_root_rotations=max_root_rotations)
-        return cls(new_updater(metadata_dir, metadata_url, targets_url, fetcher, config, None), fetcher)
+        updater = new_updater(metadata_dir, metadata_url, targets_url, fetcher, config, None)
+        return cls(updater, fetcher, metadata_dir)
 
     def refresh(self) -> None:
-        """TUF spec 5.3-5.6: root walk, timestamp, snapshot, top-level targets."""
-        self._updater.refresh()
+        """TUF spec 5.3-5.6: root walk, timestamp, snapshot, top-level targets.
+
+        TUF spec 5.3.11: when the root walk rotated the timestamp or snapshot keys, the
+        trusted timestamp and snapshot must be forgotten (that is how a repository recovers
+        from a fast-forward attack). python-tuf keeps a local timestamp that still verifies
+        (only the snapshot key rotated) and then refuses the reset versions; so when the
+        refresh fails on a version and the walked root rotated those keys, both files are
+        dropped and the refresh runs once more on a new Updater (which re-walks nothing: the
+        new roots are already in the trusted set).
+        """
+        before = _fast_forward_keys(self._metadata_dir)
+        try:
+            self._updater.refresh()
+        except BadVersionNumberError:
+            if self._renew is None or _fast_forward_keys(self._metadata_dir) == before:
+                raise
+            for name in ("timestamp.json", "snapshot.json"):
+                (self._metadata_dir / name).unlink(missing_ok=True)
+            self._updater = self._renew()
+            self._updater.refresh()
 
     def find(self, name: str) -> TargetFile | None:
         """Target info for `name`, walking delegations (TUF spec 5.7)."""
