@@ -79,40 +79,25 @@ if TYPE_CHECKING:
         TrustView as TrustView,
     )
 
+_PUBLIC_TYPES = {
+    "stella_trust.view": (
+        "CertFact", "Endpoints", "Freshness", "FreshnessState", "FulcioEndpoint", "KeyFact",
+        "RekorEndpoint", "RoleInfo", "TargetEntry", "TrustView",
+    ),
+    "stella_trust.sigstore_types": (
+        "CertificateAuthority", "ServiceUrl", "SigstoreTrust", "TimestampAuthority", "TransparencyLog",
+    ),
+    "stella_trust.errors": (
+        "CacheVerificationError", "NotInitialisedError", "StaleTrustError", "StellaError",
+        "TrustUnusableError",
+    ),
+}
 _LAZY = {
     "open_trust": "stella_trust._internal.reader",
     "verify_bundle": "stella_trust._internal.verifiers",
     "VerificationOutcome": "stella_trust._internal.sigstore.verify",
     "BundleVerificationError": "stella_trust._internal.sigstore.errors",
-    **dict.fromkeys(
-        [
-            "CacheVerificationError",
-            "NotInitialisedError",
-            "StaleTrustError",
-            "StellaError",
-            "TrustUnusableError",
-        ],
-        "stella_trust.errors",
-    ),
-    **dict.fromkeys(
-        [
-            "CertFact",
-            "Endpoints",
-            "Freshness",
-            "FreshnessState",
-            "FulcioEndpoint",
-            "KeyFact",
-            "RekorEndpoint",
-            "RoleInfo",
-            "TargetEntry",
-            "TrustView",
-        ],
-        "stella_trust.view",
-    ),
-    **dict.fromkeys(
-        ["CertificateAuthority", "SigstoreTrust", "TimestampAuthority", "TransparencyLog", "ServiceUrl"],
-        "stella_trust.sigstore_types",
-    ),
+    **{name: module for module, names in _PUBLIC_TYPES.items() for name in names},
 }
 
 

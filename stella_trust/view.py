@@ -227,17 +227,3 @@ class TrustView:
             "sigstore": self.sigstore.to_json(self.at),
         }
 
-
-__all__ = [
-    "CertFact",
-    "Endpoints",
-    "Freshness",
-    "FreshnessState",
-    "FulcioEndpoint",
-    "KeyFact",
-    "RekorEndpoint",
-    "RoleInfo",
-    "ServiceMap",
-    "TargetEntry",
-    "TrustView",
-]

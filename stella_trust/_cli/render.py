@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from stella_trust._internal.timefmt import iso
+from stella_trust.sigstore_types import CertificateChainFacts, TransparencyLog
 from stella_trust.view import TrustView
 
 
@@ -86,27 +87,27 @@ def _sigstore_lines(view: TrustView) -> list[str]:
     lines = ["Transparency logs"]
     for log in trust.transparency_logs:
         version = f"rekor v{log.rekor_version}" if log.rekor_version else "rekor"
-        lines.append(f"  {log.base_url}  ({version})")
-        lines += _rows(
-            [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))], indent="    "
-        )
+        lines += _log_lines(log, view, f"  ({version})")
     lines.append("Certificate authorities")
     for ca in trust.certificate_authorities:
-        lines.append(f"  {ca.uri or '-'}")
-        lines += _rows([("valid", _window(ca, view))], indent="    ")
-        lines += _rows([("subject", subject) for subject in ca.subjects], indent="    ")
+        lines += _chain_lines(ca, view)
     lines.append("CT logs")
     for log in trust.ctlogs:
-        lines.append(f"  {log.base_url}")
-        lines += _rows(
-            [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))], indent="    "
-        )
+        lines += _log_lines(log, view, "")
     lines.append("Timestamp authorities")
     for tsa in trust.timestamp_authorities:
-        lines.append(f"  {tsa.uri or '-'}")
-        lines += _rows([("valid", _window(tsa, view))], indent="    ")
-        lines += _rows([("subject", subject) for subject in tsa.subjects], indent="    ")
+        lines += _chain_lines(tsa, view)
     return lines
+
+
+def _log_lines(log: TransparencyLog, view: TrustView, suffix: str) -> list[str]:
+    rows = [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))]
+    return [f"  {log.base_url}{suffix}", *_rows(rows, indent="    ")]
+
+
+def _chain_lines(authority: CertificateChainFacts, view: TrustView) -> list[str]:
+    rows = [("valid", _window(authority, view)), *(("subject", s) for s in authority.subjects)]
+    return [f"  {authority.uri or '-'}", *_rows(rows, indent="    ")]
 
 
 def _source(view: TrustView) -> str:
