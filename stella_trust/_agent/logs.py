@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
 
 LOGGER = "stella_trust"
@@ -24,16 +26,21 @@ PRIORITY = {
 
 
 def under_systemd(environ: dict[str, str] | None = None) -> bool:
+    """True when stderr goes to journald, which adds its own timestamps and wants priorities."""
     env = os.environ if environ is None else environ
     return bool(env.get("JOURNAL_STREAM") or env.get("INVOCATION_ID"))
 
 
 class JournalFormatter(logging.Formatter):
+    """`<priority>message`: journald maps the prefix, so `journalctl -p warning` works."""
+
     def format(self, record: logging.LogRecord) -> str:
         return f"<{PRIORITY.get(record.levelno, 6)}>{record.getMessage()}"
 
 
 class JsonFormatter(logging.Formatter):
+    """One object per line for log shippers, which should not have to parse free text."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -43,6 +50,58 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(getattr(record, "fields", {}))
         return json.dumps(entry, sort_keys=True)
+
+
+# Hidden scratch names in the cache carry a random or time-based part (`.work-<ns>-<hex>`,
+# `.state.json.<hex>.tmp`, `.current.<hex>`): two reports of the same fault differ only there.
+_SCRATCH_NAME = re.compile(r"(?<=/)\.[^/\s'\"()]+")
+
+
+def error_key(message: str) -> str:
+    """What makes two failure messages "the same error" for log-once purposes.
+
+    A full disk or a read-only cache fails on a differently named scratch file every
+    cycle; comparing raw messages would log it every cycle, which is the flood the
+    log-once rule exists to prevent.
+    """
+    return _SCRATCH_NAME.sub(".*", message)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a warning or error from the core (not the agent's own logger) through once until
+    the next successful refresh; repeats drop to debug.
+
+    The core logs best-effort problems as they happen (e.g. "could not record the failure"
+    on a full disk); in a loop that retries every few seconds that would be one line per
+    retry. The agent's own lines already follow the log-once rule and pass untouched.
+    """
+
+    def __init__(self, own_logger: str = LOGGER) -> None:
+        super().__init__()
+        self.own_logger = own_logger
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == self.own_logger or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, error_key(record.getMessage()))
+        with self._lock:
+            if key not in self._seen:
+                self._seen.add(key)
+                return True
+        if not logging.getLogger(self.own_logger).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+    def reset(self) -> None:
+        """A refresh succeeded: the next occurrence of any problem is news again."""
+        with self._lock:
+            self._seen.clear()
+
+
+REPEATS = RepeatFilter()
 
 
 def configure(log_format: str = "auto", level: int = logging.INFO) -> logging.Logger:
@@ -58,6 +117,7 @@ def configure(log_format: str = "auto", level: int = logging.INFO) -> logging.Lo
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(REPEATS)
     logger = logging.getLogger(LOGGER)
     logger.handlers[:] = [handler]
     logger.setLevel(level)

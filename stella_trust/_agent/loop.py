@@ -7,6 +7,11 @@ failure, and immediate cycles on SIGUSR1. The sync runs in a worker thread so th
 thread can always answer SIGTERM within two seconds and keep the systemd watchdog fed;
 abandoning a sync mid-way is safe because the store only ever switches whole,
 verified generations.
+
+A cycle ends in exactly one of three ways, none of them a traceback: success, a refresh
+failure (logged once per distinct error, then backed off; an OS error from the cache is
+one of these, with a hint about permissions and free space), or, when a stop was
+requested, an abandoned refresh (one INFO line: stopping is not a failure).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
+from stella_trust._agent.logs import REPEATS, error_key
 from stella_trust._agent.metrics import AgentMetrics, write_metrics
 from stella_trust._agent.notify import Notifier
 from stella_trust._internal.reader import load_view
@@ -28,11 +35,35 @@ from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.timefmt import iso
-from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError
+from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError, SyncInterrupted
 from stella_trust.view import FreshnessState, TrustView
 
 STOP_GRACE_SECONDS = 1.5  # how long a stop waits for a running sync before abandoning it
 TICK_SECONDS = 0.1
+CACHE_IO_HINT = "check permissions and free space on the cache {cache}; cached trust is unchanged"
+
+
+def cache_io_error(exc: OSError, cache: Path) -> StellaError:
+    """An OS error from the cache (read-only, not writable, full disk, a path component
+    that is not a directory) as a refresh failure the operator can act on.
+
+    It is not a bug, so not "internal error"; and it must stay a StellaError so the loop
+    logs it once, backs off and keeps serving the trust already verified on disk (the store
+    switches whole generations only, so a failed write never changes it).
+    """
+    reason = exc.strerror or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    return StellaError(f"cache I/O error: {reason}{where}", hint=CACHE_IO_HINT.format(cache=cache))
+
+
+def _timestamp(moment: str | None) -> float | None:
+    """Unix time of an ISO 8601 `...Z` stamp from the state file (None if absent or odd)."""
+    if not moment:
+        return None
+    try:
+        return datetime.fromisoformat(moment).timestamp()
+    except ValueError:
+        return None
 
 
 def next_interval(interval: float, jitter_fraction: float, rng: random.Random) -> float:
@@ -47,6 +78,8 @@ def backoff(failures: int, initial: float, cap: float) -> float:
 
 @dataclass
 class CycleOutcome:
+    """What one cycle did; `exit_code` is what `trust agent --once` exits with."""
+
     ok: bool
     error: StellaError | None
     view: TrustView | None
@@ -60,6 +93,8 @@ class CycleOutcome:
 
 
 class Agent:
+    """The refresh loop; one instance per process (it owns the signal handlers)."""
+
     def __init__(
         self,
         load_settings: Callable[[], TrustRepoSettings],
@@ -70,16 +105,16 @@ class Agent:
     ) -> None:
         self._load_settings = load_settings
         self.settings = load_settings()
-        self.notifier = notifier or Notifier()
         self.log = logger or logging.getLogger("stella_trust")
+        self.notifier = notifier or Notifier(logger=self.log)
         self.rng = rng or random.Random()
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
         self.reload_requested = False
         self.failures = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # error_key() of the failure last logged
         self.last_state: str | None = None
-        self.last_sync: str | None = None
+        self.last_sync: str | None = None  # last successful sync by anyone (the state file)
         self.metrics = AgentMetrics()
         self._last_ping = 0.0
 
@@ -139,18 +174,34 @@ class Agent:
         return outcome.exit_code
 
     def _cycle_in_worker(self) -> CycleOutcome:
+        """Run a cycle in a daemon thread so this (main) thread keeps answering signals and
+        feeding the watchdog; on a stop request, give the sync a moment, then abandon it."""
         box: list[CycleOutcome] = []
-        worker = threading.Thread(target=lambda: box.append(self.guarded_cycle()), daemon=True)
+        worker = threading.Thread(target=self._worker, args=(box,), daemon=True)
         worker.start()
         while worker.is_alive():
             worker.join(TICK_SECONDS)
             self._feed_watchdog()
             if self.stop_event.is_set():
                 worker.join(STOP_GRACE_SECONDS)  # the sync checks the stop flag per chunk
-                if worker.is_alive():
-                    self.log.warning("stopping with a refresh still running; cached trust is unchanged")
-                return _Abandoned()
-        return box[0] if box else _Abandoned()
+                break
+        outcome = box[0] if box else _Abandoned()
+        if self.stop_event.is_set() and isinstance(outcome, _Abandoned):
+            # Stopping is what the operator asked for, not a failure: one INFO line, whether
+            # the sync noticed the stop flag itself or is still running and left behind.
+            self.log.info("stopping: refresh abandoned, cached trust unchanged")
+            if worker.is_alive():
+                self.log.debug("the refresh thread is still running; it ends with the process")
+        return outcome
+
+    def _worker(self, box: list[CycleOutcome]) -> None:
+        """The thread body. `guarded_cycle` already turns every Exception into a logged
+        failure; this catches what is left (a failing log handler, say) so that Python's
+        thread excepthook never prints a traceback into the journal."""
+        try:
+            box.append(self.guarded_cycle())
+        except BaseException as exc:
+            box.append(CycleOutcome(False, InternalError.wrapping(exc), None))
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -192,19 +243,25 @@ class Agent:
     # ---- one cycle ---------------------------------------------------------------------
     def guarded_cycle(self) -> CycleOutcome:
         """A cycle that cannot die of a bug: an unexpected exception is logged as one line
-        (`internal error: ...`, traceback at debug level) and the agent keeps serving."""
+        (`internal error: ...`, traceback at debug level) and the agent keeps serving.
+        An OS error that escaped `cycle` is the cache's fault, not a bug, and says so."""
         try:
             return self.cycle()
+        except OSError as exc:
+            error = cache_io_error(exc, self.settings.local_cache_path)
+            self.log.debug("OS error in a refresh cycle", exc_info=True)
         except Exception as exc:
             error = InternalError.wrapping(exc)
             self.log.debug("internal error in a refresh cycle", exc_info=True)
-            self._report(error, False, None)
-            return CycleOutcome(False, error, None)
+        if self.stop_event.is_set():
+            return _Abandoned()  # a stop tore the cycle down: not a failure to report
+        self._report(error, False, None)
+        return CycleOutcome(False, error, None)
 
     def cycle(self) -> CycleOutcome:
         """Sync (unless offline), then re-verify and judge freshness; log and export metrics."""
         settings = self.settings
-        store = Store(settings.local_cache_path)
+        store = Store.of(settings)  # with the anchor pin the config holds, like every reader
         self.metrics.last_attempt = time.time()
         error: StellaError | None = None
         changed = False
@@ -217,23 +274,52 @@ class Agent:
                 self.last_sync = iso(datetime.now(UTC))
             except StellaError as exc:
                 error = exc
+            except OSError as exc:  # the store's own I/O (lock, state, scratch space)
+                error = cache_io_error(exc, settings.local_cache_path)
+            if error is not None and (isinstance(error, SyncInterrupted) or self.stop_event.is_set()):
+                # SIGTERM cut the download short: nothing failed, and the main thread says so.
+                self.log.debug("refresh abandoned on a stop request: %s", error.message)
+                return _Abandoned()
+        # Even when the sync failed: the trust already on disk is still judged and served.
         view: TrustView | None = None
         try:
             view = load_view(settings, store)
         except StellaError as exc:
             if error is None:
                 error = exc
+        except OSError as exc:
+            if error is None:
+                error = cache_io_error(exc, settings.local_cache_path)
+        self._remember_last_sync(store, view)
         self._report(error, changed, view)
         self._export_metrics(view)
         return CycleOutcome(error is None, error, view, changed)
 
+    def _remember_last_sync(self, store: Store, view: TrustView | None) -> None:
+        """The last successful sync by anyone (this agent, an earlier run, `trust sync`,
+        `init`), from the state file: a failed cycle must not make the status line claim
+        `last sync never` while verified trust from an earlier sync is being served."""
+        recorded = view.last_sync if view is not None else None
+        if recorded is None:
+            try:
+                recorded = store.read_state().last_sync
+            except OSError:
+                recorded = None
+        if recorded is not None:
+            self.last_sync = recorded  # what `trust status` shows, to the microsecond
+        if self.metrics.last_success is None:
+            self.metrics.last_success = _timestamp(self.last_sync)
+
     def _report(self, error: StellaError | None, changed: bool, view: TrustView | None) -> None:
+        """Log-once bookkeeping: a failure once per distinct error (repeats at debug), the
+        recovery once, freshness only on transitions."""
         if error is not None:
             self.failures += 1
             self.metrics.consecutive_failures = self.failures
-            if error.message != self.last_error:  # once per distinct error, not every retry
+            key = error_key(error.message)  # a scratch file's random name is not a new error
+            if key != self.last_error:
                 self.log.error("refresh failed: %s (hint: %s)", error.message, error.hint)
-                self.last_error = error.message
+                self.last_error = key
             else:
                 self.log.debug("refresh failed again (%d): %s", self.failures, error.message)
         else:
@@ -242,6 +328,7 @@ class Agent:
             self.failures = 0
             self.metrics.consecutive_failures = 0
             self.last_error = None
+            REPEATS.reset()
             if changed and view is not None:
                 versions = " ".join(f"{r} v{i.version}" for r, i in view.roles.items())
                 self.log.info("trust updated: %s", versions)
@@ -264,7 +351,7 @@ class Agent:
             )
         elif state == FreshnessState.STALE and view is not None:
             self.log.error(
-                "trust is FreshnessState.STALE since %s: consumers refuse it until a refresh succeeds",
+                "trust is STALE since %s: consumers refuse it until a refresh succeeds",
                 iso(view.freshness.stale_after),
             )
         else:
@@ -279,6 +366,7 @@ class Agent:
             m.role_expiries = {r: i.expires.timestamp() for r, i in view.roles.items()}
         else:
             m.freshness = "unusable"
+        m.notify_dropped = self.notifier.dropped
         path = self.settings.metrics_path
         if path is not None:
             try:
@@ -287,6 +375,7 @@ class Agent:
                 self.log.warning("cannot write metrics to %s: %s", path, exc)
 
     def status_line(self) -> str:
+        """For STATUS= and the one-shot log: state, last successful sync, failure streak."""
         state = self.last_state or "unknown"
         return f"trust {state}; last sync {self.last_sync or 'never'}; {self.failures} consecutive failures"
 

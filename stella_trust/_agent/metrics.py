@@ -24,6 +24,9 @@ class AgentMetrics:
     sync_duration: float | None = None
     role_versions: dict[str, int] = field(default_factory=dict)
     role_expiries: dict[str, float] = field(default_factory=dict)
+    # sd_notify datagrams dropped because systemd was not reading (see notify.py): a
+    # growing count explains a watchdog kill or a stale `systemctl status` line.
+    notify_dropped: int = 0
 
     def render(self) -> str:
         lines: list[str] = []
@@ -85,6 +88,12 @@ class AgentMetrics:
                 "Signed expiry of each role.",
                 [(f'{{role="{r}"}}', v) for r, v in sorted(self.role_expiries.items())],
             )
+        metric(
+            "notify_dropped_total",
+            "counter",
+            "sd_notify messages dropped because systemd was not reading NOTIFY_SOCKET.",
+            [("", float(self.notify_dropped))],
+        )
         return "\n".join(lines) + "\n"
 
 

@@ -4,31 +4,60 @@ The fetcher contract has a trap: `FetcherInterface.fetch()` wraps exceptions int
 `DownloadError` only while `_fetch` runs, not while the body is iterated. So the
 request is sent eagerly here, the status checked here, and the returned generator
 maps its own transport failures to python-tuf's exception types. Lengths are
-enforced by python-tuf's `download_bytes`; a per-file deadline here stops a server
-that dribbles bytes forever.
+enforced by python-tuf's `download_bytes` over the chunks yielded here.
+
+**One deadline per request** covering connect, TLS, headers and body: see `deadline.py`.
+
+**No content codings.** Requests say `Accept-Encoding: identity`, and a response that is
+encoded anyway (`Content-Encoding: gzip`, `br`, ...) is refused with one `DownloadError`
+before any of its body is read; bodies are read with `iter_raw()`, so nothing here ever
+decompresses. A gzip bomb would otherwise inflate a whole network read (64 KiB becomes
+~64 MB) before python-tuf's length limit saw the first chunk. Nothing is lost: TUF
+metadata and targets are length-checked and hashed as the bytes served, and they are
+small enough that compression buys nothing worth that risk.
+
+**Proxies** come from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and are chosen
+per request by `SchemeTransport`: httpx stops reading them once a client is given its own
+transport, and a proxied request must get the same deadline and CA bundle as a direct one.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib import parse, request
+from urllib import parse
+from urllib import request as urllib_request
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
+from stella_trust._internal.tuf.deadline import Budget, deadline_backend, use_backend
 from stella_trust._version import __version__
-from stella_trust.errors import SyncInterrupted
 
 if TYPE_CHECKING:
+    import httpcore
     import httpx
 
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = f"stella-trust/{__version__}"
+# The only content coding accepted: bytes are hashed as served (see the module docstring).
+IDENTITY = "identity"
 
 
+def _environment_proxy(scheme: str, host: str, proxies: dict[str, str]) -> str | None:
+    """The proxy the environment names for a URL (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY).
+
+    httpx ignores the environment's proxies once a client is given its own transport,
+    so the choice is made here, with the standard library's reading of those variables."""
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib_request.proxy_bypass(host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+@functools.cache
 def _scheme_transport_class() -> type:
     import httpx
 
@@ -37,35 +66,48 @@ def _scheme_transport_class() -> type:
 
         Loading the system CA bundle costs ~20 ms, five times a whole idle sync against
         a plain-http mirror; certificate verification is unchanged for https (and for
-        redirects to it), and plain-http requests never negotiate TLS.
+        redirects to it, and for proxies reached over TLS), and plain-http requests never
+        negotiate TLS. One transport per scheme and proxy; every one connects through the
+        deadline backend.
         """
 
-        def __init__(self, ca_bundle: Path | None) -> None:
+        def __init__(self, ca_bundle: Path | None, backend: httpcore.NetworkBackend) -> None:
             self.ca_bundle = ca_bundle
-            self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+            self.backend = backend
+            self.proxies = urllib_request.getproxies()
+            self._transports: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             scheme = request.url.scheme
-            transport = self._by_scheme.get(scheme)
+            proxy = _environment_proxy(scheme, request.url.host, self.proxies)
+            transport = self._transports.get((scheme, proxy))
             if transport is None:
-                if scheme == "https":
+                if scheme == "https" or (proxy or "").startswith("https:"):
                     verify: str | bool = str(self.ca_bundle) if self.ca_bundle else True
-                    transport = httpx.HTTPTransport(verify=verify)
+                    transport = httpx.HTTPTransport(verify=verify, proxy=proxy)
                 else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
-                    transport = httpx.HTTPTransport(verify=False)
-                self._by_scheme[scheme] = transport
+                    transport = httpx.HTTPTransport(verify=False, proxy=proxy)
+                use_backend(transport, self.backend)
+                self._transports[(scheme, proxy)] = transport
             return transport.handle_request(request)
 
         def close(self) -> None:
-            for transport in self._by_scheme.values():
+            for transport in self._transports.values():
                 transport.close()
 
     return SchemeTransport
 
 
-def _SchemeTransport(ca_bundle: Path | None) -> httpx.BaseTransport:
-    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle)
+def _SchemeTransport(ca_bundle: Path | None, backend: httpcore.NetworkBackend) -> httpx.BaseTransport:
+    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle, backend)
     return transport
+
+
+def _refused_encoding(response: httpx.Response) -> str | None:
+    """The response's content coding if it is anything but identity (we asked for identity)."""
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    encoded = [c for c in codings if c and c != IDENTITY]
+    return ", ".join(encoded) if encoded else None
 
 
 class CountingFetcher(FetcherInterface):
@@ -82,7 +124,10 @@ class CountingFetcher(FetcherInterface):
 
 
 class HttpxFetcher(CountingFetcher):
-    """One client per sync (keep-alive across the handful of requests a refresh makes)."""
+    """One client per sync (keep-alive across the handful of requests a refresh makes).
+
+    `timeout` bounds each socket operation (httpx's meaning); `deadline` bounds each whole
+    request, connect to last body byte; `should_stop` is polled while any of it waits."""
 
     def __init__(
         self,
@@ -99,17 +144,21 @@ class HttpxFetcher(CountingFetcher):
         self.user_agent = user_agent
         self.should_stop = should_stop
         super().__init__()
+        self._budget = Budget(should_stop)
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
         if self._client is None:
             import httpx
 
+            backend = deadline_backend(self._budget)
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout),
-                headers={"User-Agent": self.user_agent},
-                transport=_SchemeTransport(self.ca_bundle),
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY from the environment
+                headers={"User-Agent": self.user_agent, "Accept-Encoding": IDENTITY},
+                # Proxies from the environment are chosen by the transport (httpx ignores
+                # them when given one); trust_env still reads .netrc and SSL_CERT_* here.
+                transport=_SchemeTransport(self.ca_bundle, backend),
+                trust_env=True,
                 follow_redirects=True,
             )
         return self._client
@@ -126,15 +175,24 @@ class HttpxFetcher(CountingFetcher):
         self.close()
 
     def _check_stop(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise SyncInterrupted("Sync interrupted by a stop request", hint="cached trust is unchanged")
+        self._budget.check_stop()
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         self._check_stop()
         self.requests += 1
         self.urls.append(url)
+        token = self._budget.start(url, self.deadline)
         if url.startswith("file:"):
-            return self._fetch_file(url)
+            return self._fetch_file(url, token)
+        try:
+            response = self._send(url)
+        except BaseException:
+            self._budget.finish(token)
+            raise
+        return self._stream(response, url, token)
+
+    def _send(self, url: str) -> httpx.Response:
+        """The response with its headers read and judged; its body is not read yet."""
         import httpx
 
         client = self._http()
@@ -152,19 +210,23 @@ class HttpxFetcher(CountingFetcher):
         if url.startswith("https:") and response.url.scheme != "https":
             response.close()
             raise tuf_exceptions.DownloadError(f"{url}: refusing a redirect from https to http")
-        return self._stream(response, url)
+        encoding = _refused_encoding(response)
+        if encoding is not None:
+            response.close()
+            raise tuf_exceptions.DownloadError(
+                f"{url}: refusing a response with Content-Encoding: {encoding} "
+                "(identity was requested; TUF metadata and targets are verified as served)"
+            )
+        return response
 
-    def _stream(self, response: httpx.Response, url: str) -> Iterator[bytes]:
+    def _stream(self, response: httpx.Response, url: str, token: int) -> Iterator[bytes]:
         import httpx
 
-        deadline = time.monotonic() + self.deadline
         try:
-            # No chunk size: httpx would hold data back until 64 KiB arrived, and a server
-            # dribbling bytes would never reach the deadline check.
-            for chunk in response.iter_bytes():
-                self._check_stop()
-                if time.monotonic() > deadline:
-                    raise tuf_exceptions.SlowRetrievalError(f"{url}: not complete after {self.deadline:g}s")
+            # Raw bytes, never decoded (see the module docstring), in chunks no larger than one
+            # socket read; no chunk size, or httpx would hold data back until 64 KiB arrived.
+            for chunk in response.iter_raw():
+                self._budget.remaining()
                 self.bytes_received += len(chunk)
                 yield chunk
         except httpx.TimeoutException as exc:
@@ -173,23 +235,30 @@ class HttpxFetcher(CountingFetcher):
             raise tuf_exceptions.DownloadError(f"{url}: {exc}") from exc
         finally:
             response.close()
+            self._budget.finish(token)
 
-    def _fetch_file(self, url: str) -> Iterator[bytes]:
-        path = Path(request.url2pathname(parse.urlparse(url).path))
+    def _fetch_file(self, url: str, token: int) -> Iterator[bytes]:
+        path = Path(urllib_request.url2pathname(parse.urlparse(url).path))
         try:
             handle = path.open("rb")
         except FileNotFoundError:
+            self._budget.finish(token)
             raise tuf_exceptions.DownloadHTTPError(f"{path}: not found", 404) from None
         except OSError as exc:
+            self._budget.finish(token)
             raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
 
         def chunks() -> Iterator[bytes]:
+            # The same deadline and stop flag as the network (a FIFO or a hung NFS mount).
             with handle:
                 try:
                     while chunk := handle.read(CHUNK_SIZE):
+                        self._budget.remaining()
                         self.bytes_received += len(chunk)
                         yield chunk
                 except OSError as exc:
                     raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
+                finally:
+                    self._budget.finish(token)
 
         return chunks()
