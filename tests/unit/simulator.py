@@ -14,7 +14,11 @@ from urllib import parse
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.serialization.json import JSONSerializer
 
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf.fetcher import CountingFetcher
+from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import Repository
 
 BASE_URL = "http://simulated.invalid"
@@ -64,3 +68,14 @@ class RepositoryFetcher(CountingFetcher):
         taken = [url.removeprefix(BASE_URL) for url in self.urls]
         self.urls = []
         return taken
+
+
+Host = tuple[TrustRepoSettings, Store]
+Simulated = tuple[DemoRepository, "RepositoryFetcher"]
+
+
+def synced(host: Host, demo: DemoRepository) -> None:
+    """`init` + first sync of `host` from the simulated repository."""
+    settings, store = host
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))

@@ -14,13 +14,12 @@ from stella_trust._internal.bundle.export import export_archive
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.policy.servicemap import parse_service_map
 from stella_trust._internal.reader import load_view, open_trust
-from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.sigstore.policy import IdentityPolicy
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf.offline import verify_metadata
 from stella_trust._internal.verifiers import require_usable
-from stella_trust.demo.repository import DemoRepository, rekor_keys, service_map
+from stella_trust.demo.repository import rekor_keys, service_map
 from stella_trust.errors import (
     AnchorChangedError,
     CacheVerificationError,
@@ -30,16 +29,7 @@ from stella_trust.errors import (
     UnknownTargetError,
     UsageError,
 )
-from tests.unit.simulator import RepositoryFetcher
-
-Host = tuple[TrustRepoSettings, Store]
-Simulated = tuple[DemoRepository, RepositoryFetcher]
-
-
-def _synced(host: Host, demo: DemoRepository) -> None:
-    settings, store = host
-    store.write_anchor(demo.repo.root_bytes(1))
-    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+from tests.unit.simulator import Host, RepositoryFetcher, Simulated, synced
 
 
 def test_snapshot_key_rotation_recovers_from_fast_forward(host: Host, simulated: Simulated) -> None:
@@ -51,7 +41,7 @@ def test_snapshot_key_rotation_recovers_from_fast_forward(host: Host, simulated:
     demo.repo.timestamp.signed.version = 999
     demo.repo.sign_snapshot_and_timestamp()
     demo.repo.write()
-    _synced(host, demo)
+    synced(host, demo)
     assert load_view(settings, store).roles["snapshot"].version == 1000
     demo.repo.snapshot.signed.version = 1
     demo.repo.timestamp.signed.version = 1
@@ -66,7 +56,7 @@ def test_idle_sync_checks_the_floor(host: Host, simulated: Simulated) -> None:
     is idle, yet the floor recorded at the last commit refuses it."""
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     old_files = RepositoryFetcher(demo.repo).files()
     demo.switch_to_rekor_v2()
     sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
@@ -140,7 +130,7 @@ def test_library_ignores_the_service_map_variable_unless_asked(
 ) -> None:
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     local = tmp_path / "map.json"
     document = json.loads(service_map(demo.rekor_v1))
     document["rekor"]["url"] = "https://rekor.attacker.example"
@@ -157,7 +147,7 @@ def test_library_ignores_the_service_map_variable_unless_asked(
 def test_retired_pin_is_dropped_and_reported(host: Host, simulated: Simulated) -> None:
     settings, store = host  # pins rekor-key-v2
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     demo.repo.remove_target("rekor-key-v2.pub")
     demo.repo.publish()
     result = sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
@@ -172,7 +162,7 @@ def test_retired_pin_is_dropped_and_reported(host: Host, simulated: Simulated) -
 def test_export_needs_no_writer_lock(host: Host, simulated: Simulated, tmp_path: Path) -> None:
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     with store.lock(timeout=0):  # a sync holds the lock: a reader still exports
         summary = export_archive(settings.model_copy(update={"lock_timeout_seconds": 0}), store,
                                  tmp_path / "b.tar.zst")
@@ -182,7 +172,7 @@ def test_export_needs_no_writer_lock(host: Host, simulated: Simulated, tmp_path:
 def test_anchor_pin_and_current_outside_generations(host: Host, simulated: Simulated, tmp_path: Path) -> None:
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     pinned = Store(store.root, anchor_sha256="0" * 64)
     with pytest.raises(AnchorChangedError, match="trust anchor changed on disk"):
         load_view(settings, pinned)
@@ -206,7 +196,7 @@ def test_a_kept_view_turns_stale_by_the_clock(
 ) -> None:
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     view = load_view(settings, store)
     require_usable(view)
     later = view.freshness.stale_after + timedelta(seconds=1)

@@ -9,25 +9,16 @@ from pathlib import Path
 import pytest
 
 from stella_trust._internal.reader import load_view
-from stella_trust._internal.settings import TrustRepoSettings, load_settings
-from stella_trust._internal.store import Store
+from stella_trust._internal.settings import load_settings
 from stella_trust._internal.sync import sync
 from stella_trust._internal.verifiers import trust_file, verify_bundle
 from stella_trust.demo.repository import DemoRepository, service_map
 from stella_trust.errors import RollbackError, ServiceMapError, StaleTrustError
 from stella_trust.repository import Repository
 from stella_trust.view import FreshnessState
-from tests.unit.simulator import BASE_URL, RepositoryFetcher
+from tests.unit.simulator import BASE_URL, Host, RepositoryFetcher, Simulated, synced
 
 STAGING = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "staging"
-Host = tuple[TrustRepoSettings, Store]
-Simulated = tuple[DemoRepository, RepositoryFetcher]
-
-
-def _synced(host: Host, demo: DemoRepository) -> None:
-    settings, store = host
-    store.write_anchor(demo.repo.root_bytes(1))
-    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
 
 
 def test_first_sync_fetches_and_idle_sync_costs_two_requests(host: Host, simulated: Simulated) -> None:
@@ -49,7 +40,7 @@ def test_timestamp_rollback_is_refused_and_trust_kept(host: Host, simulated: Sim
     settings, store = host
     demo, _ = simulated
     demo.repo.publish()
-    _synced(host, demo)
+    synced(host, demo)
     held = load_view(settings, store).roles["timestamp"].version
     demo.repo.timestamp.signed.version = 1
     demo.repo.sign_role(demo.repo.timestamp)
@@ -66,7 +57,7 @@ def test_fast_forward_recovery_after_timestamp_key_rotation(host: Host, simulate
     demo, _ = simulated
     demo.repo.timestamp.signed.version = 999
     demo.repo.resign_timestamp()
-    _synced(host, demo)
+    synced(host, demo)
     assert load_view(settings, store).roles["timestamp"].version == 1000
     demo.repo.timestamp.signed.version = 1
     demo.rotate("timestamp")
@@ -77,7 +68,7 @@ def test_fast_forward_recovery_after_timestamp_key_rotation(host: Host, simulate
 def test_freshness_follows_injected_now(host: Host, simulated: Simulated) -> None:
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     expires = load_view(settings, store).freshness.expires
     week = timedelta(days=settings.freshness_threshold_days)
     assert load_view(settings, store, expires - timedelta(seconds=1)).freshness.state == FreshnessState.FRESH
@@ -139,7 +130,7 @@ def test_service_map_trust_becomes_a_trusted_root_sigstore_python_loads(
 
     settings, store = host
     demo, _ = simulated
-    _synced(host, demo)
+    synced(host, demo)
     view = load_view(settings, store)
     exported = tmp_path / "trusted_root.json"
     exported.write_bytes(trust_file(view, "trusted-root"))
