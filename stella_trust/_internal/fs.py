@@ -51,7 +51,8 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only or full disk must not mask the real error
+            tmp.unlink(missing_ok=True)
 
 
 def fsync_dir(path: Path) -> None:

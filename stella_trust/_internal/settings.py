@@ -81,7 +81,8 @@ class BundleLimits(BaseModel):
     max_uncompressed_bytes: int = Field(8 << 30, gt=0)
     max_file_bytes: int = Field(2 << 30, gt=0)
     max_files: int = Field(10_000, gt=0)
-    max_window_log: int = Field(27, ge=10, le=31)  # 128 MiB decoder window
+    # 4 MiB decoder window: exports use 2 MiB; a larger window lets a 10 KB bundle cost 128 MiB
+    max_window_log: int = Field(22, ge=10, le=31)
 
 
 _config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(

@@ -1,149 +1,201 @@
-"""Sealed bundles on disk: a streaming `.tar.zst` writer and a hostile-input reader.
+"""Sealed bundles on disk: the hostile-input reader (the writer is in layout, beside the
+format it emits; its names are re-exported here for export).
 
-A bundle crosses an air gap on a USB stick, so the reader treats it as an attack:
-it streams (memory does not grow with the bundle), takes only regular files under
-known prefixes, refuses links, devices, FIFOs, absolute paths, `..`, duplicates and
-files the manifest does not list, and stops at size, count and zstd window limits
-before they are exceeded. It writes only inside the destination directory it is given.
+A bundle crosses an air gap on a USB stick, so the reader treats it as an attack
+(decision 5): it streams, and every layer is bounded *before* the layer above parses it.
+The compressed file must be exactly one zstd frame (walked as it is read, so a second or
+skippable frame is refused as it arrives); every decompressed byte tarfile reads, headers
+included, counts against the uncompressed limit; tar extended headers (pax, GNU long
+names) are refused over a small size before tarfile reads them whole; nothing may follow
+tar's end marker but its zero padding. Only regular files under known prefixes are taken,
+and only the members the caller wants are written: the rest are skipped, still counted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
+import stat
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Self, cast
 
+from stella_trust._internal.bundle.layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    LEGACY_EMPTY_FRAME,
+    MANIFEST,
+    ZSTD_LEVEL,
+    BundleError,
+    Entry,
+    check_member_name,
+    manifest_bytes,
+    manifest_limit,
+    parse_manifest,
+    sha256_file,
+    write_archive,
+)
 from stella_trust._internal.settings import BundleLimits as Limits
-from stella_trust.errors import StellaError
 
-MANIFEST = "manifest.json"
-PREFIXES = ("metadata/", "targets/")
-FORMAT = "stella-trust-bundle"
-FORMAT_VERSION = 1
-ZSTD_LEVEL = 3  # fast: most bytes are already-compressed keys and certificates
-MAX_MANIFEST_BYTES = 16 << 20
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "ZSTD_LEVEL",
+    "BundleError",
+    "Entry",
+    "Extracted",
+    "extract_archive",
+    "manifest_bytes",
+    "sha256_file",
+    "write_archive",
+]
+
 COPY_CHUNK = 1 << 20
-MAX_TRAILING_BYTES = 1 << 20  # tar pads to its record size; more than this is smuggling
+MAX_EXTENDED_HEADER_BYTES = 64 << 10  # a pax record set or GNU long name; honest ones are < 1 KiB
+MAX_EXTENDED_CHAIN = 3  # consecutive extended headers before one member (tarfile recurses)
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class BundleError(StellaError):
-    default_hint = "the bundle is corrupt, truncated or hostile; nothing was changed"
+# ---- the layers under tarfile ------------------------------------------------------------
+class _OneFrame:
+    """The compressed file as the zstd decoder reads it, walked block by block (RFC 8878
+    3.1): decoders skip skippable frames silently and read across frames, so anything
+    after the first frame's last block and checksum is refused here, as it arrives."""
 
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.pending = bytearray()
+        self.need = 5  # magic + frame header descriptor
+        self.state = "magic"
+        self.skip = 0
+        self.checksum = False
+        self.trailer = b""
 
-@dataclass(frozen=True)
-class Entry:
-    """One file of a bundle: where it goes and where its bytes come from."""
-
-    path: str
-    length: int
-    sha256: str
-    source: Path | None = None
-    data: bytes | None = None
-
-    def open(self) -> IO[bytes]:
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        assert self.source is not None
-        return self.source.open("rb")
-
-
-def check_member_name(name: str) -> str:
-    """The only names a bundle may hold: the manifest, or a clean path under a prefix."""
-    if name == MANIFEST:
-        return name
-    if "\\" in name or "\x00" in name or name.startswith("/"):
-        raise BundleError(f"Unsafe bundle: member {name!r} has an absolute or odd path")
-    parts = PurePosixPath(name).parts
-    if any(part in ("..", ".", "") for part in name.split("/")) or not parts:
-        raise BundleError(f"Unsafe bundle: member {name!r} escapes its directory")
-    if not name.startswith(PREFIXES) or len(parts) < 2:
-        raise BundleError(f"Unsafe bundle: member {name!r} is outside manifest.json, metadata/, targets/")
-    return name
-
-
-def parse_manifest(data: bytes) -> dict[str, Any]:
-    try:
-        manifest = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"Bundle manifest is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError("Bundle manifest is not a stella-trust bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"Bundle format version {manifest.get('format_version')!r} is not supported "
-            f"(this tool reads version {FORMAT_VERSION})",
-            hint="export the bundle with a matching stella-trust version",
-        )
-    files = manifest.get("files")
-    if not isinstance(files, list):
-        raise BundleError("Bundle manifest has no file list")
-    seen: dict[str, dict[str, Any]] = {}
-    for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise BundleError("Bundle manifest has a malformed file entry")
-        path = check_member_name(item["path"])
-        if path in seen or path == MANIFEST:
-            raise BundleError(f"Bundle manifest lists {path!r} twice")
-        if not isinstance(item.get("length"), int) or not isinstance(item.get("sha256"), str):
-            raise BundleError(f"Bundle manifest entry {path!r} lacks length or sha256")
-        seen[path] = item
-    manifest["_by_path"] = seen
-    return manifest
-
-
-# ---- writing ---------------------------------------------------------------------------
-def manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    return json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-
-
-def write_archive(
-    out: Path,
-    manifest: bytes,
-    entries: Iterable[Entry],
-    mtime: float,
-    progress: Callable[[int], None] | None = None,
-) -> None:
-    """Stream manifest first, then every entry, through zstd into `out`."""
-    import zstandard
-
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
-    with out.open("wb") as raw, compressor.stream_writer(raw, closefd=False) as zstd_out:
-        with tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, MANIFEST, len(manifest), io.BytesIO(manifest), mtime)
-            for entry in entries:
-                with entry.open() as handle:
-                    _add(tar, entry.path, entry.length, _Counting(handle, progress), mtime)
-        zstd_out.flush(zstandard.FLUSH_FRAME)
-        raw.flush()
-
-
-def _add(tar: tarfile.TarFile, name: str, size: int, handle: IO[bytes], mtime: float) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o644
-    info.mtime = int(mtime)
-    info.uname = info.gname = ""
-    tar.addfile(info, handle)
-
-
-class _Counting(io.BytesIO):
-    """A read-only view of `inner` that reports bytes read (for the progress bar)."""
-
-    def __init__(self, inner: IO[bytes], progress: Callable[[int], None] | None) -> None:
-        super().__init__()
-        self.inner = inner
-        self.progress = progress
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self.inner.read(-1 if size is None else size)
-        if self.progress is not None and data:
-            self.progress(len(data))
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size >= 0 else COPY_CHUNK)
+        self._walk(data)
         return data
+
+    def finish(self) -> None:
+        """At the end of decoding: the frame must be whole, and the file must end with it
+        (the decoder may have stopped reading exactly at the frame's end)."""
+        if self.state != "done" or self.skip or self.pending:
+            raise BundleError("Corrupt or truncated bundle (the zstd frame is incomplete)")
+        while data := self.raw.read(COPY_CHUNK):
+            self._trailer(data)
+        if self.trailer not in (b"", LEGACY_EMPTY_FRAME):
+            raise BundleError("Corrupt or truncated bundle (a truncated second zstd frame)")
+
+    def _trailer(self, data: bytes) -> None:
+        """After the frame: nothing, or the empty frame earlier writers appended."""
+        self.trailer += data
+        if not LEGACY_EMPTY_FRAME.startswith(self.trailer):
+            raise BundleError("Unsafe bundle: data after the end of the archive (a second zstd frame)")
+
+    def _walk(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self.skip:
+                step = min(self.skip, len(data) - pos)
+                self.skip -= step
+                pos += step
+                continue
+            if self.state == "done":
+                self._trailer(data[pos:])
+                return
+            take = min(self.need - len(self.pending), len(data) - pos)
+            self.pending += data[pos : pos + take]
+            pos += take
+            if len(self.pending) == self.need:
+                header = bytes(self.pending)
+                self.pending.clear()
+                self._advance(header)
+
+    def _advance(self, header: bytes) -> None:
+        if self.state == "magic":
+            if header[:4] != ZSTD_MAGIC:
+                raise BundleError("Corrupt or truncated bundle (not a single zstd frame)")
+            descriptor = header[4]
+            single_segment = bool(descriptor & 0x20)
+            if descriptor & 0x08:
+                raise BundleError("Corrupt or truncated bundle (zstd frame header reserved bit set)")
+            self.checksum = bool(descriptor & 0x04)
+            rest = (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+            rest += (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+            self.state, self.need = ("header", rest) if rest else ("block", 3)
+        elif self.state == "header":
+            self.state, self.need = "block", 3
+        elif self.state == "block":
+            value = int.from_bytes(header, "little")
+            kind, size = (value >> 1) & 3, value >> 3
+            if kind == 3:
+                raise BundleError("Corrupt or truncated bundle (reserved zstd block type)")
+            self.skip = 1 if kind == 1 else size  # an RLE block carries one byte
+            if value & 1:
+                self.state, self.need = ("checksum", 4) if self.checksum else ("done", 1)
+        else:  # the content checksum (the decoder verifies it)
+            self.state, self.need = "done", 1
+
+
+class _Limited:
+    """Decompressed bytes as tarfile reads them: everything, headers and padding included,
+    counts against the uncompressed limit, so no header can make tarfile buffer more."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = size if size >= 0 else COPY_CHUNK
+        data = self.inner.read(min(wanted, self.limit - self.count + 1))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise BundleError(f"Bundle expands beyond the {self.limit}-byte limit")
+        return data
+
+
+def _guarded_tarinfo() -> type[tarfile.TarInfo]:
+    """A TarInfo that refuses, from the 512-byte header alone, what tarfile would otherwise
+    read whole or recurse on: big or chained extended headers, global pax headers, sparse
+    files. It also turns a damaged header into a refusal (tarfile takes one after the first
+    member for the end of the archive, which would hide what follows)."""
+    chain = [0]
+
+    class Guarded(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            if len(buf) == tarfile.BLOCKSIZE and not bytes(buf).strip(b"\0"):
+                return super().frombuf(buf, encoding, errors)  # the end marker: tarfile stops
+            try:
+                info = super().frombuf(buf, encoding, errors)
+            except tarfile.HeaderError as exc:
+                raise BundleError(f"Corrupt or truncated bundle (tar header: {exc})") from None
+            if info.type in (tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_SPARSE):
+                raise BundleError(f"Unsafe bundle: tar header type {info.type!r} is not accepted")
+            if info.type in (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+                if info.size > MAX_EXTENDED_HEADER_BYTES:
+                    raise BundleError(
+                        f"Unsafe bundle: a {info.size}-byte tar extended header "
+                        f"(over the {MAX_EXTENDED_HEADER_BYTES}-byte limit)"
+                    )
+                chain[0] += 1
+                if chain[0] > MAX_EXTENDED_CHAIN:
+                    raise BundleError("Unsafe bundle: a chain of tar extended headers")
+            else:
+                chain[0] = 0
+            return info
+
+        # pax GNU sparse maps (versions 0.0, 0.1, 1.0): a list per number, read from the data
+        def _proc_gnusparse_00(self, *args: Any) -> None:
+            raise BundleError("Unsafe bundle: a sparse file")
+
+        _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+    return Guarded
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -151,8 +203,20 @@ class _Counting(io.BytesIO):
 class Extracted:
     manifest: dict[str, Any]
     manifest_sha256: str
-    files: dict[str, tuple[int, str]]  # path -> (length, sha256) as read
+    files: dict[str, tuple[int, str]]  # every member read: path -> (length, sha256 or "")
     total_bytes: int
+    written: set[str] = field(default_factory=set)  # the members written under dest
+
+
+@dataclass(frozen=True)
+class _Pass:
+    dest: Path
+    limits: Limits
+    verify_manifest: bool
+    wanted: Callable[[str], bool]
+    member_limit: Callable[[str], int | None]
+    expect_manifest: str | None
+    progress: Callable[[int], None] | None
 
 
 def extract_archive(
@@ -162,153 +226,179 @@ def extract_archive(
     *,
     verify_manifest: bool,
     progress: Callable[[int], None] | None = None,
+    wanted: Callable[[str], bool] | None = None,
+    member_limit: Callable[[str], int | None] | None = None,
+    expect_manifest: str | None = None,
 ) -> Extracted:
-    """Extract `bundle` into the empty directory `dest`, refusing anything unsafe."""
+    """Read `bundle` once, refusing anything unsafe; write the `wanted` members (default:
+    all) under `dest`. `member_limit` may lower the per-file limit for a name;
+    `expect_manifest` (a sha256) refuses a bundle changed since an earlier pass."""
     import zstandard
 
     try:
-        size = bundle.stat().st_size
+        status = bundle.stat()
     except OSError as exc:
         raise BundleError(f"Cannot read bundle {bundle}: {exc.strerror}", hint="") from exc
+    if not stat.S_ISREG(status.st_mode):
+        raise BundleError(f"Bundle {bundle} is not a regular file", hint="name the .tar.zst file itself")
+    size = status.st_size
     if size > limits.max_compressed_bytes:
         raise BundleError(
             f"Bundle {bundle} is {size} bytes, over the {limits.max_compressed_bytes}-byte limit",
             hint="raise bundle_limits.max_compressed_bytes if this size is expected",
         )
+    job = _Pass(
+        dest,
+        limits,
+        verify_manifest,
+        wanted or (lambda _name: True),
+        member_limit or (lambda _name: None),
+        expect_manifest,
+        progress,
+    )
     decompressor = zstandard.ZstdDecompressor(max_window_size=1 << limits.max_window_log)
     try:
-        with bundle.open("rb") as raw, decompressor.stream_reader(raw, read_across_frames=True) as stream:
-            return _extract_members(stream, dest, limits, verify_manifest, progress)
+        with bundle.open("rb") as raw:
+            frame = _OneFrame(raw)
+            # Both wrappers are duck-typed files: the decoder and tarfile only call read().
+            with decompressor.stream_reader(cast(IO[bytes], frame), read_across_frames=False) as stream:
+                limited = cast(IO[bytes], _Limited(stream, limits.max_uncompressed_bytes))
+                with tarfile.open(fileobj=limited, mode="r|", tarinfo=_guarded_tarinfo()) as tar:
+                    extracted = _walk_members(tar, job)
+                    _check_end(tar)
+            frame.finish()
+            return extracted
     except zstandard.ZstdError as exc:
         raise BundleError(f"Corrupt or truncated bundle (zstd: {exc})") from exc
     except (tarfile.TarError, EOFError, UnicodeError, ValueError) as exc:
         raise BundleError(f"Corrupt or truncated bundle (tar: {exc})") from exc
+    except RecursionError:
+        raise BundleError("Unsafe bundle: tar headers nested too deeply") from None
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """After the end marker, only tar's own zero padding to its record size may follow:
+    anything else is smuggled data no member accounts for. Reading to the end also makes
+    the decoder check the frame's content checksum."""
+    end = tar.offset  # where the end marker's first zero block starts
+    allowed = -(-(end + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE - end
+    seen = tar.fileobj.tell() - end  # the zero block tarfile read to find the end
+    while chunk := tar.fileobj.read(tarfile.RECORDSIZE):
+        seen += len(chunk)
+        if seen > allowed or chunk.strip(b"\0"):
+            raise BundleError("Unsafe bundle: data after the end of the archive")
+    if seen < 2 * tarfile.BLOCKSIZE:
+        raise BundleError("Corrupt or truncated bundle (no tar end-of-archive marker)")
 
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    # tarfile keeps every member (and its pax headers) in a list even in stream mode; a
+    # streaming reader must not hold 10,000 of them.
+    members: list[tarfile.TarInfo] = vars(tar)["members"]
     while True:
         member = tar.next()
+        members.clear()
         if member is None:
             return
         yield member
 
 
-def _extract_members(
-    stream: IO[bytes],
-    dest: Path,
-    limits: Limits,
-    verify_manifest: bool,
-    progress: Callable[[int], None] | None,
-) -> Extracted:
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        extracted = _walk_members(tar, dest, limits, verify_manifest, progress)
-    # Read to the end of the zstd frame so its content checksum is verified, and refuse
-    # anything hidden after the tar's end marker beyond normal record padding.
-    trailing = 0
-    while chunk := stream.read(1 << 16):
-        trailing += len(chunk)
-        if trailing > MAX_TRAILING_BYTES:
-            raise BundleError("Unsafe bundle: data after the end of the archive")
-    return extracted
+def _kind(member: tarfile.TarInfo) -> str:
+    kinds = {tarfile.SYMTYPE: "a symlink", tarfile.LNKTYPE: "a hard link", tarfile.FIFOTYPE: "a FIFO"}
+    kinds |= {tarfile.CHRTYPE: "a device", tarfile.BLKTYPE: "a device", tarfile.DIRTYPE: "a directory"}
+    return kinds.get(member.type, "not a regular file")
 
 
-def _walk_members(
-    tar: tarfile.TarFile,
-    dest: Path,
-    limits: Limits,
-    verify_manifest: bool,
-    progress: Callable[[int], None] | None,
-) -> Extracted:
-    manifest: dict[str, Any] | None = None
-    manifest_sha = ""
-    files: dict[str, tuple[int, str]] = {}
-    total = 0
-    for index, member in enumerate(_members(tar)):
-        name = check_member_name(member.name)
+def _read_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Pass) -> tuple[dict[str, Any], str]:
+    name = check_member_name(member.name)
+    if name != MANIFEST:
+        raise BundleError(f"Bundle does not start with {MANIFEST} (found {name!r})")
+    if member.size > manifest_limit(job.limits.max_files):
+        raise BundleError("Bundle manifest is implausibly large")
+    handle = tar.extractfile(member)
+    assert handle is not None
+    data = handle.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if job.expect_manifest is not None and digest != job.expect_manifest:
+        raise BundleError("Bundle changed on disk while it was being imported")
+    return parse_manifest(data, job.limits.max_files), digest
+
+
+def _walk_members(tar: tarfile.TarFile, job: _Pass) -> Extracted:
+    limits = job.limits
+    extracted: Extracted | None = None
+    for member in _members(tar):
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-            kind = (
-                "a symlink"
-                if member.issym()
-                else "a hard link"
-                if member.islnk()
-                else "a FIFO"
-                if member.isfifo()
-                else "a device"
-                if member.isdev()
-                else "a directory"
-                if member.isdir()
-                else "not a regular file"
-            )
-            raise BundleError(f"Unsafe bundle: member {name!r} is {kind}")
-        if index == 0:
-            if name != MANIFEST:
-                raise BundleError(f"Bundle does not start with {MANIFEST} (found {name!r})")
-            if member.size > MAX_MANIFEST_BYTES:
-                raise BundleError("Bundle manifest is implausibly large")
-            handle = tar.extractfile(member)
-            assert handle is not None
-            data = handle.read()
-            manifest = parse_manifest(data)
-            manifest_sha = hashlib.sha256(data).hexdigest()
+            raise BundleError(f"Unsafe bundle: member {check_member_name(member.name)!r} is {_kind(member)}")
+        if extracted is None:
+            manifest, digest = _read_manifest(tar, member, job)
+            extracted = Extracted(manifest, digest, {}, 0)
             continue
-        assert manifest is not None
-        if name == MANIFEST or name in files:
+        name = check_member_name(member.name)
+        if name == MANIFEST or name in extracted.files:
             raise BundleError(f"Unsafe bundle: duplicate member {name!r}")
-        listed = manifest["_by_path"].get(name)
+        listed = extracted.manifest["_by_path"].get(name)
         if listed is None:
             raise BundleError(f"Unsafe bundle: member {name!r} is not in the manifest")
-        if len(files) + 1 > limits.max_files:
+        if len(extracted.files) + 1 > limits.max_files:
             raise BundleError(f"Bundle holds more than {limits.max_files} files")
-        if member.size > limits.max_file_bytes:
+        cap = min(limits.max_file_bytes, job.member_limit(name) or limits.max_file_bytes)
+        if member.size > cap:
             raise BundleError(
-                f"Bundle member {name!r} is {member.size} bytes, over the "
-                f"{limits.max_file_bytes}-byte per-file limit"
+                f"Bundle member {name!r} is {member.size} bytes, over the {cap}-byte per-file limit"
             )
-        total += member.size
-        if total > limits.max_uncompressed_bytes:
+        extracted.total_bytes += member.size
+        if extracted.total_bytes > limits.max_uncompressed_bytes:
             raise BundleError(f"Bundle expands beyond the {limits.max_uncompressed_bytes}-byte limit")
-        handle = tar.extractfile(member)
-        assert handle is not None
-        length, digest = _copy_out(handle, dest, name, member.size, progress)
-        if verify_manifest and (length != listed["length"] or digest != listed["sha256"]):
+        keep = job.wanted(name)
+        if keep or job.verify_manifest:
+            handle = tar.extractfile(member)
+            assert handle is not None
+            target = _target(job.dest, name) if keep else None
+            length, digest = _copy_out(handle, target, name, member.size, job.progress)
+        else:  # skipped unread: tarfile's next() reads past it, through the limits
+            length, digest = member.size, ""
+            if job.progress is not None:
+                job.progress(member.size)
+        if job.verify_manifest and (length != listed["length"] or digest != listed["sha256"]):
             raise BundleError(
                 f"Manifest mismatch: {name} has length {length} sha256 {digest}, the manifest "
                 f"says length {listed['length']} sha256 {listed['sha256']}",
             )
-        files[name] = (length, digest)
-    if manifest is None:
+        extracted.files[name] = (length, digest)
+        if keep:
+            extracted.written.add(name)
+    if extracted is None:
         raise BundleError("Bundle is empty")
-    if verify_manifest:
-        missing = sorted(set(manifest["_by_path"]) - set(files))
+    if job.verify_manifest:
+        missing = sorted(set(extracted.manifest["_by_path"]) - set(extracted.files))
         if missing:
             raise BundleError(f"Manifest mismatch: {missing[0]} is listed but not in the bundle")
-    return Extracted(manifest, manifest_sha, files, total)
+    return extracted
 
 
-def _copy_out(
-    handle: IO[bytes], dest: Path, name: str, size: int, progress: Callable[[int], None] | None
-) -> tuple[int, str]:
+def _target(dest: Path, name: str) -> Path:
     target = dest.joinpath(*name.split("/"))
     if not target.resolve().is_relative_to(dest.resolve()):
         raise BundleError(f"Unsafe bundle: member {name!r} escapes the staging directory")
     target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _copy_out(
+    handle: IO[bytes], target: Path | None, name: str, size: int, progress: Callable[[int], None] | None
+) -> tuple[int, str]:
+    """Hash a member while writing it to `target` (or only hash it, for --verify-manifest)."""
     digest = hashlib.sha256()
     length = 0
-    with open(target, "xb") as out:
+    with open(target, "xb") if target is not None else io.BytesIO() as out:
         while chunk := handle.read(COPY_CHUNK):
             length += len(chunk)
             if length > size:
                 raise BundleError(f"Bundle member {name!r} is longer than its header says")
             digest.update(chunk)
-            out.write(chunk)
+            if target is not None:
+                out.write(chunk)
             if progress is not None:
                 progress(len(chunk))
     return length, digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(COPY_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

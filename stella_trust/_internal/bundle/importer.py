@@ -1,9 +1,11 @@
 """Import a bundle: verified from this host's own trust anchor, or nothing changes.
 
-The bundle is untrusted input (decision 5): the hostile-input reader extracts it, then
-it is rebuilt into a generation exactly like a sync — the root chain walked from this
-host's anchor, every role and wanted target verified — checked for rollback and for
-freshness (signed expiry only) and committed in one step.
+The bundle is untrusted input (decision 5): the hostile-input reader extracts its metadata
+first (nothing else), then it is rebuilt into a generation exactly like a sync — the root
+chain walked from this host's anchor, every role verified — and only then are the targets
+this host's selection wants extracted (a bundle cannot make a host write a member nobody
+selected), verified, checked for rollback and for freshness (signed expiry only) and
+committed in one step. A full disk or deep JSON ends in one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,10 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import BundleError, extract_archive, sha256_file
+from stella_trust._internal.bundle.archive import Extracted, extract_archive, sha256_file
 from stella_trust._internal.bundle.layout import (
+    BundleError,
+    BundleIOError,
     BundleSummary,
     Progress,
     StaleBundleError,
@@ -31,7 +36,7 @@ from stella_trust._internal.bundle.layout import (
 )
 from stella_trust._internal.policy.build import build_view, freshness_of
 from stella_trust._internal.policy.selection import TargetSelection
-from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
@@ -47,7 +52,7 @@ from stella_trust.view import Freshness, FreshnessState
 class _BundleTargets(TargetSelection):
     """Targets from an extracted bundle: info from the verified metadata, bytes checked."""
 
-    def __init__(self, md: VerifiedMetadata, staging: Path, work: Generation) -> None:
+    def __init__(self, md: VerifiedMetadata, staging: Path, work: Generation | None) -> None:
         super().__init__()
         self.md = md
         self.staging = staging
@@ -73,9 +78,77 @@ class _BundleTargets(TargetSelection):
                 info.verify_length_and_hashes(handle)
         except tuf_exceptions.LengthOrHashMismatchError as exc:
             raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
+        assert self.work is not None
         path = self.work.target_path(name)
         os.link(source, path)  # staging is private to this import, under the lock
         return path
+
+
+class _Plan(_BundleTargets):
+    """A dry run of the host's selection over what is staged so far: it records the member
+    each wanted target lives in, and stops where it needs bytes not yet extracted (the
+    service map, which names further targets)."""
+
+    def __init__(self, md: VerifiedMetadata, staging: Path) -> None:
+        super().__init__(md, staging, None)
+        self.missing: set[str] = set()
+
+    def store(self, name: str, info: TargetFile) -> Path:
+        relative = target_path(name, info, self.consistent)
+        source = self.staging.joinpath(*relative.split("/"))
+        if not source.is_file():
+            self.missing.add(relative)
+        return source
+
+
+MAX_PASSES = 4  # metadata, the service map, what it references; one spare
+
+
+def _extract_selected(
+    bundle: Path, staging: Path, settings: TrustRepoSettings, md: VerifiedMetadata, first: Extracted
+) -> None:
+    """Extract the targets this host selects, pass by pass, until the selection needs
+    nothing more from the bundle. Each pass re-reads and re-checks the whole archive
+    (unselected members are skipped, still counted against the limits)."""
+    for _ in range(MAX_PASSES):
+        plan = _Plan(md, staging)
+        try:
+            plan.collect(settings)
+        except (errors.StellaError, OSError):
+            if not plan.missing:
+                return  # the real selection below fails the same way, with its own words
+        needed = plan.missing & set(first.files)
+        if not needed:
+            return  # whatever is still missing is reported by the real selection
+        extract_archive(
+            bundle,
+            staging,
+            settings.bundle_limits,
+            verify_manifest=False,
+            wanted=needed.__contains__,
+            member_limit=_member_limit(settings.metadata_limits),
+            expect_manifest=first.manifest_sha256,
+        )
+
+
+def _member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
+    """A bundle carries no larger metadata than a sync would download (metadata_limits):
+    every metadata file is parsed whole, so its size bounds the memory parsing takes."""
+
+    def limit(name: str) -> int | None:
+        if not name.startswith("metadata/"):
+            return None
+        role = name.removeprefix("metadata/").removesuffix(".json").split(".", 1)
+        role_name = role[1] if len(role) == 2 and role[0].isdigit() else ".".join(role)
+        return {"root": limits.root, "timestamp": limits.timestamp, "snapshot": limits.snapshot}.get(
+            role_name, limits.targets
+        )
+
+    return limit
+
+
+def _is_metadata(name: str) -> bool:
+    return name.startswith("metadata/")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -87,6 +160,10 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         return signed
     except FileNotFoundError:
         raise BundleError(f"Bundle lacks {what}") from None
+    except RecursionError:
+        raise errors.MalformedMetadataError(
+            f"Malformed metadata in bundle: {what} nests too deeply"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise errors.MalformedMetadataError(f"Malformed metadata in bundle: {what} ({exc})") from exc
 
@@ -163,7 +240,24 @@ def import_bundle(
     progress: Progress | None = None,
 ) -> BundleSummary:
     """Verify `bundle` from this host's anchor and make it the current trust, atomically."""
-    now = now or utcnow()
+    try:
+        return _import(settings, store, bundle, verify_manifest, reject_if_stale, now or utcnow(), progress)
+    except OSError as exc:  # a full or read-only cache filesystem: the disk's fault, not the bundle's
+        where = f": {exc.filename}" if exc.filename else ""
+        raise BundleIOError(f"Cannot import the bundle: {exc.strerror or exc}{where}") from exc
+    except RecursionError:  # a JSON document nested past the parser's depth
+        raise BundleError("Bundle holds a JSON document nested too deeply to parse") from None
+
+
+def _import(
+    settings: TrustRepoSettings,
+    store: Store,
+    bundle: Path,
+    verify_manifest: bool,
+    reject_if_stale: timedelta | None,
+    now: datetime,
+    progress: Progress | None,
+) -> BundleSummary:
     anchor = store.read_anchor()
     with store.lock(settings.lock_timeout_seconds):
         state = store.read_state()
@@ -176,12 +270,15 @@ def import_bundle(
                 settings.bundle_limits,
                 verify_manifest=verify_manifest,
                 progress=progress,
+                wanted=_is_metadata,
+                member_limit=_member_limit(settings.metadata_limits),
             )
             base = store.current()
             work = store.begin(None)
             _stage_metadata(staging, work, anchor)
             try:
                 md = verify_metadata(work.metadata_dir, anchor)
+                _extract_selected(bundle, staging, settings, md, extracted)
                 selection = _BundleTargets(md, staging, work)
                 selection.collect(settings)
                 verified = verify_generation(work, anchor)

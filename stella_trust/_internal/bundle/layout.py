@@ -2,14 +2,21 @@
 
 A bundle is laid out as the TUF HTTP repository python-tuf would fetch from
 (`metadata/N.root.json`, `metadata/V.snapshot.json`, `targets/<hash>.<name>` with
-consistent snapshots), so an exported directory is itself a `file://` repository.
+consistent snapshots), so an exported directory is itself a `file://` repository. The
+sealed format's names and manifest live here too: the writer emits exactly what the
+hostile reader (decision 5) accepts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib import parse
 
 from tuf.api.metadata import TargetFile
@@ -63,3 +70,200 @@ def target_path(name: str, info: TargetFile, consistent: bool) -> str:
     if not consistent:
         return f"targets/{name}"
     return f"targets/{info.get_prefixed_paths()[0]}"
+
+
+# ---- the sealed format: what the writer emits and the hostile reader accepts -----------
+MANIFEST = "manifest.json"
+PREFIXES = ("metadata/", "targets/")
+FORMAT = "stella-trust-bundle"
+FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 16 << 20  # hard ceiling; the real bound scales with max_files
+MANIFEST_BYTES_PER_FILE = 512  # an honest entry is ~250 bytes (path, length, sha256)
+MAX_COMPONENT_BYTES = 255  # NAME_MAX: a longer component fails with ENAMETOOLONG, not a refusal
+MAX_NAME_BYTES = 1024  # leaves room for the cache path inside PATH_MAX
+ZSTD_LEVEL = 3  # fast: most bytes are already-compressed keys and certificates
+# The empty frame (no content, its checksum) that earlier writers appended after the bundle's
+# frame: the only second frame a reader accepts, so their bundles still import.
+LEGACY_EMPTY_FRAME = bytes.fromhex("28b52ffd240001000099e9d851")
+EXPORT_HINT = "choose an --out on a writable filesystem with room for the bundle; nothing was replaced"
+
+
+class BundleError(errors.StellaError):
+    default_hint = "the bundle is corrupt, truncated or hostile; nothing was changed"
+
+
+class BundleIOError(errors.StellaError):
+    """The filesystem failed under an export or import (full disk, read-only, permissions):
+    not the bundle's fault, so the hint points at the disk, not at the bundle."""
+
+    default_hint = (
+        "check free space and permissions of the cache directory, and that the bundle is "
+        "readable; nothing was changed"
+    )
+
+
+def check_member_name(name: str) -> str:
+    """The only names a bundle may hold: the manifest, a flat `metadata/<file>`, or a clean
+    path under `targets/`, short enough that creating it cannot fail for its length."""
+    if name == MANIFEST:
+        return name
+    if "\\" in name or name.startswith("/") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise BundleError(f"Unsafe bundle: member {name!r} has an absolute or odd path")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BundleError(f"Unsafe bundle: member {name!r} is not valid UTF-8") from None
+    parts = name.split("/")
+    if any(part in ("..", ".", "") for part in parts):
+        raise BundleError(f"Unsafe bundle: member {name!r} escapes its directory")
+    if not name.startswith(PREFIXES) or len(parts) < 2:
+        raise BundleError(f"Unsafe bundle: member {name!r} is outside manifest.json, metadata/, targets/")
+    if parts[0] == "metadata" and len(parts) != 2:
+        raise BundleError(f"Unsafe bundle: member {name!r} nests below metadata/")
+    if len(encoded) > MAX_NAME_BYTES or any(len(p.encode()) > MAX_COMPONENT_BYTES for p in parts):
+        raise BundleError(
+            f"Unsafe bundle: member name {name[:60]!r}… is too long "
+            f"(over {MAX_COMPONENT_BYTES} bytes a component or {MAX_NAME_BYTES} in all)"
+        )
+    return name
+
+
+def manifest_limit(max_files: int) -> int:
+    """Bytes a manifest may take: proportional to the file count, so JSON parsing (which
+    multiplies memory by ~10 for small values) stays bounded."""
+    return min(MAX_MANIFEST_BYTES, MANIFEST_BYTES_PER_FILE * (max_files + 16))
+
+
+def parse_manifest(data: bytes, max_files: int) -> dict[str, Any]:
+    """The manifest, checked for shape before and after `json.loads`: a hostile manifest may
+    be deep (RecursionError), dense (millions of tiny objects) or list a path that is both
+    a file and a directory (`targets/a`, `targets/a/b`)."""
+    if len(data) > manifest_limit(max_files):
+        raise BundleError(f"Bundle manifest is implausibly large ({len(data)} bytes)")
+    containers = data.count(b"{") + data.count(b"[")
+    values = data.count(b",") + data.count(b":")
+    if containers > max_files + 64 or values > 16 * (max_files + 64):
+        raise BundleError("Bundle manifest has implausibly many values for its file limit")
+    try:
+        manifest = json.loads(data)
+    except RecursionError:
+        raise BundleError("Bundle manifest is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"Bundle manifest is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError("Bundle manifest is not a stella-trust bundle manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"Bundle format version {manifest.get('format_version')!r} is not supported "
+            f"(this tool reads version {FORMAT_VERSION})",
+            hint="export the bundle with a matching stella-trust version",
+        )
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise BundleError("Bundle manifest has no file list")
+    seen: dict[str, dict[str, Any]] = {}
+    directories: set[str] = set()
+    for item in files:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise BundleError("Bundle manifest has a malformed file entry")
+        path = check_member_name(item["path"])
+        if path in seen or path == MANIFEST:
+            raise BundleError(f"Bundle manifest lists {path!r} twice")
+        length = item.get("length")
+        if not isinstance(length, int) or isinstance(length, bool) or not isinstance(item.get("sha256"), str):
+            raise BundleError(f"Bundle manifest entry {path!r} lacks length or sha256")
+        seen[path] = item
+        parts = path.split("/")
+        directories.update("/".join(parts[:i]) for i in range(2, len(parts)))
+    clash = next((path for path in seen if path in directories), None)
+    if clash is not None:
+        raise BundleError(f"Unsafe bundle: {clash!r} is listed both as a file and as a directory")
+    manifest["_by_path"] = seen
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+
+
+# ---- writing ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One file of a bundle: where it goes and where its bytes come from."""
+
+    path: str
+    length: int
+    sha256: str
+    source: Path | None = None
+    data: bytes | None = None
+
+    def open(self) -> IO[bytes]:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.source is not None
+        return self.source.open("rb")
+
+
+def write_archive(
+    out: Path,
+    manifest: bytes,
+    entries: Iterable[Entry],
+    mtime: float,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream manifest first, then every entry, through zstd into `out` (one frame).
+
+    A full disk or an unwritable `--out` is the operator's to fix: one line, not a traceback.
+    """
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+    try:
+        # Leaving the writer ends the one frame. (Ending it explicitly first, as version 0.1.0
+        # did, appended a second, empty frame: LEGACY_EMPTY_FRAME.)
+        with (
+            out.open("wb") as raw,
+            compressor.stream_writer(raw, closefd=False) as zstd_out,
+            tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            _add(tar, MANIFEST, len(manifest), io.BytesIO(manifest), mtime)
+            for entry in entries:
+                with entry.open() as handle:
+                    _add(tar, entry.path, entry.length, _Counting(handle, progress), mtime)
+    except OSError as exc:
+        where = exc.filename or out
+        raise BundleIOError(
+            f"Cannot write the bundle: {exc.strerror or exc}: {where}", hint=EXPORT_HINT
+        ) from exc
+
+
+def _add(tar: tarfile.TarFile, name: str, size: int, handle: IO[bytes], mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = int(mtime)
+    info.uname = info.gname = ""
+    tar.addfile(info, handle)
+
+
+class _Counting(io.BytesIO):
+    """A read-only view of `inner` that reports bytes read (for the progress bar)."""
+
+    def __init__(self, inner: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.progress = progress
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self.inner.read(-1 if size is None else size)
+        if self.progress is not None and data:
+            self.progress(len(data))
+        return data
