@@ -39,7 +39,7 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
         if generation is None:
             raise CacheVerificationError(f"cache {store.root} holds no trust yet", hint="run `trust sync`")
         try:
-            verified = verify_generation(generation, anchor)
+            verified = verify_generation(generation, anchor, store.committed_roots_dir)
             state = store.read_state()
             lower = rollback_violations(state.floor, verified.metadata)
         except CacheVerificationError:

@@ -44,6 +44,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 CURRENT_LINK = "current"
 GENERATIONS_DIR = "generations"
+COMMITTED_ROOTS_DIR = "roots"
 WORK_PREFIX = ".work-"
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
 
@@ -122,6 +123,9 @@ class Store:
         self.lock_path = self.root / LOCK_FILE
         self.current_link = self.root / CURRENT_LINK
         self.generations_dir = self.root / GENERATIONS_DIR
+        # Roots a sync verified but could not commit with the rest (a later step failed),
+        # kept because they revoke keys that signed the cached trust (TUF spec 5.3.11).
+        self.committed_roots_dir = self.root / COMMITTED_ROOTS_DIR
 
     # ---- reading ------------------------------------------------------------------
     def is_initialised(self) -> bool:
@@ -194,8 +198,19 @@ class Store:
         data = json.dumps(asdict(state), indent=2).encode() + b"\n"
         atomic_write(self.state_path, data, durable=durable)
 
+    def commit_roots(self, roots: dict[int, bytes]) -> None:
+        """Keep verified roots beyond the current generation's (each written durably)."""
+        for version, data in roots.items():
+            atomic_write(self.committed_roots_dir / f"{version}.root.json", data)
+
+    def committed_roots(self) -> list[Path]:
+        if not self.committed_roots_dir.is_dir():
+            return []
+        return sorted(self.committed_roots_dir.glob("*.root.json"))
+
     def reset(self) -> None:
         """Forget all cached trust (used when `init --force` replaces the anchor)."""
+        shutil.rmtree(self.committed_roots_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self.current_link.unlink()
         shutil.rmtree(self.generations_dir, ignore_errors=True)
@@ -259,6 +274,10 @@ class Store:
         if previous is not None:
             keep.add(previous.path.name)  # readers may still be inside it
         self._prune(keep)
+        history = final / "metadata" / "root_history"
+        for path in self.committed_roots():  # now part of the generation itself
+            if (history / path.name).is_file():
+                path.unlink()
         return Generation(final)
 
     def _prune(self, keep: set[str]) -> None:

@@ -30,7 +30,7 @@ from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.errors import translate
 from stella_trust._internal.tuf.fetcher import CountingFetcher
-from stella_trust._internal.tuf.offline import verify_generation
+from stella_trust._internal.tuf.offline import verify_generation, verify_metadata, verify_root_chain
 from stella_trust._internal.tuf.rollback import refuse_rollback
 from stella_trust._internal.tuf.updater import RepositorySession
 
@@ -139,6 +139,7 @@ def _refresh(
     anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
+    _adopt_committed_roots(store, work)
     session: RepositorySession | None = None
     try:
         session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop, fetcher)
@@ -152,7 +153,7 @@ def _refresh(
                 work.target_path(name).unlink()
         changed = base is None or force or not _same_tree(work.path, base.path)
         if changed:
-            verified = verify_generation(work, anchor)
+            verified = verify_generation(work, anchor, store.committed_roots_dir)
             build_view(verified, settings, None, now)  # the new trust must yield a usable view
             refuse_rollback(base, anchor, floor, verified.metadata)
             versions = verified.metadata.versions
@@ -164,7 +165,9 @@ def _refresh(
                 refuse_rollback(None, anchor, floor, verify_generation(work, anchor).metadata)
             new_floor = {}
             store.keep_as_spare(work)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, Exception) and not isinstance(exc, errors.SyncInterrupted):
+            _keep_revoking_roots(store, base, work, anchor)
         store.discard(work)
         raise
     finally:
@@ -241,6 +244,49 @@ def _versions_of(metadata_dir: Path) -> dict[str, int]:
         document = json.loads((metadata_dir / f"{role}.json").read_bytes())
         versions[role] = int(document["signed"]["version"])
     return versions
+
+
+def _adopt_committed_roots(store: Store, work: Generation) -> None:
+    """Roots kept by an earlier failed sync start this one: python-tuf walks root_history
+    first, so it trusts them (and the keys they revoke stay revoked)."""
+    history = work.metadata_dir / "root_history"
+    for path in store.committed_roots():
+        target = history / path.name
+        if not target.exists():
+            history.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+
+
+def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation, anchor: bytes) -> None:
+    """TUF spec 5.3.11: the root walk succeeded but a later step failed. If the new root
+    revoked keys that signed the cached trust (the cached metadata no longer verifies under
+    it), keep the new root: the host must stop trusting the revoked keys now, not after the
+    repository is reachable again. Roots that revoke nothing wait for the next sync."""
+    history = work.metadata_dir / "root_history"
+    try:
+        newest, chain = verify_root_chain(anchor, history, store.committed_roots_dir)
+        held = verify_root_chain(
+            anchor, base.metadata_dir / "root_history" if base else history.parent / "absent",
+            store.committed_roots_dir,
+        )[0].signed.version
+    except errors.StellaError:
+        return
+    if newest.signed.version <= held:
+        return
+    if base is not None:
+        try:
+            verify_metadata(base.metadata_dir, anchor, history)
+            return  # the cached trust still verifies under the new root: nothing was revoked
+        except errors.StellaError:
+            pass
+    first = newest.signed.version - len(chain) + 1
+    store.commit_roots(
+        {first + i: data for i, data in enumerate(chain) if first + i > held}
+    )
+    log.warning(
+        "root v%d committed although the sync failed: it revokes keys that signed the cached trust",
+        newest.signed.version,
+    )
 
 
 def _held_names(base: Generation | None) -> list[str]:

@@ -23,6 +23,7 @@ from stella_trust.demo.repository import rekor_keys, service_map
 from stella_trust.errors import (
     AnchorChangedError,
     CacheVerificationError,
+    RepositoryUnreachableError,
     RollbackError,
     ServiceMapError,
     StaleTrustError,
@@ -212,3 +213,36 @@ def test_atomic_write_mode_ignores_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "metrics.prom").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_root_that_revokes_the_cached_keys_is_kept_when_the_sync_fails(
+    host: Host, simulated: Simulated
+) -> None:
+    """TUF 5.3.11: the new root revoking the (compromised) timestamp key is committed even
+    though a later step of the same sync failed; the old trust it revokes is refused."""
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    demo.rotate("timestamp")
+    broken = RepositoryFetcher(demo.repo)
+    broken.overrides[f"metadata/{demo.repo.snapshot.signed.version}.snapshot.json"] = 503
+    with pytest.raises(RepositoryUnreachableError):
+        sync(settings, store, fetcher=broken)
+    assert [p.name for p in store.committed_roots()] == ["2.root.json"]
+    with pytest.raises(CacheVerificationError, match="timestamp"):
+        load_view(settings, store)  # signed by a key root v2 revoked
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    assert store.committed_roots() == [] and load_view(settings, store).roles["root"].version == 2
+
+
+def test_a_root_that_revokes_nothing_waits_for_the_next_sync(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    demo.rotate("root")
+    broken = RepositoryFetcher(demo.repo)
+    broken.overrides["metadata/timestamp.json"] = 503
+    with pytest.raises(RepositoryUnreachableError):
+        sync(settings, store, fetcher=broken)
+    assert store.committed_roots() == []
+    assert load_view(settings, store).roles["root"].version == 1  # cached trust still usable

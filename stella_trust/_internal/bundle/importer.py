@@ -277,11 +277,11 @@ def _import(
             work = store.begin(None)
             _stage_metadata(staging, work, anchor)
             try:
-                md = verify_metadata(work.metadata_dir, anchor)
+                md = verify_metadata(work.metadata_dir, anchor, store.committed_roots_dir)
                 _extract_selected(bundle, staging, settings, md, extracted)
                 selection = _BundleTargets(md, staging, work)
                 selection.collect(settings)
-                verified = verify_generation(work, anchor)
+                verified = verify_generation(work, anchor, store.committed_roots_dir)
             except errors.CacheVerificationError as exc:
                 raise errors.VerificationError(
                     f"Bundle does not verify from this host's trust anchor: {exc.message}",

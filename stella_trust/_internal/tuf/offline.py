@@ -126,8 +126,11 @@ def _read(path: Path, what: str) -> bytes:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
 
 
-def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root], list[bytes]]:
-    """Walk N -> N+1 from the anchor through `root_history/N.root.json`.
+def verify_root_chain(
+    anchor: bytes, root_history: Path, committed_roots: Path | None = None
+) -> tuple[Metadata[Root], list[bytes]]:
+    """Walk N -> N+1 from the anchor through `root_history/N.root.json`, then through
+    `committed_roots/N.root.json` (roots a sync committed before a later step failed).
 
     Returns the newest root and the bytes of every root in the chain, anchor first.
     """
@@ -137,6 +140,8 @@ def verify_root_chain(anchor: bytes, root_history: Path) -> tuple[Metadata[Root]
     for _ in range(MAX_ROOT_CHAIN):
         version = trusted.signed.version + 1
         path = root_history / f"{version}.root.json"
+        if not path.exists() and committed_roots is not None:
+            path = committed_roots / f"{version}.root.json"
         if not path.exists():
             break
         what = f"root v{version}"
@@ -284,9 +289,11 @@ class VerifiedMetadata:
         return list(names)
 
 
-def verify_metadata(metadata_dir: Path, anchor: bytes) -> VerifiedMetadata:
+def verify_metadata(
+    metadata_dir: Path, anchor: bytes, committed_roots: Path | None = None
+) -> VerifiedMetadata:
     """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged)."""
-    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history")
+    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history", committed_roots)
     ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
     timestamp = _load(ts_data, Timestamp, "timestamp")
     _check_signed(root.signed, Timestamp.type, timestamp, "timestamp")
@@ -330,9 +337,11 @@ class VerifiedTrust:
         return data
 
 
-def verify_generation(generation: Generation, anchor: bytes) -> VerifiedTrust:
+def verify_generation(
+    generation: Generation, anchor: bytes, committed_roots: Path | None = None
+) -> VerifiedTrust:
     """Everything a reader may be served: metadata from the anchor, then each stored target."""
-    metadata = verify_metadata(generation.metadata_dir, anchor)
+    metadata = verify_metadata(generation.metadata_dir, anchor, committed_roots)
     infos: dict[str, TargetFile] = {}
     contents: dict[str, bytes] = {}
     for name in generation.stored_target_names():
