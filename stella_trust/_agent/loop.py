@@ -364,6 +364,11 @@ class Agent:
             m.seconds_until_stale = (view.freshness.stale_after - datetime.now(UTC)).total_seconds()
             m.role_versions = {r: i.version for r, i in view.roles.items()}
             m.role_expiries = {r: i.expires.timestamp() for r, i in view.roles.items()}
+            for pin in set(view.retired_pins) - set(m.retired_pins):  # a warning once per pin
+                self.log.warning(
+                    "pinned target %r was retired by the repository; remove it from pinned_targets", pin
+                )
+            m.retired_pins = list(view.retired_pins)
         else:
             m.freshness = "unusable"
         m.notify_dropped = self.notifier.dropped

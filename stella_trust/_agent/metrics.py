@@ -27,6 +27,8 @@ class AgentMetrics:
     # sd_notify datagrams dropped because systemd was not reading (see notify.py): a
     # growing count explains a watchdog kill or a stale `systemctl status` line.
     notify_dropped: int = 0
+    # Pins the repository retired (it no longer lists them): alert and fix the config.
+    retired_pins: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines: list[str] = []
@@ -87,6 +89,13 @@ class AgentMetrics:
                 "gauge",
                 "Signed expiry of each role.",
                 [(f'{{role="{r}"}}', v) for r, v in sorted(self.role_expiries.items())],
+            )
+        if self.retired_pins:
+            metric(
+                "pinned_target_retired",
+                "gauge",
+                "A pinned target the repository no longer lists (remove it from pinned_targets).",
+                [(f'{{target="{t}"}}', 1) for t in sorted(self.retired_pins)],
             )
         metric(
             "notify_dropped_total",

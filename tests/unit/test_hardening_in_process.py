@@ -246,3 +246,37 @@ def test_a_root_that_revokes_nothing_waits_for_the_next_sync(host: Host, simulat
         sync(settings, store, fetcher=broken)
     assert store.committed_roots() == []
     assert load_view(settings, store).roles["root"].version == 1  # cached trust still usable
+
+
+def test_a_pin_not_yet_fetched_is_reported_not_unusable(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    added = settings.model_copy(update={"pinned_targets": ["rekor-key-v2", "fulcio-chain"]})
+    demo.repo.add_target("extra.pem", b"-----BEGIN PUBLIC KEY-----\n")
+    view = load_view(added.model_copy(update={"pinned_targets": ["extra.pem"]}), store)
+    assert view.usable and view.missing_pins == ("extra.pem",) and view.retired_pins == ()
+    assert view.to_json()["pins"] == {"missing": ["extra.pem"], "retired": []}
+
+
+def test_retired_pins_are_a_metric() -> None:
+    from stella_trust._agent.metrics import AgentMetrics
+
+    text = AgentMetrics(retired_pins=["rekor-key-v2"]).render()
+    assert 'stella_trust_pinned_target_retired{target="rekor-key-v2"} 1' in text
+
+
+def test_conformance_client_refuses_target_names_that_leave_its_directory(tmp_path: Path) -> None:
+    from stella_trust.conformance.tuf_client import run
+    from stella_trust.repository import Repository
+
+    repo = Repository.create(tmp_path / "repo")
+    repo.add_target("..", b"escape")
+    repo.publish()
+    meta, targets = tmp_path / "meta", tmp_path / "out" / "targets"
+    run(["--metadata-dir", str(meta), "init", str(repo.metadata_dir / "1.root.json")])
+    base = repo.path.as_uri()
+    with pytest.raises(LookupError, match="cannot be stored"):
+        run(["--metadata-dir", str(meta), "--metadata-url", f"{base}/metadata/", "--target-name", "..",
+             "--target-base-url", f"{base}/targets/", "--target-dir", str(targets), "download"])
+    assert not (tmp_path / "out" / "escape").exists() and not (tmp_path / "out").joinpath("..").is_file()
