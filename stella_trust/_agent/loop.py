@@ -111,6 +111,11 @@ class Agent:
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
         self.reload_requested = False
+        # Set by signal handlers, turned into events by the main loop: a handler must take
+        # no lock (Event.set() in a handler deadlocks when the signal lands while this same
+        # thread holds that Event's lock inside wait()).
+        self._stop_signalled = False
+        self._wake_signalled = False
         self.failures = 0
         self.last_error: str | None = None  # error_key() of the failure last logged
         self.last_state: str | None = None
@@ -126,15 +131,23 @@ class Agent:
         signal.signal(signal.SIGUSR1, self._on_refresh)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
-        self.stop_event.set()
-        self.wake_event.set()
+        self._stop_signalled = True
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self.reload_requested = True
-        self.wake_event.set()
+        self._wake_signalled = True
 
     def _on_refresh(self, signum: int, frame: FrameType | None) -> None:
-        self.wake_event.set()
+        self._wake_signalled = True
+
+    def _take_signals(self) -> None:
+        """Main thread only: what the handlers flagged, as events (within one tick)."""
+        if self._stop_signalled:
+            self.stop_event.set()
+            self.wake_event.set()
+        if self._wake_signalled:
+            self._wake_signalled = False
+            self.wake_event.set()
 
     # ---- the loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -181,6 +194,7 @@ class Agent:
         worker.start()
         while worker.is_alive():
             worker.join(TICK_SECONDS)
+            self._take_signals()
             self._feed_watchdog()
             if self.stop_event.is_set():
                 worker.join(STOP_GRACE_SECONDS)  # the sync checks the stop flag per chunk
@@ -205,11 +219,14 @@ class Agent:
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while not self.stop_event.is_set():
+        while True:
+            self._take_signals()
+            if self.stop_event.is_set():
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if self.wake_event.wait(min(TICK_SECONDS, remaining)):
+            if self.wake_event.wait(min(TICK_SECONDS, remaining)) or self._wake_pending():
                 self.wake_event.clear()
                 if self.stop_event.is_set():
                     return
@@ -220,6 +237,10 @@ class Agent:
                 self.log.info("refresh requested (SIGUSR1)")
                 return
             self._feed_watchdog()
+
+    def _wake_pending(self) -> bool:
+        self._take_signals()
+        return self.wake_event.is_set()
 
     def _feed_watchdog(self) -> None:
         period = self.notifier.watchdog_seconds

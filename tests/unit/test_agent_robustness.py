@@ -310,3 +310,28 @@ def test_a_successful_cycle_still_works_end_to_end(
     assert outcome.ok and outcome.changed and outcome.exit_code == 0
     assert errors_logged(caplog) == []
     assert f"last sync {store.read_state().last_sync};" in agent.status_line()
+
+
+def test_signal_handlers_take_no_lock(tmp_path: Path) -> None:
+    """A SIGTERM landing while the main thread holds the wake event's lock (inside wait())
+    must not deadlock: the handler only flags, the loop turns flags into events."""
+    import signal as signals
+    import threading
+
+    from stella_trust._agent.loop import Agent
+    from stella_trust._internal.settings import TrustRepoSettings
+
+    settings = TrustRepoSettings(tuf_url="file:///nowhere", local_cache_path=tmp_path)
+    agent = Agent(lambda: settings, logger=logging.getLogger("test-signals"))
+    done = threading.Event()
+
+    def handler_inside_wait() -> None:
+        with agent.wake_event._cond:
+            agent._on_stop(signals.SIGTERM, None)
+        done.set()
+
+    thread = threading.Thread(target=handler_inside_wait, daemon=True)
+    thread.start()
+    assert done.wait(2), "the signal handler blocked on the wake event's lock"
+    agent._take_signals()
+    assert agent.stop_event.is_set() and agent.wake_event.is_set()
