@@ -210,6 +210,9 @@ def test_honest_archive_and_legacy_empty_frame_are_accepted(tmp_path: Path) -> N
     data = zst(honest_tar())
     extract(write(tmp_path / "one.tar.zst", data), tmp_path / "a")
     extract(write(tmp_path / "legacy.tar.zst", data + LEGACY_EMPTY_FRAME), tmp_path / "b")
+    for out in (tmp_path / "a", tmp_path / "b"):
+        assert (out / "targets" / "key.pub").read_bytes() == b"key"
+        assert (out / "metadata" / "timestamp.json").read_bytes() == b"{}"
 
 
 @pytest.mark.parametrize(
