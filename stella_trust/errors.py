@@ -78,7 +78,7 @@ class RepositoryUnreachableError(StellaError):
 
 class MetadataExpiredError(StellaError):
     default_hint = (
-        "the repository must re-sign its metadata (`trust repo timestamp`); "
+        "the repository operator must re-sign it (`trust repo bump-online`); "
         "cached trust is unchanged and usable until it turns stale"
     )
 

@@ -19,12 +19,44 @@ root_app = typer.Typer(help="Offline root ceremony: edit the staged root (versio
 repo_app.add_typer(root_app, name="root")
 
 PathOption = Annotated[Path, typer.Option("--path", help="Workspace directory (default: here).")]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="URL|DIR",
+        help="Pull the published repository first (verified), so this machine signs on the "
+        "published counters, never its own.",
+    ),
+]
+ToOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--to", metavar="DIR", help="Then push the result to the served directory (timestamp last)."
+    ),
+]
 
 
-def _workspace(path: Path) -> Any:
+def _workspace(path: Path, source: str | None = None) -> Any:
     from stella_trust.repository import Workspace
 
-    return Workspace(path)
+    return Workspace(path, source)
+
+
+def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, step: Any) -> None:
+    """Run a signing step on the published state (`--from`), then push it (`--to`)."""
+
+    def action() -> None:
+        workspace = _workspace(path, source)
+        outcome = step(workspace)
+        if to is not None and outcome.done:
+            from stella_trust.repository.published import push
+
+            pushed = push(workspace.repo_dir, to)
+            outcome.message += f"\n{pushed.message}"
+            outcome.details["pushed"] = pushed.details
+        _emit(outcome, as_json)
+
+    _run(as_json, action)
 
 
 def _emit(outcome: Any, as_json: bool, fail_when_not_done: bool = True) -> None:
@@ -103,9 +135,17 @@ def add_target(
     path: PathOption = Path("."),
     name: Annotated[str | None, typer.Option("--name", help="Target name (default: file name).")] = None,
     custom: Annotated[str | None, typer.Option("--custom", help="JSON object for `custom`.")] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", help="Delegated role that signs it (default: targets).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Stage a target (added or replaced); `trust repo publish` signs and publishes it."""
+    """Stage a target (added or replaced); `trust repo publish` signs and publishes it.
+
+    Example:
+
+      trust repo add-target trusted_root.json --custom '{"sigstore": {"usage": "trusted-root"}}'
+    """
 
     def action() -> None:
         extra = None
@@ -116,37 +156,171 @@ def add_target(
                 raise UsageError(f"--custom is not JSON: {exc}") from exc
             if not isinstance(extra, dict):
                 raise UsageError("--custom must be a JSON object")
-        _emit(_workspace(path).add_target(file, name, extra), as_json)
+        _emit(_workspace(path).add_target(file, name, extra, role), as_json)
 
     _run(as_json, action)
 
 
 @repo_app.command("remove-target")
-def remove_target(name: str, path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Stage the removal of a target."""
+def remove_target(
+    name: Annotated[str, typer.Argument(help="Target name, or its unique file name.")],
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Stage the removal of a target.
+
+    Example:
+
+      trust repo remove-target old-rekor.pub
+    """
     _run(as_json, lambda: _emit(_workspace(path).remove_target(name), as_json))
 
 
 @repo_app.command("publish")
-def publish(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Sign targets, snapshot, timestamp with the keys at hand; publish at threshold only.
+def publish(
+    path: PathOption = Path("."),
+    resign: Annotated[
+        bool, typer.Option("--resign", help="Re-sign targets unchanged (renew its expiry).")
+    ] = False,
+    source: FromOption = None,
+    to: ToOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign the staged targets changes, snapshot and timestamp; publish at threshold only.
 
-    Below the targets threshold the signed targets stay in staged/targets.json: carry it
-    to the other key holder, `trust repo sign targets --key keys/targets2.pem`, carry it
-    back, and publish again. Warns when a role has < 25 % of its lifetime left.
+    Below the targets threshold the signed targets stay in staged/: carry it to the other
+    key holder, `trust repo sign targets --key FILE`, carry it back, and publish again.
+    Nothing is written unless a client starting from the published root accepts it.
+
+    Example:
+
+      trust repo add-target rekor.pub && trust repo publish --from https://tuf.example.com
     """
-    _run(as_json, lambda: _emit(_workspace(path).publish(), as_json))
+    _signing(path, source, to, as_json, lambda w: w.publish(resign=resign))
+
+
+@repo_app.command("bump-online")
+def bump_online(
+    path: PathOption = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Re-sign even when nothing is due.")] = False,
+    source: FromOption = None,
+    to: ToOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-sign snapshot and timestamp when either is inside its refresh window (the timer).
+
+    Needs only the snapshot and timestamp keys; the offline targets key is never asked for.
+
+    Example:
+
+      trust repo bump-online --path /srv/tuf-signer --from /srv/www/tuf --to /srv/www/tuf
+    """
+    _signing(path, source, to, as_json, lambda w: w.bump_online(force=force))
 
 
 @repo_app.command("timestamp")
 def timestamp(
     path: PathOption = Path("."),
     expires: Annotated[str | None, typer.Option("--expires", help="Lifetime, e.g. 1d.")] = None,
+    source: FromOption = None,
+    to: ToOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-sign the timestamp only (needs only the timestamp key; for a timer)."""
+    """Re-sign the timestamp only; refused over an expired snapshot (use bump-online).
+
+    Example:
+
+      trust repo timestamp --path /srv/tuf-signer
+    """
+    lifetime = duration_option(expires, "--expires")
+    _signing(path, source, to, as_json, lambda w: w.timestamp(lifetime))
+
+
+@repo_app.command("set-expiry")
+def set_expiry(
+    role: Annotated[str, typer.Argument(help="root, targets, snapshot, timestamp or a delegated role.")],
+    lifetime: Annotated[str, typer.Argument(help="New lifetime, e.g. 14d.")],
+    resign_within: Annotated[
+        str | None,
+        typer.Option("--resign-within", help="Renew when less than this is left (default: in proportion)."),
+    ] = None,
+    path: PathOption = Path("."),
+    source: FromOption = None,
+    to: ToOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a role's lifetime and renewal window (signed into its metadata).
+
+    Online roles are re-signed at once; targets and delegated roles take it at their next
+    publish; root through a staged root (sign, commit).
+
+    Example:
+
+      trust repo set-expiry snapshot 14d --resign-within 7d
+    """
+    from stella_trust.repository.policy import parse_policy
+
+    try:
+        policy = parse_policy(role, lifetime, resign_within)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    _signing(path, source, to, as_json, lambda w: w.set_expiry(role, policy))
+
+
+@repo_app.command("pull")
+def pull(
+    source: Annotated[str, typer.Option("--from", metavar="URL|DIR", help="The published repository.")],
+    path: PathOption = Path("."),
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Trusted root for a new workspace (e.g. 1.root.json).")
+    ] = None,
+    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Skip target files.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make (or update) this workspace from a published repository, verified as a client would.
+
+    A timer host or a releaser starts from the published state and never forks the counters.
+
+    Example:
+
+      trust repo pull --from https://tuf.example.com --root 1.root.json --path ./signer
+    """
+
     def action() -> None:
-        _emit(_workspace(path).timestamp(duration_option(expires, "--expires")), as_json)
+        from stella_trust.repository.published import pull as pull_repository
+        from stella_trust.repository.source import Source
+
+        try:
+            anchor = root.read_bytes() if root is not None else None
+        except OSError as exc:
+            raise UsageError(f"cannot read {root}: {exc.strerror}") from exc
+        _emit(
+            pull_repository(Source(source), path / "repository", root=anchor, metadata_only=metadata_only),
+            as_json,
+        )
+
+    _run(as_json, action)
+
+
+@repo_app.command("push")
+def push(
+    to: Annotated[Path, typer.Option("--to", metavar="DIR", help="The served directory.")],
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Copy repository/ to the served directory, the timestamp last; refused when the served
+    state is not older than this one or this one does not verify from it.
+
+    Example:
+
+      trust repo push --to /srv/www/tuf
+    """
+
+    def action() -> None:
+        from stella_trust.repository.published import push as push_repository
+
+        _workspace(path).config()
+        _emit(push_repository(path / "repository", to), as_json)
 
     _run(as_json, action)
 
@@ -157,13 +331,25 @@ def root_add_key(
     path: PathOption = Path("."),
     name: Annotated[str | None, typer.Option("--name", help="Key file name (keys/NAME.pem).")] = None,
     key_type: Annotated[str | None, typer.Option("--key-type")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Add a key made elsewhere (PEM public key; an HSM's)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate a key (keys/NAME.pem) and add it to ROLE in the staged root."""
+    """Generate a key (keys/NAME.pem), or take --public-key, and add it to ROLE in the staged root.
+
+    Example:
+
+      trust repo root add-key --role targets --public-key releaser.pub
+    """
     _run(
         as_json,
         lambda: _emit(
-            _workspace(path).root_edit("add-key", role=role, name=name, key_type=key_type), as_json
+            _workspace(path).root_edit(
+                "add-key", role=role, name=name, key_type=key_type, public_key=public_key
+            ),
+            as_json,
         ),
     )
 
@@ -195,52 +381,220 @@ def root_set_threshold(
 
 @repo_app.command("sign")
 def sign(
-    role: Annotated[str, typer.Argument(help="root or targets.")],
-    key: Annotated[Path, typer.Option("--key", help="One key file, e.g. keys/root2.pem.")],
+    role: Annotated[str, typer.Argument(help="root, targets or a delegated role.")],
+    key: Annotated[Path, typer.Option("--key", help="One key file, any name, e.g. /mnt/root2/root2.pem.")],
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Add one signature to the staged root or staged targets (one key, one machine)."""
+    """Add one signature to the staged ROLE; refused for a key ROLE does not list.
+
+    Example:
+
+      trust repo sign root --key /media/root-drive-2/keys/root2.pem
+    """
     _run(as_json, lambda: _emit(_workspace(path).sign(role, key), as_json))
+
+
+@repo_app.command("payload")
+def payload(
+    role: Annotated[str, typer.Argument(help="root, targets or a delegated role.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    path: PathOption = Path("."),
+) -> None:
+    """Write the canonical bytes to sign for the staged ROLE (for a hardware key).
+
+    Example:
+
+      trust repo payload root --out root.payload && yubihsm-sign root.payload > root.sig
+    """
+    import sys
+
+    def action() -> None:
+        data = _workspace(path).payload(role)
+        if out is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            from stella_trust._internal.fs import atomic_write
+
+            atomic_write(out, data)
+
+    _run(False, action)
+
+
+@repo_app.command("add-signature")
+def add_signature(
+    role: Annotated[str, typer.Argument(help="root, targets or a delegated role.")],
+    keyid: Annotated[str, typer.Option("--keyid", help="The key's id (or its first 8+ characters).")],
+    sig: Annotated[Path, typer.Option("--sig", help="Signature file: raw bytes or hex.")],
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Add a signature made elsewhere over `trust repo payload ROLE`; verified before kept.
+
+    Example:
+
+      trust repo add-signature root --keyid 3f2a9c01 --sig root.sig
+    """
+
+    def action() -> None:
+        try:
+            data = sig.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {sig}: {exc.strerror}") from exc
+        _emit(_workspace(path).add_signature(role, keyid, data), as_json)
+
+    _run(as_json, action)
 
 
 @repo_app.command("status")
 def status(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Versions, expiries, thresholds, keys at hand, and what is staged."""
+    """Versions, expiries, thresholds, keys at hand, and what is staged.
+
+    Example:
+
+      trust repo status --path /mnt/ceremony
+    """
     _run(as_json, lambda: _emit(_workspace(path).status(), as_json))
 
 
+@repo_app.command("keys")
+def keys(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
+    """Every key the roles list: keyid, roles, and the file here that holds it.
+
+    Example:
+
+      trust repo keys --json | jq -r '.keys[] | select(.file == null) | .keyid'
+    """
+    _run(as_json, lambda: _emit(_workspace(path).keys(), as_json))
+
+
 @repo_app.command("commit")
-def commit(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Publish the staged root; refused until the old AND the new root thresholds are met."""
-    _run(as_json, lambda: _emit(_workspace(path).commit(), as_json))
+def commit(
+    path: PathOption = Path("."),
+    source: FromOption = None,
+    to: ToOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish the staged root: both root thresholds met, every role re-signed that the new
+    root needs, and the result accepted by a client; else refused, nothing written.
+
+    Example:
+
+      trust repo commit --path /mnt/ceremony
+    """
+    _signing(path, source, to, as_json, lambda w: w.commit())
 
 
 @repo_app.command("rotate")
 def rotate(
     role: Annotated[str, typer.Argument(help="targets, snapshot, timestamp or root.")],
     path: PathOption = Path("."),
+    source: FromOption = None,
+    to: ToOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """New key(s) for ROLE; root v+1 signed by old and new keys; all or nothing."""
-    _run(as_json, lambda: _emit(_workspace(path).rotate(role), as_json))
+    """New key(s) for ROLE in a staged root v+1; committed when the keys here meet every
+    threshold, else left staged for the other key holders (exit 1, nothing published).
+
+    Example:
+
+      trust repo rotate targets
+    """
+    _signing(path, source, to, as_json, lambda w: w.rotate(role))
+
+
+@repo_app.command("clean")
+def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
+    """Drop staged state: the root under ceremony, staged roles and target changes.
+
+    Example:
+
+      trust repo clean
+    """
+    _run(as_json, lambda: _emit(_workspace(path).clean(), as_json))
+
+
+@repo_app.command("change-passphrase")
+def change_passphrase(
+    key: Annotated[Path, typer.Argument(help="Key file (or its name in keys/).")],
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Re-encrypt a key file: old passphrase from STELLA_<NAME>_PASSPHRASE or a prompt, new
+    from STELLA_<NAME>_NEW_PASSPHRASE or a prompt.
+
+    Example:
+
+      trust repo change-passphrase keys/targets.pem
+    """
+    _run(as_json, lambda: _emit(_workspace(path).change_passphrase(key), as_json))
+
+
+@repo_app.command("delegate")
+def delegate(
+    name: Annotated[str, typer.Argument(help="Name of the delegated role.")],
+    paths: Annotated[list[str], typer.Option("--paths", metavar="PATTERN", help="Target paths it may sign.")],
+    key: Annotated[
+        list[Path], typer.Option("--key", metavar="PUBLIC.pem", help="The releaser's public key.")
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", min=1)] = 1,
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Stage a delegation: NAME signs only the targets matching --paths, with its own key(s).
+
+    Example:
+
+      trust repo delegate releases --paths 'releases/*' --key alice.pub && trust repo publish
+    """
+    _run(as_json, lambda: _emit(_workspace(path).delegate(name, paths, key, threshold), as_json))
 
 
 @repo_app.command("roots")
 def roots(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Root digests for pinning clients (`trust init --root-sha256`)."""
+    """Root digests for pinning clients (`trust init --root-sha256`).
+
+    Example:
+
+      trust repo roots --json | jq -r .first.sha256
+    """
     _run(as_json, lambda: _emit(_workspace(path).roots(), as_json))
 
 
 @repo_app.command("check")
 def check(
     path: PathOption = Path("."),
-    within: Annotated[str, typer.Option("--within", help="Window, e.g. 30d.")] = "30d",
+    within: Annotated[
+        str | None,
+        typer.Option("--within", help="Alarm window for offline roles, e.g. 60d (default: each role's own)."),
+    ] = None,
+    valid_at: Annotated[
+        str | None, typer.Option("--valid-at", metavar="DATE", help="Judge at this time (ISO 8601).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Exit 1 and list every role that expires within the window (for CI and monitoring)."""
+    """Exit 1 when a role needs attention: an offline role inside --within, an online role
+    whose re-sign was missed, anything expired. Green on a healthy repository.
+
+    Example:
+
+      trust repo check --within 60d --json | jq '.roles[] | select(.state != "ok")'
+    """
+
     def action() -> None:
-        _emit(_workspace(path).check(duration_option(within, "--within")), as_json)
+        moment = None
+        if valid_at is not None:
+            from datetime import UTC, datetime
+
+            try:
+                moment = datetime.fromisoformat(valid_at.replace("Z", "+00:00"))
+            except ValueError:
+                raise UsageError(f"--valid-at {valid_at!r} is not an ISO 8601 date") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+        window = duration_option(within, "--within") if within is not None else None
+        _emit(_workspace(path).check(window, valid_at=moment), as_json)
 
     _run(as_json, action)
 
@@ -252,6 +606,11 @@ def export_keys(
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Hand a releaser only the keys they need (root keys are refused)."""
+    """Hand a releaser only the keys they need (root keys are refused).
+
+    Example:
+
+      trust repo export-keys /media/signing-drive --roles snapshot,timestamp
+    """
     wanted = [r.strip() for r in roles.split(",") if r.strip()]
     _run(as_json, lambda: _emit(_workspace(path).export_keys(wanted, out), as_json))

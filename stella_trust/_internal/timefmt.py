@@ -45,3 +45,33 @@ def parse_duration(text: str) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"{text!r} is longer than 100 years")
     return timedelta(seconds=seconds)
+
+
+def compact_duration(delta: timedelta) -> str:
+    """A lifetime as written in flags and metadata: `14d`, `18h`, `90m`, `45s`."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def human_duration(delta: timedelta) -> str:
+    """`3 days`, `1 day 6 hours`, `2 hours`, `45 minutes`: two units at most, as people say it."""
+    seconds = abs(int(delta.total_seconds()))
+    parts = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {name}{'' if count == 1 else 's'}")
+        if len(parts) == 2:
+            break
+    return " ".join(parts) or "0 seconds"
+
+
+def expiry_phrase(expires: datetime, now: datetime) -> str:
+    """`expires in 3 days` / `expired 2 hours ago`."""
+    left = expires - now
+    if left.total_seconds() > 0:
+        return f"expires in {human_duration(left)}"
+    return f"expired {human_duration(left)} ago"

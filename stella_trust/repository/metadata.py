@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib import parse
 
 from securesystemslib.signer import CryptoSigner, Signer
 from tuf.api.metadata import (
@@ -67,6 +68,16 @@ class Expiries:
         return value
 
 
+def _load_delegated(metadata: Path, targets: Metadata[Targets]) -> dict[str, Metadata[Targets]]:
+    """The roles `targets` delegates to (one level, as `trust repo delegate` makes them)."""
+    roles = targets.signed.delegations.roles if targets.signed.delegations else None
+    return {
+        name: Metadata[Targets].from_file(str(metadata / f"{parse.quote(name, safe='')}.json"))
+        for name in (roles or {})
+        if (metadata / f"{parse.quote(name, safe='')}.json").is_file()
+    }
+
+
 def _expiry(now: datetime, lifetime: timedelta) -> datetime:
     return (now + lifetime).replace(microsecond=0)
 
@@ -101,11 +112,13 @@ class Repository:
         now: datetime | None = None,
         signers: dict[str, list[Signer]] | None = None,
         thresholds: dict[str, int] | None = None,
+        fields: dict[str, dict[str, Any]] | None = None,
     ) -> Repository:
         """A new repository (root v1, targets/snapshot/timestamp v1), written to `path`.
 
         `signers` (per role) are generated when not given; `thresholds` default to the
-        root threshold for root and 1 for the other roles.
+        root threshold for root and 1 for the other roles; `fields` (per role) are extra
+        signed fields, such as the signing rhythm (repository/policy.py).
         """
         if not 1 <= root_threshold <= root_keys:
             raise ValueError("root threshold must be between 1 and the number of root keys")
@@ -134,6 +147,13 @@ class Repository:
             expiries=expiries,
             key_type=key_type,
         )
+        for role, md in (
+            ("root", repo.root),
+            ("targets", repo.targets),
+            ("snapshot", repo.snapshot),
+            ("timestamp", repo.timestamp),
+        ):
+            md.signed.unrecognized_fields.update((fields or {}).get(role, {}))
         repo._sign_root()
         repo.sign_role(repo.targets)
         repo._sign_snapshot_and_timestamp(now, bump=False)
@@ -152,15 +172,17 @@ class Repository:
         if not versions or versions != list(range(1, versions[-1] + 1)):
             raise ValueError(f"{metadata}: root history is missing or has gaps: {versions}")
         history = [(metadata / f"{v}.root.json").read_bytes() for v in versions]
+        targets = Metadata[Targets].from_file(str(metadata / "targets.json"))
         return cls(
             path=Path(path),
             root=Metadata[Root].from_bytes(history[-1]),
-            targets=Metadata[Targets].from_file(str(metadata / "targets.json")),
+            targets=targets,
             snapshot=Metadata[Snapshot].from_file(str(metadata / "snapshot.json")),
             timestamp=Metadata[Timestamp].from_file(str(metadata / "timestamp.json")),
             signers={},
             expiries=expiries or Expiries(),
             root_history=history,
+            delegated=_load_delegated(metadata, targets),
         )
 
     def record_root(self) -> None:
@@ -251,7 +273,8 @@ class Repository:
         snap.expires = _expiry(now, self.expiries.snapshot)
         snap.meta["targets.json"] = MetaFile(version=self.targets.signed.version)
         for name, md in self.delegated.items():
-            self.sign_role(md)
+            if name in self.signers:  # else signed already (a releaser's key, another machine)
+                self.sign_role(md)
             snap.meta[f"{name}.json"] = MetaFile(version=md.signed.version)
         self.sign_role(self.snapshot)
         snapshot_bytes = self.snapshot.to_bytes(JSONSerializer(compact=False))
@@ -282,9 +305,12 @@ class Repository:
     def root_bytes(self, version: int = 1) -> bytes:
         return self.root_history[version - 1]
 
-    def write(self) -> None:
-        """Targets first, timestamp last: a client never sees metadata pointing at nothing."""
+    def files(self) -> list[tuple[str, bytes]]:
+        """Every file a publication writes, relative to the repository directory, in the
+        order that keeps clients safe: targets first, timestamp last, so a client never sees
+        metadata pointing at nothing."""
         serializer = JSONSerializer(compact=False)
+        out: list[tuple[str, bytes]] = []
         listed = [self.targets, *self.delegated.values()]
         for name, info in [(n, i) for md in listed for n, i in md.signed.targets.items()]:
             data = self.target_data.get(name)
@@ -292,18 +318,24 @@ class Repository:
                 continue
             # TUF spec 5.7.3: `<dir>/<hash>.<base>` for every listed hash with consistent snapshots
             for filename in info.get_prefixed_paths() if self.consistent_snapshot else [name]:
-                atomic_write(self.targets_dir / filename, data)
+                out.append((f"targets/{filename}", data))
         for version, data in enumerate(self.root_history, start=1):
-            atomic_write(self.metadata_dir / f"{version}.root.json", data)
-        atomic_write(self.metadata_dir / "root.json", self.root_history[-1])
+            out.append((f"metadata/{version}.root.json", data))
+        out.append(("metadata/root.json", self.root_history[-1]))
         roles = [(md.signed.type, md) for md in (self.targets, self.snapshot)]
         roles[1:1] = list(self.delegated.items())
         for name, md in roles:
             data = md.to_bytes(serializer)
             if self.consistent_snapshot:
-                atomic_write(self.metadata_dir / f"{md.signed.version}.{name}.json", data)
-            atomic_write(self.metadata_dir / f"{name}.json", data)
-        self._write_timestamp()
+                out.append((f"metadata/{md.signed.version}.{parse.quote(name, safe='')}.json", data))
+            out.append((f"metadata/{parse.quote(name, safe='')}.json", data))
+        out.append(("metadata/timestamp.json", self.timestamp.to_bytes(serializer)))
+        return out
+
+    def write(self) -> None:
+        """Publish `files()` in their order (each file replaced atomically)."""
+        for relative, data in self.files():
+            atomic_write(self.path / relative, data)
 
     def _write_timestamp(self) -> None:
         atomic_write(

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Targets
 
-from stella_trust._internal.fs import atomic_write
-from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.metadata import signed_by
-from stella_trust.repository.outcome import Outcome
+from stella_trust.repository.keys import (
+    new_passphrase,
+    passphrase,
+    passphrase_name,
+    passphrase_variable,
+    reencrypt,
+)
+from stella_trust.repository.outcome import Outcome, RepoError
+from stella_trust.repository.policy import ONLINE_ROLES
 from stella_trust.repository.rotation import RotationSteps
+from stella_trust.repository.workspace import ROLES
 
 
 class Workspace(RotationSteps):
@@ -35,10 +41,10 @@ class Workspace(RotationSteps):
             ("timestamp", repo.timestamp),
         ):
             signed = md.signed
-            at_hand = self.keys_at_hand(role)
+            at_hand = self.keys_at_hand(role, repo)
             threshold = repo.root.signed.roles[role].threshold
             lines.append(
-                f"  {role:<9} v{signed.version}  expires {iso(signed.expires)}  threshold "
+                f"  {role:<9} v{signed.version}  {expiry_phrase(signed.expires, now)}  threshold "
                 f"{threshold}  keys here: {', '.join(at_hand) or '-'}"
             )
             details["roles"][role] = {
@@ -47,23 +53,36 @@ class Workspace(RotationSteps):
                 "threshold": threshold,
                 "keys_at_hand": at_hand,
             }
-        root_path = self.staged_dir / "root.json"
-        if root_path.exists():
-            staged = Metadata[Root].from_file(str(root_path))
+        try:
+            staged = self.staged_root(repo)
+        except RepoError as exc:
+            staged = None
+            lines.append(f"staged root: {exc.message}")
+            details["staged"]["root"] = {"error": exc.message}
+        if staged is not None:
             text = self.root_status(repo, staged)
             lines.append(f"staged root v{staged.signed.version}: {text}")
-            details["staged"]["root"] = text
-        targets_path = self.staged_dir / "targets.json"
-        if targets_path.exists():
-            staged_targets = Metadata[Targets].from_file(str(targets_path))
-            have, need = signed_by(repo.root.signed, "targets", staged_targets)
-            lines.append(f"staged targets v{staged_targets.signed.version}: {have}/{need} signatures")
-            details["staged"]["targets"] = {"have": have, "need": need}
+            old_have, old_need = self.signatures(repo, "root", staged)
+            new_have, new_need = self.signatures(repo, "root", staged, root=staged.signed)
+            details["staged"]["root"] = {
+                "version": staged.signed.version,
+                "old_threshold": {"have": old_have, "need": old_need},
+                "new_threshold": {"have": new_have, "need": new_need},
+            }
+        for role in ["targets", *sorted(repo.delegated)]:
+            path = self._role_path(role)
+            if path.exists():
+                staged_role = Metadata[Targets].from_file(str(path))
+                have, need = self.signatures(repo, role, staged_role)
+                lines.append(f"staged {role} v{staged_role.signed.version}: {have}/{need} signatures")
+                details["staged"][role] = {"version": staged_role.signed.version, "have": have, "need": need}
         changes = self._changes()
-        if changes["add"] or changes["remove"]:
+        if changes["add"] or changes["remove"] or changes["expiry"] or changes.get("delegate"):
             lines.append(
                 f"staged changes: add {', '.join(changes['add']) or '-'}; "
                 f"remove {', '.join(changes['remove']) or '-'}"
+                + (f"; new lifetimes for {', '.join(changes['expiry'])}" if changes["expiry"] else "")
+                + (f"; delegations {', '.join(changes['delegate'])}" if changes.get("delegate") else "")
             )
             details["staged"]["changes"] = changes
         return Outcome("\n".join(lines), details=details, warnings=self.lifetime_warnings(repo, now))
@@ -86,35 +105,148 @@ class Workspace(RotationSteps):
             },
         )
 
-    def check(self, within: timedelta, now: datetime | None = None) -> Outcome:
-        now = now or utcnow()
+    def check(
+        self, within: timedelta | None = None, now: datetime | None = None, valid_at: datetime | None = None
+    ) -> Outcome:
+        """Each role judged by its own rhythm: offline roles (root, targets, delegated) alarm
+        inside `within` (default: their own re-sign window); online roles alarm when a
+        re-sign was missed (half their window gone: is the timer running?); an expired role
+        is called expired. `valid_at` asks the question for another moment (go-tuf
+        `status --valid-at`)."""
+        moment = valid_at or now or utcnow()
         repo = self._load()
-        expiring = []
-        for role, md in (
+        policies = self.policies(repo)
+        roles: list[tuple[str, Any]] = [
             ("root", repo.root),
             ("targets", repo.targets),
             ("snapshot", repo.snapshot),
             ("timestamp", repo.timestamp),
-        ):
-            if md.signed.expires <= now + within:
-                expiring.append(f"{role} v{md.signed.version} expires {iso(md.signed.expires)}")
-        if expiring:
-            return Outcome(
-                "expiring within " + str(within) + ": " + "; ".join(expiring),
-                done=False,
-                details={"expiring": expiring},
+        ]
+        roles += list(repo.delegated.items())
+        findings = []
+        for role, md in roles:
+            expires = md.signed.expires
+            policy = policies[role]
+            online = role in ONLINE_ROLES
+            window = policy.resign_within if online or within is None else within
+            if expires <= moment:
+                state, advice = (
+                    "expired",
+                    (
+                        "every client refuses it: `trust repo bump-online` now"
+                        if online
+                        else f"every client refuses it: re-sign {role} now"
+                    ),
+                )
+            elif online and policy.missed(expires, moment):
+                state, advice = (
+                    "missed",
+                    (
+                        f"a re-sign was missed: bump-online renews it when "
+                        f"{human_duration(policy.resign_within)} "
+                        "are left (is the timer running?)"
+                    ),
+                )
+            elif not online and expires - moment <= window:
+                state, advice = (
+                    "expiring",
+                    (
+                        "a root ceremony: `trust repo set-expiry root 365d`, sign, commit"
+                        if role == "root"
+                        else f"re-sign it: `trust repo publish --resign` where the {role} key is"
+                    ),
+                )
+            else:
+                state, advice = "ok", ""
+            findings.append(
+                {
+                    "role": role,
+                    "version": md.signed.version,
+                    "expires": iso(expires),
+                    "state": state,
+                    "online": online,
+                    "window": compact_duration(window),
+                    "summary": f"{role} v{md.signed.version} {expiry_phrase(expires, moment)}",
+                    "advice": advice,
+                }
             )
-        return Outcome(f"no role expires within {within}", details={"expiring": []})
+        problems = [f for f in findings if f["state"] != "ok"]
+        lines = [
+            f"{'ok' if f['state'] == 'ok' else f['state'].upper():<8} {f['summary']}"
+            + (f": {f['advice']}" if f["advice"] else "")
+            for f in findings
+        ]
+        head = (
+            f"{len(problems)} role(s) need attention" if problems else "all roles within their rhythm"
+        ) + (f" (at {iso(moment)})" if valid_at else "")
+        return Outcome(
+            "\n".join([head, *lines]),
+            done=not problems,
+            details={"roles": findings, "problems": len(problems)},
+        )
+
+    def keys(self) -> Outcome:
+        """Which key serves which role, and which file here holds it (go-tuf `root-keys`)."""
+        repo = self._load()
+        staged = self.staged_root(repo)
+        sources: list[tuple[str, Any, str]] = [
+            (f"root v{repo.root.signed.version}", repo.root.signed, "root")
+        ]
+        if staged is not None:
+            sources.append((f"staged root v{staged.signed.version}", staged.signed, "root"))
+        entries: dict[str, dict[str, Any]] = {}
+        for label, root, _ in sources:
+            for role in ROLES:
+                for keyid in root.roles[role].keyids:
+                    entry = entries.setdefault(
+                        keyid,
+                        {
+                            "keyid": keyid,
+                            "scheme": root.keys[keyid].scheme,
+                            "roles": [],
+                            "file": None,
+                            "_key": root.keys[keyid],
+                        },
+                    )
+                    entry["roles"].append(f"{role} ({label})")
+        delegations = repo.targets.signed.delegations
+        if delegations is not None:
+            for name, delegated in (delegations.roles or {}).items():
+                for keyid in delegated.keyids:
+                    entry = entries.setdefault(
+                        keyid,
+                        {
+                            "keyid": keyid,
+                            "scheme": delegations.keys[keyid].scheme,
+                            "roles": [],
+                            "file": None,
+                            "_key": delegations.keys[keyid],
+                        },
+                    )
+                    entry["roles"].append(f"{name} (delegated by targets)")
+        unused = []
+        for kf in self.key_files():
+            for keyid, entry in entries.items():
+                if entry["file"] is None and kf.is_key(keyid, entry["_key"]):
+                    entry["file"] = (
+                        str(kf.path.relative_to(self.path))
+                        if kf.path.is_relative_to(self.path)
+                        else str(kf.path)
+                    )
+                    break
+            else:
+                unused.append(kf.path.name)
+        rows = [{k: v for k, v in e.items() if k != "_key"} for e in entries.values()]
+        lines = [f"{r['keyid'][:16]}  {r['file'] or '-':<24} {', '.join(r['roles'])}" for r in rows]
+        if unused:
+            lines.append(f"key files no role lists: {', '.join(unused)}")
+        return Outcome("\n".join(lines), details={"keys": rows, "unused_files": unused})
 
     def export_keys(self, roles: list[str], out: Path) -> Outcome:
         if "root" in roles:
             raise UsageError("root keys are never exported: they stay on the offline root machines")
-        index = self.index()
-        chosen = {
-            name: entry
-            for name, entry in index.items()
-            if entry["role"] in roles and (self.keys_dir / f"{name}.pem").is_file()
-        }
+        repo = self._load()
+        chosen = sorted({name for role in roles for name in self.keys_at_hand(role, repo)})
         if not chosen:
             raise UsageError(f"no keys at hand for {', '.join(roles)}")
         (out / "keys").mkdir(parents=True, exist_ok=True)
@@ -122,5 +254,40 @@ class Workspace(RotationSteps):
         for name in chosen:
             shutil.copy2(self.keys_dir / f"{name}.pem", out / "keys" / f"{name}.pem")
             os.chmod(out / "keys" / f"{name}.pem", 0o600)
-        atomic_write(out / "keys" / "index.json", json.dumps(chosen, indent=2).encode() + b"\n")
-        return Outcome(f"exported {', '.join(sorted(chosen))} to {out / 'keys'}")
+        return Outcome(f"exported {', '.join(chosen)} to {out / 'keys'}")
+
+    def change_passphrase(self, key: Path) -> Outcome:
+        """Same key, new passphrase: the old from STELLA_<NAME>_PASSPHRASE (or a prompt), the
+        new from STELLA_<NAME>_NEW_PASSPHRASE (or a prompt, twice)."""
+        path = key if key.suffix == ".pem" or key.exists() else self.keys_dir / f"{key}.pem"
+        if not path.is_file():
+            raise UsageError(f"no key file {path}", hint="see `trust repo keys`")
+        reencrypt(path, passphrase(passphrase_name(path)), new_passphrase(passphrase_name(path)))
+        return Outcome(
+            f"changed the passphrase of {path}; "
+            f"set {passphrase_variable(passphrase_name(path))} to the new one"
+        )
+
+    def delegate(self, name: str, paths: list[str], public_keys: list[Path], threshold: int) -> Outcome:
+        """Stage a delegation from targets: NAME signs only PATHS, with its own keys
+        (a releaser's, made on their machine); published with the next targets."""
+        repo = self._load()
+        if name in ROLES or not name or "/" in name or name.startswith("."):
+            raise UsageError(f"{name!r} cannot name a delegated role")
+        if not paths:
+            raise UsageError("--paths needs at least one pattern, e.g. 'releases/*'")
+        if not 1 <= threshold <= len(public_keys):
+            raise UsageError("--threshold must be between 1 and the number of --key files")
+        keys = [
+            {"keyid": key.keyid, **key.to_dict()}
+            for key in (self._new_key("targets", None, None, path)[0] for path in public_keys)
+        ]
+        changes = self._changes()
+        changes.setdefault("delegate", {})[name] = {"paths": paths, "keys": keys, "threshold": threshold}
+        self._save_changes(changes)
+        self._drop_staged_role("targets")
+        del repo
+        return Outcome(
+            f"staged delegation {name}: paths {', '.join(paths)}, threshold {threshold} of "
+            f"{len(keys)} key(s); run `trust repo publish` where the targets key is"
+        )

@@ -7,19 +7,15 @@ drive the same function on in-memory repositories.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from datetime import datetime
 
-from securesystemslib.signer import CryptoSigner, Signer
+from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
-from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.ceremony import CeremonySteps
-from stella_trust.repository.keys import passphrase, save_key
+from stella_trust.repository.ceremony import NEXT, CeremonySteps
+from stella_trust.repository.keys import passphrase
 from stella_trust.repository.metadata import Repository, generate_signer, signed_by
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.workspace import ROLES
@@ -76,76 +72,64 @@ def rotate_role(
 
 class RotationSteps(CeremonySteps):
     def rotate(self, role: str, now: datetime | None = None) -> Outcome:
-        """New key(s) for a role, root v+1 signed by old and new keys; all or nothing.
-
-        The new state is built in a copy of `repository/` and `keys/`; both directories
-        are switched together (and switched back if anything fails).
-        """
+        """New key(s) for ROLE in a staged root v+1, signed with the root keys at hand; it is
+        committed (re-signing what the new keys sign, checked as a client would) when every
+        threshold is met here, else it stays staged for the other key holders. A root
+        ceremony already in progress is never discarded."""
         if role not in ROLES:
             raise UsageError(f"role must be one of {', '.join(ROLES)}")
         now = now or utcnow()
         repo = self._load()
-        old_root = repo.root.signed
-        old_root_signers = self._signers("root", old_root.roles["root"].keyids)
-        key_type = self.config().get("key_type", "ed25519")
-        index = self.index()
-        names = [n for n in self.keys_at_hand(role) if index[n]["keyid"] in old_root.roles[role].keyids]
-        count = len(old_root.roles[role].keyids)
-        if len(names) < count:
-            raise RepoError(f"rotate {role}: {count} key(s) to replace, {len(names)} at hand")
+        staged = self.staged_root(repo)
+        if staged is not None:
+            raise UsageError(
+                f"a root ceremony is in progress (staged root v{staged.signed.version}): "
+                "rotating now would discard it",
+                hint="finish it (`trust repo commit`) or drop it (`trust repo clean`) first",
+            )
+        root = repo.root.signed
+        by_keyid = {kf.matching(dict(root.keys), root.roles[role].keyids): kf.name for kf in self.key_files()}
+        names: list[str] = []
+        for index, keyid in enumerate(root.roles[role].keyids):
+            name = by_keyid.get(keyid) or (role if index == 0 else f"{role}{index + 1}")
+            while name in names:
+                name += "x"
+            names.append(name)
+        for name in names:
+            if (self.keys_dir / f"{name}{NEXT}.pem").exists():
+                raise UsageError(
+                    f"keys/{name}{NEXT}.pem exists from an earlier rotation",
+                    hint="`trust repo clean` moves abandoned rotation keys to keys/retired/",
+                )
+        # each new key keeps the passphrase variable of the key it replaces (STELLA_<NAME>_PASSPHRASE)
         secrets = {name: passphrase(name, confirm=True) for name in names}
-        new_signers: dict[str, CryptoSigner] = {name: generate_signer(key_type) for name in names}
-        staging = self.path / f".rotate-{role}"
-        backup = self.path / f".rotate-{role}-before"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(backup, ignore_errors=True)
-        shutil.copytree(self.repo_dir, staging / "repository")
-        shutil.copytree(self.keys_dir, staging / "keys")
-        try:
-            trial = Repository.load(staging / "repository", repo.expiries)
-            resigned = {
-                "targets": ("snapshot", "timestamp"),
-                "snapshot": ("timestamp",),
-                "timestamp": ("snapshot",),
-            }.get(role, ())
-            trial.signers = {r: self._signers(r, old_root.roles[r].keyids) for r in resigned}
-            rotate_role(trial, role, list(new_signers.values()), old_root_signers, now)
-            trial.write()
-            retired = staging / "keys" / "retired"
-            retired.mkdir(exist_ok=True)
-            for name, signer in new_signers.items():
-                old_id = index[name]["keyid"]
-                if (staging / "keys" / f"{name}.pem").exists():
-                    os.replace(staging / "keys" / f"{name}.pem", retired / f"{name}-{old_id[:12]}.pem")
-                save_key(staging / "keys" / f"{name}.pem", signer, secrets[name])
-                index[name] = {
-                    "role": role,
-                    "keyid": signer.public_key.keyid,
-                    "scheme": signer.public_key.scheme,
-                }
-            atomic_write(staging / "keys" / "index.json", json.dumps(index, indent=2).encode() + b"\n")
-            # the switch: both directories move together; the old ones are kept until done
-            backup.mkdir()
-            os.rename(self.repo_dir, backup / "repository")
-            os.rename(self.keys_dir, backup / "keys")
-            os.rename(staging / "repository", self.repo_dir)
-            os.rename(staging / "keys", self.keys_dir)
-        except BaseException:
-            if backup.exists():  # roll back a half-done switch
-                for part in ("repository", "keys"):
-                    if (backup / part).exists():
-                        shutil.rmtree(self.path / part, ignore_errors=True)
-                        os.rename(backup / part, self.path / part)
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(backup, ignore_errors=True)
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(backup, ignore_errors=True)
-        (self.staged_dir / "root.json").unlink(missing_ok=True)
+        md = self._new_staged_root(repo, now)
+        for keyid in list(md.signed.roles[role].keyids):
+            md.signed.revoke_key(keyid, role)
+        new_signers = {name: generate_signer(self.key_type()) for name in names}
+        for name, signer in new_signers.items():
+            md.signed.add_key(signer.public_key, role)
+            self._register(f"{name}{NEXT}", role, signer, secrets[name])
+        for root_signer in self._signers("root", repo):
+            md.sign(root_signer, append=True)
+        if role == "root":
+            for signer in new_signers.values():
+                md.sign(signer, append=True)
+        self._save_staged_root(md)
+        old_have, old_need = self.signatures(repo, "root", md)
+        new_have, new_need = self.signatures(repo, "root", md, root=md.signed)
+        if old_have < old_need or new_have < new_need:
+            return Outcome(
+                f"staged root v{md.signed.version} with {len(names)} new {role} key(s) "
+                f"(keys/{', keys/'.join(n + NEXT + '.pem' for n in names)}); {self.root_status(repo, md)}. "
+                "Carry staged/root.json to each root key holder: `trust repo sign root --key FILE`, then "
+                "`trust repo commit` here",
+                done=False,
+                details={"staged_root": md.signed.version},
+            )
+        outcome = self.commit(now)
         return Outcome(
-            f"rotated {role}: {len(new_signers)} new key(s); root v{trial.root.signed.version} signed "
-            "by the old and the new root keys",
-            warnings=[
-                f"retired keys are in {self.keys_dir / 'retired'}: destroy them when clients have moved on"
-            ],
+            f"rotated {role}: {len(names)} new key(s); {outcome.message}",
+            warnings=outcome.warnings,
+            details=outcome.details,
         )

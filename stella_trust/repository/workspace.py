@@ -2,18 +2,21 @@
 
 Layout of `--path DIR`::
 
-    keys/<name>.pem        passphrase-encrypted PKCS#8 private keys (0600)
-    keys/index.json        public facts: which file is which keyid, for which role
+    keys/<name>.pem        public key in clear + passphrase-encrypted PKCS#8 private key
+                           (0600); found by the public key, whatever the file is called
+    keys/index.json        a cache of file name -> keyid (never the truth)
     keys/retired/          keys replaced by a rotation
-    repo.json              role lifetimes and key type
+    repo.json              optional: the key type for new keys (and legacy lifetimes)
     staged/                work in progress: root under ceremony, targets awaiting
                            signatures, target files and changes to publish
     repository/            the publishable HTTP layout (metadata/, targets/)
 
-The safe path is the easy one: nothing reaches `repository/` unless every threshold it
-needs is met (checked with python-tuf's own `verify_delegate`), root edits go through
-a staged root that the old and the new root thresholds must both sign, and each staged
-file can be carried between machines so keys never have to meet.
+The safe path is the easy one: nothing reaches `repository/` unless a python-tuf client
+starting from the published root accepts it (repository/clientcheck.py), root edits go
+through a staged root that the old and the new root thresholds must both sign, and each
+staged file can be carried between machines so keys never have to meet. Any directory
+holding `repository/` is a workspace: a drive with only `keys/timestamp.pem` and the
+served repository is enough for the timer host.
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import Signer
-from tuf.api.metadata import Root
+from securesystemslib.signer import CryptoSigner, Key, Signer
+from tuf.api.metadata import Metadata, Root, Targets
 
 from stella_trust._internal.fs import atomic_write
-from stella_trust._internal.timefmt import iso, parse_duration
+from stella_trust._internal.timefmt import expiry_phrase, human_duration, parse_duration
 from stella_trust.errors import UsageError
-from stella_trust.repository.keys import key_name, load_key, passphrase, save_key
+from stella_trust.repository.keyring import KeyFile, key_file, key_files, read_index
+from stella_trust.repository.keys import passphrase, save_key
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
+from stella_trust.repository.policy import RolePolicy, policy_for_lifetime, read_policy
+from stella_trust.repository.published import Published, pull, release
+from stella_trust.repository.source import Source
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
-DEFAULT_EXPIRES = {"root": "365d", "targets": "90d", "snapshot": "7d", "timestamp": "1d"}
+DEFAULT_EXPIRES = {"root": "365d", "targets": "180d", "snapshot": "14d", "timestamp": "1d"}
 LOW_LIFETIME = 0.25  # warn when a signed role has less than this share of its lifetime left
 
 
@@ -60,97 +67,198 @@ def parse_expires(text: str | None) -> dict[str, str]:
 
 class WorkspaceBase:
     """The workspace's files and keys; the operator steps build on it (publish, ceremony,
-    rotation, reports), each in its own module."""
+    rotation, reports), each in its own module.
 
-    def __init__(self, path: Path) -> None:
+    `source` (`--from URL|DIR`): the published repository this machine must start from;
+    every signing command pulls it (verified) before it signs, so machines never fork the
+    version counters.
+    """
+
+    def __init__(self, path: Path, source: str | None = None) -> None:
         self.path = Path(path)
         self.keys_dir = self.path / "keys"
         self.staged_dir = self.path / "staged"
         self.repo_dir = self.path / "repository"
         self.config_path = self.path / "repo.json"
+        self.source = source
 
-    # ---- configuration and keys ---------------------------------------------------------
+    # ---- configuration ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
+        """repo.json when present (key type, legacy lifetimes); a directory with only a
+        published `repository/` is a workspace too (the timer host, a releaser's drive)."""
         try:
             data = json.loads(self.config_path.read_text())
         except FileNotFoundError:
+            if (self.repo_dir / "metadata" / "root.json").is_file() or self.source:
+                return {}
             raise UsageError(
-                f"{self.path} is not a trust repository workspace (no repo.json)",
-                hint="run `trust repo init` there, or pass --path",
+                f"{self.path} is not a trust repository workspace (no repository/ here)",
+                hint="pass --path, or make one from the published repository: "
+                "`trust repo pull --from URL|DIR --root 1.root.json` (`trust repo init` only "
+                "creates a NEW repository)",
             ) from None
         except (OSError, ValueError) as exc:
             raise RepoError(
                 f"{self.config_path} is unreadable or not JSON ({exc})", hint=RESTORE_HINT
             ) from exc
-        expires = data.get("expires") if isinstance(data, dict) else None
-        if not isinstance(expires, dict) or not all(isinstance(expires.get(r), str) for r in ROLES):
+        expires = data.get("expires", {}) if isinstance(data, dict) else None
+        if not isinstance(expires, dict) or not all(isinstance(v, str) for v in expires.values()):
             raise RepoError(
-                f"{self.config_path} is corrupt: 'expires' must map {', '.join(ROLES)} to durations",
+                f"{self.config_path} is corrupt: 'expires' must map roles to durations",
                 hint=RESTORE_HINT,
             )
         config: dict[str, Any] = data
         return config
 
-    def expiries(self) -> Expiries:
-        lifetimes = self.config()["expires"]
-        try:
-            return Expiries(**{role: parse_duration(lifetimes[role]) for role in ROLES})
-        except ValueError as exc:
-            raise RepoError(f"{self.config_path}: {exc}", hint=RESTORE_HINT) from exc
+    def key_type(self) -> str:
+        return str(self.config().get("key_type", "ed25519"))
 
-    def index(self) -> dict[str, dict[str, str]]:
+    def policies(self, repo: Repository) -> dict[str, RolePolicy]:
+        """Each role's rhythm, as signed into its metadata (repository/policy.py)."""
+        legacy = self.config().get("expires", {})
+        roles: dict[str, Metadata[Any]] = {
+            "root": repo.root,
+            "targets": repo.targets,
+            "snapshot": repo.snapshot,
+            "timestamp": repo.timestamp,
+        }
+        policies = {role: read_policy(md, role, legacy.get(role)) for role, md in roles.items()}
+        for name, md in repo.delegated.items():
+            policies[name] = read_policy(md, "targets")
+        return policies
+
+    # ---- the published state --------------------------------------------------------------
+    def _load(self) -> Repository:
+        """The published state this command starts from (pulled first with `--from`)."""
+        self.config()
+        if self.source:
+            self._pull_source()
+        try:
+            repo = Repository.load(self.repo_dir)
+        except (OSError, ValueError) as exc:
+            raise RepoError(
+                f"cannot load {self.repo_dir}: {exc}",
+                hint="restore it from the served copy: `trust repo pull --from URL|DIR`",
+            ) from exc
+        policies = self.policies(repo)
+        repo.expiries = Expiries(**{role: policies[role].lifetime for role in ROLES})
+        return repo
+
+    def _pull_source(self) -> Outcome:
+        assert self.source is not None
+        outcome = pull(Source(self.source), self.repo_dir)
+        self.source = None  # once per command
+        return outcome
+
+    def published(self) -> Published:
+        return Published.of(self.repo_dir)
+
+    def release(self, repo: Repository, published: Published, download: list[str] | None = None) -> None:
+        """Write `repo` only if a client holding `published` accepts it (and it moves forward)."""
+        release(repo, published, download=download)
+
+    # ---- keys -------------------------------------------------------------------------------
+    def index(self) -> dict[str, str]:
+        return read_index(self.keys_dir)
+
+    def _save_index_entry(self, name: str, role: str, key: Key) -> None:
         path = self.keys_dir / "index.json"
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise RepoError(f"{path} is unreadable or not JSON ({exc})", hint=RESTORE_HINT) from exc
-        fields = ("role", "keyid", "scheme")
-        if not isinstance(data, dict) or not all(
-            isinstance(entry, dict) and all(isinstance(entry.get(f), str) for f in fields)
-            for entry in data.values()
-        ):
-            raise RepoError(f"{path} is corrupt: each key needs role, keyid and scheme", hint=RESTORE_HINT)
-        index: dict[str, dict[str, str]] = data
-        return index
+            if not isinstance(data, dict):
+                data = {}
+        except (OSError, ValueError):
+            data = {}
+        data[name] = {"role": role, "keyid": key.keyid, "scheme": key.scheme}
+        atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
 
-    def _save_index(self, index: dict[str, dict[str, str]]) -> None:
-        atomic_write(self.keys_dir / "index.json", json.dumps(index, indent=2).encode() + b"\n")
+    def _drop_index_entry(self, name: str) -> None:
+        path = self.keys_dir / "index.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.pop(name, None) is not None:
+            atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
 
     def _register(self, name: str, role: str, signer: Signer, secret: bytes) -> None:
-        from securesystemslib.signer import CryptoSigner
-
         assert isinstance(signer, CryptoSigner)
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.keys_dir, 0o700)
         save_key(self.keys_dir / f"{name}.pem", signer, secret)
-        index = self.index()
-        index[name] = {"role": role, "keyid": signer.public_key.keyid, "scheme": signer.public_key.scheme}
-        self._save_index(index)
+        self._save_index_entry(name, role, signer.public_key)
 
-    def keys_at_hand(self, role: str) -> list[str]:
-        """Names of this machine's key files for `role` (per the index)."""
-        return sorted(
-            name
-            for name, entry in self.index().items()
-            if entry["role"] == role and (self.keys_dir / f"{name}.pem").is_file()
-        )
+    def key_files(self) -> list[KeyFile]:
+        return key_files(self.keys_dir)
 
-    def signer(self, name: str) -> Signer:
-        entry = self.index().get(name)
-        path = self.keys_dir / f"{name}.pem"
-        return load_key(path, scheme=entry["scheme"] if entry else None)
+    @staticmethod
+    def role_keys(
+        repo: Repository | None, role: str, root: Root | None = None
+    ) -> tuple[dict[str, Key], list[str], int]:
+        """(keys, keyids, threshold) a role is verified with: the root's for top-level roles,
+        the delegating targets' for a delegated role."""
+        if role in ROLES:
+            assert root is not None or repo is not None
+            root = root or repo.root.signed  # type: ignore[union-attr]
+            return dict(root.keys), list(root.roles[role].keyids), root.roles[role].threshold
+        assert repo is not None
+        delegations = repo.targets.signed.delegations
+        if delegations is None or not delegations.roles or role not in delegations.roles:
+            raise UsageError(f"{role!r} is not a role of this repository", hint="see `trust repo status`")
+        delegated = delegations.roles[role]
+        return dict(delegations.keys), list(delegated.keyids), delegated.threshold
 
-    def signer_from_file(self, path: Path) -> Signer:
-        entry = self.index().get(key_name(path))
-        return load_key(path, scheme=entry["scheme"] if entry else None)
+    def signatures(
+        self, repo: Repository, role: str, md: Metadata[Any], root: Root | None = None
+    ) -> tuple[int, int]:
+        """(valid signatures by distinct listed keys, threshold), per python-tuf's check."""
+        delegator: Any = (root or repo.root.signed) if role in ROLES else repo.targets.signed
+        result = delegator.get_verification_result(role, md.signed_bytes, md.signatures)
+        return len(result.signed), int(result.threshold)
 
-    def _signers(self, role: str, keyids: list[str]) -> list[Signer]:
-        """Every key at hand for `role` that the root still lists."""
-        signers = []
-        for name in self.keys_at_hand(role):
-            if self.index()[name]["keyid"] in keyids:
-                signers.append(self.signer(name))
-        return signers
+    def keys_at_hand(self, role: str, repo: Repository | None = None, root: Root | None = None) -> list[str]:
+        """Names of this machine's key files whose public key `role` lists."""
+        if repo is None and root is None:
+            repo = self._load()
+        keys, keyids, _ = self.role_keys(repo, role, root)
+        return sorted(kf.name for kf in self.key_files() if kf.matching(keys, keyids))
+
+    def _signers(self, role: str, repo: Repository | None = None, root: Root | None = None) -> list[Signer]:
+        """A signer for every key file at hand that `role` lists (one per keyid)."""
+        keys, keyids, _ = self.role_keys(repo, role, root)
+        signers: dict[str, Signer] = {}
+        for kf in self.key_files():
+            keyid = kf.matching(keys, [k for k in keyids if k not in signers])
+            if keyid is not None:
+                signers[keyid] = kf.signer_for(keyid, keys[keyid])
+        return list(signers.values())
+
+    def signer_from_file(self, path: Path, keys: dict[str, Key], keyids: list[str], what: str) -> Signer:
+        """The signer of one key file, refused unless `what` lists its key: a signature by a
+        key the role does not list is useless, and exit 0 would say it counted."""
+        kf = key_file(path, self.index())
+        keyid = kf.matching(keys, keyids)
+        if keyid is None and kf.public_pem is None:
+            # an old key file without its public block: decrypt it to know which key it is
+            from securesystemslib.signer import SSlibKey
+
+            from stella_trust.repository.keys import load_private
+
+            private = load_private(path)
+            for candidate in keyids:
+                key = keys.get(candidate)
+                if (
+                    key is not None
+                    and SSlibKey.from_crypto(private.public_key(), scheme=key.scheme).keyval == key.keyval
+                ):
+                    assert isinstance(key, SSlibKey)
+                    return CryptoSigner(private, key)
+        if keyid is None:
+            raise RepoError(
+                f"refused: {path} is not one of the keys {what} lists",
+                hint="see `trust repo keys` for which file serves which role",
+            )
+        return kf.signer_for(keyid, keys[keyid])
 
     # ---- init ---------------------------------------------------------------------------
     def init(
@@ -166,11 +274,21 @@ class WorkspaceBase:
     ) -> Outcome:
         if (self.repo_dir / "metadata").exists() or self.config_path.exists():
             raise UsageError(f"{self.path} already holds a repository workspace")
+        if any(self.keys_dir.glob("*.pem")):
+            raise UsageError(
+                f"{self.keys_dir} already holds key files: init would bury them among new ones",
+                hint="to work on an existing repository, `trust repo pull --from URL|DIR --root "
+                "1.root.json` here; to create a new one, use an empty directory",
+            )
         if not 1 <= root_threshold <= root_keys:
             raise UsageError("--root-threshold must be between 1 and --root-keys")
         if not 1 <= targets_threshold <= targets_keys:
             raise UsageError("--targets-threshold must be between 1 and --targets-keys")
         lifetimes = expires or dict(DEFAULT_EXPIRES)
+        try:
+            policies = {role: policy_for_lifetime(role, parse_duration(lifetimes[role])) for role in ROLES}
+        except ValueError as exc:
+            raise UsageError(f"--expires: {exc}") from exc
         names = {
             "root": ["root" if i == 0 else f"root{i + 1}" for i in range(root_keys)],
             "targets": ["targets" if i == 0 else f"targets{i + 1}" for i in range(targets_keys)],
@@ -181,63 +299,61 @@ class WorkspaceBase:
         signers: dict[str, list[Signer]] = {
             role: [generate_signer(key_type) for _ in names[role]] for role in ROLES
         }
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.keys_dir, 0o700)
         (self.staged_dir / "targets").mkdir(parents=True, exist_ok=True)
-        atomic_write(
-            self.config_path,
-            json.dumps({"expires": lifetimes, "key_type": key_type}, indent=2).encode() + b"\n",
-        )
-        expiries = self.expiries()
+        atomic_write(self.config_path, json.dumps({"key_type": key_type}, indent=2).encode() + b"\n")
         for role in ROLES:
             for name, signer in zip(names[role], signers[role], strict=True):
                 self._register(name, role, signer, secrets[name])
+        from stella_trust.repository.policy import FIELD
+
         Repository.create(
             self.repo_dir,
             root_keys=root_keys,
             root_threshold=root_threshold,
             key_type=key_type,
-            expiries=expiries,
+            expiries=Expiries(**{role: policies[role].lifetime for role in ROLES}),
             now=now,
             signers=signers,
             thresholds={"targets": targets_threshold},
+            fields={role: {FIELD: policies[role].field()} for role in ROLES},
         )
         return Outcome(
             f"created {self.repo_dir} (root v1: {root_keys} keys, threshold {root_threshold}; "
             f"targets threshold {targets_threshold}); keys in {self.keys_dir}"
         )
 
-    def _load(self) -> Repository:
-        self.config()
-        try:
-            return Repository.load(self.repo_dir, self.expiries())
-        except (OSError, ValueError) as exc:
-            raise RepoError(f"cannot load {self.repo_dir}: {exc}") from exc
-
-    def _require(self, role: str, root: Root) -> list[Signer]:
-        signers = self._signers(role, root.roles[role].keyids)
-        threshold = root.roles[role].threshold
+    def _require(self, role: str, repo: Repository | None = None, root: Root | None = None) -> list[Signer]:
+        signers = self._signers(role, repo, root)
+        _, _, threshold = self.role_keys(repo, role, root)
         if len(signers) < threshold:
+            version = (root or repo.root.signed).version if (root or repo) else "?"  # type: ignore[union-attr]
             raise RepoError(
-                f"{role} needs {threshold} key(s) listed by root v{root.version}; "
+                f"{role} needs {threshold} key(s) listed by root v{version}; "
                 f"{len(signers)} at hand in {self.keys_dir}",
-                hint=f"run this where the {role} key lives (see `trust repo export-keys`)",
+                hint=f"run this where the {role} key lives (any file name; see `trust repo keys`)",
             )
         return signers
 
     def lifetime_warnings(self, repo: Repository, now: datetime) -> list[str]:
         warnings = []
-        for role, md in (
+        policies = self.policies(repo)
+        roles: list[tuple[str, Metadata[Any]]] = [
             ("root", repo.root),
             ("targets", repo.targets),
             ("snapshot", repo.snapshot),
             ("timestamp", repo.timestamp),
-        ):
-            lifetime = repo.expiries.of(role)
+        ]
+        roles += list(repo.delegated.items())
+        for role, md in roles:
+            lifetime = policies[role].lifetime
             left = md.signed.expires - now
             if left < lifetime * LOW_LIFETIME:
                 warnings.append(
-                    f"{role} v{md.signed.version} has {left} of its {lifetime} lifetime left "
-                    f"(expires {iso(md.signed.expires)}): re-sign it soon"
+                    f"{role} v{md.signed.version} {expiry_phrase(md.signed.expires, now)} (of a "
+                    f"{human_duration(lifetime)} lifetime): re-sign it soon"
                 )
         return warnings
+
+
+def staged_targets_of(path: Path) -> Metadata[Targets]:
+    return Metadata[Targets].from_file(str(path))

@@ -126,7 +126,8 @@ def test_full_ceremony_across_two_machines(tmp_path: Path, workspace: Path) -> N
         assert "new root v2 threshold 2/2 met" in signed_b.out
         shutil.copy(machine_b / "staged" / "root.json", workspace / "staged" / "root.json")
         status = ok(repo(workspace, "status", "--json")).json()
-        assert "threshold 2/2 met" in status["staged"]["root"]
+        assert status["staged"]["root"]["old_threshold"] == {"have": 2, "need": 2}
+        assert status["staged"]["root"]["new_threshold"] == {"have": 2, "need": 2}
         ok(repo(workspace, "commit"))
         assert (workspace / "repository" / "metadata" / "2.root.json").is_file()
 
@@ -147,7 +148,7 @@ def test_root_rotation_to_new_keys_walked_by_client(tmp_path: Path, workspace: P
         client.home.mkdir()
         ok(client.run("init", "--tuf-url", client.url, "--root", str(client.root), "--pin", "rekor-key-v1"))
         rotated = ok(repo(workspace, "rotate", "root"))
-        assert "root v2 signed by the old and the new root keys" in rotated.out
+        assert "rotated root: 3 new key(s); committed root v2" in rotated.out
         index = json.loads((workspace / "keys" / "index.json").read_text())
         new_keys = {index[n]["keyid"] for n in ("root", "root2", "root3")}
         assert not new_keys & old_root_keys
@@ -177,8 +178,10 @@ def test_timestamp_resign_with_only_the_timestamp_key(tmp_path: Path, workspace:
     assert "timestamp v3" in result.out
     timestamp = json.loads((online / "repository" / "metadata" / "timestamp.json").read_text())
     assert timestamp["signed"]["version"] == 3
+    (tmp_path / "n.txt").write_text("n")
+    ok(repo(online, "add-target", str(tmp_path / "n.txt"), env=env))
     refused = repo(online, "publish", env=env)  # no targets or snapshot key here
-    assert refused.code == 1 and "0 of 1 signatures; staged, not published" in refused.out
+    assert refused.code == 1 and "targets v3: 0 of 1 signatures; staged, not published" in refused.out
     assert (
         json.loads((online / "repository" / "metadata" / "timestamp.json").read_text())["signed"]["version"]
         == 3
@@ -216,13 +219,15 @@ def test_wrong_and_empty_passphrases_refused_without_leaking(tmp_path: Path, wor
     assert missing.code == 2 and "STELLA_ROOT_PASSPHRASE" in missing.err
 
 
-def test_check_exit_codes(workspace: Path) -> None:
-    quiet = ok(repo(workspace, "check", "--within", "1h"))
-    assert "no role expires within" in quiet.out
-    soon = repo(workspace, "check", "--within", "30d")
-    assert soon.code == 1 and "timestamp v2" in soon.out and "snapshot v2" in soon.out
-    assert "root" not in soon.out.split(":", 1)[1]
-    assert repo(workspace, "check", "--within", "400d").out.count("expires") == 4
+def test_check_judges_each_role_by_its_rhythm(workspace: Path) -> None:
+    healthy = ok(repo(workspace, "check", "--within", "60d"))
+    assert healthy.out.startswith("all roles within their rhythm")
+    report = ok(repo(workspace, "check", "--within", "60d", "--json")).json()
+    assert [r["state"] for r in report["roles"]] == ["ok"] * 4
+    assert {"role", "version", "expires", "state", "summary"} <= set(report["roles"][0])
+    near = repo(workspace, "check", "--within", "400d")
+    assert near.code == 1 and "EXPIRING root v1 expires in 364 days" in near.out
+    assert "a root ceremony" in near.out and "ok       timestamp v2" in near.out
 
 
 def test_roots_prints_the_pin(workspace: Path) -> None:
@@ -236,7 +241,7 @@ def test_export_keys_never_exports_root(tmp_path: Path, workspace: Path) -> None
     result = repo(workspace, "export-keys", str(tmp_path / "out"), "--roles", "targets,root")
     assert result.code == 2 and "root keys are never exported" in result.err
     ok(repo(workspace, "export-keys", str(tmp_path / "out"), "--roles", "targets"))
-    assert sorted(p.name for p in (tmp_path / "out" / "keys").iterdir()) == ["index.json", "targets.pem"]
+    assert sorted(p.name for p in (tmp_path / "out" / "keys").iterdir()) == ["targets.pem"]
 
 
 def test_low_lifetime_warning_at_publish(tmp_path: Path) -> None:
@@ -244,11 +249,24 @@ def test_low_lifetime_warning_at_publish(tmp_path: Path) -> None:
     ok(repo(path, "init", "--expires", "root=2d,timestamp=1d"))
     (tmp_path / "b.txt").write_text("b")
     ok(repo(path, "add-target", str(tmp_path / "b.txt")))
-    config = json.loads((path / "repo.json").read_text())
-    config["expires"]["root"] = "30d"  # root was signed for 2 days: now < 25 % of 30 days
-    (path / "repo.json").write_text(json.dumps(config))
-    result = ok(repo(path, "publish"))
-    assert "WARNING: root v1 has" in result.err and "re-sign it soon" in result.err
+    later = operator_env(LD_PRELOAD=faketime_lib(), FAKETIME="+40h", DONT_FAKE_MONOTONIC="1")
+    result = ok(repo(path, "publish", env=later))  # root signed for 2 days, 8 hours left
+    assert "WARNING: root v1 expires in 7 hours" in result.err and "(of a 2 days lifetime)" in result.err
+
+
+def faketime_lib() -> str:
+    for candidate in (
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ):
+        if os.path.exists(candidate):
+            return candidate
+    found = subprocess.run(
+        ["sh", "-c", "ls /usr/lib/*/faketime/libfaketime.so.1"], capture_output=True, text=True
+    )
+    path = found.stdout.strip().splitlines()
+    assert path, "faketime must be installed (apt-get install faketime)"
+    return path[0]
 
 
 def _free_port() -> int:
@@ -338,7 +356,8 @@ def test_remove_target_and_key_edits(tmp_path: Path, workspace: Path) -> None:
     assert too_few.code == 2 and "below its threshold" in too_few.err
     for key in ("root", "root2"):
         ok(repo(workspace, "sign", "root", "--key", str(workspace / "keys" / f"{key}.pem")))
-    ok(repo(workspace, "commit"))
+    committed = ok(repo(workspace, "commit", env=env))  # targets re-signed by both keys with it
+    assert "re-signed targets v4" in committed.out
     root = json.loads((workspace / "repository" / "metadata" / "2.root.json").read_text())["signed"]
     assert root["roles"]["targets"]["threshold"] == 2 and len(root["roles"]["targets"]["keyids"]) == 2
     (tmp_path / "c.txt").write_text("c")
@@ -348,22 +367,32 @@ def test_remove_target_and_key_edits(tmp_path: Path, workspace: Path) -> None:
     assert "c.txt" in targets["signed"]["targets"] and len(targets["signatures"]) == 2
 
 
-def test_failed_rotation_changes_nothing(workspace: Path) -> None:
-    before_keys = sorted(p.read_bytes() for p in (workspace / "keys").glob("*.pem"))
+def test_rotation_below_the_root_threshold_stages_for_the_other_holders(workspace: Path) -> None:
     before_meta = sorted(p.name for p in (workspace / "repository" / "metadata").iterdir())
-    for key in ("root2", "root3"):  # only one root key at hand: below threshold 2
-        (workspace / "keys" / f"{key}.pem").unlink()
-    refused = repo(workspace, "rotate", "timestamp")
-    assert refused.code == 1 and "rotate timestamp refused: old root threshold 1/2" in refused.err
+    drive2 = workspace.parent / "root-drive-2"
+    drive2.mkdir()
+    shutil.move(str(workspace / "keys" / "root2.pem"), drive2 / "root2.pem")
+    (workspace / "keys" / "root3.pem").unlink()
+    staged = repo(workspace, "rotate", "timestamp")
+    assert staged.code == 1 and "staged root v2 with 1 new timestamp key(s)" in staged.out
+    assert "old root v1 threshold 1/2 NOT met" in staged.out
     assert sorted(p.name for p in (workspace / "repository" / "metadata").iterdir()) == before_meta
-    after_keys = sorted(p.read_bytes() for p in (workspace / "keys").glob("*.pem"))
-    assert set(after_keys) <= set(before_keys) and len(after_keys) == len(before_keys) - 2
-    assert not list(workspace.glob(".rotate-*"))
+    assert (workspace / "keys" / "timestamp.next.pem").is_file()
+    again = repo(workspace, "rotate", "targets")  # never discards the ceremony in progress
+    assert again.code == 2 and "a root ceremony is in progress (staged root v2)" in again.err
+    ok(repo(workspace, "sign", "root", "--key", str(drive2 / "root2.pem")))
+    committed = ok(repo(workspace, "commit"))
+    assert "committed root v2" in committed.out and "timestamp v3" in committed.out
+    assert (workspace / "keys" / "timestamp.pem").is_file() and not (
+        workspace / "keys" / "timestamp.next.pem"
+    ).exists()
+    assert len(list((workspace / "keys" / "retired").glob("timestamp-*.pem"))) == 1
 
 
 def test_rotation_without_the_snapshot_key_is_refused(workspace: Path) -> None:
     (workspace / "keys" / "snapshot.pem").unlink()
-    refused = repo(workspace, "rotate", "timestamp")
-    assert refused.code == 1 and "snapshot needs 1 signature(s)" in refused.err
+    refused = repo(workspace, "rotate", "targets")  # new targets -> new snapshot, key not here
+    assert refused.code == 1 and "commit refused: root v2 needs a new snapshot" in refused.err
     assert not (workspace / "repository" / "metadata" / "2.root.json").exists()
-    assert (workspace / "keys" / "timestamp.pem").is_file() and not (workspace / "keys" / "retired").exists()
+    assert (workspace / "staged" / "root.json").is_file()  # the ceremony is kept, not discarded
+    assert not (workspace / "keys" / "retired").exists()
