@@ -81,14 +81,29 @@ if TYPE_CHECKING:
 
 _PUBLIC_TYPES = {
     "stella_trust.view": (
-        "CertFact", "Endpoints", "Freshness", "FreshnessState", "FulcioEndpoint", "KeyFact",
-        "RekorEndpoint", "RoleInfo", "TargetEntry", "TrustView",
+        "CertFact",
+        "Endpoints",
+        "Freshness",
+        "FreshnessState",
+        "FulcioEndpoint",
+        "KeyFact",
+        "RekorEndpoint",
+        "RoleInfo",
+        "TargetEntry",
+        "TrustView",
     ),
     "stella_trust.sigstore_types": (
-        "CertificateAuthority", "ServiceUrl", "SigstoreTrust", "TimestampAuthority", "TransparencyLog",
+        "CertificateAuthority",
+        "ServiceUrl",
+        "SigstoreTrust",
+        "TimestampAuthority",
+        "TransparencyLog",
     ),
     "stella_trust.errors": (
-        "CacheVerificationError", "NotInitialisedError", "StaleTrustError", "StellaError",
+        "CacheVerificationError",
+        "NotInitialisedError",
+        "StaleTrustError",
+        "StellaError",
         "TrustUnusableError",
     ),
 }

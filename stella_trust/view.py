@@ -226,4 +226,3 @@ class TrustView:
             "endpoints": self.endpoints.to_json(),
             "sigstore": self.sigstore.to_json(self.at),
         }
-

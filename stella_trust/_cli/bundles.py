@@ -97,12 +97,23 @@ def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, as_json: 
     data = trust_file(view, fmt)
     atomic_write(out.resolve(), data)
     if as_json:
-        typer.echo(json.dumps({"format": fmt, "path": str(out), "bytes": len(data),
-                               "sources": list(view.sources), "freshness": view.freshness.to_json()},
-                              indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "format": fmt,
+                    "path": str(out),
+                    "bytes": len(data),
+                    "sources": list(view.sources),
+                    "freshness": view.freshness.to_json(),
+                },
+                indent=2,
+            )
+        )
     else:
-        typer.echo(f"export: {out}: {fmt}, {len(data)} bytes (from {', '.join(view.sources)} trust; "
-                   f"freshness {view.freshness.state})")
+        typer.echo(
+            f"export: {out}: {fmt}, {len(data)} bytes (from {', '.join(view.sources)} trust; "
+            f"freshness {view.freshness.state})"
+        )
 
 
 def _cache_bytes(store: Any) -> int:
@@ -180,6 +191,7 @@ def import_command(
     """
     from stella_trust._internal.bundle.importer import import_bundle
     from stella_trust._internal.store import Store
+
     with reported(as_json):
         window = duration_option(reject_if_stale, "--reject-if-stale")
         settings = load(ctx, **({"offline_mode": True} if offline else {}))

@@ -43,7 +43,10 @@ def _workspace(path: Path, source: str | None = None) -> Any:
 
 
 def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, step: Any) -> None:
-    """Run a signing step on the published state (`--from`), then push it (`--to`)."""
+    """Run a signing step on the published state (`--from`), then push it (`--to`). Pushing
+    to a directory means starting from it: `--to DIR` alone pulls DIR first."""
+    if to is not None and source is None:
+        source = str(to)
 
     def action() -> None:
         workspace = _workspace(path, source)
@@ -275,6 +278,10 @@ def pull(
         Path | None, typer.Option("--root", help="Trusted root for a new workspace (e.g. 1.root.json).")
     ] = None,
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Skip target files.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take the published state over an unserved local one (kept aside)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Make (or update) this workspace from a published repository, verified as a client would.
@@ -295,7 +302,9 @@ def pull(
         except OSError as exc:
             raise UsageError(f"cannot read {root}: {exc.strerror}") from exc
         _emit(
-            pull_repository(Source(source), path / "repository", root=anchor, metadata_only=metadata_only),
+            pull_repository(
+                Source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
+            ),
             as_json,
         )
 

@@ -79,8 +79,7 @@ def _not_served(expected: str, seen: list[str]) -> errors.TrustAnchorError:
     """The pinned root is not among the ones the repository serves: name what it serves."""
     served = "; ".join(seen[:3]) + (f"; … ({len(seen)} roots)" if len(seen) > 3 else "")
     return errors.TrustAnchorError(
-        f"the repository serves no root with the pinned SHA-256 (expected {expected}); "
-        f"it serves {served}",
+        f"the repository serves no root with the pinned SHA-256 (expected {expected}); it serves {served}",
         hint="the repository serves a different root than the one you pinned: do not trust it",
     )
 

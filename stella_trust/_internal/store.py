@@ -182,6 +182,7 @@ class Store:
     @contextlib.contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
         """One writer at a time; waits up to `timeout` seconds, then fails naming the holder."""
+
         def busy(holder: str) -> Exception:
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 

@@ -266,7 +266,8 @@ def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation
     try:
         newest, chain = verify_root_chain(anchor, history, store.committed_roots_dir)
         held = verify_root_chain(
-            anchor, base.metadata_dir / "root_history" if base else history.parent / "absent",
+            anchor,
+            base.metadata_dir / "root_history" if base else history.parent / "absent",
             store.committed_roots_dir,
         )[0].signed.version
     except errors.StellaError:
@@ -280,9 +281,7 @@ def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation
         except errors.StellaError:
             pass
     first = newest.signed.version - len(chain) + 1
-    store.commit_roots(
-        {first + i: data for i, data in enumerate(chain) if first + i > held}
-    )
+    store.commit_roots({first + i: data for i, data in enumerate(chain) if first + i > held})
     log.warning(
         "root v%d committed although the sync failed: it revokes keys that signed the cached trust",
         newest.signed.version,

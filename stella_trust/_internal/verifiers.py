@@ -91,7 +91,10 @@ def verify_bundle(
     log inclusion, SCT, timestamp or chain) when the bundle does not verify.
     """
     policy = make_policy(
-        identity=identity, identity_regexp=identity_regexp, issuer=issuer, issuer_regexp=issuer_regexp,
+        identity=identity,
+        identity_regexp=identity_regexp,
+        issuer=issuer,
+        issuer_regexp=issuer_regexp,
         key_pem=key_pem,
     )
     return verify_with_root(require_usable(view).trusted_root_json, bundle, artifact, policy)

@@ -22,8 +22,11 @@ from stella_trust.errors import EXIT_FAILED, EXIT_USAGE, StellaError, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trust-sigstore-client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="trust-sigstore-client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify-bundle", help="verify a Sigstore bundle offline")
     verify.add_argument("--staging", action="store_true", help="accepted for the protocol; ignored")

@@ -88,11 +88,33 @@ def release(repo: Repository, published: Published, *, download: list[str] | Non
 
 # ---- pull ------------------------------------------------------------------------------------
 def pull(
-    source: Source, repo_dir: Path, *, root: bytes | None = None, metadata_only: bool = False
+    source: Source,
+    repo_dir: Path,
+    *,
+    root: bytes | None = None,
+    metadata_only: bool = False,
+    force: bool = False,
 ) -> Outcome:
     """Make `repo_dir` the published state of `source`, verified as a client would from the
     workspace's own newest root (or `root` for a new workspace). Nothing is replaced unless
-    everything verified."""
+    everything verified. A workspace that published locally what was never served (a fork)
+    is refused; `force` keeps that fork aside in `repository.forked-<time>/` and takes the
+    published state (still verified from the workspace's root)."""
+    if force and (repo_dir / "metadata" / "root.json").is_file():
+        try:
+            return pull(source, repo_dir, root=root, metadata_only=metadata_only)
+        except RepoError as exc:
+            if "is behind this workspace" not in exc.message:
+                raise
+        from stella_trust._internal.timefmt import utcnow
+
+        aside = repo_dir.with_name(f"repository.forked-{utcnow():%Y%m%dT%H%M%S}")
+        shutil.copytree(repo_dir, aside)
+        for name in ("timestamp.json", "snapshot.json", "targets.json"):
+            (repo_dir / "metadata" / name).unlink(missing_ok=True)
+        outcome = pull(source, repo_dir, root=root, metadata_only=metadata_only)
+        outcome.warnings.append(f"this workspace's own unserved state was kept in {aside}")
+        return outcome
     have_local = (repo_dir / "metadata" / "root.json").is_file()
     if have_local:
         trusted = root_of(repo_dir)
@@ -119,11 +141,13 @@ def pull(
                 config=UpdaterConfig(targets_max_length=64_000_000, snapshot_max_length=64_000_000),
                 bootstrap=trusted,
             )
+            _verify_without_expiry(updater)
             updater.refresh()
         except exceptions.BadVersionNumberError as exc:
             raise RepoError(
                 f"refused: {source.spec} is behind this workspace ({exc})",
-                hint="publish this workspace first (`trust repo push --to DIR`) or pull into a new directory",
+                hint="push this workspace's state if it is the one to serve (`trust repo push --to DIR`), "
+                "or take the published one: `trust repo pull --from SRC --force` (yours is kept aside)",
             ) from exc
         except (exceptions.RepositoryError, exceptions.DownloadError, ValueError) as exc:
             raise RepoError(
@@ -146,6 +170,25 @@ def pull(
         f"(verified as a client would) into {repo_dir}",
         details={"root": root_version, "timestamp": timestamp.version},
     )
+
+
+def _verify_without_expiry(updater: Updater) -> None:
+    """A pull verifies signatures, thresholds, versions, lengths and hashes exactly as a
+    client does (TUF spec 5.3-5.6), but not expiry: pulling is how the timer host renews an
+    expired timestamp or snapshot, so refusing expired ones would lock it out. python-tuf
+    has no public switch for this, so the Updater's reference time is moved to the start
+    of time (its private `_trusted_set.reference_time`, tuf 7.x; checked, never guessed).
+    A rollback is still refused against the workspace's own metadata, and whatever is
+    signed next is checked again, with expiry, by `verify_as_client` and by `push`."""
+    from datetime import UTC, datetime
+
+    trusted_set = getattr(updater, "_trusted_set", None)
+    if trusted_set is None or not isinstance(getattr(trusted_set, "reference_time", None), datetime):
+        raise RepoError(
+            "this python-tuf version has no Updater reference time to set: pull cannot renew expired metadata",
+            hint="install the python-tuf version pinned in pyproject.toml",
+        )
+    trusted_set.reference_time = datetime.min.replace(tzinfo=UTC)
 
 
 def _verified_files(
@@ -277,10 +320,6 @@ def push(repo_dir: Path, destination: Path) -> Outcome:
     served = (destination / "metadata" / "root.json").is_file()
     if served:
         published = Published.of(destination)
-        if published.known.get("timestamp.json") == (repo_dir / "metadata" / "timestamp.json").read_bytes():
-            return Outcome(
-                f"{destination} already serves this state (timestamp v{ours.timestamp.signed.version})"
-            )
     else:
         published = Published(root=ours.root_history[0], known={})
     guard_versions(ours, published)
@@ -290,7 +329,7 @@ def push(repo_dir: Path, destination: Path) -> Outcome:
         key=lambda p: _push_order(p.relative_to(repo_dir).as_posix()),
     )
     copied = 0
-    for path in files:
+    for path in files:  # (an unchanged timestamp is fine: a root-only commit leaves it alone)
         relative = path.relative_to(repo_dir).as_posix()
         target = destination / relative
         if (

@@ -258,9 +258,7 @@ def test_failed_cycle_reports_the_last_successful_sync(synced: Client, server: F
     assert "1 consecutive failures" in done
 
 
-def test_stop_signal_is_still_answered_after_notify_drops(
-    synced: Client, agents: list[AgentProcess]
-) -> None:
+def test_stop_signal_is_still_answered_after_notify_drops(synced: Client, agents: list[AgentProcess]) -> None:
     """SIGTERM mid-sleep with a full notify queue: STOPPING=1 is dropped, the exit is not."""
     synced.set_config(refresh_interval_minutes=60)
     with unread_notify_socket() as (address, _):

@@ -404,9 +404,26 @@ def _hostile_cases(tmp: Path, honest: Path) -> dict[str, tuple[Path, str]]:
 
 
 HOSTILE = [
-    "absolute", "dotdot", "outside-prefix", "symlink", "hardlink", "device", "fifo", "duplicate",
-    "not-in-manifest", "manifest-not-first", "not-a-bundle", "oversized-member", "too-many-files",
-    "tar-bomb", "huge-window", "truncated", "corrupt", "corrupt-middle", "trailing-data", "not-zstd",
+    "absolute",
+    "dotdot",
+    "outside-prefix",
+    "symlink",
+    "hardlink",
+    "device",
+    "fifo",
+    "duplicate",
+    "not-in-manifest",
+    "manifest-not-first",
+    "not-a-bundle",
+    "oversized-member",
+    "too-many-files",
+    "tar-bomb",
+    "huge-window",
+    "truncated",
+    "corrupt",
+    "corrupt-middle",
+    "trailing-data",
+    "not-zstd",
 ]
 
 

@@ -45,9 +45,7 @@ def test_kill_9_at_random_points_of_sync(synced: Client, demo: DemoRepository, s
     assert _versions(synced)["targets"] == demo.repo.targets.signed.version
 
 
-def test_kill_9_at_random_points_of_import(
-    tmp_path: Path, synced: Client, demo: DemoRepository
-) -> None:
+def test_kill_9_at_random_points_of_import(tmp_path: Path, synced: Client, demo: DemoRepository) -> None:
     rng = random.Random(SEED + 1)
     demo.repo.add_target("padding.bin", os.urandom(8 << 20))
     demo.repo.publish()
@@ -70,9 +68,7 @@ def test_kill_9_at_random_points_of_import(
     assert _versions(host) == _versions(synced)
 
 
-def test_syncs_and_readers_while_the_repository_publishes(
-    synced: Client, demo: DemoRepository
-) -> None:
+def test_syncs_and_readers_while_the_repository_publishes(synced: Client, demo: DemoRepository) -> None:
     """Two sync loops and a reader loop race a publisher: readers always see whole trust."""
     stop = threading.Event()
     failures: list[str] = []

@@ -69,8 +69,13 @@ def test_verify_refuses_endless_inputs(synced: Client) -> None:
     args = ["verify", "--certificate-identity", "a@b.c", "--certificate-oidc-issuer", "https://i"]
     one_line(synced.run(*args, "--bundle", "/dev/zero", "sha256:" + "ab" * 32), 2, "not a regular file")
     one_line(synced.run(*args, "--bundle", str(synced.config), "/dev/zero"), 2, "not a regular file")
-    one_line(synced.run(*args[:3], "--certificate-oidc-issuer", "", "--bundle", str(synced.config),
-                        "sha256:" + "ab" * 32), 2, "must not be empty")
+    one_line(
+        synced.run(
+            *args[:3], "--certificate-oidc-issuer", "", "--bundle", str(synced.config), "sha256:" + "ab" * 32
+        ),
+        2,
+        "must not be empty",
+    )
 
 
 def test_anchor_replaced_on_disk_is_refused(synced: Client, tmp_path: Path) -> None:

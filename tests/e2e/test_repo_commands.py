@@ -8,49 +8,21 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, Result, clean_env, ok
-
-PASSPHRASES = {
-    "ROOT": "correct horse root one",
-    "ROOT2": "correct horse root two",
-    "ROOT3": "correct horse root three",
-    "TARGETS": "targets ci secret",
-    "TARGETS2": "targets release secret",
-    "SNAPSHOT": "snapshot secret",
-    "TIMESTAMP": "timestamp secret",
-}
-
-
-def operator_env(**extra: str) -> dict[str, str]:
-    env = clean_env(**{f"STELLA_{k}_PASSPHRASE": v for k, v in PASSPHRASES.items()})
-    env.update(extra)
-    return env
-
-
-def repo(path: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    done = subprocess.run(
-        [sys.executable, "-m", "stella_trust", "repo", *args, "--path", str(path)],
-        capture_output=True,
-        text=True,
-        env=env or operator_env(),
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def no_secret_leaked(result: Result) -> None:
-    for secret in PASSPHRASES.values():
-        assert secret not in result.out and secret not in result.err
+from tests.conftest import Client, clean_env, ok
+from tests.e2e.operators import (
+    PASSPHRASES,
+    faketime_lib,
+    no_secret_leaked,
+    operator_env,
+    publish_demo_content,
+    repo,
+)
 
 
 @pytest.fixture
@@ -61,22 +33,6 @@ def workspace(tmp_path: Path) -> Path:
     ok(repo(path, "add-target", str(tmp_path / "key.pub"), "--name", "rekor-key-v1.pub"))
     ok(repo(path, "publish"))
     return path
-
-
-def publish_demo_content(path: Path, tmp_path: Path) -> None:
-    """A service map and the Rekor key it names, so a client sync completes."""
-    from stella_trust.demo.repository import FULCIO_CHAIN, fulcio_chain, rekor_keys, service_map
-
-    pem, _ = rekor_keys()
-    files = {
-        "rekor-key-v1.pub": pem,
-        "sigstore-services-v1.json": service_map(pem),
-        FULCIO_CHAIN: fulcio_chain(datetime.now(UTC)),
-    }
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-        ok(repo(path, "add-target", str(tmp_path / name), "--name", name))
-    ok(repo(path, "publish"))
 
 
 def test_init_layout_and_key_files(workspace: Path) -> None:
@@ -252,21 +208,6 @@ def test_low_lifetime_warning_at_publish(tmp_path: Path) -> None:
     later = operator_env(LD_PRELOAD=faketime_lib(), FAKETIME="+40h", DONT_FAKE_MONOTONIC="1")
     result = ok(repo(path, "publish", env=later))  # root signed for 2 days, 8 hours left
     assert "WARNING: root v1 expires in 7 hours" in result.err and "(of a 2 days lifetime)" in result.err
-
-
-def faketime_lib() -> str:
-    for candidate in (
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ):
-        if os.path.exists(candidate):
-            return candidate
-    found = subprocess.run(
-        ["sh", "-c", "ls /usr/lib/*/faketime/libfaketime.so.1"], capture_output=True, text=True
-    )
-    path = found.stdout.strip().splitlines()
-    assert path, "faketime must be installed (apt-get install faketime)"
-    return path[0]
 
 
 def _free_port() -> int:

@@ -138,8 +138,11 @@ def _verify_every_case(host: Client) -> None:
     runs = [(case, as_digest) for case in CASES for as_digest in (False, True)]
     for start in range(0, len(runs), 2):
         batch = [
-            (case, as_digest, host.popen(*_verify_args(case, as_digest), stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE))
+            (
+                case,
+                as_digest,
+                host.popen(*_verify_args(case, as_digest), stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+            )
             for case, as_digest in runs[start : start + 2]
         ]
         for case, as_digest, process in batch:
@@ -163,8 +166,9 @@ def test_staging_trust_exported_and_every_real_bundle_verified(tmp_path: Path, s
     assert exported.read_bytes() == (STAGING / "trusted_root.json").read_bytes()
     assert TrustedRoot.from_file(str(exported)).get_fulcio_certs()
     config = tmp_path / "trust_config.json"
-    summary = ok(staging_host.run("export", "--format", "client-trust-config", "--out", str(config),
-                                  "--json")).json()
+    summary = ok(
+        staging_host.run("export", "--format", "client-trust-config", "--out", str(config), "--json")
+    ).json()
     assert summary["format"] == "client-trust-config" and summary["bytes"] == config.stat().st_size
     assert ClientTrustConfig.from_json(config.read_text()).signing_config is not None
     _verify_every_case(staging_host)
@@ -191,7 +195,11 @@ def test_verify_never_opens_a_socket(staging_host: Client) -> None:
         pytest.skip("needs unshare -n (root or user namespaces)")
     done = subprocess.run(
         ["unshare", "-n", *staging_host.argv(*_verify_args(CASES[0], False))],
-        capture_output=True, text=True, env=staging_host.env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=staging_host.env,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 

@@ -180,5 +180,3 @@ def _export_summary(
             f"the exported trust is {freshness.state}: signed metadata expired at {iso(freshness.expires)}"
         )
     return summary
-
-

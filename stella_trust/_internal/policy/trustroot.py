@@ -58,8 +58,9 @@ def from_service_map(
     if isinstance(ctlog.get("public_key_target"), str) and isinstance(ctlog.get("url"), str):
         fact = keys.get(resolve(ctlog["public_key_target"]))
         if fact is None:
-            raise ServiceMapError(f"Service map: ctlog.public_key_target {ctlog['public_key_target']!r} "
-                                  "is not a PEM public key")
+            raise ServiceMapError(
+                f"Service map: ctlog.public_key_target {ctlog['public_key_target']!r} is not a PEM public key"
+            )
         ctlog_keys.append((ctlog["url"], fact.pem))
     data = synthesize_trusted_root(
         rekor.url, keys[rekor.public_key_target].pem, endpoints.fulcio.url, [chain], ctlog_keys, check=False
@@ -86,8 +87,12 @@ def endpoints_from_sigstore(source: SigstoreSource, now: datetime) -> Endpoints:
     ca_services = [s for s in trust.services if s.kind == "ca" and s.active(now)]
     fulcio_url = ca_services[0].url if ca_services else active_cas[0].uri if active_cas else ""
     services: dict[str, dict[str, object]] = {
-        "rekor": {"url": log.base_url, "log_id": log.log_id, "public_key_target": target,
-                  "api_version": log.rekor_version},
+        "rekor": {
+            "url": log.base_url,
+            "log_id": log.log_id,
+            "public_key_target": target,
+            "api_version": log.rekor_version,
+        },
         "fulcio": {"url": fulcio_url, "root_cert_target": target},
     }
     for kind, name in (("tsa", "tsa"), ("oidc", "oidc"), ("tlog", "rekor_logs")):
@@ -99,4 +104,3 @@ def endpoints_from_sigstore(source: SigstoreSource, now: datetime) -> Endpoints:
         fulcio=FulcioEndpoint(str(fulcio_url), target),
         services=services,
     )
-

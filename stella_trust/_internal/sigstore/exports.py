@@ -45,8 +45,11 @@ def _public_key_entry(pem: str, valid_from: datetime) -> tuple[dict[str, Any], b
 
     key = load_pem_public_key(pem.encode())
     if isinstance(key, ec.EllipticCurvePublicKey):
-        details = {"secp256r1": "PKIX_ECDSA_P256_SHA_256", "secp384r1": "PKIX_ECDSA_P384_SHA_384",
-                   "secp521r1": "PKIX_ECDSA_P521_SHA_512"}.get(key.curve.name)
+        details = {
+            "secp256r1": "PKIX_ECDSA_P256_SHA_256",
+            "secp384r1": "PKIX_ECDSA_P384_SHA_384",
+            "secp521r1": "PKIX_ECDSA_P521_SHA_512",
+        }.get(key.curve.name)
     elif isinstance(key, ed25519.Ed25519PublicKey):
         details = "PKIX_ED25519"
     elif isinstance(key, rsa.RSAPublicKey) and key.key_size in (2048, 3072, 4096):
@@ -56,8 +59,11 @@ def _public_key_entry(pem: str, valid_from: datetime) -> tuple[dict[str, Any], b
     if details is None:
         raise ValueError(f"unsupported public key type {type(key).__name__}")
     der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    entry = {"rawBytes": base64.b64encode(der).decode(), "keyDetails": details,
-             "validFor": {"start": _rfc3339(valid_from)}}
+    entry = {
+        "rawBytes": base64.b64encode(der).decode(),
+        "keyDetails": details,
+        "validFor": {"start": _rfc3339(valid_from)},
+    }
     return entry, der
 
 
@@ -100,20 +106,31 @@ def synthesize_trusted_root(
             org = [a.value for a in leaf.get_attributes_for_oid(_oid("O"))]
             common = [a.value for a in leaf.get_attributes_for_oid(_oid("CN"))]
             return {
-                "subject": {"organization": str(org[0]) if org else "", "commonName": str(common[0]) if common
-                            else ""},
+                "subject": {
+                    "organization": str(org[0]) if org else "",
+                    "commonName": str(common[0]) if common else "",
+                },
                 "uri": url,
-                "certChain": {"certificates": [
-                    {"rawBytes": base64.b64encode(cert.public_bytes(Encoding.DER)).decode()} for cert in certs
-                ]},
+                "certChain": {
+                    "certificates": [
+                        {"rawBytes": base64.b64encode(cert.public_bytes(Encoding.DER)).decode()}
+                        for cert in certs
+                    ]
+                },
                 "validFor": {"start": _rfc3339(start)},
             }
 
         ctlogs = []
         for url, pem in ctlog_keys:
             entry, der = _public_key_entry(pem, start)
-            ctlogs.append({"baseUrl": url, "hashAlgorithm": "SHA2_256", "publicKey": entry,
-                           "logId": {"keyId": base64.b64encode(hashlib.sha256(der).digest()).decode()}})
+            ctlogs.append(
+                {
+                    "baseUrl": url,
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": entry,
+                    "logId": {"keyId": base64.b64encode(hashlib.sha256(der).digest()).decode()},
+                }
+            )
         tsas = [
             _ca(url, [cert for pem in pems for cert in load_pem_x509_certificates(pem.encode())])
             for url, pems in timestamp_authorities
@@ -122,8 +139,14 @@ def synthesize_trusted_root(
         raise TrustMaterialError("synthesized trusted_root.json", str(exc)) from None
     document = {
         "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-        "tlogs": [{"baseUrl": rekor_url, "hashAlgorithm": "SHA2_256", "publicKey": rekor_key,
-                   "logId": {"keyId": base64.b64encode(hashlib.sha256(rekor_der).digest()).decode()}}],
+        "tlogs": [
+            {
+                "baseUrl": rekor_url,
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": rekor_key,
+                "logId": {"keyId": base64.b64encode(hashlib.sha256(rekor_der).digest()).decode()},
+            }
+        ],
         "certificateAuthorities": [_ca(fulcio_url, chain)],
         "ctlogs": ctlogs,
         "timestampAuthorities": tsas,
@@ -155,11 +178,14 @@ def client_trust_config(trusted_root: bytes, signing_config: bytes | None = None
     else:
         services = trust.services or _derived_services(trust)
         config_document = _signing_config_v02(services)
-    data = json.dumps({
-        "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
-        "trustedRoot": root_document,
-        "signingConfig": config_document,
-    }, indent=2).encode()
+    data = json.dumps(
+        {
+            "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
+            "trustedRoot": root_document,
+            "signingConfig": config_document,
+        },
+        indent=2,
+    ).encode()
     from pydantic import ValidationError
     from sigstore_models.trustroot.v1 import ClientTrustConfig
 
@@ -172,27 +198,50 @@ def client_trust_config(trusted_root: bytes, signing_config: bytes | None = None
 
 def _derived_services(trust: SigstoreTrust) -> tuple[ServiceUrl, ...]:
     services = [
-        ServiceUrl(kind="ca", url=ca.uri, major_api_version=1, valid_from=ca.valid_from,
-                   valid_until=ca.valid_until, operator=ca.operator)
-        for ca in trust.certificate_authorities if ca.uri
+        ServiceUrl(
+            kind="ca",
+            url=ca.uri,
+            major_api_version=1,
+            valid_from=ca.valid_from,
+            valid_until=ca.valid_until,
+            operator=ca.operator,
+        )
+        for ca in trust.certificate_authorities
+        if ca.uri
     ]
     services += [
-        ServiceUrl(kind="tlog", url=log.base_url, major_api_version=log.rekor_version or 1,
-                   valid_from=log.valid_from, valid_until=log.valid_until, operator=log.operator)
+        ServiceUrl(
+            kind="tlog",
+            url=log.base_url,
+            major_api_version=log.rekor_version or 1,
+            valid_from=log.valid_from,
+            valid_until=log.valid_until,
+            operator=log.operator,
+        )
         for log in trust.transparency_logs
     ]
     services += [
-        ServiceUrl(kind="tsa", url=tsa.uri, major_api_version=1, valid_from=tsa.valid_from,
-                   valid_until=tsa.valid_until, operator=tsa.operator)
-        for tsa in trust.timestamp_authorities if tsa.uri
+        ServiceUrl(
+            kind="tsa",
+            url=tsa.uri,
+            major_api_version=1,
+            valid_from=tsa.valid_from,
+            valid_until=tsa.valid_until,
+            operator=tsa.operator,
+        )
+        for tsa in trust.timestamp_authorities
+        if tsa.uri
     ]
     return tuple(services)
 
 
 def _signing_config_v02(services: Sequence[ServiceUrl]) -> dict[str, Any]:
     def entry(service: ServiceUrl) -> dict[str, Any]:
-        out: dict[str, Any] = {"url": service.url, "majorApiVersion": service.major_api_version,
-                               "operator": service.operator or urlsplit(service.url).hostname or service.url}
+        out: dict[str, Any] = {
+            "url": service.url,
+            "majorApiVersion": service.major_api_version,
+            "operator": service.operator or urlsplit(service.url).hostname or service.url,
+        }
         if service.valid_from is not None:
             out["validFor"] = {"start": _rfc3339(service.valid_from)}
             if service.valid_until is not None:
@@ -204,6 +253,10 @@ def _signing_config_v02(services: Sequence[ServiceUrl]) -> dict[str, Any]:
 
     return {
         "mediaType": SIGNING_CONFIG_V02_MEDIA_TYPE,
-        "caUrls": of("ca"), "oidcUrls": of("oidc"), "rekorTlogUrls": of("tlog"), "tsaUrls": of("tsa"),
-        "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"},
+        "caUrls": of("ca"),
+        "oidcUrls": of("oidc"),
+        "rekorTlogUrls": of("tlog"),
+        "tsaUrls": of("tsa"),
+        "rekorTlogConfig": {"selector": "ANY"},
+        "tsaConfig": {"selector": "ANY"},
     }

@@ -47,10 +47,12 @@ class IntotoVerifier(Verifier):
             times.extend(self._verify_timestamp_authority(bundle))
         entry = bundle.log_entry._inner
         if entry.integrated_time and entry.inclusion_promise:  # the SET is verified with the entry
-            times.append(TimestampVerificationResult(
-                source=TimestampSource.TRANSPARENCY_SERVICE,
-                time=datetime.fromtimestamp(entry.integrated_time, tz=UTC),
-            ))
+            times.append(
+                TimestampVerificationResult(
+                    source=TimestampSource.TRANSPARENCY_SERVICE,
+                    time=datetime.fromtimestamp(entry.integrated_time, tz=UTC),
+                )
+            )
         return times
 
     def verify_intoto_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
@@ -87,8 +89,10 @@ def _check_body(bundle: Bundle) -> None:
         raise VerificationError("log entry payload does not match bundle")
     cert = bundle.signing_certificate
     logged_signatures = sorted(
-        (base64.b64decode(base64.b64decode(sig.sig)),
-         load_pem_x509_certificate(base64.b64decode(sig.public_key)) == cert)
+        (
+            base64.b64decode(base64.b64decode(sig.sig)),
+            load_pem_x509_certificate(base64.b64decode(sig.public_key)) == cert,
+        )
         for sig in logged.signatures
     )
     if logged_signatures != sorted((sig.sig, True) for sig in envelope.signatures):

@@ -48,8 +48,9 @@ class IdentityPolicy:
         if (self.issuer is None) == (self.issuer_regexp is None):
             raise UsageError("give exactly one of OIDC issuer or OIDC issuer regexp")
         try:
-            patterns = tuple(re.compile(p) if p is not None else None
-                             for p in (self.identity_regexp, self.issuer_regexp))
+            patterns = tuple(
+                re.compile(p) if p is not None else None for p in (self.identity_regexp, self.issuer_regexp)
+            )
         except re.error as exc:
             raise UsageError(f"invalid regular expression: {exc}") from None
         object.__setattr__(self, "_patterns", patterns)
@@ -94,8 +95,11 @@ def identities_of(cert: Certificate) -> list[str]:
     san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
     values = list(san.get_values_for_type(RFC822Name))
     values += list(san.get_values_for_type(UniformResourceIdentifier))
-    values += [other.value.decode() for other in san.get_values_for_type(OtherName)
-               if other.type_id.dotted_string == _OTHERNAME_SAN]
+    values += [
+        other.value.decode()
+        for other in san.get_values_for_type(OtherName)
+        if other.type_id.dotted_string == _OTHERNAME_SAN
+    ]
     return values
 
 

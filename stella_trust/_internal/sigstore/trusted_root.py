@@ -78,17 +78,22 @@ def parse_signing_config(data: bytes, *, target: str = "signing_config.v0.2.json
     except ValidationError as exc:
         raise TrustMaterialError(target, _validation_problem(exc)) from None
     groups: tuple[tuple[ServiceKind, Sequence[Any]], ...] = (
-        ("ca", model.ca_urls), ("oidc", model.oidc_urls),
-        ("tlog", model.rekor_tlog_urls), ("tsa", model.tsa_urls),
+        ("ca", model.ca_urls),
+        ("oidc", model.oidc_urls),
+        ("tlog", model.rekor_tlog_urls),
+        ("tsa", model.tsa_urls),
     )
     services = tuple(
         ServiceUrl(
-            kind=kind, url=service.url, major_api_version=service.major_api_version,
+            kind=kind,
+            url=service.url,
+            major_api_version=service.major_api_version,
             valid_from=service.valid_for.start if service.valid_for else None,
             valid_until=service.valid_for.end if service.valid_for else None,
             operator=service.operator,
         )
-        for kind, group in groups for service in group
+        for kind, group in groups
+        for service in group
     )
     return SigningConfigFacts(media_type=media_type, services=services)
 

@@ -46,22 +46,45 @@ if TYPE_CHECKING:
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # real bundles are a few KiB; a larger one is refused unread
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
-_BUNDLE_MEDIA_TYPES = frozenset({
-    "application/vnd.dev.sigstore.bundle+json;version=0.1",
-    "application/vnd.dev.sigstore.bundle+json;version=0.2",
-    "application/vnd.dev.sigstore.bundle+json;version=0.3",
-    "application/vnd.dev.sigstore.bundle.v0.3+json",
-})
+_BUNDLE_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "application/vnd.dev.sigstore.bundle+json;version=0.2",
+        "application/vnd.dev.sigstore.bundle+json;version=0.3",
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+    }
+)
 # sigstore's VerificationError / InvalidBundle messages -> the check a user reads. First match wins.
 _CHECK_WORDS: tuple[tuple[Check, tuple[str, ...]], ...] = (
     ("identity", ("certificate's", "oidcissuer", "sans do not match")),
     ("digest", ("digest",)),
     ("SCT", ("sct",)),
-    ("chain", ("certificate chain", "expired at time of signing", "key usage", "extended usage",
-               "certificate in bundle", "leaf", "certificate")),
+    (
+        "chain",
+        (
+            "certificate chain",
+            "expired at time of signing",
+            "key usage",
+            "extended usage",
+            "certificate in bundle",
+            "leaf",
+            "certificate",
+        ),
+    ),
     ("timestamp", ("or signed timestamp", "verified time", "signed time")),
-    ("log inclusion", ("log entry", "inclusion", "checkpoint", "set:", "merkle", "inconsistent", "tlog",
-                       "transparency log")),
+    (
+        "log inclusion",
+        (
+            "log entry",
+            "inclusion",
+            "checkpoint",
+            "set:",
+            "merkle",
+            "inconsistent",
+            "tlog",
+            "transparency log",
+        ),
+    ),
     ("timestamp", ("timestamp",)),
 )
 
@@ -138,8 +161,9 @@ def _refusal_for(bundle: bytes, exc: Exception) -> BundleRefusedError | BundleVe
     if "failed to load bundle" in message or isinstance(exc, ValidationError):
         return BundleRefusedError(f"malformed bundle: {' '.join(str(exc).split())[:300]}")
     if "certificate" in message and (document.get("verificationMaterial") or {}).get("publicKey"):
-        return BundleVerificationError("chain", "bundle is signed by a managed key, not a certificate; "
-                                       "verify it with the public key")
+        return BundleVerificationError(
+            "chain", "bundle is signed by a managed key, not a certificate; verify it with the public key"
+        )
     return BundleVerificationError(classify(message), message)
 
 
@@ -193,8 +217,10 @@ def _verify_parsed(
     else:
         payload_type, payload = verifier.verify_dsse(bundle, sigstore_policy)
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise BundleVerificationError("digest", f"DSSE payload type {payload_type!r} is not an in-toto "
-                                      "statement, so it cannot name the artifact")
+        raise BundleVerificationError(
+            "digest",
+            f"DSSE payload type {payload_type!r} is not an in-toto statement, so it cannot name the artifact",
+        )
     try:
         statement = dsse.Statement(payload)
     except Error as exc:
@@ -214,8 +240,14 @@ def _outcome(
     if policy.identity is not None:
         signer: str | None = policy.identity
     else:
-        signer = next((san for san in identities_of(cert) if policy._patterns[0] is not None
-                       and policy._patterns[0].fullmatch(san)), None)
+        signer = next(
+            (
+                san
+                for san in identities_of(cert)
+                if policy._patterns[0] is not None and policy._patterns[0].fullmatch(san)
+            ),
+            None,
+        )
     checks = ["chain", "SCT", "identity", "log inclusion", "timestamp", "signature", "digest"]
     return VerificationOutcome(
         checks=tuple(checks),
@@ -266,8 +298,10 @@ def _verify_with_key(
         raise BundleRefusedError(f"unknown bundle media type {inner.media_type!r}")
     material = inner.verification_material
     if material.public_key is None:
-        raise BundleVerificationError("signature", "bundle is signed by a certificate, not a managed key; "
-                                      "verify it with an identity and issuer")
+        raise BundleVerificationError(
+            "signature",
+            "bundle is signed by a certificate, not a managed key; verify it with an identity and issuer",
+        )
     if inner.message_signature is None:
         raise BundleVerificationError("signature", "managed-key DSSE bundles are not supported")
     spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -312,8 +346,9 @@ def _check_digest_and_signature(
             key.verify(signature, hashed.digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
         elif isinstance(key, ed25519.Ed25519PublicKey):
             if artifact is None:
-                raise BundleVerificationError("signature", "Ed25519 signs the artifact itself; give the "
-                                              "artifact, not its digest")
+                raise BundleVerificationError(
+                    "signature", "Ed25519 signs the artifact itself; give the artifact, not its digest"
+                )
             key.verify(signature, artifact)
         else:
             raise BundleVerificationError("signature", f"unsupported key type {type(key).__name__}")
@@ -321,8 +356,9 @@ def _check_digest_and_signature(
         raise BundleVerificationError("signature", "signature is invalid for the artifact and key") from None
 
 
-def _check_log_entry(verifier: Verifier, inner: BundleModel, spki: bytes, signature: bytes,
-                     hashed: Hashed) -> tuple[int, datetime | None]:
+def _check_log_entry(
+    verifier: Verifier, inner: BundleModel, spki: bytes, signature: bytes, hashed: Hashed
+) -> tuple[int, datetime | None]:
     """Inclusion proof, checkpoint, SET (sigstore's code), then the entry body against our materials."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
     from sigstore._internal.trust import KeyringPurpose
@@ -342,7 +378,8 @@ def _check_log_entry(verifier: Verifier, inner: BundleModel, spki: bytes, signat
         spec = getattr(spec, "root", spec)
         logged_key = load_pem_public_key(base64.b64decode(spec.signature.public_key.content))
         consistent = (
-            spec.data.hash.algorithm.value == "sha256" and spec.data.hash.value == hashed.digest.hex()
+            spec.data.hash.algorithm.value == "sha256"
+            and spec.data.hash.value == hashed.digest.hex()
             and base64.b64decode(spec.signature.content) == signature
             and logged_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == spki
         )
@@ -351,15 +388,18 @@ def _check_log_entry(verifier: Verifier, inner: BundleModel, spki: bytes, signat
 
         v2 = Entry.from_json(body).spec.hashed_rekord_v002
         consistent = (
-            v2 is not None and v2.data.digest == hashed.digest and v2.signature.content == signature
+            v2 is not None
+            and v2.data.digest == hashed.digest
+            and v2.signature.content == signature
             and v2.signature.verifier.public_key is not None
             and v2.signature.verifier.public_key.raw_bytes == spki
         )
     else:
         raise BundleVerificationError("log inclusion", f"unsupported entry type {kind.kind}/{kind.version}")
     if not consistent:
-        raise BundleVerificationError("log inclusion", "transparency log entry is inconsistent with the "
-                                      "signature, key or artifact")
+        raise BundleVerificationError(
+            "log inclusion", "transparency log entry is inconsistent with the signature, key or artifact"
+        )
     integrated = entries[0].integrated_time if entries[0].inclusion_promise else None
     return entries[0].log_index, _integrated_time(integrated)
 
@@ -371,10 +411,14 @@ def _check_times(verifier: Verifier, inner: BundleModel, signature: bytes) -> tu
     data = inner.verification_material.timestamp_verification_data
     responses = TimestampVerificationData(data).rfc3161_timestamps if data and data.rfc3161_timestamps else []
     if responses and not verifier._trusted_root.get_timestamp_authorities():
-        raise BundleVerificationError("timestamp", "bundle has signed timestamps but the trusted root "
-                                      "names no timestamp authority")
-    verified = [result.time for response in responses
-                if (result := verifier._verify_signed_timestamp(response, signature)) is not None]
+        raise BundleVerificationError(
+            "timestamp", "bundle has signed timestamps but the trusted root names no timestamp authority"
+        )
+    verified = [
+        result.time
+        for response in responses
+        if (result := verifier._verify_signed_timestamp(response, signature)) is not None
+    ]
     entry = inner.verification_material.tlog_entries[0]
     if not verified and not (entry.inclusion_promise and entry.integrated_time):
         raise BundleVerificationError("timestamp", "not enough sources of verified time")

@@ -296,5 +296,3 @@ def use_backend(transport: httpx.BaseTransport, backend: httpcore.NetworkBackend
             "the installed httpx/httpcore changed their internals"
         )
     pool._network_backend = backend
-
-

@@ -39,5 +39,3 @@ def translate(exc: BaseException, url: str) -> errors.StellaError:
             f"Cache write failed: {exc}", hint="check free space and permissions on the cache"
         )
     return errors.StellaError(f"Sync failed: {type(exc).__name__}: {exc}")
-
-

@@ -87,8 +87,6 @@ def ensure_target(
     return True
 
 
-
-
 def _fast_forward_keys(metadata_dir: Path) -> dict[str, list[str]]:
     """Timestamp and snapshot keyids in the trusted root python-tuf keeps in `metadata_dir`."""
     try:

@@ -1,0 +1,432 @@
+"""The operator procedures real teams follow, walked literally with directories as drives
+and machines, and a real client syncing after every step (issue 11's six failures):
+
+1. a quiet month with only the timer host running keeps clients fresh;
+2. a release made on the signing host between timer runs reaches clients, is never
+   reverted, and a machine on stale counters is refused;
+3. Fleet's drive split (root drives, repository drive, day-to-day signing drive, release
+   drive, online host) works with renamed key files, and wrong keys are refused;
+4. a commit that clients would reject is refused and the served repository is unchanged;
+5. `check --within 60d` is green on a fresh repository, red 30 days before root expiry;
+6. ceremony state: stale staged roots, nothing staged, external (HSM) signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stella_trust.repository.serve import RepositoryServer
+from tests.conftest import Client, clean_env, ok
+from tests.e2e.operators import PASSPHRASES, operator_env, publish_demo_content, repo
+
+
+def served_files(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def timestamp_version(directory: Path) -> int:
+    return int(json.loads((directory / "metadata" / "timestamp.json").read_text())["signed"]["version"])
+
+
+def online_env() -> dict[str, str]:
+    return clean_env(
+        STELLA_SNAPSHOT_PASSPHRASE=PASSPHRASES["SNAPSHOT"],
+        STELLA_TIMESTAMP_PASSPHRASE=PASSPHRASES["TIMESTAMP"],
+    )
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> tuple[Path, Path]:
+    """(signing workspace, served directory): a repository with demo content, pushed."""
+    signing = tmp_path / "signing"
+    ok(repo(signing, "init", "--root-keys", "1", "--root-threshold", "1"))
+    publish_demo_content(signing, tmp_path)
+    served = tmp_path / "www"
+    ok(repo(signing, "push", "--to", str(served)))
+    return signing, served
+
+
+def timer_host(tmp_path: Path, signing: Path, served: Path) -> Path:
+    """The online host: a pulled repository and only the snapshot and timestamp keys."""
+    host = tmp_path / "timer-host"
+    ok(
+        repo(
+            host,
+            "pull",
+            "--from",
+            str(served),
+            "--root",
+            str(served / "metadata" / "1.root.json"),
+            env=clean_env(),
+        )
+    )
+    ok(repo(signing, "export-keys", str(host), "--roles", "snapshot,timestamp"))
+    assert sorted(p.name for p in (host / "keys").glob("*.pem")) == ["snapshot.pem", "timestamp.pem"]
+    return host
+
+
+def client_for(tmp_path: Path, served: Path, url: str, name: str = "host") -> Client:
+    client = Client(home=tmp_path / name, url=url, root=served / "metadata" / "1.root.json")
+    client.home.mkdir()
+    ok(client.run("init", "--tuf-url", url, "--root", str(client.root), "--pin", "rekor-key-v1"))
+    return client
+
+
+def client_targets_version(client: Client) -> int:
+    return int(ok(client.status()).json()["metadata"]["targets"]["version"])
+
+
+def served_targets_version(served: Path) -> int:
+    targets = json.loads((served / "metadata" / "targets.json").read_text())["signed"]
+    assert "release.txt" in targets["targets"]
+    return int(targets["version"])
+
+
+def freshness(client: Client) -> str:
+    return str(ok(client.status()).json()["freshness"]["state"])
+
+
+# ---- 1. a quiet month ---------------------------------------------------------------------
+def test_quiet_month_with_only_the_timer_host_keeps_clients_fresh(
+    tmp_path: Path, published: tuple[Path, Path]
+) -> None:
+    signing, served = published
+    host = timer_host(tmp_path, signing, served)
+    with RepositoryServer(served) as server:
+        client = client_for(tmp_path, served, server.url)
+        resigned_snapshot = 0
+        for day in range(3, 31, 3):  # the timer runs; no release, no offline key, for 30 days
+            clock = f"+{day}d"
+            run = ok(
+                repo(
+                    host,
+                    "bump-online",
+                    "--from",
+                    str(served),
+                    "--to",
+                    str(served),
+                    env=online_env(),
+                    clock=clock,
+                )
+            )
+            resigned_snapshot += "re-signed snapshot and timestamp" in run.out
+            client.clock = clock
+            ok(client.run("sync"))
+            assert freshness(client) == "fresh", f"day {day}: {client.status().out}"
+            assert ok(repo(host, "check", "--within", "60d", env=clean_env(), clock=clock)).code == 0
+        assert resigned_snapshot >= 3  # the 14-day snapshot is renewed weekly, not only the timestamp
+        # the old procedure: `timestamp` alone over an expired snapshot is refused, not exit 0
+        client.clock = None
+        stale = repo(signing, "timestamp", env=operator_env(), clock="+20d")
+        assert stale.code == 1 and "snapshot v2 expired" in stale.err and "bump-online" in stale.err
+
+
+# ---- 2. two writers -------------------------------------------------------------------------
+def test_release_between_timer_runs_reaches_clients_and_is_never_reverted(
+    tmp_path: Path, published: tuple[Path, Path]
+) -> None:
+    signing, served = published
+    host = timer_host(tmp_path, signing, served)
+    with RepositoryServer(served) as server:
+        client = client_for(tmp_path, served, server.url)
+        for _ in range(4):
+            ok(
+                repo(
+                    host,
+                    "bump-online",
+                    "--force",
+                    "--from",
+                    str(served),
+                    "--to",
+                    str(served),
+                    env=online_env(),
+                )
+            )
+        assert timestamp_version(served) == 6
+        (tmp_path / "release.txt").write_text("release 1")
+        ok(repo(signing, "add-target", str(tmp_path / "release.txt")))
+        # stale counters: published on the signing machine's own repository/, four runs behind
+        ok(repo(signing, "publish"))
+        stale = repo(signing, "push", "--to", str(served))
+        assert stale.code == 1 and "but v6 is published" in stale.err
+        assert timestamp_version(served) == 6
+        forked = repo(signing, "publish", "--from", str(served))
+        assert forked.code == 1 and "is behind this workspace" in forked.err and "--force" in forked.err
+        taken = ok(repo(signing, "pull", "--from", str(served), "--force"))
+        assert "kept in" in taken.err and list(signing.glob("repository.forked-*"))
+        ok(repo(signing, "add-target", str(tmp_path / "release.txt")))
+        released = ok(repo(signing, "publish", "--to", str(served)))  # --to DIR starts from DIR
+        assert "timestamp v7" in released.out and timestamp_version(served) == 7
+        ok(client.run("sync"))
+        assert client_targets_version(client) == served_targets_version(served) == 3
+        # the timer's next run starts from the published state: the release stays
+        ok(repo(host, "bump-online", "--force", "--from", str(served), "--to", str(served), env=online_env()))
+        assert timestamp_version(served) == 8
+        ok(client.run("sync"))
+        assert client_targets_version(client) == served_targets_version(served) == 3
+        # a timer host that pushes its own stale state without pulling is refused
+        behind = tmp_path / "forgotten-host"
+        shutil.copytree(host, behind)
+        ok(repo(host, "bump-online", "--force", "--from", str(served), "--to", str(served), env=online_env()))
+        before = served_files(served)
+        refused = repo(behind, "push", "--to", str(served), env=clean_env())
+        assert refused.code == 1 and "is published" in refused.err
+        assert served_files(served) == before
+        ok(client.run("sync"))
+        assert freshness(client) == "fresh"
+
+
+# ---- 3. Fleet's drive split ---------------------------------------------------------------
+def test_fleet_drive_split_works_literally(tmp_path: Path) -> None:
+    ceremony, served = tmp_path / "ceremony", tmp_path / "www"
+    drives = {name: tmp_path / name for name in ("root-drive-2", "root-drive-3", "release-drive")}
+    ok(
+        repo(
+            ceremony,
+            "init",
+            "--root-keys",
+            "3",
+            "--root-threshold",
+            "2",
+            "--targets-keys",
+            "2",
+            "--targets-threshold",
+            "2",
+        )
+    )
+    keyids = {
+        k["file"]: k["keyid"] for k in ok(repo(ceremony, "keys", "--json", env=clean_env())).json()["keys"]
+    }
+    for drive in drives.values():
+        drive.mkdir()
+    # keys leave the ceremony machine; drive holders rename them as they like
+    shutil.move(str(ceremony / "keys" / "root2.pem"), drives["root-drive-2"] / "yubi-backup.pem")
+    shutil.move(str(ceremony / "keys" / "root3.pem"), drives["root-drive-3"] / "root3.pem")
+    shutil.move(str(ceremony / "keys" / "targets2.pem"), drives["release-drive"] / "release.pem")
+    (ceremony / "keys" / "index.json").unlink()  # the cache may be lost: keys are found by their key
+    ok(repo(ceremony, "push", "--to", str(served), env=clean_env()))
+    root1 = str(served / "metadata" / "1.root.json")
+
+    # the day-to-day signing drive: the served repository and the three day-to-day keys
+    signing = tmp_path / "signing-drive"
+    ok(repo(signing, "pull", "--from", str(served), "--root", root1, env=clean_env()))
+    ok(repo(ceremony, "export-keys", str(signing), "--roles", "targets,snapshot,timestamp"))
+    refused_init = repo(signing, "init")
+    assert refused_init.code == 2 and "already holds" in refused_init.err
+    assert sorted(p.name for p in (signing / "keys").glob("*.pem")) == [
+        "snapshot.pem",
+        "targets.pem",
+        "timestamp.pem",
+    ]
+    # the online host: only the timestamp key, renamed
+    online = tmp_path / "online"
+    ok(repo(online, "pull", "--from", str(served), "--root", root1, env=clean_env()))
+    (online / "keys").mkdir()
+    shutil.copy(signing / "keys" / "timestamp.pem", online / "keys" / "ts-2026.pem")
+    ts_env = clean_env(STELLA_TS_2026_PASSPHRASE=PASSPHRASES["TIMESTAMP"])
+
+    with RepositoryServer(served) as server:
+        client = Client(home=tmp_path / "host", url=server.url, root=Path(root1))
+        client.home.mkdir()
+        ok(client.run("init", "--tuf-url", server.url, "--root", root1, "--no-sync"))
+
+        # a release: CI key signs (1/2), the release drive's holder adds the second
+        publish_files = tmp_path / "content"
+        publish_files.mkdir()
+        publish_demo_content_staged(signing, publish_files)
+        staged = repo(signing, "publish", "--from", str(served))
+        assert staged.code == 1 and "targets v2: 1 of 2 signatures" in staged.out
+        release_machine = tmp_path / "release-machine"
+        ok(repo(release_machine, "pull", "--from", str(served), "--root", root1, env=clean_env()))
+        shutil.copytree(signing / "staged", release_machine / "staged")
+        wrong = repo(release_machine, "sign", "targets", "--key", str(drives["root-drive-3"] / "root3.pem"))
+        assert wrong.code == 1 and "is not one of the keys targets lists" in wrong.err
+        release_env = operator_env(STELLA_RELEASE_PASSPHRASE=PASSPHRASES["TARGETS2"])
+        ok(
+            repo(
+                release_machine,
+                "sign",
+                "targets",
+                "--key",
+                str(drives["release-drive"] / "release.pem"),
+                env=release_env,
+            )
+        )
+        shutil.copy(release_machine / "staged" / "targets.json", signing / "staged" / "targets.json")
+        ok(repo(signing, "publish", "--from", str(served), "--to", str(served)))
+        ok(client.run("sync"))
+        assert "rekor-key-v1.pub" in {t["name"] for t in ok(client.status()).json()["targets"]}
+
+        # the online host re-signs the timestamp with only its (renamed) key
+        ok(repo(online, "timestamp", "--from", str(served), "--to", str(served), env=ts_env))
+        ok(client.run("sync"))
+
+        # yearly root rotation: add new root keys, sign on the drives, commit; revoke the old, commit
+        root_env = operator_env(
+            STELLA_ROOT4_PASSPHRASE="new root four",
+            STELLA_ROOT5_PASSPHRASE="new root five",
+            STELLA_YUBI_BACKUP_PASSPHRASE=PASSPHRASES["ROOT2"],
+        )
+        ok(repo(ceremony, "pull", "--from", str(served), env=clean_env()))
+        wrong_root = repo(
+            ceremony, "sign", "root", "--key", str(signing / "keys" / "timestamp.pem"), env=root_env
+        )
+        assert wrong_root.code == 2 and "no staged root to sign" in wrong_root.err
+        ok(repo(ceremony, "root", "add-key", "--role", "root", "--name", "root4", env=root_env))
+        ok(repo(ceremony, "root", "add-key", "--role", "root", "--name", "root5", env=root_env))
+        wrong_root = repo(
+            ceremony, "sign", "root", "--key", str(signing / "keys" / "timestamp.pem"), env=root_env
+        )
+        assert wrong_root.code == 1 and "is not one of the keys root" in wrong_root.err
+        for key in (
+            ceremony / "keys" / "root.pem",
+            drives["root-drive-2"] / "yubi-backup.pem",
+            ceremony / "keys" / "root4.pem",
+        ):
+            ok(repo(ceremony, "sign", "root", "--key", str(key), env=root_env))
+        ok(repo(ceremony, "commit", "--to", str(served), env=root_env))
+        ok(client.run("sync"))
+        for old in ("root", "root2", "root3"):
+            ok(
+                repo(
+                    ceremony, "root", "revoke-key", keyids[f"keys/{old}.pem"], "--role", "root", env=root_env
+                )
+            )
+        ok(repo(ceremony, "root", "set-threshold", "root", "2", env=root_env))
+        for key in (ceremony / "keys" / "root4.pem", ceremony / "keys" / "root5.pem"):
+            ok(repo(ceremony, "sign", "root", "--key", str(key), env=root_env))
+        committed = ok(repo(ceremony, "commit", "--to", str(served), env=root_env))
+        assert "moved root.pem" in committed.err  # the revoked key at hand is retired
+        ok(client.run("sync"))
+        status = ok(client.status()).json()
+        assert status["metadata"]["root"]["version"] == 3 and status["freshness"]["state"] == "fresh"
+
+
+def publish_demo_content_staged(workspace: Path, content: Path) -> None:
+    from stella_trust.demo.repository import FULCIO_CHAIN, fulcio_chain, rekor_keys, service_map
+
+    pem, _ = rekor_keys()
+    files = {
+        "rekor-key-v1.pub": pem,
+        "sigstore-services-v1.json": service_map(pem),
+        FULCIO_CHAIN: fulcio_chain(datetime.now(UTC)),
+    }
+    for name, data in files.items():
+        (content / name).write_bytes(data)
+        ok(repo(workspace, "add-target", str(content / name), "--name", name))
+
+
+# ---- 4. an unverifiable commit --------------------------------------------------------------
+def test_commit_that_orphans_targets_is_refused_and_nothing_changes(
+    tmp_path: Path, published: tuple[Path, Path]
+) -> None:
+    signing, served = published
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    hsm = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "hsm.pub").write_bytes(
+        hsm.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with RepositoryServer(served) as server:
+        client = client_for(tmp_path, served, server.url)
+        ok(repo(signing, "root", "add-key", "--role", "targets", "--public-key", str(tmp_path / "hsm.pub")))
+        old_targets = ok(repo(signing, "keys", "--json")).json()["keys"]
+        targets_keyid = next(k["keyid"] for k in old_targets if k["file"] == "keys/targets.pem")
+        ok(repo(signing, "root", "revoke-key", targets_keyid, "--role", "targets"))
+        ok(repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem")))
+        before_local = served_files(signing / "repository")
+        refused = repo(signing, "commit", "--to", str(served))
+        assert refused.code == 1 and "commit refused: root v2 does not accept targets" in refused.err
+        assert served_files(signing / "repository") == before_local
+        assert (signing / "staged" / "root.json").is_file()
+        ok(client.run("sync"))
+        assert freshness(client) == "fresh"
+
+
+# ---- 5. monitoring ------------------------------------------------------------------------
+def test_check_within_60d_green_when_fresh_red_30_days_before_root_expiry(
+    published: tuple[Path, Path],
+) -> None:
+    signing, _ = published
+    fresh = ok(repo(signing, "check", "--within", "60d"))
+    assert fresh.out.startswith("all roles within their rhythm")
+    root = json.loads((signing / "repository" / "metadata" / "root.json").read_text())["signed"]
+    expires = datetime.fromisoformat(root["expires"].replace("Z", "+00:00"))
+    month_before = (expires - timedelta(days=30)).isoformat()
+    red = repo(signing, "check", "--within", "60d", "--valid-at", month_before, "--json")
+    assert red.code == 1
+    states = {r["role"]: r for r in red.json()["roles"]}
+    assert states["root"]["state"] == "expiring" and states["root"]["summary"].endswith("expires in 30 days")
+    assert states["timestamp"]["state"] == "expired"
+    later = repo(signing, "check", clock="+2d")  # the timer stopped two days ago
+    assert later.code == 1 and "EXPIRED  timestamp v2 expired 1 day" in later.out
+    assert "days, " not in later.out + later.err  # no raw timedeltas
+    missed = repo(signing, "check", clock="+16h")
+    assert missed.code == 1 and "MISSED   timestamp v2 expires in 7 hours" in missed.out
+    assert "a re-sign was missed" in missed.out
+
+
+# ---- 6. ceremony state ----------------------------------------------------------------------
+def test_ceremony_state_is_never_reused_or_lost(tmp_path: Path, published: tuple[Path, Path]) -> None:
+    signing, served = published
+    nothing = repo(signing, "publish")
+    assert nothing.code == 2 and "nothing staged to publish" in nothing.err
+    assert timestamp_version(signing / "repository") == timestamp_version(served)
+    assert repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem")).code == 2
+    assert not (signing / "repository" / "metadata" / "2.root.json").exists()
+
+    ok(repo(signing, "set-expiry", "root", "400d"))
+    carried = tmp_path / "staged-root-copy.json"
+    shutil.copy(signing / "staged" / "root.json", carried)
+    ok(repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem")))
+    ok(repo(signing, "commit", "--to", str(served)))
+    (signing / "staged").mkdir(exist_ok=True)
+    shutil.copy(carried, signing / "staged" / "root.json")  # the old copy comes back from a drive
+    stale = repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem"))
+    assert stale.code == 1 and "staged root v2 is stale: root v2 is published" in stale.err
+    ok(repo(signing, "clean"))
+
+    ok(repo(signing, "remove-target", "rekor-key-v1.pub"))  # published under its full name
+    status = ok(repo(signing, "status", "--json")).json()
+    assert status["staged"]["changes"]["remove"] == ["rekor-key-v1.pub"]
+    ok(repo(signing, "clean"))
+
+    # an external (HSM) root key signs the payload; the signature is verified before it counts
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    hsm = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "hsm.pub").write_bytes(
+        hsm.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    ok(repo(signing, "root", "add-key", "--role", "root", "--public-key", str(tmp_path / "hsm.pub")))
+    ok(repo(signing, "root", "set-threshold", "root", "2"))
+    ok(repo(signing, "payload", "root", "--out", str(tmp_path / "root.payload")))
+    hsm_keyid = next(
+        k["keyid"] for k in ok(repo(signing, "keys", "--json")).json()["keys"] if k["file"] is None
+    )
+    (tmp_path / "bad.sig").write_bytes(hsm.sign(b"something else"))
+    bad = repo(signing, "add-signature", "root", "--keyid", hsm_keyid, "--sig", str(tmp_path / "bad.sig"))
+    assert bad.code == 1 and "does not verify" in bad.err
+    (tmp_path / "root.sig").write_text(hsm.sign((tmp_path / "root.payload").read_bytes()).hex())
+    ok(repo(signing, "add-signature", "root", "--keyid", hsm_keyid[:10], "--sig", str(tmp_path / "root.sig")))
+    signed = ok(repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem")))
+    assert "new root v3 threshold 2/2 met" in signed.out
+    ok(repo(signing, "commit", "--to", str(served)))
+    root = json.loads((served / "metadata" / "3.root.json").read_text())
+    assert hsm_keyid in {s["keyid"] for s in root["signatures"]}
