@@ -135,8 +135,11 @@ class Client:
 
     def argv(self, *args: str) -> list[str]:
         return [
-            *(["faketime", *(["-f"] if self.clock.startswith(("+", "-")) else []), self.clock]
-              if self.clock else []),
+            *(
+                ["faketime", *(["-f"] if self.clock.startswith(("+", "-")) else []), self.clock]
+                if self.clock
+                else []
+            ),
             sys.executable,
             "-m",
             "stella_trust",

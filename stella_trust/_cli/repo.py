@@ -560,6 +560,24 @@ def delegate(
     _run(as_json, lambda: _emit(_workspace(path).delegate(name, paths, key, threshold), as_json))
 
 
+@repo_app.command("keygen")
+def keygen(
+    name: Annotated[str, typer.Argument(help="Key name: keys/NAME.pem and NAME.pub.")],
+    key_type: Annotated[str, typer.Option("--key-type", help="ed25519, ecdsa-p256 or rsa.")] = "ed25519",
+    path: PathOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Make a releaser's key pair here; hand NAME.pub to the targets key holder.
+
+    Example:
+
+      STELLA_CI_PASSPHRASE=... trust repo keygen ci --path /srv/ci-signer
+    """
+    if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
+        raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
+    _run(as_json, lambda: _emit(_workspace(path).keygen(name, key_type), as_json))
+
+
 @repo_app.command("roots")
 def roots(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
     """Root digests for pinning clients (`trust init --root-sha256`).

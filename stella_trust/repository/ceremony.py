@@ -39,7 +39,7 @@ class CeremonySteps(PublishSteps):
             return None
         try:
             md = Metadata[Root].from_file(str(path))
-        except (OSError, ValueError) as exc:
+        except BAD_METADATA as exc:
             raise RepoError(
                 f"{path} is not root metadata ({exc})", hint="`trust repo clean` drops it"
             ) from exc

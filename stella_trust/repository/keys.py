@@ -29,6 +29,9 @@ class KeyError_(StellaError):
     default_hint = "check the key file and its passphrase; nothing was changed"
 
 
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 def key_name(path: Path) -> str:
     """keys/root2.pem -> root2"""
     return path.name.removesuffix(".pem")

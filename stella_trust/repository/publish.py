@@ -19,7 +19,7 @@ from stella_trust.errors import UsageError
 from stella_trust.repository.metadata import Repository, signed_by
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import ONLINE_ROLES, RolePolicy, default_policy, stamp_policy
-from stella_trust.repository.workspace import WorkspaceBase
+from stella_trust.repository.workspace import BAD_METADATA, WorkspaceBase
 
 NOTHING_STAGED_HINT = (
     "stage a change first (`trust repo add-target` / `remove-target`), or re-sign the unchanged "
@@ -68,6 +68,10 @@ class PublishSteps(WorkspaceBase):
             if role != "targets" and not roles[role].is_delegated_path(name):
                 raise UsageError(f"role {role!r} is not delegated {name!r} (its paths: {roles[role].paths})")
             return role
+        # a releaser's machine: the delegated role whose paths match and whose key is here
+        for candidate, delegated in roles.items():
+            if delegated.is_delegated_path(name) and self.keys_at_hand(candidate, repo):
+                return str(candidate)
         return "targets"
 
     def add_target(
@@ -142,7 +146,12 @@ class PublishSteps(WorkspaceBase):
     ) -> Metadata[Targets]:
         path = self._role_path(role)
         if path.exists():
-            staged = Metadata[Targets].from_file(str(path))
+            try:
+                staged = Metadata[Targets].from_file(str(path))
+            except BAD_METADATA as exc:
+                raise RepoError(
+                    f"{path} is not targets metadata ({exc})", hint="`trust repo clean` drops it"
+                ) from exc
             published = repo.targets if role == "targets" else repo.delegated.get(role)
             published_version = published.signed.version if published else 0
             if staged.signed.version != published_version + 1:
@@ -155,9 +164,9 @@ class PublishSteps(WorkspaceBase):
         if role == "targets" or role in repo.delegated:
             current = repo.targets if role == "targets" else repo.delegated[role]
             md = Metadata[Targets].from_bytes(current.to_bytes())
-        else:  # the first publication of a delegated role
-            md = Metadata(Targets(version=0, expires=now))
-            md.signatures.clear()
+        else:  # the first publication of a delegated role: v1 (bumped from a v0 placeholder below)
+            md = Metadata(Targets(version=1, expires=now))
+            md.signed.version = 0
         for name, change in changes["add"].items():
             if (change.get("role") or "targets") != role:
                 continue

@@ -185,7 +185,8 @@ def _verify_without_expiry(updater: Updater) -> None:
     trusted_set = getattr(updater, "_trusted_set", None)
     if trusted_set is None or not isinstance(getattr(trusted_set, "reference_time", None), datetime):
         raise RepoError(
-            "this python-tuf version has no Updater reference time to set: pull cannot renew expired metadata",
+            "this python-tuf version has no Updater reference time to set: "
+            "pull cannot renew expired metadata",
             hint="install the python-tuf version pinned in pyproject.toml",
         )
     trusted_set.reference_time = datetime.min.replace(tzinfo=UTC)
@@ -318,10 +319,8 @@ def push(repo_dir: Path, destination: Path) -> Outcome:
     refused when the served state is not older than ours or ours does not verify from it."""
     ours = Repository.load(repo_dir)
     served = (destination / "metadata" / "root.json").is_file()
-    if served:
-        published = Published.of(destination)
-    else:
-        published = Published(root=ours.root_history[0], known={})
+    # a first push serves a new repository: a client then starts from its 1.root.json
+    published = Published.of(destination) if served else Published(root=ours.root_history[0], known={})
     guard_versions(ours, published)
     verify_as_client(ours, published_root=published.root, known=published.known, on_disk=repo_dir, overlay={})
     files = sorted(

@@ -268,6 +268,32 @@ class Workspace(RotationSteps):
             f"set {passphrase_variable(passphrase_name(path))} to the new one"
         )
 
+    def keygen(self, name: str, key_type: str = "ed25519") -> Outcome:
+        """A releaser's own key: keys/NAME.pem (encrypted) and NAME.pub to hand to the
+        repository's targets holder for `trust repo delegate` (the private key never moves)."""
+        from stella_trust.repository.keyring import public_block
+        from stella_trust.repository.keys import KEY_NAME, save_key
+        from stella_trust.repository.metadata import generate_signer
+
+        if not KEY_NAME.fullmatch(name):
+            raise UsageError(f"{name!r} is not a key name (letters, digits, '-', '_')")
+        private = self.keys_dir / f"{name}.pem"
+        if private.exists():
+            raise UsageError(f"{private} exists already")
+        signer = generate_signer(key_type)
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.keys_dir, 0o700)
+        save_key(private, signer, passphrase(name, confirm=True))
+        public = self.path / f"{name}.pub"
+        block = public_block(private.read_bytes())
+        assert block is not None
+        public.write_bytes(block)
+        return Outcome(
+            f"created {private} (keyid {signer.public_key.keyid[:16]}…) and {public}: hand {public.name} to "
+            "the targets key holder (`trust repo delegate NAME --paths ... --key FILE`)",
+            details={"keyid": signer.public_key.keyid, "public_key": str(public)},
+        )
+
     def delegate(self, name: str, paths: list[str], public_keys: list[Path], threshold: int) -> Outcome:
         """Stage a delegation from targets: NAME signs only PATHS, with its own keys
         (a releaser's, made on their machine); published with the next targets."""

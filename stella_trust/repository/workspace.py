@@ -29,6 +29,7 @@ from typing import Any
 
 from securesystemslib.signer import CryptoSigner, Key, Signer
 from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.serialization import DeserializationError
 
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import expiry_phrase, human_duration, parse_duration
@@ -42,6 +43,8 @@ from stella_trust.repository.published import Published, pull, release
 from stella_trust.repository.source import Source
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
+# what reading a damaged or missing metadata file raises (DeserializationError is not a ValueError)
+BAD_METADATA = (OSError, ValueError, DeserializationError)
 DEFAULT_EXPIRES = {"root": "365d", "targets": "180d", "snapshot": "14d", "timestamp": "1d"}
 LOW_LIFETIME = 0.25  # warn when a signed role has less than this share of its lifetime left
 
@@ -135,7 +138,7 @@ class WorkspaceBase:
             self._pull_source()
         try:
             repo = Repository.load(self.repo_dir)
-        except (OSError, ValueError) as exc:
+        except BAD_METADATA as exc:
             raise RepoError(
                 f"cannot load {self.repo_dir}: {exc}",
                 hint="restore it from the served copy: `trust repo pull --from URL|DIR`",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from stella_trust._internal.store import Store
 from tests.conftest import Client, Result, clean_env, ok
-from tests.e2e.test_repo_commands import repo, workspace  # noqa: F401  (fixture)
+from tests.e2e.operators import repo
+from tests.e2e.test_repo_commands import workspace  # noqa: F401  (fixture)
 
 
 def one_line(result: Result, code: int, words: str) -> None:
@@ -34,8 +35,10 @@ def test_durations_that_would_overflow(synced: Client, tmp_path: Path) -> None:
 def test_operator_inputs_that_would_overflow_or_are_corrupt(workspace: Path, tmp_path: Path) -> None:  # noqa: F811
     one_line(repo(workspace, "check", "--within", "1e12d"), 2, "longer than 100 years")
     one_line(repo(tmp_path / "other", "init", "--expires", "timestamp=inf"), 2, "--expires")
-    (workspace / "keys" / "index.json").write_text("{not json")
-    one_line(repo(workspace, "status"), 1, "index.json")
+    (workspace / "keys" / "index.json").write_text("{not json")  # only a cache: keys carry their public key
+    assert "keys here: targets" in ok(repo(workspace, "status")).out
+    (workspace / "repository" / "metadata" / "snapshot.json").write_text("{not json")
+    one_line(repo(workspace, "status"), 1, "cannot load")
     (workspace / "repo.json").write_text(json.dumps({"expires": "soon"}))
     one_line(repo(workspace, "status"), 1, "repo.json is corrupt")
 

@@ -430,3 +430,36 @@ def test_ceremony_state_is_never_reused_or_lost(tmp_path: Path, published: tuple
     ok(repo(signing, "commit", "--to", str(served)))
     root = json.loads((served / "metadata" / "3.root.json").read_text())
     assert hsm_keyid in {s["keyid"] for s in root["signatures"]}
+
+
+# ---- delegations: a CI releaser signs only its paths ---------------------------------------
+def test_ci_releaser_publishes_only_its_delegated_paths(tmp_path: Path, published: tuple[Path, Path]) -> None:
+    signing, served = published
+    ci = tmp_path / "ci"
+    ci_env = online_env() | {"STELLA_CI_PASSPHRASE": "ci release secret"}
+    made = ok(repo(ci, "keygen", "ci", env=ci_env))
+    assert (ci / "keys" / "ci.pem").is_file() and "hand ci.pub" in made.out
+    ok(repo(signing, "delegate", "ci", "--paths", "builds/*", "--key", str(ci / "ci.pub")))
+    ok(repo(signing, "publish", "--to", str(served)))
+    ok(
+        repo(
+            ci, "pull", "--from", str(served), "--root", str(served / "metadata" / "1.root.json"), env=ci_env
+        )
+    )
+    ok(repo(signing, "export-keys", str(ci), "--roles", "snapshot,timestamp"))
+    (tmp_path / "build.bin").write_bytes(b"build 1")
+    outside = repo(
+        ci, "add-target", str(tmp_path / "build.bin"), "--name", "other/build.bin", "--role", "ci", env=ci_env
+    )
+    assert outside.code == 2 and "is not delegated 'other/build.bin'" in outside.err
+    ok(repo(ci, "add-target", str(tmp_path / "build.bin"), "--name", "builds/build.bin", env=ci_env))
+    released = ok(repo(ci, "publish", "--to", str(served), env=ci_env))
+    assert "published ci v1" in released.out
+    ci_role = json.loads((served / "metadata" / "ci.json").read_text())["signed"]
+    assert list(ci_role["targets"]) == ["builds/build.bin"]
+    targets = json.loads((served / "metadata" / "targets.json").read_text())["signed"]
+    assert targets["targets"].keys() == {"rekor-key-v1.pub", "sigstore-services-v1.json", "fulcio-chain.pem"}
+    with RepositoryServer(served) as server:
+        client = client_for(tmp_path, served, server.url)
+        assert freshness(client) == "fresh"
+        assert client_targets_version(client) == 3

@@ -120,9 +120,7 @@ def test_notify_still_delivers_when_systemd_reads() -> None:
 
 def test_metrics_export_the_notify_drop_counter() -> None:
     text = AgentMetrics(notify_dropped=7).render()
-    samples = {
-        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    samples = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples["stella_trust_notify_dropped_total"] == 7
     assert "# TYPE stella_trust_notify_dropped_total counter" in text
 
@@ -203,9 +201,7 @@ def test_cache_path_under_a_regular_file_fails_cleanly(
     assert sum("refresh failed" in m for m in errors_logged(caplog)) == 1
 
 
-def test_the_worker_thread_never_prints_a_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_worker_thread_never_prints_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = TrustRepoSettings(tuf_url="file:///nowhere", local_cache_path=str(tmp_path))
     agent = make_agent(settings)
     escaped: list[BaseException | None] = []

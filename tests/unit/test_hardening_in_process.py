@@ -165,8 +165,9 @@ def test_export_needs_no_writer_lock(host: Host, simulated: Simulated, tmp_path:
     demo, _ = simulated
     synced(host, demo)
     with store.lock(timeout=0):  # a sync holds the lock: a reader still exports
-        summary = export_archive(settings.model_copy(update={"lock_timeout_seconds": 0}), store,
-                                 tmp_path / "b.tar.zst")
+        summary = export_archive(
+            settings.model_copy(update={"lock_timeout_seconds": 0}), store, tmp_path / "b.tar.zst"
+        )
     assert summary.files > 0 and (tmp_path / "b.tar.zst").stat().st_size > 0
 
 
@@ -277,6 +278,19 @@ def test_conformance_client_refuses_target_names_that_leave_its_directory(tmp_pa
     run(["--metadata-dir", str(meta), "init", str(repo.metadata_dir / "1.root.json")])
     base = repo.path.as_uri()
     with pytest.raises(LookupError, match="cannot be stored"):
-        run(["--metadata-dir", str(meta), "--metadata-url", f"{base}/metadata/", "--target-name", "..",
-             "--target-base-url", f"{base}/targets/", "--target-dir", str(targets), "download"])
+        run(
+            [
+                "--metadata-dir",
+                str(meta),
+                "--metadata-url",
+                f"{base}/metadata/",
+                "--target-name",
+                "..",
+                "--target-base-url",
+                f"{base}/targets/",
+                "--target-dir",
+                str(targets),
+                "download",
+            ]
+        )
     assert not (tmp_path / "out" / "escape").exists() and not (tmp_path / "out").joinpath("..").is_file()

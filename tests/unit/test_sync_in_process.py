@@ -28,7 +28,10 @@ def test_first_sync_fetches_and_idle_sync_costs_two_requests(host: Host, simulat
     first = sync(settings, store, fetcher=fetcher)
     assert first.changed and first.sources == ("service-map",)
     assert set(first.targets) == {
-        "sigstore-services-v1.json", "rekor-key-v1.pub", "rekor-key-v2.pub", "fulcio-chain.pem"
+        "sigstore-services-v1.json",
+        "rekor-key-v1.pub",
+        "rekor-key-v2.pub",
+        "fulcio-chain.pem",
     }
     again = RepositoryFetcher(demo.repo)
     idle = sync(settings, store, fetcher=again)
@@ -106,8 +109,11 @@ def test_sigstore_repository_needs_no_service_map(tmp_path: Path, host: Host) ->
     assert {log.rekor_version for log in view.sigstore.transparency_logs} >= {1, 2}
     bundle = (STAGING / "bundles" / "bundle_v3.txt.sigstore.json").read_bytes()
     outcome = verify_bundle(
-        view, bundle, (STAGING / "bundles" / "bundle_v3.txt").read_bytes(),
-        identity="william@yossarian.net", issuer="https://github.com/login/oauth",
+        view,
+        bundle,
+        (STAGING / "bundles" / "bundle_v3.txt").read_bytes(),
+        identity="william@yossarian.net",
+        issuer="https://github.com/login/oauth",
     )
     assert outcome.signer == "william@yossarian.net"
 
