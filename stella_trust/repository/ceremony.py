@@ -24,7 +24,7 @@ from stella_trust.repository.metadata import Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import FIELD, RolePolicy, stamp_policy
 from stella_trust.repository.publish import PublishSteps
-from stella_trust.repository.workspace import ROLES
+from stella_trust.repository.workspace import BAD_METADATA, ROLES
 
 NEXT = ".next"  # keys/<name>.next.pem: a rotation's new key until its root is committed
 
