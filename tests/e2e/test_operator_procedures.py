@@ -399,10 +399,14 @@ def test_ceremony_state_is_never_reused_or_lost(tmp_path: Path, published: tuple
     assert stale.code == 1 and "staged root v2 is stale: root v2 is published" in stale.err
     ok(repo(signing, "clean"))
 
-    ok(repo(signing, "remove-target", "rekor-key-v1.pub"))  # published under its full name
+    (tmp_path / "extra.pub").write_text("extra")
+    ok(repo(signing, "add-target", str(tmp_path / "extra.pub"), "--name", "keys/2026/extra.pub"))
+    ok(repo(signing, "publish", "--to", str(served)))
+    ok(repo(signing, "remove-target", "extra.pub"))  # published as keys/2026/extra.pub
     status = ok(repo(signing, "status", "--json")).json()
-    assert status["staged"]["changes"]["remove"] == ["rekor-key-v1.pub"]
+    assert status["staged"]["changes"]["remove"] == ["keys/2026/extra.pub"]
     ok(repo(signing, "clean"))
+    assert ok(repo(signing, "status", "--json")).json()["staged"] == {}
 
     # an external (HSM) root key signs the payload; the signature is verified before it counts
     from cryptography.hazmat.primitives import serialization
