@@ -183,8 +183,11 @@ def remove_target(
 def publish(
     path: PathOption = Path("."),
     resign: Annotated[
-        bool, typer.Option("--resign", help="Re-sign targets unchanged (renew its expiry).")
-    ] = False,
+        list[str] | None,
+        typer.Option(
+            "--resign", metavar="ROLE", help="Re-sign ROLE unchanged to renew its expiry (repeatable)."
+        ),
+    ] = None,
     source: FromOption = None,
     to: ToOption = None,
     as_json: JsonOption = False,

@@ -22,8 +22,8 @@ from stella_trust.repository.policy import ONLINE_ROLES, RolePolicy, default_pol
 from stella_trust.repository.workspace import BAD_METADATA, WorkspaceBase
 
 NOTHING_STAGED_HINT = (
-    "stage a change first (`trust repo add-target` / `remove-target`), or re-sign the unchanged "
-    "targets with `trust repo publish --resign`; the online roles renew with `trust repo bump-online`"
+    "stage a change first (`trust repo add-target` / `remove-target`), or re-sign an unchanged "
+    "role with `trust repo publish --resign targets`; the online roles renew with `trust repo bump-online`"
 )
 
 
@@ -188,7 +188,7 @@ class PublishSteps(WorkspaceBase):
         return md
 
     # ---- publish ----------------------------------------------------------------------------
-    def publish(self, now: datetime | None = None, *, resign: bool = False) -> Outcome:
+    def publish(self, now: datetime | None = None, *, resign: list[str] | None = None) -> Outcome:
         """Sign the changed targets roles with the keys at hand; publish only when every one
         meets its threshold (and a client accepts the result)."""
         now = now or utcnow()
@@ -196,8 +196,10 @@ class PublishSteps(WorkspaceBase):
         published = self.published()
         changes = self._changes()
         roles = self._changed_roles(repo, changes)
-        if resign:
-            roles.add("targets")
+        for role in resign or []:
+            if role != "targets":
+                self.role_keys(repo, role)  # refuses a role this repository does not have
+            roles.add(role)
         if not roles:
             raise UsageError("nothing staged to publish", hint=NOTHING_STAGED_HINT)
         short: dict[str, tuple[int, int]] = {}

@@ -153,7 +153,7 @@ class Workspace(RotationSteps):
                     (
                         "a root ceremony: `trust repo set-expiry root 365d`, sign, commit"
                         if role == "root"
-                        else f"re-sign it: `trust repo publish --resign` where the {role} key is"
+                        else f"re-sign it: `trust repo publish --resign {role}` where the {role} key is"
                     ),
                 )
             else:

@@ -353,7 +353,8 @@ class WorkspaceBase:
             if left < lifetime * LOW_LIFETIME:
                 warnings.append(
                     f"{role} v{md.signed.version} {expiry_phrase(md.signed.expires, now)} (of a "
-                    f"{human_duration(lifetime)} lifetime): re-sign it soon"
+                    f"{human_duration(lifetime)} lifetime): re-sign it "
+                    + ("now: clients refuse it" if left.total_seconds() <= 0 else "soon")
                 )
         return warnings
 

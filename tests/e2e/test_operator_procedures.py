@@ -467,3 +467,62 @@ def test_ci_releaser_publishes_only_its_delegated_paths(tmp_path: Path, publishe
         client = client_for(tmp_path, served, server.url)
         assert freshness(client) == "fresh"
         assert client_targets_version(client) == 3
+
+
+# ---- importing a repository someone else runs: Sigstore's public-good ----------------------
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore"
+PUBLIC_GOOD = FIXTURES / "public-good-2025-10"
+SIGN_OFF = "2025-10-20 12:00:00"
+
+
+def test_pull_and_push_the_real_public_good_repository(tmp_path: Path) -> None:
+    """tuf-on-ci's repository (ECDSA, threshold 3 of 5, a delegated role, roots 1/3/4 that
+    no longer parse) is pulled, verified from 5.root.json, byte for byte; a copy pushed
+    from it is what a client at sign-off time syncs."""
+    workspace, copy = tmp_path / "pg", tmp_path / "served"
+    pulled = ok(
+        repo(
+            workspace,
+            "pull",
+            "--from",
+            str(PUBLIC_GOOD),
+            "--root",
+            str(PUBLIC_GOOD / "metadata" / "5.root.json"),
+            env=clean_env(),
+        )
+    )
+    assert "root v13, timestamp v492" in pulled.out  # no faketime: expiry is not a pull's business
+    for source in sorted(PUBLIC_GOOD.rglob("*")):
+        if source.is_file():
+            mine = workspace / "repository" / source.relative_to(PUBLIC_GOOD)
+            assert mine.read_bytes() == source.read_bytes(), source
+    keys = ok(repo(workspace, "keys", "--json", env=clean_env())).json()["keys"]
+    assert sum("root (root v13)" in k["roles"] for k in keys) == 5 and all(k["file"] is None for k in keys)
+    check = repo(
+        workspace, "check", "--within", "60d", "--valid-at", "2025-10-20T12:00:00Z", "--json", env=clean_env()
+    )
+    states = {r["role"]: r["state"] for r in check.json()["roles"]}
+    # at sign-off the npm delegation had 56 days left: inside 60 days, the alarm is real
+    assert check.code == 1 and states == {
+        "root": "ok",
+        "targets": "ok",
+        "snapshot": "ok",
+        "timestamp": "ok",
+        "registry.npmjs.org": "expiring",
+    }
+    expired = repo(
+        workspace, "push", "--to", str(copy), env=clean_env()
+    )  # today: every client would refuse it
+    assert expired.code == 1 and "clients would reject this repository" in expired.err and not copy.exists()
+    ok(repo(workspace, "push", "--to", str(copy), env=clean_env(), clock=SIGN_OFF))
+    with RepositoryServer(copy) as server:
+        host = Client(
+            home=tmp_path / "host",
+            url=server.url,
+            root=PUBLIC_GOOD / "metadata" / "5.root.json",
+            clock=SIGN_OFF,
+        )
+        host.home.mkdir()
+        ok(host.run("init", "--tuf-url", server.url, "--root", str(host.root)))
+        status = ok(host.status()).json()
+        assert status["metadata"]["timestamp"]["version"] == 492 and status["sources"] == ["sigstore"]
