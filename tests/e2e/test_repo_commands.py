@@ -337,3 +337,15 @@ def test_rotation_without_the_snapshot_key_is_refused(workspace: Path) -> None:
     assert not (workspace / "repository" / "metadata" / "2.root.json").exists()
     assert (workspace / "staged" / "root.json").is_file()  # the ceremony is kept, not discarded
     assert not (workspace / "keys" / "retired").exists()
+
+
+def test_change_passphrase_keeps_the_key_and_drops_the_old_secret(workspace: Path) -> None:
+    key = workspace / "keys" / "timestamp.pem"
+    public_before = key.read_bytes().split(b"-----BEGIN ENCRYPTED")[0]
+    env = operator_env(STELLA_TIMESTAMP_NEW_PASSPHRASE="timestamp secret 2027")
+    changed = ok(repo(workspace, "change-passphrase", str(key), env=env))
+    assert "STELLA_TIMESTAMP_PASSPHRASE" in changed.out and "2027" not in changed.out + changed.err
+    assert key.read_bytes().startswith(public_before) and key.stat().st_mode & 0o777 == 0o600
+    old = repo(workspace, "timestamp")  # the old passphrase no longer opens it
+    assert old.code == 1 and "wrong passphrase for key" in old.err
+    ok(repo(workspace, "timestamp", env=operator_env(STELLA_TIMESTAMP_PASSPHRASE="timestamp secret 2027")))
