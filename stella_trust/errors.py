@@ -19,10 +19,12 @@ class StellaError(Exception):
     exit_code = EXIT_FAILED
     default_hint = ""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
+        if exit_code is not None:
+            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return self.message

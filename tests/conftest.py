@@ -110,8 +110,19 @@ class Result:
     out: str
     err: str
 
+    def envelope(self) -> dict[str, Any]:
+        """The one JSON object every `--json` command prints (README "JSON output")."""
+        document = json.loads(self.out)
+        assert isinstance(document, dict), self.out
+        assert set(document) == {"command", "ok", "result", "warnings", "error"}, sorted(document)
+        assert document["ok"] is (document["error"] is None), document
+        assert document["ok"] is (self.code == 0), (self.code, document)
+        return document
+
     def json(self) -> Any:
-        return json.loads(self.out)
+        """The command's `result`; for a failure without one, the envelope's `error`."""
+        document = self.envelope()
+        return document["result"] if document["result"] is not None else document["error"]
 
 
 @dataclass

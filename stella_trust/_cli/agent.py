@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from stella_trust._cli.options import fail, load, reported
-from stella_trust.errors import UsageError
+from stella_trust.errors import TrustUnusableError, UsageError
 
 
 def agent(
@@ -22,6 +22,9 @@ def agent(
             help="auto (journal under systemd, else text), text, journal or json.",
         ),
     ] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: the cycle's outcome as one JSON envelope.")
+    ] = False,
 ) -> None:
     """Keep trust current: refresh every refresh_interval_minutes (with jitter).
 
@@ -37,16 +40,31 @@ def agent(
       trust agent --once            # for stella-trust-sync.timer or cron
 
       trust agent --log-format json
+
+      trust agent --once --json | jq .result.freshness.state
     """
     from stella_trust._agent.logs import configure
     from stella_trust._agent.loop import Agent
 
     if log_format not in ("auto", "text", "journal", "json"):
-        fail(UsageError(f"--log-format must be auto, text, journal or json, not {log_format!r}"), False)
+        fail(UsageError(f"--log-format must be auto, text, journal or json, not {log_format!r}"), as_json)
+    if as_json and not once:
+        fail(UsageError("--json goes with --once (the long-running agent logs instead)"), as_json)
     logger = configure(log_format)
-    with reported():
+    with reported(as_json) as env:
         runner = Agent(lambda: load(ctx), logger=logger)
         if once:
-            raise typer.Exit(runner.run_once())
+            outcome = runner.run_once_outcome()
+            view = outcome.view
+            env.result = {
+                "changed": outcome.changed,
+                "status": runner.status_line(),
+                "freshness": view.freshness.to_json() if view is not None else None,
+            }
+            if outcome.error is not None:
+                env.fail(outcome.error)
+            if outcome.exit_code:
+                env.fail(TrustUnusableError("trust is not usable", hint="run `trust status` for why"))
+            return
         runner.install_signal_handlers()
         raise typer.Exit(runner.run())

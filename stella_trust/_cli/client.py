@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,9 +15,10 @@ from stella_trust._cli.options import (
     reported,
     split_list,
 )
-from stella_trust.errors import EXIT_UNUSABLE, StellaError
+from stella_trust.errors import EXIT_UNUSABLE, StellaError, TrustUnusableError
 
 if TYPE_CHECKING:
+    from stella_trust._cli.envelope import Envelope
     from stella_trust._internal.settings import TrustRepoSettings
     from stella_trust._internal.sync import SyncResult
 
@@ -73,7 +73,7 @@ def init(
         "offline_mode": offline,
         "local_cache_path": g.cache_dir,
     }
-    with reported(as_json):
+    with reported(as_json) as env:
         settings, anchor = initialise(
             config_path(ctx),
             flags,
@@ -83,10 +83,9 @@ def init(
             force=force,
         )
         if anchor.how == "tofu":
-            typer.echo(
-                "WARNING: trusting the root the repository served (trust on first use).\n"
-                f"WARNING: root v{anchor.version} sha256 {anchor.sha256} — verify it out of band.",
-                err=True,
+            env.warn(
+                f"trusting the root the repository served (trust on first use): root v{anchor.version} "
+                f"sha256 {anchor.sha256} — verify it out of band"
             )
         summary: dict[str, Any] = {
             "config": str(config_path(ctx)),
@@ -94,20 +93,31 @@ def init(
             "root_version": anchor.version,
             "root_sha256": anchor.sha256,
             "anchor": anchor.how,
+            "sync": None,
         }
-        if not as_json:
-            typer.echo(
-                f"initialised {settings.local_cache_path}: trusting root v{anchor.version} "
-                f"(sha256 {anchor.sha256}); config {config_path(ctx)}"
-            )
-        if not no_sync:
+        env.result = summary
+        env.say(
+            f"initialised {settings.local_cache_path}: trusting root v{anchor.version} "
+            f"(sha256 {anchor.sha256}); config {config_path(ctx)}"
+        )
+        if no_sync or settings.tuf_url is None or not settings.network_allowed:
+            if settings.tuf_url is None or not settings.network_allowed:
+                env.say(
+                    "offline: no first sync; this host takes trust from bundles (`trust import FILE`)"
+                    + ("" if settings.tuf_url is None else ", or `trust sync` once it is --online")
+                )
+            return
+        try:
             result = _run_sync(settings, force=False)
-            record_sources(config_path(ctx), settings, result.sources)
-            summary["sync"] = result.to_json()
-            if not as_json:
-                _print_sync(result)
-        if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+        except StellaError as error:
+            raise StellaError(
+                f"initialised, but the first sync failed: {error.message} — no trust yet",
+                hint=f"fix that, then run `trust sync` (the anchor is stored). {error.hint}".strip(),
+                exit_code=error.exit_code,
+            ) from error
+        record_sources(config_path(ctx), settings, result.sources)
+        summary["sync"] = result.to_json()
+        _report_sync(env, result)
 
 
 def _run_sync(settings: TrustRepoSettings, force: bool) -> SyncResult:
@@ -117,22 +127,21 @@ def _run_sync(settings: TrustRepoSettings, force: bool) -> SyncResult:
     return run_sync(settings, Store.of(settings), force=force)
 
 
-def _warn_retired(result: SyncResult) -> None:
+def _report_sync(env: Envelope, result: SyncResult) -> None:
     for pin in result.retired_pins:
-        typer.echo(
-            f"warning: pinned target {pin!r} was retired by the repository (no longer listed); "
-            "dropped from the cache — remove it from pinned_targets",
-            err=True,
+        env.warn(
+            f"pinned target {pin!r} was retired by the repository (no longer listed); "
+            "dropped from the cache — remove it from pinned_targets"
         )
-
-
-def _print_sync(result: SyncResult) -> None:
     versions = " ".join(f"{role} v{version}" for role, version in result.versions.items())
     what = "updated" if result.changed else "up to date"
-    typer.echo(
+    names = f": {', '.join(result.downloaded)}" if result.downloaded else ""
+    env.say(
         f"sync: {what} ({versions}); {result.requests} requests, "
-        f"{len(result.downloaded)} targets downloaded, {result.seconds:.2f}s"
+        f"{len(result.downloaded)} targets downloaded{names}, {result.seconds:.2f}s"
     )
+    for change in result.changes:
+        env.say(f"  {change}")
 
 
 def sync(
@@ -152,13 +161,10 @@ def sync(
 
       trust sync --force --json
     """
-    with reported(as_json):
+    with reported(as_json) as env:
         result = _run_sync(load(ctx), force)
-        _warn_retired(result)
-        if as_json:
-            typer.echo(json.dumps(result.to_json(), indent=2))
-        else:
-            _print_sync(result)
+        env.result = result.to_json()
+        _report_sync(env, result)
 
 
 def status(
@@ -187,7 +193,7 @@ def status(
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store
 
-    with reported(as_json):
+    with reported(as_json) as env:
         settings = load(ctx)
         store = Store.of(settings)
         try:
@@ -196,24 +202,23 @@ def status(
             if error.exit_code == 1:  # a cache that cannot be served is "trust not usable"
                 error.exit_code = EXIT_UNUSABLE
             raise
-        if as_json:
-            typer.echo(json.dumps(view.to_json(), indent=2))
-        else:
-            typer.echo(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+        env.result = view.to_json()
+        env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
         for pin in view.missing_pins:
             why = (
                 "was retired by the repository (remove it from pinned_targets)"
                 if pin in view.retired_pins
                 else "is not in the cache yet (run `trust sync`)"
             )
-            typer.echo(f"warning: pinned target {pin!r} {why}", err=True)
+            env.warn(f"pinned target {pin!r} {why}")
         if view.freshness.state == "grace":
-            typer.echo(
-                f"warning: signed metadata expired at {view.to_json()['freshness']['expires']}; "
-                f"trust stays usable until {view.to_json()['freshness']['stale_after']}",
-                err=True,
+            env.warn(
+                f"signed metadata expired at {env.result['freshness']['expires']}; "
+                f"trust stays usable until {env.result['freshness']['stale_after']}"
             )
         if not view.usable:
-            typer.echo("error: trust is stale and must not be used", err=True)
-            typer.echo("hint: run `trust sync` or import a fresh bundle", err=True)
-            raise typer.Exit(EXIT_UNUSABLE)
+            env.fail(
+                TrustUnusableError(
+                    "trust is stale and must not be used", hint="run `trust sync` or import a fresh bundle"
+                )
+            )

@@ -18,6 +18,12 @@ def demo(
 
     Everything happens in a temporary directory with a throwaway config and cache;
     nothing on this host is touched and no network beyond loopback is used.
+
+    Examples:
+
+      trust demo
+
+      trust demo --keep     # then look around in the printed directory
     """
     from stella_trust.demo.run import run_demo
 

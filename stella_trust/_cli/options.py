@@ -7,10 +7,7 @@ report it, and the traceback only with `--debug` / STELLA_DEBUG=1. Never a trace
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from stella_trust._cli.envelope import Envelope, debugging, envelope, internal_error
 from stella_trust.errors import InternalError, NotInitialisedError, StellaError, UsageError
 
 if TYPE_CHECKING:
@@ -26,12 +24,14 @@ if TYPE_CHECKING:
 
     from stella_trust._internal.settings import TrustRepoSettings
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json", help='One JSON object on stdout: {"command", "ok", "result", "warnings", "error"}.'
+    ),
+]
 INTERNAL_HINT = InternalError.default_hint
-OS_HINT = (
-    "check permissions and free space (the cache is written by the stella-trust user; "
-    "readers need the stella-trust group); cached trust is unchanged"
-)
+__all__ = ["INTERNAL_HINT", "debugging", "internal_error", "reported"]
 
 
 @dataclass
@@ -69,47 +69,29 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
     return load_settings(path, flags)
 
 
-def debugging() -> bool:
-    return os.environ.get("STELLA_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:]
-
-
 def fail(error: StellaError, as_json: bool) -> None:
-    """One clear line and a hint on stderr (and an object on stdout for --json); then exit."""
-    if as_json:
-        typer.echo(json.dumps({"error": error.message, "hint": error.hint, "exit_code": error.exit_code}))
-    typer.echo(f"error: {error.message}", err=True)
-    if error.hint:
-        typer.echo(f"hint: {error.hint}", err=True)
-    raise typer.Exit(error.exit_code)
+    """One clear line and a hint on stderr (and the envelope on stdout for --json); exit."""
+    with envelope(_command_name(), as_json):
+        raise error
 
 
-def internal_error(exc: BaseException) -> StellaError:
-    """The last resort: an exception nobody translated, as one line (traceback if debugging)."""
-    if debugging():
-        traceback.print_exception(exc, file=sys.stderr)
-    return InternalError.wrapping(exc)
+_COMMAND = ["trust"]
+
+
+def name_command(words: str) -> None:
+    """The command being run, as the envelope names it (set once by the entry point)."""
+    _COMMAND[0] = words
+
+
+def _command_name() -> str:
+    return _COMMAND[0]
 
 
 @contextmanager
-def reported(as_json: bool = False) -> Iterator[None]:
-    """Run a command body: StellaError and anything unexpected become one line + hint."""
-    try:
-        yield
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except StellaError as error:
-        fail(error, as_json)
-    except OSError as exc:  # permissions, a full disk, an unwritable --out: the OS's words, one line
-        where = f": {exc.filename}" if exc.filename else ""
-        fail(StellaError(f"{exc.strerror or exc}{where}", hint=OS_HINT), as_json)
-    except KeyboardInterrupt:
-        if as_json:
-            interrupted = {"error": "interrupted", "hint": "cached trust is unchanged", "exit_code": 130}
-            typer.echo(json.dumps(interrupted))
-        typer.echo("interrupted; cached trust is unchanged", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        fail(internal_error(exc), as_json)
+def reported(as_json: bool = False) -> Iterator[Envelope]:
+    """Run a command body inside its envelope (named after the command being run)."""
+    with envelope(_command_name(), as_json) as env:
+        yield env
 
 
 def duration_option(text: str | None, flag: str) -> timedelta | None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stella_trust._cli.envelope import Envelope
 from stella_trust._cli.options import JsonOption, duration_option, reported
 from stella_trust.errors import UsageError
 
@@ -48,7 +49,7 @@ def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, ste
     if to is not None and source is None:
         source = str(to)
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         workspace = _workspace(path, source)
         outcome = step(workspace)
         if to is not None and outcome.done:
@@ -57,35 +58,29 @@ def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, ste
             pushed = push(workspace.repo_dir, to)
             outcome.message += f"\n{pushed.message}"
             outcome.details["pushed"] = pushed.details
-        _emit(outcome, as_json)
+        _emit(outcome, env)
 
     _run(as_json, action)
 
 
-def _emit(outcome: Any, as_json: bool, fail_when_not_done: bool = True) -> None:
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "message": outcome.message,
-                    "done": outcome.done,
-                    "warnings": outcome.warnings,
-                    **outcome.details,
-                },
-                indent=2,
-            )
-        )
-    else:
-        typer.echo(outcome.message)
+def _emit(outcome: Any, env: Envelope) -> None:
+    """An operator Outcome into the envelope: `result` holds the message and the details;
+    a step that is not done (staged, below threshold) exits 1 with the message as error."""
+    env.result = {"message": outcome.message, "done": outcome.done, **outcome.details}
+    env.say(outcome.message)
     for warning in outcome.warnings:
-        typer.echo(f"WARNING: {warning}", err=True)
-    if fail_when_not_done and not outcome.done:
-        raise typer.Exit(1)
+        env.warn(warning)
+    if not outcome.done:
+        from stella_trust.repository.outcome import RepoError
+
+        env.fail(
+            RepoError(outcome.message.splitlines()[0], hint="see the message above; nothing was published")
+        )
 
 
 def _run(as_json: bool, action: Any) -> None:
-    with reported(as_json):
-        action()
+    with reported(as_json) as env:
+        action(env)
 
 
 @repo_app.command("init")
@@ -116,7 +111,7 @@ def init(
     if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
         raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         _emit(
             _workspace(path).init(
                 root_keys=root_keys,
@@ -126,7 +121,7 @@ def init(
                 key_type=key_type,
                 expires=parse_expires(expires),
             ),
-            as_json,
+            env,
         )
 
     _run(as_json, action)
@@ -150,7 +145,7 @@ def add_target(
       trust repo add-target trusted_root.json --custom '{"sigstore": {"usage": "trusted-root"}}'
     """
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         extra = None
         if custom is not None:
             try:
@@ -159,7 +154,7 @@ def add_target(
                 raise UsageError(f"--custom is not JSON: {exc}") from exc
             if not isinstance(extra, dict):
                 raise UsageError("--custom must be a JSON object")
-        _emit(_workspace(path).add_target(file, name, extra, role), as_json)
+        _emit(_workspace(path).add_target(file, name, extra, role), env)
 
     _run(as_json, action)
 
@@ -176,7 +171,7 @@ def remove_target(
 
       trust repo remove-target old-rekor.pub
     """
-    _run(as_json, lambda: _emit(_workspace(path).remove_target(name), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).remove_target(name), env))
 
 
 @repo_app.command("publish")
@@ -296,7 +291,7 @@ def pull(
       trust repo pull --from https://tuf.example.com --root 1.root.json --path ./signer
     """
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         from stella_trust.repository.published import pull as pull_repository
         from stella_trust.repository.source import Source
 
@@ -308,7 +303,7 @@ def pull(
             pull_repository(
                 Source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
             ),
-            as_json,
+            env,
         )
 
     _run(as_json, action)
@@ -328,11 +323,11 @@ def push(
       trust repo push --to /srv/www/tuf
     """
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         from stella_trust.repository.published import push as push_repository
 
         _workspace(path).config()
-        _emit(push_repository(path / "repository", to), as_json)
+        _emit(push_repository(path / "repository", to), env)
 
     _run(as_json, action)
 
@@ -357,11 +352,11 @@ def root_add_key(
     """
     _run(
         as_json,
-        lambda: _emit(
+        lambda env: _emit(
             _workspace(path).root_edit(
                 "add-key", role=role, name=name, key_type=key_type, public_key=public_key
             ),
-            as_json,
+            env,
         ),
     )
 
@@ -373,8 +368,13 @@ def root_revoke_key(
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Remove a key from ROLE in the staged root."""
-    _run(as_json, lambda: _emit(_workspace(path).root_edit("revoke-key", role=role, name=key), as_json))
+    """Remove a key from ROLE in the staged root.
+
+    Example:
+
+      trust repo root revoke-key 3f2a9c01 --role root
+    """
+    _run(as_json, lambda env: _emit(_workspace(path).root_edit("revoke-key", role=role, name=key), env))
 
 
 @root_app.command("set-threshold")
@@ -384,10 +384,15 @@ def root_set_threshold(
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Set ROLE's signature threshold in the staged root."""
+    """Set ROLE's signature threshold in the staged root.
+
+    Example:
+
+      trust repo root set-threshold targets 2
+    """
     _run(
         as_json,
-        lambda: _emit(_workspace(path).root_edit("set-threshold", role=role, threshold=threshold), as_json),
+        lambda env: _emit(_workspace(path).root_edit("set-threshold", role=role, threshold=threshold), env),
     )
 
 
@@ -404,7 +409,7 @@ def sign(
 
       trust repo sign root --key /media/root-drive-2/keys/root2.pem
     """
-    _run(as_json, lambda: _emit(_workspace(path).sign(role, key), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).sign(role, key), env))
 
 
 @repo_app.command("payload")
@@ -421,7 +426,7 @@ def payload(
     """
     import sys
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         data = _workspace(path).payload(role)
         if out is None:
             sys.stdout.buffer.write(data)
@@ -449,12 +454,12 @@ def add_signature(
       trust repo add-signature root --keyid 3f2a9c01 --sig root.sig
     """
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         try:
             data = sig.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {sig}: {exc.strerror}") from exc
-        _emit(_workspace(path).add_signature(role, keyid, data), as_json)
+        _emit(_workspace(path).add_signature(role, keyid, data), env)
 
     _run(as_json, action)
 
@@ -467,7 +472,7 @@ def status(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo status --path /mnt/ceremony
     """
-    _run(as_json, lambda: _emit(_workspace(path).status(), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).status(), env))
 
 
 @repo_app.command("keys")
@@ -478,7 +483,7 @@ def keys(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo keys --json | jq -r '.keys[] | select(.file == null) | .keyid'
     """
-    _run(as_json, lambda: _emit(_workspace(path).keys(), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).keys(), env))
 
 
 @repo_app.command("commit")
@@ -524,7 +529,7 @@ def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo clean
     """
-    _run(as_json, lambda: _emit(_workspace(path).clean(), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).clean(), env))
 
 
 @repo_app.command("change-passphrase")
@@ -540,7 +545,7 @@ def change_passphrase(
 
       trust repo change-passphrase keys/targets.pem
     """
-    _run(as_json, lambda: _emit(_workspace(path).change_passphrase(key), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).change_passphrase(key), env))
 
 
 @repo_app.command("delegate")
@@ -560,7 +565,7 @@ def delegate(
 
       trust repo delegate releases --paths 'releases/*' --key alice.pub && trust repo publish
     """
-    _run(as_json, lambda: _emit(_workspace(path).delegate(name, paths, key, threshold), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).delegate(name, paths, key, threshold), env))
 
 
 @repo_app.command("keygen")
@@ -578,7 +583,7 @@ def keygen(
     """
     if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
         raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
-    _run(as_json, lambda: _emit(_workspace(path).keygen(name, key_type), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).keygen(name, key_type), env))
 
 
 @repo_app.command("roots")
@@ -589,7 +594,7 @@ def roots(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo roots --json | jq -r .first.sha256
     """
-    _run(as_json, lambda: _emit(_workspace(path).roots(), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).roots(), env))
 
 
 @repo_app.command("check")
@@ -612,7 +617,7 @@ def check(
       trust repo check --within 60d --json | jq '.roles[] | select(.state != "ok")'
     """
 
-    def action() -> None:
+    def action(env: Envelope) -> None:
         moment = None
         if valid_at is not None:
             from datetime import UTC, datetime
@@ -624,7 +629,7 @@ def check(
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
         window = duration_option(within, "--within") if within is not None else None
-        _emit(_workspace(path).check(window, valid_at=moment), as_json)
+        _emit(_workspace(path).check(window, valid_at=moment), env)
 
     _run(as_json, action)
 
@@ -643,4 +648,4 @@ def export_keys(
       trust repo export-keys /media/signing-drive --roles snapshot,timestamp
     """
     wanted = [r.strip() for r in roles.split(",") if r.strip()]
-    _run(as_json, lambda: _emit(_workspace(path).export_keys(wanted, out), as_json))
+    _run(as_json, lambda env: _emit(_workspace(path).export_keys(wanted, out), env))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +70,7 @@ def verify(
 
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
     """
-    with reported(as_json):
+    with reported(as_json) as env:
         from stella_trust._internal.sigstore.verify import verify_bundle
         from stella_trust._internal.verifiers import artifact_input, make_policy, read_input, require_usable
 
@@ -94,13 +93,11 @@ def verify(
             view = require_usable(load_view(settings, Store.of(settings)))
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
         outcome = verify_bundle(root, data, subject, policy)
-        if as_json:
-            document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
-            typer.echo(json.dumps({"verified": True, "trust": source, **document}, indent=2))
-        else:
-            who = outcome.signer or outcome.key_id or "?"
-            issuer = f" ({outcome.issuer})" if outcome.issuer else ""
-            typer.echo(
-                f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
-                f"checks: {', '.join(outcome.checks)}"
-            )
+        document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
+        env.result = {"verified": True, "trust": source, **document}
+        who = outcome.signer or outcome.key_id or "?"
+        issuer = f" ({outcome.issuer})" if outcome.issuer else ""
+        env.say(
+            f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
+            f"checks: {', '.join(outcome.checks)}"
+        )

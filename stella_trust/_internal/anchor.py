@@ -127,7 +127,13 @@ def initialise(
     """Validate the new settings, obtain the anchor, then record both (config, cache)."""
     settings = load_settings(config_path, flags)
     if not settings.tuf_url:
-        raise errors.UsageError("--tuf-url is required (or set it in the config)")
+        if root_file is None:
+            raise errors.UsageError(
+                "--tuf-url is required, except on a bundle-only host given --root FILE",
+                hint="air-gapped: `trust init --root root.json --offline`, then `trust import BUNDLE`",
+            )
+        flags = {**flags, "offline_mode": True}  # no repository to reach: bundles only
+        settings = settings.model_copy(update={"offline_mode": True})
     anchor = obtain_anchor(
         settings, root_file=root_file, root_sha256=root_sha256, trust_on_first_use=trust_on_first_use
     )

@@ -132,7 +132,7 @@ def test_tampered_cached_metadata_detected(synced: Client) -> None:
     path.write_bytes(path.read_bytes().replace(b'"length": 178', b'"length": 179', 1))
     result = synced.run("status", "--json")
     assert result.code == 3
-    assert "targets: signature verification failed" in result.json()["error"]
+    assert "targets: signature verification failed" in result.json()["message"]
     ok(synced.run("sync"))  # the Updater ignores the bad local copy and refetches
     assert ok(synced.status()).json()["freshness"]["state"] == "fresh"
 

@@ -235,7 +235,7 @@ def test_unselected_giant_member_is_never_written(faults: dict[str, Any]) -> Non
     assert path.stat().st_size < 256 << 10
     result = run_limited(host, 16 * MiB, "import", str(path), "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["changed"] is False
+    assert result.json()["changed"] is False
     assert essentials(ok(host.status()).json()) == faults["before"]
 
 

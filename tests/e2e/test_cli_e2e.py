@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import yaml
@@ -189,7 +188,9 @@ def test_sync_and_status_without_init(client: Client) -> None:
 def test_json_errors_are_objects(client: Client) -> None:
     result = client.status()
     assert result.code == 3
-    assert json.loads(result.out)["exit_code"] == 3
+    envelope = result.envelope()
+    assert envelope["error"]["exit_code"] == 3 and envelope["command"] == "status"
+    assert envelope["ok"] is False and "not initialised" in envelope["error"]["message"]
 
 
 def test_help_has_examples() -> None:

@@ -207,7 +207,7 @@ def test_low_lifetime_warning_at_publish(tmp_path: Path) -> None:
     ok(repo(path, "add-target", str(tmp_path / "b.txt")))
     later = operator_env(LD_PRELOAD=faketime_lib(), FAKETIME="+40h", DONT_FAKE_MONOTONIC="1")
     result = ok(repo(path, "publish", env=later))  # root signed for 2 days, 8 hours left
-    assert "WARNING: root v1 expires in 7 hours" in result.err and "(of a 2 days lifetime)" in result.err
+    assert "warning: root v1 expires in 7 hours" in result.err and "(of a 2 days lifetime)" in result.err
 
 
 def _free_port() -> int:

@@ -175,7 +175,7 @@ def test_init_with_wrong_root_sha256_is_refused(client: Client) -> None:
 def test_trust_on_first_use_warns_with_fingerprint(client: Client, demo: DemoRepository) -> None:
     digest = hashlib.sha256(demo.root_path.read_bytes()).hexdigest()
     result = ok(client.run("init", "--tuf-url", client.url, "--trust-on-first-use", "--no-sync"))
-    assert "WARNING" in result.err and digest in result.err
+    assert "warning: trusting the root the repository served" in result.err and digest in result.err
 
 
 def test_reinit_with_other_root_needs_force(client: Client, tmp_path: Path) -> None:

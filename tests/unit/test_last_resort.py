@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -23,7 +24,9 @@ def test_cli_turns_an_unexpected_exception_into_one_line(
     out, err = capsys.readouterr()
     assert err.splitlines()[0] == "error: internal error: ValueError: boom"
     assert err.splitlines()[1].startswith("hint: this is a bug") and "Traceback" not in err
-    assert '"error": "internal error: ValueError: boom"' in out
+    document = json.loads(out)
+    assert document["ok"] is False and document["error"]["message"] == "internal error: ValueError: boom"
+    assert document["error"]["exit_code"] == 1
 
 
 def test_debug_shows_the_traceback(

@@ -1,0 +1,126 @@
+"""One JSON shape for every command, success or failure, and the one-line error rule.
+
+With `--json`, stdout carries exactly one object:
+
+    {"command": "sync", "ok": true, "result": {...}, "warnings": ["..."], "error": null}
+    {"command": "sync", "ok": false, "result": null, "warnings": [],
+     "error": {"message": "...", "hint": "...", "exit_code": 1}}
+
+also when the command fails, is interrupted (Ctrl-C: exit 130) or meets a bug. `result`
+is the command's own typed object (never a pre-formatted string); `warnings` are also
+printed on stderr as `warning: ...`, so a human watching a script sees them. Without
+`--json` the command prints its text and errors are one `error:` line and one `hint:` line
+on stderr; a traceback only with `--debug` / STELLA_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+
+from stella_trust.errors import InternalError, StellaError
+
+OS_HINT = (
+    "check permissions and free space (the cache is written by the stella-trust user; "
+    "readers need the stella-trust group); cached trust is unchanged"
+)
+INTERRUPTED_HINT = "nothing half-done was kept; cached trust is unchanged"
+
+
+class CommandFailed(Exception):
+    """Raised by `Envelope.fail`: end the command with this error (and any result set)."""
+
+    def __init__(self, error: StellaError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class Envelope:
+    command: str
+    as_json: bool
+    result: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        """A warning: on stderr now, and in the JSON envelope."""
+        self.warnings.append(text)
+        typer.echo(f"warning: {text}", err=True)
+
+    def say(self, text: str) -> None:
+        """Human output (stdout) when not in JSON mode."""
+        if not self.as_json:
+            typer.echo(text)
+
+    def fail(self, error: StellaError) -> None:
+        raise CommandFailed(error)
+
+    def document(self, error: StellaError | None) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "ok": error is None,
+            "result": self.result,
+            "warnings": self.warnings,
+            "error": None
+            if error is None
+            else {"message": error.message, "hint": error.hint, "exit_code": error.exit_code},
+        }
+
+
+def debugging() -> bool:
+    return os.environ.get("STELLA_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:]
+
+
+def internal_error(exc: BaseException) -> StellaError:
+    """The last resort: an exception nobody translated, as one line (traceback if debugging)."""
+    if debugging():
+        traceback.print_exception(exc, file=sys.stderr)
+    return InternalError.wrapping(exc)
+
+
+def _finish(env: Envelope, error: StellaError) -> None:
+    if env.as_json:
+        typer.echo(json.dumps(env.document(error), indent=2))
+    typer.echo(f"error: {error.message}", err=True)
+    if error.hint:
+        typer.echo(f"hint: {error.hint}", err=True)
+    raise typer.Exit(error.exit_code)
+
+
+@contextmanager
+def envelope(command: str, as_json: bool) -> Iterator[Envelope]:
+    """Run a command body; print its envelope (`--json`) or its error line, exit right."""
+    env = Envelope(command, as_json)
+    try:
+        yield env
+    except typer.Exit as done:  # a deliberate exit code (0 = success) from the body
+        code = done.exit_code
+        if code:
+            _finish(env, StellaError(f"{command} failed (exit {code})", exit_code=code))
+        if as_json:
+            typer.echo(json.dumps(env.document(None), indent=2))
+        raise
+    except CommandFailed as failed:
+        _finish(env, failed.error)
+    except StellaError as error:
+        _finish(env, error)
+    except OSError as exc:  # permissions, a full disk, an unwritable --out: the OS's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        _finish(env, StellaError(f"{exc.strerror or exc}{where}", hint=OS_HINT))
+    except KeyboardInterrupt:
+        _finish(env, StellaError("interrupted", hint=INTERRUPTED_HINT, exit_code=130))
+    except (typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        _finish(env, internal_error(exc))
+    else:
+        if as_json:
+            typer.echo(json.dumps(env.document(None), indent=2))

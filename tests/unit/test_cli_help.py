@@ -1,0 +1,69 @@
+"""Every command and subcommand explains itself: an example in --help, readable metavars,
+whole summaries; shell completion works (issue 12, item 3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from stella_trust._cli.app import app, main, readable_metavars
+
+
+def command_paths() -> list[list[str]]:
+    paths: list[list[str]] = []
+
+    def walk(command: object, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p))
+def test_every_command_has_an_example_and_readable_metavars(
+    path: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*path, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    group = text.count("Commands:") > 0
+    assert group or "Example" in text, f"trust {' '.join(path)} --help has no example:\n{text}"
+    for ugly in ("<str>", "<path>", "<list[str]>", "<int", "{file}", "{name}", "{bundle}"):
+        assert ugly not in text, f"trust {' '.join(path)}: {ugly}\n{text}"
+
+
+def test_the_top_level_list_shows_whole_summaries(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "..." not in text.split("Commands:")[1].split("Examples:")[0]
+    command = typer.main.get_command(app)
+    readable_metavars(command)
+    assert command.commands["sync"].short_help.startswith("Refresh trust from the repository")  # type: ignore[attr-defined]
+
+
+def test_completion_script_and_completions() -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "stella_trust", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert script.returncode == 0 and "_trust_completion" in script.stdout.replace("-", "_")
+    env = {
+        **os.environ,
+        "_TRUST_COMPLETE": "complete_bash",
+        "COMP_WORDS": "trust repo bump",
+        "COMP_CWORD": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "stella_trust"], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.stdout.split() == ["bump-online"], done.stdout + done.stderr
