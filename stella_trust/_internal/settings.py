@@ -339,3 +339,39 @@ def write_section(path: Path, values: dict[str, Any]) -> None:
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text.encode("utf-8"), mode=0o644)
+
+
+SettingSource = Literal["flag", "env", "file", "default"]
+
+
+def setting_sources(
+    config_path: Path | None,
+    flag_names: dict[str, str] | None = None,
+    *,
+    env_service_map: bool = True,
+) -> dict[str, tuple[SettingSource, str | None]]:
+    """Where each field's effective value comes from, by the precedence `load_settings`
+    applies (flags < environment < file < default, first wins): `("flag", "--cache-dir")`,
+    `("env", "STELLA_TUF_ROOT_URL")`, `("file", "<config path>")` or `("default", None)`.
+
+    `flag_names` maps the fields given on the command line to the flag that set them. Only
+    the fixed STELLA_* variables are looked at (never the rest of the environment)."""
+    path = config_path if config_path is not None else default_config_path()
+    flags = flag_names or {}
+    env = {
+        field: name
+        for name, field in ENV_VARIABLES.items()
+        if (field != "service_map_file" or env_service_map) and os.environ.get(name, "") != ""
+    }
+    in_file = read_section(path)
+    sources: dict[str, tuple[SettingSource, str | None]] = {}
+    for field in TrustRepoSettings.model_fields:
+        if field in flags:
+            sources[field] = ("flag", flags[field])
+        elif field in env:
+            sources[field] = ("env", env[field])
+        elif field in in_file:
+            sources[field] = ("file", str(path))
+        else:
+            sources[field] = ("default", None)
+    return sources

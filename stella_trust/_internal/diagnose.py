@@ -1,0 +1,568 @@
+"""`trust doctor`'s checks: this host, end to end, one verdict per check.
+
+Each check returns a `Check` (ok / warn / fail, one line of detail, a hint for anything not
+ok). They use the same code as the commands they stand for: settings load like every
+command, trust re-verifies through `reader.load_view` from the anchor the config pins, and
+the cache is proven writable by creating a file in it, not by reading its mode bits. Checks
+that depend on an earlier one (freshness on verified trust, the clock on an answer from the
+repository) are left out when it failed: one cause, one `fail` line.
+
+Bounded: the one network request (the repository's `timestamp.json`, headers only) runs
+with a timeout of at most `PROBE_SECONDS` per operation and is abandoned after that long in
+total, so a host whose network hangs still gets its report.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib import parse
+from urllib.request import url2pathname
+
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.timefmt import human_duration, iso, utcnow
+from stella_trust._version import __version__
+from stella_trust.errors import StellaError
+from stella_trust.view import FreshnessState, TrustView
+
+State = Literal["ok", "warn", "fail"]
+STATES: tuple[State, ...] = ("ok", "warn", "fail")
+
+PROBE_SECONDS = 5.0
+CLOCK_WARN = timedelta(minutes=5)
+CLOCK_FAIL = timedelta(hours=1)
+# The agent refreshes (and rewrites its metrics) every interval, ± jitter, sooner after a
+# failure: two intervals and a margin without a sign of it means it is not running.
+OVERDUE_MARGIN = timedelta(minutes=5)
+
+WRITER_HINT = (
+    "the cache is written by the stella-trust user (the agent, `trust sync`, `trust import`): "
+    "run as that user (`sudo -u stella-trust trust doctor`), or give it the directory: "
+    "`chown -R stella-trust:stella-trust {path} && chmod 0750 {path}`; attestors in the "
+    "stella-trust group only read it"
+)
+READ_ONLY_HINT = (
+    "the file system holding {path} is read-only here (a read-only mount, or a systemd unit "
+    "that does not list it in StateDirectory=/ReadWritePaths=); the stella-trust user must be "
+    "able to write the cache"
+)
+CLOCK_HINT = (
+    "TUF expiry checks read this clock: a clock ahead makes valid metadata look expired (and "
+    "trust turn stale early), a clock behind accepts metadata that has expired; synchronise "
+    "it (NTP: `timedatectl set-ntp true`, chrony)"
+)
+AGENT_HINT = (
+    "is the agent running? `systemctl status stella-trust-agent` (or the stella-trust-sync "
+    "timer); under the hardened unit the textfile directory needs ReadWritePaths="
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: `check` names what was looked at, `detail` says what was found."""
+
+    check: str
+    state: State
+    detail: str
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "state": self.state, "detail": self.detail, "hint": self.hint}
+
+
+def ok(check: str, detail: str) -> Check:
+    return Check(check, "ok", detail)
+
+
+def warn(check: str, detail: str, hint: str) -> Check:
+    return Check(check, "warn", detail, hint)
+
+
+def fail(check: str, detail: str, hint: str | None) -> Check:
+    return Check(check, "fail", detail, hint or None)
+
+
+# ---- config -----------------------------------------------------------------------------
+
+
+def check_config(load: Callable[[], TrustRepoSettings], path: Path) -> tuple[Check, TrustRepoSettings | None]:
+    """The settings load (file < environment < flags) and validate, as for every command."""
+    try:
+        settings = load()
+    except StellaError as error:
+        return fail("config", error.message, error.hint), None
+    except OSError as exc:
+        hint = f"make {path} readable by this user (root writes the config; 0644 lets everyone read it)"
+        return fail("config", f"{path}: cannot read: {exc.strerror or exc}", hint), None
+    if not path.exists():
+        return (
+            warn(
+                "config",
+                f"no config file at {path}: defaults, environment and flags only",
+                "run `trust init --tuf-url URL --root ROOT.json` (it writes the config), or pass --config",
+            ),
+            settings,
+        )
+    return ok("config", f"{path}: attestor.trust_repo is valid"), settings
+
+
+def _reader_hint(path: Path) -> str:
+    return f"make {path} readable by this user"
+
+
+# ---- cache ------------------------------------------------------------------------------
+
+
+def check_cache(path: Path) -> tuple[Check, bool]:
+    """The cache directory exists and this user can write it (a file is created and removed);
+    the flag says whether it can at least be read, so trust can still be checked."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        create = (
+            "run `trust init` as the stella-trust user, or create the directory owned by "
+            "stella-trust:stella-trust with mode 0750 (`install -d -o stella-trust -g stella-trust "
+            f"-m 0750 {path}`)"
+        )
+        if exc.errno == errno.ENOENT:
+            return fail("cache", f"{path} does not exist", create), False
+        if exc.errno == errno.ENOTDIR:
+            detail = f"{path} cannot exist: a part of that path is a file, not a directory"
+            return fail("cache", detail, create), False
+        return fail("cache", f"{path}: {exc.strerror or exc}", WRITER_HINT.format(path=path)), False
+    if not stat.S_ISDIR(info.st_mode):
+        return fail(
+            "cache", f"{path} is not a directory", f"remove it, then run `trust init` ({path})"
+        ), False
+    owner = f"owner {_user(info.st_uid)}:{_group(info.st_gid)}, mode {stat.S_IMODE(info.st_mode):04o}"
+    readable = os.access(path, os.R_OK | os.X_OK)
+    problem = _write_probe(path)
+    if problem is None and not os.access(path, os.W_OK | os.X_OK):
+        problem = OSError(errno.EACCES, os.strerror(errno.EACCES))
+    if problem is not None:
+        me = _user(os.geteuid())
+        hint = READ_ONLY_HINT if problem.errno == errno.EROFS else WRITER_HINT
+        return (
+            fail(
+                "cache",
+                f"{path} is not writable by {me}: {problem.strerror or problem} ({owner})",
+                hint.format(path=path),
+            ),
+            readable,
+        )
+    if info.st_mode & stat.S_IWOTH:
+        return (
+            warn(
+                "cache",
+                f"{path} is writable by every user ({owner})",
+                f"anyone could roll trust back to older signed metadata: `chmod 0750 {path}`",
+            ),
+            readable,
+        )
+    if os.geteuid() == 0 and info.st_uid != 0:
+        return (
+            warn(
+                "cache",
+                f"{path} is writable, but owned by {_user(info.st_uid)} and this is root ({owner})",
+                "files root writes there (`trust sync`, `trust import` as root) cannot be replaced by the "
+                "agent later: run writers as the stella-trust user (`sudo -u stella-trust trust ...`)",
+            ),
+            readable,
+        )
+    return ok("cache", f"{path} is a writable directory ({owner})"), readable
+
+
+def _write_probe(path: Path) -> OSError | None:
+    """Create and remove a scratch file: the only proof of writability (ACLs, read-only
+    mounts and full disks are not in the mode bits)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".doctor-", dir=path)
+    except OSError as exc:
+        return exc
+    try:
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+# ---- anchor, trust, freshness, pins, last sync ------------------------------------------
+
+
+def check_anchor(store: Store, config: Path) -> tuple[Check, bool]:
+    """The anchor is there and has the digest `init` recorded in the config."""
+    import hashlib
+
+    try:
+        data = store.read_anchor()
+    except StellaError as error:
+        return fail("anchor", error.message, error.hint), False
+    except OSError as exc:
+        return (
+            fail(
+                "anchor",
+                f"{store.anchor_path}: {exc.strerror or exc}",
+                "readers need the stella-trust group (the cache directory is 0750)",
+            ),
+            False,
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if store.anchor_sha256 is None:
+        return (
+            warn(
+                "anchor",
+                f"{store.anchor_path} (sha256 {digest[:16]}…) is not pinned: the config records no "
+                "anchor_sha256, so a replaced anchor would not be noticed",
+                f"as root, re-run `trust init --force --root ROOT.json` to record it in {config}",
+            ),
+            True,
+        )
+    return ok("anchor", f"{store.anchor_path} matches anchor_sha256 {digest[:16]}… in {config}"), True
+
+
+def check_trust(settings: TrustRepoSettings, store: Store, now: datetime) -> tuple[Check, TrustView | None]:
+    """The current generation re-verifies from the anchor (as every read does)."""
+    from stella_trust._internal.reader import load_view
+
+    try:
+        view = load_view(settings, store, now)
+    except StellaError as error:
+        return fail("trust", error.message, error.hint), None
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        return (
+            fail(
+                "trust",
+                f"cannot read the cache{where}: {exc.strerror or exc}",
+                "readers need the stella-trust group (the cache directory is 0750)",
+            ),
+            None,
+        )
+    versions = ", ".join(f"{role} v{info.version}" for role, info in view.roles.items())
+    return ok("trust", f"re-verified from the anchor: {versions}; {len(view.targets)} targets"), view
+
+
+def check_freshness(view: TrustView, settings: TrustRepoSettings, now: datetime) -> Check:
+    """Decision 3: fresh ok, grace warn, stale fail (from signed expiry dates only)."""
+    f = view.freshness
+    role = f.earliest_role
+    if f.state == FreshnessState.FRESH:
+        return ok(
+            "freshness", f"fresh: {role} expires {iso(f.expires)} (in {human_duration(f.expires - now)})"
+        )
+    if f.state == FreshnessState.GRACE:
+        return warn(
+            "freshness",
+            f"grace: {role} expired {iso(f.expires)} ({human_duration(now - f.expires)} ago); "
+            f"stale at {iso(f.stale_after)} (in {human_duration(f.stale_after - now)})",
+            "run `trust sync` (or import a fresh bundle); consumers refuse trust once it is stale",
+        )
+    return fail(
+        "freshness",
+        f"stale since {iso(f.stale_after)} ({role} expired {iso(f.expires)}, "
+        f"grace {settings.freshness_threshold_days:g} days): consumers refuse it",
+        "run `trust sync` (or import a fresh bundle on air-gapped hosts)",
+    )
+
+
+def check_pins(view: TrustView) -> Check:
+    if not view.missing_pins:
+        return ok("pins", "every pinned target is cached")
+    retired = [p for p in view.missing_pins if p in view.retired_pins]
+    absent = [p for p in view.missing_pins if p not in view.retired_pins]
+    parts = []
+    if retired:
+        parts.append(f"retired by the repository: {', '.join(retired)}")
+    if absent:
+        parts.append(f"not cached yet: {', '.join(absent)}")
+    return warn(
+        "pins",
+        "pinned targets missing (" + "; ".join(parts) + ")",
+        "remove retired pins from pinned_targets; run `trust sync` for the others",
+    )
+
+
+def check_last_sync(settings: TrustRepoSettings, store: Store, now: datetime) -> Check:
+    """What the last sync recorded (state.json: informational, never trust)."""
+    try:
+        state = store.read_state()
+    except OSError as exc:
+        return warn(
+            "sync", f"cannot read {store.state_path}: {exc.strerror or exc}", _reader_hint(store.state_path)
+        )
+    expects_sync = settings.tuf_url is not None and settings.network_allowed
+    if state.last_error:
+        streak = f" ({state.consecutive_failures} in a row)" if state.consecutive_failures > 1 else ""
+        return warn(
+            "sync",
+            f"the last sync failed{streak}: {state.last_error}",
+            "run `trust sync` for the error and its hint; cached trust is served while it is fresh",
+        )
+    last = _parse_iso(state.last_sync)
+    if last is None:
+        if expects_sync:
+            return warn("sync", "no successful sync recorded", "run `trust sync`")
+        return ok("sync", "no sync recorded (this host takes trust from bundles)")
+    age = now - last
+    overdue = 2 * timedelta(minutes=settings.refresh_interval_minutes) + OVERDUE_MARGIN
+    ago = f"{human_duration(age)} ago" if age >= timedelta(0) else f"{human_duration(age)} in the future"
+    if expects_sync and age > overdue:
+        return warn(
+            "sync",
+            f"last successful sync {iso(last)} ({ago}); refresh interval "
+            f"{settings.refresh_interval_minutes:g} minutes",
+            AGENT_HINT,
+        )
+    return ok("sync", f"last successful sync {iso(last)} ({ago})")
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---- the repository and the clock -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One GET of `<tuf_url>/metadata/timestamp.json`, headers only."""
+
+    url: str
+    status: int | None = None
+    server_date: datetime | None = None
+    local_time: datetime | None = None  # the middle of the request, by this host's clock
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def probe_repository(settings: TrustRepoSettings, timeout: float = PROBE_SECONDS) -> Probe:
+    """GET the timestamp role's URL; never raises, never takes much longer than `timeout`."""
+    assert settings.tuf_url is not None
+    url = f"{settings.tuf_url}/metadata/timestamp.json"
+    box: list[Probe] = []
+
+    def run() -> None:
+        try:
+            box.append(_get(url, settings.ca_bundle, timeout))
+        except Exception as exc:  # a thread must not print a traceback; report it instead
+            box.append(Probe(url, error=f"{type(exc).__name__}: {exc}"))
+
+    worker = threading.Thread(target=run, name="doctor-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return box[0] if box else Probe(url, error=f"no answer within {timeout:g} s", seconds=timeout)
+
+
+def _get(url: str, ca_bundle: Path | None, timeout: float) -> Probe:
+    import httpx
+
+    verify: Any = True
+    if ca_bundle is not None and url.startswith("https:"):
+        import ssl
+
+        verify = ssl.create_default_context(cafile=str(ca_bundle))
+    started = time.time()
+    clock = time.monotonic()
+    try:
+        with (
+            httpx.Client(
+                timeout=httpx.Timeout(timeout),
+                headers={"User-Agent": f"stella-trust/{__version__} (doctor)", "Accept-Encoding": "identity"},
+                verify=verify,
+                trust_env=True,
+                follow_redirects=True,
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
+            elapsed = time.monotonic() - clock
+            middle = datetime.fromtimestamp(started + elapsed / 2, UTC)
+            return Probe(url, response.status_code, _http_date(response.headers.get("date")), middle, elapsed)
+    except httpx.TimeoutException:
+        return Probe(url, error=f"no answer within {timeout:g} s", seconds=time.monotonic() - clock)
+    except httpx.HTTPError as exc:
+        return Probe(url, error=str(exc) or type(exc).__name__, seconds=time.monotonic() - clock)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def check_repository(settings: TrustRepoSettings) -> tuple[Check, Probe | None]:
+    """The repository answers where a sync would ask (skipped offline and without a URL)."""
+    url = settings.tuf_url
+    if url is None:
+        return ok("repository", "no tuf_url: this host takes trust from bundles, not contacted"), None
+    if not settings.network_allowed:
+        return ok("repository", "offline mode, not contacted"), None
+    if url.startswith("file:"):
+        path = Path(url2pathname(parse.urlsplit(url).path)) / "metadata" / "timestamp.json"
+        if path.is_file() and os.access(path, os.R_OK):
+            return ok("repository", f"{path} is readable"), None
+        return (
+            fail(
+                "repository",
+                f"{path} is missing or unreadable",
+                "mount the medium or fix tuf_url; cached trust is unchanged",
+            ),
+            None,
+        )
+    probe = probe_repository(settings, min(PROBE_SECONDS, settings.request_timeout_seconds))
+    hint = "check tuf_url, the network path and any proxy (HTTPS_PROXY / NO_PROXY); cached trust is unchanged"
+    if probe.error is not None:
+        return fail("repository", f"{probe.url}: {probe.error}", hint), None
+    if probe.status != 200:
+        return fail("repository", f"{probe.url}: HTTP {probe.status}", hint), probe
+    return ok("repository", f"{probe.url}: HTTP 200 in {probe.seconds * 1000:.0f} ms"), probe
+
+
+def check_clock(settings: TrustRepoSettings, probe: Probe | None) -> Check | None:
+    """This host's clock against the repository's (its HTTP `Date` header); None when the
+    repository was not asked or did not answer (that check already says why)."""
+    if settings.tuf_url is None:
+        return ok("clock", "no tuf_url: not compared with a repository")
+    if not settings.network_allowed:
+        return ok("clock", "offline mode: not compared with a repository")
+    if settings.tuf_url.startswith("file:"):
+        return ok("clock", "file:// repository: no server clock to compare with")
+    if probe is None or probe.status is None or probe.local_time is None:
+        return None
+    if probe.server_date is None:
+        return warn(
+            "clock",
+            "the repository sent no usable Date header: clock not compared",
+            "check this host's clock against a reference (`timedatectl`, `chronyc tracking`)",
+        )
+    skew = probe.local_time - probe.server_date
+    size = abs(skew)
+    # the Date header has a resolution of one second
+    direction = "ahead of" if skew > timedelta(0) else "behind"
+    if size <= timedelta(seconds=2):
+        return ok("clock", "agrees with the repository's Date header (within 2 s)")
+    detail = f"{human_duration(skew)} {direction} the repository's Date header"
+    if size > CLOCK_FAIL:
+        return fail("clock", f"{detail} (more than {human_duration(CLOCK_FAIL)})", CLOCK_HINT)
+    if size > CLOCK_WARN:
+        return warn("clock", f"{detail} (more than {human_duration(CLOCK_WARN)})", CLOCK_HINT)
+    return ok("clock", detail)
+
+
+# ---- the agent's metrics ----------------------------------------------------------------
+
+
+def check_metrics(settings: TrustRepoSettings, now: datetime) -> Check:
+    """The agent's node_exporter textfile, if configured: present, recent, no failure streak."""
+    path = settings.metrics_path
+    if path is None:
+        return ok("metrics", "metrics_path not configured, skipped")
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return warn("metrics", f"{path} does not exist: the agent has not written it", AGENT_HINT)
+    except OSError as exc:
+        return warn("metrics", f"{path}: {exc.strerror or exc}", _reader_hint(path))
+    written = datetime.fromtimestamp(info.st_mtime, UTC)
+    age = now - written
+    overdue = 2 * timedelta(minutes=settings.refresh_interval_minutes) + OVERDUE_MARGIN
+    if age > overdue:
+        return warn(
+            "metrics",
+            f"{path} was last written {iso(written)} ({human_duration(age)} ago); "
+            f"the agent rewrites it every {settings.refresh_interval_minutes:g} minutes",
+            AGENT_HINT,
+        )
+    failures = _sample(text, "stella_trust_consecutive_failures")
+    if failures:
+        return warn(
+            "metrics",
+            f"{path}: the agent reports {failures:g} consecutive refresh failures",
+            "see the agent's log: `journalctl -u stella-trust-agent -p warning`",
+        )
+    return ok("metrics", f"{path} written {human_duration(age)} ago")
+
+
+def _sample(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        head, _, value = line.partition(" ")
+        if head == name:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+# ---- all of it --------------------------------------------------------------------------
+
+
+def run_checks(
+    load: Callable[[], TrustRepoSettings], config: Path, now: Callable[[], datetime] = utcnow
+) -> list[Check]:
+    """Every check, in order; a check whose prerequisite failed is left out."""
+    config_check, settings = check_config(load, config)
+    checks = [config_check]
+    if settings is None:
+        return checks
+    cache_check, readable = check_cache(settings.local_cache_path)
+    checks.append(cache_check)
+    if readable:
+        store = Store.of(settings)
+        anchor_check, anchored = check_anchor(store, config)
+        checks.append(anchor_check)
+        if anchored:
+            moment = now()
+            trust_check, view = check_trust(settings, store, moment)
+            checks.append(trust_check)
+            if view is not None:
+                checks.append(check_freshness(view, settings, moment))
+                checks.append(check_pins(view))
+            checks.append(check_last_sync(settings, store, moment))
+    repository_check, probe = check_repository(settings)
+    checks.append(repository_check)
+    clock_check = check_clock(settings, probe)
+    if clock_check is not None:
+        checks.append(clock_check)
+    checks.append(check_metrics(settings, now()))
+    return checks
