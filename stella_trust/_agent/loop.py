@@ -84,6 +84,7 @@ class CycleOutcome:
     error: StellaError | None
     view: TrustView | None
     changed: bool = False
+    changes: tuple[str, ...] = ()  # what the sync changed, in words (policy/changes.py)
 
     @property
     def exit_code(self) -> int:
@@ -181,10 +182,14 @@ class Agent:
 
     def run_once(self) -> int:
         """One cycle for timers and cron; the exit code follows `trust sync`."""
+        return self.run_once_outcome().exit_code
+
+    def run_once_outcome(self) -> CycleOutcome:
+        """One cycle, with what it did (for `trust agent --once --json`)."""
         outcome = self.guarded_cycle()
         self.log.info("one-shot refresh done: %s", self.status_line())
         self.notifier.ready(self.status_line())
-        return outcome.exit_code
+        return outcome
 
     def _cycle_in_worker(self) -> CycleOutcome:
         """Run a cycle in a daemon thread so this (main) thread keeps answering signals and
@@ -286,10 +291,11 @@ class Agent:
         self.metrics.last_attempt = time.time()
         error: StellaError | None = None
         changed = False
+        changes: tuple[str, ...] = ()
         if settings.network_allowed:
             try:
                 result = sync(settings, store, should_stop=self.stop_event.is_set)
-                changed = result.changed
+                changed, changes = result.changed, result.changes
                 self.metrics.sync_duration = result.seconds
                 self.metrics.last_success = time.time()
                 self.last_sync = iso(datetime.now(UTC))
@@ -312,9 +318,9 @@ class Agent:
             if error is None:
                 error = cache_io_error(exc, settings.local_cache_path)
         self._remember_last_sync(store, view)
-        self._report(error, changed, view)
+        self._report(error, changed, view, changes)
         self._export_metrics(view)
-        return CycleOutcome(error is None, error, view, changed)
+        return CycleOutcome(error is None, error, view, changed, changes)
 
     def _remember_last_sync(self, store: Store, view: TrustView | None) -> None:
         """The last successful sync by anyone (this agent, an earlier run, `trust sync`,
@@ -331,9 +337,16 @@ class Agent:
         if self.metrics.last_success is None:
             self.metrics.last_success = _timestamp(self.last_sync)
 
-    def _report(self, error: StellaError | None, changed: bool, view: TrustView | None) -> None:
+    def _report(
+        self,
+        error: StellaError | None,
+        changed: bool,
+        view: TrustView | None,
+        changes: tuple[str, ...] = (),
+    ) -> None:
         """Log-once bookkeeping: a failure once per distinct error (repeats at debug), the
-        recovery once, freshness only on transitions."""
+        recovery once, freshness only on transitions; what a changing sync changed, once,
+        one INFO line per change (a cycle whose re-read failed still committed them)."""
         if error is not None:
             self.failures += 1
             self.metrics.consecutive_failures = self.failures
@@ -343,6 +356,7 @@ class Agent:
                 self.last_error = key
             else:
                 self.log.debug("refresh failed again (%d): %s", self.failures, error.message)
+            self._log_changes(changes)
         else:
             if self.failures:
                 self.log.info("refresh recovered after %d failures", self.failures)
@@ -353,10 +367,15 @@ class Agent:
             if changed and view is not None:
                 versions = " ".join(f"{r} v{i.version}" for r, i in view.roles.items())
                 self.log.info("trust updated: %s", versions)
+            self._log_changes(changes)
         state = view.freshness.state if view is not None else "unusable"
         if state != self.last_state:
             self._log_transition(state, view)
             self.last_state = state
+
+    def _log_changes(self, changes: tuple[str, ...]) -> None:
+        for change in changes:
+            self.log.info("trust changed: %s", change)
 
     def _log_transition(self, state: str, view: TrustView | None) -> None:
         if state == FreshnessState.FRESH:

@@ -3,23 +3,30 @@
 Every read re-verifies the chain from the trust anchor and every target hash
 (docs/design.md, decision 2) and checks the rollback floor, then refuses stale trust
 unless the caller explicitly asks to inspect it. `open_trust()` is the public door.
+
+`load_target` serves one target's bytes from such a read (the bytes the verification just
+checked, never a second look at the file), and `generation_view` verifies an earlier
+generation the store still keeps the same way, so `trust diff` describes only verified trust.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stella_trust._internal.policy.build import build_view
+from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust, verify_generation
 from stella_trust._internal.tuf.rollback import rollback_violations
 from stella_trust._internal.verifiers import require_usable
-from stella_trust.errors import CacheVerificationError
-from stella_trust.view import TrustView
+from stella_trust.errors import CacheVerificationError, UnknownTargetError
+from stella_trust.view import TargetEntry, TrustView
 
 
 def verified_current(store: Store) -> VerifiedTrust:
@@ -64,8 +71,15 @@ def _moved(store: Store, generation: Generation) -> bool:
 
 def load_view(settings: TrustRepoSettings, store: Store, now: datetime | None = None) -> TrustView:
     """Re-verify the current generation from the anchor and build the view (stale allowed)."""
+    return load_view_of_generation(settings, store, now)[0]
+
+
+def load_view_of_generation(
+    settings: TrustRepoSettings, store: Store, now: datetime | None = None
+) -> tuple[TrustView, Generation]:
+    """`load_view`, with the generation it read (a writer may switch `current` meanwhile)."""
     verified, state = verified_current_with_state(store)
-    return build_view(verified, settings, state, now or utcnow())
+    return build_view(verified, settings, state, now or utcnow()), verified.generation
 
 
 def open_trust(
@@ -97,3 +111,80 @@ def open_trust(
             hint="readers need the stella-trust group (the cache directory is 0750)",
         ) from exc
     return view if allow_stale else require_usable(view)
+
+
+def load_target(
+    settings: TrustRepoSettings, store: Store, name: str, now: datetime | None = None
+) -> tuple[TrustView, TargetEntry, bytes]:
+    """One cached target's bytes, verified on this read; stale trust refused.
+
+    The whole current generation is re-verified from the anchor (as every read is), the
+    view is built and must be usable (`require_usable`), then the bytes handed out are the
+    ones that verification checked against the signed length and hashes (a large target is
+    read and checked again). `name` may omit the extension when unique; an unknown name
+    fails naming the close ones.
+    """
+    verified, state = verified_current_with_state(store)
+    view = require_usable(build_view(verified, settings, state, now or utcnow()))
+    resolved = _cached_name(name, list(verified.target_info))
+    data = verified.read_target(resolved)
+    entry = next(t for t in view.targets if t.name == resolved)
+    if len(data) != entry.length or (entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256):
+        raise CacheVerificationError(f"target {resolved}: length or hash mismatch on read")
+    return view, entry, data
+
+
+def _cached_name(name: str, stored: list[str]) -> str:
+    """Exact, else the unique `<name>.<ext>`; an unknown name lists the close cached names."""
+    if name not in stored and not any(n.startswith(name + ".") for n in stored):
+        close = difflib.get_close_matches(name, stored, n=5, cutoff=0.5)
+        listed = f"close names: {', '.join(close)}" if close else f"cached: {', '.join(stored) or 'none'}"
+        raise UnknownTargetError(
+            f"Unknown target {name!r}: not in the cached trust ({listed})",
+            hint="`trust status` lists the cached targets; pin others in pinned_targets, then `trust sync`",
+        )
+    return match_name(name, stored)
+
+
+def previous_generation(store: Store, current: Generation | None = None) -> Generation | None:
+    """The generation `current` (default: the store's) replaced, if the store still keeps it
+    (a commit keeps the one it replaces for readers still inside it, and prunes it at the
+    next commit)."""
+    current = current or store.current()
+    if current is None or not store.generations_dir.is_dir():
+        return None
+    others = [
+        path
+        for path in store.generations_dir.iterdir()
+        if not path.name.startswith(".")
+        and path.name != current.path.name
+        and not path.is_symlink()
+        and path.is_dir()
+    ]
+    mark = _started(current.path.name)
+    older = [path for path in others if mark is None or (_started(path.name) or 0) < mark]
+    if not older:
+        return None
+    return Generation(max(older, key=lambda path: (_started(path.name) or 0, path.name)))
+
+
+def _started(name: str) -> int | None:
+    """A generation is named `<ns since the epoch when its sync began>-<random>`."""
+    head = name.partition("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def generation_view(
+    settings: TrustRepoSettings, store: Store, generation: Generation, now: datetime | None = None
+) -> TrustView:
+    """A view of one generation of this store, verified as a read of the current one is:
+    root chain from the anchor (and the roots kept beside the generations), every role, every
+    stored target's length and hashes. No rollback floor (an earlier generation is older than
+    the floor by design) and stale allowed: this is for describing, never for serving."""
+    path = generation.path
+    if path.parent != store.generations_dir or path.name.startswith(".") or path.is_symlink():
+        raise CacheVerificationError(f"{path} is not a generation of the cache {store.root}")
+    if not path.is_dir():
+        raise CacheVerificationError(f"generation {path.name} is not in the cache any more")
+    verified = verify_generation(generation, store.read_anchor(), store.committed_roots_dir)
+    return build_view(verified, settings, None, now or utcnow())

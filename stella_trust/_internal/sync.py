@@ -4,8 +4,9 @@ The Updater does the TUF client workflow (root walk, timestamp, snapshot, target
 delegations, rollback and freeze checks) inside a private working copy of the
 current generation. Only when the working copy differs from the current trust is
 it re-verified independently (tuf/offline.py, from the anchor), checked for rollback
-against what the host held, and committed; an idle sync keeps it as the next sync's
-starting point. Any failure discards it, so the previous trust stays exactly as it was.
+against what the host held, described against the generation it replaces (in words:
+policy/changes.py) and committed; an idle sync keeps it as the next sync's starting point
+and describes nothing. Any failure discards it, so the previous trust stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
 from stella_trust._internal.policy.build import build_view
+from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import CacheState, Generation, Store
@@ -33,6 +35,7 @@ from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust._internal.tuf.offline import verify_generation, verify_metadata, verify_root_chain
 from stella_trust._internal.tuf.rollback import refuse_rollback
 from stella_trust._internal.tuf.updater import RepositorySession
+from stella_trust.view import TrustView
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class SyncResult:
     floor: dict[str, Any] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     retired_pins: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,7 @@ class SyncResult:
             "seconds": round(self.seconds, 4),
             "sources": list(self.sources),
             "retired_pins": list(self.retired_pins),
+            "changes": list(self.changes),
         }
 
 
@@ -152,12 +157,14 @@ def _refresh(
             if name not in wanted:
                 work.target_path(name).unlink()
         changed = base is None or force or not _same_tree(work.path, base.path)
+        changes: tuple[str, ...] = ()
         if changed:
             verified = verify_generation(work, anchor, store.committed_roots_dir)
-            build_view(verified, settings, None, now)  # the new trust must yield a usable view
+            after = build_view(verified, settings, None, now)  # the new trust must yield a usable view
             refuse_rollback(base, anchor, floor, verified.metadata)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
+            changes = _describe(settings, store, base, anchor, after, now)
             store.commit(work)
         else:
             versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
@@ -187,7 +194,29 @@ def _refresh(
         floor=new_floor,
         sources=sources,
         retired_pins=collected.retired_pins,
+        changes=changes,
     )
+
+
+def _describe(
+    settings: TrustRepoSettings,
+    store: Store,
+    base: Generation | None,
+    anchor: bytes,
+    after: TrustView,
+    now: datetime,
+) -> tuple[str, ...]:
+    """What this commit changes, in words: the generation being replaced is verified like
+    any read (anchor chain, every target) and built into a view, then compared with the new
+    one. Only changing syncs get here; an idle sync computes nothing."""
+    if base is None:
+        return tuple(describe_changes(None, after))
+    try:
+        before = build_view(verify_generation(base, anchor, store.committed_roots_dir), settings, None, now)
+    except (errors.StellaError, OSError) as exc:
+        reason = exc.message if isinstance(exc, errors.StellaError) else str(exc)
+        return (f"earlier trust not compared (it does not verify: {reason})", *describe_changes(None, after))
+    return tuple(describe_changes(before, after))
 
 
 class _SessionTargets(TargetSelection):
