@@ -1,40 +1,33 @@
-"""Air-gapped hosts: `trust export`, `trust snapshot export`, `trust import`."""
+"""Air-gapped hosts: `trust export`, `trust snapshot export`, `trust snapshot inspect`,
+`trust import`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from stella_trust._cli.envelope import Envelope
 from stella_trust._cli.options import JsonOption, duration_option, load, reported
-from stella_trust.errors import UsageError
+from stella_trust._cli.progress import QuietOption, bundle_progress
+from stella_trust.errors import StellaError, UsageError
 
 snapshot_app = typer.Typer(
     help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.", no_args_is_help=True
 )
 
 
-def _progress(total_hint: int) -> Any:
-    """A rich progress bar when a person is watching a large transfer, else nothing."""
-    from stella_trust._cli.progress import transfer_progress
-
-    return transfer_progress(total_hint)
-
-
-def _print_bundle(summary: Any, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary.to_json(), indent=2))
-    else:
-        versions = " ".join(f"{role} v{v}" for role, v in summary.versions.items())
-        outcome = "" if summary.changed else "no change, this host already holds that trust; "
-        typer.echo(
-            f"{summary.action}: {summary.path}: {outcome}{summary.files} files, {summary.bytes} "
-            f"bytes ({versions}); freshness {summary.freshness.state}"
-        )
+def _print_bundle(summary: Any, env: Envelope) -> None:
+    env.result = summary.to_json()
+    versions = " ".join(f"{role} v{v}" for role, v in summary.versions.items())
+    outcome = "" if summary.changed else "no change, this host already holds that trust; "
+    env.say(
+        f"{summary.action}: {summary.path}: {outcome}{summary.files} files, {summary.bytes} "
+        f"bytes ({versions}); freshness {summary.freshness.state}"
+    )
     for warning in summary.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        env.warn(warning)
 
 
 def export_command(
@@ -50,6 +43,7 @@ def export_command(
             "client-trust-config: for sigstore-python --trust-config.",
         ),
     ] = "tuf-repository",
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the verified trust for another host or another verifier.
@@ -61,6 +55,7 @@ def export_command(
     Examples:
 
       trust export --out /media/usb/trust-bundle      # then, across the air gap:
+      trust import /media/usb/trust-bundle            # on an initialised host, or:
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
 
       trust export --format trusted-root --out trusted_root.json
@@ -71,7 +66,7 @@ def export_command(
     """
     from stella_trust._internal.store import Store
 
-    with reported(as_json):
+    with reported(as_json) as env:
         if fmt not in ("tuf-repository", "trusted-root", "client-trust-config"):
             raise UsageError(
                 f"--format must be tuf-repository, trusted-root or client-trust-config, not {fmt!r}"
@@ -79,16 +74,16 @@ def export_command(
         settings = load(ctx)
         store = Store.of(settings)
         if fmt != "tuf-repository":
-            _export_trust_file(settings, store, fmt, out, as_json)
+            _export_trust_file(settings, store, fmt, out, env)
             return
         from stella_trust._internal.bundle.export import export_directory
 
-        with _progress(_cache_bytes(store)) as advance:
-            summary = export_directory(settings, store, out, progress=advance)
-        _print_bundle(summary, as_json)
+        with bundle_progress(f"export {out.name}", quiet or as_json) as progress:
+            summary = export_directory(settings, store, out, progress=progress)
+        _print_bundle(summary, env)
 
 
-def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, as_json: bool) -> None:
+def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, env: Envelope) -> None:
     from stella_trust._internal.fs import atomic_write
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.verifiers import trust_file
@@ -96,31 +91,17 @@ def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, as_json: 
     view = load_view(settings, store)
     data = trust_file(view, fmt)
     atomic_write(out.resolve(), data)
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "format": fmt,
-                    "path": str(out),
-                    "bytes": len(data),
-                    "sources": list(view.sources),
-                    "freshness": view.freshness.to_json(),
-                },
-                indent=2,
-            )
-        )
-    else:
-        typer.echo(
-            f"export: {out}: {fmt}, {len(data)} bytes (from {', '.join(view.sources)} trust; "
-            f"freshness {view.freshness.state})"
-        )
-
-
-def _cache_bytes(store: Any) -> int:
-    current = store.current()
-    if current is None:
-        return 0
-    return sum(p.stat().st_size for p in current.path.rglob("*") if p.is_file())
+    env.result = {
+        "format": fmt,
+        "path": str(out),
+        "bytes": len(data),
+        "sources": list(view.sources),
+        "freshness": view.freshness.to_json(),
+    }
+    env.say(
+        f"export: {out}: {fmt}, {len(data)} bytes (from {', '.join(view.sources)} trust; "
+        f"freshness {view.freshness.state})"
+    )
 
 
 @snapshot_app.command("export")
@@ -136,6 +117,7 @@ def snapshot_export(
             "will select are not carried yet (a later release adds them).",
         ),
     ] = None,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Seal the verified trust into a zstd-compressed tar (manifest.json first).
@@ -149,17 +131,22 @@ def snapshot_export(
     from stella_trust._internal.bundle.export import export_archive
     from stella_trust._internal.store import Store
 
-    with reported(as_json):
+    with reported(as_json) as env:
         settings = load(ctx)
         store = Store.of(settings)
-        with _progress(_cache_bytes(store)) as advance:
-            summary = export_archive(settings, store, out, depth=depth, progress=advance)
-        _print_bundle(summary, as_json)
+        with bundle_progress(f"export {out.name}", quiet or as_json) as progress:
+            summary = export_archive(settings, store, out, depth=depth, progress=progress)
+        _print_bundle(summary, env)
 
 
 def import_command(
     ctx: typer.Context,
-    bundle: Annotated[Path, typer.Argument(help="A .tar.zst made by `trust snapshot export`.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="A .tar.zst made by `trust snapshot export`, or a directory made by `trust export`."
+        ),
+    ],
     verify_manifest: Annotated[
         bool,
         typer.Option("--verify-manifest", help="Check every file against the manifest first."),
@@ -176,34 +163,189 @@ def import_command(
         bool,
         typer.Option("--offline", help="State that no network may be used (import never does)."),
     ] = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Verify a bundle from this host's own trust anchor and make it the current trust.
 
     The bundle is untrusted input: it adds trust only if it verifies from the anchor,
-    never rolls back, and a failure changes nothing. Import never uses the network.
+    never rolls back, and a failure changes nothing. Import never uses the network. A
+    directory written by `trust export` is read by the same rules and verified the same way.
 
     Examples:
 
       trust import ./snapshots/2026-01-25.tar.zst --verify-manifest --reject-if-stale 7d
 
       trust import /media/usb/trust.tar.zst --offline --json
+
+      trust import /media/usb/trust-bundle            # a `trust export` directory
     """
     from stella_trust._internal.bundle.importer import import_bundle
     from stella_trust._internal.store import Store
 
-    with reported(as_json):
+    with reported(as_json) as env:
         window = duration_option(reject_if_stale, "--reject-if-stale")
         settings = load(ctx, **({"offline_mode": True} if offline else {}))
         store = Store.of(settings)
-        size = bundle.stat().st_size if bundle.is_file() else 0
-        with _progress(size * 3) as advance:
+        before = _verified_view_or_none(settings, store)
+        with bundle_progress(f"import {bundle.name}", quiet or as_json) as progress:
             summary = import_bundle(
                 settings,
                 store,
                 bundle,
                 verify_manifest=verify_manifest,
                 reject_if_stale=window,
-                progress=advance,
+                progress=progress,
             )
-        _print_bundle(summary, as_json)
+        _print_bundle(summary, env)
+        if summary.changed:
+            from stella_trust._internal.policy.changes import describe_changes
+            from stella_trust._internal.reader import load_view
+
+            changes = describe_changes(before, load_view(settings, store))
+            env.result["changes"] = changes
+            for change in changes:
+                env.say(f"  {change}")
+        else:
+            env.result["changes"] = []
+
+
+def _verified_view_or_none(settings: Any, store: Any) -> Any:
+    """The trust before an import, to say what the import changed (None: no usable trust)."""
+    from stella_trust._internal.reader import load_view
+    from stella_trust.errors import StellaError
+
+    try:
+        return load_view(settings, store)
+    except StellaError:
+        return None
+
+
+@snapshot_app.command("inspect")
+def snapshot_inspect(
+    ctx: typer.Context,
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="A .tar.zst made by `trust snapshot export` (or a directory made by `trust export`)."
+        ),
+    ],
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Only list the bundle and check it against its manifest; do not ask whether "
+            "this host would import it.",
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a bundle holds without importing it: manifest, files, whether it would import.
+
+    The bundle is read as hostile input, with import's limits, into a temporary directory
+    that is removed afterwards; the cache is never written. Every file is hashed and
+    compared with the manifest: a mismatch is exit 1, a hostile archive is refused in one
+    line. On an initialised host the bundle is then verified exactly as `trust import`
+    would (from this host's trust anchor, no rollback, not stale): exit 1 if import would
+    refuse it. The manifest's dates and role versions are unsigned, for information.
+
+    Examples:
+
+      trust snapshot inspect /media/usb/trust-2026-11-22.tar.zst
+
+      trust snapshot inspect trust.tar.zst --json | jq .result.manifest
+
+      trust snapshot inspect /media/usb/trust-bundle --no-verify
+    """
+    from stella_trust._internal.bundle.inspection import inspect_bundle
+    from stella_trust._internal.settings import BundleLimits
+    from stella_trust._internal.store import Store
+
+    with reported(as_json) as env:
+        host: Any = None
+        skipped = "--no-verify"
+        limits = BundleLimits()
+        try:
+            settings = load(ctx)
+        except StellaError as exc:  # no usable config: the bundle is still read, with default limits
+            skipped = f"this host's settings cannot be read ({exc.message})"
+        else:
+            limits = settings.bundle_limits
+            if not no_verify:
+                host = (settings, Store.of(settings))
+        with bundle_progress(f"inspect {bundle.name}", quiet or as_json) as progress:
+            inspection = inspect_bundle(bundle, limits, host=host, skipped=skipped, progress=progress)
+        env.result = inspection.to_json()
+        env.say(_render_inspection(inspection))
+        if inspection.problems:
+            more = len(inspection.problems) - 1
+            env.fail(
+                StellaError(
+                    inspection.problems[0] + (f" (and {more} more)" if more else ""),
+                    hint="the bundle was changed after it was exported; do not import it",
+                )
+            )
+        verification = inspection.verification
+        for warning in verification.warnings:
+            env.warn(warning)
+        if verification.error is not None:
+            error = verification.error
+            env.fail(
+                StellaError(
+                    f"this host would refuse the bundle: {error.message}",
+                    hint=error.hint,
+                    exit_code=error.exit_code,
+                )
+            )
+
+
+def _safe(value: Any, limit: int = 100) -> str:
+    """Unsigned text from a bundle's manifest, safe to print on a terminal."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _render_inspection(inspection: Any) -> str:
+    manifest = inspection.manifest
+    depth = manifest.get("depth")
+    kind = "sealed archive" if inspection.kind == "archive" else "export directory"
+    lines = [
+        f"bundle: {inspection.path} ({kind}, {inspection.bytes} bytes; "
+        f"manifest sha256 {inspection.manifest_sha256[:16]}…)",
+        f"created: {_safe(manifest.get('created_at'))} by stella-trust {_safe(manifest.get('tool_version'))}"
+        f" (unsigned); depth {'not set' if depth is None else _safe(depth)}",
+    ]
+    source = manifest.get("source")
+    if isinstance(source, dict) and source.get("tuf_url"):
+        lines.append(f"source: {_safe(source['tuf_url'])}")
+    roles = manifest.get("roles")
+    if isinstance(roles, dict) and roles:
+        listed = []
+        for role, info in roles.items():
+            version = info.get("version") if isinstance(info, dict) else None
+            expires = info.get("expires") if isinstance(info, dict) else None
+            listed.append(f"{_safe(role, 40)} v{_safe(version, 12)} (expires {_safe(expires, 30)})")
+        lines.append(f"roles (as the manifest lists them): {', '.join(listed)}")
+    total = sum(f["length"] for f in inspection.files)
+    verdict = "all match the manifest" if inspection.intact else f"{len(inspection.problems)} do NOT match"
+    lines.append(f"files: {len(inspection.files)}, {total} bytes; {verdict}")
+    width = max((len(str(f["length"])) for f in inspection.files), default=1)
+    for entry in inspection.files:
+        state = {"ok": "ok", "mismatch": "MISMATCH", "missing": "MISSING"}[entry["state"]]
+        digest = _safe(entry["sha256"], 64)[:12]
+        lines.append(f"  {state:<8}  {entry['length']:>{width}}  {digest}  {_safe(entry['path'], 200)}")
+    verification = inspection.verification
+    if verification.status == "verified":
+        versions = " ".join(f"{role} v{v}" for role, v in (verification.versions or {}).items())
+        change = "changes this host's trust" if verification.changed else "this host already holds it"
+        freshness = (verification.freshness or {}).get("state")
+        lines.append(
+            f"verification: verifies from this host's trust anchor ({versions}); freshness {freshness}; "
+            f"import would succeed ({change})"
+        )
+    elif verification.status == "skipped":
+        lines.append(f"verification: not checked ({verification.message})")
+    else:
+        lines.append(f"verification: REFUSED: {verification.message}")
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ from stella_trust._cli.options import (
     reported,
     split_list,
 )
+from stella_trust._cli.progress import QuietOption
 from stella_trust.errors import EXIT_UNUSABLE, StellaError, TrustUnusableError
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def init(
                 )
             return
         try:
-            result = _run_sync(settings, force=False)
+            result = _run_sync(settings, force=False, quiet=as_json)
         except StellaError as error:
             raise StellaError(
                 f"initialised, but the first sync failed: {error.message} — no trust yet",
@@ -120,11 +121,13 @@ def init(
         _report_sync(env, result)
 
 
-def _run_sync(settings: TrustRepoSettings, force: bool) -> SyncResult:
+def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> SyncResult:
+    from stella_trust._cli.progress import sync_progress
     from stella_trust._internal.store import Store
     from stella_trust._internal.sync import sync as run_sync
 
-    return run_sync(settings, Store.of(settings), force=force)
+    with sync_progress(settings, quiet) as fetcher:
+        return run_sync(settings, Store.of(settings), force=force, fetcher=fetcher)
 
 
 def _report_sync(env: Envelope, result: SyncResult) -> None:
@@ -149,6 +152,7 @@ def sync(
     force: Annotated[
         bool, typer.Option("--force", help="Re-download and re-verify all metadata and targets.")
     ] = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Refresh trust from the repository (idle: two requests, nothing re-downloaded).
@@ -162,7 +166,7 @@ def sync(
       trust sync --force --json
     """
     with reported(as_json) as env:
-        result = _run_sync(load(ctx), force)
+        result = _run_sync(load(ctx), force, quiet or as_json)
         env.result = result.to_json()
         _report_sync(env, result)
 

@@ -1,29 +1,184 @@
-"""Progress for long transfers: a rich bar on a terminal, silence for scripts and logs."""
+"""Progress for long transfers and hashes: rich bars on stderr, for a person at a terminal.
+
+A bar is drawn only when stderr is a terminal rich can animate (a tty, not TERM=dumb), the
+command was not given `--quiet` or `--json`, and the transfer is at least `THRESHOLD` bytes
+(one of unknown size once it has passed that). Each bar is labelled with what it moves
+(`sync rekor.pub`, `import trust.tar.zst (metadata)`) and totals the bytes it will really
+count. Bars are transient: they vanish when the command ends, before its output is printed.
+stdout is never written to, so `--json` and pipes see only the command's own output.
+
+Commands take `bundle_progress` (the hook the bundle modules report their stages to) or
+`sync_progress` (a fetcher whose downloads report progress); both build on `meter`. rich
+is imported only when a bar may be drawn.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
-LARGE = 64 << 20  # below this a transfer is over before a bar is worth drawing
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from stella_trust._internal.settings import TrustRepoSettings
+    from stella_trust._internal.tuf.fetcher import CountingFetcher
+
+THRESHOLD = 1 << 20  # below ~1 MB a transfer is over before a bar is worth drawing
+
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars (they are drawn only on a terminal, on stderr, for transfers "
+        "over 1 MiB, and never with --json).",
+    ),
+]
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    """A label from a file or target name, safe to draw (no control characters)."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= limit else f"{clean[: limit - 1]}…"
+
+
+class Bar:
+    """One labelled bar. A bar of unknown size appears once it passes THRESHOLD bytes."""
+
+    def __init__(self, meter: Meter, label: str, total: int | None) -> None:
+        self.meter = meter
+        self.label = label
+        self.total = total
+        self.completed = 0
+        self.task: TaskID | None = None
+        if total is not None:
+            self.task = meter.add(label, total, 0)
+
+    def advance(self, count: int) -> None:
+        self.completed += count
+        if self.task is not None:
+            self.meter.bar().advance(self.task, count)
+        elif self.completed >= THRESHOLD:
+            self.task = self.meter.add(self.label, None, self.completed)
+
+    def done(self) -> None:
+        """The transfer ended (complete or not): a bar of unknown size gets its total."""
+        if self.task is not None and self.total is None:
+            self.meter.bar().update(self.task, total=self.completed)
+
+
+class Meter:
+    """The bars of one command on stderr, started with the first bar worth drawing."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress: Progress | None = None
+
+    def bar(self) -> Progress:
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+                redirect_stdout=False,  # stdout is the command's own (and --json's)
+            )
+            self._progress.start()
+        return self._progress
+
+    def add(self, label: str, total: int | None, completed: int) -> TaskID:
+        return self.bar().add_task(label, total=total, completed=completed)
+
+    def transfer(self, label: str, total: int | None) -> Bar | None:
+        """A bar for `total` bytes (None: unknown), or None when it is too small to show."""
+        if total is not None and total < THRESHOLD:
+            return None
+        return Bar(self, _printable(label), total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def wanted(quiet: bool) -> bool:
+    """Whether bars may be drawn at all: stderr is a terminal and nobody said --quiet."""
+    try:
+        return not quiet and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        return False
 
 
 @contextmanager
-def transfer_progress(total: int) -> Iterator[Callable[[int], None] | None]:
-    """Yield an `advance(bytes)` callback, or None when no bar should be shown."""
-    if total < LARGE or not sys.stdout.isatty():
+def meter(quiet: bool) -> Iterator[Meter | None]:
+    """A Meter on stderr, or None when no bar may be drawn."""
+    if not wanted(quiet):
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.console import Console
 
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("transfer", total=total)
-        yield lambda n: bar.advance(task, n)
+    console = Console(stderr=True)
+    if not console.is_interactive:  # TERM=dumb, TTY_INTERACTIVE=0: no animation
+        yield None
+        return
+    bars = Meter(console)
+    try:
+        yield bars
+    finally:
+        bars.close()
+
+
+@contextmanager
+def bundle_progress(label: str, quiet: bool) -> Iterator[Callable[[str, int | None], Bar | None] | None]:
+    """The `progress=` hook for export and import: each stage a bundle module reports
+    ("metadata", "targets", "hash NAME", "write") gets a bar `LABEL (STAGE)`. None when
+    no bar may be drawn."""
+    with meter(quiet) as bars:
+        if bars is None:
+            yield None
+            return
+
+        def hook(stage: str, total: int | None) -> Bar | None:
+            return bars.transfer(f"{label} ({stage})" if stage else label, total)
+
+        yield hook
+
+
+@contextmanager
+def sync_progress(settings: TrustRepoSettings, quiet: bool) -> Iterator[CountingFetcher | None]:
+    """For `sync` and `init`: a fetcher exactly like the one sync builds (same timeouts,
+    deadline, CA bundle), whose downloads draw `sync NAME` bars; None when no bar may be
+    drawn (sync then builds its own)."""
+    with meter(quiet) as bars:
+        if bars is None:
+            yield None
+            return
+        from stella_trust._internal.tuf.updater import make_fetcher
+
+        fetcher = make_fetcher(settings)
+
+        def hook(name: str, total: int | None) -> Bar | None:
+            return bars.transfer(f"sync {name}", total)
+
+        fetcher.progress = hook
+        try:
+            yield fetcher
+        finally:
+            fetcher.close()

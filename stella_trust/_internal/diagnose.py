@@ -480,7 +480,9 @@ def check_clock(settings: TrustRepoSettings, probe: Probe | None) -> Check | Non
     direction = "ahead of" if skew > timedelta(0) else "behind"
     if size <= timedelta(seconds=2):
         return ok("clock", "agrees with the repository's Date header (within 2 s)")
-    detail = f"{human_duration(skew)} {direction} the repository's Date header"
+    # whole minutes past a minute: a second either way is the Date header's resolution, not news
+    shown = timedelta(seconds=round(size.total_seconds() / 60) * 60) if size > timedelta(minutes=1) else size
+    detail = f"{human_duration(shown)} {direction} the repository's Date header"
     if size > CLOCK_FAIL:
         return fail("clock", f"{detail} (more than {human_duration(CLOCK_FAIL)})", CLOCK_HINT)
     if size > CLOCK_WARN:

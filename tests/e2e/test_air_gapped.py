@@ -24,7 +24,7 @@ def test_bundle_only_host_from_init_to_verified_status(
     assert refused.code != 0 and refused.err.startswith("error: ")
     assert gapped.run("status").code == 3  # no trust yet: exit 3, one line
     imported = ok(gapped.run("import", str(bundle), "--verify-manifest", "--json")).json()
-    assert imported["changed"] is True
+    assert imported["changed"] is True and imported["changes"][0].startswith("trust established: root v1")
     status = ok(gapped.status()).json()
     assert status["freshness"]["state"] == "fresh" and status["offline_mode"] is True
     assert status["tuf_url"] is None

@@ -9,12 +9,19 @@ included, counts against the uncompressed limit; tar extended headers (pax, GNU 
 names) are refused over a small size before tarfile reads them whole; nothing may follow
 tar's end marker but its zero padding. Only regular files under known prefixes are taken,
 and only the members the caller wants are written: the rest are skipped, still counted.
+
+A directory written by `trust export` (the same layout, uncompressed) is read by the same
+rules (`extract_directory`): the manifest first, only regular files under metadata/ and
+targets/ that the manifest lists, the same limits, nothing followed (every component is
+opened with O_NOFOLLOW), and the wanted files *copied* into the staging directory, so what
+is verified afterwards is what was read, whatever happens to the directory meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -27,12 +34,15 @@ from stella_trust._internal.bundle.layout import (
     FORMAT_VERSION,
     LEGACY_EMPTY_FRAME,
     MANIFEST,
+    MAX_NAME_BYTES,
     ZSTD_LEVEL,
     BundleError,
     Entry,
+    Progress,
     check_member_name,
     manifest_bytes,
     manifest_limit,
+    measure,
     parse_manifest,
     sha256_file,
     write_archive,
@@ -48,7 +58,9 @@ __all__ = [
     "Entry",
     "Extracted",
     "extract_archive",
+    "extract_directory",
     "manifest_bytes",
+    "read_bundle",
     "sha256_file",
     "write_archive",
 ]
@@ -57,6 +69,7 @@ COPY_CHUNK = 1 << 20
 MAX_EXTENDED_HEADER_BYTES = 64 << 10  # a pax record set or GNU long name; honest ones are < 1 KiB
 MAX_EXTENDED_CHAIN = 3  # consecutive extended headers before one member (tarfile recurses)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_DIRECTORY_DEPTH = 32  # below targets/; TUF target paths are a few levels at most
 
 
 # ---- the layers under tarfile ------------------------------------------------------------
@@ -65,8 +78,9 @@ class _OneFrame:
     3.1): decoders skip skippable frames silently and read across frames, so anything
     after the first frame's last block and checksum is refused here, as it arrives."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], counted: Callable[[int], None] | None = None) -> None:
         self.raw = raw
+        self.counted = counted  # bytes read from the file (progress)
         self.pending = bytearray()
         self.need = 5  # magic + frame header descriptor
         self.state = "magic"
@@ -75,8 +89,14 @@ class _OneFrame:
         self.trailer = b""
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size if size >= 0 else COPY_CHUNK)
+        data = self._raw_read(size if size >= 0 else COPY_CHUNK)
         self._walk(data)
+        return data
+
+    def _raw_read(self, size: int) -> bytes:
+        data = self.raw.read(size)
+        if self.counted is not None and data:
+            self.counted(len(data))
         return data
 
     def finish(self) -> None:
@@ -84,7 +104,7 @@ class _OneFrame:
         (the decoder may have stopped reading exactly at the frame's end)."""
         if self.state != "done" or self.skip or self.pending:
             raise BundleError("Corrupt or truncated bundle (the zstd frame is incomplete)")
-        while data := self.raw.read(COPY_CHUNK):
+        while data := self._raw_read(COPY_CHUNK):
             self._trailer(data)
         if self.trailer not in (b"", LEGACY_EMPTY_FRAME):
             raise BundleError("Corrupt or truncated bundle (a truncated second zstd frame)")
@@ -216,7 +236,41 @@ class _Pass:
     wanted: Callable[[str], bool]
     member_limit: Callable[[str], int | None]
     expect_manifest: str | None
-    progress: Callable[[int], None] | None
+    hash_members: bool = False
+
+    def reads(self, name: str) -> bool:
+        """Whether a member's bytes are read (written or hashed), not skipped."""
+        return self.wanted(name) or self.verify_manifest or self.hash_members
+
+
+def read_bundle(
+    bundle: Path,
+    dest: Path,
+    limits: Limits,
+    *,
+    verify_manifest: bool,
+    progress: Progress | None = None,
+    label: str = "read",
+    wanted: Callable[[str], bool] | None = None,
+    member_limit: Callable[[str], int | None] | None = None,
+    expect_manifest: str | None = None,
+    hash_members: bool = False,
+) -> Extracted:
+    """A sealed `.tar.zst` (`extract_archive`) or an exported directory (`extract_directory`),
+    by what `bundle` is; both take the same arguments and apply the same rules."""
+    reader = extract_directory if bundle.is_dir() else extract_archive
+    return reader(
+        bundle,
+        dest,
+        limits,
+        verify_manifest=verify_manifest,
+        progress=progress,
+        label=label,
+        wanted=wanted,
+        member_limit=member_limit,
+        expect_manifest=expect_manifest,
+        hash_members=hash_members,
+    )
 
 
 def extract_archive(
@@ -225,14 +279,19 @@ def extract_archive(
     limits: Limits,
     *,
     verify_manifest: bool,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    label: str = "read",
     wanted: Callable[[str], bool] | None = None,
     member_limit: Callable[[str], int | None] | None = None,
     expect_manifest: str | None = None,
+    hash_members: bool = False,
 ) -> Extracted:
     """Read `bundle` once, refusing anything unsafe; write the `wanted` members (default:
     all) under `dest`. `member_limit` may lower the per-file limit for a name;
-    `expect_manifest` (a sha256) refuses a bundle changed since an earlier pass."""
+    `expect_manifest` (a sha256) refuses a bundle changed since an earlier pass;
+    `hash_members` hashes every member (in `Extracted.files`) without judging it against
+    the manifest (`verify_manifest` refuses the first mismatch). `progress` sees the
+    stage `label` with the bundle's size, and every byte read from the file."""
     import zstandard
 
     try:
@@ -254,12 +313,12 @@ def extract_archive(
         wanted or (lambda _name: True),
         member_limit or (lambda _name: None),
         expect_manifest,
-        progress,
+        hash_members,
     )
     decompressor = zstandard.ZstdDecompressor(max_window_size=1 << limits.max_window_log)
     try:
-        with bundle.open("rb") as raw:
-            frame = _OneFrame(raw)
+        with bundle.open("rb") as raw, measure(progress, label, size) as counted:
+            frame = _OneFrame(raw, counted)
             # Both wrappers are duck-typed files: the decoder and tarfile only call read().
             with decompressor.stream_reader(cast(IO[bytes], frame), read_across_frames=False) as stream:
                 limited = cast(IO[bytes], _Limited(stream, limits.max_uncompressed_bytes))
@@ -351,15 +410,13 @@ def _walk_members(tar: tarfile.TarFile, job: _Pass) -> Extracted:
         if extracted.total_bytes > limits.max_uncompressed_bytes:
             raise BundleError(f"Bundle expands beyond the {limits.max_uncompressed_bytes}-byte limit")
         keep = job.wanted(name)
-        if keep or job.verify_manifest:
+        if job.reads(name):
             handle = tar.extractfile(member)
             assert handle is not None
             target = _target(job.dest, name) if keep else None
-            length, digest = _copy_out(handle, target, name, member.size, job.progress)
+            length, digest = _copy_out(handle, target, name, member.size)
         else:  # skipped unread: tarfile's next() reads past it, through the limits
             length, digest = member.size, ""
-            if job.progress is not None:
-                job.progress(member.size)
         if job.verify_manifest and (length != listed["length"] or digest != listed["sha256"]):
             raise BundleError(
                 f"Manifest mismatch: {name} has length {length} sha256 {digest}, the manifest "
@@ -386,7 +443,11 @@ def _target(dest: Path, name: str) -> Path:
 
 
 def _copy_out(
-    handle: IO[bytes], target: Path | None, name: str, size: int, progress: Callable[[int], None] | None
+    handle: IO[bytes],
+    target: Path | None,
+    name: str,
+    size: int,
+    counted: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
     """Hash a member while writing it to `target` (or only hash it, for --verify-manifest)."""
     digest = hashlib.sha256()
@@ -399,6 +460,196 @@ def _copy_out(
             digest.update(chunk)
             if target is not None:
                 out.write(chunk)
-            if progress is not None:
-                progress(len(chunk))
+            if counted is not None:
+                counted(len(chunk))
     return length, digest.hexdigest()
+
+
+# ---- an exported directory ---------------------------------------------------------------
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after the walk must not hang the open (it is refused by fstat)
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _mode_kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def extract_directory(
+    root: Path,
+    dest: Path,
+    limits: Limits,
+    *,
+    verify_manifest: bool,
+    progress: Progress | None = None,
+    label: str = "read",
+    wanted: Callable[[str], bool] | None = None,
+    member_limit: Callable[[str], int | None] | None = None,
+    expect_manifest: str | None = None,
+    hash_members: bool = False,
+) -> Extracted:
+    """`extract_archive` for a directory written by `trust export`: the same arguments, the
+    same refusals (links, devices, names outside metadata/ and targets/, files the manifest
+    does not list, the file-count and size limits), and the wanted files copied, never
+    linked, under `dest`. `progress` sees the bytes read from the directory's files."""
+    job = _Pass(
+        dest,
+        limits,
+        verify_manifest,
+        wanted or (lambda _name: True),
+        member_limit or (lambda _name: None),
+        expect_manifest,
+        hash_members,
+    )
+    try:  # the directory the operator named may be reached through a link; nothing below it
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"Cannot read bundle directory {root}: {exc.strerror}", hint="") from exc
+    try:
+        manifest, digest, manifest_size = _directory_manifest(top, root, job)
+        extracted = Extracted(manifest, digest, {}, 0)
+        found = _directory_files(top, job, manifest["_by_path"])
+        extracted.total_bytes = sum(size for _name, size in found)
+        total = manifest_size + sum(size for name, size in found if job.reads(name))
+        with measure(progress, label, total) as counted:
+            if counted is not None:
+                counted(manifest_size)
+            for name, size in found:
+                length, digest = size, ""
+                if job.reads(name):
+                    target = _target(job.dest, name) if job.wanted(name) else None
+                    with os.fdopen(_open_member(top, name), "rb") as handle:
+                        length, digest = _copy_out(handle, target, name, size, counted)
+                    if length != size:
+                        raise BundleError(f"Bundle member {name!r} changed while it was being read")
+                    if target is not None:
+                        extracted.written.add(name)
+                listed = manifest["_by_path"][name]
+                if job.verify_manifest and (length != listed["length"] or digest != listed["sha256"]):
+                    raise BundleError(
+                        f"Manifest mismatch: {name} has length {length} sha256 {digest}, the "
+                        f"manifest says length {listed['length']} sha256 {listed['sha256']}",
+                    )
+                extracted.files[name] = (length, digest)
+    finally:
+        os.close(top)
+    if job.verify_manifest:
+        missing = sorted(set(manifest["_by_path"]) - set(extracted.files))
+        if missing:
+            raise BundleError(f"Manifest mismatch: {missing[0]} is listed but not in the bundle")
+    return extracted
+
+
+def _open_member(top: int, name: str) -> int:
+    """A regular file below `top`, every component opened without following a link."""
+    parts = name.split("/")
+    fd = top
+    try:
+        for part in parts[:-1]:
+            parent, fd = fd, os.open(part, _DIR_FLAGS, dir_fd=fd)
+            if parent != top:
+                os.close(parent)
+        member = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        raise BundleError(
+            f"Unsafe bundle: member {name!r} cannot be opened safely ({exc.strerror})"
+        ) from None
+    finally:
+        if fd != top:
+            os.close(fd)
+    mode = os.fstat(member).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(member)
+        raise BundleError(f"Unsafe bundle: member {name!r} is {_mode_kind(mode)}")
+    return member
+
+
+def _directory_manifest(top: int, root: Path, job: _Pass) -> tuple[dict[str, Any], str, int]:
+    limit = manifest_limit(job.limits.max_files)
+    try:
+        fd = _open_member(top, MANIFEST)
+    except BundleError:
+        if not os.path.lexists(root / MANIFEST):
+            raise BundleError(
+                f"{root} is a directory without {MANIFEST}: not a `trust export` directory",
+                hint="name a directory written by `trust export`, or a .tar.zst from `trust snapshot export`",
+            ) from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError("Bundle manifest is implausibly large")
+    digest = hashlib.sha256(data).hexdigest()
+    if job.expect_manifest is not None and digest != job.expect_manifest:
+        raise BundleError("Bundle changed on disk while it was being imported")
+    return parse_manifest(data, job.limits.max_files), digest, len(data)
+
+
+def _directory_files(top: int, job: _Pass, listed: dict[str, Any]) -> list[tuple[str, int]]:
+    """Every regular file below metadata/ and targets/ with its size, in name order; anything
+    else (a link, a device, a stray name, too many files, too many bytes) is refused."""
+    limits = job.limits
+    found: list[tuple[str, int]] = []
+    seen = [0, 0]  # entries met, bytes listed
+
+    def walk(fd: int, prefix: str, depth: int) -> None:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                seen[0] += 1
+                if seen[0] > limits.max_files + 16:
+                    raise BundleError(f"Bundle holds more than {limits.max_files} files")
+                name = prefix + entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if not prefix and name in ("metadata", "targets"):
+                    if not stat.S_ISDIR(mode):
+                        raise BundleError(f"Unsafe bundle: {name}/ is {_mode_kind(mode)}")
+                    _descend(fd, entry.name, name, depth)
+                    continue
+                if name == MANIFEST and stat.S_ISREG(mode):
+                    continue
+                check_member_name(name)
+                if stat.S_ISDIR(mode) and prefix.startswith("targets/"):
+                    _descend(fd, entry.name, name, depth)
+                elif stat.S_ISDIR(mode) and prefix == "metadata/":
+                    raise BundleError(f"Unsafe bundle: member {name!r} nests below metadata/")
+                elif not stat.S_ISREG(mode):
+                    raise BundleError(f"Unsafe bundle: member {name!r} is {_mode_kind(mode)}")
+                else:
+                    _take(name, entry.stat(follow_symlinks=False).st_size)
+
+    def _descend(fd: int, entry: str, name: str, depth: int) -> None:
+        if depth >= MAX_DIRECTORY_DEPTH or len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+            raise BundleError(f"Unsafe bundle: directory {name[:60]!r} nests too deeply")
+        sub = os.open(entry, _DIR_FLAGS, dir_fd=fd)
+        try:
+            walk(sub, name + "/", depth + 1)
+        finally:
+            os.close(sub)
+
+    def _take(name: str, size: int) -> None:
+        if name not in listed:
+            raise BundleError(f"Unsafe bundle: member {name!r} is not in the manifest")
+        if len(found) + 1 > limits.max_files:
+            raise BundleError(f"Bundle holds more than {limits.max_files} files")
+        cap = min(limits.max_file_bytes, job.member_limit(name) or limits.max_file_bytes)
+        if size > cap:
+            raise BundleError(f"Bundle member {name!r} is {size} bytes, over the {cap}-byte per-file limit")
+        seen[1] += size
+        if seen[1] > limits.max_uncompressed_bytes:
+            raise BundleError(f"Bundle expands beyond the {limits.max_uncompressed_bytes}-byte limit")
+        found.append((name, size))
+
+    try:
+        walk(top, "", 0)
+    except OSError as exc:  # changed under the walk, or unreadable: refused in one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise BundleError(f"Cannot read the bundle directory: {exc.strerror or exc}{where}") from exc
+    return sorted(found)

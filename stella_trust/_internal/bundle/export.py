@@ -1,7 +1,9 @@
 """Export the verified cache as a bundle: a `file://` directory or a sealed `.tar.zst`.
 
 Only what re-verified from the anchor under the lock is written (decision 2), and the
-output replaces any previous one atomically.
+output replaces any previous one atomically. `progress` sees one stage, "write", whose
+total is every byte of content written (the manifest and each file; for the sealed
+format, before compression).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,13 @@ from stella_trust._internal.bundle.archive import (
     sha256_file,
     write_archive,
 )
-from stella_trust._internal.bundle.layout import BundleSummary, Progress, metadata_name, target_path
+from stella_trust._internal.bundle.layout import (
+    BundleSummary,
+    Progress,
+    measure,
+    metadata_name,
+    target_path,
+)
 from stella_trust._internal.fs import replaced_atomically
 from stella_trust._internal.policy.build import freshness_of
 from stella_trust._internal.reader import verified_current
@@ -109,19 +118,27 @@ def export_directory(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for entry in entries:
-            target = staging.joinpath(*entry.path.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with entry.open() as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            if progress is not None:
-                progress(entry.length)
-        (staging / MANIFEST).write_bytes(manifest)
+        with measure(progress, "write", len(manifest) + sum(e.length for e in entries)) as counted:
+            for entry in entries:
+                target = staging.joinpath(*entry.path.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with entry.open() as src, target.open("wb") as dst:
+                    _copy(src, dst, counted)
+            (staging / MANIFEST).write_bytes(manifest)
+            if counted is not None:
+                counted(len(manifest))
         _replace_directory(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _export_summary("export", out, entries, verified, settings, now)
+
+
+def _copy(src: Any, dst: Any, counted: Callable[[int], None] | None) -> None:
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+        if counted is not None:
+            counted(len(chunk))
 
 
 def _replace_directory(new: Path, out: Path) -> None:
@@ -151,8 +168,9 @@ def export_archive(
     entries = _entries(verified)
     manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(out) as tmp:
-        write_archive(tmp, manifest, entries, now.timestamp(), progress)
+    total = len(manifest) + sum(e.length for e in entries)
+    with replaced_atomically(out) as tmp, measure(progress, "write", total) as counted:
+        write_archive(tmp, manifest, entries, now.timestamp(), counted)
     summary = _export_summary("snapshot-export", out, entries, verified, settings, now)
     summary.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
     return summary

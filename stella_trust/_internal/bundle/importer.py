@@ -6,11 +6,18 @@ chain walked from this host's anchor, every role verified — and only then are 
 this host's selection wants extracted (a bundle cannot make a host write a member nobody
 selected), verified, checked for rollback and for freshness (signed expiry only) and
 committed in one step. A full disk or deep JSON ends in one line, never a traceback.
+
+A directory written by `trust export` is imported the same way: the directory reader
+applies the archive's rules and copies what it reads into the same private staging
+directory, and from there every step is the one a `.tar.zst` takes (`verify_staged`, also
+what `trust snapshot inspect` runs, in a temporary directory, to say whether a bundle
+would import).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -24,13 +31,14 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, extract_archive, sha256_file
+from stella_trust._internal.bundle.archive import Extracted, read_bundle, sha256_file
 from stella_trust._internal.bundle.layout import (
     BundleError,
     BundleIOError,
     BundleSummary,
     Progress,
     StaleBundleError,
+    measure,
     metadata_name,
     target_path,
 )
@@ -49,14 +57,31 @@ from stella_trust._internal.tuf.rollback import refuse_rollback
 from stella_trust.view import Freshness, FreshnessState
 
 
+class _Metered(io.FileIO):
+    """A file as python-tuf hashes it (`hashlib.file_digest` reads with readinto), counted."""
+
+    def __init__(self, path: Path, counted: Callable[[int], None]) -> None:
+        super().__init__(path, "rb")
+        self.counted = counted
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        if count:
+            self.counted(count)
+        return count
+
+
 class _BundleTargets(TargetSelection):
     """Targets from an extracted bundle: info from the verified metadata, bytes checked."""
 
-    def __init__(self, md: VerifiedMetadata, staging: Path, work: Generation | None) -> None:
+    def __init__(
+        self, md: VerifiedMetadata, staging: Path, work: Generation | None, progress: Progress | None = None
+    ) -> None:
         super().__init__()
         self.md = md
         self.staging = staging
         self.work = work
+        self.progress = progress
         self.consistent = bool(md.root.signed.consistent_snapshot)
 
     def find(self, name: str) -> TargetFile | None:
@@ -73,8 +98,12 @@ class _BundleTargets(TargetSelection):
                 f"Bundle lacks target {name} ({relative})",
                 hint="export the bundle from a host that pins the same targets",
             )
+        reads = info.length * max(1, len(info.hashes))  # python-tuf reads once per hash algorithm
         try:
-            with source.open("rb") as handle:
+            with (
+                measure(self.progress, f"hash {name}", reads) as counted,
+                source.open("rb") if counted is None else _Metered(source, counted) as handle,
+            ):
                 info.verify_length_and_hashes(handle)
         except tuf_exceptions.LengthOrHashMismatchError as exc:
             raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
@@ -105,7 +134,12 @@ MAX_PASSES = 4  # metadata, the service map, what it references; one spare
 
 
 def _extract_selected(
-    bundle: Path, staging: Path, settings: TrustRepoSettings, md: VerifiedMetadata, first: Extracted
+    bundle: Path,
+    staging: Path,
+    settings: TrustRepoSettings,
+    md: VerifiedMetadata,
+    first: Extracted,
+    progress: Progress | None,
 ) -> None:
     """Extract the targets this host selects, pass by pass, until the selection needs
     nothing more from the bundle. Each pass re-reads and re-checks the whole archive
@@ -120,18 +154,20 @@ def _extract_selected(
         needed = plan.missing & set(first.files)
         if not needed:
             return  # whatever is still missing is reported by the real selection
-        extract_archive(
+        read_bundle(
             bundle,
             staging,
             settings.bundle_limits,
             verify_manifest=False,
+            progress=progress,
+            label="targets",
             wanted=needed.__contains__,
-            member_limit=_member_limit(settings.metadata_limits),
+            member_limit=member_limit(settings.metadata_limits),
             expect_manifest=first.manifest_sha256,
         )
 
 
-def _member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
+def member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
     """A bundle carries no larger metadata than a sync would download (metadata_limits):
     every metadata file is parsed whole, so its size bounds the memory parsing takes."""
 
@@ -147,7 +183,7 @@ def _member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
     return limit
 
 
-def _is_metadata(name: str) -> bool:
+def is_metadata(name: str) -> bool:
     return name.startswith("metadata/")
 
 
@@ -216,7 +252,7 @@ def _stage_metadata(staging: Path, work: Generation, anchor: bytes) -> None:
             raise BundleError(f"Bundle lacks {metadata_name(role, version, consistent)}")
 
 
-def _same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bool:
+def same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bool:
     if old is None:
         return False
     try:
@@ -229,6 +265,38 @@ def _same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bo
     return held.metadata.versions == new.metadata.versions and same_files
 
 
+def verify_staged(
+    settings: TrustRepoSettings,
+    committed_roots: Path,
+    bundle: Path,
+    staging: Path,
+    work: Generation,
+    anchor: bytes,
+    first: Extracted,
+    now: datetime,
+    progress: Progress | None = None,
+) -> VerifiedTrust:
+    """The one verification every bundle gets, for `import` and `snapshot inspect`: the
+    metadata `first` staged, laid out as `work` and verified from `anchor`; then the targets
+    this host selects, read from `bundle` into `staging`, checked and linked into `work`;
+    then the whole generation re-verified and a view built from it. Rollback and freshness
+    are the caller's to judge."""
+    _stage_metadata(staging, work, anchor)
+    try:
+        md = verify_metadata(work.metadata_dir, anchor, committed_roots)
+        _extract_selected(bundle, staging, settings, md, first, progress)
+        selection = _BundleTargets(md, staging, work, progress)
+        selection.collect(settings)
+        verified = verify_generation(work, anchor, committed_roots)
+    except errors.CacheVerificationError as exc:
+        raise errors.VerificationError(
+            f"Bundle does not verify from this host's trust anchor: {exc.message}",
+            hint="the bundle is tampered with, or from another repository; nothing was changed",
+        ) from exc
+    build_view(verified, settings, None, now)  # the service map must hold
+    return verified
+
+
 def import_bundle(
     settings: TrustRepoSettings,
     store: Store,
@@ -239,7 +307,9 @@ def import_bundle(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> BundleSummary:
-    """Verify `bundle` from this host's anchor and make it the current trust, atomically."""
+    """Verify `bundle` (a `.tar.zst`, or a directory `trust export` wrote) from this host's
+    anchor and make it the current trust, atomically. `progress` sees each read of the
+    bundle ("metadata", then "targets") and each staged target's hashing ("hash NAME")."""
     try:
         return _import(settings, store, bundle, verify_manifest, reject_if_stale, now or utcnow(), progress)
     except OSError as exc:  # a full or read-only cache filesystem: the disk's fault, not the bundle's
@@ -264,30 +334,21 @@ def _import(
         staging = store.scratch_dir("import")
         work: Generation | None = None
         try:
-            extracted = extract_archive(
+            extracted = read_bundle(
                 bundle,
                 staging,
                 settings.bundle_limits,
                 verify_manifest=verify_manifest,
                 progress=progress,
-                wanted=_is_metadata,
-                member_limit=_member_limit(settings.metadata_limits),
+                label="metadata",
+                wanted=is_metadata,
+                member_limit=member_limit(settings.metadata_limits),
             )
             base = store.current()
             work = store.begin(None)
-            _stage_metadata(staging, work, anchor)
-            try:
-                md = verify_metadata(work.metadata_dir, anchor, store.committed_roots_dir)
-                _extract_selected(bundle, staging, settings, md, extracted)
-                selection = _BundleTargets(md, staging, work)
-                selection.collect(settings)
-                verified = verify_generation(work, anchor, store.committed_roots_dir)
-            except errors.CacheVerificationError as exc:
-                raise errors.VerificationError(
-                    f"Bundle does not verify from this host's trust anchor: {exc.message}",
-                    hint="the bundle is tampered with, or from another repository; nothing was changed",
-                ) from exc
-            build_view(verified, settings, None, now)  # the service map must hold
+            verified = verify_staged(
+                settings, store.committed_roots_dir, bundle, staging, work, anchor, extracted, now, progress
+            )
             refuse_rollback(base, anchor, state.floor, verified.metadata)
             freshness = freshness_of(verified.metadata, settings, now)
             summary = BundleSummary(
@@ -299,10 +360,10 @@ def _import(
                 freshness,
                 manifest_sha256=extracted.manifest_sha256,
             )
-            if _same_trust(verified, base, anchor):
+            if same_trust(verified, base, anchor):
                 summary.changed = False
                 return summary
-            _check_freshness(freshness, reject_if_stale, now, summary)
+            check_freshness(freshness, reject_if_stale, now, summary)
             store.commit(work)
             work = None
             state.floor = verified.metadata.floor()
@@ -322,7 +383,7 @@ def _import(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_freshness(
+def check_freshness(
     freshness: Freshness, reject_if_stale: timedelta | None, now: datetime, summary: BundleSummary
 ) -> None:
     """Signed expiry only: `created_at` never decides whether a bundle is fresh."""

@@ -13,10 +13,11 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib import parse
 
 from tuf.api.metadata import TargetFile
@@ -24,7 +25,34 @@ from tuf.api.metadata import TargetFile
 from stella_trust import errors
 from stella_trust.view import Freshness
 
-Progress = Callable[[int], None]
+
+class Transfer(Protocol):
+    """One stage of an export or import as a progress display sees it."""
+
+    def advance(self, count: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+# progress(stage, total bytes or None) when a stage begins -> where to count them (None:
+# not shown). Stages: reading a bundle (bytes read from the file), hashing a staged target,
+# writing an export (bytes written). Display only: nothing is decided by it.
+Progress = Callable[[str, int | None], Transfer | None]
+
+
+@contextmanager
+def measure(
+    progress: Progress | None, label: str, total: int | None
+) -> Iterator[Callable[[int], None] | None]:
+    """Count one stage's bytes (`advance(n)`), or None when nobody is watching."""
+    transfer = progress(label, total) if progress is not None else None
+    if transfer is None:
+        yield None
+        return
+    try:
+        yield transfer.advance
+    finally:
+        transfer.done()
 
 
 class StaleBundleError(errors.StellaError):
@@ -219,7 +247,8 @@ def write_archive(
     mtime: float,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Stream manifest first, then every entry, through zstd into `out` (one frame).
+    """Stream manifest first, then every entry, through zstd into `out` (one frame);
+    `progress(n)` counts the content bytes written (the manifest's and every entry's).
 
     A full disk or an unwritable `--out` is the operator's to fix: one line, not a traceback.
     """
@@ -234,7 +263,7 @@ def write_archive(
             compressor.stream_writer(raw, closefd=False) as zstd_out,
             tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
-            _add(tar, MANIFEST, len(manifest), io.BytesIO(manifest), mtime)
+            _add(tar, MANIFEST, len(manifest), _Counting(io.BytesIO(manifest), progress), mtime)
             for entry in entries:
                 with entry.open() as handle:
                     _add(tar, entry.path, entry.length, _Counting(handle, progress), mtime)

@@ -16,6 +16,12 @@ decompresses. A gzip bomb would otherwise inflate a whole network read (64 KiB b
 metadata and targets are length-checked and hashed as the bytes served, and they are
 small enough that compression buys nothing worth that risk.
 
+**Progress** (`CountingFetcher.progress`) is display only: a hook told each download's file
+name and announced length (Content-Length, or the size of a `file://` file; None when not
+announced, and never trusted for anything else), then each chunk's size as python-tuf takes
+it. It sees bytes only after the deadline and limits have judged them, so it cannot change
+what is accepted.
+
 **Proxies** come from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and are chosen
 per request by `SchemeTransport`: httpx stops reading them once a client is given its own
 transport, and a proxied request must get the same deadline and CA bundle as a direct one.
@@ -24,9 +30,12 @@ transport, and a proxied request must get the same deadline and CA bundle as a d
 from __future__ import annotations
 
 import functools
+import os
+import re
+import stat
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol
 from urllib import parse
 from urllib import request as urllib_request
 
@@ -44,6 +53,34 @@ CHUNK_SIZE = 64 * 1024
 USER_AGENT = f"stella-trust/{__version__}"
 # The only content coding accepted: bytes are hashed as served (see the module docstring).
 IDENTITY = "identity"
+
+
+# A consistent-snapshot target is served as `<hex digest>.<name>`: the name is what a person knows.
+_DIGEST_PREFIX = re.compile(r"^[0-9a-f]{32,128}\.(?=.)")
+
+
+class Transfer(Protocol):
+    """One download as a progress display sees it."""
+
+    def advance(self, count: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+# progress(label, announced length or None) -> where to count the bytes (None: not shown)
+ProgressHook = Callable[[str, int | None], Transfer | None]
+
+
+def download_label(url: str) -> str:
+    """The file a URL names, for a person: `rekor.pub`, `2.snapshot.json`."""
+    name = parse.unquote(PurePosixPath(parse.urlparse(url).path).name) or url
+    return _DIGEST_PREFIX.sub("", name)
+
+
+def _announced_length(response: httpx.Response) -> int | None:
+    """Content-Length as a display hint only (python-tuf's length limit still decides)."""
+    value = response.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _environment_proxy(scheme: str, host: str, proxies: dict[str, str]) -> str | None:
@@ -118,9 +155,13 @@ class CountingFetcher(FetcherInterface):
         self.requests = 0
         self.bytes_received = 0
         self.urls: list[str] = []
+        self.progress: ProgressHook | None = None  # display only (see the module docstring)
 
     def close(self) -> None:
         """Release connections (nothing to release by default)."""
+
+    def _transfer(self, url: str, length: int | None) -> Transfer | None:
+        return None if self.progress is None else self.progress(download_label(url), length)
 
 
 class HttpxFetcher(CountingFetcher):
@@ -137,6 +178,7 @@ class HttpxFetcher(CountingFetcher):
         ca_bundle: Path | None = None,
         user_agent: str = USER_AGENT,
         should_stop: Callable[[], bool] | None = None,
+        progress: ProgressHook | None = None,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline
@@ -144,6 +186,7 @@ class HttpxFetcher(CountingFetcher):
         self.user_agent = user_agent
         self.should_stop = should_stop
         super().__init__()
+        self.progress = progress
         self._budget = Budget(should_stop)
         self._client: httpx.Client | None = None
 
@@ -222,12 +265,16 @@ class HttpxFetcher(CountingFetcher):
     def _stream(self, response: httpx.Response, url: str, token: int) -> Iterator[bytes]:
         import httpx
 
+        transfer: Transfer | None = None
         try:
+            transfer = self._transfer(url, _announced_length(response))
             # Raw bytes, never decoded (see the module docstring), in chunks no larger than one
             # socket read; no chunk size, or httpx would hold data back until 64 KiB arrived.
             for chunk in response.iter_raw():
                 self._budget.remaining()
                 self.bytes_received += len(chunk)
+                if transfer is not None:
+                    transfer.advance(len(chunk))
                 yield chunk
         except httpx.TimeoutException as exc:
             raise tuf_exceptions.SlowRetrievalError(f"timed out reading {url}") from exc
@@ -236,6 +283,8 @@ class HttpxFetcher(CountingFetcher):
         finally:
             response.close()
             self._budget.finish(token)
+            if transfer is not None:
+                transfer.done()
 
     def _fetch_file(self, url: str, token: int) -> Iterator[bytes]:
         path = Path(urllib_request.url2pathname(parse.urlparse(url).path))
@@ -250,15 +299,22 @@ class HttpxFetcher(CountingFetcher):
 
         def chunks() -> Iterator[bytes]:
             # The same deadline and stop flag as the network (a FIFO or a hung NFS mount).
+            transfer: Transfer | None = None
             with handle:
                 try:
+                    status = os.fstat(handle.fileno())
+                    transfer = self._transfer(url, status.st_size if stat.S_ISREG(status.st_mode) else None)
                     while chunk := handle.read(CHUNK_SIZE):
                         self._budget.remaining()
                         self.bytes_received += len(chunk)
+                        if transfer is not None:
+                            transfer.advance(len(chunk))
                         yield chunk
                 except OSError as exc:
                     raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
                 finally:
                     self._budget.finish(token)
+                    if transfer is not None:
+                        transfer.done()
 
         return chunks()

@@ -1,0 +1,229 @@
+"""`trust snapshot inspect`: what a bundle holds, read as hostile input, nothing imported.
+
+The bundle (a `.tar.zst` or a directory `trust export` wrote) is read by the same reader as
+an import, with the same limits (decision 5), into a private temporary directory outside
+the cache, which is removed afterwards: every member is hashed and compared with the
+manifest. When this host is initialised, the bundle is then verified exactly as `import`
+would (`importer.verify_staged`, from this host's anchor, rollback and freshness judged),
+still in the temporary directory: the cache is only read, never written, and no lock is
+taken.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stella_trust import errors
+from stella_trust._internal.bundle.archive import Extracted, read_bundle
+from stella_trust._internal.bundle.importer import (
+    check_freshness,
+    is_metadata,
+    member_limit,
+    same_trust,
+    verify_staged,
+)
+from stella_trust._internal.bundle.layout import BundleError, BundleSummary, Progress
+from stella_trust._internal.policy.build import freshness_of
+from stella_trust._internal.settings import BundleLimits, TrustRepoSettings
+from stella_trust._internal.store import Generation, Store
+from stella_trust._internal.timefmt import utcnow
+from stella_trust._internal.tuf.rollback import refuse_rollback
+
+# What the manifest says about itself, passed through as read (types are the JSON's own).
+MANIFEST_FIELDS = (
+    "format",
+    "format_version",
+    "tool_version",
+    "created_at",
+    "source",
+    "roles",
+    "depth",
+    "tiles",
+)
+
+
+@dataclass
+class Verification:
+    """Whether the bundle would import on this host: `verified` (it would; `changed` says
+    whether it differs from the trust held), `refused` (with the reason import would give),
+    or `skipped` (this host is not initialised, or the bundle does not match its manifest)."""
+
+    status: str
+    message: str | None = None
+    error: errors.StellaError | None = None
+    versions: dict[str, int] | None = None
+    freshness: dict[str, Any] | None = None
+    changed: bool | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "message": self.message,
+            "versions": self.versions,
+            "freshness": self.freshness,
+            "changed": self.changed,
+        }
+
+
+@dataclass
+class Inspection:
+    path: str
+    kind: str  # "archive" or "directory"
+    bytes: int  # the archive's size, or the directory's files
+    manifest_sha256: str
+    manifest: dict[str, Any]
+    files: list[dict[str, Any]]  # each listed file: path, length, sha256, state (+ what was found)
+    problems: list[str]  # manifest mismatches, in import's words
+    verification: Verification
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "bytes": self.bytes,
+            "manifest_sha256": self.manifest_sha256,
+            "manifest": self.manifest,
+            "files": self.files,
+            "intact": self.intact,
+            "problems": self.problems,
+            "verification": self.verification.to_json(),
+        }
+
+
+def inspect_bundle(
+    bundle: Path,
+    limits: BundleLimits,
+    *,
+    host: tuple[TrustRepoSettings, Store] | None = None,
+    skipped: str = "verification not requested",
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> Inspection:
+    """Read and check `bundle`; with `host` (this host's settings and cache), also say
+    whether it would import there. `skipped` is the reason given when `host` is None."""
+    now = now or utcnow()
+    scratch = Path(tempfile.mkdtemp(prefix="stella-trust-inspect-"))
+    try:
+        staging = scratch / "staging"
+        staging.mkdir()
+        extracted = read_bundle(
+            bundle,
+            staging,
+            limits,
+            verify_manifest=False,
+            hash_members=True,
+            progress=progress,
+            label="read",
+            wanted=is_metadata if host is not None else (lambda _name: False),
+            member_limit=member_limit(host[0].metadata_limits) if host is not None else None,
+        )
+        files, problems = _compare(extracted)
+        if problems:
+            verification = Verification("skipped", "the bundle does not match its manifest")
+        elif host is None:
+            verification = Verification("skipped", skipped)
+        else:
+            verification = _would_import(host, bundle, staging, scratch / "work", extracted, now, progress)
+        return Inspection(
+            path=str(bundle),
+            kind="directory" if bundle.is_dir() else "archive",
+            bytes=extracted.total_bytes if bundle.is_dir() else bundle.stat().st_size,
+            manifest_sha256=extracted.manifest_sha256,
+            manifest=_manifest_view(extracted),
+            files=files,
+            problems=problems,
+            verification=verification,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _manifest_view(extracted: Extracted) -> dict[str, Any]:
+    manifest = extracted.manifest
+    view = {key: manifest.get(key) for key in MANIFEST_FIELDS}
+    if "compression" in manifest:
+        view["compression"] = manifest["compression"]
+    view["files"] = [
+        {"path": entry["path"], "length": entry["length"], "sha256": entry["sha256"]}
+        for entry in manifest["_by_path"].values()
+    ]
+    return view
+
+
+def _compare(extracted: Extracted) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each listed file against what the bundle holds (the reader already refused members
+    the manifest does not list)."""
+    files: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for path, listed in extracted.manifest["_by_path"].items():
+        entry = {"path": path, "length": listed["length"], "sha256": listed["sha256"]}
+        found = extracted.files.get(path)
+        if found is None:
+            entry["state"] = "missing"
+            problems.append(f"Manifest mismatch: {path} is listed but not in the bundle")
+        elif found != (listed["length"], listed["sha256"]):
+            entry |= {"state": "mismatch", "found_length": found[0], "found_sha256": found[1]}
+            problems.append(
+                f"Manifest mismatch: {path} has length {found[0]} sha256 {found[1]}, the manifest "
+                f"says length {listed['length']} sha256 {listed['sha256']}"
+            )
+        else:
+            entry["state"] = "ok"
+        files.append(entry)
+    return files, problems
+
+
+def _would_import(
+    host: tuple[TrustRepoSettings, Store],
+    bundle: Path,
+    staging: Path,
+    work_path: Path,
+    extracted: Extracted,
+    now: datetime,
+    progress: Progress | None,
+) -> Verification:
+    """Import's own checks, in `work_path` (a temporary directory): nothing is committed."""
+    settings, store = host
+    try:
+        anchor = store.read_anchor()
+    except errors.NotInitialisedError as exc:
+        return Verification("skipped", f"this host is not initialised ({exc.message})")
+    except errors.StellaError as exc:
+        return Verification("refused", exc.message, error=exc)
+    work = Generation(work_path)
+    work.metadata_dir.mkdir(parents=True)
+    work.targets_dir.mkdir()
+    try:
+        verified = verify_staged(
+            settings, store.committed_roots_dir, bundle, staging, work, anchor, extracted, now, progress
+        )
+        base = store.current()
+        refuse_rollback(base, anchor, store.read_state().floor, verified.metadata)
+        freshness = freshness_of(verified.metadata, settings, now)
+        summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
+        check_freshness(freshness, None, now, summary)
+    except errors.StellaError as exc:
+        return Verification("refused", exc.message, error=exc)
+    except RecursionError:
+        error = BundleError("Bundle holds a JSON document nested too deeply to parse")
+        return Verification("refused", error.message, error=error)
+    return Verification(
+        "verified",
+        versions=verified.metadata.versions,
+        freshness=freshness.to_json(),
+        changed=not same_trust(verified, base, anchor),
+        warnings=summary.warnings,
+    )
+
+
+__all__ = ["Inspection", "Verification", "inspect_bundle"]
