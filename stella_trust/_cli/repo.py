@@ -46,8 +46,8 @@ def _workspace(path: Path, source: str | None = None) -> Any:
 def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, step: Any) -> None:
     """Run a signing step on the published state (`--from`), then push it (`--to`). Pushing
     to a directory means starting from it: `--to DIR` alone pulls DIR first."""
-    if to is not None and source is None:
-        source = str(to)
+    if to is not None and source is None and (to / "metadata" / "root.json").is_file():
+        source = str(to)  # (a first publication into an empty directory has nothing to pull)
 
     def action(env: Envelope) -> None:
         workspace = _workspace(path, source)

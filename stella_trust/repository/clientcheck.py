@@ -22,7 +22,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import RepoError
-from stella_trust.repository.source import LOCAL_BASE, DirectoryFetcher
+from stella_trust.repository.source import LOCAL_BASE, DirectoryFetcher, clean_target_name
 
 REFUSED_HINT = "nothing was published; fix the cause above and run the command again"
 
@@ -40,14 +40,20 @@ def verify_as_client(
     published_root: bytes,
     known: Mapping[str, bytes],
     on_disk: Path | None,
-    overlay: Mapping[str, bytes] | None = None,
-    download: Iterable[str] = (),
+    overlay: Mapping[str, bytes | Path] | None = None,
+    download: Iterable[str] | None = None,
 ) -> None:
     """Raise RepoError unless a client trusting `published_root` (and holding the `known`
     timestamp/snapshot/targets) accepts `repo` as it would be served: the files of
     `overlay` (what is about to be written; `repo.files()` when None) over `on_disk`."""
     overlay = dict(repo.files()) if overlay is None else dict(overlay)
-    wanted = set(download)
+    names = target_names(repo)
+    for name in names:
+        if not clean_target_name(name):
+            raise RepoError(f"refused: target name {name!r} leaves targets/", hint=REFUSED_HINT)
+    # every listed target is fetched and checked (length and hashes) as it will be served,
+    # unless the caller names the ones that changed and vouches for the rest
+    wanted = set(names) if download is None else set(download)
     with tempfile.TemporaryDirectory(prefix="stella-trust-check-") as tmp:
         metadata_dir = Path(tmp) / "metadata"
         metadata_dir.mkdir()
@@ -70,7 +76,7 @@ def verify_as_client(
                 bootstrap=published_root,
             )
             updater.refresh()
-            for index, name in enumerate(target_names(repo)):
+            for index, name in enumerate(names):
                 info = updater.get_targetinfo(name)
                 if info is None:
                     raise RepoError(
@@ -79,6 +85,7 @@ def verify_as_client(
                     )
                 if name in wanted:
                     updater.download_target(info, str(targets_dir / f"{index}"))
+                    (targets_dir / f"{index}").unlink(missing_ok=True)
         except (exceptions.RepositoryError, exceptions.DownloadError, ValueError) as exc:
             raise RepoError(
                 f"refused: clients would reject this repository: {type(exc).__name__}: {exc}",

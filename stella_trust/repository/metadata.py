@@ -97,6 +97,10 @@ class Repository:
     target_data: dict[str, bytes] = field(default_factory=dict)
     key_type: str = "ed25519"
     delegated: dict[str, Metadata[Targets]] = field(default_factory=dict)
+    # role -> (its compact serialisation when loaded, the bytes as published): an unchanged
+    # role is written back byte for byte, so a re-publication never rewrites `N.role.json`
+    # of a repository someone else serialised (same version must mean same bytes)
+    loaded: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
 
     # ---- creation -------------------------------------------------------------------
     @classmethod
@@ -172,18 +176,41 @@ class Repository:
         if not versions or versions != list(range(1, versions[-1] + 1)):
             raise ValueError(f"{metadata}: root history is missing or has gaps: {versions}")
         history = [(metadata / f"{v}.root.json").read_bytes() for v in versions]
-        targets = Metadata[Targets].from_file(str(metadata / "targets.json"))
-        return cls(
+        raw = {
+            name: (metadata / f"{name}.json").read_bytes() for name in ("targets", "snapshot", "timestamp")
+        }
+        targets = Metadata[Targets].from_bytes(raw["targets"])
+        repo = cls(
             path=Path(path),
             root=Metadata[Root].from_bytes(history[-1]),
             targets=targets,
-            snapshot=Metadata[Snapshot].from_file(str(metadata / "snapshot.json")),
-            timestamp=Metadata[Timestamp].from_file(str(metadata / "timestamp.json")),
+            snapshot=Metadata[Snapshot].from_bytes(raw["snapshot"]),
+            timestamp=Metadata[Timestamp].from_bytes(raw["timestamp"]),
             signers={},
             expiries=expiries or Expiries(),
             root_history=history,
             delegated=_load_delegated(metadata, targets),
         )
+        for name in repo.delegated:
+            raw[name] = (metadata / f"{parse.quote(name, safe='')}.json").read_bytes()
+        for name, data in raw.items():
+            md = repo.role_metadata(name)
+            repo.loaded[name] = (md.to_bytes(JSONSerializer(compact=True)), data)
+        return repo
+
+    def role_metadata(self, name: str) -> Metadata[Any]:
+        top: dict[str, Metadata[Any]] = {
+            "targets": self.targets,
+            "snapshot": self.snapshot,
+            "timestamp": self.timestamp,
+        }
+        return top[name] if name in top else self.delegated[name]
+
+    def _bytes_of(self, name: str, md: Metadata[Any], serializer: JSONSerializer) -> bytes:
+        before = self.loaded.get(name)
+        if before is not None and md.to_bytes(JSONSerializer(compact=True)) == before[0]:
+            return before[1]
+        return md.to_bytes(serializer)
 
     def record_root(self) -> None:
         """Make the current `root` (already signed) the newest entry of the root history."""
@@ -325,11 +352,11 @@ class Repository:
         roles = [(md.signed.type, md) for md in (self.targets, self.snapshot)]
         roles[1:1] = list(self.delegated.items())
         for name, md in roles:
-            data = md.to_bytes(serializer)
+            data = self._bytes_of(name, md, serializer)
             if self.consistent_snapshot:
                 out.append((f"metadata/{md.signed.version}.{parse.quote(name, safe='')}.json", data))
             out.append((f"metadata/{parse.quote(name, safe='')}.json", data))
-        out.append(("metadata/timestamp.json", self.timestamp.to_bytes(serializer)))
+        out.append(("metadata/timestamp.json", self._bytes_of("timestamp", self.timestamp, serializer)))
         return out
 
     def write(self) -> None:

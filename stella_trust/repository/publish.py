@@ -248,7 +248,7 @@ class PublishSteps(WorkspaceBase):
         for name in changes["add"]:
             repo.target_data[name] = self._staged_file(name).read_bytes()
         self._sign_online(repo, now)
-        self.release(repo, published, download=list(changes["add"]))
+        self.release(repo, published)  # every listed target checked as it will be served
         shutil.rmtree(self.staged_dir / "targets", ignore_errors=True)
         shutil.rmtree(self.staged_dir / "roles", ignore_errors=True)
         (self.staged_dir / "targets").mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib import parse
 
 from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Targets, Timestamp
+from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal.fs import atomic_write
@@ -28,7 +30,7 @@ from stella_trust.errors import UsageError
 from stella_trust.repository.clientcheck import known_metadata, root_of, verify_as_client
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.source import Source
+from stella_trust.repository.source import Source, clean_target_name
 
 PULL_AGAIN = "pull the published state first (`--from URL|DIR`, or `trust repo pull`), then run it again"
 
@@ -39,10 +41,11 @@ class Published:
 
     root: bytes
     known: dict[str, bytes]
+    directory: Path | None = None  # where it is served from, when it is a directory
 
     @classmethod
     def of(cls, directory: Path) -> Published:
-        return cls(root=root_of(directory), known=known_metadata(directory))
+        return cls(root=root_of(directory), known=known_metadata(directory), directory=directory)
 
     def version(self, role: str) -> int:
         if role == "root":
@@ -75,11 +78,42 @@ def guard_versions(repo: Repository, published: Published) -> None:
             )
 
 
+def is_versioned(relative: str) -> bool:
+    """`metadata/N.role.json` or `targets/...`: files whose name promises fixed content."""
+    if relative.startswith("targets/"):
+        return True
+    name = relative.removeprefix("metadata/")
+    return relative.startswith("metadata/") and name.split(".", 1)[0].isdigit()
+
+
+def guard_rewrites(files: Sequence[tuple[str, bytes | Path]], published: Published) -> None:
+    """A version number names one content, forever: refuse to replace a published
+    `N.role.json` (or a target file) with different bytes. Two machines that each made
+    "targets v3" forked the repository; clients that cached one v3 never see the other
+    (python-tuf re-uses a role whose version did not change)."""
+    if published.directory is None:
+        return
+    for relative, content in files:
+        if not is_versioned(relative):
+            continue
+        served = published.directory / relative
+        if not served.is_file():
+            continue
+        data = content if isinstance(content, bytes) else content.read_bytes()
+        if served.read_bytes() != data:
+            raise RepoError(
+                f"refused: {relative} is already published with different content; the version "
+                "counters forked (another machine published the same version)",
+                hint=PULL_AGAIN,
+            )
+
+
 def release(repo: Repository, published: Published, *, download: list[str] | None = None) -> None:
     """Check `repo` as a client would and only then write it (timestamp last)."""
     guard_versions(repo, published)
+    guard_rewrites(list(repo.files()), published)
     verify_as_client(
-        repo, published_root=published.root, known=published.known, on_disk=repo.path, download=download or []
+        repo, published_root=published.root, known=published.known, on_disk=repo.path, download=download
     )
     repo.write()
 
@@ -108,8 +142,9 @@ def pull(
 
         aside = repo_dir.with_name(f"repository.forked-{utcnow():%Y%m%dT%H%M%S}")
         shutil.copytree(repo_dir, aside)
-        for name in ("timestamp.json", "snapshot.json", "targets.json"):
-            (repo_dir / "metadata" / name).unlink(missing_ok=True)
+        for path in (repo_dir / "metadata").iterdir():  # the fork's roles go; the root history stays
+            if not path.name.endswith("root.json"):
+                path.unlink()
         outcome = pull(source, repo_dir, root=root, metadata_only=metadata_only)
         outcome.warnings.append(f"this workspace's own unserved state was kept in {aside}")
         return outcome
@@ -153,7 +188,15 @@ def pull(
                 f"{type(exc).__name__}: {exc}",
                 hint="nothing was changed; check the source, or whether the repository was re-created",
             ) from exc
-        files = _verified_files(updater, metadata_dir, source, trusted, repo_dir, Path(tmp), metadata_only)
+        try:
+            files = _verified_files(
+                updater, metadata_dir, source, trusted, repo_dir, Path(tmp), metadata_only
+            )
+        except (exceptions.RepositoryError, exceptions.DownloadError) as exc:
+            raise RepoError(
+                f"refused: {source.spec} does not serve what its metadata lists: {type(exc).__name__}: {exc}",
+                hint="nothing was changed; the served repository is incomplete or damaged",
+            ) from exc
     for relative, data in files:
         if (
             not relative.startswith("metadata/")
@@ -208,11 +251,14 @@ def _verified_files(
     names = list(targets.signed.targets)
     delegations = targets.signed.delegations
     for name in (delegations.roles or {}) if delegations else {}:
-        for target in _delegated_names(updater, name, source, metadata_dir, targets):
-            names.append(target)
-        path = metadata_dir / f"{parse.quote(name, safe='')}.json"
-        if path.is_file():
-            roles.append((name, path.read_bytes()))
+        delegated = _delegated_role(updater, name, source, metadata_dir, targets)
+        if delegated is not None:
+            role_names, data = delegated
+            names.extend(role_names)
+            roles.append((name, data))
+    for name in names:
+        if not clean_target_name(name):
+            raise RepoError(f"refused: {source.spec} lists a target named {name!r}, which leaves targets/")
     out: list[tuple[str, bytes]] = []
     for name in names if not metadata_only else []:
         info = updater.get_targetinfo(name)
@@ -242,37 +288,44 @@ def _verified_files(
     return out
 
 
-def _delegated_names(
+def _delegated_role(
     updater: Updater, role: str, source: Source, metadata_dir: Path, targets: Metadata[Targets]
-) -> list[str]:
-    """Target names of a delegated role; its metadata is verified by python-tuf
-    (`verify_delegate` from the delegating targets), then each name resolves through the
-    Updater's own walk, which loads and checks the role again against the snapshot."""
+) -> tuple[list[str], bytes] | None:
+    """A delegated role's target names and bytes, for every role the targets delegate to
+    (an empty one too): verified by python-tuf (`verify_delegate` from the delegating
+    targets, the version the snapshot lists), then each name resolved through the
+    Updater's own walk. None when the snapshot does not list the role (not published yet)."""
+    snapshot = Metadata.from_file(str(metadata_dir / "snapshot.json")).signed
+    meta = getattr(snapshot, "meta", {}).get(f"{role}.json")
+    if meta is None:
+        return None
     path = metadata_dir / f"{parse.quote(role, safe='')}.json"
     data = path.read_bytes() if path.is_file() else None
     if data is None:
-        snapshot = Metadata.from_file(str(metadata_dir / "snapshot.json")).signed
-        meta = getattr(snapshot, "meta", {}).get(f"{role}.json")
         consistent = bool(
             Metadata[Root].from_file(str(metadata_dir / "root.json")).signed.consistent_snapshot
         )
-        relative = (
-            f"metadata/{meta.version}.{parse.quote(role, safe='')}.json"
-            if consistent and meta
-            else (f"metadata/{parse.quote(role, safe='')}.json")
+        quoted = parse.quote(role, safe="")
+        data = source.read(
+            f"metadata/{meta.version}.{quoted}.json" if consistent else f"metadata/{quoted}.json"
         )
-        data = source.read(relative)
         if data is None:
-            return []
+            raise RepoError(
+                f"refused: {source.spec} does not serve the delegated role {role!r} its snapshot lists"
+            )
     md = Metadata[Targets].from_bytes(data)
     try:
         targets.signed.verify_delegate(role, md.signed_bytes, md.signatures)
     except exceptions.UnsignedMetadataError as exc:
         raise RepoError(f"refused: delegated role {role!r} does not verify: {exc}") from exc
+    if md.signed.version != meta.version:
+        raise RepoError(
+            f"refused: delegated role {role!r} is v{md.signed.version}, the snapshot lists v{meta.version}"
+        )
     names = list(md.signed.targets)
     for name in names:
         updater.get_targetinfo(name)
-    return names
+    return names, data
 
 
 def _root_history(metadata_dir: Path, source: Source, trusted: bytes, repo_dir: Path) -> list[bytes]:
@@ -301,47 +354,119 @@ def _root_history(metadata_dir: Path, source: Source, trusted: bytes, repo_dir: 
                 f"refused: {source.spec} does not serve {version}.root.json",
                 hint="clients anchored on older roots walk from them: the history must be complete",
             )
-        history.append(data)
+        history.append(data)  # (a workspace's own older roots win over the source's)
     return history
 
 
+def verified_chain_start(history: list[bytes]) -> int:
+    """The oldest root version from which every later root verifies (each signed by its
+    predecessor's threshold and by its own, TUF spec 5.3.4) up to the newest: the version
+    whose digest is safe to hand to clients as a pin. Older roots are kept as served history,
+    but never offered as a pin (a mirror could have made them up)."""
+    start = len(history)
+    for version in range(len(history) - 1, 0, -1):
+        try:
+            older = Metadata[Root].from_bytes(history[version - 1])
+            newer = Metadata[Root].from_bytes(history[version])
+            older.signed.verify_delegate("root", older.signed_bytes, older.signatures)  # a pin self-verifies
+            older.signed.verify_delegate("root", newer.signed_bytes, newer.signatures)
+            newer.signed.verify_delegate("root", newer.signed_bytes, newer.signatures)
+        except (ValueError, exceptions.RepositoryError, DeserializationError):
+            break
+        start = version
+    return start
+
+
 # ---- push ------------------------------------------------------------------------------------
+PUSH_LOCK = ".stella-trust-push.lock"
+PUSH_LOCK_TIMEOUT = 60.0  # seconds a push waits for another one into the same directory
+
+
 def push(repo_dir: Path, destination: Path) -> Outcome:
-    """Copy the workspace's repository into the served directory, the timestamp last;
-    refused when the served state is not older than ours or ours does not verify from it."""
+    """Copy the workspace's repository into the served directory, the timestamp last, under
+    a lock on the destination (two pushers never interleave their files); refused when the
+    served state is not older than ours, when a published versioned file would change, or
+    when the result, as it will be served, does not verify as a client would."""
+    from stella_trust._internal.fs import exclusive_lock
+
+    def busy(holder: str) -> Exception:
+        return RepoError(
+            f"refused: another push into {destination} is running (pid {holder})",
+            hint="wait for it, then pull and push again",
+        )
+
+    destination.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT, busy):
+        return _push_locked(repo_dir, destination)
+
+
+def _push_locked(repo_dir: Path, destination: Path) -> Outcome:
     ours = Repository.load(repo_dir)
     served = (destination / "metadata" / "root.json").is_file()
     # A first push serves a repository anew: checked from the newest root, the one this
     # workspace verified (each older link was checked when it was committed or pulled).
     published = Published.of(destination) if served else Published(root=ours.root_history[-1], known={})
+    files = _publishable_files(ours, repo_dir)
     guard_versions(ours, published)
-    verify_as_client(ours, published_root=published.root, known=published.known, on_disk=repo_dir, overlay={})
-    files = sorted(
-        (p for p in repo_dir.rglob("*") if p.is_file()),
-        key=lambda p: _push_order(p.relative_to(repo_dir).as_posix()),
+    guard_rewrites(files, published)
+    changed = [(relative, path) for relative, path in files if _differs(path, destination / relative)]
+    verify_as_client(
+        ours,
+        published_root=published.root,
+        known=published.known,
+        on_disk=destination if served else None,
+        overlay=dict(changed) if served else dict(files),
     )
-    copied = 0
-    for path in files:  # (an unchanged timestamp is fine: a root-only commit leaves it alone)
-        relative = path.relative_to(repo_dir).as_posix()
+    for relative, path in sorted(changed, key=lambda item: _push_order(item[0])):
         target = destination / relative
-        if (
-            target.is_file()
-            and relative.startswith("targets/")
-            and target.stat().st_size == path.stat().st_size
-        ):
-            continue
-        if target.is_file() and target.read_bytes() == path.read_bytes():
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            shutil.copyfileobj(path.open("rb"), handle)
+        with (
+            tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle,
+            path.open("rb") as source,
+        ):
+            shutil.copyfileobj(source, handle)
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, target)
-        copied += 1
     return Outcome(
-        f"pushed to {destination}: {copied} file(s), timestamp v{ours.timestamp.signed.version} last",
-        details={"copied": copied, "timestamp": ours.timestamp.signed.version},
+        f"pushed to {destination}: {len(changed)} file(s), timestamp v{ours.timestamp.signed.version} last",
+        details={"copied": len(changed), "timestamp": ours.timestamp.signed.version},
     )
+
+
+def _publishable_files(repo: Repository, repo_dir: Path) -> list[tuple[str, Path]]:
+    """What a push may copy: the repository's own metadata (every root version, the current
+    and the versioned roles) and the files of the targets it lists; never a symbolic link,
+    never anything else that happens to lie in repository/ (a key file linked there, say)."""
+    roles = ["root", "timestamp", "snapshot", "targets", *repo.delegated]
+    quoted = {parse.quote(name, safe="") for name in roles}
+    files: list[tuple[str, Path]] = []
+    for path in sorted((repo_dir / "metadata").iterdir()):
+        stem = path.name.removesuffix(".json")
+        role = stem.split(".", 1)[1] if stem.split(".", 1)[0].isdigit() and "." in stem else stem
+        if path.name.endswith(".json") and role in quoted:
+            files.append((f"metadata/{path.name}", path))
+    listed = [repo.targets, *repo.delegated.values()]
+    for name, info in [(n, i) for md in listed for n, i in md.signed.targets.items()]:
+        if not clean_target_name(name):
+            raise RepoError(f"refused: target name {name!r} leaves targets/")
+        for relative in info.get_prefixed_paths() if repo.consistent_snapshot else [name]:
+            path = repo_dir / "targets" / relative
+            if path.is_file() or path.is_symlink():
+                files.append((f"targets/{relative}", path))
+    for relative, path in files:
+        if path.is_symlink():
+            raise RepoError(
+                f"refused: repository/{relative} is a symbolic link", hint="replace it with the file"
+            )
+    return files
+
+
+def _differs(path: Path, served: Path) -> bool:
+    if not served.is_file():
+        return True
+    if served.stat().st_size != path.stat().st_size:
+        return True
+    return served.read_bytes() != path.read_bytes()
 
 
 def _push_order(relative: str) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from tuf.api.metadata import Metadata, Targets
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
 from stella_trust.errors import UsageError
 from stella_trust.repository.keys import (
+    KEY_NAME,
     new_passphrase,
     passphrase,
     passphrase_name,
@@ -89,18 +90,25 @@ class Workspace(RotationSteps):
 
     # ---- reports ------------------------------------------------------------------------------
     def roots(self) -> Outcome:
+        """The pin for clients: the oldest root from which the whole chain verifies (an older
+        root that does not chain is history a mirror could have made up, never a pin)."""
+        from stella_trust.repository.published import verified_chain_start
+
         repo = self._load()
-        first, current = repo.root_history[0], repo.root_history[-1]
+        start = verified_chain_start(repo.root_history)
+        first, current = repo.root_history[start - 1], repo.root_history[-1]
         first_sha = hashlib.sha256(first).hexdigest()
         current_sha = hashlib.sha256(current).hexdigest()
         text = (
-            f"1.root.json sha256 {first_sha}  (pin: trust init --root-sha256 {first_sha})\n"
+            f"{start}.root.json sha256 {first_sha}  (pin: trust init --root-sha256 {first_sha})\n"
             f"{len(repo.root_history)}.root.json sha256 {current_sha}  (current root)"
         )
+        if start > 1:
+            text += f"\nroots 1..{start - 1} do not chain to the current root: never pin them"
         return Outcome(
             text,
             details={
-                "first": {"version": 1, "sha256": first_sha},
+                "first": {"version": start, "sha256": first_sha},
                 "current": {"version": len(repo.root_history), "sha256": current_sha},
             },
         )
@@ -298,8 +306,10 @@ class Workspace(RotationSteps):
         """Stage a delegation from targets: NAME signs only PATHS, with its own keys
         (a releaser's, made on their machine); published with the next targets."""
         repo = self._load()
-        if name in ROLES or not name or "/" in name or name.startswith("."):
-            raise UsageError(f"{name!r} cannot name a delegated role")
+        if name in ROLES or not KEY_NAME.fullmatch(name) or name.split(".", 1)[0].isdigit():
+            raise UsageError(
+                f"{name!r} cannot name a delegated role", hint="letters, digits, '-' and '_'; not a role name"
+            )
         if not paths:
             raise UsageError("--paths needs at least one pattern, e.g. 'releases/*'")
         if not 1 <= threshold <= len(public_keys):

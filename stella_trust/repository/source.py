@@ -20,9 +20,9 @@ CHUNK = 1 << 16
 class DirectoryFetcher(FetcherInterface):
     """Serve `base` (and `overlay`, relative path -> bytes, which wins) as if over HTTP."""
 
-    def __init__(self, base: Path | None, overlay: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, base: Path | None, overlay: Mapping[str, bytes | Path] | None = None) -> None:
         self.base = base
-        self.overlay = dict(overlay or {})
+        self.overlay = dict(overlay or {})  # relative path -> content, or the file holding it
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         if not url.startswith(LOCAL_BASE):
@@ -31,10 +31,16 @@ class DirectoryFetcher(FetcherInterface):
         if relative.startswith("/") or ".." in relative.split("/"):
             raise exceptions.DownloadHTTPError(f"{relative} is not a clean path", 404)
         if relative in self.overlay:
-            return iter([self.overlay[relative]])
-        if self.base is None:
+            content = self.overlay[relative]
+            if isinstance(content, bytes):
+                return iter([content])
+            path = content
+        elif self.base is None:
             raise exceptions.DownloadHTTPError(f"{relative}: not found", 404)
-        path = self.base / relative
+        else:
+            path = self.base / relative
+        if path.is_symlink():
+            raise exceptions.DownloadHTTPError(f"{relative} is a symbolic link: not served", 404)
         try:
             handle = path.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -42,6 +48,18 @@ class DirectoryFetcher(FetcherInterface):
         except OSError as exc:
             raise exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
         return _chunks(handle)
+
+
+def clean_target_name(name: str) -> bool:
+    """A target name that stays inside targets/ wherever it is written (TUF spec 5.7: names
+    are paths under the targets base; no absolute path, no `.`/`..`, no empty part)."""
+    parts = name.split("/")
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and all(p not in ("", ".", "..") for p in parts)
+        and ("\\" not in name and "\x00" not in name)
+    )
 
 
 def _chunks(handle: object) -> Iterator[bytes]:

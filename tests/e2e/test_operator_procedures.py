@@ -30,7 +30,7 @@ def served_files(directory: Path) -> dict[str, str]:
     return {
         str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(directory.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != ".stella-trust-push.lock"  # push's lock records its pid
     }
 
 
@@ -513,7 +513,8 @@ def test_pull_and_push_the_real_public_good_repository(tmp_path: Path) -> None:
     expired = repo(
         workspace, "push", "--to", str(copy), env=clean_env()
     )  # today: every client would refuse it
-    assert expired.code == 1 and "clients would reject this repository" in expired.err and not copy.exists()
+    assert expired.code == 1 and "clients would reject this repository" in expired.err
+    assert not (copy / "metadata").exists()
     ok(repo(workspace, "push", "--to", str(copy), env=clean_env(), clock=SIGN_OFF))
     with RepositoryServer(copy) as server:
         host = Client(
