@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
         generation = store.current()
         if generation is None:
             raise CacheVerificationError(f"cache {store.root} holds no trust yet", hint="run `trust sync`")
+        identity = _identity_of(store, generation, anchor)
+        remembered = _VERIFIED.get(identity) if identity is not None else None
+        if remembered is not None:
+            return remembered
         try:
             verified = verify_generation(generation, anchor, store.committed_roots_dir)
             state = store.read_state()
@@ -60,8 +65,60 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
                 f"cache holds older trust than this host already committed: {', '.join(lower)}",
                 hint="the cache was rolled back on disk; run `trust sync` to restore current trust",
             )
+        if identity is not None and identity == _identity_of(store, generation, anchor):
+            _remember(identity, (verified, state))
         return verified, state
     raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+# ---- the verified-view memo (issue 13) -------------------------------------------------------
+# A long-lived attestor calls open_trust() on every verification. Re-verifying an unchanged
+# cache proves nothing new, so the result of a verification is remembered under the identity
+# of everything it read: the anchor bytes and the pin, the generation, and (device, inode,
+# size, mtime_ns, ctime_ns) of every file in it, of the committed roots and of the state
+# file. Any write, replacement or touch changes an identity (a writer can set mtime back, not
+# ctime), and then the cache is verified again from the anchor. Freshness is still judged
+# on every call (build_view takes `now`). The memo lives in this process only.
+_MEMO_SIZE = 8
+_VERIFIED: dict[tuple[Any, ...], tuple[VerifiedTrust, CacheState]] = {}
+
+
+def _file_identities(root: Path) -> list[tuple[str, int, int, int, int, int]]:
+    found = []
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                found.append((entry.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    found.sort()
+    return found
+
+
+def _identity_of(store: Store, generation: Generation, anchor: bytes) -> tuple[Any, ...] | None:
+    """What a verification of `generation` depended on; None when it cannot be read whole
+    (then nothing is remembered and the read verifies as always)."""
+    try:
+        extra = [store.state_path, store.anchor_path]
+        files = _file_identities(generation.path)
+        if store.committed_roots_dir.is_dir():
+            files += _file_identities(store.committed_roots_dir)
+        for path in extra:
+            st = os.stat(path)
+            files.append((str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    except OSError:
+        return None
+    return (str(generation.path), hashlib.sha256(anchor).hexdigest(), store.anchor_sha256, tuple(files))
+
+
+def _remember(identity: tuple[Any, ...], result: tuple[VerifiedTrust, CacheState]) -> None:
+    if len(_VERIFIED) >= _MEMO_SIZE:
+        _VERIFIED.pop(next(iter(_VERIFIED)))
+    _VERIFIED[identity] = result
 
 
 def _moved(store: Store, generation: Generation) -> bool:
@@ -100,9 +157,7 @@ def open_trust(
     overrides: dict[str, Any] = {}
     if cache_dir is not None:
         overrides["local_cache_path"] = Path(cache_dir)
-    settings = load_settings(
-        Path(config_path) if config_path else None, overrides, env_service_map=allow_env_service_map
-    )
+    settings = _settings(Path(config_path) if config_path else None, overrides, allow_env_service_map)
     try:
         view = load_view(settings, Store.of(settings), now)
     except OSError as exc:
@@ -111,6 +166,39 @@ def open_trust(
             hint="readers need the stella-trust group (the cache directory is 0750)",
         ) from exc
     return view if allow_stale else require_usable(view)
+
+
+_SETTINGS: dict[tuple[Any, ...], TrustRepoSettings] = {}
+
+
+def _settings(
+    config_path: Path | None, overrides: dict[str, Any], env_service_map: bool
+) -> TrustRepoSettings:
+    """Settings for open_trust, re-read only when the config file (its identity), the
+    STELLA_* environment or the arguments change: parsing YAML was half of every read."""
+    from stella_trust._internal.settings import default_config_path
+
+    path = config_path or default_config_path()
+    try:
+        st = os.stat(path)
+        file_identity: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        file_identity = ()
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("STELLA_")))
+    key = (
+        str(path),
+        file_identity,
+        environment,
+        tuple(sorted((k, str(v)) for k, v in overrides.items())),
+        env_service_map,
+    )
+    cached = _SETTINGS.get(key)
+    if cached is None:
+        cached = load_settings(config_path, overrides, env_service_map=env_service_map)
+        if len(_SETTINGS) >= _MEMO_SIZE:
+            _SETTINGS.pop(next(iter(_SETTINGS)))
+        _SETTINGS[key] = cached
+    return cached
 
 
 def load_target(

@@ -1,0 +1,103 @@
+"""open_trust() remembers a verification under the identity of every file it read (issue
+13): an unchanged cache is not re-verified, and any change to a verified file, the state,
+the anchor or the config makes the next read verify again from the anchor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stella_trust._internal import reader
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust.demo.repository import DemoRepository
+from stella_trust.errors import CacheVerificationError
+from tests.unit.simulator import BASE_URL, RepositoryFetcher
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, host: tuple[TrustRepoSettings, Store], simulated: tuple[DemoRepository, RepositoryFetcher]
+) -> Path:
+    settings, store = host
+    demo, fetcher = simulated
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=fetcher)
+    path = tmp_path / "trust.yaml"
+    section = {
+        "tuf_url": BASE_URL,
+        "local_cache_path": str(settings.local_cache_path),
+        "pinned_targets": ["rekor-key-v2"],
+    }
+    path.write_text(yaml.safe_dump({"attestor": {"trust_repo": section}}))
+    return path
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    reader._VERIFIED.clear()
+    reader._SETTINGS.clear()
+    calls: list[Path] = []
+    real = reader.verify_generation
+
+    def counting(generation: object, *args: object) -> object:
+        calls.append(generation.path)  # type: ignore[attr-defined]
+        return real(generation, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "verify_generation", counting)
+    return calls
+
+
+def test_an_unchanged_cache_is_verified_once(config: Path, verifications: list[Path]) -> None:
+    first = reader.open_trust(config_path=config)
+    second = reader.open_trust(config_path=config)
+    assert len(verifications) == 1
+    assert first.roles == second.roles and second.freshness.state == "fresh"
+
+
+def test_a_target_edited_in_place_with_its_mtime_restored_is_caught(
+    config: Path, verifications: list[Path], host: tuple[TrustRepoSettings, Store]
+) -> None:
+    reader.open_trust(config_path=config)
+    _, store = host
+    target = next((store.current().path / "targets").iterdir())  # type: ignore[union-attr]
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 1
+    with target.open("r+b") as handle:  # same inode, same size
+        handle.write(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
+    with pytest.raises(CacheVerificationError):
+        reader.open_trust(config_path=config)
+    assert len(verifications) == 2
+
+
+def test_new_state_or_a_new_generation_verifies_again(
+    config: Path,
+    verifications: list[Path],
+    host: tuple[TrustRepoSettings, Store],
+    simulated: tuple[DemoRepository, RepositoryFetcher],
+) -> None:
+    settings, store = host
+    demo, fetcher = simulated
+    reader.open_trust(config_path=config)
+    store.write_state(store.read_state())  # rewritten: a new inode
+    reader.open_trust(config_path=config)
+    assert len(verifications) == 2
+    demo.rotate("timestamp")  # a changed repository: sync commits a new generation
+    sync(settings, store, fetcher=fetcher)
+    view = reader.open_trust(config_path=config)
+    assert len(verifications) == 3 and verifications[-1] == store.current().path  # type: ignore[union-attr]
+    assert view.roles["root"].version == 2
+
+
+def test_an_edited_config_is_read_again(config: Path, verifications: list[Path]) -> None:
+    reader.open_trust(config_path=config)
+    document = yaml.safe_load(config.read_text())
+    document["attestor"]["trust_repo"]["environment"] = "staging"
+    config.write_text(yaml.safe_dump(document))
+    assert reader.open_trust(config_path=config).environment == "staging"
