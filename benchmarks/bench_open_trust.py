@@ -47,9 +47,18 @@ def main() -> None:
         demo = DemoRepository(work / "repo")
         with RepositoryServer(demo.repo.path) as server:
             config = work / "trust.yaml"
-            flags = {"tuf_url": server.url, "local_cache_path": work / "cache", "pinned_targets": ["rekor-key-v1"]}
+            flags = {
+                "tuf_url": server.url,
+                "local_cache_path": work / "cache",
+                "pinned_targets": ["rekor-key-v1"],
+            }
             settings, _ = initialise(
-                config, flags, root_file=demo.root_path, root_sha256=None, trust_on_first_use=False, force=False
+                config,
+                flags,
+                root_file=demo.root_path,
+                root_sha256=None,
+                trust_on_first_use=False,
+                force=False,
             )
             sync(settings, Store.of(settings))
         open_trust(config_path=config)  # warm: imports, page cache
@@ -57,8 +66,10 @@ def main() -> None:
         settings_median, _ = timings(lambda: load_settings(config, {}), args.rounds)
         store = Store.of(settings)
         view_median, _ = timings(lambda: load_view(settings, store), args.rounds)
-        print(f"open_trust, unchanged cache : median {median * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms "
-              "(goal <= 1 ms, <= 3 ms)")
+        print(
+            f"open_trust, unchanged cache : median {median * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms "
+            "(goal <= 1 ms, <= 3 ms)"
+        )
         print(f"  settings load             : median {settings_median * 1e3:.2f} ms")
         print(f"  re-verify + view          : median {view_median * 1e3:.2f} ms")
         target = next((store.current().path / "targets").iterdir())  # type: ignore[union-attr]
@@ -68,8 +79,10 @@ def main() -> None:
         try:
             open_trust(config_path=config)
             print("EDITED CACHE NOT DETECTED")
-        except Exception as exc:  # noqa: BLE001 - any refusal is the expected outcome
-            print(f"edited cache: refused in {(time.perf_counter() - started) * 1e3:.2f} ms ({type(exc).__name__})")
+        except Exception as exc:
+            print(
+                f"edited cache: refused in {(time.perf_counter() - started) * 1e3:.2f} ms ({type(exc).__name__})"
+            )
 
 
 if __name__ == "__main__":
