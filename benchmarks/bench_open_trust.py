@@ -80,9 +80,8 @@ def main() -> None:
             open_trust(config_path=config)
             print("EDITED CACHE NOT DETECTED")
         except Exception as exc:
-            print(
-                f"edited cache: refused in {(time.perf_counter() - started) * 1e3:.2f} ms ({type(exc).__name__})"
-            )
+            elapsed = (time.perf_counter() - started) * 1e3
+            print(f"edited cache: refused in {elapsed:.2f} ms ({type(exc).__name__})")
 
 
 if __name__ == "__main__":
