@@ -1,0 +1,205 @@
+"""How sync and reads scale with the repository (issue 13). Prints figures; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 10,1000,10000,100000] [--roots 200]
+                                               [--rounds 5] [--bins]
+
+For each size: the demo repository plus N filler targets in the top-level targets (or,
+with --bins, in 50 delegated bins from 1000 targets on), served on 127.0.0.1. Measured in
+the same run, against a bare python-tuf Updater doing the same work (refresh, then look up
+the pinned targets): cold sync and idle sync (median), `open_trust()` on the synced cache
+(median), and the peak RSS of a cold sync in a fresh process (`trust init` + first sync vs
+a bare Updater script). Then the same for a host anchored at root v1 of a repository with
+`--roots` root versions. Goals: idle <= 1.1x, cold <= 1.3x, RSS <= 1.2x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tuf.api.metadata import TargetFile
+
+from stella_trust._internal.anchor import initialise
+from stella_trust._internal.reader import open_trust
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust.demo.repository import DemoRepository
+from stella_trust.repository.serve import RepositoryServer
+
+PINNED = ["rekor-key-v1.pub", "sigstore-services-v1.json"]
+LIMIT = 64_000_000  # 100k targets are ~5 MB of targets.json, above python-tuf's default limit
+BINS = 50
+
+
+def median_ms(fn: Callable[[], object], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e3
+
+
+def filler(demo: DemoRepository, count: int, bins: bool) -> None:
+    """N metadata-only targets (nothing to download: only the pinned ones are fetched), in the
+    top-level targets (the heavy case: every sync parses them) or in 50 delegated bins."""
+    repo = demo.repo
+    bins = bins and count >= 1000
+    if bins:
+        for index in range(BINS):
+            repo.add_delegated_role(f"bin-{index:02d}", [f"bin-{index:02d}/*"])
+    for index in range(count):
+        data = f"filler {index}".encode()
+        info = TargetFile(len(data), {"sha256": hashlib.sha256(data).hexdigest()}, "")
+        if bins:
+            name = f"bin-{index % BINS:02d}/t{index}.txt"
+            info.path = name
+            repo.delegated[f"bin-{index % BINS:02d}"].signed.targets[name] = info
+        else:
+            info.path = f"filler/t{index}.txt"
+            repo.targets.signed.targets[info.path] = info
+    for md in repo.delegated.values():
+        md.signed.version += 1
+    repo.publish()
+
+
+BARE = """
+import sys, tempfile
+from tuf.ngclient import Updater, UpdaterConfig
+url, root = sys.argv[1], open(sys.argv[2], "rb").read()
+config = UpdaterConfig(targets_max_length=64_000_000, snapshot_max_length=64_000_000)
+with tempfile.TemporaryDirectory() as tmp:
+    u = Updater(tmp, url + "/metadata/", tmp, url + "/targets/", config=config, bootstrap=root)
+    u.refresh()
+    for name in sys.argv[3:]:
+        info = u.get_targetinfo(name)
+        if u.find_cached_target(info) is None:
+            u.download_target(info)
+"""
+
+
+def peak_rss_mib(argv: list[str], env: dict[str, str]) -> float:
+    """Peak RSS of a child process (GNU time's %M, KiB)."""
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], env=env, capture_output=True, text=True, check=False
+    )
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict[str, str]) -> None:
+    with RepositoryServer(demo.repo.path) as server:
+        config = work / f"{label}.yaml"
+        flags = {
+            "tuf_url": server.url,
+            "local_cache_path": work / f"cache-{label}",
+            "pinned_targets": PINNED,
+            "metadata_limits": {"targets": LIMIT, "snapshot": LIMIT},
+        }
+        settings, _ = initialise(
+            config, flags, root_file=demo.root_path, root_sha256=None, trust_on_first_use=False, force=False
+        )
+        store = Store.of(settings)
+        started = time.perf_counter()
+        sync(settings, store)
+        cold = (time.perf_counter() - started) * 1e3
+        bare_dir = work / f"bare-{label}"
+        bare_dir.mkdir()
+        from tuf.ngclient import Updater, UpdaterConfig
+
+        limits = UpdaterConfig(targets_max_length=LIMIT, snapshot_max_length=LIMIT)
+        root = demo.root_path.read_bytes()
+        started = time.perf_counter()
+        first = Updater(
+            str(bare_dir),
+            f"{server.url}/metadata/",
+            str(bare_dir),
+            f"{server.url}/targets/",
+            config=limits,
+            bootstrap=root,
+        )
+        first.refresh()
+        for name in PINNED:
+            info = first.get_targetinfo(name)
+            assert info is not None
+            first.download_target(info)
+        bare_cold = (time.perf_counter() - started) * 1e3
+
+        def bare_idle() -> None:
+            u = Updater(
+                str(bare_dir),
+                f"{server.url}/metadata/",
+                str(bare_dir),
+                f"{server.url}/targets/",
+                config=limits,
+                bootstrap=None,
+            )
+            u.refresh()
+            for name in PINNED:
+                info = u.get_targetinfo(name)
+                assert info is not None and u.find_cached_target(info) is not None
+
+        idle = median_ms(lambda: sync(settings, store), rounds)
+        bare = median_ms(bare_idle, rounds)
+        reads = median_ms(lambda: open_trust(config_path=config), rounds * 4)
+        cache = work / f"rss-{label}"
+        ours_rss = peak_rss_mib(
+            [
+                sys.executable,
+                "-m",
+                "stella_trust",
+                "--config",
+                str(config),
+                "--cache-dir",
+                str(cache),
+                "init",
+                "--tuf-url",
+                server.url,
+                "--root",
+                str(demo.root_path),
+                "--force",
+            ],
+            env,
+        )
+        bare_rss = peak_rss_mib([sys.executable, "-c", BARE, server.url, str(demo.root_path), *PINNED], env)
+        print(
+            f"{label:>16}: cold {cold:8.1f} ms vs bare {bare_cold:8.1f} ({cold / bare_cold:4.2f}x) | "
+            f"idle {idle:7.1f} vs {bare:7.1f} ({idle / bare:4.2f}x) | open_trust {reads:6.2f} ms | "
+            f"RSS {ours_rss:5.0f} vs {bare_rss:5.0f} MiB ({ours_rss / bare_rss:4.2f}x)",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10,1000,10000,100000")
+    parser.add_argument("--roots", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bins", action="store_true", help="filler in 50 delegated bins, not top-level")
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STELLA_")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    os.environ.update({"NO_PROXY": env["NO_PROXY"], "no_proxy": env["NO_PROXY"]})
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        work = Path(tmp)
+        measure("warm-up (ignore)", DemoRepository(work / "repo-warm"), work, 1, env)  # imports, caches
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            demo = DemoRepository(work / f"repo-{size}")
+            filler(demo, size, args.bins)
+            measure(f"{size} targets", demo, work, args.rounds, env)
+        if args.roots > 1:
+            demo = DemoRepository(work / "repo-roots")
+            for _ in range(args.roots - 1):
+                demo.rotate("root")
+            measure(f"{args.roots} roots", demo, work, args.rounds, env)
+
+
+if __name__ == "__main__":
+    main()
