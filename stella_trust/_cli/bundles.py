@@ -59,10 +59,12 @@ def export_command(
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
 
       trust export --format trusted-root --out trusted_root.json
-      cosign verify-blob --trusted-root trusted_root.json --bundle a.sigstore.json ...
+      cosign verify-blob --trusted-root trusted_root.json --bundle a.sigstore.json
+      --certificate-identity ci@example.com --certificate-oidc-issuer https://accounts.google.com a.txt
 
       trust export --format client-trust-config --out trust_config.json
-      sigstore --trust-config trust_config.json verify identity --offline ...
+      sigstore --trust-config trust_config.json verify identity --offline --bundle a.sigstore.json
+      --cert-identity ci@example.com --cert-oidc-issuer https://accounts.google.com a.txt
     """
     from stella_trust._internal.store import Store
 

@@ -59,7 +59,8 @@ def init(
 
       trust init --tuf-url https://tuf.example --root ./1.root.json
 
-      trust init --tuf-url https://tuf.example --root-sha256 9f86d0...  --pin rekor-key-v2
+      trust init --tuf-url https://tuf.example --pin rekor-key-v2
+      --root-sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
     """

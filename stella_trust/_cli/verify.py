@@ -66,7 +66,8 @@ def verify(
       --certificate-oidc-issuer https://token.actions.githubusercontent.com a.txt
 
       trust verify --bundle a.sigstore.json --certificate-identity-regexp '.*@example\\.com'
-      --certificate-oidc-issuer https://accounts.google.com sha256:9f86d0...
+      --certificate-oidc-issuer https://accounts.google.com
+      sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
     """
