@@ -32,6 +32,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from stella_trust._internal.store import Generation
+from stella_trust._internal.tuf import rootproof
 from stella_trust.errors import CacheVerificationError
 
 MAX_DELEGATIONS = 32
@@ -126,33 +127,67 @@ def _read(path: Path, what: str) -> bytes:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
 
 
+def _read_if_present(path: Path, what: str) -> bytes | None:
+    """The file's bytes, or None if there is no such file (one open, no separate stat)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+
+
 def verify_root_chain(
     anchor: bytes, root_history: Path, committed_roots: Path | None = None
 ) -> tuple[Metadata[Root], list[bytes]]:
     """Walk N -> N+1 from the anchor through `root_history/N.root.json`, then through
     `committed_roots/N.root.json` (roots a sync committed before a later step failed).
 
+    TUF spec 5.3.4-5.3.5: each root is signed by a threshold of its predecessor's root keys
+    and of its own. A link whose two roots are byte for byte ones this process already
+    verified as a link of this anchor's chain is not checked again (rootproof.py, decision
+    14); every file is still read and hashed, so any change to any of them is verified.
+
     Returns the newest root and the bytes of every root in the chain, anchor first.
     """
-    trusted = _load(anchor, Root, "trust anchor")
-    _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
+    anchor_digest = rootproof.digest(anchor)
     chain = [anchor]
+    digests = [anchor_digest]
+    trusted: Metadata[Root] | None = _load(anchor, Root, "trust anchor")  # parsed chain[-1]
+    assert trusted is not None
+    version = trusted.signed.version
+    proved: list[tuple[bytes, bytes]] = []
+    if not rootproof.is_proven(anchor_digest, anchor_digest, anchor_digest):
+        _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
+        proved.append((anchor_digest, anchor_digest))
     for _ in range(MAX_ROOT_CHAIN):
-        version = trusted.signed.version + 1
-        path = root_history / f"{version}.root.json"
-        if not path.exists() and committed_roots is not None:
-            path = committed_roots / f"{version}.root.json"
-        if not path.exists():
-            break
+        version += 1
         what = f"root v{version}"
-        data = _read(path, what)
-        new = _load(data, Root, what)
-        _check_signed(trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
-        _check_signed(new.signed, Root.type, new, f"{what} (by itself)")
-        if new.signed.version != version:
-            raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
-        trusted = new
+        data = _read_if_present(root_history / f"{version}.root.json", what)
+        if data is None and committed_roots is not None:
+            data = _read_if_present(committed_roots / f"{version}.root.json", what)
+        if data is None:
+            break
+        data_digest = rootproof.digest(data)
+        if rootproof.is_proven(anchor_digest, digests[-1], data_digest):
+            trusted = None  # parsed only if a later link needs it
+        else:
+            if trusted is None:
+                trusted = _load(chain[-1], Root, f"root v{version - 1}")
+            new = _load(data, Root, what)
+            _check_signed(trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
+            _check_signed(new.signed, Root.type, new, f"{what} (by itself)")
+            if new.signed.version != version:
+                raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
+            trusted = new
+            proved.append((digests[-1], data_digest))
         chain.append(data)
+        digests.append(data_digest)
+    if proved:
+        rootproof.remember(anchor_digest, proved)
+    if trusted is None:
+        trusted = _load(chain[-1], Root, "newest root")
     return trusted, chain
 
 
