@@ -147,12 +147,15 @@ def _refresh(
     _adopt_committed_roots(store, work)
     session: RepositorySession | None = None
     try:
-        session = RepositorySession.from_settings(settings, work.metadata_dir, anchor, should_stop, fetcher)
+        start = _newest_proven_root(anchor, work)
+        session = RepositorySession.from_settings(settings, work.metadata_dir, start, should_stop, fetcher)
         session.refresh()
         puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
         held = _held_names(base)
         collected = puller.collect(settings, held)
         wanted, sources = collected.wanted, collected.sources
+        session.close()  # the Updater's parsed metadata is not needed past this point
+        puller.forget_names()
         for name in work.stored_target_names():
             if name not in wanted:
                 work.target_path(name).unlink()
@@ -246,16 +249,13 @@ class _SessionTargets(TargetSelection):
         if self._names is None:
             names: dict[str, None] = {}
             for path in sorted(self.work.metadata_dir.glob("*.json")):
-                if path.name in ("root.json", "timestamp.json", "snapshot.json"):
-                    continue
-                try:
-                    listed = json.loads(path.read_bytes())["signed"].get("targets") or {}
-                except (ValueError, KeyError, TypeError, AttributeError, OSError):
-                    continue
-                if isinstance(listed, dict):
-                    names.update(dict.fromkeys(listed))
+                if path.name not in ("root.json", "timestamp.json", "snapshot.json"):
+                    names.update(dict.fromkeys(_listed_names(path)))
             self._names = list(names)
         return self._names
+
+    def forget_names(self) -> None:
+        self._names = None
 
     def store(self, name: str, info: TargetFile) -> Path:
         if self.should_stop is not None and self.should_stop():
@@ -266,13 +266,60 @@ class _SessionTargets(TargetSelection):
         return path
 
 
+_LISTINGS: dict[tuple[int, int, int, int, int], tuple[str, ...]] = {}
+_MAX_LISTINGS = 64
+
+
+def _listed_names(path: Path) -> tuple[str, ...]:
+    """The target names a metadata file lists, remembered under the file's identity
+    (device, inode, size, mtime_ns, ctime_ns): an idle sync's working copy hard-links the
+    same files, so the agent parses a 100k-target listing once, not every sync. The names
+    only pick a candidate for `<name>.<ext>`; python-tuf then decides whether it exists."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _LISTINGS.get(identity)
+    if known is not None:
+        return known
+    try:
+        listed = json.loads(path.read_bytes())["signed"].get("targets") or {}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return ()
+    names = tuple(listed) if isinstance(listed, dict) else ()
+    if len(_LISTINGS) >= _MAX_LISTINGS:
+        _LISTINGS.clear()
+    _LISTINGS[identity] = names
+    return names
+
+
 def _versions_of(metadata_dir: Path) -> dict[str, int]:
-    """Role versions for the report, read from files python-tuf verified in this sync."""
+    """Role versions for the report, read from files python-tuf verified in this sync.
+
+    The targets version is the one snapshot pins: python-tuf refuses a targets.json whose
+    version differs from it (TUF spec 5.6.5), and reading it from targets.json itself would
+    parse a file of 100k targets again for one number."""
     versions = {}
-    for role in ("root", "timestamp", "snapshot", "targets"):
+    for role in ("root", "timestamp", "snapshot"):
         document = json.loads((metadata_dir / f"{role}.json").read_bytes())
         versions[role] = int(document["signed"]["version"])
+        if role == "snapshot":
+            versions["targets"] = int(document["signed"]["meta"]["targets.json"]["version"])
     return versions
+
+
+def _newest_proven_root(anchor: bytes, work: Generation) -> bytes:
+    """The root the Updater starts from: the newest one the working copy's root history
+    proves from the anchor (TUF spec 5.3.4-5.3.5, checked by offline.verify_root_chain,
+    whose links this process remembers by content, decision 14), so python-tuf does not
+    walk the same local roots again on every sync. A history that does not verify is left
+    to python-tuf's own walk from the anchor, which skips invalid local roots and fetches
+    them from the repository."""
+    try:
+        return verify_root_chain(anchor, work.metadata_dir / "root_history")[1][-1]
+    except errors.StellaError:
+        return anchor
 
 
 def _adopt_committed_roots(store: Store, work: Generation) -> None:
