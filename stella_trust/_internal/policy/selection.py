@@ -63,6 +63,11 @@ class TargetSelection(ABC):
             raise errors.UnknownTargetError(f"Unknown target {name!r}")
         return full, info
 
+    def offers(self, name: str) -> bool:
+        """True if the repository lists `name` or its single `<name>.<ext>`: the exact name
+        is asked first, so the whole listing is read only when a stem must be matched."""
+        return self.find(name) is not None or lists(name, self.names())
+
     def pull(self, name: str, info: TargetFile) -> Path:
         if name not in self._stored:  # a target both referenced and pinned is fetched once
             self._stored[name] = self.store(name, info)
@@ -78,7 +83,7 @@ class TargetSelection(ABC):
         would freeze every host pinning it. A pin never held that does not exist is a typo:
         still an error.
         """
-        sources = source_kinds(settings, self.names())
+        sources = source_kinds(settings, self.offers)
         held_names = set(held)
         retired: list[str] = []
         wanted: dict[str, str] = {}
@@ -122,9 +127,8 @@ class TargetSelection(ABC):
             raise errors.ServiceMapError(f"Sigstore trusted root not found: {exc.message}") from exc
         self.pull(name, info)
         wanted[name] = "trusted-root"
-        names = set(self.names())
         for candidate in settings.sigstore_signing_config_targets:
-            if lists(candidate, names):
+            if self.offers(candidate):
                 name, info = self.lookup(candidate)
                 self.pull(name, info)
                 wanted.setdefault(name, "signing-config")

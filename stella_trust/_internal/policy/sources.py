@@ -7,31 +7,39 @@ bundle import and every read reach the same answer from the same verified names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
-from stella_trust.errors import ServiceMapError, UnknownTargetError
+from stella_trust.errors import ServiceMapError
 
 
-def lists(name: str, names: Iterable[str]) -> bool:
-    """True if `name` (or its single `<name>.<ext>`) is among `names`."""
-    try:
-        match_name(name, names)
-    except UnknownTargetError:
-        return False
-    return True
+def lists(name: str, names: Iterable[str] | Callable[[str], bool]) -> bool:
+    """True if `name` (or its single `<name>.<ext>`) is among `names`.
+
+    `names` may be a predicate that answers for one name (a sync asks python-tuf for the
+    exact name before it lists every target, issue 13). No close-name suggestions: this is
+    a question, not an error (computing them costs seconds at 100k targets)."""
+    if callable(names):
+        return names(name)
+    listed = names if isinstance(names, (set, frozenset, dict)) else set(names)
+    if name in listed:
+        return True
+    prefix = name + "."
+    return sum(1 for listed_name in listed if listed_name.startswith(prefix)) == 1
 
 
-def source_kinds(settings: TrustRepoSettings, names: Iterable[str]) -> tuple[str, ...]:
-    """The configured kinds, or (auto) the kinds the repository publishes; none is an error."""
+def source_kinds(
+    settings: TrustRepoSettings, names: Iterable[str] | Callable[[str], bool]
+) -> tuple[str, ...]:
+    """The configured kinds, or (auto) the kinds the repository publishes; none is an error.
+    `names`: the listed target names, or a predicate answering `lists` for one name."""
     if settings.trust_source == SERVICE_MAP:
         return (SERVICE_MAP,)
     if settings.trust_source == SIGSTORE:
         return (SIGSTORE,)
     if settings.trust_source == "both":
         return (SERVICE_MAP, SIGSTORE)
-    listed = set(names)
+    listed = names if callable(names) else set(names)
     found = []
     if settings.service_map_file is not None or lists(settings.service_map_target, listed):
         found.append(SERVICE_MAP)
