@@ -27,8 +27,9 @@ from pathlib import Path
 
 from tuf.api.metadata import TargetFile
 
-from stella_trust._internal.anchor import initialise
+from stella_trust._internal.anchor import initialise, record_sources
 from stella_trust._internal.reader import open_trust
+from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust.demo.repository import DemoRepository
@@ -108,8 +109,10 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
         )
         store = Store.of(settings)
         started = time.perf_counter()
-        sync(settings, store)
+        first_sync = sync(settings, store)
         cold = (time.perf_counter() - started) * 1e3
+        record_sources(config, settings, first_sync.sources)  # as `trust init` does
+        settings = load_settings(config)
         bare_dir = work / f"bare-{label}"
         bare_dir.mkdir()
         from tuf.ngclient import Updater, UpdaterConfig
