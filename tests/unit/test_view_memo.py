@@ -14,6 +14,7 @@ from stella_trust._internal import reader
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
+from stella_trust._internal.watcher import TrustWatcher
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import CacheVerificationError
 from tests.unit.simulator import BASE_URL, RepositoryFetcher
@@ -101,3 +102,37 @@ def test_an_edited_config_is_read_again(config: Path, verifications: list[Path])
     document["attestor"]["trust_repo"]["environment"] = "staging"
     config.write_text(yaml.safe_dump(document))
     assert reader.open_trust(config_path=config).environment == "staging"
+
+
+def test_a_watcher_rebuilds_only_when_the_trust_changed(
+    config: Path,
+    verifications: list[Path],
+    host: tuple[TrustRepoSettings, Store],
+    simulated: tuple[DemoRepository, RepositoryFetcher],
+) -> None:
+    settings, store = host
+    demo, fetcher = simulated
+    watcher = TrustWatcher(config_path=config)
+    first = watcher.view()
+    assert not watcher.changed and watcher.wait_for_change(0) is None
+    watcher.view()
+    assert not watcher.changed and len(verifications) == 1  # polls are memo look-ups
+    demo.switch_to_rekor_v2()  # the agent commits new trust
+    sync(settings, store, fetcher=fetcher)
+    changed = watcher.wait_for_change(5, interval=0.01)
+    assert changed is not None and watcher.changed and len(verifications) == 2
+    assert changed.roles["targets"].version > first.roles["targets"].version
+    watcher.view()
+    assert not watcher.changed  # a change is reported once
+
+
+def test_a_watcher_refuses_a_cache_edited_under_it(
+    config: Path, verifications: list[Path], host: tuple[TrustRepoSettings, Store]
+) -> None:
+    _, store = host
+    watcher = TrustWatcher(config_path=config)
+    watcher.view()
+    target = next((store.current().path / "targets").iterdir())  # type: ignore[union-attr]
+    target.write_bytes(target.read_bytes() + b"\n")
+    with pytest.raises(CacheVerificationError):
+        watcher.view()

@@ -1,0 +1,85 @@
+"""A long-lived handle on a host's trust for attestors (issue 13).
+
+An attestor verifies thousands of bundles against the same trust and wants to know when it
+changed (to rebuild its sigstore-python verifier only then). `TrustWatcher.view()` is
+`open_trust()`: an unchanged cache costs a stat of each file it verified (the reader's memo,
+docs/design.md decision 13), any change is verified again from the anchor, freshness is
+judged on every call and stale trust is refused. `changed` says whether the trust material
+differs from the previous call's; `wait_for_change()` polls for the agent's next commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from stella_trust._internal.reader import open_trust
+from stella_trust.view import TrustView
+
+
+def _material(view: TrustView) -> str:
+    """What a verifier is built from: role versions and every held target's digest."""
+    parts = [f"{role}={info.version}" for role, info in sorted(view.roles.items())]
+    parts += [f"{target.name}={target.sha256}" for target in view.targets]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class TrustWatcher:
+    """Verified trust for a long-running consumer, re-verified only when the cache changes.
+
+    Example::
+
+        watcher = TrustWatcher(config_path="/etc/stella-trust/trust.yaml")
+        view = watcher.view()            # verified from the anchor once
+        ...
+        view = watcher.view()            # unchanged cache: the memo, no signature checks
+        if watcher.changed:              # the agent committed new trust since the last call
+            rebuild_verifier(view)
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | str | None = None,
+        *,
+        config_path: Path | str | None = None,
+        allow_env_service_map: bool = False,
+    ) -> None:
+        self._cache_dir = cache_dir
+        self._config_path = config_path
+        self._allow_env_service_map = allow_env_service_map
+        self._lock = threading.Lock()
+        self._material: str | None = None
+        self.changed = False  # the last view() returned other trust material than the one before
+
+    def view(self, now: datetime | None = None, *, allow_stale: bool = False) -> TrustView:
+        """Verified, fresh (or in-grace) trust; raises like open_trust() (stale, edited cache)."""
+        current = open_trust(
+            self._cache_dir,
+            config_path=self._config_path,
+            now=now,
+            allow_stale=allow_stale,
+            allow_env_service_map=self._allow_env_service_map,
+        )
+        material = _material(current)
+        with self._lock:
+            self.changed = self._material is not None and material != self._material
+            self._material = material
+        return current
+
+    def wait_for_change(self, timeout: float, *, interval: float = 1.0) -> TrustView | None:
+        """Block until the trust material differs from the last view() (then return the new
+        view) or `timeout` seconds pass (None). Each poll is a memo look-up, not a verification."""
+        if self._material is None:
+            self.view()
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.view()
+            if self.changed:
+                return current
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(interval, left))
