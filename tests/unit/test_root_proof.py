@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tuf.api.metadata import Root, Targets
 
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
@@ -32,10 +33,10 @@ def link_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = offline._check_signed
 
-    def counting(delegator: Any, role: str, md: Any, what: str) -> None:
+    def counting(delegator: Any, role: str, md: Any, what: str, data: bytes | None = None) -> None:
         if role == "root":
             calls.append(what)
-        real(delegator, role, md, what)
+        real(delegator, role, md, what, data)
 
     monkeypatch.setattr(offline, "_check_signed", counting)
     return calls
@@ -144,3 +145,44 @@ def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
     assert not result.changed and result.versions["root"] == ROOTS
     assert bootstraps == [ROOTS]
     assert link_checks == []  # proven in the first sync of this process
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every threshold check python-tuf's metadata API makes for us, by role."""
+    rootproof.forget()
+    calls: list[str] = []
+    for kind in (Root, Targets):
+        real = kind.verify_delegate
+
+        def counting(self: Any, role: str, *args: Any, _real: Any = real) -> Any:
+            calls.append(role)
+            return _real(self, role, *args)
+
+        monkeypatch.setattr(kind, "verify_delegate", counting)
+    return calls
+
+
+def test_unchanged_role_files_are_not_checked_again_and_changed_ones_are(
+    host: tuple[TrustRepoSettings, Store], tmp_path: Path, signature_checks: list[str]
+) -> None:
+    settings, store = host
+    demo = DemoRepository(tmp_path / "repository")
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    generation = store.current()
+    assert generation is not None
+    offline.verify_generation(generation, demo.repo.root_bytes(1))
+    signature_checks.clear()
+    again = offline.verify_generation(generation, demo.repo.root_bytes(1))
+    assert signature_checks == [] and again.metadata.versions["targets"] >= 1
+
+    targets = generation.metadata_dir / "targets.json"
+    document = json.loads(targets.read_bytes())
+    document["signed"]["x-tampered"] = True  # other bytes, the same signatures: must be checked
+    os.chmod(targets, 0o644)
+    targets.unlink()  # a hard link shared with the spare copy: replace, never write through
+    targets.write_bytes(json.dumps(document).encode())
+    with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
+        offline.verify_generation(generation, demo.repo.root_bytes(1))
+    assert "targets" in signature_checks

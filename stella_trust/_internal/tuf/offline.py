@@ -99,12 +99,36 @@ def _check_distinct_keys(delegator: Root | Targets, role: str, what: str) -> Non
         seen[material] = keyid
 
 
-def _check_signed(delegator: Root | Targets, role: str, md: Metadata[Any], what: str) -> None:
+def _check_signed(
+    delegator: Root | Targets, role: str, md: Metadata[Any], what: str, data: bytes | None = None
+) -> None:
+    """Threshold signatures of `role` over `md` (TUF spec 5.4.2, 5.5.3, 5.6.3, 5.6.7).
+
+    With the file's `data`, a check this process already passed for the same delegation and
+    the same bytes is not repeated (rootproof.py, decision 14)."""
     _check_distinct_keys(delegator, role, what)
+    proof: tuple[bytes, bytes] | None = None
+    if data is not None:
+        proof = (_delegation_digest(delegator, role), rootproof.digest(data))
+        if rootproof.signature_proven(*proof):
+            return
     try:
         delegator.verify_delegate(role, md.signed_bytes, md.signatures)
     except tuf_exceptions.UnsignedMetadataError as exc:
         raise CacheVerificationError(f"{what}: signature verification failed ({exc})") from exc
+    if proof is not None:
+        rootproof.remember_signature(*proof)
+
+
+def _delegation_digest(delegator: Root | Targets, role: str) -> bytes:
+    delegated = delegator.get_delegated_role(role)
+    keys: list[tuple[str, dict[str, object]]] = []
+    for keyid in delegated.keyids:
+        try:
+            keys.append((keyid, delegator.get_key(keyid).to_dict()))
+        except ValueError:
+            keys.append((keyid, {}))  # listed without a key: it cannot sign either way
+    return rootproof.delegation_digest(role, delegated.threshold, keys)
 
 
 def _check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> None:
@@ -265,7 +289,7 @@ class VerifiedMetadata:
             return None
         data = _read(path, f"role {role}")
         md = _load(data, Targets, f"role {role}")
-        _check_signed(parent.signed, role, md, f"role {role}")
+        _check_signed(parent.signed, role, md, f"role {role}", data)
         _check_meta(meta, data, md, f"role {role}")
         self._delegated[role] = md
         self.raw[role] = data
@@ -331,16 +355,16 @@ def verify_metadata(
     root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history", committed_roots)
     ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
     timestamp = _load(ts_data, Timestamp, "timestamp")
-    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp")
+    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp", ts_data)
 
     snap_data = _read(metadata_dir / "snapshot.json", "snapshot")
     snapshot = _load(snap_data, Snapshot, "snapshot")
-    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot")
+    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot", snap_data)
     _check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
 
     targets_data = _read(metadata_dir / "targets.json", "targets")
     targets = _load(targets_data, Targets, "targets")
-    _check_signed(root.signed, Targets.type, targets, "targets")
+    _check_signed(root.signed, Targets.type, targets, "targets", targets_data)
     targets_meta = snapshot.signed.meta.get("targets.json")
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
