@@ -6,7 +6,8 @@
 For each size: the demo repository plus N filler targets in the top-level targets (or,
 with --bins, in 50 delegated bins from 1000 targets on), served on 127.0.0.1. Measured in
 the same run, against a bare python-tuf Updater doing the same work (refresh, then look up
-the pinned targets): cold sync and idle sync (median), `open_trust()` on the synced cache
+the pinned targets): cold sync, idle sync and a renewal sync (only a new timestamp, the daily
+job; medians), `open_trust()` on the synced cache
 (median), and the peak RSS of a cold sync in a fresh process (`trust init` + first sync vs
 a bare Updater script). Then the same for a host anchored at root v1 of a repository with
 `--roots` root versions. Goals: idle <= 1.1x, cold <= 1.3x, RSS <= 1.2x bare.
@@ -151,6 +152,12 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
 
         idle = median_ms(lambda: sync(settings, store), rounds)
         bare = median_ms(bare_idle, rounds)
+        renewal, bare_renewal = [], []
+        for _ in range(rounds):  # the daily job: a new timestamp, nothing else changed
+            demo.repo.resign_timestamp()
+            renewal.append(median_ms(lambda: sync(settings, store), 1))
+            bare_renewal.append(median_ms(bare_idle, 1))
+        renew, bare_renew = statistics.median(renewal), statistics.median(bare_renewal)
         reads = median_ms(lambda: open_trust(config_path=config), rounds * 4)
         cache = work / f"rss-{label}"
         ours_rss = peak_rss_mib(
@@ -174,7 +181,9 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
         bare_rss = peak_rss_mib([sys.executable, "-c", BARE, server.url, str(demo.root_path), *PINNED], env)
         print(
             f"{label:>16}: cold {cold:8.1f} ms vs bare {bare_cold:8.1f} ({cold / bare_cold:4.2f}x) | "
-            f"idle {idle:7.1f} vs {bare:7.1f} ({idle / bare:4.2f}x) | open_trust {reads:6.2f} ms | "
+            f"idle {idle:7.1f} vs {bare:7.1f} ({idle / bare:4.2f}x) | "
+            f"renewal {renew:7.1f} vs {bare_renew:7.1f} ({renew / bare_renew:4.2f}x) | "
+            f"open_trust {reads:6.2f} ms | "
             f"RSS {ours_rss:5.0f} vs {bare_rss:5.0f} MiB ({ours_rss / bare_rss:4.2f}x)",
             flush=True,
         )
