@@ -1,23 +1,26 @@
 """The `trust` command: one typer app, one module per command group, no trust logic.
 
-Heavy modules (python-tuf's client, httpx, cryptography, rich) are imported inside the
-commands that need them so `trust --help` and `trust status` start fast.
+Start-up is paid per command, not for the whole CLI (issue 13): `main()` builds only the
+command a run names (`trust status` imports and builds `status`, not `repo` or `verify`),
+and the whole tree only for `trust --help`, completion, an unknown word or no word at all.
+The module attribute `app` is that whole tree, built on first use. Heavy modules (python-
+tuf's client, httpx, cryptography, rich) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli import agent, bundles, client, demo, doctor, query, verify
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error
-from stella_trust._cli.repo import repo_app
 from stella_trust._version import __version__
 
-app = typer.Typer(
+_APP_OPTIONS: dict[str, Any] = dict(
     name="trust",
     help="Keep this host's Sigstore trust material current from a TUF repository.",
     rich_markup_mode=None,  # plain help: importing rich would double `trust --help` start-up
@@ -36,6 +39,26 @@ app = typer.Typer(
     ),
 )
 
+# Every top-level word, in `trust --help` order: (module under stella_trust._cli, attribute,
+# whether it is a sub-app). Importing a module is deferred until its command is wanted.
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "init": ("client", "init", False),
+    "sync": ("client", "sync", False),
+    "status": ("client", "status", False),
+    "export": ("bundles", "export_command", False),
+    "import": ("bundles", "import_command", False),
+    "verify": ("verify", "verify", False),
+    "snapshot": ("bundles", "snapshot_app", True),
+    "agent": ("agent", "agent", False),
+    "demo": ("demo", "demo", False),
+    "get": ("query", "get", False),
+    "keys": ("query", "keys", False),
+    "diff": ("query", "diff", False),
+    "doctor": ("doctor", "doctor", False),
+    "config": ("doctor", "config_app", True),
+    "repo": ("repo", "repo_app", True),
+}
+
 
 def _version(value: bool) -> None:
     if value:
@@ -43,7 +66,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_options(
     ctx: typer.Context,
     config: Annotated[
@@ -67,21 +89,37 @@ def main_options(
     ctx.obj = Globals(config, cache_dir, debug)
 
 
-app.command()(client.init)
-app.command()(client.sync)
-app.command()(client.status)
-app.command("export")(bundles.export_command)
-app.command("import")(bundles.import_command)
-app.command()(verify.verify)
-app.add_typer(bundles.snapshot_app, name="snapshot")
-app.command()(agent.agent)
-app.command()(demo.demo)
-app.command()(query.get)
-app.command()(query.keys)
-app.command()(query.diff)
-app.command()(doctor.doctor)
-app.add_typer(doctor.config_app, name="config")
-app.add_typer(repo_app, name="repo")
+def build_app(only: str | None = None) -> typer.Typer:
+    """The `trust` app with every command, or with only the top-level word `only` (a
+    command, or a group with all its subcommands) next to the global options."""
+    app = typer.Typer(**_APP_OPTIONS)
+    app.callback()(main_options)
+    for name, (module, attribute, group) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(f"stella_trust._cli.{module}"), attribute)
+        if group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+_FULL: list[typer.Typer] = []
+
+
+def full_app() -> typer.Typer:
+    """The whole command tree, built once."""
+    if not _FULL:
+        _FULL.append(build_app())
+    return _FULL[0]
+
+
+def __getattr__(name: str) -> Any:
+    """`app` is `full_app()`: importing this module builds no command."""
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,9 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     error (unknown option, bad value) under `--json` still prints the envelope."""
     from stella_trust._cli.options import name_command
 
+    # pydantic scans every installed distribution's entry points for plugins when it builds
+    # its first validator; the `trust` command uses none. Only this entry point sets it (a
+    # value already set is kept); a process that calls `open_trust()` is left alone.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     args = argv if argv is not None else sys.argv[1:]
-    name_command(_command_words(args))
-    command = typer.main.get_command(app)
+    words = _command_words(args)
+    name_command(words)
+    first = words.split(" ")[0]
+    completing = "_TRUST_COMPLETE" in os.environ  # completion reads its words elsewhere
+    only = first if first in COMMANDS and not completing else None
+    command = typer.main.get_command(build_app(only) if only else full_app())
     readable_metavars(command)
     try:
         code = command.main(args=args, prog_name="trust", standalone_mode=False)

@@ -194,7 +194,6 @@ def status(
 
       trust status --json | jq .freshness.state
     """
-    from stella_trust._cli.render import render_status
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store
 
@@ -208,7 +207,10 @@ def status(
                 error.exit_code = EXIT_UNUSABLE
             raise
         env.result = view.to_json()
-        env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+        if not as_json:  # the text is for people; --json prints the envelope only
+            from stella_trust._cli.render import render_status
+
+            env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
         for pin in view.missing_pins:
             why = (
                 "was retired by the repository (remove it from pinned_targets)"

@@ -25,7 +25,6 @@ from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust, verify_generation
 from stella_trust._internal.tuf.rollback import rollback_violations
-from stella_trust._internal.verifiers import require_usable
 from stella_trust.errors import CacheVerificationError, UnknownTargetError
 from stella_trust.view import TargetEntry, TrustView
 
@@ -165,7 +164,11 @@ def open_trust(
             f"cache {settings.local_cache_path} is unreadable: {exc.strerror or exc}",
             hint="readers need the stella-trust group (the cache directory is 0750)",
         ) from exc
-    return view if allow_stale else require_usable(view)
+    if allow_stale:
+        return view
+    from stella_trust._internal.verifiers import require_usable  # Sigstore verification modules
+
+    return require_usable(view)
 
 
 _SETTINGS: dict[tuple[Any, ...], TrustRepoSettings] = {}
@@ -212,6 +215,8 @@ def load_target(
     read and checked again). `name` may omit the extension when unique; an unknown name
     fails naming the close ones.
     """
+    from stella_trust._internal.verifiers import require_usable
+
     verified, state = verified_current_with_state(store)
     view = require_usable(build_view(verified, settings, state, now or utcnow()))
     resolved = _cached_name(name, list(verified.target_info))

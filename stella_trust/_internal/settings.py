@@ -220,18 +220,34 @@ class _YamlSectionSource(PydanticBaseSettingsSource):
         return read_section(self.path)
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """The whole YAML document (empty if the file does not exist)."""
+def _parse_yaml(text: str) -> Any:
+    """`yaml.safe_load`, with libyaml's parser when PyYAML was built with it (10x faster on
+    the commented example config). Same constructor and resolver, so the same values; a
+    document libyaml refuses is parsed again by the pure-Python parser, whose error (line,
+    column, problem) is the one reported, as before."""
     import yaml
 
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe constructor, C parser
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The whole YAML document (empty if the file does not exist)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from exc
+    import yaml
+
     try:
-        document = yaml.safe_load(text)
+        document = _parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -1,0 +1,138 @@
+"""What `trust status --json` and `trust --help` import (issue 13): start-up is paid for the
+command being run, never for the network stack, the progress bars or the other commands, while
+status still validates settings with pydantic-settings and verifies with python-tuf.
+
+Behaviour, not timing: each command runs as a real process (`python -X importtime -m
+stella_trust ...`) and the modules it loaded are read from the interpreter's own report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust.demo.repository import DemoRepository
+from tests.conftest import clean_env
+
+# Never needed to read the cache or print help: the HTTP clients, python-tuf's network client,
+# rich, sigstore-python's verifier, the bundle and agent code, the publishing side.
+NETWORK_AND_EXTRAS = (
+    "httpx",
+    "httpcore",
+    "anyio",
+    "urllib3",
+    "tuf.ngclient",
+    "rich",
+    "sigstore",
+    "zstandard",
+    "prometheus_client",
+    "stella_trust._internal.sync",
+    "stella_trust._internal.tuf.updater",
+    "stella_trust._internal.tuf.fetcher",
+    "stella_trust._internal.bundle",
+    "stella_trust._internal.verifiers",
+    "stella_trust._internal.sigstore.verify",
+    "stella_trust._agent",
+    "stella_trust.repository",
+)
+# Commands other than `status`: `main()` builds only the command it runs.
+OTHER_COMMANDS = (
+    "stella_trust._cli.repo",
+    "stella_trust._cli.bundles",
+    "stella_trust._cli.verify",
+    "stella_trust._cli.agent",
+    "stella_trust._cli.query",
+    "stella_trust._cli.doctor",
+    "stella_trust._cli.demo",
+)
+# What status must still do: settings through pydantic-settings (YAML + STELLA_*), signatures
+# through python-tuf's metadata API.
+STATUS_DOES_ITS_JOB = ("pydantic_settings", "yaml", "tuf.api.metadata")
+
+
+def loaded(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `python -m stella_trust ARGS`; its exit, output, and every module it imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stella_trust", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "stella_trust._cli.app" in modules, done.stderr[-2000:]
+    return done, modules
+
+
+def imported(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """The names (or their submodules) among `modules`."""
+    return sorted(name for name in names if any(m == name or m.startswith(name + ".") for m in modules))
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A host synced from a demo repository over file://, and its config file."""
+    work = tmp_path_factory.mktemp("startup")
+    demo = DemoRepository(work / "repo")
+    url = demo.repo.path.resolve().as_uri()
+    cache = work / "cache"
+    settings = load_settings(work / "absent.yaml", {"tuf_url": url, "local_cache_path": cache})
+    store = Store.of(settings)
+    store.write_anchor(demo.root_path.read_bytes())
+    sync(settings, store)
+    path = work / "trust.yaml"
+    path.write_text(f"attestor:\n  trust_repo:\n    tuf_url: {url}\n    local_cache_path: {cache}\n")
+    return path
+
+
+@pytest.mark.parametrize("extra", [["--json"], [], ["--show-keys", "--show-endpoints"]])
+def test_status_imports_only_what_reading_the_cache_needs(config: Path, extra: list[str]) -> None:
+    done, modules = loaded("--config", str(config), "status", *extra)
+    assert done.returncode == 0, done.stderr[-2000:]
+    if extra == ["--json"]:
+        document = json.loads(done.stdout)
+        assert document["ok"] and document["result"]["freshness"]["state"] == "fresh"
+        assert set(document["result"]["metadata"]) >= {"root", "timestamp", "snapshot", "targets"}
+    else:
+        assert "Trust repository" in done.stdout
+    assert imported(modules, NETWORK_AND_EXTRAS) == []
+    assert imported(modules, OTHER_COMMANDS) == []
+    assert imported(modules, STATUS_DOES_ITS_JOB) == sorted(STATUS_DOES_ITS_JOB)
+
+
+def test_status_of_a_tampered_cache_still_fails_verification(config: Path, tmp_path: Path) -> None:
+    """The same lean process still checks signatures: a re-signed-looking edit is refused."""
+    text = config.read_text()
+    copy = tmp_path / "cache"
+    shutil.copytree(Path(text.split("local_cache_path: ")[1].strip()), copy, symlinks=True)
+    timestamp = next(copy.glob("generations/*/metadata/timestamp.json"))
+    document = json.loads(timestamp.read_bytes())
+    document["signed"]["expires"] = "2099-01-01T00:00:00Z"  # the signature no longer matches
+    timestamp.write_text(json.dumps(document))
+    done, modules = loaded("--config", str(config), "--cache-dir", str(copy), "status", "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert "timestamp: signature verification failed" in error["message"], error
+    assert imported(modules, NETWORK_AND_EXTRAS) == []
+
+
+def test_help_imports_no_trust_logic() -> None:
+    done, modules = loaded("--help")
+    assert done.returncode == 0 and "Commands" in done.stdout
+    for command in ("init", "sync", "status", "verify", "repo", "snapshot", "config"):
+        assert f" {command} " in done.stdout, command
+    heavy = (*NETWORK_AND_EXTRAS, "pydantic_settings", "yaml", "tuf", "cryptography", "sigstore_models")
+    assert imported(modules, heavy) == []
+    assert imported(modules, ("stella_trust._internal",)) == []
