@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from stella_trust._internal.sigstore.errors import BundleVerificationError as BundleVerificationError
     from stella_trust._internal.sigstore.verify import VerificationOutcome as VerificationOutcome
     from stella_trust._internal.verifiers import verify_bundle as verify_bundle
+    from stella_trust._internal.watcher import TrustWatcher as TrustWatcher
     from stella_trust.errors import (
         CacheVerificationError as CacheVerificationError,
     )
@@ -109,6 +110,7 @@ _PUBLIC_TYPES = {
 }
 _LAZY = {
     "open_trust": "stella_trust._internal.reader",
+    "TrustWatcher": "stella_trust._internal.watcher",
     "verify_bundle": "stella_trust._internal.verifiers",
     "VerificationOutcome": "stella_trust._internal.sigstore.verify",
     "BundleVerificationError": "stella_trust._internal.sigstore.errors",
