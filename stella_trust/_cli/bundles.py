@@ -26,6 +26,11 @@ def _print_bundle(summary: Any, env: Envelope) -> None:
         f"{summary.action}: {summary.path}: {outcome}{summary.files} files, {summary.bytes} "
         f"bytes ({versions}); freshness {summary.freshness.state}"
     )
+    for log in summary.sealed_logs:
+        env.say(
+            f"  sealed log {log['origin']}: tree size {log['tree_size']}, last {log['depth']} entries "
+            f"({log['tiles']} tiles)"
+        )
     for warning in summary.warnings:
         env.warn(warning)
 
@@ -115,8 +120,10 @@ def snapshot_export(
         typer.Option(
             "--depth",
             min=0,
-            help="Transparency-log depth. Recorded in the manifest only: the log tiles it "
-            "will select are not carried yet (a later release adds them).",
+            help="Carry the last N entries of every active tile-based transparency log "
+            "(Rekor v2): its signed checkpoint and the C2SP tiles covering those entries and "
+            "the tree's right edge, verified with the log's key before sealing. 0 (default) "
+            "carries none; Rekor v1 logs are skipped with a note.",
         ),
     ] = None,
     quiet: QuietOption = False,
@@ -129,6 +136,8 @@ def snapshot_export(
       trust snapshot export --out ./snapshots/2026-01-25.tar.zst
 
       trust snapshot export --out /media/usb/trust.tar.zst --json
+
+      trust snapshot export --out ./snapshots/2026-01-25.tar.zst --depth 10000
     """
     from stella_trust._internal.bundle.export import export_archive
     from stella_trust._internal.store import Store
@@ -329,6 +338,18 @@ def _render_inspection(inspection: Any) -> str:
             expires = info.get("expires") if isinstance(info, dict) else None
             listed.append(f"{_safe(role, 40)} v{_safe(version, 12)} (expires {_safe(expires, 30)})")
         lines.append(f"roles (as the manifest lists them): {', '.join(listed)}")
+    tiles = manifest.get("tiles")
+    for log in tiles if isinstance(tiles, list) else []:
+        if isinstance(log, dict):
+            lines.append(
+                f"sealed log (as the manifest lists it): {_safe(log.get('origin'), 80)} tree size "
+                f"{_safe(log.get('tree_size'), 24)}, last {_safe(log.get('depth'), 24)} entries"
+            )
+    for log in inspection.verification.sealed_logs:
+        lines.append(
+            f"sealed log verified with this host's trust: {log['origin']} tree size {log['tree_size']}, "
+            f"root {log['root_hash'][:16]}…, last {log['depth']} entries"
+        )
     total = sum(f["length"] for f in inspection.files)
     verdict = "all match the manifest" if inspection.intact else f"{len(inspection.problems)} do NOT match"
     lines.append(f"files: {len(inspection.files)}, {total} bytes; {verdict}")

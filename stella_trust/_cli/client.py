@@ -172,6 +172,17 @@ def sync(
         _report_sync(env, result)
 
 
+def _sealed_logs(store: Any, view: Any) -> list[dict[str, Any]]:
+    """Sealed transparency-log states (issue 14), re-verified now with the view's log keys;
+    nothing is imported for a host that holds none."""
+    if not store.sealed_logs_dir.is_dir():
+        return []
+    from stella_trust._internal.sigstore.sealedlogs import read_sealed
+
+    held = read_sealed(store.sealed_logs_dir, view.sigstore.transparency_logs)
+    return [log.to_json(view.at) for log in held.values()]
+
+
 def status(
     ctx: typer.Context,
     show_keys: Annotated[
@@ -207,10 +218,18 @@ def status(
                 error.exit_code = EXIT_UNUSABLE
             raise
         env.result = view.to_json()
+        sealed = _sealed_logs(store, view)
+        env.result["sealed_logs"] = sealed
         if not as_json:  # the text is for people; --json prints the envelope only
             from stella_trust._cli.render import render_status
 
             env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+            for log in sealed:
+                env.say(
+                    f"sealed log {log['origin']}: tree size {log['tree_size']}, last {log['depth']} "
+                    f"entries, fetched {log['fetched_at'] or 'at an unknown time'}"
+                    + (f" ({log['age_seconds'] // 3600} h ago)" if "age_seconds" in log else "")
+                )
         for pin in view.missing_pins:
             why = (
                 "was retired by the repository (remove it from pinned_targets)"

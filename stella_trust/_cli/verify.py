@@ -91,14 +91,35 @@ def verify(
             from stella_trust._internal.store import Store
 
             settings = load(ctx)
-            view = require_usable(load_view(settings, Store.of(settings)))
+            store = Store.of(settings)
+            view = require_usable(load_view(settings, store))
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
         outcome = verify_bundle(root, data, subject, policy)
+        log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []
         document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
-        env.result = {"verified": True, "trust": source, **document}
+        env.result = {"verified": True, "trust": source, **document, "sealed_log_checks": log_checks}
         who = outcome.signer or outcome.key_id or "?"
         issuer = f" ({outcome.issuer})" if outcome.issuer else ""
         env.say(
             f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
             f"checks: {', '.join(outcome.checks)}"
         )
+        for said in log_checks:
+            env.say(f"  {said}")
+
+
+def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:
+    """Issue 14: the bundle's log entries against the sealed log states this host holds
+    (re-verified now with the view's log keys). A contradiction fails the verification."""
+    from stella_trust._internal.sigstore.errors import BundleVerificationError
+    from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
+    from stella_trust._internal.sigstore.sealedlogs import read_sealed
+    from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
+
+    sealed = read_sealed(store.sealed_logs_dir, view.sigstore.transparency_logs)
+    try:
+        return check_entries(entry_facts(bundle), sealed)
+    except TransparencyLogError as exc:
+        raise BundleVerificationError(
+            "log inclusion", f"the entry contradicts the sealed log state: {exc.message}"
+        ) from exc

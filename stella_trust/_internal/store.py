@@ -44,6 +44,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 CURRENT_LINK = "current"
 GENERATIONS_DIR = "generations"
+SEALED_LOGS_DIR = "tlogs"
 COMMITTED_ROOTS_DIR = "roots"
 WORK_PREFIX = ".work-"
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
@@ -126,6 +127,9 @@ class Store:
         # Roots a sync verified but could not commit with the rest (a later step failed),
         # kept because they revoke keys that signed the cached trust (TUF spec 5.3.11).
         self.committed_roots_dir = self.root / COMMITTED_ROOTS_DIR
+        # Sealed transparency-log states (checkpoint + tiles per tile log) a bundle carried
+        # (issue 14); re-verified with the log keys of the current trust on every use.
+        self.sealed_logs_dir = self.root / SEALED_LOGS_DIR
 
     # ---- reading ------------------------------------------------------------------
     def is_initialised(self) -> bool:

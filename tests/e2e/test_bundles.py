@@ -97,7 +97,8 @@ def test_manifest_layout_and_depth(bundle: Path) -> None:
     names = list(members)
     assert names[0] == "manifest.json"
     manifest = json.loads(members["manifest.json"])
-    assert manifest["format_version"] == 1 and manifest["depth"] == 3 and manifest["tiles"] is None
+    assert manifest["format_version"] == 1 and manifest["depth"] == 3
+    assert manifest["tiles"] == []  # the demo trust names no tile-based (Rekor v2) log
     assert manifest["compression"] == {"algorithm": "zstd", "level": 3}
     assert set(manifest["roles"]) == {"root", "timestamp", "snapshot", "targets"}
     listed = {f["path"]: f for f in manifest["files"]}

@@ -50,8 +50,10 @@ def test_the_top_level_list_shows_whole_summaries(capsys: pytest.CaptureFixture[
 
 
 def test_completion_script_and_completions() -> None:
+    # typer finds the shell from the process tree (shellingham), so run it from a bash that
+    # stays alive (`; exit`): under pytest-xdist the tree may hold no shell at all
     script = subprocess.run(
-        [sys.executable, "-m", "stella_trust", "--show-completion", "bash"],
+        ["bash", "-c", f"'{sys.executable}' -m stella_trust --show-completion bash; exit $?"],
         capture_output=True,
         text=True,
         check=False,

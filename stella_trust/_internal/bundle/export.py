@@ -29,6 +29,7 @@ from stella_trust._internal.bundle.archive import (
     write_archive,
 )
 from stella_trust._internal.bundle.layout import (
+    TLOG_PREFIX,
     BundleSummary,
     Progress,
     measure,
@@ -36,9 +37,10 @@ from stella_trust._internal.bundle.layout import (
     target_path,
 )
 from stella_trust._internal.fs import replaced_atomically
-from stella_trust._internal.policy.build import freshness_of
+from stella_trust._internal.policy.build import build_view, freshness_of
 from stella_trust._internal.reader import verified_current
 from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.sigstore.sealedlogs import SealedLog
 from stella_trust._internal.store import Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust
@@ -79,7 +81,9 @@ def _manifest(
     *,
     depth: int | None,
     compressed: bool,
+    sealed_logs: list[SealedLog] | None = None,
 ) -> bytes:
+    sealed_logs = sealed_logs or []
     md = verified.metadata
     document: dict[str, Any] = {
         "format": FORMAT,
@@ -91,7 +95,8 @@ def _manifest(
             role: {"version": md.versions[role], "expires": iso(md.expiries[role])} for role in md.versions
         },
         "depth": depth,
-        "tiles": None,  # transparency-log tiles (`--depth`) are not carried yet
+        # transparency-log states (`--depth`): unsigned description; import verifies the files
+        "tiles": [{**log.to_json(), "prefix": f"{TLOG_PREFIX}{log.log_id}/"} for log in sealed_logs],
         "files": [{"path": e.path, "length": e.length, "sha256": e.sha256} for e in entries],
     }
     if compressed:
@@ -166,14 +171,40 @@ def export_archive(
     # Readers may export: no writer lock (a generation is never modified in place).
     verified = verified_current(store)
     entries = _entries(verified)
-    manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True)
+    notes: list[str] = []
+    sealed = _sealed_logs(settings, store, verified, depth, now, notes.append) if depth else []
+    for log in sealed:
+        for name, data in sorted(log.files.items()):
+            entries.append(_bytes_entry(f"{TLOG_PREFIX}{log.log_id}/{name}", data))
+    manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True, sealed_logs=sealed)
     out.parent.mkdir(parents=True, exist_ok=True)
     total = len(manifest) + sum(e.length for e in entries)
     with replaced_atomically(out) as tmp, measure(progress, "write", total) as counted:
         write_archive(tmp, manifest, entries, now.timestamp(), counted)
     summary = _export_summary("snapshot-export", out, entries, verified, settings, now)
     summary.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+    summary.sealed_logs = [log.to_json() for log in sealed]
+    summary.warnings.extend(notes)
     return summary
+
+
+def _bytes_entry(path: str, data: bytes) -> Entry:
+    return Entry(path, len(data), hashlib.sha256(data).hexdigest(), data=data)
+
+
+def _sealed_logs(
+    settings: TrustRepoSettings,
+    store: Store,
+    verified: VerifiedTrust,
+    depth: int,
+    now: datetime,
+    note: Callable[[str], None],
+) -> list[SealedLog]:
+    """The verified state of every active tile log, from the trust being exported (issue 14)."""
+    from stella_trust._internal.bundle.tlogfetch import fetch_log_states
+
+    view = build_view(verified, settings, store.read_state(), now)
+    return fetch_log_states(settings, view, depth, now, note)
 
 
 def _export_summary(

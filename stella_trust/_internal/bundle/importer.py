@@ -33,6 +33,7 @@ from tuf.api.metadata import TargetFile
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, read_bundle, sha256_file
 from stella_trust._internal.bundle.layout import (
+    TLOG_PREFIX,
     BundleError,
     BundleIOError,
     BundleSummary,
@@ -45,6 +46,9 @@ from stella_trust._internal.bundle.layout import (
 from stella_trust._internal.policy.build import build_view, freshness_of
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
+from stella_trust._internal.sigstore.sealedlogs import SealedLog, accept_carried, write_sealed
+from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES
+from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
@@ -172,6 +176,8 @@ def member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
     every metadata file is parsed whole, so its size bounds the memory parsing takes."""
 
     def limit(name: str) -> int | None:
+        if name.startswith(TLOG_PREFIX):  # a tile is 8 KiB, an entry bundle 256 entries
+            return MAX_ENTRY_BUNDLE_BYTES
         if not name.startswith("metadata/"):
             return None
         role = name.removeprefix("metadata/").removesuffix(".json").split(".", 1)
@@ -341,7 +347,7 @@ def _import(
                 verify_manifest=verify_manifest,
                 progress=progress,
                 label="metadata",
-                wanted=is_metadata,
+                wanted=is_metadata_or_log_state,
                 member_limit=member_limit(settings.metadata_limits),
             )
             base = store.current()
@@ -350,6 +356,9 @@ def _import(
                 settings, store.committed_roots_dir, bundle, staging, work, anchor, extracted, now, progress
             )
             refuse_rollback(base, anchor, state.floor, verified.metadata)
+            _, logs_to_write, log_notes = carried_log_states(
+                settings, store, staging, verified, extracted, now
+            )
             freshness = freshness_of(verified.metadata, settings, now)
             summary = BundleSummary(
                 "import",
@@ -360,12 +369,18 @@ def _import(
                 freshness,
                 manifest_sha256=extracted.manifest_sha256,
             )
+            summary.warnings.extend(log_notes)
+            summary.sealed_logs = [log.to_json(now) for log in logs_to_write]
             if same_trust(verified, base, anchor):
-                summary.changed = False
+                summary.changed = bool(logs_to_write)
+                for log in logs_to_write:  # newer log state under the same trust
+                    write_sealed(store.sealed_logs_dir, log)
                 return summary
             check_freshness(freshness, reject_if_stale, now, summary)
             store.commit(work)
             work = None
+            for log in logs_to_write:  # after the trust that names their keys is committed
+                write_sealed(store.sealed_logs_dir, log)
             state.floor = verified.metadata.floor()
             state.source = {
                 "kind": "bundle",
@@ -381,6 +396,45 @@ def _import(
             if work is not None:
                 store.discard(work)
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_metadata_or_log_state(name: str) -> bool:
+    """The first pass reads metadata and the sealed transparency-log states (issue 14): both
+    are small, bounded, and verified before anything is committed."""
+    return is_metadata(name) or name.startswith(TLOG_PREFIX)
+
+
+def carried_log_states(
+    settings: TrustRepoSettings,
+    store: Store,
+    staging: Path,
+    verified: VerifiedTrust,
+    extracted: Extracted,
+    now: datetime,
+) -> tuple[list[SealedLog], list[SealedLog], list[str]]:
+    """Every carried log state and the ones this import writes, verified with the keys of the
+    trust being imported (this host's own anchor chain) and reconciled with the held ones; any
+    failure refuses the whole import with the trust unchanged."""
+    carried_dir = staging / TLOG_PREFIX.rstrip("/")
+    if not carried_dir.is_dir():
+        return [], [], []
+    view = build_view(verified, settings, None, now)
+    described = extracted.manifest.get("tiles")
+    fetched = {
+        str(entry.get("log_id")): entry.get("fetched_at")
+        for entry in (described if isinstance(described, list) else [])
+        if isinstance(entry, dict) and isinstance(entry.get("fetched_at"), str)
+    }
+    try:
+        carried, write, notes = accept_carried(
+            carried_dir, view.sigstore.transparency_logs, store.sealed_logs_dir, fetched
+        )
+    except TransparencyLogError as exc:
+        raise errors.VerificationError(
+            f"Bundle's transparency-log state does not verify: {exc.message}",
+            hint="the bundle is tampered with, or the log showed another history; nothing was changed",
+        ) from exc
+    return carried, write, notes
 
 
 def check_freshness(

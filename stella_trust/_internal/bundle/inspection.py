@@ -21,8 +21,9 @@ from typing import Any
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, read_bundle
 from stella_trust._internal.bundle.importer import (
+    carried_log_states,
     check_freshness,
-    is_metadata,
+    is_metadata_or_log_state,
     member_limit,
     same_trust,
     verify_staged,
@@ -60,6 +61,7 @@ class Verification:
     freshness: dict[str, Any] | None = None
     changed: bool | None = None
     warnings: list[str] = field(default_factory=list)
+    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified, issue 14
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class Verification:
             "versions": self.versions,
             "freshness": self.freshness,
             "changed": self.changed,
+            "sealed_logs": self.sealed_logs,
         }
 
 
@@ -124,7 +127,7 @@ def inspect_bundle(
             hash_members=True,
             progress=progress,
             label="read",
-            wanted=is_metadata if host is not None else (lambda _name: False),
+            wanted=is_metadata_or_log_state if host is not None else (lambda _name: False),
             member_limit=member_limit(host[0].metadata_limits) if host is not None else None,
         )
         files, problems = _compare(extracted)
@@ -212,6 +215,8 @@ def _would_import(
         freshness = freshness_of(verified.metadata, settings, now)
         summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
         check_freshness(freshness, None, now, summary)
+        carried, _, log_notes = carried_log_states(settings, store, staging, verified, extracted, now)
+        summary.warnings.extend(log_notes)
     except errors.StellaError as exc:
         return Verification("refused", exc.message, error=exc)
     except RecursionError:
@@ -223,6 +228,7 @@ def _would_import(
         freshness=freshness.to_json(),
         changed=not same_trust(verified, base, anchor),
         warnings=summary.warnings,
+        sealed_logs=[log.to_json(now) for log in carried],
     )
 
 

@@ -72,6 +72,7 @@ class BundleSummary:
     changed: bool = True
     manifest_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
+    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (issue 14)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class BundleSummary:
             "changed": self.changed,
             "manifest_sha256": self.manifest_sha256,
             "warnings": self.warnings,
+            "sealed_logs": self.sealed_logs,
         }
 
 
@@ -102,7 +104,8 @@ def target_path(name: str, info: TargetFile, consistent: bool) -> str:
 
 # ---- the sealed format: what the writer emits and the hostile reader accepts -----------
 MANIFEST = "manifest.json"
-PREFIXES = ("metadata/", "targets/")
+TLOG_PREFIX = "tlogs/"  # tlogs/<log id hex>/checkpoint and tile/... (issue 14)
+PREFIXES = ("metadata/", "targets/", TLOG_PREFIX)
 FORMAT = "stella-trust-bundle"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20  # hard ceiling; the real bound scales with max_files
@@ -145,7 +148,9 @@ def check_member_name(name: str) -> str:
     if any(part in ("..", ".", "") for part in parts):
         raise BundleError(f"Unsafe bundle: member {name!r} escapes its directory")
     if not name.startswith(PREFIXES) or len(parts) < 2:
-        raise BundleError(f"Unsafe bundle: member {name!r} is outside manifest.json, metadata/, targets/")
+        raise BundleError(
+            f"Unsafe bundle: member {name!r} is outside manifest.json, metadata/, targets/, tlogs/"
+        )
     if parts[0] == "metadata" and len(parts) != 2:
         raise BundleError(f"Unsafe bundle: member {name!r} nests below metadata/")
     if len(encoded) > MAX_NAME_BYTES or any(len(p.encode()) > MAX_COMPONENT_BYTES for p in parts):
