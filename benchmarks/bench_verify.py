@@ -152,9 +152,20 @@ def _synced_host(tmp: Path) -> Path:
     repo.publish()
     host = tmp / "host"
     subprocess.run(
-        [str(BIN / "trust"), "--config", str(host / "trust.yaml"), "--cache-dir", str(host / "cache"),
-         "init", "--tuf-url", repo.path.as_uri(), "--root", str(repo.metadata_dir / "1.root.json")],
-        check=True, capture_output=True,
+        [
+            str(BIN / "trust"),
+            "--config",
+            str(host / "trust.yaml"),
+            "--cache-dir",
+            str(host / "cache"),
+            "init",
+            "--tuf-url",
+            repo.path.as_uri(),
+            "--root",
+            str(repo.metadata_dir / "1.root.json"),
+        ],
+        check=True,
+        capture_output=True,
     )
     return host
 
