@@ -7,7 +7,7 @@ For each size: the demo repository plus N filler targets in the top-level target
 with --bins, in 50 delegated bins from 1000 targets on), served on 127.0.0.1. Measured in
 the same run, against a bare python-tuf Updater doing the same work (refresh, then look up
 the pinned targets): cold sync, idle sync and a renewal sync (only a new timestamp, the daily
-job; medians), `open_trust()` on the synced cache
+job; medians), `open_trust()` on the synced cache, `trust status --json` as a process
 (median), and the peak RSS of a cold sync in a fresh process (`trust init` + first sync vs
 a bare Updater script). Then the same for a host anchored at root v1 of a repository with
 `--roots` root versions. Goals: idle <= 1.1x, cold <= 1.3x, RSS <= 1.2x bare.
@@ -162,6 +162,8 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
             bare_renewal.append(median_ms(bare_idle, 1))
         renew, bare_renew = statistics.median(renewal), statistics.median(bare_renewal)
         reads = median_ms(lambda: open_trust(config_path=config), rounds * 4)
+        status_argv = [sys.executable, "-m", "stella_trust", "--config", str(config), "status", "--json"]
+        status = median_ms(lambda: subprocess.run(status_argv, env=env, capture_output=True, check=True), 3)
         cache = work / f"rss-{label}"
         ours_rss = peak_rss_mib(
             [
@@ -186,7 +188,7 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
             f"{label:>16}: cold {cold:8.1f} ms vs bare {bare_cold:8.1f} ({cold / bare_cold:4.2f}x) | "
             f"idle {idle:7.1f} vs {bare:7.1f} ({idle / bare:4.2f}x) | "
             f"renewal {renew:7.1f} vs {bare_renew:7.1f} ({renew / bare_renew:4.2f}x) | "
-            f"open_trust {reads:6.2f} ms | "
+            f"open_trust {reads:6.2f} ms | status {status:5.0f} ms | "
             f"RSS {ours_rss:5.0f} vs {bare_rss:5.0f} MiB ({ours_rss / bare_rss:4.2f}x)",
             flush=True,
         )
