@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from stella_trust._internal.policy.build import build_view
+from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, view_at
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import CacheState, Generation, Store
@@ -135,7 +135,27 @@ def load_view_of_generation(
 ) -> tuple[TrustView, Generation]:
     """`load_view`, with the generation it read (a writer may switch `current` meanwhile)."""
     verified, state = verified_current_with_state(store)
-    return build_view(verified, settings, state, now or utcnow()), verified.generation
+    return _view(verified, state, settings, now or utcnow()), verified.generation
+
+
+# The view built from a remembered verification, judged again at each call's `now` (view_at):
+# keys, certificates and the trusted root are parsed once per verification, not per read.
+# Keyed on the very objects the verification memo and the settings memo hand out (kept here,
+# so an id is never reused while remembered); any change yields new objects and a new build.
+_PARTS: list[tuple[VerifiedTrust, CacheState, TrustRepoSettings, ViewParts]] = []
+
+
+def _view(
+    verified: VerifiedTrust, state: CacheState, settings: TrustRepoSettings, now: datetime
+) -> TrustView:
+    for seen_verified, seen_state, seen_settings, parts in _PARTS:
+        if seen_verified is verified and seen_state is state and seen_settings is settings:
+            return view_at(parts, now)
+    parts = build_parts(verified, settings, state, now)
+    if len(_PARTS) >= _MEMO_SIZE:
+        _PARTS.pop(0)
+    _PARTS.append((verified, state, settings, parts))
+    return parts.view
 
 
 def open_trust(

@@ -5,18 +5,21 @@ the anchor or the config makes the next read verify again from the anchor."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stella_trust._internal import reader
-from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.policy.build import build_parts, build_view, view_at
+from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.watcher import TrustWatcher
 from stella_trust.demo.repository import DemoRepository
-from stella_trust.errors import CacheVerificationError
+from stella_trust.errors import CacheVerificationError, StaleTrustError
+from stella_trust.repository import Repository
 from tests.unit.simulator import BASE_URL, RepositoryFetcher
 
 
@@ -136,3 +139,41 @@ def test_a_watcher_refuses_a_cache_edited_under_it(
     target.write_bytes(target.read_bytes() + b"\n")
     with pytest.raises(CacheVerificationError):
         watcher.view()
+
+
+def test_a_remembered_view_is_judged_at_every_calls_now(config: Path, verifications: list[Path]) -> None:
+    first = reader.open_trust(config_path=config)
+    later = first.at + timedelta(days=3650)
+    with pytest.raises(StaleTrustError):
+        reader.open_trust(config_path=config, now=later)
+    judged = reader.open_trust(config_path=config, now=later, allow_stale=True)
+    assert judged.at == later and judged.freshness.state == "stale" and len(verifications) == 1
+
+
+@pytest.mark.parametrize("kind", ["service-map", "sigstore"])
+def test_view_at_is_build_view_at_that_time(tmp_path: Path, kind: str) -> None:
+    """The shortcut must give exactly the view a full build gives, at any time (validity
+    windows of logs and services included)."""
+    staging = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "staging"
+    if kind == "service-map":
+        repo = DemoRepository(tmp_path / "repository").repo
+        pins = ["rekor-key-v2"]
+    else:
+        repo = Repository.create(tmp_path / "repository")
+        for name in ("trusted_root.json", "signing_config.v0.2.json"):
+            repo.add_target(name, (staging / name).read_bytes())
+        repo.publish()
+        pins = []
+    settings = load_settings(
+        tmp_path / "absent.yaml",
+        {"tuf_url": BASE_URL, "local_cache_path": tmp_path / "cache", "pinned_targets": pins},
+    )
+    store = Store.of(settings)
+    store.write_anchor(repo.root_bytes(1))
+    sync(settings, store, fetcher=RepositoryFetcher(repo))
+    verified, state = reader.verified_current_with_state(store)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    parts = build_parts(verified, settings, state, start)
+    for days in (0, 200, 500, 700, 1000, 4000):
+        now = start + timedelta(days=days)
+        assert view_at(parts, now) == build_view(verified, settings, state, now), days

@@ -7,7 +7,9 @@ never replaces the trust a host holds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
 from stella_trust._internal.policy.freshness import compute_freshness
@@ -19,7 +21,12 @@ from stella_trust._internal.policy.servicemap import (
     resolve_endpoints,
 )
 from stella_trust._internal.policy.sources import lists, source_kinds
-from stella_trust._internal.policy.trustroot import endpoints_from_sigstore, from_repository, from_service_map
+from stella_trust._internal.policy.trustroot import (
+    SigstoreSource,
+    endpoints_from_sigstore,
+    from_repository,
+    from_service_map,
+)
 from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
 from stella_trust._internal.store import CacheState
 from stella_trust._internal.tuf.offline import SMALL_TARGET, VerifiedMetadata, VerifiedTrust
@@ -33,6 +40,17 @@ def freshness_of(md: VerifiedMetadata, settings: TrustRepoSettings, now: datetim
     return compute_freshness(expiries, timedelta(seconds=settings.freshness_threshold_seconds), now)
 
 
+@dataclass(frozen=True)
+class ViewParts:
+    """A view and what judging it at another `now` needs (`view_at`): only freshness, `at`
+    and, without a service map, the endpoints (validity windows) depend on the time."""
+
+    view: TrustView
+    metadata: VerifiedMetadata
+    settings: TrustRepoSettings
+    sigstore: SigstoreSource | None  # endpoints come from it (no service map)
+
+
 def build_view(
     verified: VerifiedTrust,
     settings: TrustRepoSettings,
@@ -43,6 +61,26 @@ def build_view(
 
     `state` is the store's CacheState (last sync, error, source), informational only.
     """
+    return build_parts(verified, settings, state, now).view
+
+
+def view_at(parts: ViewParts, now: datetime) -> TrustView:
+    """The same verified trust judged at `now`: what build_view would return at `now` for
+    the same inputs, without re-parsing keys, certificates and the trusted root (issue 13:
+    an attestor's open_trust() on an unchanged cache)."""
+    changes: dict[str, Any] = {"at": now, "freshness": freshness_of(parts.metadata, parts.settings, now)}
+    if parts.sigstore is not None:
+        changes["endpoints"] = endpoints_from_sigstore(parts.sigstore, now)
+    return replace(parts.view, **changes)
+
+
+def build_parts(
+    verified: VerifiedTrust,
+    settings: TrustRepoSettings,
+    state: CacheState | None,
+    now: datetime,
+) -> ViewParts:
+    """build_view, keeping what `view_at` needs."""
     stored = list(verified.target_info)
 
     def resolve(name: str) -> str:
@@ -67,6 +105,7 @@ def build_view(
 
     roles_of: dict[str, str] = {}
     service_map = None
+    judged_sigstore: SigstoreSource | None = None
     if SERVICE_MAP in sources:
         if settings.service_map_file is not None:
             service_map = read_local_service_map(settings.service_map_file)
@@ -85,6 +124,7 @@ def build_view(
             roles_of.setdefault(sigstore.signing_config_target, "signing-config")
         if service_map is None:
             endpoints = endpoints_from_sigstore(sigstore, now)
+            judged_sigstore = sigstore
     else:
         sigstore = from_service_map(endpoints, keys, verified, resolve)
     pinned, missing = set(), []
@@ -110,7 +150,7 @@ def build_view(
         )
 
     md = verified.metadata
-    return TrustView(
+    view = TrustView(
         tuf_url=settings.tuf_url,
         environment=settings.environment,
         offline_mode=settings.offline_mode,
@@ -135,3 +175,4 @@ def build_view(
         last_error=state.last_error if state else None,
         source=dict(state.source) if state else {},
     )
+    return ViewParts(view, md, settings, judged_sigstore)
