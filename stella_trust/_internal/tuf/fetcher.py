@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import ssl
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -120,8 +121,7 @@ def _scheme_transport_class() -> type:
             transport = self._transports.get((scheme, proxy))
             if transport is None:
                 if scheme == "https" or (proxy or "").startswith("https:"):
-                    verify: str | bool = str(self.ca_bundle) if self.ca_bundle else True
-                    transport = httpx.HTTPTransport(verify=verify, proxy=proxy)
+                    transport = httpx.HTTPTransport(verify=tls_context(self.ca_bundle), proxy=proxy)
                 else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
                     transport = httpx.HTTPTransport(verify=False, proxy=proxy)
                 use_backend(transport, self.backend)
@@ -133,6 +133,45 @@ def _scheme_transport_class() -> type:
                 transport.close()
 
     return SchemeTransport
+
+
+_TLS_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+
+def _identity(path: str | None) -> tuple[object, ...]:
+    if not path:
+        return (None,)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, None)
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The verifying TLS context for `ca_bundle` (None: the default store, or SSL_CERT_FILE /
+    SSL_CERT_DIR as httpx reads them), built once per process and CA-store identity.
+
+    Loading a CA store costs ~30 ms, more than an idle sync; the agent syncs every few
+    minutes. Certificate verification is the same context httpx would build (hostname
+    checks and CERT_REQUIRED included); a changed bundle file or environment builds anew."""
+    import httpx
+
+    key = (
+        _identity(str(ca_bundle) if ca_bundle else None),
+        _identity(os.environ.get("SSL_CERT_FILE")),
+        _identity(os.environ.get("SSL_CERT_DIR")),
+    )
+    context = _TLS_CONTEXTS.get(key)
+    if context is None:
+        if ca_bundle:  # httpx's own recommendation for a CA file (verify=<str> is deprecated)
+            context = ssl.create_default_context(cafile=str(ca_bundle))
+        else:
+            context = httpx.create_ssl_context(verify=True, trust_env=True)
+        if len(_TLS_CONTEXTS) >= 8:
+            _TLS_CONTEXTS.clear()
+        _TLS_CONTEXTS[key] = context
+    return context
 
 
 def _SchemeTransport(ca_bundle: Path | None, backend: httpcore.NetworkBackend) -> httpx.BaseTransport:
