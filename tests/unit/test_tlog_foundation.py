@@ -256,7 +256,11 @@ def test_leaf_hashes_and_roots_match_rfc6962_test_data() -> None:
 
 @pytest.mark.parametrize(("index", "size", "leaf", "root", "proof"), INCLUSION)
 def test_inclusion_vectors_verify(index: int, size: int, leaf: str, root: str, proof: list[str]) -> None:
-    merkle.verify_inclusion(h(leaf), index, size, [h(p) for p in proof], h(root))
+    if size == 1:  # a one-leaf tree (another leaf in the testdata): its root is the leaf hash
+        assert (proof, root) == ([], leaf)
+    else:  # the vector is of RFC 6962's eight-leaf tree
+        assert (leaf, root) == (LEAF_HASHES[index], ROOTS[size])
+    merkle.verify_inclusion(h(leaf), index, size, [h(p) for p in proof], h(root))  # raises if refused
 
 
 def _inclusion_mutations(index: int, size: int, leaf: str, root: str, proof: list[str]) -> list[Any]:
@@ -314,7 +318,8 @@ def test_inclusion_failure_messages() -> None:
 
 @pytest.mark.parametrize(("size1", "size2", "root1", "root2", "proof"), CONSISTENCY)
 def test_consistency_vectors_verify(size1: int, size2: int, root1: str, root2: str, proof: list[str]) -> None:
-    merkle.verify_consistency(size1, size2, h(root1), h(root2), [h(p) for p in proof])
+    assert (root1, root2) == (ROOTS[size1], ROOTS[size2])  # the vector is of RFC 6962's tree
+    merkle.verify_consistency(size1, size2, h(root1), h(root2), [h(p) for p in proof])  # raises if refused
 
 
 @pytest.mark.parametrize("vector", CONSISTENCY[1:], ids=[f"{v[0]}-to-{v[1]}" for v in CONSISTENCY[1:]])
@@ -450,6 +455,12 @@ def test_real_rekor_v2_inclusion_proof_verifies() -> None:
         int(proof["logIndex"]),
         int(proof["treeSize"]),
         [base64.b64decode(x) for x in proof["hashes"]],
+        base64.b64decode(proof["rootHash"]),
+    )  # raises if refused
+    # the proof is for the tree the log's signed checkpoint names (its second and third lines)
+    _, size, root = proof["checkpoint"]["envelope"].split("\n")[:3]
+    assert (int(size), base64.b64decode(root)) == (
+        int(proof["treeSize"]),
         base64.b64decode(proof["rootHash"]),
     )
 
