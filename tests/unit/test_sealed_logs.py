@@ -138,3 +138,13 @@ def test_the_held_state_is_reverified_on_every_read(log: SyntheticLog, tmp_path:
         read_sealed(tmp_path, [sealed.log])
     write_sealed(tmp_path, sealed)  # replaced whole
     assert read_sealed(tmp_path, [sealed.log])[sealed.log_id].depth >= 600
+
+
+def test_an_unreadable_fetch_time_is_dropped_not_a_traceback(log: SyntheticLog, tmp_path: Path) -> None:
+    sealed = state(log, 5000, 300)
+    write_sealed(tmp_path, sealed)
+    (tmp_path / sealed.log_id / "sealed.json").write_text('{"fetched_at": "yesterday-ish"}')
+    shown = read_sealed(tmp_path, [sealed.log])[sealed.log_id].to_json(NOW)
+    assert shown["fetched_at"] is None and "age_seconds" not in shown and shown["tree_size"] == 5000
+    (tmp_path / sealed.log_id / "sealed.json").write_text('{"fetched_at": 12}')
+    assert read_sealed(tmp_path, [sealed.log])[sealed.log_id].fetched_at is None

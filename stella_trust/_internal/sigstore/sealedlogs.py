@@ -78,8 +78,11 @@ class SealedLog:
             "fetched_at": self.fetched_at,
         }
         if now is not None and self.fetched_at is not None:
-            fetched = datetime.fromisoformat(self.fetched_at.replace("Z", "+00:00"))
-            document["age_seconds"] = max(0, int((now - fetched).total_seconds()))
+            try:  # unsigned, from a bundle's manifest: shown only when it reads as a time
+                fetched = datetime.fromisoformat(self.fetched_at.replace("Z", "+00:00"))
+                document["age_seconds"] = max(0, int((now - fetched).total_seconds()))
+            except (ValueError, TypeError):
+                document["fetched_at"] = None
         return document
 
 
@@ -205,7 +208,8 @@ def read_sealed(state_dir: Path, logs: Iterable[TransparencyLog]) -> dict[str, S
             continue
         files, record = read_state_dir(directory)
         try:
-            held[log.log_id] = verify_log_state(log, files, record.get("fetched_at"))
+            fetched = record.get("fetched_at")
+            held[log.log_id] = verify_log_state(log, files, fetched if isinstance(fetched, str) else None)
         except TransparencyLogError as exc:
             raise CacheVerificationError(
                 f"sealed log state of {origin_of(log.base_url)} does not verify: {exc.message}",
