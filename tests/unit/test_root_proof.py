@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from tuf.api.metadata import Root, Targets
 
+from stella_trust._internal import sync as sync_module
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.tuf import offline, rootproof
+from stella_trust._internal.tuf import offline, rootproof, updater
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import CacheVerificationError
 from tests.unit.simulator import RepositoryFetcher
@@ -33,10 +34,10 @@ def link_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = offline._check_signed
 
-    def counting(delegator: Any, role: str, md: Any, what: str, data: bytes | None = None) -> None:
+    def counting(delegator: Any, role: str, md: Any, what: str, *rest: Any) -> None:
         if role == "root":
             calls.append(what)
-        real(delegator, role, md, what, data)
+        real(delegator, role, md, what, *rest)
 
     monkeypatch.setattr(offline, "_check_signed", counting)
     return calls
@@ -129,7 +130,7 @@ def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
     store.write_anchor(rotated.repo.root_bytes(1))
     fetcher = RepositoryFetcher(rotated.repo)
     assert sync(settings, store, fetcher=fetcher).versions["root"] == ROOTS
-    from stella_trust._internal.tuf import updater
+
 
     bootstraps: list[int] = []
     real = updater.new_updater
@@ -186,3 +187,136 @@ def test_unchanged_role_files_are_not_checked_again_and_changed_ones_are(
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
         offline.verify_generation(generation, demo.repo.root_bytes(1))
     assert "targets" in signature_checks
+
+
+# ---- python-tuf's own checks, recognised by content (decision 14, UpdaterChecks) ----------------
+
+
+def test_a_cold_sync_checks_each_top_level_signature_once_not_twice(
+    host: tuple[TrustRepoSettings, Store],
+    tmp_path: Path,
+    signature_checks: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, store = host
+    demo = DemoRepository(tmp_path / "repository")
+    store.write_anchor(demo.repo.root_bytes(1))
+    result = sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    assert result.changed
+    # python-tuf's refresh checked each top-level role once; the check before the commit met
+    # the same bytes under the same root and did not repeat it.
+    assert [signature_checks.count(role) for role in ("timestamp", "snapshot", "targets")] == [1, 1, 1]
+
+    # Without the record the same sync checks every role twice: the record is what saved it.
+    rootproof.forget()
+    signature_checks.clear()
+    monkeypatch.setattr(updater.RepositorySession, "updater_checks", lambda self: None)
+    settings2 = settings.model_copy(update={"local_cache_path": tmp_path / "cache2"})
+    store2 = Store.of(settings2)
+    store2.write_anchor(demo.repo.root_bytes(1))
+    sync(settings2, store2, fetcher=RepositoryFetcher(demo.repo))
+    assert [signature_checks.count(role) for role in ("timestamp", "snapshot", "targets")] == [2, 2, 2]
+
+
+def test_bytes_changed_after_python_tuf_verified_them_are_checked_and_refused(
+    host: tuple[TrustRepoSettings, Store],
+    simulated: tuple[DemoRepository, RepositoryFetcher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A working copy edited between python-tuf's refresh and the commit: the record names
+    the bytes python-tuf verified, so the edited file is checked in full and refused, and the
+    trust held before is untouched."""
+    settings, store = host
+    demo, fetcher = simulated
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=fetcher)
+    before = store.current()
+    assert before is not None
+    demo.repo.resign_timestamp()  # the next sync changes something, so it verifies before committing
+    real = sync_module.verify_generation
+
+    def edited_first(work: Any, *args: Any) -> Any:
+        targets = work.metadata_dir / "targets.json"
+        document = json.loads(targets.read_bytes())
+        document["signed"]["x-tampered"] = True  # the same signatures over other content
+        targets.unlink()
+        targets.write_bytes(json.dumps(document).encode())
+        return real(work, *args)
+
+    monkeypatch.setattr(sync_module, "verify_generation", edited_first)
+    rootproof.forget()
+    with pytest.raises(Exception, match="targets: signature verification failed"):
+        sync(settings, store, fetcher=fetcher)
+    monkeypatch.undo()
+    held = store.current()
+    assert held is not None and held.path == before.path
+    assert offline.verify_generation(before, demo.repo.root_bytes(1)).metadata.versions["targets"] >= 1
+
+
+def test_a_record_under_another_root_excuses_nothing(
+    host: tuple[TrustRepoSettings, Store], simulated: tuple[DemoRepository, RepositoryFetcher]
+) -> None:
+    settings, store = host
+    demo, fetcher = simulated
+    anchor = demo.repo.root_bytes(1)
+    store.write_anchor(anchor)
+    sync(settings, store, fetcher=fetcher)
+    generation = store.current()
+    assert generation is not None
+    targets = generation.metadata_dir / "targets.json"
+    document = json.loads(targets.read_bytes())
+    document["signed"]["x-tampered"] = True
+    targets.unlink()
+    targets.write_bytes(json.dumps(document).encode())
+    forged = rootproof.digest(targets.read_bytes())
+    rootproof.forget()
+    other_root = rootproof.UpdaterChecks(rootproof.digest(b"another root"), frozenset({("targets", forged)}))
+    with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
+        offline.verify_metadata(generation.metadata_dir, anchor, None, other_root)
+    other_role = rootproof.UpdaterChecks(rootproof.digest(anchor), frozenset({("snapshot", forged)}))
+    with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
+        offline.verify_metadata(generation.metadata_dir, anchor, None, other_role)
+    # What a record means: python-tuf verified exactly these bytes as targets under this root.
+    same = rootproof.UpdaterChecks(rootproof.digest(anchor), frozenset({("targets", forged)}))
+    assert offline.verify_metadata(generation.metadata_dir, anchor, None, same).targets.signed.version >= 1
+
+
+def test_the_record_names_the_newest_root_python_tuf_downloaded_and_only_top_level_roles() -> None:
+    url = "https://tuf.example/metadata/"
+    d = rootproof.digest
+    delivered = [
+        (url + "2.root.json", d(b"root 2")),
+        (url + "3.root.json", d(b"root 3")),
+        (url + "timestamp.json", d(b"ts")),
+        (url + "7.snapshot.json", d(b"snap")),
+        (url + "targets.json", d(b"targets")),  # a repository without consistent snapshots
+        (url + "4.registry.npmjs.org.json", d(b"delegated")),
+        ("https://elsewhere.example/metadata/timestamp.json", d(b"other ts")),
+    ]
+    checks = rootproof.updater_checks(b"root 1", url, delivered)
+    assert checks.root_digest == d(b"root 3")
+    assert checks.files == {("timestamp", d(b"ts")), ("snapshot", d(b"snap")), ("targets", d(b"targets"))}
+    assert rootproof.updater_checks(b"root 1", url, delivered[2:]).root_digest == d(b"root 1")
+
+
+def test_a_root_file_rewritten_in_place_with_the_same_size_is_read_again(
+    rotated: DemoRepository, tmp_path: Path, link_checks: list[str]
+) -> None:
+    """Root files are remembered by identity (ctime included), never by name."""
+    anchor = rotated.repo.root_bytes(1)
+    history = history_of(rotated, tmp_path / "history")
+    offline.verify_root_chain(anchor, history)
+    victim = history / "5.root.json"
+    data = bytearray(victim.read_bytes())
+    before = victim.stat()
+    position = data.index(b'"version"')
+    data[position + 1] = ord("V")  # same size, other bytes: an unknown field, the signature breaks
+    deadline = before.st_ctime_ns
+    while victim.stat().st_ctime_ns == deadline:  # a new ctime tick (coarse clocks: a few ms)
+        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with victim.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
+    assert victim.stat().st_size == before.st_size
+    with pytest.raises(CacheVerificationError, match=r"root v5"):
+        offline.verify_root_chain(anchor, history)

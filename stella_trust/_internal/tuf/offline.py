@@ -11,7 +11,9 @@ Expiry is deliberately *not* a verification failure here: the freshness policy
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +35,11 @@ from tuf.api.serialization import DeserializationError
 
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf import rootproof
+from stella_trust._internal.tuf.rootproof import UpdaterChecks
 from stella_trust.errors import CacheVerificationError
 
 MAX_DELEGATIONS = 32
+TOP_LEVEL = (Timestamp.type, Snapshot.type, Targets.type)  # the roles root delegates besides itself
 MAX_ROOT_CHAIN = 10_000
 SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
 
@@ -100,17 +104,27 @@ def _check_distinct_keys(delegator: Root | Targets, role: str, what: str) -> Non
 
 
 def _check_signed(
-    delegator: Root | Targets, role: str, md: Metadata[Any], what: str, data: bytes | None = None
+    delegator: Root | Targets,
+    role: str,
+    md: Metadata[Any],
+    what: str,
+    data: bytes | None = None,
+    checked: Callable[[bytes], bool] | None = None,
 ) -> None:
     """Threshold signatures of `role` over `md` (TUF spec 5.4.2, 5.5.3, 5.6.3, 5.6.7).
 
     With the file's `data`, a check this process already passed for the same delegation and
-    the same bytes is not repeated (rootproof.py, decision 14)."""
+    the same bytes is not repeated, nor one `checked(file digest)` says python-tuf's refresh
+    made on the same bytes with the same delegator (rootproof.py, decision 14). The distinct-key
+    rule is ours (python-tuf counts keyids), so it is applied either way."""
     _check_distinct_keys(delegator, role, what)
     proof: tuple[bytes, bytes] | None = None
     if data is not None:
         proof = (_delegation_digest(delegator, role), rootproof.digest(data))
         if rootproof.signature_proven(*proof):
+            return
+        if checked is not None and checked(proof[1]):
+            rootproof.remember_signature(*proof)
             return
     try:
         delegator.verify_delegate(role, md.signed_bytes, md.signatures)
@@ -151,15 +165,43 @@ def _read(path: Path, what: str) -> bytes:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
 
 
-def _read_if_present(path: Path, what: str) -> bytes | None:
-    """The file's bytes, or None if there is no such file (one open, no separate stat)."""
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
+    """A root file's bytes and SHA-256, or None if there is no such file.
+
+    A root file whose identity (device, inode, size, mtime_ns, ctime_ns) this process saw
+    before is not read again: any write, in place or by replacement, changes its ctime,
+    which no writer can set back (the argument of decision 13). A host anchored 200 roots
+    back otherwise reads and hashes 200 files on every sync and every read. Only bytes
+    whose identity held still across the read are remembered; what they prove is still
+    decided by their digest (rootproof.py)."""
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        known = rootproof.seen_file(_identity(os.stat(path)))
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+    if known is not None:
+        return known
+    try:
+        with open(path, "rb") as file:
+            before = _identity(os.fstat(file.fileno()))
+            data = file.read()
+            after = _identity(os.fstat(file.fileno()))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+    found = (data, rootproof.digest(data))
+    if before == after:
+        rootproof.remember_file(after, found)
+    return found
+
+
+_ANCHOR_VERSIONS: dict[bytes, int] = {}  # anchor SHA-256 -> the version it holds (a parse saved)
 
 
 def verify_root_chain(
@@ -171,29 +213,45 @@ def verify_root_chain(
     TUF spec 5.3.4-5.3.5: each root is signed by a threshold of its predecessor's root keys
     and of its own. A link whose two roots are byte for byte ones this process already
     verified as a link of this anchor's chain is not checked again (rootproof.py, decision
-    14); every file is still read and hashed, so any change to any of them is verified.
+    14); every file's identity is checked, and a file that changed is read and hashed again.
 
     Returns the newest root and the bytes of every root in the chain, anchor first.
     """
+    newest, chain = prove_root_chain(anchor, root_history, committed_roots)
+    return (newest if newest is not None else _load(chain[-1], Root, "newest root")), chain
+
+
+def prove_root_chain(
+    anchor: bytes, root_history: Path, committed_roots: Path | None = None
+) -> tuple[Metadata[Root] | None, list[bytes]]:
+    """verify_root_chain without parsing what it need not: the newest root is returned
+    parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
     anchor_digest = rootproof.digest(anchor)
+    history = os.fspath(root_history)
+    committed = None if committed_roots is None else os.fspath(committed_roots)
     chain = [anchor]
     digests = [anchor_digest]
-    trusted: Metadata[Root] | None = _load(anchor, Root, "trust anchor")  # parsed chain[-1]
-    assert trusted is not None
-    version = trusted.signed.version
+    trusted: Metadata[Root] | None = None  # parsed chain[-1], when a check needed it
+    version: int | None = None
     proved: list[tuple[bytes, bytes]] = []
     if not rootproof.is_proven(anchor_digest, anchor_digest, anchor_digest):
+        trusted = _load(anchor, Root, "trust anchor")
         _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
         proved.append((anchor_digest, anchor_digest))
+    if version is None:
+        version = _ANCHOR_VERSIONS.get(anchor_digest)
+    if version is None:
+        version = (trusted or _load(anchor, Root, "trust anchor")).signed.version
+        _ANCHOR_VERSIONS[anchor_digest] = version
     for _ in range(MAX_ROOT_CHAIN):
         version += 1
         what = f"root v{version}"
-        data = _read_if_present(root_history / f"{version}.root.json", what)
-        if data is None and committed_roots is not None:
-            data = _read_if_present(committed_roots / f"{version}.root.json", what)
-        if data is None:
+        found = _root_file(f"{history}/{version}.root.json", what)
+        if found is None and committed is not None:
+            found = _root_file(f"{committed}/{version}.root.json", what)
+        if found is None:
             break
-        data_digest = rootproof.digest(data)
+        data, data_digest = found
         if rootproof.is_proven(anchor_digest, digests[-1], data_digest):
             trusted = None  # parsed only if a later link needs it
         else:
@@ -210,8 +268,6 @@ def verify_root_chain(
         digests.append(data_digest)
     if proved:
         rootproof.remember(anchor_digest, proved)
-    if trusted is None:
-        trusted = _load(chain[-1], Root, "newest root")
     return trusted, chain
 
 
@@ -349,22 +405,34 @@ class VerifiedMetadata:
 
 
 def verify_metadata(
-    metadata_dir: Path, anchor: bytes, committed_roots: Path | None = None
+    metadata_dir: Path,
+    anchor: bytes,
+    committed_roots: Path | None = None,
+    updater_checks: UpdaterChecks | None = None,
 ) -> VerifiedMetadata:
-    """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged)."""
+    """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged).
+
+    `updater_checks` (a sync's working copy only): the files python-tuf's refresh just verified
+    and the root it verified them with; a file with exactly those bytes, under a newest root
+    with exactly those bytes, needs no second signature check (decision 14)."""
     root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history", committed_roots)
+    checked: dict[str, Callable[[bytes], bool] | None] = dict.fromkeys(TOP_LEVEL, None)
+    if updater_checks is not None:
+        root_digest = rootproof.digest(root_chain[-1])
+        for role in TOP_LEVEL:
+            checked[role] = functools.partial(updater_checks.covers, root_digest, role)
     ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
     timestamp = _load(ts_data, Timestamp, "timestamp")
-    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp", ts_data)
+    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp", ts_data, checked[Timestamp.type])
 
     snap_data = _read(metadata_dir / "snapshot.json", "snapshot")
     snapshot = _load(snap_data, Snapshot, "snapshot")
-    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot", snap_data)
+    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot", snap_data, checked[Snapshot.type])
     _check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
 
     targets_data = _read(metadata_dir / "targets.json", "targets")
     targets = _load(targets_data, Targets, "targets")
-    _check_signed(root.signed, Targets.type, targets, "targets", targets_data)
+    _check_signed(root.signed, Targets.type, targets, "targets", targets_data, checked[Targets.type])
     targets_meta = snapshot.signed.meta.get("targets.json")
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
@@ -397,10 +465,13 @@ class VerifiedTrust:
 
 
 def verify_generation(
-    generation: Generation, anchor: bytes, committed_roots: Path | None = None
+    generation: Generation,
+    anchor: bytes,
+    committed_roots: Path | None = None,
+    updater_checks: UpdaterChecks | None = None,
 ) -> VerifiedTrust:
     """Everything a reader may be served: metadata from the anchor, then each stored target."""
-    metadata = verify_metadata(generation.metadata_dir, anchor, committed_roots)
+    metadata = verify_metadata(generation.metadata_dir, anchor, committed_roots, updater_checks)
     infos: dict[str, TargetFile] = {}
     contents: dict[str, bytes] = {}
     for name in generation.stored_target_names():

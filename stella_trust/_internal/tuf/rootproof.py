@@ -19,7 +19,9 @@ another anchor (or a changed pin) starts from nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+from dataclasses import dataclass
 
 MAX_LINKS = 100_000  # remembered links in one process (32-byte digests: a few MiB at most)
 
@@ -37,8 +39,7 @@ def digest(data: bytes) -> bytes:
 def is_proven(anchor_digest: bytes, previous: bytes, current: bytes) -> bool:
     """True if a root with digest `current` verified against one with digest `previous`,
     starting from this anchor (the anchor's own check is the link (anchor, anchor))."""
-    with _lock:
-        return (anchor_digest, previous, current) in _links
+    return (anchor_digest, previous, current) in _links  # one C-level lookup: atomic under the GIL
 
 
 def remember(anchor_digest: bytes, links: list[tuple[bytes, bytes]]) -> None:
@@ -54,6 +55,28 @@ def forget() -> None:
     with _lock:
         _links.clear()
         _signatures.clear()
+        _files.clear()
+
+
+# ---- root files already read ------------------------------------------------------------------
+# (device, inode, size, mtime_ns, ctime_ns) -> (bytes, SHA-256) of a root file read whole while its
+# identity held still (offline._root_file). Any write changes ctime, which no writer can set back
+# (decision 13), so a file with a remembered identity holds the remembered bytes. Remembering
+# bytes proves nothing by itself: the links above decide what is trusted.
+FileIdentity = tuple[int, int, int, int, int]
+MAX_FILES = 4096
+_files: dict[FileIdentity, tuple[bytes, bytes]] = {}
+
+
+def seen_file(identity: FileIdentity) -> tuple[bytes, bytes] | None:
+    return _files.get(identity)
+
+
+def remember_file(identity: FileIdentity, found: tuple[bytes, bytes]) -> None:
+    with _lock:
+        if len(_files) >= MAX_FILES:
+            _files.clear()
+        _files[identity] = found
 
 
 # ---- signatures of the other roles ------------------------------------------------------------
@@ -77,8 +100,7 @@ def delegation_digest(role: str, threshold: int, keys: list[tuple[str, dict[str,
 
 
 def signature_proven(delegation: bytes, file_digest: bytes) -> bool:
-    with _lock:
-        return (delegation, file_digest) in _signatures
+    return (delegation, file_digest) in _signatures
 
 
 def remember_signature(delegation: bytes, file_digest: bytes) -> None:
@@ -86,3 +108,57 @@ def remember_signature(delegation: bytes, file_digest: bytes) -> None:
         if len(_signatures) >= MAX_LINKS:
             _signatures.clear()
         _signatures.add((delegation, file_digest))
+
+
+# ---- what python-tuf's refresh verified -------------------------------------------------------
+# A cold sync of a 100k-target repository spent half its time encoding targets.json to canonical
+# JSON twice: once inside python-tuf's refresh (TUF spec 5.6.3, threshold of root's targets keys)
+# and again in the independent verification before the commit. Both checks are the same library
+# call (`Root.verify_delegate`) on the same two inputs: the root python-tuf trusted after its root
+# walk and the file's bytes. So when both inputs are *byte for byte* the ones the verification
+# before the commit meets, python-tuf's check is that check (decision 14).
+
+
+@dataclass(frozen=True)
+class UpdaterChecks:
+    """Top-level files python-tuf's refresh verified, by content, and the root it used.
+
+    `root_digest` is the SHA-256 of the root python-tuf trusted when it verified timestamp,
+    snapshot and targets (TUF spec 5.3.10-5.6.3: the final root of its walk); `files` holds
+    (role, SHA-256 of the bytes the fetcher delivered). python-tuf raises on any body it does
+    not accept, so after a refresh that returned, every delivered body was accepted."""
+
+    root_digest: bytes
+    files: frozenset[tuple[str, bytes]]
+
+    def covers(self, root_digest: bytes, role: str, file_digest: bytes) -> bool:
+        """True if python-tuf verified exactly these bytes as `role` under exactly this root."""
+        return root_digest == self.root_digest and (role, file_digest) in self.files
+
+
+_ROOT_URL = re.compile(r"([0-9]+)\.root\.json")
+_TOP_LEVEL_URL = re.compile(r"(?:[0-9]+\.)?(timestamp|snapshot|targets)\.json")
+
+
+def updater_checks(
+    bootstrap: bytes, metadata_url: str, delivered: list[tuple[str, bytes]]
+) -> UpdaterChecks:
+    """What a completed refresh verified, from the bodies its fetcher delivered.
+
+    The root python-tuf ended its walk with is the newest root it downloaded (each one it
+    accepted, TUF spec 5.3.4-5.3.5), or the bootstrap root when it downloaded none. (A local
+    root python-tuf loaded beyond either would also be in the working copy's history, so the
+    verification before the commit ends on another root and the record does not apply.)
+    Delegated roles are not recorded: which delegator python-tuf used for them is decided by
+    its delegation walk, not by the URL."""
+    newest: tuple[int, bytes] = (-1, digest(bootstrap))
+    files: set[tuple[str, bytes]] = set()
+    for url, body_digest in delivered:
+        if not url.startswith(metadata_url):
+            continue
+        name = url[len(metadata_url) :]
+        if (root := _ROOT_URL.fullmatch(name)) is not None:
+            newest = max(newest, (int(root.group(1)), body_digest))
+        elif (top := _TOP_LEVEL_URL.fullmatch(name)) is not None:
+            files.add((top.group(1), body_digest))
+    return UpdaterChecks(newest[1], frozenset(files))

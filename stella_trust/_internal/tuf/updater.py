@@ -20,6 +20,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.tuf.fetcher import CountingFetcher, HttpxFetcher
+from stella_trust._internal.tuf.rootproof import UpdaterChecks, updater_checks
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
@@ -109,11 +110,17 @@ class RepositorySession:
         fetcher: CountingFetcher,
         metadata_dir: Path,
         renew: Callable[[], Updater] | None = None,
+        *,
+        bootstrap: bytes | None = None,
+        metadata_url: str = "",
     ) -> None:
         self._live: Updater | None = updater
         self.fetcher = fetcher
         self._metadata_dir = Path(metadata_dir)  # where python-tuf keeps the trusted set
         self._renew = renew
+        self._bootstrap = bootstrap
+        self._metadata_url = metadata_url
+        self._refreshed = False  # one refresh, on the first Updater, returned
 
     @classmethod
     def from_settings(
@@ -139,7 +146,7 @@ class RepositorySession:
         except BaseException:
             fetcher.close()
             raise
-        return cls(updater, fetcher, metadata_dir, renew)
+        return cls(updater, fetcher, metadata_dir, renew, bootstrap=bootstrap, metadata_url=metadata_url)
 
     @classmethod
     def plain(
@@ -165,6 +172,7 @@ class RepositorySession:
         before = _fast_forward_keys(self._metadata_dir)
         try:
             self._updater.refresh()
+            self._refreshed = True
         except BadVersionNumberError:
             if self._renew is None or _fast_forward_keys(self._metadata_dir) == before:
                 raise
@@ -172,6 +180,15 @@ class RepositorySession:
                 (self._metadata_dir / name).unlink(missing_ok=True)
             self._live = self._renew()
             self._updater.refresh()
+
+    def updater_checks(self) -> UpdaterChecks | None:
+        """The top-level files python-tuf verified in this session, by content, and the root it
+        verified them with (rootproof.updater_checks). None unless the first Updater's refresh
+        returned: after the fast-forward retry the second Updater started from local roots
+        and files this record cannot see."""
+        if not self._refreshed or self._bootstrap is None or not self._metadata_url:
+            return None
+        return updater_checks(self._bootstrap, self._metadata_url, self.fetcher.delivered)
 
     def find(self, name: str) -> TargetFile | None:
         """Target info for `name`, walking delegations (TUF spec 5.7)."""
