@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,11 +65,34 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: Path) -> None:
-    """fsync every file and directory under `root` (before it is switched in)."""
+def file_ids(root: Path) -> frozenset[tuple[int, int]]:
+    """(device, inode) of every regular file under `root` (empty if it cannot be read)."""
+    found: set[tuple[int, int]] = set()
     for directory, _dirs, files in os.walk(root):
         for name in files:
-            file_fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                st = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
+
+
+def fsync_tree(root: Path, durable: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """fsync every file and directory under `root` (before it is switched in).
+
+    `durable`: (device, inode) of files already made durable by an earlier commit; a hard
+    link to one of them shares its data, so only the directory entry is new (the directory
+    is fsynced). A sync that renews only the timestamp of a repository with 200 roots
+    otherwise spends ~30 ms fsyncing files that did not change."""
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in durable:
+                continue  # a symlink is a directory entry (its directory is fsynced below)
+            file_fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(file_fd)
             finally:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib import parse
 
-from stella_trust._internal.fs import atomic_write, exclusive_lock, fsync_dir, fsync_tree
+from stella_trust._internal.fs import atomic_write, exclusive_lock, file_ids, fsync_dir, fsync_tree
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust.errors import AnchorChangedError, CacheVerificationError, LockBusyError, NotInitialisedError
 
@@ -260,12 +260,15 @@ class Store:
         os.rename(work.path, spare)
 
     def commit(self, work: Generation) -> Generation:
-        """Make `work` durable, then switch `current` to it in one rename."""
-        fsync_tree(work.path)
+        """Make `work` durable, then switch `current` to it in one rename.
+
+        Files hard-linked from the current generation were made durable when it was
+        committed, so only what is new in `work` is fsynced (and every directory)."""
         try:
             previous = self.current()
         except CacheVerificationError:
             previous = None  # not ours (a directory or a stray link): replaced below
+        fsync_tree(work.path, file_ids(previous.path) if previous is not None else frozenset())
         final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
         os.rename(work.path, final)
         link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"

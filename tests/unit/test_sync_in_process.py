@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stella_trust._internal.reader import load_view
-from stella_trust._internal.settings import load_settings
+from stella_trust._internal.settings import TrustRepoSettings, load_settings
+from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.verifiers import trust_file, verify_bundle
 from stella_trust.demo.repository import DemoRepository, service_map
@@ -163,3 +166,49 @@ def test_explicit_trust_source_in_settings(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "absent.yaml", {"tuf_url": BASE_URL, "trust_source": "sigstore"})
     assert settings.pins(("sigstore",)) == []
     assert json.loads(json.dumps(settings.model_dump(mode="json")))["trust_source"] == "sigstore"
+
+
+def test_a_commit_fsyncs_what_is_new_and_not_the_files_linked_from_the_held_generation(
+    host: tuple[TrustRepoSettings, Store],
+    simulated: tuple[DemoRepository, RepositoryFetcher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decision 6: the new generation is durable before `current` switches. Files hard-linked
+    from the held generation were made durable at its commit; the new timestamp and every
+    directory are fsynced now."""
+    settings, store = host
+    demo, fetcher = simulated
+    store.write_anchor(demo.repo.root_bytes(1))
+    sync(settings, store, fetcher=fetcher)
+    held = store.current()
+    assert held is not None
+    shared = {p.name for p in (held.path / "metadata").rglob("*.json") if p.is_file() and not p.is_symlink()}
+    synced: list[str] = []
+    real_open, real_fsync = os.open, os.fsync
+    opened: dict[int, str] = {}
+
+    def recording_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(opened.get(fd, "?"))
+        real_fsync(fd)
+
+    demo.repo.resign_timestamp()
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    assert sync(settings, store, fetcher=fetcher).changed
+    monkeypatch.undo()
+    new = store.current()
+    assert new is not None and new.path != held.path
+    # Paths as they were in the working copy (renamed into the new generation since).
+    synced_names = [Path(p).name for p in synced]
+    assert "timestamp.json" in synced_names  # new bytes: made durable before the switch
+    unchanged = {"snapshot.json", "targets.json"}  # only the timestamp was renewed
+    assert unchanged <= shared
+    for name in unchanged:  # the same inode in both generations: durable since the first commit
+        assert (new.metadata_dir / name).stat().st_ino == (held.metadata_dir / name).stat().st_ino
+    assert not set(synced_names) & unchanged
+    assert {"metadata", "root_history", "targets"} <= set(synced_names)  # every directory
