@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -253,3 +254,36 @@ def test_manifest_value_flood_is_refused(tmp_path: Path) -> None:
     data = tar_bytes([member("manifest.json", json.dumps(flood).encode())])
     with pytest.raises(BundleError, match="implausibly"):
         extract(write(tmp_path / "b.tar.zst", zst(data)), tmp_path)
+
+
+# ---- the import's metadata pass stops once the metadata is read (issue 13) -------------------
+def test_a_pass_that_stops_when_its_members_are_read_says_it_did_not_check_the_rest(tmp_path: Path) -> None:
+    """The metadata pass of an import need not decompress the targets behind the metadata:
+    it stops, says `whole` is False (nothing after was read or checked), and the import's
+    targets pass reads and checks the whole archive before anything is committed."""
+    smuggled = zst(honest_tar({"targets/noise.bin": os.urandom(8 * MiB)})) + b"x"  # junk after the frame
+    path = write(tmp_path / "b.tar.zst", smuggled)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    got = extract_archive(
+        path,
+        dest,
+        BundleLimits(),
+        verify_manifest=False,
+        wanted=lambda n: n.startswith("metadata/"),
+        stop_when_read=True,
+    )
+    assert not got.whole and got.written == {"metadata/timestamp.json"}
+    assert set(got.files) == {"metadata/timestamp.json"}  # the targets were not reached
+    # Read to its end, the same archive is refused, and --verify-manifest never stops early.
+    with pytest.raises(BundleError, match="after the end of the archive"):
+        extract_archive(path, tmp_path / "x", BundleLimits(), verify_manifest=False, wanted=lambda n: False)
+    with pytest.raises(BundleError, match="after the end of the archive"):
+        extract_archive(
+            path,
+            tmp_path / "y",
+            BundleLimits(),
+            verify_manifest=True,
+            wanted=lambda n: n.startswith("metadata/"),
+            stop_when_read=True,
+        )

@@ -81,6 +81,7 @@ class _OneFrame:
     def __init__(self, raw: IO[bytes], counted: Callable[[int], None] | None = None) -> None:
         self.raw = raw
         self.counted = counted  # bytes read from the file (progress)
+        self.consumed = 0
         self.pending = bytearray()
         self.need = 5  # magic + frame header descriptor
         self.state = "magic"
@@ -95,8 +96,10 @@ class _OneFrame:
 
     def _raw_read(self, size: int) -> bytes:
         data = self.raw.read(size)
-        if self.counted is not None and data:
-            self.counted(len(data))
+        if data:
+            self.consumed += len(data)
+            if self.counted is not None:
+                self.counted(len(data))
         return data
 
     def finish(self) -> None:
@@ -226,6 +229,19 @@ class Extracted:
     files: dict[str, tuple[int, str]]  # every member read: path -> (length, sha256 or "")
     total_bytes: int
     written: set[str] = field(default_factory=set)  # the members written under dest
+    # False when the pass stopped once every wanted member was read (`stop_when_read`): the
+    # rest of the archive was neither read nor checked, and `files` holds only what was read.
+    whole: bool = True
+
+    def absorb(self, later: Extracted) -> None:
+        """Take the figures of a later whole pass over the same archive (same manifest)."""
+        if later.manifest_sha256 != self.manifest_sha256:
+            raise BundleError("Bundle changed while it was being read")
+        for name, found in later.files.items():
+            self.files.setdefault(name, found)
+        self.written |= later.written
+        if later.whole:
+            self.total_bytes, self.whole = later.total_bytes, True
 
 
 @dataclass(frozen=True)
@@ -237,10 +253,18 @@ class _Pass:
     member_limit: Callable[[str], int | None]
     expect_manifest: str | None
     hash_members: bool = False
+    stop_when_read: bool = False
 
     def reads(self, name: str) -> bool:
         """Whether a member's bytes are read (written or hashed), not skipped."""
         return self.wanted(name) or self.verify_manifest or self.hash_members
+
+    @property
+    def hashes(self) -> bool:
+        """Whether members are hashed while read: only when someone looks at the digest. An
+        import judges each target by the hashes its signed metadata lists (python-tuf's
+        check), so a plain extraction hashing it too would hash every byte twice."""
+        return self.verify_manifest or self.hash_members
 
 
 def read_bundle(
@@ -255,11 +279,29 @@ def read_bundle(
     member_limit: Callable[[str], int | None] | None = None,
     expect_manifest: str | None = None,
     hash_members: bool = False,
+    stop_when_read: bool = False,
 ) -> Extracted:
     """A sealed `.tar.zst` (`extract_archive`) or an exported directory (`extract_directory`),
-    by what `bundle` is; both take the same arguments and apply the same rules."""
-    reader = extract_directory if bundle.is_dir() else extract_archive
-    return reader(
+    by what `bundle` is; both take the same arguments and apply the same rules.
+
+    `stop_when_read` (a `.tar.zst` only, and never with `verify_manifest`): end the pass once
+    every member the manifest lists and `wanted` selects has been read, without reading (or
+    checking) the rest; the result says so (`whole` False), and a later whole pass must check
+    the archive before anything from it is committed."""
+    if bundle.is_dir():
+        return extract_directory(
+            bundle,
+            dest,
+            limits,
+            verify_manifest=verify_manifest,
+            progress=progress,
+            label=label,
+            wanted=wanted,
+            member_limit=member_limit,
+            expect_manifest=expect_manifest,
+            hash_members=hash_members,
+        )
+    return extract_archive(
         bundle,
         dest,
         limits,
@@ -270,6 +312,7 @@ def read_bundle(
         member_limit=member_limit,
         expect_manifest=expect_manifest,
         hash_members=hash_members,
+        stop_when_read=stop_when_read and not verify_manifest,
     )
 
 
@@ -285,6 +328,7 @@ def extract_archive(
     member_limit: Callable[[str], int | None] | None = None,
     expect_manifest: str | None = None,
     hash_members: bool = False,
+    stop_when_read: bool = False,
 ) -> Extracted:
     """Read `bundle` once, refusing anything unsafe; write the `wanted` members (default:
     all) under `dest`. `member_limit` may lower the per-file limit for a name;
@@ -314,6 +358,7 @@ def extract_archive(
         member_limit or (lambda _name: None),
         expect_manifest,
         hash_members,
+        stop_when_read and not verify_manifest,
     )
     decompressor = zstandard.ZstdDecompressor(max_window_size=1 << limits.max_window_log)
     try:
@@ -324,8 +369,12 @@ def extract_archive(
                 limited = cast(IO[bytes], _Limited(stream, limits.max_uncompressed_bytes))
                 with tarfile.open(fileobj=limited, mode="r|", tarinfo=_guarded_tarinfo()) as tar:
                     extracted = _walk_members(tar, job)
-                    _check_end(tar)
-            frame.finish()
+                    if extracted.whole:
+                        _check_end(tar)
+            if extracted.whole:
+                frame.finish()
+            elif counted is not None:
+                counted(max(0, size - frame.consumed))  # this stage is done: the rest is not its to read
             return extracted
     except zstandard.ZstdError as exc:
         raise BundleError(f"Corrupt or truncated bundle (zstd: {exc})") from exc
@@ -386,12 +435,17 @@ def _read_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Pass) ->
 def _walk_members(tar: tarfile.TarFile, job: _Pass) -> Extracted:
     limits = job.limits
     extracted: Extracted | None = None
+    pending: set[str] = set()  # listed, wanted, not read yet (for stop_when_read)
     for member in _members(tar):
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
             raise BundleError(f"Unsafe bundle: member {check_member_name(member.name)!r} is {_kind(member)}")
         if extracted is None:
             manifest, digest = _read_manifest(tar, member, job)
             extracted = Extracted(manifest, digest, {}, 0)
+            pending = {name for name in manifest["_by_path"] if job.wanted(name)}
+            if job.stop_when_read and not pending:
+                extracted.whole = False
+                return extracted
             continue
         name = check_member_name(member.name)
         if name == MANIFEST or name in extracted.files:
@@ -414,7 +468,7 @@ def _walk_members(tar: tarfile.TarFile, job: _Pass) -> Extracted:
             handle = tar.extractfile(member)
             assert handle is not None
             target = _target(job.dest, name) if keep else None
-            length, digest = _copy_out(handle, target, name, member.size)
+            length, digest = _copy_out(handle, target, name, member.size, hashed=job.hashes)
         else:  # skipped unread: tarfile's next() reads past it, through the limits
             length, digest = member.size, ""
         if job.verify_manifest and (length != listed["length"] or digest != listed["sha256"]):
@@ -425,6 +479,10 @@ def _walk_members(tar: tarfile.TarFile, job: _Pass) -> Extracted:
         extracted.files[name] = (length, digest)
         if keep:
             extracted.written.add(name)
+        pending.discard(name)
+        if job.stop_when_read and not pending:
+            extracted.whole = False  # every wanted member is staged; the rest is not read here
+            return extracted
     if extracted is None:
         raise BundleError("Bundle is empty")
     if job.verify_manifest:
@@ -448,8 +506,11 @@ def _copy_out(
     name: str,
     size: int,
     counted: Callable[[int], None] | None = None,
+    *,
+    hashed: bool = True,
 ) -> tuple[int, str]:
-    """Hash a member while writing it to `target` (or only hash it, for --verify-manifest)."""
+    """Hash a member while writing it to `target` (or only hash it, for --verify-manifest);
+    the digest is "" when not `hashed`."""
     digest = hashlib.sha256()
     length = 0
     with open(target, "xb") if target is not None else io.BytesIO() as out:
@@ -457,12 +518,13 @@ def _copy_out(
             length += len(chunk)
             if length > size:
                 raise BundleError(f"Bundle member {name!r} is longer than its header says")
-            digest.update(chunk)
+            if hashed:
+                digest.update(chunk)
             if target is not None:
                 out.write(chunk)
             if counted is not None:
                 counted(len(chunk))
-    return length, digest.hexdigest()
+    return length, digest.hexdigest() if hashed else ""
 
 
 # ---- an exported directory ---------------------------------------------------------------
@@ -527,7 +589,7 @@ def extract_directory(
                 if job.reads(name):
                     target = _target(job.dest, name) if job.wanted(name) else None
                     with os.fdopen(_open_member(top, name), "rb") as handle:
-                        length, digest = _copy_out(handle, target, name, size, counted)
+                        length, digest = _copy_out(handle, target, name, size, counted, hashed=job.hashes)
                     if length != size:
                         raise BundleError(f"Bundle member {name!r} changed while it was being read")
                     if target is not None:

@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
@@ -54,6 +54,7 @@ from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
     VerifiedMetadata,
     VerifiedTrust,
+    check_target_file,
     verify_generation,
     verify_metadata,
 )
@@ -103,17 +104,17 @@ class _BundleTargets(TargetSelection):
                 hint="export the bundle from a host that pins the same targets",
             )
         reads = info.length * max(1, len(info.hashes))  # python-tuf reads once per hash algorithm
-        try:
-            with (
-                measure(self.progress, f"hash {name}", reads) as counted,
-                source.open("rb") if counted is None else _Metered(source, counted) as handle,
-            ):
-                info.verify_length_and_hashes(handle)
-        except tuf_exceptions.LengthOrHashMismatchError as exc:
-            raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
         assert self.work is not None
         path = self.work.target_path(name)
         os.link(source, path)  # staging is private to this import, under the lock
+        try:
+            with measure(self.progress, f"hash {name}", reads) as counted:
+                # Checked where it will stay, so the commit's verification does not hash it again.
+                metered = None if counted is None else (lambda p: cast(BinaryIO, _Metered(p, counted)))
+                check_target_file(info, path, metered)
+        except tuf_exceptions.LengthOrHashMismatchError as exc:
+            path.unlink()
+            raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
         return path
 
 
@@ -147,7 +148,43 @@ def _extract_selected(
 ) -> None:
     """Extract the targets this host selects, pass by pass, until the selection needs
     nothing more from the bundle. Each pass re-reads and re-checks the whole archive
-    (unselected members are skipped, still counted against the limits)."""
+    (unselected members are skipped, still counted against the limits). If the metadata pass
+    stopped early (`Extracted.whole` False) and no targets pass followed, one more pass checks
+    the rest of the archive: nothing is committed from a bundle not read to its end."""
+    _targets_passes(bundle, staging, settings, md, first, progress)
+    _read_to_the_end(bundle, staging, settings, first, progress)
+
+
+def _read_to_the_end(
+    bundle: Path, staging: Path, settings: TrustRepoSettings, first: Extracted, progress: Progress | None
+) -> None:
+    """If no pass has read the whole archive yet, one that writes nothing checks it all
+    (limits, member kinds, the end of the tar and of the zstd frame)."""
+    if first.whole:
+        return
+    first.absorb(
+        read_bundle(
+            bundle,
+            staging,
+            settings.bundle_limits,
+            verify_manifest=False,
+            progress=progress,
+            label="check",
+            wanted=lambda _name: False,
+            member_limit=member_limit(settings.metadata_limits),
+            expect_manifest=first.manifest_sha256,
+        )
+    )
+
+
+def _targets_passes(
+    bundle: Path,
+    staging: Path,
+    settings: TrustRepoSettings,
+    md: VerifiedMetadata,
+    first: Extracted,
+    progress: Progress | None,
+) -> None:
     for _ in range(MAX_PASSES):
         plan = _Plan(md, staging)
         try:
@@ -155,19 +192,22 @@ def _extract_selected(
         except (errors.StellaError, OSError):
             if not plan.missing:
                 return  # the real selection below fails the same way, with its own words
-        needed = plan.missing & set(first.files)
+        listed = set(first.files) if first.whole else set(first.manifest["_by_path"])
+        needed = plan.missing & listed
         if not needed:
             return  # whatever is still missing is reported by the real selection
-        read_bundle(
-            bundle,
-            staging,
-            settings.bundle_limits,
-            verify_manifest=False,
-            progress=progress,
-            label="targets",
-            wanted=needed.__contains__,
-            member_limit=member_limit(settings.metadata_limits),
-            expect_manifest=first.manifest_sha256,
+        first.absorb(
+            read_bundle(
+                bundle,
+                staging,
+                settings.bundle_limits,
+                verify_manifest=False,
+                progress=progress,
+                label="targets",
+                wanted=needed.__contains__,
+                member_limit=member_limit(settings.metadata_limits),
+                expect_manifest=first.manifest_sha256,
+            )
         )
 
 
@@ -287,14 +327,21 @@ def verify_staged(
     this host selects, read from `bundle` into `staging`, checked and linked into `work`;
     then the whole generation re-verified and a view built from it. Rollback and freshness
     are the caller's to judge."""
-    _stage_metadata(staging, work, anchor)
+    try:
+        _stage_metadata(staging, work, anchor)
+    except (errors.StellaError, OSError):
+        _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
+        raise
     try:
         md = verify_metadata(work.metadata_dir, anchor, committed_roots)
         _extract_selected(bundle, staging, settings, md, first, progress)
+        if not first.whole:  # _extract_selected guarantees a whole pass; never commit without one
+            raise BundleError("Bundle was not read to its end")
         selection = _BundleTargets(md, staging, work, progress)
         selection.collect(settings)
         verified = verify_generation(work, anchor, committed_roots)
     except errors.CacheVerificationError as exc:
+        _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
         raise errors.VerificationError(
             f"Bundle does not verify from this host's trust anchor: {exc.message}",
             hint="the bundle is tampered with, or from another repository; nothing was changed",
@@ -349,6 +396,7 @@ def _import(
                 label="metadata",
                 wanted=is_metadata_or_log_state,
                 member_limit=member_limit(settings.metadata_limits),
+                stop_when_read=True,  # the targets pass reads (and checks) the whole archive
             )
             base = store.current()
             work = store.begin(None)
