@@ -320,3 +320,42 @@ def test_a_root_file_rewritten_in_place_with_the_same_size_is_read_again(
     assert victim.stat().st_size == before.st_size
     with pytest.raises(CacheVerificationError, match=r"root v5"):
         offline.verify_root_chain(anchor, history)
+
+
+def test_a_target_checked_once_is_not_hashed_again_until_its_identity_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle import checks each target where it will stay; the commit's verification then
+    finds the same file (same identity) checked against the same length and hashes."""
+    from tuf.api.exceptions import LengthOrHashMismatchError
+    from tuf.api.metadata import TargetFile
+
+    rootproof.forget()
+    data = os.urandom(3 << 20)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    info = TargetFile.from_data("big.bin", data, ["sha256"])
+    hashed: list[str] = []
+    real = TargetFile.verify_length_and_hashes
+
+    def counting(self: TargetFile, handle: Any) -> None:
+        hashed.append(self.path)
+        real(self, handle)
+
+    monkeypatch.setattr(TargetFile, "verify_length_and_hashes", counting)
+    offline.check_target_file(info, path)
+    offline.check_target_file(info, path)
+    assert hashed == ["big.bin"]
+    other = TargetFile.from_data("big.bin", data + b"!", ["sha256"])  # other expectations: checked
+    with pytest.raises(LengthOrHashMismatchError):
+        offline.check_target_file(other, path)
+
+    before = path.stat()
+    while path.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with path.open("r+b") as handle:  # same inode, same size, one bit flipped
+        handle.seek(1000)
+        handle.write(bytes([data[1000] ^ 1]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
+    with pytest.raises(LengthOrHashMismatchError):
+        offline.check_target_file(info, path)

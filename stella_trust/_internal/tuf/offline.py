@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
@@ -464,6 +464,35 @@ class VerifiedTrust:
         return data
 
 
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _expected(info: TargetFile) -> bytes:
+    """What a target check compares against: the length and every listed hash."""
+    return rootproof.digest(repr((info.length, sorted(info.hashes.items()))).encode())
+
+
+def check_target_file(
+    info: TargetFile, path: Path, open_file: Callable[[Path], BinaryIO] | None = None
+) -> None:
+    """TUF spec 5.7.3 on a stored file: python-tuf's `verify_length_and_hashes`, streaming
+    (through `open_file`, e.g. one that counts the bytes for a progress bar).
+
+    A file this process checked against the same length and hashes, whose identity (device,
+    inode, size, mtime_ns, ctime_ns) has not changed since, is not hashed again (decision 13's
+    argument; rootproof.py). Raises python-tuf's LengthOrHashMismatchError, or OSError."""
+    expected = _expected(info)
+    if rootproof.target_checked(_identity(os.stat(path)), expected):
+        return
+    with (open_file or _open_binary)(path) as handle:
+        before = _identity(os.fstat(handle.fileno()))
+        info.verify_length_and_hashes(handle)
+        after = _identity(os.fstat(handle.fileno()))
+    if before == after:
+        rootproof.remember_target(after, expected)
+
+
 def verify_generation(
     generation: Generation,
     anchor: bytes,
@@ -486,8 +515,7 @@ def verify_generation(
                 contents[name] = data
             else:
                 try:
-                    with path.open("rb") as handle:
-                        info.verify_length_and_hashes(handle)
+                    check_target_file(info, path)
                 except OSError as exc:
                     raise CacheVerificationError(f"target {name}: unreadable ({exc})") from exc
         except tuf_exceptions.LengthOrHashMismatchError as exc:

@@ -56,6 +56,7 @@ def forget() -> None:
         _links.clear()
         _signatures.clear()
         _files.clear()
+        _targets.clear()
 
 
 # ---- root files already read ------------------------------------------------------------------
@@ -162,3 +163,23 @@ def updater_checks(
         elif (top := _TOP_LEVEL_URL.fullmatch(name)) is not None:
             files.add((top.group(1), body_digest))
     return UpdaterChecks(newest[1], frozenset(files))
+
+
+# ---- target files already checked -------------------------------------------------------------
+# TUF spec 5.7.3: a target is accepted when its length and hashes are the ones its (verified)
+# TargetFile lists. That is a pure function of the file's bytes and (length, hashes); a file whose
+# identity held still across the check holds the same bytes while its identity is unchanged
+# (decision 13). A bundle import checks each staged target, then the commit's verification would
+# hash the same 200 MB again.
+_targets: set[tuple[FileIdentity, bytes]] = set()  # (file identity, digest of length + hashes)
+
+
+def target_checked(identity: FileIdentity, expected: bytes) -> bool:
+    return (identity, expected) in _targets
+
+
+def remember_target(identity: FileIdentity, expected: bytes) -> None:
+    with _lock:
+        if len(_targets) >= MAX_FILES:
+            _targets.clear()
+        _targets.add((identity, expected))
