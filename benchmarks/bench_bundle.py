@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_bundle.py [--mb 200] [--small-mb 50]
 
-Export and import of a bundle holding about `--mb` MB of targets, in MB/s, against the
+Export and import of a bundle holding about `--mb` MB of targets, in MB/s (medians of
+`--rounds` runs, each interleaved with the floor), against the
 floor of doing the same bytes with single-threaded `zstd -T1` and `sha256sum` (issue 13) (ratio: floor
 time / our time, 1.0 = as fast as the floor). Import runs in a child process so its
 peak RSS can be read; it is measured for two bundle sizes to show memory does not grow
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,7 +61,7 @@ def write_config(path: Path, url: str, cache: Path) -> None:
     )
 
 
-def scenario(work: Path, megabytes: int) -> dict[str, float]:
+def scenario(work: Path, megabytes: int, rounds: int) -> dict[str, float]:
     demo = DemoRepository(work / "repo")
     blob = work / "payload.bin"
     payload(blob, megabytes)
@@ -72,33 +74,40 @@ def scenario(work: Path, megabytes: int) -> dict[str, float]:
     store = Store(connected.local_cache_path)
     store.write_anchor(demo.root_path.read_bytes())
     sync(connected, store)
-    Store(work / "cache-airgap").write_anchor(demo.root_path.read_bytes())
 
     bundle = work / "bundle.tar.zst"
-    started = time.perf_counter()
-    summary = export_archive(connected, store, bundle)
-    export_seconds = time.perf_counter() - started
-
-    child = subprocess.run(
-        [sys.executable, "-c", IMPORT_CHILD, str(airgap_cfg), str(bundle)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    imported = json.loads(child.stdout)
-
-    floor_export = _timed(f"zstd -q -3 -T1 -c {blob} > {work}/floor.zst && sha256sum {blob} >/dev/null")
-    floor_import = _timed(
-        f"zstd -q -d -T1 -c {work}/floor.zst > {work}/floor.out && sha256sum {work}/floor.out >/dev/null"
-    )
+    exports, imports, floor_exports, floor_imports, rss = [], [], [], [], []
+    for attempt in range(rounds):  # interleaved with the floor: drift hits both alike
+        started = time.perf_counter()
+        summary = export_archive(connected, store, bundle)
+        exports.append(time.perf_counter() - started)
+        floor_exports.append(
+            _timed(f"zstd -q -3 -T1 -c {blob} > {work}/floor.zst && sha256sum {blob} >/dev/null")
+        )
+        cache = work / f"cache-airgap-{attempt}"
+        write_config(airgap_cfg, demo.repo.path.as_uri(), cache)
+        Store(cache).write_anchor(demo.root_path.read_bytes())
+        child = subprocess.run(
+            [sys.executable, "-c", IMPORT_CHILD, str(airgap_cfg), str(bundle)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        imported = json.loads(child.stdout)
+        imports.append(imported["seconds"])
+        rss.append(imported["maxrss_kib"] / 1024)
+        out = work / "floor.out"
+        floor_imports.append(
+            _timed(f"zstd -q -d -T1 -c {work}/floor.zst > {out} && sha256sum {out} >/dev/null")
+        )
     return {
         "bytes": summary.bytes,
         "compressed": bundle.stat().st_size,
-        "export_s": export_seconds,
-        "import_s": imported["seconds"],
-        "import_rss_mib": imported["maxrss_kib"] / 1024,
-        "floor_export_s": floor_export,
-        "floor_import_s": floor_import,
+        "export_s": statistics.median(exports),
+        "import_s": statistics.median(imports),
+        "import_rss_mib": max(rss),
+        "floor_export_s": statistics.median(floor_exports),
+        "floor_import_s": statistics.median(floor_imports),
     }
 
 
@@ -112,13 +121,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--small-mb", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="medians of this many runs of each")
     args = parser.parse_args()
     if not shutil.which("zstd") or not shutil.which("sha256sum"):
         sys.exit("needs the zstd and sha256sum commands for the floor (apt-get install zstd)")
     results = {}
     for megabytes in (args.small_mb, args.mb):
         with tempfile.TemporaryDirectory(prefix="bench-bundle-") as tmp:
-            results[megabytes] = scenario(Path(tmp), megabytes)
+            results[megabytes] = scenario(Path(tmp), megabytes, args.rounds)
     for r in results.values():
         mb = r["bytes"] / 1e6
         print(f"bundle of {mb:.0f} MB of targets ({r['compressed'] / 1e6:.0f} MB compressed):")
