@@ -281,22 +281,62 @@ def test_a_record_under_another_root_excuses_nothing(
     assert offline.verify_metadata(generation.metadata_dir, anchor, None, same).targets.signed.version >= 1
 
 
-def test_the_record_names_the_newest_root_python_tuf_downloaded_and_only_top_level_roles() -> None:
+def test_the_record_names_the_root_python_tuf_ended_its_walk_with_or_nothing() -> None:
     url = "https://tuf.example/metadata/"
     d = rootproof.digest
+    bootstrap = json.dumps({"signed": {"version": 1}}).encode()
     delivered = [
         (url + "2.root.json", d(b"root 2")),
         (url + "3.root.json", d(b"root 3")),
         (url + "timestamp.json", d(b"ts")),
         (url + "7.snapshot.json", d(b"snap")),
         (url + "targets.json", d(b"targets")),  # a repository without consistent snapshots
-        (url + "4.registry.npmjs.org.json", d(b"delegated")),
-        ("https://elsewhere.example/metadata/timestamp.json", d(b"other ts")),
     ]
-    checks = rootproof.updater_checks(b"root 1", url, delivered)
-    assert checks.root_digest == d(b"root 3")
+    asked = [url + "2.root.json", url + "3.root.json", url + "4.root.json"]  # 4: the 404
+    checks = rootproof.updater_checks(bootstrap, url, [*asked, url + "timestamp.json"], delivered)
+    assert checks is not None and checks.root_digest == d(b"root 3")
     assert checks.files == {("timestamp", d(b"ts")), ("snapshot", d(b"snap")), ("targets", d(b"targets"))}
-    assert rootproof.updater_checks(b"root 1", url, delivered[2:]).root_digest == d(b"root 1")
+    only_404 = rootproof.updater_checks(bootstrap, url, [url + "2.root.json"], delivered[2:])
+    assert only_404 is not None and only_404.root_digest == d(bootstrap)
+    # The walk's last root delivered (max_root_rotations reached): that root, too.
+    assert rootproof.updater_checks(bootstrap, url, asked[:2], delivered).root_digest == d(b"root 3")  # type: ignore[union-attr]
+    # python-tuf took root 2 from the local history (never asked for): its final root is unknown.
+    assert rootproof.updater_checks(bootstrap, url, asked[1:], delivered[1:]) is None
+    assert rootproof.updater_checks(bootstrap, url, [], delivered[2:]) is None  # every root local
+    # A root asked for and not delivered in the middle of the walk cannot happen in a refresh
+    # that returned; if the record ever saw one, it records nothing.
+    assert rootproof.updater_checks(bootstrap, url, asked, delivered[1:]) is None
+    foreign = [*delivered, ("https://elsewhere.example/metadata/timestamp.json", d(b"x"))]
+    assert rootproof.updater_checks(bootstrap, url, asked, foreign) is None
+
+
+def test_delegated_roles_fetched_after_the_refresh_are_never_recorded(
+    host: tuple[TrustRepoSettings, Store], tmp_path: Path
+) -> None:
+    """A target look-up fetches delegated roles after python-tuf's refresh; a role may even be
+    named so its URL looks like a top-level one (`1.targets.json` without consistent
+    snapshots). Only what the refresh itself fetched is recorded."""
+    from tuf.api.metadata import TargetFile
+
+    settings, _store = host
+    demo = DemoRepository(tmp_path / "repository", consistent_snapshot=False)
+    demo.repo.add_delegated_role("1.targets", ["npm/*"])
+    data = b"delegated target"
+    info = TargetFile.from_data("npm/pkg.json", data, ["sha256"])
+    demo.repo.delegated["1.targets"].signed.targets[info.path] = info
+    demo.repo.publish()
+    fetcher = RepositoryFetcher(demo.repo)
+    work = tmp_path / "work"
+    work.mkdir()
+    session = updater.RepositorySession.from_settings(settings, work, demo.repo.root_bytes(1), None, fetcher)
+    session.refresh()
+    assert session.find("npm/pkg.json") is not None  # fetches the delegated role now
+    delegated = [digest for url, digest in fetcher.delivered if "1.targets" in url.rsplit("/", 1)[-1]]
+    assert delegated, fetcher.delivered
+    checks = session.updater_checks()
+    assert checks is not None
+    assert {role for role, _ in checks.files} == {"timestamp", "snapshot", "targets"}
+    assert not {digest for _, digest in checks.files} & set(delegated)
 
 
 def test_a_root_file_rewritten_in_place_with_the_same_size_is_read_again(

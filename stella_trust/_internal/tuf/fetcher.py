@@ -228,9 +228,14 @@ class CountingFetcher(FetcherInterface):
         self.progress: ProgressHook | None = None  # display only (see the module docstring)
         # (url, SHA-256) of every body python-tuf took through download_bytes (its metadata)
         self.delivered: list[tuple[str, bytes]] = []
+        self.attempted: list[str] = []  # every URL python-tuf asked for, answered or not
 
     def close(self) -> None:
         """Release connections (nothing to release by default)."""
+
+    def fetch(self, url: str) -> Iterator[bytes]:
+        self.attempted.append(url)
+        return super().fetch(url)
 
     def download_bytes(self, url: str, max_length: int) -> bytes:
         """python-tuf downloads every metadata file through here. The digest of each body is

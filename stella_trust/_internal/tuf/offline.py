@@ -39,6 +39,7 @@ from stella_trust._internal.tuf.rootproof import UpdaterChecks
 from stella_trust.errors import CacheVerificationError
 
 MAX_DELEGATIONS = 32
+MAX_REMEMBERED_ROOT = 1 << 20  # larger root files are read each walk, never kept in memory
 TOP_LEVEL = (Timestamp.type, Snapshot.type, Targets.type)  # the roles root delegates besides itself
 MAX_ROOT_CHAIN = 10_000
 SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
@@ -196,7 +197,7 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
     except OSError as exc:
         raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
     found = (data, rootproof.digest(data))
-    if before == after:
+    if before == after and len(data) <= MAX_REMEMBERED_ROOT:
         rootproof.remember_file(after, found)
     return found
 

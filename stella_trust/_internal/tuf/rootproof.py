@@ -19,6 +19,7 @@ another anchor (or a changed pin) starts from nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from dataclasses import dataclass
@@ -142,27 +143,47 @@ _TOP_LEVEL_URL = re.compile(r"(?:[0-9]+\.)?(timestamp|snapshot|targets)\.json")
 
 
 def updater_checks(
-    bootstrap: bytes, metadata_url: str, delivered: list[tuple[str, bytes]]
-) -> UpdaterChecks:
-    """What a completed refresh verified, from the bodies its fetcher delivered.
+    bootstrap: bytes,
+    metadata_url: str,
+    attempted: list[str],
+    delivered: list[tuple[str, bytes]],
+) -> UpdaterChecks | None:
+    """What one `Updater.refresh()` verified, from the URLs its fetcher was asked for and the
+    bodies it delivered *during that refresh* (the caller slices both to it: a refresh fetches
+    only roots and the top-level roles, never a delegated role, so no delegated body can be
+    taken for `targets` — e.g. a role named `1.targets` of a repository without consistent
+    snapshots, fetched later as `1.targets.json` by a target look-up).
 
-    The root python-tuf ended its walk with is the newest root it downloaded (each one it
-    accepted, TUF spec 5.3.4-5.3.5), or the bootstrap root when it downloaded none. (A local
-    root python-tuf loaded beyond either would also be in the working copy's history, so the
-    verification before the commit ends on another root and the record does not apply.)
-    Delegated roles are not recorded: which delegator python-tuf used for them is decided by
-    its delegation walk, not by the URL."""
-    newest: tuple[int, bytes] = (-1, digest(bootstrap))
+    The root the walk ended with (TUF spec 5.3.4-5.3.5) is known only when python-tuf
+    downloaded every root after the bootstrap: the root URLs asked for must be exactly
+    bootstrap+1, bootstrap+2, ... with every one delivered but possibly the last (the 404
+    that ends the walk). A gap means python-tuf took a root from the local history, which a
+    cache writer could remove before the check: then nothing is recorded (None)."""
+    try:
+        bootstrap_version = int(json.loads(bootstrap)["signed"]["version"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    roots: dict[int, bytes] = {}
     files: set[tuple[str, bytes]] = set()
     for url, body_digest in delivered:
         if not url.startswith(metadata_url):
-            continue
+            return None  # a redirect-free refresh asks only under the metadata URL
         name = url[len(metadata_url) :]
         if (root := _ROOT_URL.fullmatch(name)) is not None:
-            newest = max(newest, (int(root.group(1)), body_digest))
+            roots[int(root.group(1))] = body_digest
         elif (top := _TOP_LEVEL_URL.fullmatch(name)) is not None:
             files.add((top.group(1), body_digest))
-    return UpdaterChecks(newest[1], frozenset(files))
+    asked = [
+        int(match.group(1))
+        for url in attempted
+        if url.startswith(metadata_url) and (match := _ROOT_URL.fullmatch(url[len(metadata_url) :]))
+    ]
+    if not asked or asked != list(range(bootstrap_version + 1, bootstrap_version + 1 + len(asked))):
+        return None
+    if set(roots) not in (set(asked), set(asked[:-1])):
+        return None
+    newest = roots[max(roots)] if roots else digest(bootstrap)
+    return UpdaterChecks(newest, frozenset(files))
 
 
 # ---- target files already checked -------------------------------------------------------------

@@ -120,7 +120,9 @@ class RepositorySession:
         self._renew = renew
         self._bootstrap = bootstrap
         self._metadata_url = metadata_url
-        self._refreshed = False  # one refresh, on the first Updater, returned
+        # What the fetcher saw during the one refresh, on the first Updater, that returned:
+        # (start, end) indexes into fetcher.attempted and fetcher.delivered; None otherwise.
+        self._refresh_window: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     @classmethod
     def from_settings(
@@ -170,9 +172,13 @@ class RepositorySession:
         new roots are already in the trusted set).
         """
         before = _fast_forward_keys(self._metadata_dir)
+        asked, got = len(self.fetcher.attempted), len(self.fetcher.delivered)
         try:
             self._updater.refresh()
-            self._refreshed = True
+            self._refresh_window = (
+                (asked, len(self.fetcher.attempted)),
+                (got, len(self.fetcher.delivered)),
+            )
         except BadVersionNumberError:
             if self._renew is None or _fast_forward_keys(self._metadata_dir) == before:
                 raise
@@ -182,13 +188,20 @@ class RepositorySession:
             self._updater.refresh()
 
     def updater_checks(self) -> UpdaterChecks | None:
-        """The top-level files python-tuf verified in this session, by content, and the root it
-        verified them with (rootproof.updater_checks). None unless the first Updater's refresh
-        returned: after the fast-forward retry the second Updater started from local roots
-        and files this record cannot see."""
-        if not self._refreshed or self._bootstrap is None or not self._metadata_url:
+        """The top-level files python-tuf's refresh verified, by content, and the root it
+        verified them with (rootproof.updater_checks), from what the fetcher saw during that
+        refresh only (target look-ups after it fetch delegated roles). None unless the first
+        Updater's refresh returned: after the fast-forward retry the second Updater started
+        from local roots and files this record cannot see."""
+        if self._refresh_window is None or self._bootstrap is None or not self._metadata_url:
             return None
-        return updater_checks(self._bootstrap, self._metadata_url, self.fetcher.delivered)
+        (asked, asked_end), (got, got_end) = self._refresh_window
+        return updater_checks(
+            self._bootstrap,
+            self._metadata_url,
+            self.fetcher.attempted[asked:asked_end],
+            self.fetcher.delivered[got:got_end],
+        )
 
     def find(self, name: str) -> TargetFile | None:
         """Target info for `name`, walking delegations (TUF spec 5.7)."""
