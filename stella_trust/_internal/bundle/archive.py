@@ -288,20 +288,8 @@ def read_bundle(
     every member the manifest lists and `wanted` selects has been read, without reading (or
     checking) the rest; the result says so (`whole` False), and a later whole pass must check
     the archive before anything from it is committed."""
-    if bundle.is_dir():
-        return extract_directory(
-            bundle,
-            dest,
-            limits,
-            verify_manifest=verify_manifest,
-            progress=progress,
-            label=label,
-            wanted=wanted,
-            member_limit=member_limit,
-            expect_manifest=expect_manifest,
-            hash_members=hash_members,
-        )
-    return extract_archive(
+    reader = extract_directory if bundle.is_dir() else extract_archive
+    return reader(
         bundle,
         dest,
         limits,
@@ -557,6 +545,7 @@ def extract_directory(
     member_limit: Callable[[str], int | None] | None = None,
     expect_manifest: str | None = None,
     hash_members: bool = False,
+    stop_when_read: bool = False,  # a directory is always read whole: each file is opened by name
 ) -> Extracted:
     """`extract_archive` for a directory written by `trust export`: the same arguments, the
     same refusals (links, devices, names outside metadata/ and targets/, files the manifest

@@ -160,8 +160,21 @@ def _read_to_the_end(
 ) -> None:
     """If no pass has read the whole archive yet, one that writes nothing checks it all
     (limits, member kinds, the end of the tar and of the zstd frame)."""
-    if first.whole:
-        return
+    if not first.whole:
+        _whole_pass(bundle, staging, settings, first, progress, "check", lambda _name: False)
+
+
+def _whole_pass(
+    bundle: Path,
+    staging: Path,
+    settings: TrustRepoSettings,
+    first: Extracted,
+    progress: Progress | None,
+    label: str,
+    wanted: Callable[[str], bool],
+) -> None:
+    """One more pass over the whole archive (the one `first` came from), writing the
+    `wanted` members into `staging`, with every rule and limit; its figures join `first`."""
     first.absorb(
         read_bundle(
             bundle,
@@ -169,8 +182,8 @@ def _read_to_the_end(
             settings.bundle_limits,
             verify_manifest=False,
             progress=progress,
-            label="check",
-            wanted=lambda _name: False,
+            label=label,
+            wanted=wanted,
             member_limit=member_limit(settings.metadata_limits),
             expect_manifest=first.manifest_sha256,
         )
@@ -196,19 +209,7 @@ def _targets_passes(
         needed = plan.missing & listed
         if not needed:
             return  # whatever is still missing is reported by the real selection
-        first.absorb(
-            read_bundle(
-                bundle,
-                staging,
-                settings.bundle_limits,
-                verify_manifest=False,
-                progress=progress,
-                label="targets",
-                wanted=needed.__contains__,
-                member_limit=member_limit(settings.metadata_limits),
-                expect_manifest=first.manifest_sha256,
-            )
-        )
+        _whole_pass(bundle, staging, settings, first, progress, "targets", needed.__contains__)
 
 
 def member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
