@@ -13,18 +13,45 @@ EXIT_USAGE = 2
 EXIT_UNUSABLE = 3
 
 
+# The clause a failed sync's hint ends with: what the host still serves (sync.py says it
+# for the host it ran on; the default hints assume a host that holds trust).
+HELD_TRUST_UNCHANGED = "cached trust is unchanged"
+NO_TRUST_YET = "this host holds no trust yet: nothing is served until a sync or an import succeeds"
+
+
+BUNDLE_ONLY_REFRESH = (
+    "import a fresh bundle: `trust import BUNDLE` (made on a connected host with "
+    "`trust snapshot export --out BUNDLE`)"
+)
+
+
 class StellaError(Exception):
     """Base of every error stella-trust reports to a user."""
 
     exit_code = EXIT_FAILED
     default_hint = ""
+    # The way out on a host that takes trust only from bundles (no tuf_url, or offline
+    # mode): `trust sync` cannot help there (docs/design.md, host states).
+    default_bundle_only_hint: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None, *, exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        exit_code: int | None = None,
+        bundle_only_hint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
+        self.bundle_only_hint = bundle_only_hint or (self.default_bundle_only_hint if hint is None else None)
         if exit_code is not None:
             self.exit_code = exit_code
+
+    def hint_for(self, bundle_only: bool) -> str:
+        """The hint for this kind of host."""
+        return self.bundle_only_hint if bundle_only and self.bundle_only_hint else self.hint
 
     def __str__(self) -> str:
         return self.message
@@ -46,7 +73,11 @@ class NotInitialisedError(StellaError):
     """No trust anchor in the cache: nothing can be trusted yet."""
 
     exit_code = EXIT_UNUSABLE
-    default_hint = "run `trust init --tuf-url URL --root ROOT.json` first"
+    default_hint = (
+        "run `trust init --tuf-url URL --root ROOT.json` first "
+        "(an air-gapped host: `trust init --root ROOT.json`, then `trust import BUNDLE`)"
+    )
+    default_bundle_only_hint = "run `trust init --root ROOT.json`, then `trust import BUNDLE`"
 
 
 class TrustUnusableError(StellaError):
@@ -57,12 +88,14 @@ class TrustUnusableError(StellaError):
 
 class StaleTrustError(TrustUnusableError):
     default_hint = "run `trust sync` (or import a fresh bundle on air-gapped hosts)"
+    default_bundle_only_hint = BUNDLE_ONLY_REFRESH
 
 
 class CacheVerificationError(TrustUnusableError):
     """The cache on disk does not verify from the trust anchor: it was edited or corrupted."""
 
     default_hint = "run `trust sync` to rebuild the cache from the trust anchor"
+    default_bundle_only_hint = BUNDLE_ONLY_REFRESH
 
 
 class AnchorChangedError(TrustUnusableError):
@@ -122,6 +155,20 @@ class ServiceMapError(StellaError):
 
 class TrustAnchorError(StellaError):
     default_hint = "obtain the repository's root.json out of band and pass it with --root"
+
+
+class UnsafeFileError(StellaError):
+    """A file in a directory other users can write is not what it must be: a symbolic link,
+    a FIFO or device, or larger than its bound. Never followed, never read."""
+
+    default_hint = (
+        "someone with write access to that directory put it there: remove it, find out who, "
+        "and run the command again"
+    )
+
+
+class CacheUnreadableError(TrustUnusableError):
+    """The cache exists but this user may not read it (not in the readers' group)."""
 
 
 class LockBusyError(StellaError):

@@ -352,7 +352,9 @@ class Agent:
             self.metrics.consecutive_failures = self.failures
             key = error_key(error.message)  # a scratch file's random name is not a new error
             if key != self.last_error:
-                self.log.error("refresh failed: %s (hint: %s)", error.message, error.hint)
+                self.log.error(
+                    "refresh failed: %s (hint: %s)", error.message, error.hint_for(self.settings.bundle_only)
+                )
                 self.last_error = key
             else:
                 self.log.debug("refresh failed again (%d): %s", self.failures, error.message)

@@ -16,7 +16,7 @@ from stella_trust._cli.options import (
     split_list,
 )
 from stella_trust._cli.progress import QuietOption
-from stella_trust.errors import EXIT_UNUSABLE, StellaError, TrustUnusableError
+from stella_trust.errors import EXIT_UNUSABLE, StaleTrustError, StellaError
 
 if TYPE_CHECKING:
     from stella_trust._cli.envelope import Envelope
@@ -132,11 +132,10 @@ def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> 
 
 
 def _report_sync(env: Envelope, result: SyncResult) -> None:
+    from stella_trust._internal.policy.selection import retired_pin_warning
+
     for pin in result.retired_pins:
-        env.warn(
-            f"pinned target {pin!r} was retired by the repository (no longer listed); "
-            "dropped from the cache — remove it from pinned_targets"
-        )
+        env.warn(retired_pin_warning(pin))
     versions = " ".join(f"{role} v{version}" for role, version in result.versions.items())
     what = "updated" if result.changed else "up to date"
     names = f": {', '.join(result.downloaded)}" if result.downloaded else ""
@@ -243,8 +242,4 @@ def status(
                 f"trust stays usable until {env.result['freshness']['stale_after']}"
             )
         if not view.usable:
-            env.fail(
-                TrustUnusableError(
-                    "trust is stale and must not be used", hint="run `trust sync` or import a fresh bundle"
-                )
-            )
+            env.fail(StaleTrustError("trust is stale and must not be used"))

@@ -35,6 +35,17 @@ OS_HINT = (
 INTERRUPTED_HINT = "nothing half-done was kept; cached trust is unchanged"
 
 
+@dataclass
+class HostKind:
+    """What the command's settings said about this host (set once they are loaded): the
+    hints printed are the ones that lead out of the state on this kind of host."""
+
+    bundle_only: bool = False
+
+
+HOST = HostKind()
+
+
 class CommandFailed(Exception):
     """Raised by `Envelope.fail`: end the command with this error (and any result set)."""
 
@@ -71,7 +82,11 @@ class Envelope:
             "warnings": self.warnings,
             "error": None
             if error is None
-            else {"message": error.message, "hint": error.hint, "exit_code": error.exit_code},
+            else {
+                "message": error.message,
+                "hint": error.hint_for(HOST.bundle_only),
+                "exit_code": error.exit_code,
+            },
         }
 
 
@@ -90,8 +105,9 @@ def _finish(env: Envelope, error: StellaError) -> None:
     if env.as_json:
         typer.echo(json.dumps(env.document(error), indent=2))
     typer.echo(f"error: {error.message}", err=True)
-    if error.hint:
-        typer.echo(f"hint: {error.hint}", err=True)
+    hint = error.hint_for(HOST.bundle_only)
+    if hint:
+        typer.echo(f"hint: {hint}", err=True)
     raise typer.Exit(error.exit_code)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stella_trust._cli.envelope import Envelope, debugging, envelope, internal_error
+from stella_trust._cli.envelope import HOST, Envelope, debugging, envelope, internal_error
 from stella_trust.errors import InternalError, NotInitialisedError, StellaError, UsageError
 
 if TYPE_CHECKING:
@@ -66,7 +66,9 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
             f"config {path} does not exist: this host is not initialised with it",
             hint="check --config / STELLA_TRUST_CONFIG, or run `trust init --config PATH --tuf-url URL ...`",
         )
-    return load_settings(path, flags)
+    settings = load_settings(path, flags)
+    HOST.bundle_only = settings.bundle_only
+    return settings
 
 
 def fail(error: StellaError, as_json: bool) -> None:

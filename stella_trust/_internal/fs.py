@@ -8,6 +8,7 @@ content (docs/design.md, decision 6) and a power cut cannot leave a half-written
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -16,17 +17,26 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from stella_trust.errors import UnsafeFileError
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True, gid: int | None = None
+) -> None:
     """Write via a temp file in the same directory and rename: readers see old or new.
 
     `durable` adds the fsyncs that make the new content survive a power cut; informational
-    files rewritten on every run (the cache state, metrics) skip them.
+    files rewritten on every run (the cache state, metrics) skip them. `gid`: the group the
+    file must belong to (the cache's readers), whoever writes it (root's `trust import`).
+    The temp file is created with O_EXCL|O_NOFOLLOW: a name planted in the directory is
+    never written through.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
+        if gid is not None and os.fstat(fd).st_gid != gid:
+            os.fchown(fd, -1, gid)
         os.fchmod(fd, mode)  # exactly `mode`, whatever the umask (node_exporter reads metrics 0644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -100,13 +110,46 @@ def fsync_tree(root: Path, durable: frozenset[tuple[int, int]] = frozenset()) ->
         fsync_dir(Path(directory))
 
 
+def share_tree(
+    root: Path,
+    dir_mode: int,
+    file_mode: int,
+    gid: int | None,
+    skip: frozenset[tuple[int, int]] = frozenset(),
+) -> None:
+    """Give every directory under `root` (itself included) `dir_mode` and every regular file
+    `file_mode`, group-owned by `gid` (None: leave the group). Symlinks are never followed
+    (chmod would act on what they point to). `skip`: (device, inode) of files already set,
+    e.g. hard links into a generation that was shared when it was committed."""
+    for directory, _dirs, files in os.walk(root):
+        set_access(Path(directory), dir_mode, gid)
+        for name in files:
+            path = Path(directory, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in skip:
+                set_access(path, file_mode, gid, st)
+
+
+def set_access(path: Path, mode: int, gid: int | None, st: os.stat_result | None = None) -> None:
+    """chmod/chgrp `path` (never through a symlink) only where it differs."""
+    st = st or os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        mode |= st.st_mode & stat.S_ISGID  # an administrator's setgid directory stays one
+    if gid is not None and st.st_gid != gid:
+        os.chown(path, -1, gid, follow_symlinks=False)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, timeout: float, on_busy: Callable[[str], Exception]) -> Iterator[None]:
     """Hold an flock on `path` (which records the holder's pid); wait up to `timeout`
     seconds, then raise `on_busy(holder_pid)`. Closing the descriptor releases it, so a
     killed holder never leaves the lock taken."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -123,3 +166,19 @@ def exclusive_lock(path: Path, timeout: float, on_busy: Callable[[str], Exceptio
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    """The lock file lives in a directory its writers' peers may control (a cache the
+    service user owns, a served directory): never follow a link planted there (a root
+    process would truncate whatever it points to), and only ever use a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(f"refusing the lock file {path}: it is a symbolic link") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFileError(f"refusing the lock file {path}: it is not a regular file")
+    return fd

@@ -21,11 +21,11 @@ from typing import Any
 from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, view_at
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
-from stella_trust._internal.store import CacheState, Generation, Store
+from stella_trust._internal.store import CacheState, Generation, Store, generation_sequence
 from stella_trust._internal.timefmt import utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust, verify_generation
 from stella_trust._internal.tuf.rollback import rollback_violations
-from stella_trust.errors import CacheVerificationError, UnknownTargetError
+from stella_trust.errors import CacheUnreadableError, CacheVerificationError, UnknownTargetError
 from stella_trust.view import TargetEntry, TrustView
 
 
@@ -38,13 +38,31 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
 
     A writer may switch generations (and raise the floor) while we read: the generation and
     the floor are compared only when `current` did not move in between, else read again, so
-    a sync in progress never looks like a rollback (nor hides one).
+    a sync in progress never looks like a rollback (nor hides one). A file this user may not
+    read is reported as such, naming the readers' group (decision 17), never as an edited
+    cache with a hint to sync.
     """
+    try:
+        return _verified_current_with_state(store)
+    except CacheUnreadableError as exc:
+        if exc.hint:  # already in the reader's words (the anchor, read by the store)
+            raise
+        raise store.unreadable(exc.message) from None
+    except PermissionError as exc:
+        raise store.unreadable(f"{exc.filename or 'a file'}: permission denied") from None
+
+
+def _verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState]:
     anchor = store.read_anchor()
     for attempt in range(3):
         generation = store.current()
         if generation is None:
-            raise CacheVerificationError(f"cache {store.root} holds no trust yet", hint="run `trust sync`")
+            raise CacheVerificationError(
+                f"cache {store.root} holds no trust yet",
+                hint="run `trust sync`",
+                bundle_only_hint="run `trust import BUNDLE` (a bundle made on a connected host with "
+                "`trust snapshot export --out BUNDLE`)",
+            )
         identity = _identity_of(store, generation, anchor)
         remembered = _VERIFIED.get(identity) if identity is not None else None
         if remembered is not None:
@@ -63,6 +81,8 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
             raise CacheVerificationError(
                 f"cache holds older trust than this host already committed: {', '.join(lower)}",
                 hint="the cache was rolled back on disk; run `trust sync` to restore current trust",
+                bundle_only_hint="the cache was rolled back on disk; restore current trust with "
+                "`trust import BUNDLE`",
             )
         if identity is not None and identity == _identity_of(store, generation, anchor):
             _remember(identity, (verified, state))
@@ -262,29 +282,19 @@ def _cached_name(name: str, stored: list[str]) -> str:
 def previous_generation(store: Store, current: Generation | None = None) -> Generation | None:
     """The generation `current` (default: the store's) replaced, if the store still keeps it
     (a commit keeps the one it replaces for readers still inside it, and prunes it at the
-    next commit)."""
+    next commit). Generations order by their commit sequence, never by a clock."""
     current = current or store.current()
-    if current is None or not store.generations_dir.is_dir():
+    if current is None:
         return None
-    others = [
-        path
-        for path in store.generations_dir.iterdir()
-        if not path.name.startswith(".")
-        and path.name != current.path.name
-        and not path.is_symlink()
-        and path.is_dir()
+    mark = generation_sequence(current.path.name)
+    older = [
+        generation
+        for generation in store.generations()
+        if generation.path.name != current.path.name
+        and generation.path.is_dir()
+        and (mark is None or (generation_sequence(generation.path.name) or 0) < mark)
     ]
-    mark = _started(current.path.name)
-    older = [path for path in others if mark is None or (_started(path.name) or 0) < mark]
-    if not older:
-        return None
-    return Generation(max(older, key=lambda path: (_started(path.name) or 0, path.name)))
-
-
-def _started(name: str) -> int | None:
-    """A generation is named `<ns since the epoch when its sync began>-<random>`."""
-    head = name.partition("-")[0]
-    return int(head) if head.isdigit() else None
+    return older[-1] if older else None
 
 
 def generation_view(

@@ -174,6 +174,11 @@ class TrustRepoSettings(BaseSettings):
         return not self.offline_mode or (self.tuf_url or "").startswith("file:")
 
     @property
+    def bundle_only(self) -> bool:
+        """A host that takes trust only from `trust import` (no repository it may reach)."""
+        return not self.tuf_url or not self.network_allowed
+
+    @property
     def freshness_threshold_seconds(self) -> float:
         return self.freshness_threshold_days * 86400.0
 

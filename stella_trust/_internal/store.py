@@ -22,22 +22,37 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import hashlib
 import json
 import os
+import pwd
 import secrets
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib import parse
 
-from stella_trust._internal.fs import atomic_write, exclusive_lock, file_ids, fsync_dir, fsync_tree
+from stella_trust._internal.fs import (
+    atomic_write,
+    exclusive_lock,
+    file_ids,
+    fsync_dir,
+    fsync_tree,
+    set_access,
+    share_tree,
+)
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust.errors import AnchorChangedError, CacheVerificationError, LockBusyError, NotInitialisedError
+from stella_trust.errors import (
+    AnchorChangedError,
+    CacheUnreadableError,
+    CacheVerificationError,
+    LockBusyError,
+    NotInitialisedError,
+)
 
 ANCHOR_FILE = "anchor.root.json"
 STATE_FILE = "state.json"
@@ -48,6 +63,26 @@ SEALED_LOGS_DIR = "tlogs"
 COMMITTED_ROOTS_DIR = "roots"
 WORK_PREFIX = ".work-"
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
+# Readers (attestors) are members of the group that owns the cache directory (the
+# `stella-trust` group in the README's deployment): they may read, never write.
+CACHE_DIR_MODE = 0o750
+CACHE_FILE_MODE = 0o640
+
+
+def _group_name(gid: int | None) -> str:
+    if gid is None:
+        return "that owns the cache directory"
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def target_filename(name: str) -> str:
@@ -86,6 +121,14 @@ class CacheState:
     def from_json(cls, data: dict[str, Any]) -> CacheState:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+def generation_sequence(name: str) -> int | None:
+    """A finished generation is named `<commit sequence>-<random>` (older releases used the
+    sync's start time in ns, also increasing, so both order together); scratch entries
+    start with '.' and have none."""
+    head, _, rest = name.partition("-")
+    return int(head) if head.isdigit() and rest and not name.startswith(".") else None
 
 
 class Generation:
@@ -146,6 +189,8 @@ class Store:
             data = self.anchor_path.read_bytes()
         except FileNotFoundError:
             raise NotInitialisedError(f"cache {self.root} is not initialised") from None
+        except PermissionError:
+            raise self.unreadable("permission denied") from None
         if self.anchor_sha256 is not None:
             digest = hashlib.sha256(data).hexdigest()
             if digest != self.anchor_sha256:
@@ -190,23 +235,88 @@ class Store:
         def busy(holder: str) -> Exception:
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 
+        self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
         with exclusive_lock(self.lock_path, timeout, busy):
             self._remove_abandoned_work()
+            self._share_with_readers()
             yield
 
+    # ---- readers' access (decision 17) ---------------------------------------------------
+    def readers_gid(self) -> int | None:
+        """The readers' group: the one that owns the cache directory."""
+        try:
+            return os.stat(self.root).st_gid
+        except OSError:
+            return None
+
+    def unreadable(self, detail: str) -> CacheUnreadableError:
+        """A reader without access: one line naming the readers' group, never "sync"."""
+        group = _group_name(self.readers_gid())
+        user = _user_name(os.geteuid())
+        return CacheUnreadableError(
+            f"cannot read the cache {self.root}: {detail}; readers must be in the group {group}",
+            hint=f"add this user to it (`sudo usermod -aG {group} {user}`), then log in again; "
+            "the cached trust itself is not affected",
+        )
+
+    def share(self, path: Path) -> None:
+        """Make `path` (a file or a whole tree this writer made) readable by the readers'
+        group and by nobody else: directories 0750, files 0640."""
+        share_tree(path, CACHE_DIR_MODE, CACHE_FILE_MODE, self.readers_gid())
+
+    def _share_with_readers(self) -> None:
+        """Every writer, under the lock: the cache directory is 0750, and what readers read
+        is 0640 and group-owned. A cache written before this rule (python-tuf writes 0600
+        files; a root-run import made root-owned ones) is put right here, once: the check is
+        a few stats of the top-level entries, the tree walk only runs when one of them is
+        wrong."""
+        try:
+            set_access(self.root, CACHE_DIR_MODE, None)
+        except PermissionError:
+            return  # not the owner (e.g. a reader given the lock file): nothing to put right
+        gid = self.readers_gid()
+        entries = [
+            self.generations_dir,
+            self.committed_roots_dir,
+            self.sealed_logs_dir,
+            *(p for p in (self.anchor_path, self.state_path, self.lock_path) if p.is_file()),
+        ]
+        try:
+            current = self.current()
+        except CacheVerificationError:
+            current = None
+        if current is not None:
+            entries.append(current.path)
+        for entry in entries:
+            try:
+                st = os.lstat(entry)
+            except FileNotFoundError:
+                continue
+            wanted = CACHE_DIR_MODE if entry.is_dir() else CACHE_FILE_MODE
+            if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
+                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid)
+                return
+
+    def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid())
+
     def write_anchor(self, data: bytes) -> None:
-        atomic_write(self.anchor_path, data)
+        self._write(self.anchor_path, data)
 
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
         """Last sync / error / source are informational; `durable` when the rollback floor
         changed (it must survive a power cut as surely as the generation it describes)."""
         data = json.dumps(asdict(state), indent=2).encode() + b"\n"
-        atomic_write(self.state_path, data, durable=durable)
+        self._write(self.state_path, data, durable=durable)
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:
         """Keep verified roots beyond the current generation's (each written durably)."""
         for version, data in roots.items():
-            atomic_write(self.committed_roots_dir / f"{version}.root.json", data)
+            self._write(self.committed_roots_dir / f"{version}.root.json", data)
+        self.share(self.committed_roots_dir)
+
+    def drop_committed_roots(self) -> None:
+        shutil.rmtree(self.committed_roots_dir, ignore_errors=True)
 
     def committed_roots(self) -> list[Path]:
         if not self.committed_roots_dir.is_dir():
@@ -230,7 +340,7 @@ class Store:
         re-verified before commit), so a stale spare costs a download, never trust.
         """
         self.generations_dir.mkdir(parents=True, exist_ok=True)
-        work = self.generations_dir / f"{WORK_PREFIX}{time.time_ns()}-{secrets.token_hex(3)}"
+        work = self.generations_dir / f"{WORK_PREFIX}{secrets.token_hex(6)}"
         spare = self.generations_dir / SPARE_DIR
         if base is None:
             shutil.rmtree(spare, ignore_errors=True)
@@ -268,8 +378,11 @@ class Store:
             previous = self.current()
         except CacheVerificationError:
             previous = None  # not ours (a directory or a stray link): replaced below
-        fsync_tree(work.path, file_ids(previous.path) if previous is not None else frozenset())
-        final = self.generations_dir / work.path.name.removeprefix(WORK_PREFIX)
+        held = file_ids(previous.path) if previous is not None else frozenset()
+        # python-tuf writes its files 0600: readers get them 0640, group-owned, like the rest
+        share_tree(work.path, CACHE_DIR_MODE, CACHE_FILE_MODE, self.readers_gid(), held)
+        fsync_tree(work.path, held)
+        final = self.generations_dir / f"{self.next_sequence()}-{secrets.token_hex(3)}"
         os.rename(work.path, final)
         link_tmp = self.root / f".{CURRENT_LINK}.{secrets.token_hex(4)}"
         os.symlink(os.path.join(GENERATIONS_DIR, final.name), link_tmp)
@@ -287,6 +400,23 @@ class Store:
             if (history / path.name).is_file():
                 path.unlink()
         return Generation(final)
+
+    def generations(self) -> list[Generation]:
+        """Every finished generation kept, oldest first, by commit sequence (never by a
+        clock: two commits in one clock instant, or a clock stepped back, must still order)."""
+        if not self.generations_dir.is_dir():
+            return []
+        found = [
+            (sequence, path)
+            for path in self.generations_dir.iterdir()
+            if (sequence := generation_sequence(path.name)) is not None and not path.is_symlink()
+        ]
+        return [Generation(path) for _, path in sorted(found)]
+
+    def next_sequence(self) -> int:
+        """One more than the newest generation kept (the current one is always kept)."""
+        kept = self.generations()
+        return (generation_sequence(kept[-1].path.name) or 0) + 1 if kept else 1
 
     def _prune(self, keep: set[str]) -> None:
         """Remove every finished generation except `keep` (scratch entries start with '.')."""

@@ -16,10 +16,11 @@ import gc
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,20 @@ from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import CacheState, Generation, Store
-from stella_trust._internal.timefmt import iso, utcnow
-from stella_trust._internal.tuf.errors import translate
+from stella_trust._internal.timefmt import human_duration, iso, utcnow
+from stella_trust._internal.tuf.errors import clock_skew, translate
 from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust._internal.tuf.offline import (
+    VerifiedTrust,
+    check_root_rules,
     prove_root_chain,
     verify_generation,
     verify_metadata,
     verify_root_chain,
 )
 from stella_trust._internal.tuf.rollback import refuse_rollback
-from stella_trust._internal.tuf.updater import RepositorySession
+from stella_trust._internal.tuf.rootproof import UpdaterChecks
+from stella_trust._internal.tuf.updater import RepositorySession, make_fetcher
 from stella_trust.view import TrustView
 
 log = logging.getLogger(__name__)
@@ -97,16 +101,23 @@ def sync(
         )
     settings.require_network(f"not contacting {settings.tuf_url}")
     store.read_anchor()  # NotInitialisedError before any network use
+    fetcher = fetcher or make_fetcher(settings, should_stop)
     with store.lock(settings.lock_timeout_seconds), _cyclic_gc_paused():
         state = store.read_state()
         moment = now or utcnow()
         state.last_attempt = iso(moment)
         try:
             result = _refresh(
-                settings, store, state.floor, moment, force=force, should_stop=should_stop, fetcher=fetcher
+                settings,
+                store,
+                state,
+                moment,
+                force=force,
+                should_stop=should_stop,
+                fetcher=fetcher,
             )
         except Exception as exc:
-            failure = translate(exc, settings.tuf_url)
+            failure = _in_host_terms(translate(exc, settings.tuf_url), store, fetcher)
             _record_failure(store, state, failure.message)
             if failure is exc:
                 raise
@@ -116,15 +127,55 @@ def sync(
             raise
         state.last_sync = iso(moment)
         state.last_error = None
+        # The floor and the retired pins must survive a power cut as surely as the generation
+        # they describe: a lost retirement would turn every later sync into "Unknown target".
+        durable = list(result.retired_pins) != state.retired_pins
         state.retired_pins = list(result.retired_pins)
         state.consecutive_failures = 0
-        floor_changed = bool(result.floor) and result.floor != state.floor
+        durable |= bool(result.floor) and result.floor != state.floor
         if result.floor:
             state.floor = result.floor
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
-        store.write_state(state, durable=floor_changed)
+        store.write_state(state, durable=durable)
     return result
+
+
+CLOCK_TOLERANCE = timedelta(minutes=5)
+_STATE_CLAUSE = re.compile(r"\s*[;,—-]*\s*cached trust is unchanged( and usable until it turns stale)?")
+
+
+def _in_host_terms(failure: errors.StellaError, store: Store, fetcher: CountingFetcher) -> errors.StellaError:
+    """A failed sync's message and hint, true for the host it ran on (issue 20, host states).
+
+    Expired metadata has two causes a host can tell apart: the repository was not renewed,
+    or this host's clock is off. The repository server's HTTP Date header (recorded by the
+    fetcher, no extra request) decides: beyond CLOCK_TOLERANCE the clock is named, not the
+    operator. The hint then ends with what the host still serves: its held trust, or nothing
+    (a fresh host must not be told its cached trust is "unchanged and usable")."""
+    if isinstance(failure, errors.MetadataExpiredError):
+        skew = clock_skew(fetcher.server_clock)
+        if skew is not None and abs(skew) > CLOCK_TOLERANCE:
+            direction = "ahead of" if skew > timedelta(0) else "behind"
+            failure = errors.MetadataExpiredError(
+                f"{failure.message} by this host's clock, which is {human_duration(abs(skew))} "
+                f"{direction} the repository server's",
+                hint="fix this host's clock (`timedatectl`, NTP); the repository is not at fault",
+            )
+    try:
+        holds_trust = store.current() is not None
+    except errors.StellaError:
+        holds_trust = True  # a damaged cache: its own error says so on the next read
+    if not isinstance(failure, errors.SyncInterrupted) and failure.hint:
+        base = _STATE_CLAUSE.sub("", failure.hint).rstrip(" ;,—")
+        if holds_trust:
+            clause = errors.HELD_TRUST_UNCHANGED + (
+                " and usable until it turns stale" if isinstance(failure, errors.MetadataExpiredError) else ""
+            )
+        else:
+            clause = errors.NO_TRUST_YET
+        failure.hint = f"{base}; {clause}" if base else clause
+    return failure
 
 
 @contextlib.contextmanager
@@ -161,7 +212,7 @@ def _record_failure(store: Store, state: CacheState, message: str) -> None:
 def _refresh(
     settings: TrustRepoSettings,
     store: Store,
-    floor: dict[str, Any],
+    state: CacheState,
     now: datetime,
     *,
     force: bool,
@@ -169,9 +220,11 @@ def _refresh(
     fetcher: CountingFetcher | None,
 ) -> SyncResult:
     started = time.perf_counter()
+    floor = state.floor
     anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
+    _drop_refused_committed_roots(store, anchor, base)
     _adopt_committed_roots(store, work)
     session: RepositorySession | None = None
     try:
@@ -180,7 +233,7 @@ def _refresh(
         session.refresh()
         puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
         held = _held_names(base)
-        collected = puller.collect(settings, held)
+        collected = puller.collect(settings, held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         checked = session.updater_checks()  # what python-tuf verified, by content (decision 14)
         session.close()  # the Updater's parsed metadata is not needed past this point
@@ -188,10 +241,14 @@ def _refresh(
         for name in work.stored_target_names():
             if name not in wanted:
                 work.target_path(name).unlink()
-        changed = base is None or force or not _same_tree(work.path, base.path)
+        changed = base is None or not _same_tree(work.path, base.path)
         changes: tuple[str, ...] = ()
-        if changed:
-            verified = verify_generation(work, anchor, store.committed_roots_dir, checked)
+        if not changed and force:  # re-downloaded and identical: verified in full, not committed
+            refuse_rollback(None, anchor, floor, _verify_downloaded(work, anchor, None, checked).metadata)
+            versions, new_floor = _versions_of(work.metadata_dir), {}
+            store.keep_as_spare(work)
+        elif changed:
+            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked)
             after = build_view(verified, settings, None, now)  # the new trust must yield a usable view
             refuse_rollback(base, anchor, floor, verified.metadata)
             versions = verified.metadata.versions
@@ -201,7 +258,7 @@ def _refresh(
         else:
             versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
             if _below_floor(versions, floor):  # cheap look first; the full check decides
-                refuse_rollback(None, anchor, floor, verify_generation(work, anchor, None, checked).metadata)
+                refuse_rollback(None, anchor, floor, _verify_downloaded(work, anchor, None, checked).metadata)
             new_floor = {}
             store.keep_as_spare(work)
     except BaseException as exc:
@@ -228,6 +285,18 @@ def _refresh(
         retired_pins=collected.retired_pins,
         changes=changes,
     )
+
+
+def _verify_downloaded(
+    work: Generation, anchor: bytes, committed_roots: Path | None, checked: UpdaterChecks | None
+) -> VerifiedTrust:
+    """The independent verification of what this sync downloaded (decision 14). A refusal
+    here is the repository's fault, not the cache's: exit 1 with the rule it broke, and the
+    held trust (untouched) stays served."""
+    try:
+        return verify_generation(work, anchor, committed_roots, checked)
+    except errors.CacheVerificationError as exc:
+        raise errors.VerificationError(f"Repository metadata refused: {exc.message}") from exc
 
 
 def _describe(
@@ -351,6 +420,22 @@ def _newest_proven_root(anchor: bytes, work: Generation) -> bytes:
         return anchor
 
 
+def _drop_refused_committed_roots(store: Store, anchor: bytes, base: Generation | None) -> None:
+    """Roots kept beside the generations must still be ones we accept (decision 16): a kept
+    chain that no longer verifies from the anchor, or whose newest root breaks our own rules
+    (kept by an earlier release that did not check them), is dropped so that the held trust
+    is served again and the repository's next good root heals the host."""
+    if not store.committed_roots():
+        return
+    history = (base.metadata_dir if base is not None else store.root / "absent") / "root_history"
+    try:
+        newest = verify_root_chain(anchor, history, store.committed_roots_dir)[0]
+        check_root_rules(newest.signed, f"root v{newest.signed.version}")
+    except errors.StellaError as exc:
+        log.warning("dropping the roots kept beside the cached trust: %s", exc.message)
+        store.drop_committed_roots()
+
+
 def _adopt_committed_roots(store: Store, work: Generation) -> None:
     """Roots kept by an earlier failed sync start this one: python-tuf walks root_history
     first, so it trusts them (and the keys they revoke stay revoked)."""
@@ -366,25 +451,30 @@ def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation
     """TUF spec 5.3.11: the root walk succeeded but a later step failed. If the new root
     revoked keys that signed the cached trust (the cached metadata no longer verifies under
     it), keep the new root: the host must stop trusting the revoked keys now, not after the
-    repository is reachable again. Roots that revoke nothing wait for the next sync."""
+    repository is reachable again. Roots that revoke nothing wait for the next sync.
+
+    Nothing refused is persisted (decision 16): a root that breaks one of our own rules
+    (offline.check_root_rules) is never kept, whatever python-tuf made of it; it would
+    otherwise make every later read fail although the held trust is good. A host with no
+    trust yet holds nothing a new root could revoke, so it keeps nothing either."""
+    if base is None:
+        return
     history = work.metadata_dir / "root_history"
     try:
         newest, chain = verify_root_chain(anchor, history, store.committed_roots_dir)
-        held = verify_root_chain(
-            anchor,
-            base.metadata_dir / "root_history" if base else history.parent / "absent",
-            store.committed_roots_dir,
-        )[0].signed.version
+        held = verify_root_chain(anchor, base.metadata_dir / "root_history", store.committed_roots_dir)[
+            0
+        ].signed.version
+        if newest.signed.version <= held:
+            return
+        check_root_rules(newest.signed, f"root v{newest.signed.version}")
     except errors.StellaError:
         return
-    if newest.signed.version <= held:
-        return
-    if base is not None:
-        try:
-            verify_metadata(base.metadata_dir, anchor, history)
-            return  # the cached trust still verifies under the new root: nothing was revoked
-        except errors.StellaError:
-            pass
+    try:
+        verify_metadata(base.metadata_dir, anchor, history)
+        return  # the cached trust still verifies under the new root: nothing was revoked
+    except errors.StellaError:
+        pass
     first = newest.signed.version - len(chain) + 1
     store.commit_roots({first + i: data for i, data in enumerate(chain) if first + i > held})
     log.warning(

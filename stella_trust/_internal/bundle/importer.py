@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -44,12 +45,12 @@ from stella_trust._internal.bundle.layout import (
     target_path,
 )
 from stella_trust._internal.policy.build import build_view, freshness_of
-from stella_trust._internal.policy.selection import TargetSelection
+from stella_trust._internal.policy.selection import Collected, TargetSelection, retired_pin_warning
 from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import SealedLog, accept_carried, write_sealed
 from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-from stella_trust._internal.store import Generation, Store
+from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
     VerifiedMetadata,
@@ -322,12 +323,14 @@ def verify_staged(
     first: Extracted,
     now: datetime,
     progress: Progress | None = None,
-) -> VerifiedTrust:
+    held: HeldPins | None = None,
+) -> tuple[VerifiedTrust, Collected]:
     """The one verification every bundle gets, for `import` and `snapshot inspect`: the
     metadata `first` staged, laid out as `work` and verified from `anchor`; then the targets
     this host selects, read from `bundle` into `staging`, checked and linked into `work`;
     then the whole generation re-verified and a view built from it. Rollback and freshness
-    are the caller's to judge."""
+    are the caller's to judge. `held`: what the host holds now, so a pin the bundle's signed
+    metadata no longer lists is judged retired exactly as a sync judges it."""
     try:
         _stage_metadata(staging, work, anchor)
     except (errors.StellaError, OSError):
@@ -339,7 +342,8 @@ def verify_staged(
         if not first.whole:  # _extract_selected guarantees a whole pass; never commit without one
             raise BundleError("Bundle was not read to its end")
         selection = _BundleTargets(md, staging, work, progress)
-        selection.collect(settings)
+        held = held or HeldPins()
+        collected = selection.collect(settings, held.targets, held.retired)
         verified = verify_generation(work, anchor, committed_roots)
     except errors.CacheVerificationError as exc:
         _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
@@ -348,7 +352,25 @@ def verify_staged(
             hint="the bundle is tampered with, or from another repository; nothing was changed",
         ) from exc
     build_view(verified, settings, None, now)  # the service map must hold
-    return verified
+    return verified, collected
+
+
+@dataclass(frozen=True)
+class HeldPins:
+    """What a host holds before an import: the current generation's targets and the pins
+    recorded as retired (policy/selection.py, `collect`)."""
+
+    targets: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, store: Store, state: CacheState) -> HeldPins:
+        try:
+            current = store.current()
+            targets = tuple(current.stored_target_names()) if current is not None else ()
+        except (errors.StellaError, OSError):
+            targets = ()  # a damaged generation holds nothing we can name
+        return cls(targets, tuple(state.retired_pins))
 
 
 def import_bundle(
@@ -401,10 +423,20 @@ def _import(
             )
             base = store.current()
             work = store.begin(None)
-            verified = verify_staged(
-                settings, store.committed_roots_dir, bundle, staging, work, anchor, extracted, now, progress
+            verified, collected = verify_staged(
+                settings,
+                store.committed_roots_dir,
+                bundle,
+                staging,
+                work,
+                anchor,
+                extracted,
+                now,
+                progress,
+                HeldPins.of(store, state),
             )
             refuse_rollback(base, anchor, state.floor, verified.metadata)
+            retired_notes = [retired_pin_warning(pin) for pin in collected.retired_pins]
             _, logs_to_write, log_notes = carried_log_states(
                 settings, store, staging, verified, extracted, now
             )
@@ -418,18 +450,22 @@ def _import(
                 freshness,
                 manifest_sha256=extracted.manifest_sha256,
             )
-            summary.warnings.extend(log_notes)
+            summary.warnings.extend([*retired_notes, *log_notes])
             summary.sealed_logs = [log.to_json(now) for log in logs_to_write]
             if same_trust(verified, base, anchor):
                 summary.changed = bool(logs_to_write)
                 for log in logs_to_write:  # newer log state under the same trust
                     write_sealed(store.sealed_logs_dir, log)
+                if logs_to_write:
+                    store.share(store.sealed_logs_dir)
                 return summary
             check_freshness(freshness, reject_if_stale, now, summary)
             store.commit(work)
             work = None
             for log in logs_to_write:  # after the trust that names their keys is committed
                 write_sealed(store.sealed_logs_dir, log)
+            if logs_to_write:
+                store.share(store.sealed_logs_dir)
             state.floor = verified.metadata.floor()
             state.source = {
                 "kind": "bundle",
@@ -439,7 +475,8 @@ def _import(
                 "at": iso(now),
             }
             state.last_error = None
-            store.write_state(state)
+            state.retired_pins = list(collected.retired_pins)
+            store.write_state(state, durable=True)  # the floor and the retired pins changed
             return summary
         finally:
             if work is not None:

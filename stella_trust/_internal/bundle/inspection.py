@@ -21,6 +21,7 @@ from typing import Any
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, read_bundle
 from stella_trust._internal.bundle.importer import (
+    HeldPins,
     carried_log_states,
     check_freshness,
     is_metadata_or_log_state,
@@ -207,11 +208,21 @@ def _would_import(
     work.metadata_dir.mkdir(parents=True)
     work.targets_dir.mkdir()
     try:
-        verified = verify_staged(
-            settings, store.committed_roots_dir, bundle, staging, work, anchor, extracted, now, progress
+        state = store.read_state()
+        verified, _ = verify_staged(
+            settings,
+            store.committed_roots_dir,
+            bundle,
+            staging,
+            work,
+            anchor,
+            extracted,
+            now,
+            progress,
+            HeldPins.of(store, state),
         )
         base = store.current()
-        refuse_rollback(base, anchor, store.read_state().floor, verified.metadata)
+        refuse_rollback(base, anchor, state.floor, verified.metadata)
         freshness = freshness_of(verified.metadata, settings, now)
         summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
         check_freshness(freshness, None, now, summary)

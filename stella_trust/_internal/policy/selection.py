@@ -32,6 +32,14 @@ class Collected:
     retired_pins: tuple[str, ...]  # pins the repository no longer lists (held before)
 
 
+def retired_pin_warning(pin: str) -> str:
+    """What a sync or an import says of a pin the repository stopped listing."""
+    return (
+        f"pinned target {pin!r} was retired by the repository (no longer listed); "
+        "dropped from the cache — remove it from pinned_targets"
+    )
+
+
 class TargetSelection(ABC):
     """Collects the wanted targets into a working generation, each fetched once."""
 
@@ -73,18 +81,22 @@ class TargetSelection(ABC):
             self._stored[name] = self.store(name, info)
         return self._stored[name]
 
-    def collect(self, settings: TrustRepoSettings, held: Iterable[str] = ()) -> Collected:
+    def collect(
+        self, settings: TrustRepoSettings, held: Iterable[str] = (), retired_before: Iterable[str] = ()
+    ) -> Collected:
         """Store every wanted target; say why each is held, the source kinds, and the pins
         the repository retired.
 
         A pin that the host held before (`held`: the targets of the generation being
         replaced) and that the signed metadata no longer lists was retired upstream: that is
         the repository's signed word, so it is dropped and reported, not a failed sync that
-        would freeze every host pinning it. A pin never held that does not exist is a typo:
-        still an error.
+        would freeze every host pinning it. It stays retired on every later sync (`retired_before`:
+        the pins recorded as retired at the last commit, state.json) until the repository
+        lists it again, when it is simply held again. A pin never held that does not exist
+        is a typo: still an error.
         """
         sources = source_kinds(settings, self.offers)
-        held_names = set(held)
+        held_names = set(held) | set(retired_before)
         retired: list[str] = []
         wanted: dict[str, str] = {}
         if SERVICE_MAP in sources:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.serialization import DeserializationError
 
@@ -15,7 +18,7 @@ def translate(exc: BaseException, url: str) -> errors.StellaError:
     if isinstance(exc.__cause__, errors.StellaError):  # ours, wrapped by python-tuf's fetch()
         return exc.__cause__
     if isinstance(exc, tuf_exceptions.ExpiredMetadataError):
-        return errors.MetadataExpiredError(f"TUF metadata expired: {exc}")
+        return errors.MetadataExpiredError(f"TUF metadata expired: {exc}", hint=expired_hint(str(exc)))
     if isinstance(exc, tuf_exceptions.UnsignedMetadataError):
         return errors.SignatureVerificationError(f"Signature verification failed: {exc}")
     if isinstance(exc, tuf_exceptions.BadVersionNumberError):
@@ -39,3 +42,40 @@ def translate(exc: BaseException, url: str) -> errors.StellaError:
             f"Cache write failed: {exc}", hint="check free space and permissions on the cache"
         )
     return errors.StellaError(f"Sync failed: {type(exc).__name__}: {exc}")
+
+
+def expired_hint(message: str) -> str:
+    """Who can renew what python-tuf found expired (its messages name the role: "Final
+    root.json is expired", "timestamp.json is expired", "New targets is expired"), and the
+    other cause of the same refusal: this host's clock."""
+    if "root.json" in message:
+        who = (
+            "the repository's root expired: its root key holders must sign a new one "
+            "(`trust repo set-expiry root 365d`, `trust repo sign root`, `trust repo commit`)"
+        )
+    elif "timestamp.json" in message or "snapshot.json" in message:
+        who = (
+            "the repository's online roles were not renewed: its operator's timer must run "
+            "(`trust repo bump-online`)"
+        )
+    else:
+        who = (
+            "the repository's targets metadata expired: its operator must re-sign it "
+            "(`trust repo publish --resign targets`)"
+        )
+    return f"{who}; or this host's clock is wrong (check it: `timedatectl`)"
+
+
+def clock_skew(server_clock: tuple[float, str] | None) -> timedelta | None:
+    """This host's clock minus the repository server's (its HTTP Date header, one-second
+    resolution); None when the server sent no usable Date."""
+    if server_clock is None:
+        return None
+    local, header = server_clock
+    try:
+        server = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(local, UTC) - server

@@ -35,6 +35,7 @@ import os
 import re
 import ssl
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
@@ -229,6 +230,9 @@ class CountingFetcher(FetcherInterface):
         # (url, SHA-256) of every body python-tuf took through download_bytes (its metadata)
         self.delivered: list[tuple[str, bytes]] = []
         self.attempted: list[str] = []  # every URL python-tuf asked for, answered or not
+        # (this host's time when the headers arrived, the server's HTTP Date header) of the
+        # last response: says whether "expired" is the repository's fault or this host's clock
+        self.server_clock: tuple[float, str] | None = None
 
     def close(self) -> None:
         """Release connections (nothing to release by default)."""
@@ -330,6 +334,9 @@ class HttpxFetcher(CountingFetcher):
             raise tuf_exceptions.SlowRetrievalError(f"timed out fetching {url}") from exc
         except httpx.HTTPError as exc:
             raise tuf_exceptions.DownloadError(f"{url}: {exc}") from exc
+        date = response.headers.get("date")
+        if date:
+            self.server_clock = (time.time(), date)
         if response.status_code != 200:
             response.close()
             raise tuf_exceptions.DownloadHTTPError(

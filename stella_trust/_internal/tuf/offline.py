@@ -36,7 +36,7 @@ from tuf.api.serialization import DeserializationError
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf import rootproof
 from stella_trust._internal.tuf.rootproof import UpdaterChecks
-from stella_trust.errors import CacheVerificationError
+from stella_trust.errors import CacheUnreadableError, CacheVerificationError, TrustUnusableError
 
 MAX_DELEGATIONS = 32
 MAX_REMEMBERED_ROOT = 1 << 20  # larger root files are read each walk, never kept in memory
@@ -104,6 +104,15 @@ def _check_distinct_keys(delegator: Root | Targets, role: str, what: str) -> Non
         seen[material] = keyid
 
 
+def check_root_rules(root: Root, what: str) -> None:
+    """Our own rules for a root, beyond its signatures: every role it delegates counts
+    distinct keys toward its threshold (`_check_distinct_keys`). python-tuf accepts a root
+    that breaks them (it counts keyids), so a sync can download one; such a root is never
+    kept (docs/design.md, decision 16): it is refused like any other bad metadata."""
+    for role in (Root.type, *TOP_LEVEL):
+        _check_distinct_keys(root, role, what)
+
+
 def _check_signed(
     delegator: Root | Targets,
     role: str,
@@ -163,7 +172,15 @@ def _read(path: Path, what: str) -> bytes:
     except FileNotFoundError:
         raise CacheVerificationError(f"{what}: missing from the cache ({path})") from None
     except OSError as exc:
-        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+        raise _unreadable(exc, what, path) from exc
+
+
+def _unreadable(exc: OSError, what: str, path: Path | str) -> TrustUnusableError:
+    """A file we may not read is a permission problem, not an edited cache: the caller
+    names the readers' group (reader.py); nothing here suggests a sync."""
+    if isinstance(exc, PermissionError):
+        return CacheUnreadableError(f"{what} ({path}): permission denied")
+    return CacheVerificationError(f"{what}: unreadable ({exc.strerror})")
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -184,7 +201,7 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+        raise _unreadable(exc, what, path) from exc
     if known is not None:
         return known
     try:
@@ -195,7 +212,7 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise CacheVerificationError(f"{what}: unreadable ({exc.strerror})") from exc
+        raise _unreadable(exc, what, path) from exc
     found = (data, rootproof.digest(data))
     if before == after and len(data) <= MAX_REMEMBERED_ROOT:
         rootproof.remember_file(after, found)
