@@ -31,8 +31,10 @@ class StellaError(Exception):
     exit_code = EXIT_FAILED
     default_hint = ""
     # The way out on a host that takes trust only from bundles (no tuf_url, or offline
-    # mode): `trust sync` cannot help there (docs/design.md, host states).
+    # mode): `trust sync` cannot help there (docs/design.md, host states); and on a host
+    # known to be connected, where `hint` must also serve a host of unknown kind.
     default_bundle_only_hint: str | None = None
+    default_connected_hint: str | None = None
 
     def __init__(
         self,
@@ -46,12 +48,14 @@ class StellaError(Exception):
         self.message = message
         self.hint = self.default_hint if hint is None else hint
         self.bundle_only_hint = bundle_only_hint or (self.default_bundle_only_hint if hint is None else None)
+        self.connected_hint = self.default_connected_hint if hint is None else None
         if exit_code is not None:
             self.exit_code = exit_code
 
-    def hint_for(self, bundle_only: bool) -> str:
-        """The hint for this kind of host."""
-        return self.bundle_only_hint if bundle_only and self.bundle_only_hint else self.hint
+    def hint_for(self, host: str) -> str:
+        """The hint for this kind of host: "connected", "bundle-only" or "unknown"."""
+        chosen = {"bundle-only": self.bundle_only_hint, "connected": self.connected_hint}.get(host)
+        return chosen or self.hint
 
     def __str__(self) -> str:
         return self.message
@@ -78,6 +82,7 @@ class NotInitialisedError(StellaError):
         "(an air-gapped host: `trust init --root ROOT.json`, then `trust import BUNDLE`)"
     )
     default_bundle_only_hint = "run `trust init --root ROOT.json`, then `trust import BUNDLE`"
+    default_connected_hint = "run `trust init --tuf-url URL --root ROOT.json`"
 
 
 class TrustUnusableError(StellaError):

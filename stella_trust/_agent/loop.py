@@ -337,6 +337,11 @@ class Agent:
         if self.metrics.last_success is None:
             self.metrics.last_success = _timestamp(self.last_sync)
 
+    @property
+    def host_kind(self) -> str:
+        """Which hints lead out of a failure on this host (errors.StellaError.hint_for)."""
+        return "bundle-only" if self.settings.bundle_only else "connected"
+
     def _report(
         self,
         error: StellaError | None,
@@ -353,7 +358,9 @@ class Agent:
             key = error_key(error.message)  # a scratch file's random name is not a new error
             if key != self.last_error:
                 self.log.error(
-                    "refresh failed: %s (hint: %s)", error.message, error.hint_for(self.settings.bundle_only)
+                    "refresh failed: %s (hint: %s)",
+                    error.message,
+                    error.hint_for(self.host_kind),
                 )
                 self.last_error = key
             else:

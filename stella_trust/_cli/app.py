@@ -74,10 +74,13 @@ def main_options(
             "--config",
             help="Config file (default: $STELLA_TRUST_CONFIG, /etc/stella-trust/trust.yaml as "
             "root, else the user config dir).",
+            readable=False,
         ),
     ] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Cache directory (overrides local_cache_path).")
+        Path | None,
+        # readable=False: a reader outside the cache's group gets our one line naming the group
+        typer.Option("--cache-dir", help="Cache directory (overrides local_cache_path).", readable=False),
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Print the traceback of an internal error (or STELLA_DEBUG=1).")

@@ -40,7 +40,7 @@ class HostKind:
     """What the command's settings said about this host (set once they are loaded): the
     hints printed are the ones that lead out of the state on this kind of host."""
 
-    bundle_only: bool = False
+    kind: str = "unknown"  # "connected", "bundle-only" or "unknown" (no config read)
 
 
 HOST = HostKind()
@@ -84,7 +84,7 @@ class Envelope:
             if error is None
             else {
                 "message": error.message,
-                "hint": error.hint_for(HOST.bundle_only),
+                "hint": error.hint_for(HOST.kind),
                 "exit_code": error.exit_code,
             },
         }
@@ -105,7 +105,7 @@ def _finish(env: Envelope, error: StellaError) -> None:
     if env.as_json:
         typer.echo(json.dumps(env.document(error), indent=2))
     typer.echo(f"error: {error.message}", err=True)
-    hint = error.hint_for(HOST.bundle_only)
+    hint = error.hint_for(HOST.kind)
     if hint:
         typer.echo(f"hint: {hint}", err=True)
     raise typer.Exit(error.exit_code)

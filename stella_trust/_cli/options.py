@@ -67,7 +67,8 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
             hint="check --config / STELLA_TRUST_CONFIG, or run `trust init --config PATH --tuf-url URL ...`",
         )
     settings = load_settings(path, flags)
-    HOST.bundle_only = settings.bundle_only
+    if settings.tuf_url or path.exists():  # else nothing says what kind of host this is
+        HOST.kind = "bundle-only" if settings.bundle_only else "connected"
     return settings
 
 

@@ -72,8 +72,13 @@ def verify(
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
     """
     with reported(as_json) as env:
-        from stella_trust._internal.sigstore.verify import verify_bundle
-        from stella_trust._internal.verifiers import artifact_input, make_policy, read_input, require_usable
+        from stella_trust._internal.verifiers import (
+            artifact_input,
+            make_policy,
+            read_input,
+            require_usable,
+            verify_with_trust,
+        )
 
         policy = make_policy(
             identity=certificate_identity,
@@ -94,7 +99,7 @@ def verify(
             store = Store.of(settings)
             view = require_usable(load_view(settings, store))
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
-        outcome = verify_bundle(root, data, subject, policy)
+        outcome = verify_with_trust(root, data, subject, policy)
         log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []
         document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
         env.result = {"verified": True, "trust": source, **document, "sealed_log_checks": log_checks}

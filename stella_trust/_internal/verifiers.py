@@ -13,9 +13,11 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from stella_trust._internal.sigstore.errors import BundleRefusedError
+from stella_trust._internal.sigstore.errors import BundleRefusedError, BundleVerificationError
 from stella_trust._internal.sigstore.exports import client_trust_config
+from stella_trust._internal.sigstore.instance import foreign_log_ids
 from stella_trust._internal.sigstore.policy import IdentityPolicy, KeyPolicy, Policy
+from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust._internal.sigstore.verify import MAX_BUNDLE_BYTES, VerificationOutcome
 from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root
 from stella_trust._internal.timefmt import iso, utcnow
@@ -97,7 +99,37 @@ def verify_bundle(
         issuer_regexp=issuer_regexp,
         key_pem=key_pem,
     )
-    return verify_with_root(require_usable(view).trusted_root_json, bundle, artifact, policy)
+    return verify_with_trust(require_usable(view).trusted_root_json, bundle, artifact, policy)
+
+
+def verify_with_trust(
+    trusted_root_json: bytes, bundle: bytes, artifact: bytes | str, policy: Policy
+) -> VerificationOutcome:
+    """sigstore-python's verification with this trust; a refusal of a bundle signed on
+    another Sigstore instance says so (host state "bundle from another instance")."""
+    try:
+        return verify_with_root(trusted_root_json, bundle, artifact, policy)
+    except BundleVerificationError as exc:
+        raise _another_instance(trusted_root_json, bundle) or exc from None
+
+
+def _another_instance(trusted_root_json: bytes, bundle: bytes) -> BundleVerificationError | None:
+    """The bundle's log entries name only logs this trust does not hold: another instance."""
+    try:
+        logs = parse_trusted_root(trusted_root_json).transparency_logs
+    except StellaError:
+        return None
+    foreign = foreign_log_ids(bundle, (log.log_id for log in logs))
+    if not foreign:
+        return None
+    held = ", ".join(sorted({log.base_url for log in logs})) or "none"
+    return BundleVerificationError(
+        "log inclusion",
+        f"the bundle was signed on another Sigstore instance: its log entry names log "
+        f"{foreign[0][:16]}…, which this trust does not hold (it holds {held})",
+        hint="verify it with the trust of the instance that signed it: "
+        "`trust verify --trusted-root TRUSTED_ROOT.json ...`",
+    )
 
 
 def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
