@@ -45,7 +45,8 @@ class AsUser(Client):
     groups: tuple[int, ...] = ()
 
     def argv(self, *args: str) -> list[str]:
-        switch = ["setpriv", "--reuid", str(self.uid), "--regid", str(self.groups[0] if self.groups else self.uid)]
+        primary = self.groups[0] if self.groups else self.uid
+        switch = ["setpriv", "--reuid", str(self.uid), "--regid", str(primary)]
         switch += ["--groups", ",".join(map(str, self.groups))] if self.groups else ["--clear-groups"]
         return [*switch, *super().argv(*args)]
 
@@ -164,3 +165,22 @@ def test_readers_in_the_group_read_after_every_writer_and_others_are_told_the_gr
         refused_in_one_line(outsider.run(*command))
     document = outsider.run("status", "--json").envelope()
     assert GROUP_NAME in document["error"]["message"] and "trust sync" not in document["error"]["hint"]
+
+    # the hint followed: `sudo usermod -aG GROUP USER`, then a new login (its groups)
+    assert f"usermod -aG {GROUP_NAME} " in document["error"]["hint"]
+    joined = AsUser(
+        home=outsider.home,
+        url=outsider.url,
+        root=outsider.root,
+        env=outsider.env,
+        uid=OUTSIDER,
+        groups=(OUTSIDER, GROUP),
+    )
+    reads_everything(joined, out_dir_for(joined, shared_home))
+
+
+def out_dir_for(user: AsUser, shared_home: Path) -> Path:
+    out = shared_home / f"out-{user.uid}"
+    out.mkdir(mode=0o700)
+    os.chown(out, user.uid, user.uid)
+    return out
