@@ -35,6 +35,7 @@ from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.timefmt import iso
+from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError, SyncInterrupted
 from stella_trust.view import FreshnessState, TrustView
 
@@ -103,8 +104,15 @@ class Agent:
         notifier: Notifier | None = None,
         logger: logging.Logger | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], datetime] | None = None,
+        fetcher: Callable[[], CountingFetcher] | None = None,
     ) -> None:
+        """`clock` and `fetcher` let a program embedding the agent (and the lifecycle tests,
+        which run months of cycles in process) give it the time every decision is judged at
+        and the transport each sync uses; by default the wall clock and the network."""
         self._load_settings = load_settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._fetcher = fetcher
         self.settings = load_settings()
         self.log = logger or logging.getLogger("stella_trust")
         self.notifier = notifier or Notifier(logger=self.log)
@@ -123,6 +131,7 @@ class Agent:
         self.last_sync: str | None = None  # last successful sync by anyone (the state file)
         self.metrics = AgentMetrics()
         self._last_ping = 0.0
+        self._metrics_error: str | None = None  # the write failure last logged (once, not per cycle)
 
     # ---- signals ----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -288,17 +297,24 @@ class Agent:
         """Sync (unless offline), then re-verify and judge freshness; log and export metrics."""
         settings = self.settings
         store = Store.of(settings)  # with the anchor pin the config holds, like every reader
-        self.metrics.last_attempt = time.time()
+        now = self.clock()
+        self.metrics.last_attempt = now.timestamp()
         error: StellaError | None = None
         changed = False
         changes: tuple[str, ...] = ()
         if settings.network_allowed:
             try:
-                result = sync(settings, store, should_stop=self.stop_event.is_set)
+                result = sync(
+                    settings,
+                    store,
+                    now=now,
+                    should_stop=self.stop_event.is_set,
+                    fetcher=self._fetcher() if self._fetcher is not None else None,
+                )
                 changed, changes = result.changed, result.changes
                 self.metrics.sync_duration = result.seconds
-                self.metrics.last_success = time.time()
-                self.last_sync = iso(datetime.now(UTC))
+                self.metrics.last_success = now.timestamp()
+                self.last_sync = iso(now)
             except StellaError as exc:
                 error = exc
             except OSError as exc:  # the store's own I/O (lock, state, scratch space)
@@ -310,7 +326,7 @@ class Agent:
         # Even when the sync failed: the trust already on disk is still judged and served.
         view: TrustView | None = None
         try:
-            view = load_view(settings, store)
+            view = load_view(settings, store, now)
         except StellaError as exc:
             if error is None:
                 error = exc
@@ -410,7 +426,7 @@ class Agent:
         m = self.metrics
         if view is not None:
             m.freshness = view.freshness.state
-            m.seconds_until_stale = (view.freshness.stale_after - datetime.now(UTC)).total_seconds()
+            m.seconds_until_stale = (view.freshness.stale_after - view.at).total_seconds()
             m.role_versions = {r: i.version for r, i in view.roles.items()}
             m.role_expiries = {r: i.expires.timestamp() for r, i in view.roles.items()}
             for pin in set(view.retired_pins) - set(m.retired_pins):  # a warning once per pin
@@ -425,8 +441,15 @@ class Agent:
         if path is not None:
             try:
                 write_metrics(path, m)
-            except OSError as exc:
-                self.log.warning("cannot write metrics to %s: %s", path, exc)
+            except OSError as exc:  # once per distinct failure, not every cycle (issue 21)
+                reason = f"{path}: {exc.strerror or exc}"
+                if reason != self._metrics_error:
+                    self.log.warning("cannot write metrics to %s", reason)
+                    self._metrics_error = reason
+                return
+            if self._metrics_error is not None:
+                self.log.info("metrics written to %s again", path)
+                self._metrics_error = None
 
     def status_line(self) -> str:
         """For STATUS= and the one-shot log: state, last successful sync, failure streak."""

@@ -297,6 +297,11 @@ class Store:
                 share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid)
                 return
 
+    def _shared_dir(self, path: Path) -> None:
+        """A directory of the cache, 0750 and the readers' group whatever the umask."""
+        path.mkdir(parents=True, exist_ok=True)
+        set_access(path, CACHE_DIR_MODE, self.readers_gid())
+
     def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
         atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid())
 
@@ -311,9 +316,9 @@ class Store:
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:
         """Keep verified roots beyond the current generation's (each written durably)."""
+        self._shared_dir(self.committed_roots_dir)
         for version, data in roots.items():
             self._write(self.committed_roots_dir / f"{version}.root.json", data)
-        self.share(self.committed_roots_dir)
 
     def drop_committed_roots(self) -> None:
         shutil.rmtree(self.committed_roots_dir, ignore_errors=True)
@@ -339,7 +344,7 @@ class Store:
         starting point (python-tuf re-verifies what it loads, and a changed copy is fully
         re-verified before commit), so a stale spare costs a download, never trust.
         """
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        self._shared_dir(self.generations_dir)
         work = self.generations_dir / f"{WORK_PREFIX}{secrets.token_hex(6)}"
         spare = self.generations_dir / SPARE_DIR
         if base is None:
@@ -360,7 +365,7 @@ class Store:
     def scratch_dir(self, purpose: str) -> Path:
         """A private directory on the cache's filesystem (so files can be hard-linked in);
         removed by the caller, or by the next lock holder if the process dies."""
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        self._shared_dir(self.generations_dir)
         return Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{purpose}-", dir=self.generations_dir))
 
     def keep_as_spare(self, work: Generation) -> None:

@@ -331,3 +331,32 @@ def test_signal_handlers_take_no_lock(tmp_path: Path) -> None:
     assert done.wait(2), "the signal handler blocked on the wake event's lock"
     agent._take_signals()
     assert agent.stop_event.is_set() and agent.wake_event.is_set()
+
+
+def test_an_unwritable_metrics_file_is_warned_about_once_then_its_recovery_once(
+    host: Host, simulated: Simulated, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21: the "cannot write metrics" warning repeated every cycle."""
+    settings, store = host
+    demo, _ = simulated
+    store.write_anchor(demo.repo.root_bytes(1))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    metrics = settings.model_copy(update={"metrics_path": blocker / "stella_trust.prom"})
+    agent = Agent(
+        lambda: metrics,
+        notifier=Notifier({}),
+        logger=logging.getLogger("test-metrics-once"),
+        fetcher=lambda: RepositoryFetcher(demo.repo),
+    )
+    caplog.set_level(logging.INFO)
+    for _ in range(4):
+        assert agent.guarded_cycle().ok
+    warnings = [r.getMessage() for r in caplog.records if "cannot write metrics" in r.getMessage()]
+    assert len(warnings) == 1
+    blocker.unlink()
+    blocker.mkdir()
+    for _ in range(2):
+        assert agent.guarded_cycle().ok
+    assert (blocker / "stella_trust.prom").is_file()
+    assert sum("metrics written to" in r.getMessage() for r in caplog.records) == 1
