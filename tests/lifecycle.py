@@ -42,6 +42,7 @@ from stella_trust._internal.sync import sync
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import StellaError
 from stella_trust.repository import Repository
+from stella_trust.repository.metadata import Expiries
 from tests.unit.simulator import BASE_URL, RepositoryFetcher
 
 EXTRA = "extra.pem"  # a pinned target that is retired and listed again
@@ -91,10 +92,10 @@ class Host:
 class World:
     """The repository, its timer, and the hosts that follow it."""
 
-    def __init__(self, home: Path, clock: SimClock) -> None:
+    def __init__(self, home: Path, clock: SimClock, expiries: Expiries | None = None) -> None:
         self.home = home
         self.clock = clock
-        self.demo = DemoRepository(home / "repository", now=clock.now)
+        self.demo = DemoRepository(home / "repository", now=clock.now, expiries=expiries)
         self.repo: Repository = self.demo.repo
         self.repo.add_target(EXTRA, EXTRA_BYTES)
         self.repo.publish(clock.now)
@@ -373,6 +374,10 @@ def agent_cycles(world: World, count: int, *, renew_every: int = 24, release_eve
                 world.repo.write()
             else:
                 world.repo.resign_timestamp(world.clock.now)
+        if world.repo.root.signed.expires - world.clock.now < timedelta(days=30):  # the yearly root
+            world._sign_new_root()
+            world.repo.sign_snapshot_and_timestamp(world.clock.now)
+            world.repo.write()
         if cycle % release_every == 0:
             world.repo.add_target(f"r{cycle}.txt", b"r")
             world.repo.remove_target(f"r{cycle - release_every}.txt") if cycle > release_every else None
@@ -384,6 +389,9 @@ def agent_cycles(world: World, count: int, *, renew_every: int = 24, release_eve
         assert outcome.view is not None and outcome.view.usable
 
 
-def start(home: Path) -> tuple[World, SimClock]:
+def start(home: Path, *, root_lifetime: timedelta = timedelta(days=365)) -> tuple[World, SimClock]:
+    """A world starting a minute from now (python-tuf never sees metadata signed in its past).
+    `root_lifetime`: a long-running agent measured for flat resources is given a root that
+    outlives the run, since a root rotation adds a root every host keeps for good."""
     clock = SimClock(datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1))
-    return World(home, clock), clock
+    return World(home, clock, Expiries(root=root_lifetime)), clock

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from stella_trust._internal.redact import redact
+
 LOGGER = "stella_trust"
 PRIORITY = {
     logging.CRITICAL: 2,
@@ -104,6 +106,18 @@ class RepeatFilter(logging.Filter):
 REPEATS = RepeatFilter()
 
 
+class RedactFilter(logging.Filter):
+    """Credentials in a mirror URL never reach a log line (decision 18): the message is
+    formatted here once, with every URL's userinfo and secret query values replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
 def configure(log_format: str = "auto", level: int = logging.INFO) -> logging.Logger:
     """Set up the `stella_trust` logger on stderr; `auto` picks journal under systemd."""
     if log_format == "auto":
@@ -117,6 +131,7 @@ def configure(log_format: str = "auto", level: int = logging.INFO) -> logging.Lo
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(RedactFilter())
     handler.addFilter(REPEATS)
     logger = logging.getLogger(LOGGER)
     logger.handlers[:] = [handler]

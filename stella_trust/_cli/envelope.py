@@ -26,6 +26,7 @@ from typing import Any
 
 import typer
 
+from stella_trust._internal.redact import redact, redact_all
 from stella_trust.errors import InternalError, StellaError
 
 OS_HINT = (
@@ -63,31 +64,36 @@ class Envelope:
 
     def warn(self, text: str) -> None:
         """A warning: on stderr now, and in the JSON envelope."""
+        text = redact(text)
         self.warnings.append(text)
         typer.echo(f"warning: {text}", err=True)
 
     def say(self, text: str) -> None:
         """Human output (stdout) when not in JSON mode."""
         if not self.as_json:
-            typer.echo(text)
+            typer.echo(redact(text))
 
     def fail(self, error: StellaError) -> None:
         raise CommandFailed(error)
 
     def document(self, error: StellaError | None) -> dict[str, Any]:
-        return {
-            "command": self.command,
-            "ok": error is None,
-            "result": self.result,
-            "warnings": self.warnings,
-            "error": None
-            if error is None
-            else {
-                "message": error.message,
-                "hint": error.hint_for(HOST.kind),
-                "exit_code": error.exit_code,
-            },
-        }
+        """The envelope, with no credential of a mirror URL anywhere in it (decision 18)."""
+        document: dict[str, Any] = redact_all(
+            {
+                "command": self.command,
+                "ok": error is None,
+                "result": self.result,
+                "warnings": self.warnings,
+                "error": None
+                if error is None
+                else {
+                    "message": error.message,
+                    "hint": error.hint_for(HOST.kind),
+                    "exit_code": error.exit_code,
+                },
+            }
+        )
+        return document
 
 
 def debugging() -> bool:
@@ -104,10 +110,10 @@ def internal_error(exc: BaseException) -> StellaError:
 def _finish(env: Envelope, error: StellaError) -> None:
     if env.as_json:
         typer.echo(json.dumps(env.document(error), indent=2))
-    typer.echo(f"error: {error.message}", err=True)
+    typer.echo(f"error: {redact(error.message)}", err=True)
     hint = error.hint_for(HOST.kind)
     if hint:
-        typer.echo(f"hint: {hint}", err=True)
+        typer.echo(f"hint: {redact(hint)}", err=True)
     raise typer.Exit(error.exit_code)
 
 

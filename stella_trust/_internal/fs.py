@@ -1,8 +1,15 @@
-"""The one way files are written and locked: temp file + rename, fsync, flock.
+"""The one way files are written, read from shared directories, and locked.
 
 Every writer (the cache store, the config, operator keys and metadata, bundles, the
 metrics file) goes through here so that a reader only ever sees the old or the new
 content (docs/design.md, decision 6) and a power cut cannot leave a half-written file.
+
+**Files in directories other users can write** (the cache, which the service user owns and
+readers share; a served directory; a USB drive; bundle staging; a mirror directory) are
+opened only through `open_untrusted` / `read_untrusted` / `create_exclusive`: never through a
+symbolic link planted there (O_NOFOLLOW), never a FIFO or device (O_NONBLOCK, then fstat must
+say regular file), never more than a stated size, and created only where nothing stands
+(O_EXCL). The threat model in docs/design.md names each such directory.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from stella_trust.errors import UnsafeFileError
 
@@ -182,3 +190,51 @@ def _open_lock_file(path: Path) -> int:
         os.close(fd)
         raise UnsafeFileError(f"refusing the lock file {path}: it is not a regular file")
     return fd
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_untrusted(path: Path | str, limit: int, what: str | None = None) -> BinaryIO:
+    """Open a file in a directory others can write, for reading: a regular file (never
+    through a link, never a FIFO or device) of at most `limit` bytes. FileNotFoundError and
+    PermissionError pass through unchanged; anything else is one UnsafeFileError line."""
+    name = what or str(path)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(f"refusing {name}: it is a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(f"refusing {name}: it is not a regular file")
+        if st.st_size > limit:
+            raise UnsafeFileError(f"refusing {name}: {st.st_size} bytes, more than the {limit}-byte limit")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_untrusted(path: Path | str, limit: int, what: str | None = None) -> bytes:
+    """All of a file `open_untrusted` accepts; a file that grows past `limit` while being
+    read is refused too."""
+    with open_untrusted(path, limit, what) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
+    return data
+
+
+def create_exclusive(path: Path | str, mode: int = 0o600) -> BinaryIO:
+    """A new file where nothing stands (O_EXCL: not through a planted link or file), for
+    writing; `mode` exactly, whatever the umask."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        raise UnsafeFileError(f"refusing to write {path}: something already stands there") from None
+    os.fchmod(fd, mode)
+    return os.fdopen(fd, "wb")

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from stella_trust._internal.fs import atomic_write
-from stella_trust.errors import ConfigError, OfflineModeError
+from stella_trust._internal.fs import atomic_write, read_untrusted
+from stella_trust.errors import ConfigError, OfflineModeError, UnsafeFileError
 
 SECTION = ("attestor", "trust_repo")
 # What a repository publishes: a StellaOps service map (+ the keys and chain it names),
@@ -61,15 +61,19 @@ def default_cache_path() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_METADATA_LIMIT = 512 << 20  # the largest role file a host will parse (offline.MAX_METADATA_FILE)
+
+
 class MetadataLimits(BaseModel):
     """Maximum bytes accepted per metadata file; large repositories exceed python-tuf's defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
-    root: int = Field(512_000, gt=0)
-    timestamp: int = Field(16_384, gt=0)
-    snapshot: int = Field(2_000_000, gt=0)
-    targets: int = Field(5_000_000, gt=0)
+    root: int = Field(512_000, gt=0, le=MAX_METADATA_LIMIT)
+    timestamp: int = Field(16_384, gt=0, le=MAX_METADATA_LIMIT)
+    snapshot: int = Field(2_000_000, gt=0, le=MAX_METADATA_LIMIT)
+    targets: int = Field(5_000_000, gt=0, le=MAX_METADATA_LIMIT)
 
 
 class BundleLimits(BaseModel):
@@ -77,10 +81,10 @@ class BundleLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_compressed_bytes: int = Field(4 << 30, gt=0)
-    max_uncompressed_bytes: int = Field(8 << 30, gt=0)
-    max_file_bytes: int = Field(2 << 30, gt=0)
-    max_files: int = Field(10_000, gt=0)
+    max_compressed_bytes: int = Field(4 << 30, gt=0, le=1 << 40)
+    max_uncompressed_bytes: int = Field(8 << 30, gt=0, le=1 << 40)
+    max_file_bytes: int = Field(2 << 30, gt=0, le=1 << 40)
+    max_files: int = Field(10_000, gt=0, le=10_000_000)
     # 4 MiB decoder window: exports use 2 MiB; a larger window lets a 10 KB bundle cost 128 MiB
     max_window_log: int = Field(22, ge=10, le=31)
 
@@ -103,8 +107,8 @@ class TrustRepoSettings(BaseSettings):
 
     enabled: bool = True
     tuf_url: str | None = Field(None, description="Base URL of the TUF repository (http, https or file)")
-    refresh_interval_minutes: float = Field(60, gt=0)
-    freshness_threshold_days: float = Field(7, ge=0)
+    refresh_interval_minutes: float = Field(60, gt=0, le=525_600, allow_inf_nan=False)  # a year
+    freshness_threshold_days: float = Field(7, ge=0, le=3_650, allow_inf_nan=False)
     offline_mode: bool = False
     local_cache_path: Path = Field(default_factory=default_cache_path)
     service_map_target: str = Field("sigstore-services-v1", min_length=1)
@@ -124,16 +128,16 @@ class TrustRepoSettings(BaseSettings):
     )
     pinned_targets: list[str] = Field(default_factory=list)
     environment: str | None = None
-    request_timeout_seconds: float = Field(10, gt=0)
-    download_deadline_seconds: float = Field(120, gt=0)
+    request_timeout_seconds: float = Field(10, gt=0, le=3_600, allow_inf_nan=False)
+    download_deadline_seconds: float = Field(120, gt=0, le=86_400, allow_inf_nan=False)
     ca_bundle: Path | None = None
     metadata_limits: MetadataLimits = Field(default_factory=lambda: MetadataLimits())
-    max_root_rotations: int = Field(256, gt=0)
-    lock_timeout_seconds: float = Field(30, ge=0)
+    max_root_rotations: int = Field(256, gt=0, le=100_000)
+    lock_timeout_seconds: float = Field(30, ge=0, le=86_400, allow_inf_nan=False)
     bundle_limits: BundleLimits = Field(default_factory=lambda: BundleLimits())
     # Agent: a fleet must not stampede the repository, and retries back off.
-    jitter_fraction: float = Field(0.1, ge=0, le=0.5)
-    retry_initial_seconds: float = Field(30, gt=0)
+    jitter_fraction: float = Field(0.1, ge=0, le=0.5, allow_inf_nan=False)
+    retry_initial_seconds: float = Field(30, gt=0, le=86_400, allow_inf_nan=False)
     metrics_path: Path | None = Field(
         None, description="Prometheus text file for node_exporter's textfile collector"
     )
@@ -244,11 +248,20 @@ def _parse_yaml(text: str) -> Any:
 def read_document(path: Path) -> dict[str, Any]:
     """The whole YAML document (empty if the file does not exist)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # a regular file of at most 1 MiB: never /dev/zero, a FIFO, or a link planted for it
+        # (decision 18); `--config` may name a symlink an administrator made (/etc/alternatives
+        # style), so the one link level is resolved first and the file itself checked
+        raw = read_untrusted(path.resolve(), MAX_CONFIG_BYTES, f"config {path}")
     except FileNotFoundError:
         return {}
+    except UnsafeFileError as exc:
+        raise ConfigError(exc.message, hint="the config must be a regular file of at most 1 MiB") from None
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     import yaml
 
     try:

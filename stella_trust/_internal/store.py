@@ -29,6 +29,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,9 +43,11 @@ from stella_trust._internal.fs import (
     file_ids,
     fsync_dir,
     fsync_tree,
+    read_untrusted,
     set_access,
     share_tree,
 )
+from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust.errors import (
     AnchorChangedError,
@@ -52,6 +55,7 @@ from stella_trust.errors import (
     CacheVerificationError,
     LockBusyError,
     NotInitialisedError,
+    UnsafeFileError,
 )
 
 ANCHOR_FILE = "anchor.root.json"
@@ -65,6 +69,8 @@ WORK_PREFIX = ".work-"
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
 # Readers (attestors) are members of the group that owns the cache directory (the
 # `stella-trust` group in the README's deployment): they may read, never write.
+MAX_ANCHOR_BYTES = 16 << 20  # a root (the anchor) of any sane size
+MAX_STATE_BYTES = 1 << 20
 CACHE_DIR_MODE = 0o750
 CACHE_FILE_MODE = 0o640
 
@@ -121,6 +127,25 @@ class CacheState:
     def from_json(cls, data: dict[str, Any]) -> CacheState:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+def keep_only_our_kinds(work: Path) -> None:
+    """A working copy starts from files the cache's owner could have replaced: python-tuf
+    opens its local metadata without O_NOFOLLOW (a planted FIFO would hang a root-run sync,
+    a link would be read through). Only directories, regular files and the one link python-tuf
+    itself makes (`metadata/root.json` -> `root_history/N.root.json`) are kept; anything else
+    is dropped, so python-tuf downloads it again and the commit verifies it (decision 18)."""
+    for directory, dirs, files in os.walk(work):
+        for name in [*dirs, *files]:
+            path = Path(directory, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode) and path == work / "metadata" / "root.json":
+                head, _, rest = os.readlink(path).partition("/")
+                if head == "root_history" and rest and "/" not in rest:
+                    continue
+            path.unlink()
 
 
 def generation_sequence(name: str) -> int | None:
@@ -186,7 +211,9 @@ class Store:
     def read_anchor(self) -> bytes:
         """The trust anchor; refused (exit 3) if its digest is not the one the config pins."""
         try:
-            data = self.anchor_path.read_bytes()
+            data = read_untrusted(self.anchor_path, MAX_ANCHOR_BYTES, "the trust anchor")
+        except UnsafeFileError as exc:
+            raise CacheVerificationError(exc.message, hint=AnchorChangedError.default_hint) from None
         except FileNotFoundError:
             raise NotInitialisedError(f"cache {self.root} is not initialised") from None
         except PermissionError:
@@ -222,9 +249,9 @@ class Store:
 
     def read_state(self) -> CacheState:
         try:
-            data = json.loads(self.state_path.read_bytes())
-        except (FileNotFoundError, ValueError):
-            return CacheState()
+            data = json.loads(read_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state"))
+        except (FileNotFoundError, ValueError, UnsafeFileError):
+            return CacheState()  # informational; the floor it held is then the generation's own
         return CacheState.from_json(data) if isinstance(data, dict) else CacheState()
 
     # ---- writing (callers hold the lock) --------------------------------------------
@@ -311,7 +338,7 @@ class Store:
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
         """Last sync / error / source are informational; `durable` when the rollback floor
         changed (it must survive a power cut as surely as the generation it describes)."""
-        data = json.dumps(asdict(state), indent=2).encode() + b"\n"
+        data = json.dumps(redact_all(asdict(state)), indent=2).encode() + b"\n"  # group-readable
         self._write(self.state_path, data, durable=durable)
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:
@@ -349,11 +376,13 @@ class Store:
         spare = self.generations_dir / SPARE_DIR
         if base is None:
             shutil.rmtree(spare, ignore_errors=True)
-        elif spare.is_dir():
+        elif spare.is_dir() and not spare.is_symlink():
             os.rename(spare, work)
+            keep_only_our_kinds(work)
             return Generation(work)
         if base is not None and base.path.is_dir():
             shutil.copytree(base.path, work, symlinks=True, copy_function=os.link)
+            keep_only_our_kinds(work)
         else:
             (work / "metadata").mkdir(parents=True)
         (work / "targets").mkdir(exist_ok=True)

@@ -27,6 +27,7 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
+from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.policy.build import build_view
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
@@ -36,6 +37,8 @@ from stella_trust._internal.timefmt import human_duration, iso, utcnow
 from stella_trust._internal.tuf.errors import clock_skew, translate
 from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust._internal.tuf.offline import (
+    MAX_METADATA_FILE,
+    MAX_TARGET_FILE,
     VerifiedTrust,
     check_root_rules,
     prove_root_chain,
@@ -382,8 +385,8 @@ def _listed_names(path: Path) -> tuple[str, ...]:
     if known is not None:
         return known
     try:
-        listed = json.loads(path.read_bytes())["signed"].get("targets") or {}
-    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        listed = json.loads(read_untrusted(path, MAX_METADATA_FILE))["signed"].get("targets") or {}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, errors.UnsafeFileError):
         return ()
     names = tuple(listed) if isinstance(listed, dict) else ()
     if len(_LISTINGS) >= _MAX_LISTINGS:
@@ -400,11 +403,24 @@ def _versions_of(metadata_dir: Path) -> dict[str, int]:
     parse a file of 100k targets again for one number."""
     versions = {}
     for role in ("root", "timestamp", "snapshot"):
-        document = json.loads((metadata_dir / f"{role}.json").read_bytes())
+        document = json.loads(read_untrusted(_role_file(metadata_dir, role), MAX_METADATA_FILE))
         versions[role] = int(document["signed"]["version"])
         if role == "snapshot":
             versions["targets"] = int(document["signed"]["meta"]["targets.json"]["version"])
     return versions
+
+
+def _role_file(metadata_dir: Path, role: str) -> Path:
+    """python-tuf keeps `root.json` as a link to `root_history/N.root.json`: the file it
+    names (only inside root_history/), since cached files are never opened through links."""
+    path = metadata_dir / f"{role}.json"
+    if role != "root":
+        return path
+    target = os.readlink(path)
+    head, _, name = target.partition("/")
+    if head != "root_history" or not name or "/" in name:
+        raise errors.CacheVerificationError(f"{path} points outside root_history/ ({target})")
+    return metadata_dir / target
 
 
 def _newest_proven_root(anchor: bytes, work: Generation) -> bytes:
@@ -525,8 +541,18 @@ def _same_tree(left: Path, right: Path) -> bool:
                 if not b.is_dir():
                     return False
                 pending.append((Path(a.path), Path(b.path)))
-            elif a.inode() != b.inode():
-                with open(a.path, "rb") as fa, open(b.path, "rb") as fb:
-                    if fa.read() != fb.read():
-                        return False
+            elif a.inode() != b.inode() and not _same_bytes(a.path, b.path):
+                return False
     return True
+
+
+def _same_bytes(left: str, right: str) -> bool:
+    """Two regular files with the same bytes (anything else planted there differs)."""
+    try:
+        with open_untrusted(left, MAX_TARGET_FILE) as fa, open_untrusted(right, MAX_TARGET_FILE) as fb:
+            while (chunk := fa.read(1 << 20)) == fb.read(1 << 20):
+                if not chunk:
+                    return True
+            return False
+    except errors.UnsafeFileError:
+        return False

@@ -297,7 +297,7 @@ def test_a_successful_cycle_still_works_end_to_end(
     store.write_anchor(demo.repo.root_bytes(1))
 
     def simulated_sync(s: TrustRepoSettings, st: Store, **kwargs: Any) -> Any:
-        return real_sync(s, st, fetcher=RepositoryFetcher(demo.repo), **kwargs)
+        return real_sync(s, st, **{**kwargs, "fetcher": RepositoryFetcher(demo.repo)})
 
     monkeypatch.setattr(loop, "sync", simulated_sync)
     caplog.set_level(logging.INFO)

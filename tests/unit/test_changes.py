@@ -231,7 +231,7 @@ def test_agent_logs_each_change_once_per_changing_cycle(
     synced(host, demo)
 
     def simulated_sync(s: TrustRepoSettings, st: Store, **kwargs: Any) -> Any:
-        return sync(s, st, fetcher=RepositoryFetcher(demo.repo), **kwargs)
+        return sync(s, st, **{**kwargs, "fetcher": RepositoryFetcher(demo.repo)})
 
     monkeypatch.setattr(loop, "sync", simulated_sync)
     caplog.set_level(logging.INFO)

@@ -39,6 +39,7 @@ from stella_trust._internal.bundle.layout import (
 from stella_trust._internal.fs import replaced_atomically
 from stella_trust._internal.policy.build import build_view, freshness_of
 from stella_trust._internal.reader import verified_current
+from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import SealedLog
 from stella_trust._internal.store import Store
@@ -90,7 +91,7 @@ def _manifest(
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
         "created_at": iso(now),  # informational only: freshness uses signed expiry
-        "source": {"tuf_url": settings.tuf_url},
+        "source": {"tuf_url": redact(settings.tuf_url) if settings.tuf_url else None},  # travels
         "roles": {
             role: {"version": md.versions[role], "expires": iso(md.expiries[role])} for role in md.versions
         },

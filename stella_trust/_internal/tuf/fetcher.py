@@ -45,14 +45,17 @@ from urllib import request as urllib_request
 from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
+from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.tuf.deadline import Budget, deadline_backend, use_backend
 from stella_trust._version import __version__
+from stella_trust.errors import UnsafeFileError
 
 if TYPE_CHECKING:
     import httpcore
     import httpx
 
 CHUNK_SIZE = 64 * 1024
+MAX_FILE_URL_BYTES = 1 << 40  # python-tuf's length limits bound what is read of a file:// file
 USER_AGENT = f"stella-trust/{__version__}"
 # The only content coding accepted: bytes are hashed as served (see the module docstring).
 IDENTITY = "identity"
@@ -380,11 +383,14 @@ class HttpxFetcher(CountingFetcher):
 
     def _fetch_file(self, url: str, token: int) -> Iterator[bytes]:
         path = Path(urllib_request.url2pathname(parse.urlparse(url).path))
-        try:
-            handle = path.open("rb")
+        try:  # a drive or mirror directory: no links, FIFOs or devices (fs.py's one rule)
+            handle = open_untrusted(path, MAX_FILE_URL_BYTES)
         except FileNotFoundError:
             self._budget.finish(token)
             raise tuf_exceptions.DownloadHTTPError(f"{path}: not found", 404) from None
+        except UnsafeFileError as exc:
+            self._budget.finish(token)
+            raise tuf_exceptions.DownloadError(exc.message) from None
         except OSError as exc:
             self._budget.finish(token)
             raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc

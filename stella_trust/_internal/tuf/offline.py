@@ -33,16 +33,25 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization import DeserializationError
 
+from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf import rootproof
 from stella_trust._internal.tuf.rootproof import UpdaterChecks
-from stella_trust.errors import CacheUnreadableError, CacheVerificationError, TrustUnusableError
+from stella_trust.errors import (
+    CacheUnreadableError,
+    CacheVerificationError,
+    TrustUnusableError,
+    UnsafeFileError,
+)
 
 MAX_DELEGATIONS = 32
 MAX_REMEMBERED_ROOT = 1 << 20  # larger root files are read each walk, never kept in memory
 TOP_LEVEL = (Timestamp.type, Snapshot.type, Targets.type)  # the roles root delegates besides itself
 MAX_ROOT_CHAIN = 10_000
 SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
+MAX_METADATA_FILE = 512 << 20  # a cached role file (a million targets is ~160 MB)
+MAX_ROOT_FILE = 16 << 20
+MAX_TARGET_FILE = 1 << 40  # streamed; the signed length is the real bound (checked by python-tuf)
 
 T = TypeVar("T", Root, Timestamp, Snapshot, Targets)
 
@@ -166,11 +175,15 @@ def _check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> No
         )
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str, limit: int = MAX_METADATA_FILE) -> bytes:
+    """A cached file, through the one rule for directories others can write (fs.py): the
+    cache is the service user's, and readers must not follow its links or FIFOs."""
     try:
-        return path.read_bytes()
+        return read_untrusted(path, limit, f"{what} ({path})")
     except FileNotFoundError:
         raise CacheVerificationError(f"{what}: missing from the cache ({path})") from None
+    except UnsafeFileError as exc:
+        raise CacheVerificationError(exc.message) from None
     except OSError as exc:
         raise _unreadable(exc, what, path) from exc
 
@@ -205,14 +218,18 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
     if known is not None:
         return known
     try:
-        with open(path, "rb") as file:
+        with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
             before = _identity(os.fstat(file.fileno()))
-            data = file.read()
+            data = file.read(MAX_ROOT_FILE + 1)
             after = _identity(os.fstat(file.fileno()))
     except FileNotFoundError:
         return None
+    except UnsafeFileError as exc:
+        raise CacheVerificationError(exc.message) from None
     except OSError as exc:
         raise _unreadable(exc, what, path) from exc
+    if len(data) > MAX_ROOT_FILE:
+        raise CacheVerificationError(f"{what}: larger than {MAX_ROOT_FILE} bytes ({path})")
     found = (data, rootproof.digest(data))
     if before == after and len(data) <= MAX_REMEMBERED_ROOT:
         rootproof.remember_file(after, found)
@@ -474,7 +491,7 @@ class VerifiedTrust:
         if name in self._contents:
             return self._contents[name]
         info = self.target_info[name]
-        data = _read(self.generation.target_path(name), f"target {name}")
+        data = _read(self.generation.target_path(name), f"target {name}", info.length)
         try:
             info.verify_length_and_hashes(data)
         except tuf_exceptions.LengthOrHashMismatchError as exc:
@@ -483,7 +500,7 @@ class VerifiedTrust:
 
 
 def _open_binary(path: Path) -> BinaryIO:
-    return path.open("rb")
+    return open_untrusted(path, MAX_TARGET_FILE)
 
 
 def _expected(info: TargetFile) -> bytes:
@@ -528,7 +545,7 @@ def verify_generation(
         path = generation.target_path(name)
         try:
             if info.length <= SMALL_TARGET:
-                data = _read(path, f"target {name}")
+                data = _read(path, f"target {name}", SMALL_TARGET)  # a longer file: mismatch below
                 info.verify_length_and_hashes(data)
                 contents[name] = data
             else:

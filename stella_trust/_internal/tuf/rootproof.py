@@ -54,9 +54,11 @@ def remember(anchor_digest: bytes, links: list[tuple[bytes, bytes]]) -> None:
 def forget() -> None:
     """Drop everything (tests and benchmarks measuring a fresh process)."""
     with _lock:
+        global _file_bytes
         _links.clear()
         _signatures.clear()
         _files.clear()
+        _file_bytes = 0
         _targets.clear()
 
 
@@ -67,7 +69,13 @@ def forget() -> None:
 # bytes proves nothing by itself: the links above decide what is trusted.
 FileIdentity = tuple[int, int, int, int, int]
 MAX_FILES = 4096
+# Bytes of root files held at most: the oldest identities go first. A changing sync hard-links
+# every root into its new generation, and a link changes the file's ctime, so each commit adds
+# new identities; a long-running agent must not grow by a copy of the root history per commit
+# (issue 20: 10,000 agent cycles hold RSS flat).
+MAX_FILE_BYTES = 4 << 20
 _files: dict[FileIdentity, tuple[bytes, bytes]] = {}
+_file_bytes = 0
 
 
 def seen_file(identity: FileIdentity) -> tuple[bytes, bytes] | None:
@@ -75,10 +83,15 @@ def seen_file(identity: FileIdentity) -> tuple[bytes, bytes] | None:
 
 
 def remember_file(identity: FileIdentity, found: tuple[bytes, bytes]) -> None:
+    global _file_bytes
     with _lock:
-        if len(_files) >= MAX_FILES:
-            _files.clear()
+        if identity in _files:
+            return
         _files[identity] = found
+        _file_bytes += len(found[0])
+        while _files and (_file_bytes > MAX_FILE_BYTES or len(_files) > MAX_FILES):
+            oldest = next(iter(_files))
+            _file_bytes -= len(_files.pop(oldest)[0])
 
 
 # ---- signatures of the other roles ------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Secrets never leave the config (issue 21; docs/design.md, decision 18).
+
+A mirror URL may carry credentials: `https://user:token@mirror.example/tuf`, or a signed
+query (`?X-Amz-Signature=...`, `?token=...`). httpx needs them to fetch, and the config holds
+them; nothing else may: not the CLI's output or JSON, not a log line, not `state.json` (group
+readable), not a metrics file, not a bundle's manifest (which travels to other sites). Every
+such boundary passes its text through `redact`, which replaces the userinfo of any URL and the
+value of any query parameter whose name looks like a secret with `***`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+HIDDEN = "***"
+# scheme://userinfo@ — userinfo is everything up to the first '@' before any '/', '?', '#'
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]+)@")
+_SECRET_NAMES = (
+    "token|access_token|id_token|auth|authorization|key|api_key|apikey|secret|password|passwd|pwd"
+    "|sig|signature|credential|session|x-amz-signature|x-amz-credential|x-amz-security-token"
+    "|x-goog-signature|x-goog-credential|sv|se|sp|skoid|sktid"
+)
+_SECRET_QUERY = re.compile(rf"(?P<lead>[?&;](?:{_SECRET_NAMES})=)(?P<value>[^&#\s\"']*)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with every URL's userinfo and every secret-looking query value replaced."""
+    if "://" not in text and "=" not in text:
+        return text  # the common case costs one scan
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group('lead')}{HIDDEN}", text)
+
+
+def redact_all(value: Any) -> Any:
+    """`redact` applied to every string in a JSON-shaped value (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(item) for item in value]
+    return value

@@ -1,0 +1,142 @@
+"""The one rule for files in directories others can write (issue 21; fs.py, decision 18).
+
+Each attack is refused in one line, and what was held before is intact and usable after."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stella_trust._internal.fs import (
+    atomic_write,
+    create_exclusive,
+    exclusive_lock,
+    open_untrusted,
+    read_untrusted,
+)
+from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import load_settings
+from stella_trust._internal.sync import sync
+from stella_trust.errors import CacheVerificationError, ConfigError, LockBusyError, UnsafeFileError
+from tests.unit.simulator import Host, RepositoryFetcher, Simulated, synced
+
+
+def test_the_helper_refuses_links_fifos_devices_and_oversized_files(tmp_path: Path) -> None:
+    secret = tmp_path / "root-only"
+    secret.write_bytes(b"secret")
+    (tmp_path / "link").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "big").write_bytes(b"x" * 11)
+    with pytest.raises(UnsafeFileError, match="symbolic link"):
+        read_untrusted(tmp_path / "link", 100)
+    with pytest.raises(UnsafeFileError, match="not a regular file"):
+        read_untrusted(tmp_path / "fifo", 100)  # O_NONBLOCK: refused, never a hang
+    with pytest.raises(UnsafeFileError, match="not a regular file"):
+        read_untrusted(Path("/dev/zero"), 100)
+    with pytest.raises(UnsafeFileError, match="more than the 10-byte limit"):
+        read_untrusted(tmp_path / "big", 10)
+    with pytest.raises(FileNotFoundError):
+        open_untrusted(tmp_path / "absent", 10)
+    with pytest.raises(UnsafeFileError, match="already stands"):
+        create_exclusive(tmp_path / "link")
+    assert secret.read_bytes() == b"secret"
+
+
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (tmp_path / "lock").symlink_to(victim)
+    busy = LockBusyError  # the lock is never taken: the link is refused first
+    with pytest.raises(UnsafeFileError, match="symbolic link"), exclusive_lock(tmp_path / "lock", 0, busy):
+        pass  # was: the victim truncated, then a pid written into it
+    assert victim.read_bytes() == b"keep me"
+    (tmp_path / "lock").unlink()
+    os.mkfifo(tmp_path / "lock")
+    with (
+        pytest.raises(UnsafeFileError, match="not a regular file"),
+        exclusive_lock(tmp_path / "lock", 0, busy),
+    ):
+        pass
+
+
+def test_atomic_write_never_writes_through_a_planted_temp_name(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "state.json", b"{}")
+    assert (tmp_path / "state.json").read_bytes() == b"{}" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_planted_lock_link_in_the_cache_refuses_the_sync_and_the_trust_stays(
+    host: Host, simulated: Simulated, tmp_path: Path
+) -> None:
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    victim = tmp_path / "root-only-file"
+    victim.write_bytes(b"do not truncate")
+    store.lock_path.unlink()
+    store.lock_path.symlink_to(victim)
+    with pytest.raises(UnsafeFileError, match=r"lock file .* symbolic link"):
+        sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    assert victim.read_bytes() == b"do not truncate"
+    assert load_view(settings, store).usable
+    store.lock_path.unlink()  # the hint: remove it; the next sync works
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "huge"])
+def test_a_cached_file_replaced_by_a_link_fifo_or_huge_file_is_refused_then_rebuilt(
+    host: Host, simulated: Simulated, tmp_path: Path, kind: str
+) -> None:
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    current = store.current()
+    assert current is not None
+    target = current.metadata_dir / "timestamp.json"
+    target.unlink()
+    if kind == "link":
+        outside = tmp_path / "outside.json"
+        outside.write_bytes((demo.repo.metadata_dir / "timestamp.json").read_bytes())
+        target.symlink_to(outside)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        with open(target, "wb") as handle:
+            handle.truncate(600 << 20)  # sparse: larger than any role file a host parses
+    with pytest.raises(CacheVerificationError, match="refusing timestamp"):
+        load_view(settings, store)  # one line, never a hang or a memory blow-up
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo))  # the hint: sync rebuilds
+    assert load_view(settings, store).usable
+
+
+def test_a_state_file_that_is_a_fifo_does_not_hang_readers(host: Host, simulated: Simulated) -> None:
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    store.state_path.unlink()
+    os.mkfifo(store.state_path)
+    assert load_view(settings, store).usable  # the state is informational; the floor is re-set
+    store.state_path.unlink()
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [(".inf", "finite number"), ("1e308", "less than or equal to"), ("nan", "finite number")],
+)
+def test_settings_numbers_are_finite_and_bounded(tmp_path: Path, value: str, words: str) -> None:
+    config = tmp_path / "trust.yaml"
+    config.write_text(f"attestor:\n  trust_repo:\n    freshness_threshold_days: {value}\n")
+    with pytest.raises(ConfigError, match=words):
+        load_settings(config, {})
+
+
+def test_a_config_must_be_a_regular_file_of_at_most_one_mib(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for path in (Path("/dev/zero"), tmp_path / "fifo.yaml"):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_settings(path, {})
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    with pytest.raises(ConfigError, match="limit"):
+        load_settings(big, {})
