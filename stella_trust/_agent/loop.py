@@ -30,6 +30,7 @@ from types import FrameType
 from stella_trust._agent.logs import REPEATS, error_key
 from stella_trust._agent.metrics import AgentMetrics, write_metrics
 from stella_trust._agent.notify import Notifier
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
@@ -111,6 +112,7 @@ class Agent:
         which run months of cycles in process) give it the time every decision is judged at
         and the transport each sync uses; by default the wall clock and the network."""
         self._load_settings = load_settings
+        self.memo = VerificationMemo()  # what this agent verified, for its life (decision 14)
         self.clock = clock or (lambda: datetime.now(UTC))
         self._fetcher = fetcher
         self.settings = load_settings()
@@ -310,6 +312,7 @@ class Agent:
                     now=now,
                     should_stop=self.stop_event.is_set,
                     fetcher=self._fetcher() if self._fetcher is not None else None,
+                    memo=self.memo,
                 )
                 changed, changes = result.changed, result.changes
                 self.metrics.sync_duration = result.seconds
@@ -326,7 +329,7 @@ class Agent:
         # Even when the sync failed: the trust already on disk is still judged and served.
         view: TrustView | None = None
         try:
-            view = load_view(settings, store, now)
+            view = load_view(settings, store, now, self.memo)
         except StellaError as exc:
             if error is None:
                 error = exc

@@ -16,9 +16,10 @@ import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, view_at
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
+from stella_trust._internal.policy.build import build_parts, build_view, view_at
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import CacheState, Generation, Store, generation_sequence
@@ -29,21 +30,23 @@ from stella_trust.errors import CacheUnreadableError, CacheVerificationError, Un
 from stella_trust.view import TargetEntry, TrustView
 
 
-def verified_current(store: Store) -> VerifiedTrust:
-    return verified_current_with_state(store)[0]
+def verified_current(store: Store, memo: VerificationMemo | None = None) -> VerifiedTrust:
+    return verified_current_with_state(store, memo)[0]
 
 
-def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState]:
+def verified_current_with_state(
+    store: Store, memo: VerificationMemo | None = None
+) -> tuple[VerifiedTrust, CacheState]:
     """The current generation, verified from the anchor and checked against the floor.
 
     A writer may switch generations (and raise the floor) while we read: the generation and
     the floor are compared only when `current` did not move in between, else read again, so
     a sync in progress never looks like a rollback (nor hides one). A file this user may not
     read is reported as such, naming the readers' group (decision 17), never as an edited
-    cache with a hint to sync.
+    cache with a hint to sync. `memo`: what this process already verified (decision 13).
     """
     try:
-        return _verified_current_with_state(store)
+        return _verified_current_with_state(store, memo or VerificationMemo())
     except CacheUnreadableError as exc:
         if exc.hint:  # already in the reader's words (the anchor, read by the store)
             raise
@@ -52,7 +55,7 @@ def verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState
         raise store.unreadable(f"{exc.filename or 'a file'}: permission denied") from None
 
 
-def _verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheState]:
+def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[VerifiedTrust, CacheState]:
     anchor = store.read_anchor()
     for attempt in range(3):
         generation = store.current()
@@ -64,11 +67,11 @@ def _verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheStat
                 "`trust snapshot export --out BUNDLE`)",
             )
         identity = _identity_of(store, generation, anchor)
-        remembered = _VERIFIED.get(identity) if identity is not None else None
+        remembered = memo.generations.get(identity) if identity is not None else None
         if remembered is not None:
-            return remembered
+            return cast(tuple[VerifiedTrust, CacheState], remembered)
         try:
-            verified = verify_generation(generation, anchor, store.committed_roots_dir)
+            verified = verify_generation(generation, anchor, store.committed_roots_dir, memo=memo)
             state = store.read_state()
             lower = rollback_violations(state.floor, verified.metadata)
         except CacheVerificationError:
@@ -85,7 +88,7 @@ def _verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheStat
                 "`trust import BUNDLE`",
             )
         if identity is not None and identity == _identity_of(store, generation, anchor):
-            _remember(identity, (verified, state))
+            memo.generations.put(identity, (verified, state))
         return verified, state
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
@@ -97,12 +100,10 @@ def _verified_current_with_state(store: Store) -> tuple[VerifiedTrust, CacheStat
 # size, mtime_ns, ctime_ns) of every file in it, of the committed roots and of the state
 # file. Any write, replacement or touch changes an identity (a writer can set mtime back, not
 # ctime), and then the cache is verified again from the anchor. Freshness is still judged
-# on every call (build_view takes `now`). The memo lives in this process only.
-_MEMO_SIZE = 8
-_VERIFIED: dict[tuple[Any, ...], tuple[VerifiedTrust, CacheState]] = {}
+# on every call (build_view takes `now`). The memo lives in memory only (memo.py).
 
 
-def _file_identities(root: Path) -> list[tuple[str, int, int, int, int, int]]:
+def _file_identities(root: Path) -> list[tuple[str, FileIdentity]]:
     found = []
     stack = [root]
     while stack:
@@ -112,8 +113,7 @@ def _file_identities(root: Path) -> list[tuple[str, int, int, int, int, int]]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                     continue
-                st = entry.stat(follow_symlinks=False)
-                found.append((entry.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                found.append((entry.path, FileIdentity.of(entry.stat(follow_symlinks=False))))
     found.sort()
     return found
 
@@ -127,17 +127,10 @@ def _identity_of(store: Store, generation: Generation, anchor: bytes) -> tuple[A
         if store.committed_roots_dir.is_dir():
             files += _file_identities(store.committed_roots_dir)
         for path in extra:
-            st = os.stat(path)
-            files.append((str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            files.append((str(path), FileIdentity.of(os.stat(path))))
     except OSError:
         return None
     return (str(generation.path), hashlib.sha256(anchor).hexdigest(), store.anchor_sha256, tuple(files))
-
-
-def _remember(identity: tuple[Any, ...], result: tuple[VerifiedTrust, CacheState]) -> None:
-    if len(_VERIFIED) >= _MEMO_SIZE:
-        _VERIFIED.pop(next(iter(_VERIFIED)))
-    _VERIFIED[identity] = result
 
 
 def _moved(store: Store, generation: Generation) -> bool:
@@ -145,36 +138,46 @@ def _moved(store: Store, generation: Generation) -> bool:
     return latest is not None and latest.path != generation.path
 
 
-def load_view(settings: TrustRepoSettings, store: Store, now: datetime | None = None) -> TrustView:
+def load_view(
+    settings: TrustRepoSettings,
+    store: Store,
+    now: datetime | None = None,
+    memo: VerificationMemo | None = None,
+) -> TrustView:
     """Re-verify the current generation from the anchor and build the view (stale allowed)."""
-    return load_view_of_generation(settings, store, now)[0]
+    return load_view_of_generation(settings, store, now, memo)[0]
 
 
 def load_view_of_generation(
-    settings: TrustRepoSettings, store: Store, now: datetime | None = None
+    settings: TrustRepoSettings,
+    store: Store,
+    now: datetime | None = None,
+    memo: VerificationMemo | None = None,
 ) -> tuple[TrustView, Generation]:
     """`load_view`, with the generation it read (a writer may switch `current` meanwhile)."""
-    verified, state = verified_current_with_state(store)
-    return _view(verified, state, settings, now or utcnow()), verified.generation
-
-
-# The view built from a remembered verification, judged again at each call's `now` (view_at):
-# keys, certificates and the trusted root are parsed once per verification, not per read.
-# Keyed on the very objects the verification memo and the settings memo hand out (kept here,
-# so an id is never reused while remembered); any change yields new objects and a new build.
-_PARTS: list[tuple[VerifiedTrust, CacheState, TrustRepoSettings, ViewParts]] = []
+    memo = memo or VerificationMemo()
+    verified, state = verified_current_with_state(store, memo)
+    return _view(verified, state, settings, now or utcnow(), memo), verified.generation
 
 
 def _view(
-    verified: VerifiedTrust, state: CacheState, settings: TrustRepoSettings, now: datetime
+    verified: VerifiedTrust,
+    state: CacheState,
+    settings: TrustRepoSettings,
+    now: datetime,
+    memo: VerificationMemo,
 ) -> TrustView:
-    for seen_verified, seen_state, seen_settings, parts in _PARTS:
-        if seen_verified is verified and seen_state is state and seen_settings is settings:
-            return view_at(parts, now)
+    """The view built from a remembered verification, judged again at each call's `now`
+    (view_at): keys, certificates and the trusted root are parsed once per verification, not
+    per read. Remembered with the very objects the verification and settings memos hand out
+    (kept in the value, and compared by identity, so a reused id can never match); any change
+    yields new objects and a new build."""
+    key = (id(verified), id(state), id(settings))
+    seen = memo.views.get(key)
+    if seen is not None and seen[0] is verified and seen[1] is state and seen[2] is settings:
+        return view_at(seen[3], now)
     parts = build_parts(verified, settings, state, now)
-    if len(_PARTS) >= _MEMO_SIZE:
-        _PARTS.pop(0)
-    _PARTS.append((verified, state, settings, parts))
+    memo.views.put(key, (verified, state, settings, parts))
     return parts.view
 
 
@@ -185,6 +188,7 @@ def open_trust(
     now: datetime | None = None,
     allow_stale: bool = False,
     allow_env_service_map: bool = False,
+    memo: VerificationMemo | None = None,
 ) -> TrustView:
     """Verified, fresh (or in-grace) trust for an attestor; raises StellaError otherwise.
 
@@ -192,13 +196,15 @@ def open_trust(
     `StaleTrustError` unless `allow_stale=True` (for display, never for verification).
     STELLA_SIGSTORE_SERVICE_MAP (which replaces the signed service map) is ignored unless
     `allow_env_service_map=True`: an attestor's environment is not the operator's word.
+    `memo`: what this process remembers (stella_trust.api keeps one per process).
     """
+    memo = memo or VerificationMemo()
     overrides: dict[str, Any] = {}
     if cache_dir is not None:
         overrides["local_cache_path"] = Path(cache_dir)
-    settings = _settings(Path(config_path) if config_path else None, overrides, allow_env_service_map)
+    settings = _settings(Path(config_path) if config_path else None, overrides, allow_env_service_map, memo)
     try:
-        view = load_view(settings, Store.of(settings), now)
+        view = load_view(settings, Store.of(settings), now, memo)
     except OSError as exc:
         raise CacheVerificationError(
             f"cache {settings.local_cache_path} is unreadable: {exc.strerror or exc}",
@@ -211,11 +217,8 @@ def open_trust(
     return require_usable(view)
 
 
-_SETTINGS: dict[tuple[Any, ...], TrustRepoSettings] = {}
-
-
 def _settings(
-    config_path: Path | None, overrides: dict[str, Any], env_service_map: bool
+    config_path: Path | None, overrides: dict[str, Any], env_service_map: bool, memo: VerificationMemo
 ) -> TrustRepoSettings:
     """Settings for open_trust, re-read only when the config file (its identity), the
     STELLA_* environment or the arguments change: parsing YAML was half of every read."""
@@ -223,10 +226,9 @@ def _settings(
 
     path = config_path or default_config_path()
     try:
-        st = os.stat(path)
-        file_identity: tuple[int, ...] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        file_identity: FileIdentity | None = FileIdentity.of(os.stat(path))
     except OSError:
-        file_identity = ()
+        file_identity = None
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("STELLA_")))
     key = (
         str(path),
@@ -235,17 +237,19 @@ def _settings(
         tuple(sorted((k, str(v)) for k, v in overrides.items())),
         env_service_map,
     )
-    cached = _SETTINGS.get(key)
+    cached = memo.settings.get(key)
     if cached is None:
         cached = load_settings(config_path, overrides, env_service_map=env_service_map)
-        if len(_SETTINGS) >= _MEMO_SIZE:
-            _SETTINGS.pop(next(iter(_SETTINGS)))
-        _SETTINGS[key] = cached
-    return cached
+        memo.settings.put(key, cached)
+    return cast(TrustRepoSettings, cached)
 
 
 def load_target(
-    settings: TrustRepoSettings, store: Store, name: str, now: datetime | None = None
+    settings: TrustRepoSettings,
+    store: Store,
+    name: str,
+    now: datetime | None = None,
+    memo: VerificationMemo | None = None,
 ) -> tuple[TrustView, TargetEntry, bytes]:
     """One cached target's bytes, verified on this read; stale trust refused.
 
@@ -257,7 +261,7 @@ def load_target(
     """
     from stella_trust._internal.verifiers import require_usable
 
-    verified, state = verified_current_with_state(store)
+    verified, state = verified_current_with_state(store, memo)
     view = require_usable(build_view(verified, settings, state, now or utcnow()))
     resolved = _cached_name(name, list(verified.target_info))
     data = verified.read_target(resolved)
@@ -298,7 +302,11 @@ def previous_generation(store: Store, current: Generation | None = None) -> Gene
 
 
 def generation_view(
-    settings: TrustRepoSettings, store: Store, generation: Generation, now: datetime | None = None
+    settings: TrustRepoSettings,
+    store: Store,
+    generation: Generation,
+    now: datetime | None = None,
+    memo: VerificationMemo | None = None,
 ) -> TrustView:
     """A view of one generation of this store, verified as a read of the current one is:
     root chain from the anchor (and the roots kept beside the generations), every role, every
@@ -309,5 +317,5 @@ def generation_view(
         raise CacheVerificationError(f"{path} is not a generation of the cache {store.root}")
     if not path.is_dir():
         raise CacheVerificationError(f"generation {path.name} is not in the cache any more")
-    verified = verify_generation(generation, store.read_anchor(), store.committed_roots_dir)
+    verified = verify_generation(generation, store.read_anchor(), store.committed_roots_dir, memo=memo)
     return build_view(verified, settings, None, now or utcnow())

@@ -28,6 +28,7 @@ from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
 from stella_trust._internal.fs import open_untrusted, read_untrusted
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.policy.build import build_view
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
@@ -46,8 +47,8 @@ from stella_trust._internal.tuf.offline import (
     verify_metadata,
     verify_root_chain,
 )
+from stella_trust._internal.tuf.proofs import UpdaterChecks
 from stella_trust._internal.tuf.rollback import refuse_rollback
-from stella_trust._internal.tuf.rootproof import UpdaterChecks
 from stella_trust._internal.tuf.updater import RepositorySession, make_fetcher
 from stella_trust.view import TrustView
 
@@ -92,19 +93,23 @@ def sync(
     now: datetime | None = None,
     should_stop: Callable[[], bool] | None = None,
     fetcher: CountingFetcher | None = None,
+    memo: VerificationMemo | None = None,
 ) -> SyncResult:
     """Refresh under the store lock, recording the outcome in the state file either way.
 
     `now` stamps the state and judges the new view; python-tuf itself reads the wall clock
     (there is no way to hand it one). `fetcher` replaces the network for in-process tests.
+    `memo`: what this process already proved (the agent keeps one for its life; a CLI run
+    makes one for the command, decision 14).
     """
+    memo = memo or VerificationMemo()
     if not settings.tuf_url:
         raise errors.ConfigError(
             "tuf_url is not set", hint="run `trust init --tuf-url URL ...` or set STELLA_TUF_ROOT_URL"
         )
     settings.require_network(f"not contacting {settings.tuf_url}")
     store.read_anchor()  # NotInitialisedError before any network use
-    fetcher = fetcher or make_fetcher(settings, should_stop)
+    fetcher = fetcher or make_fetcher(settings, should_stop, memo)
     with store.lock(settings.lock_timeout_seconds), _cyclic_gc_paused():
         state = store.read_state()
         moment = now or utcnow()
@@ -118,6 +123,7 @@ def sync(
                 force=force,
                 should_stop=should_stop,
                 fetcher=fetcher,
+                memo=memo,
             )
         except Exception as exc:
             failure = _in_host_terms(translate(exc, settings.tuf_url), store, fetcher)
@@ -221,20 +227,21 @@ def _refresh(
     force: bool,
     should_stop: Callable[[], bool] | None,
     fetcher: CountingFetcher | None,
+    memo: VerificationMemo,
 ) -> SyncResult:
     started = time.perf_counter()
     floor = state.floor
     anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
-    _drop_refused_committed_roots(store, anchor, base)
+    _drop_refused_committed_roots(store, anchor, base, memo)
     _adopt_committed_roots(store, work)
     session: RepositorySession | None = None
     try:
-        start = _newest_proven_root(anchor, work)
+        start = _newest_proven_root(anchor, work, memo)
         session = RepositorySession.from_settings(settings, work.metadata_dir, start, should_stop, fetcher)
         session.refresh()
-        puller = _SessionTargets(session, work, force=force, should_stop=should_stop)
+        puller = _SessionTargets(session, work, memo, force=force, should_stop=should_stop)
         held = _held_names(base)
         collected = puller.collect(settings, held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
@@ -247,26 +254,29 @@ def _refresh(
         changed = base is None or not _same_tree(work.path, base.path)
         changes: tuple[str, ...] = ()
         if not changed and force:  # re-downloaded and identical: verified in full, not committed
-            refuse_rollback(None, anchor, floor, _verify_downloaded(work, anchor, None, checked).metadata)
+            refuse_rollback(
+                None, anchor, floor, _verify_downloaded(work, anchor, None, checked, memo).metadata
+            )
             versions, new_floor = _versions_of(work.metadata_dir), {}
             store.keep_as_spare(work)
         elif changed:
-            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked)
+            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
             after = build_view(verified, settings, None, now)  # the new trust must yield a usable view
             refuse_rollback(base, anchor, floor, verified.metadata)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
-            changes = _describe(settings, store, base, anchor, after, now)
+            changes = _describe(settings, store, base, anchor, after, now, memo)
             store.commit(work)
         else:
             versions = _versions_of(work.metadata_dir)  # the Updater just verified these files
             if _below_floor(versions, floor):  # cheap look first; the full check decides
-                refuse_rollback(None, anchor, floor, _verify_downloaded(work, anchor, None, checked).metadata)
+                verified_work = _verify_downloaded(work, anchor, None, checked, memo)
+                refuse_rollback(None, anchor, floor, verified_work.metadata)
             new_floor = {}
             store.keep_as_spare(work)
     except BaseException as exc:
         if isinstance(exc, Exception) and not isinstance(exc, errors.SyncInterrupted):
-            _keep_revoking_roots(store, base, work, anchor)
+            _keep_revoking_roots(store, base, work, anchor, memo)
         store.discard(work)
         raise
     finally:
@@ -291,13 +301,17 @@ def _refresh(
 
 
 def _verify_downloaded(
-    work: Generation, anchor: bytes, committed_roots: Path | None, checked: UpdaterChecks | None
+    work: Generation,
+    anchor: bytes,
+    committed_roots: Path | None,
+    checked: UpdaterChecks | None,
+    memo: VerificationMemo,
 ) -> VerifiedTrust:
     """The independent verification of what this sync downloaded (decision 14). A refusal
     here is the repository's fault, not the cache's: exit 1 with the rule it broke, and the
     held trust (untouched) stays served."""
     try:
-        return verify_generation(work, anchor, committed_roots, checked)
+        return verify_generation(work, anchor, committed_roots, checked, memo)
     except errors.CacheVerificationError as exc:
         raise errors.VerificationError(f"Repository metadata refused: {exc.message}") from exc
 
@@ -309,6 +323,7 @@ def _describe(
     anchor: bytes,
     after: TrustView,
     now: datetime,
+    memo: VerificationMemo,
 ) -> tuple[str, ...]:
     """What this commit changes, in words: the generation being replaced is verified like
     any read (anchor chain, every target) and built into a view, then compared with the new
@@ -316,7 +331,8 @@ def _describe(
     if base is None:
         return tuple(describe_changes(None, after))
     try:
-        before = build_view(verify_generation(base, anchor, store.committed_roots_dir), settings, None, now)
+        verified = verify_generation(base, anchor, store.committed_roots_dir, memo=memo)
+        before = build_view(verified, settings, None, now)
     except (errors.StellaError, OSError) as exc:
         reason = exc.message if isinstance(exc, errors.StellaError) else str(exc)
         return (f"earlier trust not compared (it does not verify: {reason})", *describe_changes(None, after))
@@ -330,6 +346,7 @@ class _SessionTargets(TargetSelection):
         self,
         session: RepositorySession,
         work: Generation,
+        memo: VerificationMemo,
         *,
         force: bool,
         should_stop: Callable[[], bool] | None,
@@ -337,6 +354,7 @@ class _SessionTargets(TargetSelection):
         super().__init__()
         self.session = session
         self.work = work
+        self.memo = memo
         self.force = force
         self.should_stop = should_stop
         self.downloaded: list[str] = []
@@ -351,7 +369,7 @@ class _SessionTargets(TargetSelection):
             names: dict[str, None] = {}
             for path in sorted(self.work.metadata_dir.glob("*.json")):
                 if path.name not in ("root.json", "timestamp.json", "snapshot.json"):
-                    names.update(dict.fromkeys(_listed_names(path)))
+                    names.update(dict.fromkeys(_listed_names(path, self.memo)))
             self._names = list(names)
         return self._names
 
@@ -367,11 +385,7 @@ class _SessionTargets(TargetSelection):
         return path
 
 
-_LISTINGS: dict[tuple[int, int, int, int, int], tuple[str, ...]] = {}
-_MAX_LISTINGS = 64
-
-
-def _listed_names(path: Path) -> tuple[str, ...]:
+def _listed_names(path: Path, memo: VerificationMemo) -> tuple[str, ...]:
     """The target names a metadata file lists, remembered under the file's identity
     (device, inode, size, mtime_ns, ctime_ns): an idle sync's working copy hard-links the
     same files, so the agent parses a 100k-target listing once, not every sync. The names
@@ -380,8 +394,8 @@ def _listed_names(path: Path) -> tuple[str, ...]:
         st = path.stat()
     except OSError:
         return ()
-    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    known = _LISTINGS.get(identity)
+    identity = FileIdentity.of(st)
+    known = memo.listings.get(identity)
     if known is not None:
         return known
     try:
@@ -389,9 +403,7 @@ def _listed_names(path: Path) -> tuple[str, ...]:
     except (ValueError, KeyError, TypeError, AttributeError, OSError, errors.UnsafeFileError):
         return ()
     names = tuple(listed) if isinstance(listed, dict) else ()
-    if len(_LISTINGS) >= _MAX_LISTINGS:
-        _LISTINGS.clear()
-    _LISTINGS[identity] = names
+    memo.listings.put(identity, names)
     return names
 
 
@@ -423,7 +435,7 @@ def _role_file(metadata_dir: Path, role: str) -> Path:
     return metadata_dir / target
 
 
-def _newest_proven_root(anchor: bytes, work: Generation) -> bytes:
+def _newest_proven_root(anchor: bytes, work: Generation, memo: VerificationMemo) -> bytes:
     """The root the Updater starts from: the newest one the working copy's root history
     proves from the anchor (TUF spec 5.3.4-5.3.5, checked by offline.verify_root_chain,
     whose links this process remembers by content, decision 14), so python-tuf does not
@@ -431,12 +443,14 @@ def _newest_proven_root(anchor: bytes, work: Generation) -> bytes:
     to python-tuf's own walk from the anchor, which skips invalid local roots and fetches
     them from the repository."""
     try:
-        return prove_root_chain(anchor, work.metadata_dir / "root_history")[1][-1]
+        return prove_root_chain(anchor, work.metadata_dir / "root_history", None, memo)[1][-1]
     except errors.StellaError:
         return anchor
 
 
-def _drop_refused_committed_roots(store: Store, anchor: bytes, base: Generation | None) -> None:
+def _drop_refused_committed_roots(
+    store: Store, anchor: bytes, base: Generation | None, memo: VerificationMemo
+) -> None:
     """Roots kept beside the generations must still be ones we accept (decision 16): a kept
     chain that no longer verifies from the anchor, or whose newest root breaks our own rules
     (kept by an earlier release that did not check them), is dropped so that the held trust
@@ -445,7 +459,7 @@ def _drop_refused_committed_roots(store: Store, anchor: bytes, base: Generation 
         return
     history = (base.metadata_dir if base is not None else store.root / "absent") / "root_history"
     try:
-        newest = verify_root_chain(anchor, history, store.committed_roots_dir)[0]
+        newest = verify_root_chain(anchor, history, store.committed_roots_dir, memo)[0]
         check_root_rules(newest.signed, f"root v{newest.signed.version}")
     except errors.StellaError as exc:
         log.warning("dropping the roots kept beside the cached trust: %s", exc.message)
@@ -463,7 +477,9 @@ def _adopt_committed_roots(store: Store, work: Generation) -> None:
             os.link(path, target)
 
 
-def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation, anchor: bytes) -> None:
+def _keep_revoking_roots(
+    store: Store, base: Generation | None, work: Generation, anchor: bytes, memo: VerificationMemo
+) -> None:
     """TUF spec 5.3.11: the root walk succeeded but a later step failed. If the new root
     revoked keys that signed the cached trust (the cached metadata no longer verifies under
     it), keep the new root: the host must stop trusting the revoked keys now, not after the
@@ -477,17 +493,18 @@ def _keep_revoking_roots(store: Store, base: Generation | None, work: Generation
         return
     history = work.metadata_dir / "root_history"
     try:
-        newest, chain = verify_root_chain(anchor, history, store.committed_roots_dir)
-        held = verify_root_chain(anchor, base.metadata_dir / "root_history", store.committed_roots_dir)[
-            0
-        ].signed.version
+        newest, chain = verify_root_chain(anchor, history, store.committed_roots_dir, memo)
+        held_root = verify_root_chain(
+            anchor, base.metadata_dir / "root_history", store.committed_roots_dir, memo
+        )
+        held = held_root[0].signed.version
         if newest.signed.version <= held:
             return
         check_root_rules(newest.signed, f"root v{newest.signed.version}")
     except errors.StellaError:
         return
     try:
-        verify_metadata(base.metadata_dir, anchor, history)
+        verify_metadata(base.metadata_dir, anchor, history, memo=memo)
         return  # the cached trust still verifies under the new root: nothing was revoked
     except errors.StellaError:
         pass

@@ -56,7 +56,7 @@ def _verify(args: argparse.Namespace) -> None:
     if args.trusted_root is not None:
         verify_bundle(read_input(args.trusted_root, "trusted root"), bundle, artifact, policy)
         return
-    from stella_trust._internal.reader import open_trust
+    from stella_trust.api import open_trust
 
     verify_bundle(open_trust().trusted_root_json, bundle, artifact, policy)  # stale refused there
 

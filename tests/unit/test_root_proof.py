@@ -1,4 +1,4 @@
-"""Root links proven once per process, by content (issue 13, docs/design.md decision 14).
+"""Root links proven once per memo (one process), by content (docs/design.md decision 14).
 
 A sync or read of a host whose repository rotated its root many times must not verify
 every link again each time, but any root file that differs from the one proven must be
@@ -16,10 +16,11 @@ import pytest
 from tuf.api.metadata import Root, Targets
 
 from stella_trust._internal import sync as sync_module
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.tuf import offline, rootproof, updater
+from stella_trust._internal.tuf import offline, proofs, updater
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import CacheVerificationError
 from tests.unit.simulator import RepositoryFetcher
@@ -28,16 +29,21 @@ ROOTS = 12
 
 
 @pytest.fixture
+def memo() -> VerificationMemo:
+    """One process's memory (the agent's, an attestor's): shared by the calls of a test."""
+    return VerificationMemo()
+
+
+@pytest.fixture
 def link_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every root signature check verify_root_chain makes, by what it checked."""
-    rootproof.forget()
     calls: list[str] = []
     real = offline._check_signed
 
-    def counting(delegator: Any, role: str, md: Any, what: str, *rest: Any) -> None:
+    def counting(memo: Any, delegator: Any, role: str, md: Any, what: str, *rest: Any) -> None:
         if role == "root":
             calls.append(what)
-        real(delegator, role, md, what, *rest)
+        real(memo, delegator, role, md, what, *rest)
 
     monkeypatch.setattr(offline, "_check_signed", counting)
     return calls
@@ -59,24 +65,24 @@ def history_of(demo: DemoRepository, into: Path) -> Path:
 
 
 def test_a_chain_is_verified_once_then_only_read_and_hashed(
-    rotated: DemoRepository, tmp_path: Path, link_checks: list[str]
+    rotated: DemoRepository, tmp_path: Path, link_checks: list[str], memo: VerificationMemo
 ) -> None:
     anchor = rotated.repo.root_bytes(1)
     history = history_of(rotated, tmp_path / "history")
-    first, chain = offline.verify_root_chain(anchor, history)
+    first, chain = offline.verify_root_chain(anchor, history, memo=memo)
     assert first.signed.version == ROOTS and len(link_checks) == 1 + 2 * (ROOTS - 1)
     link_checks.clear()
-    again, chain_again = offline.verify_root_chain(anchor, history)
+    again, chain_again = offline.verify_root_chain(anchor, history, memo=memo)
     assert link_checks == []
     assert again.signed.version == ROOTS and chain_again == chain
 
 
 def test_a_root_file_that_changed_is_verified_again(
-    rotated: DemoRepository, tmp_path: Path, link_checks: list[str]
+    rotated: DemoRepository, tmp_path: Path, link_checks: list[str], memo: VerificationMemo
 ) -> None:
     anchor = rotated.repo.root_bytes(1)
     history = history_of(rotated, tmp_path / "history")
-    offline.verify_root_chain(anchor, history)
+    offline.verify_root_chain(anchor, history, memo=memo)
     victim = history / "7.root.json"
     original = victim.read_bytes()
     stat = victim.stat()
@@ -84,7 +90,7 @@ def test_a_root_file_that_changed_is_verified_again(
     link_checks.clear()  # same signed content, other bytes: checked (and still valid)
     victim.write_bytes(original + b"\n")
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # content decides, not times
-    assert offline.verify_root_chain(anchor, history)[0].signed.version == ROOTS
+    assert offline.verify_root_chain(anchor, history, memo=memo)[0].signed.version == ROOTS
     assert link_checks[:2] == ["root v7 (by root v6)", "root v7 (by itself)"]
 
     document = json.loads(original)
@@ -94,30 +100,35 @@ def test_a_root_file_that_changed_is_verified_again(
     with pytest.raises(
         CacheVerificationError, match=r"root v7 \(by root v6\): signature verification failed"
     ):
-        offline.verify_root_chain(anchor, history)
+        offline.verify_root_chain(anchor, history, memo=memo)
 
 
 def test_another_anchor_proves_nothing(
-    rotated: DemoRepository, tmp_path: Path, link_checks: list[str]
+    rotated: DemoRepository, tmp_path: Path, link_checks: list[str], memo: VerificationMemo
 ) -> None:
     history = history_of(rotated, tmp_path / "history")
-    offline.verify_root_chain(rotated.repo.root_bytes(1), history)
+    offline.verify_root_chain(rotated.repo.root_bytes(1), history, memo=memo)
     link_checks.clear()
     (history / "2.root.json").unlink()
-    newest, _ = offline.verify_root_chain(rotated.repo.root_bytes(2), history)
+    newest, _ = offline.verify_root_chain(rotated.repo.root_bytes(2), history, memo=memo)
     assert newest.signed.version == ROOTS
     assert "trust anchor" in link_checks  # v2 as an anchor is checked as one, not taken on trust
 
 
-def test_links_of_two_forks_are_never_stitched_together() -> None:
-    rootproof.forget()
-    anchor, two, three = (rootproof.digest(b) for b in (b"anchor", b"two", b"three"))
-    other_two, other_three = rootproof.digest(b"two'"), rootproof.digest(b"three'")
-    rootproof.remember(anchor, [(anchor, anchor), (anchor, two), (two, three)])
-    rootproof.remember(anchor, [(anchor, other_two), (other_two, other_three)])
-    assert rootproof.is_proven(anchor, two, three) and rootproof.is_proven(anchor, other_two, other_three)
-    assert not rootproof.is_proven(anchor, two, other_three)
-    assert not rootproof.is_proven(rootproof.digest(b"another anchor"), anchor, two)
+def test_links_of_two_forks_are_never_stitched_together(memo: VerificationMemo) -> None:
+    anchor, two, three = (proofs.digest(b) for b in (b"anchor", b"two", b"three"))
+    other_two, other_three = proofs.digest(b"two'"), proofs.digest(b"three'")
+    for link in [
+        (anchor, anchor),
+        (anchor, two),
+        (two, three),
+        (anchor, other_two),
+        (other_two, other_three),
+    ]:
+        memo.root_links.put((anchor, *link), True)
+    assert (anchor, two, three) in memo.root_links and (anchor, other_two, other_three) in memo.root_links
+    assert (anchor, two, other_three) not in memo.root_links
+    assert (proofs.digest(b"another anchor"), anchor, two) not in memo.root_links
 
 
 def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
@@ -125,12 +136,12 @@ def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
     host: tuple[TrustRepoSettings, Store],
     link_checks: list[str],
     monkeypatch: pytest.MonkeyPatch,
+    memo: VerificationMemo,
 ) -> None:
     settings, store = host
     store.write_anchor(rotated.repo.root_bytes(1))
     fetcher = RepositoryFetcher(rotated.repo)
-    assert sync(settings, store, fetcher=fetcher).versions["root"] == ROOTS
-
+    assert sync(settings, store, fetcher=fetcher, memo=memo).versions["root"] == ROOTS
 
     bootstraps: list[int] = []
     real = updater.new_updater
@@ -142,7 +153,7 @@ def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
 
     monkeypatch.setattr(updater, "new_updater", recording)
     link_checks.clear()
-    result = sync(settings, store, fetcher=RepositoryFetcher(rotated.repo))
+    result = sync(settings, store, fetcher=RepositoryFetcher(rotated.repo), memo=memo)
     assert not result.changed and result.versions["root"] == ROOTS
     assert bootstraps == [ROOTS]
     assert link_checks == []  # proven in the first sync of this process
@@ -151,7 +162,6 @@ def test_idle_syncs_start_python_tuf_from_the_newest_proven_root(
 @pytest.fixture
 def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every threshold check python-tuf's metadata API makes for us, by role."""
-    rootproof.forget()
     calls: list[str] = []
     for kind in (Root, Targets):
         real = kind.verify_delegate
@@ -165,7 +175,7 @@ def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_unchanged_role_files_are_not_checked_again_and_changed_ones_are(
-    host: tuple[TrustRepoSettings, Store], tmp_path: Path, signature_checks: list[str]
+    host: tuple[TrustRepoSettings, Store], tmp_path: Path, signature_checks: list[str], memo: VerificationMemo
 ) -> None:
     settings, store = host
     demo = DemoRepository(tmp_path / "repository")
@@ -173,9 +183,9 @@ def test_unchanged_role_files_are_not_checked_again_and_changed_ones_are(
     sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
     generation = store.current()
     assert generation is not None
-    offline.verify_generation(generation, demo.repo.root_bytes(1))
+    offline.verify_generation(generation, demo.repo.root_bytes(1), memo=memo)
     signature_checks.clear()
-    again = offline.verify_generation(generation, demo.repo.root_bytes(1))
+    again = offline.verify_generation(generation, demo.repo.root_bytes(1), memo=memo)
     assert signature_checks == [] and again.metadata.versions["targets"] >= 1
 
     targets = generation.metadata_dir / "targets.json"
@@ -185,7 +195,7 @@ def test_unchanged_role_files_are_not_checked_again_and_changed_ones_are(
     targets.unlink()  # a hard link shared with the spare copy: replace, never write through
     targets.write_bytes(json.dumps(document).encode())
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
-        offline.verify_generation(generation, demo.repo.root_bytes(1))
+        offline.verify_generation(generation, demo.repo.root_bytes(1), memo=memo)
     assert "targets" in signature_checks
 
 
@@ -208,7 +218,6 @@ def test_a_cold_sync_checks_each_top_level_signature_once_not_twice(
     assert [signature_checks.count(role) for role in ("timestamp", "snapshot", "targets")] == [1, 1, 1]
 
     # Without the record the same sync checks every role twice: the record is what saved it.
-    rootproof.forget()
     signature_checks.clear()
     monkeypatch.setattr(updater.RepositorySession, "updater_checks", lambda self: None)
     settings2 = settings.model_copy(update={"local_cache_path": tmp_path / "cache2"})
@@ -235,16 +244,15 @@ def test_bytes_changed_after_python_tuf_verified_them_are_checked_and_refused(
     demo.repo.resign_timestamp()  # the next sync changes something, so it verifies before committing
     real = sync_module.verify_generation
 
-    def edited_first(work: Any, *args: Any) -> Any:
+    def edited_first(work: Any, *args: Any, **kwargs: Any) -> Any:
         targets = work.metadata_dir / "targets.json"
         document = json.loads(targets.read_bytes())
         document["signed"]["x-tampered"] = True  # the same signatures over other content
         targets.unlink()
         targets.write_bytes(json.dumps(document).encode())
-        return real(work, *args)
+        return real(work, *args, **kwargs)
 
     monkeypatch.setattr(sync_module, "verify_generation", edited_first)
-    rootproof.forget()
     with pytest.raises(Exception, match="targets: signature verification failed"):
         sync(settings, store, fetcher=fetcher)
     monkeypatch.undo()
@@ -268,22 +276,21 @@ def test_a_record_under_another_root_excuses_nothing(
     document["signed"]["x-tampered"] = True
     targets.unlink()
     targets.write_bytes(json.dumps(document).encode())
-    forged = rootproof.digest(targets.read_bytes())
-    rootproof.forget()
-    other_root = rootproof.UpdaterChecks(rootproof.digest(b"another root"), frozenset({("targets", forged)}))
+    forged = proofs.digest(targets.read_bytes())
+    other_root = proofs.UpdaterChecks(proofs.digest(b"another root"), frozenset({("targets", forged)}))
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
         offline.verify_metadata(generation.metadata_dir, anchor, None, other_root)
-    other_role = rootproof.UpdaterChecks(rootproof.digest(anchor), frozenset({("snapshot", forged)}))
+    other_role = proofs.UpdaterChecks(proofs.digest(anchor), frozenset({("snapshot", forged)}))
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
         offline.verify_metadata(generation.metadata_dir, anchor, None, other_role)
     # What a record means: python-tuf verified exactly these bytes as targets under this root.
-    same = rootproof.UpdaterChecks(rootproof.digest(anchor), frozenset({("targets", forged)}))
+    same = proofs.UpdaterChecks(proofs.digest(anchor), frozenset({("targets", forged)}))
     assert offline.verify_metadata(generation.metadata_dir, anchor, None, same).targets.signed.version >= 1
 
 
 def test_the_record_names_the_root_python_tuf_ended_its_walk_with_or_nothing() -> None:
     url = "https://tuf.example/metadata/"
-    d = rootproof.digest
+    d = proofs.digest
     bootstrap = json.dumps({"signed": {"version": 1}}).encode()
     delivered = [
         (url + "2.root.json", d(b"root 2")),
@@ -293,21 +300,21 @@ def test_the_record_names_the_root_python_tuf_ended_its_walk_with_or_nothing() -
         (url + "targets.json", d(b"targets")),  # a repository without consistent snapshots
     ]
     asked = [url + "2.root.json", url + "3.root.json", url + "4.root.json"]  # 4: the 404
-    checks = rootproof.updater_checks(bootstrap, url, [*asked, url + "timestamp.json"], delivered)
+    checks = proofs.updater_checks(bootstrap, url, [*asked, url + "timestamp.json"], delivered)
     assert checks is not None and checks.root_digest == d(b"root 3")
     assert checks.files == {("timestamp", d(b"ts")), ("snapshot", d(b"snap")), ("targets", d(b"targets"))}
-    only_404 = rootproof.updater_checks(bootstrap, url, [url + "2.root.json"], delivered[2:])
+    only_404 = proofs.updater_checks(bootstrap, url, [url + "2.root.json"], delivered[2:])
     assert only_404 is not None and only_404.root_digest == d(bootstrap)
     # The walk's last root delivered (max_root_rotations reached): that root, too.
-    assert rootproof.updater_checks(bootstrap, url, asked[:2], delivered).root_digest == d(b"root 3")  # type: ignore[union-attr]
+    assert proofs.updater_checks(bootstrap, url, asked[:2], delivered).root_digest == d(b"root 3")  # type: ignore[union-attr]
     # python-tuf took root 2 from the local history (never asked for): its final root is unknown.
-    assert rootproof.updater_checks(bootstrap, url, asked[1:], delivered[1:]) is None
-    assert rootproof.updater_checks(bootstrap, url, [], delivered[2:]) is None  # every root local
+    assert proofs.updater_checks(bootstrap, url, asked[1:], delivered[1:]) is None
+    assert proofs.updater_checks(bootstrap, url, [], delivered[2:]) is None  # every root local
     # A root asked for and not delivered in the middle of the walk cannot happen in a refresh
     # that returned; if the record ever saw one, it records nothing.
-    assert rootproof.updater_checks(bootstrap, url, asked, delivered[1:]) is None
+    assert proofs.updater_checks(bootstrap, url, asked, delivered[1:]) is None
     foreign = [*delivered, ("https://elsewhere.example/metadata/timestamp.json", d(b"x"))]
-    assert rootproof.updater_checks(bootstrap, url, asked, foreign) is None
+    assert proofs.updater_checks(bootstrap, url, asked, foreign) is None
 
 
 def test_delegated_roles_fetched_after_the_refresh_are_never_recorded(
@@ -340,12 +347,12 @@ def test_delegated_roles_fetched_after_the_refresh_are_never_recorded(
 
 
 def test_a_root_file_rewritten_in_place_with_the_same_size_is_read_again(
-    rotated: DemoRepository, tmp_path: Path, link_checks: list[str]
+    rotated: DemoRepository, tmp_path: Path, link_checks: list[str], memo: VerificationMemo
 ) -> None:
     """Root files are remembered by identity (ctime included), never by name."""
     anchor = rotated.repo.root_bytes(1)
     history = history_of(rotated, tmp_path / "history")
-    offline.verify_root_chain(anchor, history)
+    offline.verify_root_chain(anchor, history, memo=memo)
     victim = history / "5.root.json"
     data = bytearray(victim.read_bytes())
     before = victim.stat()
@@ -359,18 +366,17 @@ def test_a_root_file_rewritten_in_place_with_the_same_size_is_read_again(
     os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
     assert victim.stat().st_size == before.st_size
     with pytest.raises(CacheVerificationError, match=r"root v5"):
-        offline.verify_root_chain(anchor, history)
+        offline.verify_root_chain(anchor, history, memo=memo)
 
 
 def test_a_target_checked_once_is_not_hashed_again_until_its_identity_changes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memo: VerificationMemo
 ) -> None:
     """A bundle import checks each target where it will stay; the commit's verification then
     finds the same file (same identity) checked against the same length and hashes."""
     from tuf.api.exceptions import LengthOrHashMismatchError
     from tuf.api.metadata import TargetFile
 
-    rootproof.forget()
     data = os.urandom(3 << 20)
     path = tmp_path / "big.bin"
     path.write_bytes(data)
@@ -383,12 +389,12 @@ def test_a_target_checked_once_is_not_hashed_again_until_its_identity_changes(
         real(self, handle)
 
     monkeypatch.setattr(TargetFile, "verify_length_and_hashes", counting)
-    offline.check_target_file(info, path)
-    offline.check_target_file(info, path)
+    offline.check_target_file(info, path, memo=memo)
+    offline.check_target_file(info, path, memo=memo)
     assert hashed == ["big.bin"]
     other = TargetFile.from_data("big.bin", data + b"!", ["sha256"])  # other expectations: checked
     with pytest.raises(LengthOrHashMismatchError):
-        offline.check_target_file(other, path)
+        offline.check_target_file(other, path, memo=memo)
 
     before = path.stat()
     while path.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
@@ -398,4 +404,4 @@ def test_a_target_checked_once_is_not_hashed_again_until_its_identity_changes(
         handle.write(bytes([data[1000] ^ 1]))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
     with pytest.raises(LengthOrHashMismatchError):
-        offline.check_target_file(info, path)
+        offline.check_target_file(info, path, memo=memo)

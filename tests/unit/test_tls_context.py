@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tuf.api import exceptions as tuf_exceptions
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.tuf.fetcher import HttpxFetcher, tls_context
 
 
@@ -106,8 +107,8 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def fetch(url: str, bundle: Path) -> bytes:
-    with HttpxFetcher(timeout=5, deadline=10, ca_bundle=bundle) as fetcher:
+def fetch(url: str, bundle: Path, memo: VerificationMemo | None = None) -> bytes:
+    with HttpxFetcher(timeout=5, deadline=10, ca_bundle=bundle, memo=memo) as fetcher:
         return fetcher.download_bytes(url, 1024)
 
 
@@ -117,17 +118,18 @@ def test_one_context_per_ca_store_and_it_still_verifies(
     url, ca = tls_server
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(pem(ca))
-    assert fetch(url, bundle) == b"hello"
-    assert fetch(url, bundle) == b"hello"
-    assert tls_context(bundle) is tls_context(bundle)  # built once for this store
+    memo = VerificationMemo()  # the agent's: one for the life of the process
+    assert fetch(url, bundle, memo) == b"hello"
+    assert fetch(url, bundle, memo) == b"hello"
+    assert tls_context(bundle, memo) is tls_context(bundle, memo)  # built once for this store
 
     stranger = tmp_path / "other-ca.pem"
     stranger.write_bytes(pem(make_ca("another CA")[1]))
     with pytest.raises(tuf_exceptions.DownloadError):
-        fetch(url, stranger)
+        fetch(url, stranger, memo)
 
-    before = tls_context(bundle)
+    before = tls_context(bundle, memo)
     bundle.write_bytes(pem(make_ca("replacement CA")[1]))  # the operator removed our CA
-    assert tls_context(bundle) is not before
+    assert tls_context(bundle, memo) is not before
     with pytest.raises(tuf_exceptions.DownloadError):
-        fetch(url, bundle)
+        fetch(url, bundle, memo)

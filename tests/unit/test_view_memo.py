@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stella_trust import api
 from stella_trust._internal import reader
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.policy.build import build_parts, build_view, view_at
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.watcher import TrustWatcher
+from stella_trust.api import TrustWatcher
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import CacheVerificationError, StaleTrustError
 from stella_trust.repository import Repository
@@ -43,22 +45,21 @@ def config(
 
 @pytest.fixture
 def verifications(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    reader._VERIFIED.clear()
-    reader._SETTINGS.clear()
+    monkeypatch.setattr(api, "_PROCESS", VerificationMemo())  # a fresh process's memory
     calls: list[Path] = []
     real = reader.verify_generation
 
-    def counting(generation: object, *args: object) -> object:
+    def counting(generation: object, *args: object, **kwargs: object) -> object:
         calls.append(generation.path)  # type: ignore[attr-defined]
-        return real(generation, *args)  # type: ignore[arg-type]
+        return real(generation, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(reader, "verify_generation", counting)
     return calls
 
 
 def test_an_unchanged_cache_is_verified_once(config: Path, verifications: list[Path]) -> None:
-    first = reader.open_trust(config_path=config)
-    second = reader.open_trust(config_path=config)
+    first = api.open_trust(config_path=config)
+    second = api.open_trust(config_path=config)
     assert len(verifications) == 1
     assert first.roles == second.roles and second.freshness.state == "fresh"
 
@@ -66,7 +67,7 @@ def test_an_unchanged_cache_is_verified_once(config: Path, verifications: list[P
 def test_a_target_edited_in_place_with_its_mtime_restored_is_caught(
     config: Path, verifications: list[Path], host: tuple[TrustRepoSettings, Store]
 ) -> None:
-    reader.open_trust(config_path=config)
+    api.open_trust(config_path=config)
     _, store = host
     target = next((store.current().path / "targets").iterdir())  # type: ignore[union-attr]
     before = target.stat()
@@ -76,7 +77,7 @@ def test_a_target_edited_in_place_with_its_mtime_restored_is_caught(
         handle.write(bytes(data))
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
     with pytest.raises(CacheVerificationError):
-        reader.open_trust(config_path=config)
+        api.open_trust(config_path=config)
     assert len(verifications) == 2
 
 
@@ -88,23 +89,23 @@ def test_new_state_or_a_new_generation_verifies_again(
 ) -> None:
     settings, store = host
     demo, fetcher = simulated
-    reader.open_trust(config_path=config)
+    api.open_trust(config_path=config)
     store.write_state(store.read_state())  # rewritten: a new inode
-    reader.open_trust(config_path=config)
+    api.open_trust(config_path=config)
     assert len(verifications) == 2
     demo.rotate("timestamp")  # a changed repository: sync commits a new generation
     sync(settings, store, fetcher=fetcher)
-    view = reader.open_trust(config_path=config)
+    view = api.open_trust(config_path=config)
     assert len(verifications) == 3 and verifications[-1] == store.current().path  # type: ignore[union-attr]
     assert view.roles["root"].version == 2
 
 
 def test_an_edited_config_is_read_again(config: Path, verifications: list[Path]) -> None:
-    reader.open_trust(config_path=config)
+    api.open_trust(config_path=config)
     document = yaml.safe_load(config.read_text())
     document["attestor"]["trust_repo"]["environment"] = "staging"
     config.write_text(yaml.safe_dump(document))
-    assert reader.open_trust(config_path=config).environment == "staging"
+    assert api.open_trust(config_path=config).environment == "staging"
 
 
 def test_a_watcher_rebuilds_only_when_the_trust_changed(
@@ -142,11 +143,11 @@ def test_a_watcher_refuses_a_cache_edited_under_it(
 
 
 def test_a_remembered_view_is_judged_at_every_calls_now(config: Path, verifications: list[Path]) -> None:
-    first = reader.open_trust(config_path=config)
+    first = api.open_trust(config_path=config)
     later = first.at + timedelta(days=3650)
     with pytest.raises(StaleTrustError):
-        reader.open_trust(config_path=config, now=later)
-    judged = reader.open_trust(config_path=config, now=later, allow_stale=True)
+        api.open_trust(config_path=config, now=later)
+    judged = api.open_trust(config_path=config, now=later, allow_stale=True)
     assert judged.at == later and judged.freshness.state == "stale" and len(verifications) == 1
 
 

@@ -112,7 +112,7 @@ class _BundleTargets(TargetSelection):
             with measure(self.progress, f"hash {name}", reads) as counted:
                 # Checked where it will stay, so the commit's verification does not hash it again.
                 metered = None if counted is None else (lambda p: cast(BinaryIO, _Metered(p, counted)))
-                check_target_file(info, path, metered)
+                check_target_file(info, path, metered, memo=self.md.memo)
         except tuf_exceptions.LengthOrHashMismatchError as exc:
             path.unlink()
             raise errors.TargetMismatchError(f"Length or hash mismatch: bundle target {name}: {exc}") from exc
@@ -337,14 +337,14 @@ def verify_staged(
         _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
         raise
     try:
-        md = verify_metadata(work.metadata_dir, anchor, committed_roots)
+        md = verify_metadata(work.metadata_dir, anchor, committed_roots)  # with a memo for this import
         _extract_selected(bundle, staging, settings, md, first, progress)
         if not first.whole:  # _extract_selected guarantees a whole pass; never commit without one
             raise BundleError("Bundle was not read to its end")
         selection = _BundleTargets(md, staging, work, progress)
         held = held or HeldPins()
         collected = selection.collect(settings, held.targets, held.retired)
-        verified = verify_generation(work, anchor, committed_roots)
+        verified = verify_generation(work, anchor, committed_roots, memo=md.memo)  # targets checked once
     except errors.CacheVerificationError as exc:
         _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
         raise errors.VerificationError(

@@ -46,6 +46,7 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
 from stella_trust._internal.fs import open_untrusted
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.tuf.deadline import Budget, deadline_backend, use_backend
 from stella_trust._version import __version__
 from stella_trust.errors import UnsafeFileError
@@ -106,19 +107,16 @@ _PROXY_VARIABLES = (
     *(name for base in _PROXY_BASES for name in (base, base.upper())),
     "REQUEST_METHOD",  # urllib ignores HTTP_PROXY under CGI
 )
-_PROXIES: dict[tuple[str | None, ...], dict[str, str]] = {}
 
 
-def _environment_proxies() -> dict[str, str]:
+def _environment_proxies(memo: VerificationMemo) -> dict[str, str]:
     """urllib's reading of the proxy variables, read again only when one of them changed
-    (it scans the whole environment: ~0.2 ms, a few percent of an idle sync)."""
+    (it scans the whole environment, a few percent of an idle sync)."""
     key = tuple(os.environ.get(name) for name in _PROXY_VARIABLES)
-    proxies = _PROXIES.get(key)
+    proxies = memo.proxies.get(key)
     if proxies is None:
         proxies = urllib_request.getproxies()
-        if len(_PROXIES) >= 8:
-            _PROXIES.clear()
-        _PROXIES[key] = proxies
+        memo.proxies.put(key, proxies)
     return dict(proxies)
 
 
@@ -136,10 +134,13 @@ def _scheme_transport_class() -> type:
         deadline backend.
         """
 
-        def __init__(self, ca_bundle: Path | None, backend: httpcore.NetworkBackend) -> None:
+        def __init__(
+            self, ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
+        ) -> None:
             self.ca_bundle = ca_bundle
             self.backend = backend
-            self.proxies = _environment_proxies()
+            self.memo = memo
+            self.proxies = _environment_proxies(memo)
             self._transports: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -148,7 +149,8 @@ def _scheme_transport_class() -> type:
             transport = self._transports.get((scheme, proxy))
             if transport is None:
                 if scheme == "https" or (proxy or "").startswith("https:"):
-                    transport = httpx.HTTPTransport(verify=tls_context(self.ca_bundle), proxy=proxy)
+                    context = tls_context(self.ca_bundle, self.memo)
+                    transport = httpx.HTTPTransport(verify=context, proxy=proxy)
                 else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
                     transport = httpx.HTTPTransport(verify=_unused_tls_context(), proxy=proxy)
                 use_backend(transport, self.backend)
@@ -160,9 +162,6 @@ def _scheme_transport_class() -> type:
                 transport.close()
 
     return SchemeTransport
-
-
-_TLS_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
 
 
 @functools.cache
@@ -183,9 +182,10 @@ def _identity(path: str | None) -> tuple[object, ...]:
     return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContext:
     """The verifying TLS context for `ca_bundle` (None: the default store, or SSL_CERT_FILE /
-    SSL_CERT_DIR as httpx reads them), built once per process and CA-store identity.
+    SSL_CERT_DIR as httpx reads them), built once per memo (the agent's lives as long as the
+    process) and CA-store identity.
 
     Loading a CA store costs ~30 ms, more than an idle sync; the agent syncs every few
     minutes. Certificate verification is the same context httpx would build (hostname
@@ -197,20 +197,20 @@ def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
         _identity(os.environ.get("SSL_CERT_FILE")),
         _identity(os.environ.get("SSL_CERT_DIR")),
     )
-    context = _TLS_CONTEXTS.get(key)
+    context: ssl.SSLContext | None = memo.tls_contexts.get(key)
     if context is None:
         if ca_bundle:  # httpx's own recommendation for a CA file (verify=<str> is deprecated)
             context = ssl.create_default_context(cafile=str(ca_bundle))
         else:
             context = httpx.create_ssl_context(verify=True, trust_env=True)
-        if len(_TLS_CONTEXTS) >= 8:
-            _TLS_CONTEXTS.clear()
-        _TLS_CONTEXTS[key] = context
+        memo.tls_contexts.put(key, context)
     return context
 
 
-def _SchemeTransport(ca_bundle: Path | None, backend: httpcore.NetworkBackend) -> httpx.BaseTransport:
-    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle, backend)
+def _SchemeTransport(
+    ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
+) -> httpx.BaseTransport:
+    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle, backend, memo)
     return transport
 
 
@@ -247,7 +247,7 @@ class CountingFetcher(FetcherInterface):
     def download_bytes(self, url: str, max_length: int) -> bytes:
         """python-tuf downloads every metadata file through here. The digest of each body is
         kept: after a refresh that returned, these are the bytes python-tuf verified, which
-        lets the check before a commit recognise them (rootproof.updater_checks)."""
+        lets the check before a commit recognise them (proofs.updater_checks)."""
         data = super().download_bytes(url, max_length)
         self.delivered.append((url, hashlib.sha256(data).digest()))
         return data
@@ -271,7 +271,9 @@ class HttpxFetcher(CountingFetcher):
         user_agent: str = USER_AGENT,
         should_stop: Callable[[], bool] | None = None,
         progress: ProgressHook | None = None,
+        memo: VerificationMemo | None = None,
     ) -> None:
+        self.memo = memo or VerificationMemo()  # TLS contexts and the proxy variables' reading
         self.timeout = timeout
         self.deadline = deadline
         self.ca_bundle = ca_bundle
@@ -292,7 +294,7 @@ class HttpxFetcher(CountingFetcher):
                 headers={"User-Agent": self.user_agent, "Accept-Encoding": IDENTITY},
                 # Proxies from the environment are chosen by the transport (httpx ignores
                 # them when given one); trust_env still reads .netrc and SSL_CERT_* here.
-                transport=_SchemeTransport(self.ca_bundle, backend),
+                transport=_SchemeTransport(self.ca_bundle, backend, self.memo),
                 trust_env=True,
                 follow_redirects=True,
             )

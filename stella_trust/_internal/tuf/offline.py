@@ -34,9 +34,10 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from stella_trust._internal.fs import open_untrusted, read_untrusted
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.store import Generation
-from stella_trust._internal.tuf import rootproof
-from stella_trust._internal.tuf.rootproof import UpdaterChecks
+from stella_trust._internal.tuf import proofs
+from stella_trust._internal.tuf.proofs import UpdaterChecks
 from stella_trust.errors import (
     CacheUnreadableError,
     CacheVerificationError,
@@ -123,6 +124,7 @@ def check_root_rules(root: Root, what: str) -> None:
 
 
 def _check_signed(
+    memo: VerificationMemo,
     delegator: Root | Targets,
     role: str,
     md: Metadata[Any],
@@ -134,23 +136,23 @@ def _check_signed(
 
     With the file's `data`, a check this process already passed for the same delegation and
     the same bytes is not repeated, nor one `checked(file digest)` says python-tuf's refresh
-    made on the same bytes with the same delegator (rootproof.py, decision 14). The distinct-key
+    made on the same bytes with the same delegator (proofs.py, decision 14). The distinct-key
     rule is ours (python-tuf counts keyids), so it is applied either way."""
     _check_distinct_keys(delegator, role, what)
     proof: tuple[bytes, bytes] | None = None
     if data is not None:
-        proof = (_delegation_digest(delegator, role), rootproof.digest(data))
-        if rootproof.signature_proven(*proof):
+        proof = (_delegation_digest(delegator, role), proofs.digest(data))
+        if proof in memo.signatures:
             return
         if checked is not None and checked(proof[1]):
-            rootproof.remember_signature(*proof)
+            memo.signatures.put(proof, True)
             return
     try:
         delegator.verify_delegate(role, md.signed_bytes, md.signatures)
     except tuf_exceptions.UnsignedMetadataError as exc:
         raise CacheVerificationError(f"{what}: signature verification failed ({exc})") from exc
     if proof is not None:
-        rootproof.remember_signature(*proof)
+        memo.signatures.put(proof, True)
 
 
 def _delegation_digest(delegator: Root | Targets, role: str) -> bytes:
@@ -161,7 +163,7 @@ def _delegation_digest(delegator: Root | Targets, role: str) -> bytes:
             keys.append((keyid, delegator.get_key(keyid).to_dict()))
         except ValueError:
             keys.append((keyid, {}))  # listed without a key: it cannot sign either way
-    return rootproof.delegation_digest(role, delegated.threshold, keys)
+    return proofs.delegation_digest(role, delegated.threshold, keys)
 
 
 def _check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> None:
@@ -196,11 +198,7 @@ def _unreadable(exc: OSError, what: str, path: Path | str) -> TrustUnusableError
     return CacheVerificationError(f"{what}: unreadable ({exc.strerror})")
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
+def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, bytes] | None:
     """A root file's bytes and SHA-256, or None if there is no such file.
 
     A root file whose identity (device, inode, size, mtime_ns, ctime_ns) this process saw
@@ -208,9 +206,9 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
     which no writer can set back (the argument of decision 13). A host anchored 200 roots
     back otherwise reads and hashes 200 files on every sync and every read. Only bytes
     whose identity held still across the read are remembered; what they prove is still
-    decided by their digest (rootproof.py)."""
+    decided by their digest (proofs.py)."""
     try:
-        known = rootproof.seen_file(_identity(os.stat(path)))
+        known = memo.root_files.get(FileIdentity.of(os.stat(path)))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -219,9 +217,9 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
         return known
     try:
         with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
-            before = _identity(os.fstat(file.fileno()))
+            before = FileIdentity.of(os.fstat(file.fileno()))
             data = file.read(MAX_ROOT_FILE + 1)
-            after = _identity(os.fstat(file.fileno()))
+            after = FileIdentity.of(os.fstat(file.fileno()))
     except FileNotFoundError:
         return None
     except UnsafeFileError as exc:
@@ -230,38 +228,42 @@ def _root_file(path: str, what: str) -> tuple[bytes, bytes] | None:
         raise _unreadable(exc, what, path) from exc
     if len(data) > MAX_ROOT_FILE:
         raise CacheVerificationError(f"{what}: larger than {MAX_ROOT_FILE} bytes ({path})")
-    found = (data, rootproof.digest(data))
+    found = (data, proofs.digest(data))
     if before == after and len(data) <= MAX_REMEMBERED_ROOT:
-        rootproof.remember_file(after, found)
+        memo.root_files.put(after, found)
     return found
 
 
-_ANCHOR_VERSIONS: dict[bytes, int] = {}  # anchor SHA-256 -> the version it holds (a parse saved)
-
-
 def verify_root_chain(
-    anchor: bytes, root_history: Path, committed_roots: Path | None = None
+    anchor: bytes,
+    root_history: Path,
+    committed_roots: Path | None = None,
+    memo: VerificationMemo | None = None,
 ) -> tuple[Metadata[Root], list[bytes]]:
     """Walk N -> N+1 from the anchor through `root_history/N.root.json`, then through
     `committed_roots/N.root.json` (roots a sync committed before a later step failed).
 
     TUF spec 5.3.4-5.3.5: each root is signed by a threshold of its predecessor's root keys
     and of its own. A link whose two roots are byte for byte ones this process already
-    verified as a link of this anchor's chain is not checked again (rootproof.py, decision
+    verified as a link of this anchor's chain is not checked again (`memo`, decision
     14); every file's identity is checked, and a file that changed is read and hashed again.
 
     Returns the newest root and the bytes of every root in the chain, anchor first.
     """
-    newest, chain = prove_root_chain(anchor, root_history, committed_roots)
+    newest, chain = prove_root_chain(anchor, root_history, committed_roots, memo)
     return (newest if newest is not None else _load(chain[-1], Root, "newest root")), chain
 
 
 def prove_root_chain(
-    anchor: bytes, root_history: Path, committed_roots: Path | None = None
+    anchor: bytes,
+    root_history: Path,
+    committed_roots: Path | None = None,
+    memo: VerificationMemo | None = None,
 ) -> tuple[Metadata[Root] | None, list[bytes]]:
     """verify_root_chain without parsing what it need not: the newest root is returned
     parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
-    anchor_digest = rootproof.digest(anchor)
+    memo = memo or VerificationMemo()
+    anchor_digest = proofs.digest(anchor)
     history = os.fspath(root_history)
     committed = None if committed_roots is None else os.fspath(committed_roots)
     chain = [anchor]
@@ -269,40 +271,40 @@ def prove_root_chain(
     trusted: Metadata[Root] | None = None  # parsed chain[-1], when a check needed it
     version: int | None = None
     proved: list[tuple[bytes, bytes]] = []
-    if not rootproof.is_proven(anchor_digest, anchor_digest, anchor_digest):
+    if (anchor_digest, anchor_digest, anchor_digest) not in memo.root_links:
         trusted = _load(anchor, Root, "trust anchor")
-        _check_signed(trusted.signed, Root.type, trusted, "trust anchor")
+        _check_signed(memo, trusted.signed, Root.type, trusted, "trust anchor")
         proved.append((anchor_digest, anchor_digest))
     if version is None:
-        version = _ANCHOR_VERSIONS.get(anchor_digest)
+        version = memo.anchor_versions.get(anchor_digest)
     if version is None:
         version = (trusted or _load(anchor, Root, "trust anchor")).signed.version
-        _ANCHOR_VERSIONS[anchor_digest] = version
+        memo.anchor_versions.put(anchor_digest, version)
     for _ in range(MAX_ROOT_CHAIN):
         version += 1
         what = f"root v{version}"
-        found = _root_file(f"{history}/{version}.root.json", what)
+        found = _root_file(memo, f"{history}/{version}.root.json", what)
         if found is None and committed is not None:
-            found = _root_file(f"{committed}/{version}.root.json", what)
+            found = _root_file(memo, f"{committed}/{version}.root.json", what)
         if found is None:
             break
         data, data_digest = found
-        if rootproof.is_proven(anchor_digest, digests[-1], data_digest):
+        if (anchor_digest, digests[-1], data_digest) in memo.root_links:
             trusted = None  # parsed only if a later link needs it
         else:
             if trusted is None:
                 trusted = _load(chain[-1], Root, f"root v{version - 1}")
             new = _load(data, Root, what)
-            _check_signed(trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
-            _check_signed(new.signed, Root.type, new, f"{what} (by itself)")
+            _check_signed(memo, trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
+            _check_signed(memo, new.signed, Root.type, new, f"{what} (by itself)")
             if new.signed.version != version:
                 raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
             trusted = new
             proved.append((digests[-1], data_digest))
         chain.append(data)
         digests.append(data_digest)
-    if proved:
-        rootproof.remember(anchor_digest, proved)
+    for previous, current in proved:
+        memo.root_links.put((anchor_digest, previous, current), True)
     return trusted, chain
 
 
@@ -321,6 +323,8 @@ class VerifiedMetadata:
     delegated_expiries: dict[str, datetime] = field(default_factory=dict)
     # The verified bytes of each non-root role, by role name (for bundle export).
     raw: dict[str, bytes] = field(default_factory=dict)
+    # What the verification that made this remembered (delegated roles verified later use it).
+    memo: VerificationMemo = field(default_factory=VerificationMemo, repr=False, compare=False)
 
     @property
     def versions(self) -> dict[str, int]:
@@ -380,7 +384,7 @@ class VerifiedMetadata:
             return None
         data = _read(path, f"role {role}")
         md = _load(data, Targets, f"role {role}")
-        _check_signed(parent.signed, role, md, f"role {role}", data)
+        _check_signed(self.memo, parent.signed, role, md, f"role {role}", data)
         _check_meta(meta, data, md, f"role {role}")
         self._delegated[role] = md
         self.raw[role] = data
@@ -444,35 +448,37 @@ def verify_metadata(
     anchor: bytes,
     committed_roots: Path | None = None,
     updater_checks: UpdaterChecks | None = None,
+    memo: VerificationMemo | None = None,
 ) -> VerifiedMetadata:
     """Verify the top-level metadata in `metadata_dir` from the anchor (expiry not judged).
 
     `updater_checks` (a sync's working copy only): the files python-tuf's refresh just verified
     and the root it verified them with; a file with exactly those bytes, under a newest root
     with exactly those bytes, needs no second signature check (decision 14)."""
-    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history", committed_roots)
+    memo = memo or VerificationMemo()
+    root, root_chain = verify_root_chain(anchor, metadata_dir / "root_history", committed_roots, memo)
     checked: dict[str, Callable[[bytes], bool] | None] = dict.fromkeys(TOP_LEVEL, None)
     if updater_checks is not None:
-        root_digest = rootproof.digest(root_chain[-1])
+        root_digest = proofs.digest(root_chain[-1])
         for role in TOP_LEVEL:
             checked[role] = functools.partial(updater_checks.covers, root_digest, role)
     ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
     timestamp = _load(ts_data, Timestamp, "timestamp")
-    _check_signed(root.signed, Timestamp.type, timestamp, "timestamp", ts_data, checked[Timestamp.type])
+    _check_signed(memo, root.signed, Timestamp.type, timestamp, "timestamp", ts_data, checked[Timestamp.type])
 
     snap_data = _read(metadata_dir / "snapshot.json", "snapshot")
     snapshot = _load(snap_data, Snapshot, "snapshot")
-    _check_signed(root.signed, Snapshot.type, snapshot, "snapshot", snap_data, checked[Snapshot.type])
+    _check_signed(memo, root.signed, Snapshot.type, snapshot, "snapshot", snap_data, checked[Snapshot.type])
     _check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
 
     targets_data = _read(metadata_dir / "targets.json", "targets")
     targets = _load(targets_data, Targets, "targets")
-    _check_signed(root.signed, Targets.type, targets, "targets", targets_data, checked[Targets.type])
+    _check_signed(memo, root.signed, Targets.type, targets, "targets", targets_data, checked[Targets.type])
     targets_meta = snapshot.signed.meta.get("targets.json")
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
     _check_meta(targets_meta, targets_data, targets, "targets")
-    verified = VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets)
+    verified = VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets, memo=memo)
     verified.raw.update({Timestamp.type: ts_data, Snapshot.type: snap_data, Targets.type: targets_data})
     return verified
 
@@ -505,27 +511,30 @@ def _open_binary(path: Path) -> BinaryIO:
 
 def _expected(info: TargetFile) -> bytes:
     """What a target check compares against: the length and every listed hash."""
-    return rootproof.digest(repr((info.length, sorted(info.hashes.items()))).encode())
+    return proofs.digest(repr((info.length, sorted(info.hashes.items()))).encode())
 
 
 def check_target_file(
-    info: TargetFile, path: Path, open_file: Callable[[Path], BinaryIO] | None = None
+    info: TargetFile,
+    path: Path,
+    open_file: Callable[[Path], BinaryIO] | None = None,
+    memo: VerificationMemo | None = None,
 ) -> None:
     """TUF spec 5.7.3 on a stored file: python-tuf's `verify_length_and_hashes`, streaming
     (through `open_file`, e.g. one that counts the bytes for a progress bar).
 
     A file this process checked against the same length and hashes, whose identity (device,
     inode, size, mtime_ns, ctime_ns) has not changed since, is not hashed again (decision 13's
-    argument; rootproof.py). Raises python-tuf's LengthOrHashMismatchError, or OSError."""
+    argument; `memo`). Raises python-tuf's LengthOrHashMismatchError, or OSError."""
     expected = _expected(info)
-    if rootproof.target_checked(_identity(os.stat(path)), expected):
+    if memo is not None and (FileIdentity.of(os.stat(path)), expected) in memo.targets_checked:
         return
     with (open_file or _open_binary)(path) as handle:
-        before = _identity(os.fstat(handle.fileno()))
+        before = FileIdentity.of(os.fstat(handle.fileno()))
         info.verify_length_and_hashes(handle)
-        after = _identity(os.fstat(handle.fileno()))
-    if before == after:
-        rootproof.remember_target(after, expected)
+        after = FileIdentity.of(os.fstat(handle.fileno()))
+    if before == after and memo is not None:
+        memo.targets_checked.put((after, expected), True)
 
 
 def verify_generation(
@@ -533,9 +542,11 @@ def verify_generation(
     anchor: bytes,
     committed_roots: Path | None = None,
     updater_checks: UpdaterChecks | None = None,
+    memo: VerificationMemo | None = None,
 ) -> VerifiedTrust:
     """Everything a reader may be served: metadata from the anchor, then each stored target."""
-    metadata = verify_metadata(generation.metadata_dir, anchor, committed_roots, updater_checks)
+    memo = memo or VerificationMemo()
+    metadata = verify_metadata(generation.metadata_dir, anchor, committed_roots, updater_checks, memo)
     infos: dict[str, TargetFile] = {}
     contents: dict[str, bytes] = {}
     for name in generation.stored_target_names():
@@ -550,7 +561,7 @@ def verify_generation(
                 contents[name] = data
             else:
                 try:
-                    check_target_file(info, path)
+                    check_target_file(info, path, memo=memo)
                 except OSError as exc:
                     raise CacheVerificationError(f"target {name}: unreadable ({exc})") from exc
         except tuf_exceptions.LengthOrHashMismatchError as exc:

@@ -18,9 +18,10 @@ from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.tuf.fetcher import CountingFetcher, HttpxFetcher
-from stella_trust._internal.tuf.rootproof import UpdaterChecks, updater_checks
+from stella_trust._internal.tuf.proofs import UpdaterChecks, updater_checks
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
@@ -34,12 +35,17 @@ def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
     )
 
 
-def make_fetcher(settings: TrustRepoSettings, should_stop: Callable[[], bool] | None = None) -> HttpxFetcher:
+def make_fetcher(
+    settings: TrustRepoSettings,
+    should_stop: Callable[[], bool] | None = None,
+    memo: VerificationMemo | None = None,
+) -> HttpxFetcher:
     return HttpxFetcher(
         timeout=settings.request_timeout_seconds,
         deadline=settings.download_deadline_seconds,
         ca_bundle=settings.ca_bundle,
         should_stop=should_stop,
+        memo=memo,
     )
 
 
@@ -189,7 +195,7 @@ class RepositorySession:
 
     def updater_checks(self) -> UpdaterChecks | None:
         """The top-level files python-tuf's refresh verified, by content, and the root it
-        verified them with (rootproof.updater_checks), from what the fetcher saw during that
+        verified them with (proofs.updater_checks), from what the fetcher saw during that
         refresh only (target look-ups after it fetch delegated roles). None unless the first
         Updater's refresh returned: after the fast-forward retry the second Updater started
         from local roots and files this record cannot see."""

@@ -1,11 +1,10 @@
-"""A long-lived handle on a host's trust for attestors (issue 13).
+"""The public API: what programs call to use a host's trust (listed in `stella_trust.__all__`).
 
-An attestor verifies thousands of bundles against the same trust and wants to know when it
-changed (to rebuild its sigstore-python verifier only then). `TrustWatcher.view()` is
-`open_trust()`: an unchanged cache costs a stat of each file it verified (the reader's memo,
-docs/design.md decision 13), any change is verified again from the anchor, freshness is
-judged on every call and stale trust is refused. `changed` says whether the trust material
-differs from the previous call's; `wait_for_change()` polls for the agent's next commit.
+- `open_trust()`: verified, fresh (or in-grace) trust as a frozen `TrustView`; raises a
+  `StellaError` otherwise. One `VerificationMemo` per process remembers what was verified
+  (decision 13): an unchanged cache costs a stat of each file it verified.
+- `TrustWatcher`: a long-lived handle with its own memo, which says when the trust changed.
+- `verify_bundle()`: a Sigstore bundle verified offline with an open view's trust.
 """
 
 from __future__ import annotations
@@ -16,8 +15,38 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from stella_trust._internal.reader import open_trust
+from stella_trust._internal import reader
+from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.verifiers import verify_bundle
 from stella_trust.view import TrustView
+
+_PROCESS = VerificationMemo()  # open_trust()'s memory for the life of this process
+__all__ = ["TrustWatcher", "open_trust", "verify_bundle"]
+
+
+def open_trust(
+    cache_dir: Path | str | None = None,
+    *,
+    config_path: Path | str | None = None,
+    now: datetime | None = None,
+    allow_stale: bool = False,
+    allow_env_service_map: bool = False,
+) -> TrustView:
+    """Verified, fresh (or in-grace) trust for an attestor; raises StellaError otherwise.
+
+    `cache_dir` defaults to the configured `local_cache_path`. Stale trust raises
+    `StaleTrustError` unless `allow_stale=True` (for display, never for verification).
+    STELLA_SIGSTORE_SERVICE_MAP (which replaces the signed service map) is ignored unless
+    `allow_env_service_map=True`: an attestor's environment is not the operator's word.
+    """
+    return reader.open_trust(
+        cache_dir,
+        config_path=config_path,
+        now=now,
+        allow_stale=allow_stale,
+        allow_env_service_map=allow_env_service_map,
+        memo=_PROCESS,
+    )
 
 
 def _material(view: TrustView) -> str:
@@ -51,17 +80,19 @@ class TrustWatcher:
         self._config_path = config_path
         self._allow_env_service_map = allow_env_service_map
         self._lock = threading.Lock()
+        self._memo = VerificationMemo()  # this handle's own memory, for its life
         self._material: str | None = None
         self.changed = False  # the last view() returned other trust material than the one before
 
     def view(self, now: datetime | None = None, *, allow_stale: bool = False) -> TrustView:
         """Verified, fresh (or in-grace) trust; raises like open_trust() (stale, edited cache)."""
-        current = open_trust(
+        current = reader.open_trust(
             self._cache_dir,
             config_path=self._config_path,
             now=now,
             allow_stale=allow_stale,
             allow_env_service_map=self._allow_env_service_map,
+            memo=self._memo,
         )
         material = _material(current)
         with self._lock:

@@ -1,0 +1,127 @@
+"""What a process remembers about verifications it already made: one object, one rule.
+
+Re-verifying unchanged bytes proves nothing new (docs/design.md, decisions 13 and 14), so a
+process remembers, in memory only, what it proved and under which identity it read it:
+
+- proofs keyed by content: root links (anchor, root N, root N+1), threshold signatures
+  (delegation, file), target checks (file identity, length and hashes);
+- what files held, keyed by their identity (device, inode, size, mtime_ns, ctime_ns): root
+  bytes, target listings, whole verified generations and the views built from them;
+- what loading costs: settings by the config file's identity and the environment, TLS
+  contexts by CA store identity, the proxy variables' reading.
+
+Every kind sits in one `Bounded` map with the same eviction rule: least recently used goes
+first once a map holds more than its entries or its bytes. Nothing here is module state: a
+CLI command makes one `VerificationMemo` for its run, the agent and a `TrustWatcher` keep one
+for their life, and the public `open_trust()` keeps one per process (`stella_trust.api`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What changes whenever a file's content may have: any write, in place or by rename,
+    changes ctime, which no writer can set back (decision 13)."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Bounded(Generic[K, V]):
+    """A map of at most `max_entries` entries and `max_cost` total cost (by `cost`), least
+    recently used first out. Thread-safe: the agent's worker thread and an attestor's threads
+    share one memo."""
+
+    def __init__(self, max_entries: int, max_cost: int | None = None, cost: Callable[[V], int] | None = None):
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_cost = max_cost
+        self._cost = cost
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None and self._cost is not None:
+                self._total -= self._cost(old)
+            self._items[key] = value
+            if self._cost is not None:
+                self._total += self._cost(value)
+            while self._items and (
+                len(self._items) > self._max_entries
+                or (self._max_cost is not None and self._total > self._max_cost)
+            ):
+                _, evicted = self._items.popitem(last=False)
+                if self._cost is not None:
+                    self._total -= self._cost(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._total = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PROOFS = 100_000  # 32-byte digests: a few MiB at most
+FILES = 4096
+
+
+class VerificationMemo:
+    """Every remembered proof and identity of one process (or one CLI command)."""
+
+    def __init__(self) -> None:
+        # proofs, by content (tuf/proofs.py says what each key means)
+        self.root_links: Bounded[tuple[bytes, bytes, bytes], bool] = Bounded(PROOFS)
+        self.signatures: Bounded[tuple[bytes, bytes], bool] = Bounded(PROOFS)
+        self.targets_checked: Bounded[tuple[FileIdentity, bytes], bool] = Bounded(FILES)
+        self.anchor_versions: Bounded[bytes, int] = Bounded(64)
+        # what files held, by identity: root bytes bounded by size (a changing sync hard-links
+        # every root into its new generation, and a link changes ctime: new identities)
+        self.root_files: Bounded[FileIdentity, tuple[bytes, bytes]] = Bounded(
+            FILES, 4 << 20, lambda found: len(found[0])
+        )
+        self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
+        # the reader: verified generations, the views built from them, settings
+        self.generations: Bounded[tuple[Any, ...], Any] = Bounded(8)
+        self.views: Bounded[tuple[int, int, int], Any] = Bounded(8)
+        self.settings: Bounded[tuple[Any, ...], Any] = Bounded(8)
+        # the transport: TLS contexts by CA store identity, the proxy variables' reading
+        self.tls_contexts: Bounded[tuple[object, ...], Any] = Bounded(8)
+        self.proxies: Bounded[tuple[str | None, ...], dict[str, str]] = Bounded(8)
+
+    def forget(self) -> None:
+        """Drop everything (a benchmark measuring a fresh process; never needed for safety)."""
+        for value in vars(self).values():
+            if isinstance(value, Bounded):
+                value.clear()
