@@ -349,7 +349,7 @@ class Agent:
         if recorded is None:
             try:
                 recorded = store.read_state().last_sync
-            except OSError:
+            except (OSError, StellaError):  # an unreadable or edited state: the cycle said so
                 recorded = None
         if recorded is not None:
             self.last_sync = recorded  # what `trust status` shows, to the microsecond

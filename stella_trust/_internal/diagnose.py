@@ -320,6 +320,8 @@ def check_last_sync(settings: TrustRepoSettings, store: Store, now: datetime) ->
         return warn(
             "sync", f"cannot read {store.state_path}: {exc.strerror or exc}", _reader_hint(store.state_path)
         )
+    except StellaError as exc:  # an edited rollback floor
+        return fail("sync", exc.message, exc.hint)
     expects_sync = settings.tuf_url is not None and settings.network_allowed
     if state.last_error:
         streak = f" ({state.consecutive_failures} in a row)" if state.consecutive_failures > 1 else ""

@@ -107,9 +107,53 @@ def target_name(filename: str) -> str:
     return parse.unquote(filename)
 
 
+FLOOR_EDITED_HINT = (
+    "the cache state was edited on disk; re-initialise the host from the root you trust "
+    "(`trust init --force --root ROOT.json` resets the cache and its state)"
+)
+
+
+@dataclass(frozen=True)
+class RoleFloor:
+    """The highest version of one role this host committed, with the keyids that signed it
+    (decision 4: a rotated key set exempts the role, TUF spec 5.3.11)."""
+
+    version: int
+    keyids: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, role: str, entry: Any) -> RoleFloor:
+        """One role's floor from state.json; a malformed entry is refused, never skipped
+        (skipping would silently switch the rollback check off)."""
+        version = entry.get("version") if isinstance(entry, dict) else None
+        keyids = entry.get("keyids") if isinstance(entry, dict) else None
+        if (
+            not isinstance(version, int)
+            or isinstance(version, bool)
+            or not isinstance(keyids, list)
+            or not all(isinstance(k, str) for k in keyids)
+        ):
+            raise CacheVerificationError(
+                f"state.json: the rollback floor for {role!r} is malformed", hint=FLOOR_EDITED_HINT
+            )
+        return cls(version, tuple(keyids))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "keyids": list(self.keyids)}
+
+
+Floor = dict[str, RoleFloor]
+
+
+def parse_floor(raw: Any) -> Floor:
+    if not isinstance(raw, dict):
+        raise CacheVerificationError("state.json: the rollback floor is malformed", hint=FLOOR_EDITED_HINT)
+    return {str(role): RoleFloor.parse(str(role), entry) for role, entry in raw.items()}
+
+
 @dataclass
 class CacheState:
-    """What happened last; informational, never a source of trust."""
+    """What happened last; informational, never a source of trust (but the floor)."""
 
     last_sync: str | None = None
     last_attempt: str | None = None
@@ -119,14 +163,22 @@ class CacheState:
     # Highest role versions this host committed, with the keys that signed them: a
     # rollback floor that survives a cache failing verification (unsigned, so it can
     # only ever cause a refusal, never trust).
-    floor: dict[str, Any] = field(default_factory=dict)
+    floor: Floor = field(default_factory=dict)
     # Pins the repository stopped listing (retired upstream) at the last sync.
     retired_pins: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
+        """The state file's fields; the floor parsed once, here (CacheVerificationError if
+        it was edited into something else)."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["floor"] = parse_floor(known.get("floor", {}))
         return cls(**known)
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
+        return document
 
 
 def keep_only_our_kinds(work: Path) -> None:
@@ -338,7 +390,7 @@ class Store:
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
         """Last sync / error / source are informational; `durable` when the rollback floor
         changed (it must survive a power cut as surely as the generation it describes)."""
-        data = json.dumps(redact_all(asdict(state)), indent=2).encode() + b"\n"  # group-readable
+        data = json.dumps(redact_all(state.to_json()), indent=2).encode() + b"\n"  # group-readable
         self._write(self.state_path, data, durable=durable)
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:

@@ -33,7 +33,7 @@ from stella_trust._internal.policy.build import build_view
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.store import CacheState, Generation, Store
+from stella_trust._internal.store import CacheState, Floor, Generation, Store
 from stella_trust._internal.timefmt import human_duration, iso, utcnow
 from stella_trust._internal.tuf.errors import clock_skew, translate
 from stella_trust._internal.tuf.fetcher import CountingFetcher
@@ -65,7 +65,7 @@ class SyncResult:
     bytes_received: int
     seconds: float
     urls: list[str] = field(default_factory=list)
-    floor: dict[str, Any] = field(default_factory=dict)
+    floor: Floor = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     retired_pins: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
@@ -262,7 +262,7 @@ def _refresh(
         elif changed:
             verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
             after = build_view(verified, settings, None, now)  # the new trust must yield a usable view
-            refuse_rollback(base, anchor, floor, verified.metadata)
+            refuse_rollback(base, anchor, floor, verified.metadata, memo)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
             changes = _describe(settings, store, base, anchor, after, now, memo)
@@ -526,17 +526,10 @@ def _held_names(base: Generation | None) -> list[str]:
         return []
 
 
-def _below_floor(versions: dict[str, int], floor: dict[str, Any]) -> bool:
+def _below_floor(versions: dict[str, int], floor: Floor) -> bool:
     """True if any version is lower than the floor's (an idle sync re-checks the floor: the
     generation it kept may have been rolled back on disk while the repository stayed put)."""
-    for role, version in versions.items():
-        entry = floor.get(role)
-        if entry is None:
-            continue
-        held = entry.get("version") if isinstance(entry, dict) else None
-        if not isinstance(held, int) or version < held:
-            return True
-    return False
+    return any(role in floor and version < floor[role].version for role, version in versions.items())
 
 
 def _same_tree(left: Path, right: Path) -> bool:

@@ -35,7 +35,7 @@ from tuf.api.serialization import DeserializationError
 
 from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
-from stella_trust._internal.store import Generation
+from stella_trust._internal.store import Floor, Generation, RoleFloor
 from stella_trust._internal.tuf import proofs
 from stella_trust._internal.tuf.proofs import UpdaterChecks
 from stella_trust.errors import (
@@ -353,14 +353,11 @@ class VerifiedMetadata:
             if md is not None and role in self.delegated_expiries
         }
 
-    def floor(self) -> dict[str, Any]:
+    def floor(self) -> Floor:
         """The rollback floor these versions set, with the keys each role had."""
         roles = self.root.signed.roles
         return {
-            role: {
-                "version": version,
-                "keyids": sorted(roles[role].keyids) if role in roles else [],
-            }
+            role: RoleFloor(version, tuple(sorted(roles[role].keyids)) if role in roles else ())
             for role, version in self.versions.items()
         }
 
