@@ -14,7 +14,15 @@ from stella_trust._cli.progress import QuietOption, bundle_progress
 from stella_trust.errors import StellaError, UsageError
 
 snapshot_app = typer.Typer(
-    help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.", no_args_is_help=True
+    help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.",
+    no_args_is_help=True,
+    epilog=(
+        "Examples:\n\n"
+        "  trust snapshot export --out /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "  trust snapshot inspect /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "  trust import /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "Each subcommand's --help has more examples."
+    ),
 )
 
 

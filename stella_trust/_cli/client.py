@@ -203,7 +203,7 @@ def status(
 
       trust status --show-keys --show-endpoints
 
-      trust status --json | jq .freshness.state
+      trust status --json | jq .result.freshness.state
     """
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store
