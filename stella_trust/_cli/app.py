@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error
+from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
 from stella_trust._version import __version__
 
 _APP_OPTIONS: dict[str, Any] = dict(
@@ -86,7 +86,7 @@ def main_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    ctx.obj = Globals(config, cache_dir, debug)
+    ctx.obj = remember_globals(Globals(config, cache_dir, debug))
 
 
 def build_app(only: str | None = None) -> typer.Typer:
