@@ -80,7 +80,12 @@ def main_options(
         Path | None, typer.Option("--cache-dir", help="Cache directory (overrides local_cache_path).")
     ] = None,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Print the traceback of an internal error (or STELLA_DEBUG=1).")
+        bool,
+        typer.Option(
+            "--debug",
+            help="Print the traceback of an internal error, the agent's debug log lines and "
+            "each stage of a bundle import or export (or STELLA_DEBUG=1).",
+        ),
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
