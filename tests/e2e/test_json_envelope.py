@@ -173,7 +173,16 @@ def wait_for_request(server: FaultyServer, suffix: str, process: subprocess.Pope
 def test_ctrl_c_under_json_still_prints_the_envelope(synced: Client, server: FaultyServer) -> None:
     server.inject("/metadata/timestamp.json", "slow", 1.0)
     server.take_requests()
-    process = synced.popen("sync", "--json", stdout=-1, stderr=-1)
+    # SIGINT as a terminal delivers it: with its default disposition restored in the child,
+    # whatever the runner inherited (a background job of a non-interactive shell, nohup and
+    # some CI runners start with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    process = synced.popen(
+        "sync",
+        "--json",
+        stdout=-1,
+        stderr=-1,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # Ctrl-C once the sync is in the (slow) download, not while Python is still importing:
     # the server holding the request is the condition, however loaded the machine is
     wait_for_request(server, "/metadata/timestamp.json", process)
