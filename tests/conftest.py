@@ -66,7 +66,7 @@ class FaultyHandler(RecordingHandler):
                         break
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
-                    time.sleep(float(value))
+                    time.sleep(float(value))  # the fault itself: a slow server, not synchronisation
             except OSError:
                 pass
 

@@ -50,7 +50,13 @@ def agent(
         fail(UsageError(f"--log-format must be auto, text, journal or json, not {log_format!r}"), as_json)
     if as_json and not once:
         fail(UsageError("--json goes with --once (the long-running agent logs instead)"), as_json)
-    logger = configure(log_format)
+    import logging
+
+    from stella_trust._cli.envelope import debugging
+
+    # --debug / STELLA_DEBUG=1: also the debug lines (`next refresh in 3412.5s`, repeated
+    # failures, an abandoned refresh thread), for a person watching why an agent waits
+    logger = configure(log_format, level=logging.DEBUG if debugging() else logging.INFO)
     with reported(as_json) as env:
         runner = Agent(lambda: load(ctx), logger=logger)
         if once:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error
+from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
 from stella_trust._version import __version__
 
 _APP_OPTIONS: dict[str, Any] = dict(
@@ -83,13 +83,18 @@ def main_options(
         typer.Option("--cache-dir", help="Cache directory (overrides local_cache_path).", readable=False),
     ] = None,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Print the traceback of an internal error (or STELLA_DEBUG=1).")
+        bool,
+        typer.Option(
+            "--debug",
+            help="Print the traceback of an internal error, the agent's debug log lines and "
+            "each stage of a bundle import or export (or STELLA_DEBUG=1).",
+        ),
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    ctx.obj = Globals(config, cache_dir, debug)
+    ctx.obj = remember_globals(Globals(config, cache_dir, debug))
 
 
 def build_app(only: str | None = None) -> typer.Typer:

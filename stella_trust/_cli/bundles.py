@@ -14,8 +14,23 @@ from stella_trust._cli.progress import QuietOption, bundle_progress
 from stella_trust.errors import StellaError, UsageError
 
 snapshot_app = typer.Typer(
-    help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.", no_args_is_help=True
+    help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.",
+    no_args_is_help=True,
+    epilog=(
+        "Examples:\n\n"
+        "  trust snapshot export --out /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "  trust snapshot inspect /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "  trust import /media/usb/trust-2026-01-25.tar.zst\n\n"
+        "Each subcommand's --help has more examples."
+    ),
 )
+
+
+def carried(files: int, size: int) -> str:
+    """What a bundle carries, said the same way by `snapshot export`, `snapshot inspect`,
+    `export` and `import`: the files its manifest lists (metadata, targets, log tiles) and
+    their bytes; manifest.json itself is not counted by any of them."""
+    return f"{files} files, {size} bytes besides manifest.json"
 
 
 def _print_bundle(summary: Any, env: Envelope) -> None:
@@ -23,8 +38,8 @@ def _print_bundle(summary: Any, env: Envelope) -> None:
     versions = " ".join(f"{role} v{v}" for role, v in summary.versions.items())
     outcome = "" if summary.changed else "no change, this host already holds that trust; "
     env.say(
-        f"{summary.action}: {summary.path}: {outcome}{summary.files} files, {summary.bytes} "
-        f"bytes ({versions}); freshness {summary.freshness.state}"
+        f"{summary.action}: {summary.path}: {outcome}{carried(summary.files, summary.bytes)} "
+        f"({versions}); freshness {summary.freshness.state}"
     )
     for log in summary.sealed_logs:
         env.say(
@@ -352,7 +367,7 @@ def _render_inspection(inspection: Any) -> str:
         )
     total = sum(f["length"] for f in inspection.files)
     verdict = "all match the manifest" if inspection.intact else f"{len(inspection.problems)} do NOT match"
-    lines.append(f"files: {len(inspection.files)}, {total} bytes; {verdict}")
+    lines.append(f"files: {carried(len(inspection.files), total)}; {verdict}")
     width = max((len(str(f["length"])) for f in inspection.files), default=1)
     for entry in inspection.files:
         state = {"ok": "ok", "mismatch": "MISMATCH", "missing": "MISSING"}[entry["state"]]

@@ -11,12 +11,13 @@ from stella_trust._cli.options import (
     JsonOption,
     config_path,
     globals_of,
+    init_command,
     load,
     reported,
     split_list,
 )
 from stella_trust._cli.progress import QuietOption
-from stella_trust.errors import EXIT_UNUSABLE, StaleTrustError, StellaError
+from stella_trust.errors import EXIT_UNUSABLE, NotInitialisedError, StaleTrustError, StellaError
 
 if TYPE_CHECKING:
     from stella_trust._cli.envelope import Envelope
@@ -166,7 +167,16 @@ def sync(
       trust sync --force --json
     """
     with reported(as_json) as env:
-        result = _run_sync(load(ctx), force, quiet or as_json)
+        settings = load(ctx)
+        path = config_path(ctx)
+        if settings.tuf_url is None and not path.exists():
+            # Nothing was ever initialised here: say so (exit 3, like every other command
+            # on an uninitialised host), with an init that works when followed.
+            raise NotInitialisedError(
+                f"this host is not initialised: config {path} does not exist",
+                hint=f"run `{init_command(globals_of(ctx))}` first",
+            )
+        result = _run_sync(settings, force, quiet or as_json)
         env.result = result.to_json()
         _report_sync(env, result)
 
@@ -202,7 +212,7 @@ def status(
 
       trust status --show-keys --show-endpoints
 
-      trust status --json | jq .freshness.state
+      trust status --json | jq .result.freshness.state
     """
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store

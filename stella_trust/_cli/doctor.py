@@ -14,7 +14,16 @@ import typer
 from stella_trust._cli.options import JsonOption, config_path, globals_of, load, reported
 from stella_trust.errors import StellaError
 
-config_app = typer.Typer(help="The effective configuration of this host.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="The effective configuration of this host.",
+    no_args_is_help=True,
+    epilog=(
+        "Examples:\n\n"
+        "  trust config show\n\n"
+        "  trust --config /etc/stella-trust/trust.yaml config show --json\n\n"
+        "Each subcommand's --help has more examples."
+    ),
+)
 
 
 def doctor(ctx: typer.Context, as_json: JsonOption = False) -> None:
@@ -80,7 +89,7 @@ def config_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       trust config show
 
-      trust config show --json | jq '.result.settings[] | select(.source != "default")'
+      trust config show --json | jq '.result.settings[] | {name, source}'
     """
     from stella_trust._internal.settings import setting_sources
 

@@ -64,12 +64,58 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
     if named and not path.exists():
         raise NotInitialisedError(
             f"config {path} does not exist: this host is not initialised with it",
-            hint="check --config / STELLA_TRUST_CONFIG, or run `trust init --config PATH --tuf-url URL ...`",
+            hint=f"check --config / STELLA_TRUST_CONFIG, or run `{init_command(g)}`",
         )
     settings = load_settings(path, flags)
     if settings.tuf_url or path.exists():  # else nothing says what kind of host this is
         HOST.kind = "bundle-only" if settings.bundle_only else "connected"
     return settings
+
+
+def init_command(g: Globals | None = None) -> str:
+    """The `trust init` a hint tells the user to run, runnable once URL and ROOT.json are
+    replaced by real values: the global options this command was given come *before* the
+    subcommand (they belong to `trust`, not to `init`), so the init writes the config and
+    the cache this command reads. Paths are shell-quoted as given (the user runs the hint
+    from the same directory)."""
+    import shlex
+
+    if g is None:
+        g = _current_globals()
+    words = ["trust"]
+    if g.config is not None:
+        words += ["--config", shlex.quote(str(g.config))]
+    if g.cache_dir is not None:
+        words += ["--cache-dir", shlex.quote(str(g.cache_dir))]
+    return " ".join([*words, "init", "--tuf-url", "URL", "--root", "ROOT.json"])
+
+
+_GLOBALS: list[Globals] = []
+
+
+def remember_globals(g: Globals) -> Globals:
+    """The global options of this run, for hints built where no context is at hand."""
+    _GLOBALS[:] = [g]
+    return g
+
+
+def _current_globals() -> Globals:
+    return _GLOBALS[0] if _GLOBALS else Globals(None, None)
+
+
+_BARE_INIT = "`trust init "
+
+
+def _runnable_init_hint(hint: str) -> str:
+    """A `trust init ...` in a hint, with this command's global options put where they
+    work (`trust --config P init ...`): a hint that fails when followed is worse than none."""
+    if _BARE_INIT not in hint:
+        return hint
+    g = _current_globals()
+    if g.config is None and g.cache_dir is None:
+        return hint
+    prefix = init_command(g).removesuffix(" init --tuf-url URL --root ROOT.json")
+    return hint.replace(_BARE_INIT, f"`{prefix} init ")
 
 
 def fail(error: StellaError, as_json: bool) -> None:
@@ -94,7 +140,15 @@ def _command_name() -> str:
 def reported(as_json: bool = False) -> Iterator[Envelope]:
     """Run a command body inside its envelope (named after the command being run)."""
     with envelope(_command_name(), as_json) as env:
-        yield env
+        try:
+            yield env
+        except NotInitialisedError as error:  # every variant of the hint (errors.hint_for)
+            error.hint = _runnable_init_hint(error.hint)
+            if error.connected_hint:
+                error.connected_hint = _runnable_init_hint(error.connected_hint)
+            if error.bundle_only_hint:
+                error.bundle_only_hint = _runnable_init_hint(error.bundle_only_hint)
+            raise
 
 
 def duration_option(text: str | None, flag: str) -> timedelta | None:

@@ -145,14 +145,28 @@ def meter(quiet: bool) -> Iterator[Meter | None]:
         bars.close()
 
 
+def _debug_stages(label: str) -> Callable[[str, int | None], Bar | None]:
+    """`--debug` / STELLA_DEBUG=1 without a bar: one stderr line as each stage begins, so a
+    slow import or export says where it is (`debug: import trust.tar.zst (targets): 50331648
+    bytes`) in a log or a CI job, where no terminal draws bars. Nothing is counted."""
+
+    def hook(stage: str, total: int | None) -> None:
+        size = "size unknown" if total is None else f"{total} bytes"
+        typer.echo(f"debug: {_printable(label)} ({_printable(stage)}): {size}", err=True)
+
+    return hook
+
+
 @contextmanager
 def bundle_progress(label: str, quiet: bool) -> Iterator[Callable[[str, int | None], Bar | None] | None]:
     """The `progress=` hook for export and import: each stage a bundle module reports
-    ("metadata", "targets", "hash NAME", "write") gets a bar `LABEL (STAGE)`. None when
-    no bar may be drawn."""
+    ("metadata", "targets", "hash NAME", "write") gets a bar `LABEL (STAGE)`. Without a
+    bar, `--debug` prints a line per stage instead; else None."""
     with meter(quiet) as bars:
         if bars is None:
-            yield None
+            from stella_trust._cli.envelope import debugging
+
+            yield _debug_stages(label) if debugging() else None
             return
 
         def hook(stage: str, total: int | None) -> Bar | None:

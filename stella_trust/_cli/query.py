@@ -98,7 +98,7 @@ def keys(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       trust keys
 
-      trust keys --json | jq '.keys[] | select(.kind == "rekor") | .key_id'
+      trust keys --json | jq '.result.keys[] | select(.kind == "rekor")'
     """
     with reported(as_json) as env:
         view = _current_view(ctx)
@@ -121,7 +121,7 @@ def diff(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
       trust diff
 
-      trust diff --json | jq .changes
+      trust diff --json | jq .result.changes
     """
     from stella_trust._internal.policy.changes import describe_changes, role_versions, target_changes
     from stella_trust._internal.reader import generation_view, load_view_of_generation, previous_generation

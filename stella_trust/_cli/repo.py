@@ -15,8 +15,29 @@ from stella_trust.errors import UsageError
 repo_app = typer.Typer(
     help="Create, publish and rotate the TUF repository that hosts trust (operators).",
     no_args_is_help=True,
+    epilog=(
+        "Examples:\n\n"
+        "  trust repo init --path ./tuf-workspace\n\n"
+        "  trust repo add-target trusted_root.json --path ./tuf-workspace\n\n"
+        "  trust repo publish --to /srv/www/tuf --path ./tuf-workspace\n\n"
+        "  trust repo check --within 60d --path ./tuf-workspace\n\n"
+        "Each subcommand's --help has more examples; README.md walks whole procedures."
+    ),
 )
-root_app = typer.Typer(help="Offline root ceremony: edit the staged root (version+1).", no_args_is_help=True)
+root_app = typer.Typer(
+    help="Offline root ceremony: edit the staged root (version+1).",
+    no_args_is_help=True,
+    epilog=(
+        "Examples (in the workspace directory, e.g. after cd /mnt/ceremony):\n\n"
+        "  trust repo root add-key --role root --name root4\n\n"
+        "  trust repo root set-threshold root 3\n\n"
+        "  trust repo sign root --key keys/root.pem\n\n"
+        "  trust repo sign root --key keys/root2.pem\n\n"
+        "  trust repo sign root --key keys/root4.pem\n\n"
+        "  trust repo commit\n\n"
+        "Each subcommand's --help has more examples."
+    ),
+)
 repo_app.add_typer(root_app, name="root")
 
 PathOption = Annotated[Path, typer.Option("--path", help="Workspace directory (default: here).")]
@@ -481,7 +502,7 @@ def keys(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
     Example:
 
-      trust repo keys --json | jq -r '.keys[] | select(.file == null) | .keyid'
+      trust repo keys --json | jq '.result.keys[] | select(.file == null)'
     """
     _run(as_json, lambda env: _emit(_workspace(path).keys(), env))
 
@@ -579,7 +600,7 @@ def keygen(
 
     Example:
 
-      STELLA_CI_PASSPHRASE=... trust repo keygen ci --path /srv/ci-signer
+      trust repo keygen ci --path /srv/ci-signer
     """
     if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
         raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
@@ -592,7 +613,7 @@ def roots(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
     Example:
 
-      trust repo roots --json | jq -r .first.sha256
+      trust repo roots --json | jq -r .result.first.sha256
     """
     _run(as_json, lambda env: _emit(_workspace(path).roots(), env))
 
@@ -614,7 +635,7 @@ def check(
 
     Example:
 
-      trust repo check --within 60d --json | jq '.roles[] | select(.state != "ok")'
+      trust repo check --json | jq '.result.roles[] | select(.state != "ok")'
     """
 
     def action(env: Envelope) -> None:

@@ -87,6 +87,7 @@ def verify(
             issuer_regexp=certificate_oidc_issuer_regexp,
             key_pem=read_input(key, "public key") if key is not None else None,
         )
+        _refuse_malformed_digest(artifact)
         subject = artifact_input(artifact, need_bytes=key is not None)
         data = read_input(bundle, "bundle")
         if trusted_root is not None:
@@ -111,6 +112,35 @@ def verify(
         )
         for said in log_checks:
             env.say(f"  {said}")
+
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+SHA256_HEX_LENGTH = 64
+
+
+def _refuse_malformed_digest(artifact: str) -> None:
+    """`sha256:abc` is a digest typed wrong, not a file name: say so (a usage error) rather
+    than "cannot read artifact sha256:abc". A file that really has such a name is still read."""
+    prefix, colon, rest = artifact.partition(":")
+    if not colon or prefix.lower() != "sha256" or Path(artifact).exists():
+        return
+    well_formed = len(rest) == SHA256_HEX_LENGTH and set(rest) <= HEX_DIGITS
+    if well_formed and prefix == "sha256":
+        return
+    from stella_trust.errors import UsageError
+
+    bad = "".join(sorted({c for c in rest if c not in HEX_DIGITS}))
+    if well_formed:
+        problem = f"write the prefix as sha256: (lowercase), not {prefix}:"
+    else:
+        problem = f"sha256: must be followed by {SHA256_HEX_LENGTH} hex characters (got {len(rest)}" + (
+            f", with non-hex {bad[:10]!r})" if bad else ")"
+        )
+    shown = artifact if len(artifact) <= 80 else f"{artifact[:77]}..."
+    raise UsageError(
+        f"malformed digest {''.join(c if c.isprintable() else '?' for c in shown)!r}: {problem}",
+        hint="give the artifact's path, or its digest as sha256:<64 hex> (`sha256sum FILE` prints it)",
+    )
 
 
 def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:

@@ -36,23 +36,32 @@ def wait_first_cycle(client: Client, agent: AgentProcess) -> None:
     wait_for(lambda: store.read_state().last_attempt != before, what="a cycle")
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    """Poll `condition` until it holds. The timeout only bounds a failing run (a loaded
+    2-core machine can take seconds per agent cycle); a passing run waits no longer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling interval of the condition, not a guess at timing
     raise AssertionError(f"timed out waiting for {what}")
 
 
 class AgentProcess:
     """`trust agent` in the background; its stderr collected line by line."""
 
-    def __init__(self, client: Client, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, client: Client, *args: str, env: dict[str, str] | None = None, debug: bool = False
+    ) -> None:
+        """`debug`: STELLA_DEBUG=1, so the agent also logs its debug lines, among them
+        `next refresh in N s` just before each sleep (what tests wait on, never a sleep)."""
         self.lines: list[str] = []
+        environment = env or client.env
+        if debug:
+            environment = {**environment, "STELLA_DEBUG": "1"}
         self.proc = subprocess.Popen(
             client.argv("agent", "--log-format", "text", *args),
-            env=env or client.env,
+            env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -68,7 +77,7 @@ class AgentProcess:
     def count(self, phrase: str) -> int:
         return sum(phrase in line for line in list(self.lines))
 
-    def wait_line(self, phrase: str, timeout: float = 15) -> None:
+    def wait_line(self, phrase: str, timeout: float = 60) -> None:
         wait_for(lambda: self.count(phrase) > 0, timeout, f"log line {phrase!r} in {self.lines}")
 
     def signal(self, signum: int) -> None:
@@ -143,9 +152,9 @@ def test_backoff_when_the_server_is_down_and_recovery(
     agent = AgentProcess(synced)
     agents.append(agent)
     agent.wait_line("refresh failed: Repository unreachable")
-    time.sleep(2.0)  # backoff 0.2, 0.4, 0.6 (capped at the 0.6 s interval): several retries
-    attempts = Store(synced.cache).read_state().consecutive_failures
-    assert attempts >= 3
+    # backoff 0.2, 0.4, 0.6 (capped at the 0.6 s interval): wait for several retries
+    store = Store(synced.cache)
+    wait_for(lambda: store.read_state().consecutive_failures >= 3, what="three failed attempts")
     assert agent.count("refresh failed:") == 1  # logged once per distinct error
     assert ok(synced.status()).json()["freshness"]["state"] == "fresh"  # cached trust served
     revived = RepositoryServer(demo.repo.path, port=port).start()
@@ -159,10 +168,10 @@ def test_backoff_when_the_server_is_down_and_recovery(
 
 def test_sigterm_mid_sleep_exits_fast(synced: Client, agents: list[AgentProcess]) -> None:
     synced.set_config(refresh_interval_minutes=60)
-    agent = AgentProcess(synced)
+    agent = AgentProcess(synced, debug=True)
     agents.append(agent)
     wait_first_cycle(synced, agent)
-    time.sleep(0.3)
+    agent.wait_line("next refresh in")  # logged as the hour-long sleep begins
     assert agent.stop() < 2
     assert agent.proc.returncode == 0
     assert agent.count("agent stopping") == 1
@@ -177,11 +186,11 @@ def test_sigterm_mid_download_exits_fast_with_a_verifiable_cache(
     server.inject("sigstore-services-v1.json", "slow", 0.05)
     agent = AgentProcess(synced)
     agents.append(agent)
+    # the server dribbles a byte per 50 ms: from its request on, the agent is mid-download
     wait_for(
         lambda: any(p.endswith("sigstore-services-v1.json") for p in server.requests),
         what="the download to start",
     )
-    time.sleep(0.3)
     assert agent.stop() < 2
     status = ok(synced.status()).json()
     assert status["metadata"] == before  # the half-done refresh left the old trust intact
@@ -312,10 +321,10 @@ def test_offline_agent_uses_no_network(
 ) -> None:
     synced.set_config(**FAST, offline_mode=True)
     server.take_requests()
-    agent = AgentProcess(synced)
+    agent = AgentProcess(synced, debug=True)
     agents.append(agent)
     agent.wait_line("agent started")
-    time.sleep(1.5)  # two intervals
+    wait_for(lambda: agent.count("next refresh in") >= 3, what="three offline cycles")
     assert server.take_requests() == []
     assert agent.count("refresh failed") == 0
     assert agent.stop() < 2

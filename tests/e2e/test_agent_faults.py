@@ -98,9 +98,9 @@ def test_agent_keeps_refreshing_and_stops_when_notify_socket_is_full(
         agents.append(agent)
         agent.wait_line("agent started")
         wait_for(lambda: store.read_state().last_attempt != before, what="the first cycle")
-        time.sleep(0.5)  # READY=1 and watchdog pings have met the full queue by now
+        agent.wait_line("sd_notify message dropped")  # READY=1 or a watchdog ping met the full queue
         demo.switch_to_rekor_v2()  # only a later cycle can pick this up
-        wait_for(lambda: targets_version(synced) == 3, timeout=10, what="a refresh after the drops")
+        wait_for(lambda: targets_version(synced) == 3, what="a refresh after the drops")
         wait_for(
             lambda: (metric(metrics, "stella_trust_notify_dropped_total") or 0) >= 2,
             what="the drop counter",
@@ -192,12 +192,13 @@ def test_read_only_cache_keeps_serving_then_recovers(
 
 
 def test_full_disk_is_logged_once_and_recovers(
-    client: Client, demo: DemoRepository, agents: list[AgentProcess]
+    tmp_path: Path, client: Client, demo: DemoRepository, agents: list[AgentProcess]
 ) -> None:
     mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(client.home))
     try:
         ok(client.init())
-        client.set_config(**FAST)
+        metrics = tmp_path / "textfile" / "stella_trust.prom"  # off the full disk: it counts retries
+        client.set_config(**FAST, metrics_path=str(metrics))
         filler = client.home / "filler"
         with contextlib.suppress(OSError), filler.open("wb", buffering=0) as out:
             while True:
@@ -207,7 +208,10 @@ def test_full_disk_is_logged_once_and_recovers(
         agent = AgentProcess(client)
         agents.append(agent)
         agent.wait_line("refresh failed:")
-        time.sleep(2.0)  # several backed-off retries (0.2, 0.4, 0.6 s)
+        wait_for(  # several backed-off retries (0.2, 0.4, 0.6 s)
+            lambda: (metric(metrics, "stella_trust_consecutive_failures") or 0) >= 3,
+            what="retries with backoff",
+        )
         assert agent.count("No space left on device") >= 1
         assert agent.count("refresh failed") == 1
         assert agent.count("could not record the failure") <= 1  # the core's warning, once
@@ -233,11 +237,11 @@ def test_sigterm_mid_download_is_one_info_line(
     agent = AgentProcess(synced)
     agents.append(agent)
     agent.wait_line("agent started")
+    # the server dribbles a byte per 50 ms: from its request on, the agent is mid-download
     wait_for(
         lambda: any(p.endswith("sigstore-services-v1.json") for p in server.requests),
         what="the download to start",
     )
-    time.sleep(0.3)
     assert agent.stop() < 2
     assert agent.proc.returncode == 0
     assert agent.count(ABANDONED) == 1
@@ -264,14 +268,16 @@ def test_stop_signal_is_still_answered_after_notify_drops(synced: Client, agents
     with unread_notify_socket() as (address, _):
         store = Store(synced.cache)
         before = store.read_state().last_attempt
-        agent = AgentProcess(synced, env={**synced.env, "NOTIFY_SOCKET": address})
+        agent = AgentProcess(synced, env={**synced.env, "NOTIFY_SOCKET": address}, debug=True)
         agents.append(agent)
         agent.wait_line("agent started")
         wait_for(lambda: store.read_state().last_attempt != before, what="the first cycle")
-        time.sleep(0.3)  # past READY=1, into the hour-long sleep
+        agent.wait_line("next refresh in")  # past READY=1 (dropped), into the hour-long sleep
         started = time.monotonic()
         agent.signal(signal.SIGTERM)
         agent.proc.wait(timeout=10)
         assert time.monotonic() - started < 2
         assert agent.proc.returncode == 0
-        assert agent.count("sd_notify message dropped") == 1
+        assert agent.count("sd_notify message dropped:") == 1  # the warning, once
+        agent._reader.join(timeout=10)  # stderr read to its end
+        assert agent.count("sd_notify message dropped (2 so far)") == 1  # STOPPING=1, at debug

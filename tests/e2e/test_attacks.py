@@ -176,10 +176,11 @@ def test_kill_mid_sync_leaves_old_trust(
     server.inject(slow, "slow", 0.05)
     server.take_requests()
     proc = synced.popen("sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not any(p.endswith(slow) for p in server.requests) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)  # mid-transfer
+    # the server dribbles a byte per 50 ms: from its request on, the sync is mid-transfer
+    deadline = time.monotonic() + 60
+    while not any(p.endswith(slow) for p in server.requests):
+        assert proc.poll() is None and time.monotonic() < deadline, f"no request for {slow}"
+        time.sleep(0.02)  # polling interval of the condition above
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert snapshot_of_trust(synced) == before

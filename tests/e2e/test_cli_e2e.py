@@ -178,7 +178,9 @@ def test_file_url_repository(tmp_path: Path, demo: DemoRepository) -> None:
 def test_sync_and_status_without_init(client: Client) -> None:
     result = client.run("status")
     assert result.code == 3
-    assert "not initialised" in result.err and "trust init" in result.err
+    assert "not initialised" in result.err
+    # the init to run names this host's config and cache before the subcommand (issue 20)
+    assert f"`trust --config {client.config} --cache-dir {client.cache} init --tuf-url URL" in result.err
     client.set_config(tuf_url=client.url)
     result = client.run("sync")
     assert result.code == 3

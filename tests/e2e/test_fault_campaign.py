@@ -35,6 +35,8 @@ def test_kill_9_at_random_points_of_sync(synced: Client, demo: DemoRepository, s
         before = _versions(synced)
         demo.switch_to_rekor_v2() if rng.random() < 0.5 else demo.repo.publish()
         proc = synced.popen("sync", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the kill's moment is the fault injected (a random point; any outcome is checked
+        # below: old or new trust, whole), not synchronisation
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -57,7 +59,7 @@ def test_kill_9_at_random_points_of_import(tmp_path: Path, synced: Client, demo:
     host.set_config(pinned_targets=["rekor-key-v1", "rekor-key-v2", "padding.bin"])
     for _ in range(ROUNDS):
         proc = host.popen("import", str(bundle), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.5))
+        time.sleep(rng.uniform(0.05, 0.5))  # a random kill point: the fault, as above
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         status = host.status()
@@ -77,7 +79,7 @@ def test_syncs_and_readers_while_the_repository_publishes(synced: Client, demo: 
     def publisher() -> None:
         for _ in range(max(ROUNDS, 4)):
             demo.repo.publish()
-            time.sleep(0.3)
+            time.sleep(0.3)  # the publisher's rhythm (the load under test), not synchronisation
         stop.set()
 
     def syncing() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -159,10 +160,32 @@ def test_every_operator_command_speaks_the_envelope(tmp_path: Path) -> None:
     assert clean_env()  # the helper stays importable for the other tests
 
 
+def wait_for_request(server: FaultyServer, suffix: str, process: subprocess.Popen[str]) -> None:
+    """Until the server has received a request for `suffix` (the client process is then in
+    that download); fails if the process exits first or nothing arrives within a minute."""
+    deadline = time.monotonic() + 60
+    while not any(path.endswith(suffix) for path in server.requests):
+        assert process.poll() is None, f"the client exited ({process.returncode}) before requesting {suffix}"
+        assert time.monotonic() < deadline, f"no request for {suffix}: {server.requests}"
+        time.sleep(0.01)  # polling interval of the condition above, not a guess at timing
+
+
 def test_ctrl_c_under_json_still_prints_the_envelope(synced: Client, server: FaultyServer) -> None:
     server.inject("/metadata/timestamp.json", "slow", 1.0)
-    process = synced.popen("sync", "--json", stdout=-1, stderr=-1)
-    time.sleep(1.5)
+    server.take_requests()
+    # SIGINT as a terminal delivers it: with its default disposition restored in the child,
+    # whatever the runner inherited (a background job of a non-interactive shell, nohup and
+    # some CI runners start with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    process = synced.popen(
+        "sync",
+        "--json",
+        stdout=-1,
+        stderr=-1,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    # Ctrl-C once the sync is in the (slow) download, not while Python is still importing:
+    # the server holding the request is the condition, however loaded the machine is
+    wait_for_request(server, "/metadata/timestamp.json", process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     document = json.loads(out)

@@ -259,7 +259,7 @@ http {{
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling interval: the condition is nginx accepting connections
         client = Client(
             home=tmp_path / "nginx-client",
             url=f"http://127.0.0.1:{port}",

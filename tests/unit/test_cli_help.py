@@ -25,18 +25,30 @@ def command_paths() -> list[list[str]]:
     return paths
 
 
-@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p))
-def test_every_command_has_an_example_and_readable_metavars(
+def examples_of(text: str) -> str:
+    """The part of a --help text from its "Example(s)" heading on."""
+    assert "Example" in text, text
+    return text[text.index("Example") :]
+
+
+@pytest.mark.parametrize("path", [[], *command_paths()], ids=lambda p: " ".join(p) or "trust")
+def test_every_command_and_group_has_an_example_and_readable_metavars(
     path: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Groups too (`trust snapshot`, `trust config`, `trust repo`, `trust repo root` had
+    none, issue 20): an example that names the command itself, complete (no `...`
+    placeholder a user would have to guess), and no typer-internal metavars."""
     with pytest.raises(SystemExit) as done:
         main([*path, "--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    group = text.count("Commands:") > 0
-    assert group or "Example" in text, f"trust {' '.join(path)} --help has no example:\n{text}"
+    name = " ".join(["trust", *path])
+    assert "Example" in text, f"{name} --help has no example:\n{text}"
+    examples = examples_of(text)
+    assert name in " ".join(examples.split()), f"{name} --help: no example runs {name}:\n{examples}"
+    assert "..." not in examples and "…" not in examples, f"{name} --help: a placeholder example\n{examples}"
     for ugly in ("<str>", "<path>", "<list[str]>", "<int", "{file}", "{name}", "{bundle}"):
-        assert ugly not in text, f"trust {' '.join(path)}: {ugly}\n{text}"
+        assert ugly not in text, f"{name}: {ugly}\n{text}"
 
 
 def test_the_top_level_list_shows_whole_summaries(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1032,8 +1032,10 @@ def test_server_faults_for_fetch_limits(tmp_path: Path) -> None:
     log.write(tmp_path)
     served = serve(tmp_path)
     try:
-        served.inject("tile/0/000", "dribble", 1.0)
-        with urllib.request.urlopen(f"{served.base_url}/tile/0/000", timeout=0.3) as response:
+        # a byte every 10 s (the fault; stop() ends it at once) against a 2 s read timeout:
+        # the first byte comes at once, the second never within the timeout, however loaded
+        served.inject("tile/0/000", "dribble", 10.0)
+        with urllib.request.urlopen(f"{served.base_url}/tile/0/000", timeout=2) as response:
             assert response.headers["Content-Length"] == "8192"
             assert len(response.read(1)) == 1
             with pytest.raises(TimeoutError):

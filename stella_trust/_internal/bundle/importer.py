@@ -441,10 +441,10 @@ def _import(
                 settings, store, staging, verified, extracted, now
             )
             freshness = freshness_of(verified.metadata, settings, now)
-            summary = BundleSummary(
+            summary = BundleSummary(  # files and bytes carried, manifest.json not counted (as export)
                 "import",
                 str(bundle),
-                len(extracted.files) + 1,
+                len(extracted.files),  # every member after manifest.json: the whole pass read them all
                 extracted.total_bytes,
                 verified.metadata.versions,
                 freshness,
