@@ -105,7 +105,9 @@ def sync(
     memo = memo or VerificationMemo()
     if not settings.tuf_url:
         raise errors.ConfigError(
-            "tuf_url is not set", hint="run `trust init --tuf-url URL ...` or set STELLA_TUF_ROOT_URL"
+            "tuf_url is not set: this host takes its trust from bundles",
+            hint="import one (`trust import BUNDLE`), or set tuf_url in the config "
+            "(or STELLA_TUF_ROOT_URL) to sync from a repository",
         )
     settings.require_network(f"not contacting {settings.tuf_url}")
     store.read_anchor()  # NotInitialisedError before any network use
