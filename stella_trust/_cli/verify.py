@@ -72,13 +72,10 @@ def verify(
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
     """
     with reported(as_json) as env:
-        from stella_trust._internal.verifiers import (
-            artifact_input,
-            make_policy,
-            read_input,
-            require_usable,
-            verify_with_trust,
-        )
+        from stella_trust._internal.policy.freshness import require_usable
+        from stella_trust._internal.timefmt import utcnow
+        from stella_trust._internal.verifiers import verify_with_trust
+        from stella_trust._internal.verify_inputs import artifact_input, make_policy, read_input
 
         policy = make_policy(
             identity=certificate_identity,
@@ -98,7 +95,7 @@ def verify(
 
             settings = load(ctx)
             store = Store.of(settings)
-            view = require_usable(load_view(settings, store))
+            view = require_usable(load_view(settings, store), utcnow())
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
         outcome = verify_with_trust(root, data, subject, policy)
         log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.policy.build import build_parts, build_view, view_at
+from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import CacheState, Generation, Store, generation_sequence
@@ -212,9 +213,7 @@ def open_trust(
         ) from exc
     if allow_stale:
         return view
-    from stella_trust._internal.verifiers import require_usable  # Sigstore verification modules
-
-    return require_usable(view)
+    return require_usable(view, utcnow())
 
 
 def _settings(
@@ -259,10 +258,8 @@ def load_target(
     read and checked again). `name` may omit the extension when unique; an unknown name
     fails naming the close ones.
     """
-    from stella_trust._internal.verifiers import require_usable
-
     verified, state = verified_current_with_state(store, memo)
-    view = require_usable(build_view(verified, settings, state, now or utcnow()))
+    view = require_usable(build_view(verified, settings, state, now or utcnow()), utcnow())
     resolved = _cached_name(name, list(verified.target_info))
     data = verified.read_target(resolved)
     entry = next(t for t in view.targets if t.name == resolved)

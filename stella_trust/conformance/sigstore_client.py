@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _verify(args: argparse.Namespace) -> None:
     from stella_trust._internal.sigstore.verify import verify_bundle
-    from stella_trust._internal.verifiers import artifact_input, make_policy, read_input
+    from stella_trust._internal.verify_inputs import artifact_input, make_policy, read_input
 
     if args.key is None and not (args.certificate_identity and args.certificate_oidc_issuer):
         raise UsageError("give --certificate-identity and --certificate-oidc-issuer, or --key")

@@ -12,13 +12,13 @@ from securesystemslib.signer import Signature, SSlibKey
 
 from stella_trust._internal.bundle.export import export_archive
 from stella_trust._internal.fs import atomic_write
+from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.servicemap import parse_service_map
 from stella_trust._internal.reader import load_view, open_trust
 from stella_trust._internal.sigstore.policy import IdentityPolicy
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf.offline import verify_metadata
-from stella_trust._internal.verifiers import require_usable
 from stella_trust.demo.repository import rekor_keys, service_map
 from stella_trust.errors import (
     AnchorChangedError,
@@ -200,11 +200,10 @@ def test_a_kept_view_turns_stale_by_the_clock(
     demo, _ = simulated
     synced(host, demo)
     view = load_view(settings, store)
-    require_usable(view)
+    require_usable(view, view.at)
     later = view.freshness.stale_after + timedelta(seconds=1)
-    monkeypatch.setattr("stella_trust._internal.verifiers.utcnow", lambda: later)
     with pytest.raises(StaleTrustError):
-        require_usable(view)
+        require_usable(view, later)  # the clock, not the view's own `at`
 
 
 def test_atomic_write_mode_ignores_the_umask(tmp_path: Path) -> None:
