@@ -59,6 +59,15 @@ def _mth(hashes: list[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + _mth(hashes[:k]) + _mth(hashes[k:])).digest()
 
 
+def _path(m: int, hashes: list[bytes]) -> list[bytes]:
+    if len(hashes) == 1:
+        return []
+    k = 1 << ((len(hashes) - 1).bit_length() - 1)
+    if m < k:
+        return [*_path(m, hashes[:k]), _mth(hashes[k:])]
+    return [*_path(m - k, hashes[k:]), _mth(hashes[:k])]
+
+
 def tile_path(level: int | str, index: int, width: int = WIDTH) -> str:
     """tlog-tiles: `tile/<L>/<N>[.p/<W>]`, N in 3-digit groups, all but the last `x`-prefixed."""
     digits = f"{index:d}"
@@ -122,6 +131,11 @@ class SyntheticLog:
 
     def leaf_hash(self, index: int) -> bytes:
         return self.levels[0][index]
+
+    def inclusion_path(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(m, D[n]), literally (leaf to root order)."""
+        size = self.size if size is None else size
+        return _path(index, self.levels[0][:size])
 
     # -- C2SP resources ------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""Transparency-log tiles in sealed snapshots (issue 14), end to end with the real CLI.
+"""Transparency-log tiles in sealed snapshots (issues 14, 20, 21), end to end with the real CLI.
 
 A synthetic tile-based log (C2SP tlog-tiles, Ed25519 checkpoint key) is served on
 127.0.0.1 and listed in the `trusted_root.json` of a TUF repository we build, beside
 staging's real Rekor v1 log (skipped: not tile-based) and staging's real Rekor v2 log
 (retired here, so not fetched; its real bundle still verifies). A connected host exports
 with `--depth`, an air-gapped host imports; status, inspect and verify show the sealed state.
-Every refusal is one line and leaves the host's trust and log state as they were.
+Entry `PLANTED` of the log is a real managed-key Sigstore entry (tests/tlog_bundle.py), so
+`trust verify --key` meets the sealed state too. Every refusal is one line and leaves the
+host's trust and log state as they were.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 import zstandard
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from stella_trust._internal.bundle.archive import Entry, write_archive
@@ -30,11 +33,15 @@ from stella_trust._internal.sigstore.sealedlogs import origin_of
 from stella_trust._internal.sigstore.signednote import ed25519_key_hash
 from stella_trust.repository import Repository
 from tests.conftest import Client, FaultyServer, Result, clean_env, ok
-from tests.tlog_log import ServedLog, SyntheticLog, serve
+from tests.tlog_bundle import bundle_for, entry_body, signer_pem
+from tests.tlog_log import ServedLog, SyntheticLog, default_entry, serve
 
 STAGING = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "staging"
 ENTRIES = 3000
 DEPTH = 600
+PLANTED = 2900  # a real managed-key Sigstore entry (the others are b"entry %d")
+ARTIFACT = b"an artifact the host verifies\n"
+INTEGRATED = 1_780_000_000  # 2026-05-28, inside the synthetic log key's validFor
 REKOR_V2_CASE = next(
     case for case in json.loads((STAGING / "cases.json").read_text()) if "Rekor v2" in case["note"]
 )
@@ -48,11 +55,32 @@ class World:
     repo: Repository
     connected: Client
     tmp: Path
+    signer: ec.EllipticCurvePrivateKey  # signed the artifact in entry PLANTED
+    signature: bytes
 
-    def export(self, name: str, *extra: str) -> Path:
+    def export(self, name: str, *extra: str, depth: int = DEPTH) -> Path:
         bundle = self.tmp / name
-        ok(self.connected.run("snapshot", "export", "--out", str(bundle), "--depth", str(DEPTH), *extra))
+        ok(self.connected.run("snapshot", "export", "--out", str(bundle), "--depth", str(depth), *extra))
         return bundle
+
+    @property
+    def log_id(self) -> bytes:
+        return ed25519_key_hash(self.log.origin, self.log.public_key)
+
+    def sigstore_bundle(self, name: str, log: SyntheticLog | None = None, **forged: Any) -> Path:
+        """A managed-key bundle for entry PLANTED of `log` (default: the honest log)."""
+        path = self.tmp / name
+        path.write_bytes(
+            bundle_for(log or self.log, PLANTED, ARTIFACT, self.signature, self.log_id, INTEGRATED, **forged)
+        )
+        return path
+
+    def verify_key(self, host: Client, bundle: Path, *extra: str) -> Result:
+        key = self.tmp / "signer.pem"
+        key.write_bytes(signer_pem(self.signer))
+        artifact = self.tmp / "artifact.txt"
+        artifact.write_bytes(ARTIFACT)
+        return host.run("verify", "--bundle", str(bundle), "--key", str(key), str(artifact), *extra)
 
     def publish_log(self, size: int | None = None) -> None:
         self.log.write(self.log_dir, size)
@@ -67,12 +95,13 @@ class World:
 
 
 def trusted_root(log: SyntheticLog, base_url: str) -> bytes:
-    """Staging's trusted root, its Rekor v2 log retired at the end of 2025, plus ours."""
+    """Staging's trusted root, its Rekor v2 log retired at the end of 2025, plus ours, served
+    at `base_url` (its log ID binds the log's own name and key, not the URL)."""
     document = json.loads((STAGING / "trusted_root.json").read_text())
     for tlog in document["tlogs"]:
         if tlog["publicKey"]["keyDetails"] == "PKIX_ED25519":
             tlog["publicKey"]["validFor"]["end"] = "2025-12-31T00:00:00Z"
-    key_id = ed25519_key_hash(origin_of(base_url), log.public_key)
+    key_id = ed25519_key_hash(log.origin, log.public_key)
     document["tlogs"].append(
         {
             "baseUrl": base_url,
@@ -94,7 +123,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     log_dir.mkdir()
     served = serve(log_dir)
     try:
-        log = SyntheticLog(ENTRIES, origin_of(served.base_url))
+        signer = ec.generate_private_key(ec.SECP256R1())
+        body, signature = entry_body(ARTIFACT, signer)
+        log = SyntheticLog(
+            ENTRIES, origin_of(served.base_url), entry=lambda i: body if i == PLANTED else default_entry(i)
+        )
         log.write(log_dir)
         repo = Repository.create(tmp_path / "repository")
         repo.add_target("trusted_root.json", trusted_root(log, served.base_url))
@@ -104,7 +137,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             home.mkdir()
             connected = Client(home=home, url=server.url, root=repo.metadata_dir / "1.root.json")
             ok(connected.run("init", "--tuf-url", connected.url, "--root", str(connected.root)))
-            yield World(log, log_dir, served, repo, connected, tmp_path)
+            yield World(log, log_dir, served, repo, connected, tmp_path, signer, signature)
     finally:
         served.stop()
 
@@ -253,21 +286,226 @@ def test_bad_log_state_refuses_the_whole_import(
     assert sealed_of(host)[0]["tree_size"] == ENTRIES + 500
 
 
-def test_a_log_state_is_never_rolled_back_nor_forked(world: World) -> None:
-    older = world.export("older.tar.zst")
+def warned(result: Result, words: str) -> str:
+    """The one warning line (stderr) that holds `words`."""
+    lines = [line for line in result.err.splitlines() if line.startswith("warning: ") and words in line]
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def versions(host: Client) -> dict[str, int]:
+    held: dict[str, int] = ok(host.status()).json()["metadata"]
+    return held
+
+
+def new_trust(world: World) -> None:
+    """A newer TUF publication (another target), synced by the connected host."""
+    world.repo.add_target(f"note-{len(world.repo.targets.signed.targets)}.txt", b"newer trust\n")
+    world.repo.publish()
+    ok(world.connected.run("sync"))
+
+
+def test_an_older_log_state_never_blocks_a_tuf_update(world: World) -> None:
+    """Issue 20: newer TUF trust carried with an older, genuine log state is imported; the
+    host keeps its newer log state and says so."""
+    host = world.airgapped()
     world.log.append(2000)
     world.publish_log()
-    newer = world.export("newer.tar.zst")
-    host = world.airgapped()
-    ok(host.run("import", str(newer)))
-    one_line(host.run("import", str(older)), "log state rollback")
-    assert sealed_of(host)[0]["tree_size"] == ENTRIES + 2000
+    ok(host.run("import", str(world.export("newer.tar.zst"))))
+    before = sealed_of(host)
+    assert before[0]["tree_size"] == ENTRIES + 2000
+    new_trust(world)
+    world.publish_log(ENTRIES)  # a log mirror that lags: its (genuine) checkpoint is older
+    older = world.export("older-log-newer-trust.tar.zst")
+    result = ok(host.run("import", str(older)))
+    line = warned(result, "older than the held one")
+    assert (
+        f"tree size {ENTRIES})" in line and f"tree size {ENTRIES + 2000}" in line and "kept the held" in line
+    )
+    assert versions(host) == ok(world.connected.status()).json()["metadata"]  # the TUF update arrived
+    assert without_age(sealed_of(host)) == without_age(before)  # and the log state did not go back
+    assert json.loads(ok(host.run("import", str(older), "--json")).out)["warnings"]  # said again, no change
+    assert without_age(sealed_of(host)) == without_age(before)
 
-    fork = SyntheticLog(ENTRIES + 2000, world.log.origin, world.log.key, entry=lambda i: b"forked %d" % i)
+
+def test_a_fork_is_refused_for_the_log_alone_with_both_roots(world: World) -> None:
+    """Issue 21: held tree 3000; the log rewrites entry 100 and grows to 3500; a --depth 10
+    export cannot prove the growth, but the level-1 edge tiles both states hold disagree:
+    forked history, both roots printed, the held state kept. The TUF update it came with is
+    imported (a fork is evidence against the log, not against the repository)."""
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("held.tar.zst", depth=10))))
+    held_root = world.log.root().hex()
+    fork = SyntheticLog(
+        ENTRIES + 500,
+        world.log.origin,
+        world.log.key,
+        entry=lambda i: (
+            b"rewritten" if i == 100 else world.log.entries[i] if i < ENTRIES else default_entry(i)
+        ),
+    )
     fork.write(world.log_dir)
-    forked = world.export("forked.tar.zst")
-    one_line(host.run("import", str(forked)), "another history")
+    new_trust(world)
+    result = ok(host.run("import", str(world.export("forked.tar.zst", depth=10))))
+    line = warned(result, "forked history")
+    assert f"held root {held_root} (tree size {ENTRIES})" in line
+    assert f"carried root {fork.root().hex()} (tree size {ENTRIES + 500})" in line
+    assert "tile/1/000.p/11 hash 0" in line and "the carried log state was refused" in line
+    assert versions(host) == ok(world.connected.status()).json()["metadata"]
+    held = sealed_of(host)
+    assert held[0]["root_hash"] == held_root and held[0]["tree_size"] == ENTRIES
+    ok(host.run("status"))  # the next reads: the held state still verifies
+    assert sealed_of(host)[0]["root_hash"] == held_root
+
+    same_size = SyntheticLog(ENTRIES, world.log.origin, world.log.key, entry=lambda i: b"forked %d" % i)
+    same_size.write(world.log_dir)
+    line = warned(ok(host.run("import", str(world.export("same-size.tar.zst", depth=10)))), "forked history")
+    assert f"carried root {same_size.root().hex()} (tree size {ENTRIES})" in line
+    assert sealed_of(host)[0]["root_hash"] == held_root
+
+
+def test_growth_replaces_the_held_state_only_when_its_tiles_prove_it(world: World) -> None:
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("held.tar.zst", depth=10))))
+    world.log.append(500)
+    world.publish_log()
+    line = warned(ok(host.run("import", str(world.export("shallow.tar.zst", depth=10)))), "cannot be proven")
+    needed = int(line.split("--depth ")[1].split()[0])
+    assert sealed_of(host)[0]["tree_size"] == ENTRIES  # not replaced on "cannot tell"
+    result = ok(host.run("import", str(world.export("proof.tar.zst", depth=needed))))
+    assert "warning" not in result.err
+    assert sealed_of(host)[0]["tree_size"] == ENTRIES + 500
     assert sealed_of(host)[0]["root_hash"] == world.log.root().hex()
+
+
+def test_a_moved_log_url_keeps_the_held_state(world: World) -> None:
+    """Issue 20: a TUF update lists the same log (same key, same log ID) at another URL. The
+    held state stays valid — its checkpoint names the log, not the URL — for status, verify,
+    the next import and the ones after."""
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("before-move.tar.zst"))))
+    before = sealed_of(host)
+    moved = serve(world.log_dir)  # the same log, another port: another URL
+    try:
+        assert moved.base_url != world.served.base_url
+        world.repo.add_target("trusted_root.json", trusted_root(world.log, moved.base_url))
+        world.repo.publish()
+        ok(world.connected.run("sync"))
+        ok(host.run("import", str(world.export("moved-no-tiles.tar.zst", depth=0))))
+        for _ in range(2):  # this read and the next
+            held = sealed_of(host)
+            assert without_age(held) == [{**without_age(before)[0], "base_url": moved.base_url}]
+            verified = ok(world.verify_key(host, world.sigstore_bundle("honest.json"), "--json")).json()
+            assert verified["sealed_log_checks"] == [
+                f"{world.log.origin}: entry {PLANTED} is at its index in the sealed tree (size {ENTRIES})"
+            ]
+        world.served.stop()  # the old URL is gone: the next export reads the log at the new one
+        world.log.append(500)
+        world.publish_log()
+        ok(host.run("import", str(world.export("after-move.tar.zst"))))
+        assert sealed_of(host)[0]["tree_size"] == ENTRIES + 500
+        assert sealed_of(host)[0]["origin"] == world.log.origin
+        verified = ok(world.verify_key(host, world.sigstore_bundle("honest-later.json"), "--json")).json()
+        assert verified["sealed_log_checks"][0].endswith(f"sealed tree (size {ENTRIES + 500})")
+    finally:
+        moved.stop()
+
+
+FORGED_CLAIMS: dict[str, dict[str, Any]] = {
+    "as-signed": {},
+    "logId-random-keeping-the-key-hint": {"named_log_id": "keep-hint"},
+    "logId-random-with-a-matching-key-hint": {"named_log_id": "rehint"},
+    "logIndex-7-signed-by-the-log": {"signed_index": 7},
+    "checkpoint-size-beyond-the-sealed-tree": {"checkpoint_size": 10**9},
+}
+
+
+def test_a_forked_entry_is_refused_whatever_the_bundle_claims(world: World) -> None:
+    """Issue 21: the log shows one victim a fork in which entry PLANTED is another signature
+    (valid proof, checkpoint signed by the log's key: sigstore-python accepts it). The host's
+    sealed state holds the honest entry there. Whatever the bundle claims about its log, index
+    or tree size (FORGED_CLAIMS, each once), the check runs against the log whose key signed
+    it, at the proved index, and refuses it in one line; the host is unchanged after each."""
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("honest.tar.zst"))))
+    before = ok(host.status()).json()
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    body, signature = entry_body(ARTIFACT, attacker)
+    fork = SyntheticLog(
+        ENTRIES,
+        world.log.origin,
+        world.log.key,
+        entry=lambda i: body if i == PLANTED else world.log.entries[i],
+    )
+    key = world.tmp / "attacker.pem"
+    key.write_bytes(signer_pem(attacker))
+    artifact = world.tmp / "artifact.txt"
+    artifact.write_bytes(ARTIFACT)
+    random_id = hashlib.sha256(b"random").digest()
+    for name, claims in FORGED_CLAIMS.items():
+        forged = dict(claims)
+        if forged.get("named_log_id") == "keep-hint":
+            forged["named_log_id"] = world.log_id[:4] + random_id[4:]
+        elif forged.get("named_log_id") == "rehint":
+            forged.update(named_log_id=random_id, hint=random_id[:4])
+        bundle = world.tmp / f"forked-{name}.json"
+        bundle.write_bytes(bundle_for(fork, PLANTED, ARTIFACT, signature, world.log_id, INTEGRATED, **forged))
+        result = host.run("verify", "--bundle", str(bundle), "--key", str(key), str(artifact))
+        one_line(result, "verification failed: log inclusion")
+        assert "no sealed state" not in result.out, name
+        after = ok(host.status()).json()
+        assert without_age(after["sealed_logs"]) == without_age(before["sealed_logs"]), name
+        assert after["metadata"] == before["metadata"], name
+    honest = ok(world.verify_key(host, world.sigstore_bundle("honest.json"), "--json")).json()
+    assert honest["sealed_log_checks"] == [
+        f"{world.log.origin}: entry {PLANTED} is at its index in the sealed tree (size {ENTRIES})"
+    ]
+
+
+def _edit_staging_entry(edit: Callable[[dict[str, Any]], None]) -> bytes:
+    document = json.loads((STAGING / "bundles" / REKOR_V2_CASE["bundle"]).read_text())
+    edit(document["verificationMaterial"]["tlogEntries"][0])
+    return json.dumps(document).encode()
+
+
+def test_the_real_rekor_v2_bundle_with_an_edited_log_id_or_index_is_refused(world: World) -> None:
+    """Issue 21, through the CLI: staging's real Rekor v2 bundle, its unsigned `logId` or
+    `logIndex` edited, is refused in one line; the host's trust and log state are untouched
+    and the unedited bundle still verifies (the full list of edits: test_sigstore_verify)."""
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("t.tar.zst"))))
+    before = ok(host.status()).json()
+
+    def other_log_id(entry: dict[str, Any]) -> None:
+        raw = base64.b64decode(entry["logId"]["keyId"])
+        entry["logId"]["keyId"] = base64.b64encode(raw[:4] + bytes(28)).decode()
+
+    def index_7(entry: dict[str, Any]) -> None:
+        entry["logIndex"] = "7"
+
+    case = REKOR_V2_CASE
+    for edit, words in ((other_log_id, "which the trust does not hold"), (index_7, "logIndex 7")):
+        bundle = world.tmp / "edited.json"
+        bundle.write_bytes(_edit_staging_entry(edit))
+        identity = ("--certificate-identity", case["identity"], "--certificate-oidc-issuer", case["issuer"])
+        result = host.run(
+            "verify", "--bundle", str(bundle), *identity, str(STAGING / "bundles" / case["artifact"])
+        )
+        one_line(result, words)
+        assert "hint: " in result.err
+        after = ok(host.status()).json()
+        assert without_age(after["sealed_logs"]) == without_age(before["sealed_logs"])
+        assert after["metadata"] == before["metadata"]
+        ok(
+            host.run(
+                "verify",
+                "--bundle",
+                str(STAGING / "bundles" / case["bundle"]),
+                *identity,
+                str(STAGING / "bundles" / case["artifact"]),
+            )
+        )
 
 
 def test_a_log_server_that_dribbles_or_never_ends_is_stopped(world: World) -> None:

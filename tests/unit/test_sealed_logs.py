@@ -3,7 +3,10 @@ host's stored state re-verified on every read."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +15,9 @@ import pytest
 from stella_trust._internal.sigstore.logcheck import EntryFacts, check_entries, entry_facts
 from stella_trust._internal.sigstore.merkle import leaf_hash
 from stella_trust._internal.sigstore.sealedlogs import (
+    LogForkError,
     SealedLog,
+    accept_carried,
     origin_of,
     read_sealed,
     reconcile,
@@ -20,8 +25,8 @@ from stella_trust._internal.sigstore.sealedlogs import (
     verify_log_state,
     write_sealed,
 )
-from stella_trust._internal.sigstore.signednote import ed25519_key_hash
-from stella_trust._internal.sigstore.tiles import tiles_for
+from stella_trust._internal.sigstore.signednote import ed25519_key_hash, sign_note
+from stella_trust._internal.sigstore.tiles import first_disagreement, tiles_for
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust.errors import CacheVerificationError
 from stella_trust.sigstore_types import TransparencyLog
@@ -48,11 +53,21 @@ def log_fact(log: SyntheticLog, *, version: int = 2, until: datetime | None = No
     )
 
 
-def state(log: SyntheticLog, size: int, depth: int) -> SealedLog:
+def spki_fact(log: SyntheticLog) -> TransparencyLog:
+    """The log as a synthesized trust lists it: log ID = SHA-256 of the key's SPKI (no name)."""
+    spki = hashlib.sha256(log.public_key_der).hexdigest()
+    return replace(log_fact(log), log_id=spki, spki_sha256=spki)
+
+
+def files_of(log: SyntheticLog, size: int, depth: int) -> dict[str, bytes]:
     every = log.tiles(size)
     files = {ref.path: every[ref.path] for ref in tiles_for(size, depth)}
     files["checkpoint"] = log.checkpoint(size).encode()
-    return verify_log_state(log_fact(log), files, "2026-11-21T00:00:00Z")
+    return files
+
+
+def state(log: SyntheticLog, size: int, depth: int) -> SealedLog:
+    return verify_log_state(log_fact(log), files_of(log, size, depth), "2026-11-21T00:00:00Z")
 
 
 @pytest.fixture
@@ -77,27 +92,95 @@ def test_reconcile_keeps_the_larger_consistent_tree(log: SyntheticLog) -> None:
     assert reconcile(large, state(log, 5000, 300))[0] is large  # same tree, less depth
 
 
-def test_reconcile_says_when_growth_cannot_be_proven(log: SyntheticLog) -> None:
-    kept, note = reconcile(state(log, 1000, 100), state(log, 5000, 100))
-    assert kept.checkpoint.size == 5000 and note is not None and "not provable" in note
+def test_growth_replaces_the_held_state_only_when_its_tiles_prove_it(log: SyntheticLog) -> None:
+    """Issue 21: "cannot tell" never replaces the held state; the depth the note asks for does."""
+    held = state(log, 1000, 100)
+    kept, note = reconcile(held, state(log, 5000, 100))
+    assert kept is held and note is not None and "cannot be proven" in note
+    needed = int(note.split("--depth ")[1].split()[0])
+    assert needed == 5000 - 768  # the carried tiles must reach the held tree's level-0 edge tile
+    proof = state(log, 5000, needed)
+    assert reconcile(held, proof) == (proof, None)
+    assert reconcile(held, state(log, 5000, needed - 256))[0] is held  # one tile short
 
 
-def test_reconcile_refuses_rollback_and_forks(log: SyntheticLog) -> None:
-    with pytest.raises(TransparencyLogError, match="log state rollback"):
-        reconcile(state(log, 5000, 100), state(log, 1000, 100))
-    fork = SyntheticLog(5000, log.origin, log.key, entry=lambda i: b"other %d" % i)
-    with pytest.raises(TransparencyLogError, match="another history"):
-        reconcile(state(log, 5000, 100), state(fork, 5000, 100))
-    with pytest.raises(TransparencyLogError, match="not consistent"):
-        reconcile(state(log, 4000, 2000), state(fork, 5000, 2000))
+def test_an_older_state_is_kept_out_with_a_note_never_a_refusal(log: SyntheticLog) -> None:
+    """Issue 20: an older genuine state must not block a TUF update: held kept, said why."""
+    held = state(log, 5000, 100)
+    kept, note = reconcile(held, state(log, 1000, 100))
+    assert kept is held and note is not None
+    assert "older than the held one" in note and "not checked" in note and "kept the held" in note
+    kept, note = reconcile(state(log, 5000, 4200), state(log, 1000, 100))
+    assert note is not None and "consistent with it" in note
+
+
+def fork_of(log: SyntheticLog, size: int, rewritten: int) -> SyntheticLog:
+    """The same log key and name, one entry rewritten: the log signs another history."""
+    return SyntheticLog(
+        size, log.origin, log.key, entry=lambda i: b"rewritten" if i == rewritten else b"entry %d" % i
+    )
+
+
+def test_a_fork_is_refused_by_any_hash_both_states_hold(log: SyntheticLog) -> None:
+    """Issue 21's reproduction: held 3000; entry 100 rewritten, grown to 3500, depth 10 — the
+    growth cannot be proven, but the level-1 edge tiles both hold disagree: forked history,
+    both roots named. And every other shape of fork."""
+    held = state(log, 3000, 10)
+    fork = fork_of(log, 3500, 100)
+    with pytest.raises(LogForkError) as refused:
+        reconcile(held, state(fork, 3500, 10))
+    message = refused.value.message
+    assert f"held root {log.root(3000).hex()} (tree size 3000)" in message
+    assert f"carried root {fork.root(3500).hex()} (tree size 3500)" in message
+    assert "disagree at tile/1/000.p/11 hash 0" in message
+    assert refused.value.held_root == log.root(3000) and refused.value.carried_root == fork.root(3500)
+    with pytest.raises(
+        LogForkError, match=re.escape("disagree at tile/1/000.p/11 hash 0")
+    ):  # and the other way round
+        reconcile(state(fork, 3500, 10), held)
+    with pytest.raises(LogForkError, match=r"two roots for one tree size|disagree"):
+        reconcile(state(log, 5000, 100), state(fork_of(log, 5000, 4990), 5000, 100))
+    with pytest.raises(
+        LogForkError, match=re.escape("disagree at tile/0/019.p/136 hash 126")
+    ):  # a level-0 edge
+        reconcile(state(log, 5000, 100), state(fork_of(log, 5000, 4990), 5000, 100))
+    grown = fork_of(log, 5000, 3100)  # the proof of growth is what holds the differing hashes
+    with pytest.raises(LogForkError, match="forked history"):
+        reconcile(state(log, 4000, 10), state(grown, 5000, 2000))
+    with pytest.raises(LogForkError, match="forked history"):
+        reconcile(state(log, 5000, 2000), state(fork_of(log, 4000, 3100), 4000, 10))
+    renamed = SyntheticLog(5000, "another.name", log.key)  # a log the trust binds no name to
+    held_spki = verify_log_state(spki_fact(log), files_of(log, 5000, 10))
+    carried = verify_log_state(spki_fact(log), files_of(renamed, 5000, 10), pinned="another.name")
+    with pytest.raises(LogForkError, match=re.escape("names the log 'another.name'")):
+        reconcile(held_spki, carried)
+
+
+def test_first_disagreement_compares_every_shared_hash(log: SyntheticLog) -> None:
+    a, b = state(log, 3000, 600).tiles, state(log, 3500, 600).tiles
+    assert first_disagreement(a, b) is None and first_disagreement(b, a) is None
+    for rewritten, where in ((2999, "tile/0/011.p/184 hash 183"), (2560, "tile/0/010 hash 0")):
+        other = state(fork_of(log, 3500, rewritten), 3500, 1000).tiles
+        found = first_disagreement(a, other)
+        assert found is not None and str(found) == where
 
 
 def test_verify_time_checks(log: SyntheticLog) -> None:
     sealed = state(log, 5000, 600)
     held = {sealed.log_id: sealed}
 
-    def fact(index: int, size: int, leaf: bytes | None = None) -> EntryFacts:
-        return EntryFacts(sealed.log_id, index, leaf or log.leaf_hash(index), size, log.root(size))
+    def fact(index: int, size: int, *, leaf: bytes | None = None, **changes: object) -> EntryFacts:
+        values: dict[str, object] = {
+            "log_id": sealed.log_id,
+            "log_index": index,
+            "entry_index": index,
+            "index_signed": False,
+            "leaf": leaf or log.leaf_hash(index),
+            "proof_size": size,
+            "checkpoint": log.checkpoint(size).encode(),
+        }
+        values.update(changes)
+        return EntryFacts(**values)  # type: ignore[arg-type]
 
     said = check_entries([fact(4900, 4950)], held)
     assert said == [f"{log.origin}: entry 4900 is at its index in the sealed tree (size 5000)"]
@@ -105,19 +188,65 @@ def test_verify_time_checks(log: SyntheticLog) -> None:
     assert "consistent with the sealed tree (size 5000)" in said[0]
     said = check_entries([fact(100, 200)], held)
     assert "check not made" in said[0] and "do not cover entry 100" in said[0]
-    newer = EntryFacts(sealed.log_id, 5100, b"\0" * 32, 5200, b"\1" * 32)
+    bigger = SyntheticLog(5200, log.origin, log.key)
+    newer = fact(5100, 5200, leaf=bigger.leaf_hash(5100), checkpoint=bigger.checkpoint(5200).encode())
     assert "newer than the sealed one" in check_entries([newer], held)[0]
     with pytest.raises(TransparencyLogError, match="another leaf at index 4900"):
         check_entries([fact(4900, 4950, leaf=leaf_hash(b"not the entry"))], held)
+    forged_root = log.checkpoint(4450, root=b"\2" * 32).encode()
     with pytest.raises(TransparencyLogError, match="not consistent"):
-        check_entries([EntryFacts(sealed.log_id, 4300, b"\0" * 32, 4450, b"\2" * 32)], held)
+        check_entries([fact(4300, 4450, leaf=b"\0" * 32, checkpoint=forged_root)], held)
+
+
+def test_verify_time_checks_use_signed_facts_not_bundle_claims(log: SyntheticLog) -> None:
+    """Issue 21: the held state is found by the key that signed the entry's checkpoint, the
+    index is the proof's, the size the checkpoint's; claims that disagree are refused."""
+    sealed = state(log, 5000, 600)
+    held = {sealed.log_id: sealed}
+    fork = fork_of(log, 5000, 4900)
+    forked = EntryFacts(
+        log_id=sealed.log_id,
+        log_index=4900,
+        entry_index=4900,
+        index_signed=False,
+        leaf=fork.leaf_hash(4900),
+        proof_size=5000,
+        checkpoint=fork.checkpoint(5000).encode(),
+    )
+    with pytest.raises(TransparencyLogError, match="another leaf at index 4900"):
+        check_entries([forked], held)
+    with pytest.raises(
+        TransparencyLogError, match="names log 0000000000000000… but its checkpoint is signed"
+    ):
+        check_entries([replace(forked, log_id="00" * 32)], held)  # was: "no sealed state"
+    with pytest.raises(TransparencyLogError, match="logIndex 7 is not its inclusion proof's index 4900"):
+        check_entries([replace(forked, entry_index=7)], held)  # was: "not covered", passed
+    with pytest.raises(TransparencyLogError, match="another leaf at index 4900"):
+        check_entries([replace(forked, entry_index=7, index_signed=True)], held)  # a SET-signed index
+    with pytest.raises(TransparencyLogError, match="tree size 4950 is not its signed checkpoint's 5000"):
+        check_entries([replace(forked, proof_size=4950)], held)
+    other_tree = SyntheticLog(5000, "other.tree", log.key)  # the same key, another name
+    with pytest.raises(TransparencyLogError, match="names another tree"):
+        check_entries(
+            [
+                replace(
+                    forked, checkpoint=sign_note(other_tree.checkpoint_text(), log.origin, log.key).encode()
+                )
+            ],
+            held,
+        )
+    stranger = SyntheticLog(5000, log.origin)  # another key: not this host's log
+    said = check_entries([replace(forked, checkpoint=stranger.checkpoint().encode())], held)
+    assert said == [f"log {sealed.log_id[:16]}…: no sealed state on this host; sealed-log check not made"]
 
 
 def test_entry_facts_of_a_real_rekor_v2_bundle() -> None:
     bundle = (STAGING / "bundles" / "staging-rekor-v2.txt.sigstore.json").read_bytes()
     (fact,) = entry_facts(bundle)
     document = json.loads(bundle)["verificationMaterial"]["tlogEntries"][0]
-    assert fact.log_index == int(document["logIndex"]) == 645 and fact.tree_size == 646
+    assert fact.log_index == fact.entry_index == int(document["logIndex"]) == 645 and fact.proof_size == 646
+    assert fact.checkpoint == document["inclusionProof"]["checkpoint"]["envelope"].encode()
+    assert not fact.index_signed
     trusted = json.loads((STAGING / "trusted_root.json").read_text())
     v2 = next(t for t in trusted["tlogs"] if t["publicKey"]["keyDetails"] == "PKIX_ED25519")
     import base64
@@ -126,6 +255,60 @@ def test_entry_facts_of_a_real_rekor_v2_bundle() -> None:
     assert check_entries([fact], {}) == [
         f"log {fact.log_id[:16]}…: no sealed state on this host; sealed-log check not made"
     ]
+
+
+def test_a_moved_url_keeps_the_held_state(log: SyntheticLog, tmp_path: Path) -> None:
+    """Issue 20: same key, same log ID, another URL: the held state verifies (its origin is
+    the name the log ID binds, not the URL's host), and so do states carried from there."""
+    sealed = state(log, 5000, 600)
+    write_sealed(tmp_path, sealed)
+    moved = replace(sealed.log, base_url="https://elsewhere.example/log")
+    assert origin_of(moved.base_url) != log.origin
+    assert read_sealed(tmp_path, [moved])[sealed.log_id].checkpoint.origin == log.origin
+    assert verify_log_state(moved, files_of(log, 5000, 10)).name == log.origin
+    renamed = SyntheticLog(5000, "elsewhere.example", log.key)  # the key signing another name
+    with pytest.raises(TransparencyLogError, match="no signature line carries the name the trust binds"):
+        verify_log_state(moved, files_of(renamed, 5000, 10))
+
+
+def test_a_log_the_trust_binds_no_name_to_pins_the_first_name(log: SyntheticLog, tmp_path: Path) -> None:
+    """An entry whose log ID is its key's SPKI hash (a synthesized trust) names no origin: the
+    URL's host[:port] at first sight, then the held state's own name, also after a move."""
+    fact = spki_fact(log)
+    sealed = verify_log_state(fact, files_of(log, 5000, 10))
+    write_sealed(tmp_path, sealed)
+    moved = replace(fact, base_url="https://elsewhere.example")
+    assert read_sealed(tmp_path, [moved])[fact.log_id].name == log.origin
+    with pytest.raises(TransparencyLogError, match=re.escape("no signature by elsewhere.example")):
+        verify_log_state(moved, files_of(log, 5000, 10))  # first sight at the new URL
+
+
+def test_a_damaged_held_state_is_exit_3_on_read_and_replaced_by_an_import(
+    log: SyntheticLog, tmp_path: Path
+) -> None:
+    held_dir, carried_dir = tmp_path / "held", tmp_path / "carried"
+    sealed = state(log, 5000, 600)
+    write_sealed(held_dir, sealed)
+    tile = held_dir / sealed.log_id / "tile" / "0" / "018"
+    tile.write_bytes(bytes([tile.read_bytes()[0] ^ 1]) + tile.read_bytes()[1:])
+    with pytest.raises(CacheVerificationError) as refused:
+        read_sealed(held_dir, [sealed.log])
+    assert f"remove {held_dir / sealed.log_id}" in (refused.value.hint or "")
+    write_sealed(carried_dir, state(log, 4000, 100))  # older, but the held one is garbage
+    _, written, notes = accept_carried(carried_dir, [sealed.log], held_dir, {})
+    assert [w.checkpoint.size for w in written] == [4000]
+    assert len(notes) == 1 and "does not verify" in notes[0] and "replaced by the carried one" in notes[0]
+
+
+def test_accept_carried_refuses_a_fork_for_that_log_alone(log: SyntheticLog, tmp_path: Path) -> None:
+    held_dir, carried_dir = tmp_path / "held", tmp_path / "carried"
+    write_sealed(held_dir, state(log, 3000, 10))
+    write_sealed(carried_dir, state(fork_of(log, 3500, 100), 3500, 10))
+    carried, written, notes = accept_carried(carried_dir, [log_fact(log)], held_dir, {})
+    assert len(carried) == 1 and written == []
+    assert len(notes) == 1 and notes[0].startswith(f"{log.origin}: forked history: held root ")
+    assert notes[0].endswith("the carried log state was refused and the held one kept")
+    assert read_sealed(held_dir, [log_fact(log)])[log_fact(log).log_id].checkpoint.size == 3000
 
 
 def test_the_held_state_is_reverified_on_every_read(log: SyntheticLog, tmp_path: Path) -> None:

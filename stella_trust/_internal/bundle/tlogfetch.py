@@ -1,7 +1,8 @@
 """Fetch a tile log's checkpoint and tiles for `trust snapshot export --depth N` (issue 14).
 
 For every active tile-based log in the verified trust (Rekor v2), the log's `/checkpoint`
-(a C2SP signed note) is fetched and verified with that log's key from the verified trust,
+(a C2SP signed note) is fetched and verified with that log's key from the verified trust
+and the name that key is bound to (sealedlogs.verify_log_checkpoint, decision 15),
 then the tiles covering the last N entries and the tree's right edge (c2sp.org/tlog-tiles,
 `tiles.tiles_for`) are fetched and checked to recompute the checkpoint's root before any of
 it is sealed. Requests go through the sync's fetcher: its per-request timeout, whole-request
@@ -20,12 +21,10 @@ from stella_trust._internal.sigstore.sealedlogs import (
     MAX_CHECKPOINT_BYTES,
     MAX_LOG_BYTES,
     SealedLog,
-    log_key_der,
-    origin_of,
     tile_logs,
+    verify_log_checkpoint,
     verify_log_state,
 )
-from stella_trust._internal.sigstore.signednote import verify_checkpoint
 from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES, TILE_WIDTH, tiles_for
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.timefmt import iso
@@ -66,11 +65,9 @@ def fetch_log_states(
 
 def _fetch_one(fetcher: HttpxFetcher, log: TransparencyLog, depth: int, now: datetime) -> SealedLog:
     base = log.base_url.rstrip("/")
-    name = origin_of(log.base_url)
     checkpoint_bytes = _get(fetcher, f"{base}/checkpoint", MAX_CHECKPOINT_BYTES)
-    checkpoint = verify_checkpoint(
-        checkpoint_bytes, origin=name, public_key=log_key_der(log), where=f"{name} checkpoint"
-    )
+    checkpoint = verify_log_checkpoint(log, checkpoint_bytes)  # the name the trust binds, not the URL's
+    name = checkpoint.origin
     files = {CHECKPOINT: checkpoint_bytes}
     total = len(checkpoint_bytes)
     for ref in tiles_for(checkpoint.size, min(depth, checkpoint.size)):

@@ -1,4 +1,4 @@
-"""`trust verify`'s extra check against sealed log state (issue 14).
+"""`trust verify`'s extra check against sealed log state (issue 14), on authenticated facts only.
 
 sigstore-python proves a bundle's entry is in *a* tree the log signed. With a sealed state
 of that log (sealedlogs.py) the host can also check that tree is the one everyone saw: the
@@ -6,7 +6,16 @@ entry's leaf (RFC 6962 leaf hash of its canonicalized body) at its index in the 
 when the sealed tiles cover it, or else the bundle's checkpoint root equal to the sealed
 tree's root at that size when the tiles can compute it. A contradiction is a refusal (the
 log showed two histories); what could not be checked is said, never passed over silently.
-The bundle is read with `sigstore_models` (the models sigstore-python itself loads).
+
+Nothing here is read from an unsigned bundle field (issue 21). A bundle's `logId`, the
+entry's `logIndex` and the proof's `treeSize` are claims: the held state is the one whose
+log key *verifies* the entry's checkpoint (signednote.signed_by, whatever log ID or key
+hint the bundle names), the tree size and root are the checkpoint's signed ones, and the
+index is the inclusion proof's (the one the proof was verified for against that signed
+root); the bundle's `logId`, and the entry's own `logIndex` unless a SET signs it, must agree
+with them or the entry is refused. verify.py binds the entry to its log the same way before this runs (it also
+refuses an entry naming a log the trust does not hold). The bundle is read with
+`sigstore_models` (the models sigstore-python itself loads).
 """
 
 from __future__ import annotations
@@ -15,19 +24,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stella_trust._internal.sigstore.merkle import leaf_hash
-from stella_trust._internal.sigstore.sealedlogs import SealedLog, origin_of
+from stella_trust._internal.sigstore.sealedlogs import SealedLog, log_key_der
+from stella_trust._internal.sigstore.signednote import (
+    load_log_key,
+    parse_checkpoint_text,
+    parse_note,
+    signed_by,
+)
 from stella_trust._internal.sigstore.tiles import check_leaf, check_root
+from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
 
 @dataclass(frozen=True)
 class EntryFacts:
-    """What a bundle's log entry claims: where its leaf is, and the tree its proof is for."""
+    """A bundle's log entry as carried: claims, to be checked against signed data."""
 
-    log_id: str  # hex
-    log_index: int
+    log_id: str  # hex, as the bundle names it (a claim)
+    log_index: int  # the inclusion proof's index: proved against the checkpoint's signed root
+    entry_index: int  # the entry's own logIndex: must equal log_index unless a SET signs it
+    index_signed: bool  # a SET signs entry_index (Rekor v1: a global index across shards)
     leaf: bytes
-    tree_size: int | None
-    root_hash: bytes | None
+    proof_size: int | None  # the proof's treeSize (a claim): must equal the checkpoint's
+    checkpoint: bytes | None  # the signed note the proof's root is checked against
 
 
 def entry_facts(bundle: bytes) -> list[EntryFacts]:
@@ -38,49 +56,88 @@ def entry_facts(bundle: bytes) -> list[EntryFacts]:
     facts = []
     for entry in model.verification_material.tlog_entries or []:
         proof = entry.inclusion_proof
+        envelope = proof.checkpoint.envelope if proof is not None and proof.checkpoint else None
         facts.append(
             EntryFacts(
                 log_id=entry.log_id.key_id.hex(),
-                log_index=int(entry.log_index),
+                log_index=int(proof.log_index) if proof is not None else int(entry.log_index),
+                entry_index=int(entry.log_index),
+                index_signed=entry.inclusion_promise is not None and bool(entry.integrated_time),
                 leaf=leaf_hash(entry.canonicalized_body),
-                tree_size=int(proof.tree_size) if proof is not None else None,
-                root_hash=proof.root_hash if proof is not None else None,
+                proof_size=int(proof.tree_size) if proof is not None else None,
+                checkpoint=envelope.encode() if envelope is not None else None,
             )
         )
     return facts
 
 
+def signer_of(fact: EntryFacts, sealed: Mapping[str, SealedLog]) -> SealedLog | None:
+    """The held state whose log key verifies the entry's checkpoint (never looked up by the
+    bundle's `logId`), or None when no held state's key signed it."""
+    if fact.checkpoint is None:
+        return None
+    note = parse_note(fact.checkpoint, where="bundle checkpoint")
+    for state in sealed.values():
+        if signed_by(note, load_log_key(log_key_der(state.log))):
+            return state
+    return None
+
+
 def check_entries(facts: list[EntryFacts], sealed: Mapping[str, SealedLog]) -> list[str]:
     """One sentence per entry saying which check was made (or why none could be); raises
-    TransparencyLogError when the sealed log contradicts the bundle."""
+    TransparencyLogError when the sealed log contradicts the bundle, or when the bundle's
+    unsigned fields contradict its signed ones."""
     said = []
     for fact in facts:
-        state = sealed.get(fact.log_id)
+        if not fact.index_signed and fact.entry_index != fact.log_index:
+            raise TransparencyLogError(
+                f"entry {fact.entry_index}",
+                f"the entry's logIndex {fact.entry_index} is not its inclusion proof's "
+                f"index {fact.log_index}",
+            )
+        state = signer_of(fact, sealed)
         if state is None:
             said.append(f"log {fact.log_id[:16]}…: no sealed state on this host; sealed-log check not made")
             continue
-        name = origin_of(state.log.base_url)
-        size = state.checkpoint.size
-        where = f"{name} entry {fact.log_index}"
-        if check_leaf(state.tiles, fact.leaf, fact.log_index, what=where):
-            said.append(f"{name}: entry {fact.log_index} is at its index in the sealed tree (size {size})")
-            if fact.tree_size is not None and fact.root_hash is not None:
-                check_root(state.tiles, fact.tree_size, fact.root_hash, what=f"{name} bundle checkpoint")
-            continue
-        if (
-            fact.tree_size is not None
-            and fact.root_hash is not None
-            and check_root(state.tiles, fact.tree_size, fact.root_hash, what=f"{name} bundle checkpoint")
-        ):
-            said.append(
-                f"{name}: the bundle's checkpoint (size {fact.tree_size}) is consistent with the "
-                f"sealed tree (size {size})"
-            )
-            continue
-        reason = (
-            f"its tree (size {fact.tree_size}) is newer than the sealed one (size {size})"
-            if fact.tree_size is not None and fact.tree_size > size
-            else f"the sealed tiles (last {state.depth} of {size}) do not cover entry {fact.log_index}"
-        )
-        said.append(f"{name}: sealed-log check not made: {reason}")
+        said.append(_check_one(fact, state))
     return said
+
+
+def _check_one(fact: EntryFacts, state: SealedLog) -> str:
+    name, size = state.name, state.checkpoint.size
+    assert fact.checkpoint is not None  # signer_of found the key that signed it
+    if fact.log_id != state.log_id:
+        raise TransparencyLogError(
+            f"{name} entry {fact.log_index}",
+            f"the bundle names log {fact.log_id[:16]}… but its checkpoint is signed by the key of log "
+            f"{state.log_id[:16]}…",
+        )
+    checkpoint = parse_checkpoint_text(
+        parse_note(fact.checkpoint, where="bundle checkpoint").text, where=f"{name} bundle checkpoint"
+    )
+    if checkpoint.origin != name:
+        raise TransparencyLogError(
+            f"{name} entry {fact.log_index}",
+            f"its checkpoint, signed by this log's key, names another tree ({checkpoint.origin!r})",
+        )
+    if fact.proof_size is not None and fact.proof_size != checkpoint.size:
+        raise TransparencyLogError(
+            f"{name} entry {fact.log_index}",
+            f"the inclusion proof's tree size {fact.proof_size} is not its signed "
+            f"checkpoint's {checkpoint.size}",
+        )
+    where = f"{name} entry {fact.log_index}"
+    if check_leaf(state.tiles, fact.leaf, fact.log_index, what=where):
+        check_root(state.tiles, checkpoint.size, checkpoint.root_hash, what=f"{name} bundle checkpoint")
+        return f"{name}: entry {fact.log_index} is at its index in the sealed tree (size {size})"
+    if check_root(state.tiles, checkpoint.size, checkpoint.root_hash, what=f"{name} bundle checkpoint"):
+        return (
+            f"{name}: the bundle's checkpoint (size {checkpoint.size}) is consistent with the "
+            f"sealed tree (size {size})"
+        )
+    reason = (
+        f"its tree (size {checkpoint.size}) is newer than the sealed one (size {size})"
+        if checkpoint.size > size
+        else f"the sealed tiles (last {state.depth} of {size}) do not cover entry {fact.log_index}"
+    )
+    return f"{name}: sealed-log check not made: {reason}"

@@ -5,14 +5,23 @@ that the log a bundle was entered in is the log everyone saw. For each tile-base
 (Rekor v2, C2SP tlog-tiles) a bundle may carry its checkpoint (a C2SP signed note) and the
 tiles covering the last N entries and the tree's right edge. Nothing here is believed
 because a file says so: every use re-checks the checkpoint's signature with the log key
-from the *verified* trust (origin = the log base URL's host[:port]) and recomputes the
-checkpoint's root from the tiles (RFC 6962, tiles.py).
+from the *verified* trust and recomputes the checkpoint's root from the tiles (RFC 6962,
+tiles.py).
 
-On the host the state lives beside the generations, `<cache>/tlogs/<log id>/` (checkpoint,
-tile/..., sealed.json), replaced whole by a rename; a log state never moves backwards
-(`reconcile`): a smaller tree is accepted only if the held tiles prove it consistent (and
-then the held, larger state stays), an equal size must have the same root, a larger tree
-must give the held root for the held size when its tiles can tell.
+A log is identified by what the trust says about it, never by where it is served
+(decision 15, issue 20): the state lives under `<cache>/tlogs/<log id>/` and its checkpoint
+origin is the name the trust binds to the log's key — for Rekor v2 the log ID *is*
+SHA-256(origin || 0x0A || 0x01 || key) (signed-note §"Ed25519 signatures"), so the origin
+is checked against the log ID, not the URL, and a log whose URL moves keeps its state. Only
+a log whose trust entry binds no name (an ECDSA key, or a log ID that is the key's SPKI
+hash) falls back to the base URL's host[:port] at first sight, and to the held state's own
+origin after that.
+
+A log state never moves backwards and never forks (`reconcile`): every hash the carried
+and held states share must agree (any disagreement is a fork: that state is refused,
+loudly); a held state is replaced only by a larger tree whose tiles recompute the held root
+(an equality recomputed here, the tiles' own consistency proof); anything else keeps the
+held state and says why.
 """
 
 from __future__ import annotations
@@ -28,13 +37,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from stella_trust._internal.sigstore.signednote import Checkpoint, verify_checkpoint
+from stella_trust._internal.sigstore.signednote import (
+    Checkpoint,
+    LogPublicKey,
+    Note,
+    ed25519_key_hash,
+    load_log_key,
+    parse_note,
+    verify_checkpoint,
+)
 from stella_trust._internal.sigstore.tiles import (
     MAX_TILES,
+    TILE_WIDTH,
     VerifiedTiles,
-    check_root,
     covered_depth,
+    first_disagreement,
     parse_tile_path,
+    root_at,
     verify_tiles,
 )
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
@@ -45,6 +64,23 @@ CHECKPOINT = "checkpoint"
 RECORD = "sealed.json"  # unsigned facts for display: when the state was fetched, from where
 MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_LOG_BYTES = 256 * 1024 * 1024  # all tiles and entry bundles of one log state
+
+
+class LogForkError(TransparencyLogError):
+    """Two verified states of one log disagree: the log signed two histories (issue 21).
+
+    Evidence against the log, not against the bundle's TUF trust: the importer refuses the
+    carried log state and keeps the held one, and says so in the import's warnings."""
+
+    default_hint = (
+        "the log showed two histories: keep this bundle as evidence and report it to the log's "
+        "operator; the held log state is kept and `trust verify` still checks against it"
+    )
+
+    def __init__(self, where: str, problem: str, *, held_root: bytes, carried_root: bytes) -> None:
+        super().__init__(where, problem)
+        self.held_root = held_root
+        self.carried_root = carried_root
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,11 @@ class SealedLog:
     @property
     def log_id(self) -> str:
         return self.log.log_id
+
+    @property
+    def name(self) -> str:
+        """The log's own signed name (its checkpoint origin), for messages."""
+        return self.checkpoint.origin
 
     @property
     def depth(self) -> int:
@@ -87,11 +128,59 @@ class SealedLog:
 
 
 def origin_of(base_url: str) -> str:
-    """The checkpoint origin a log signs: its base URL's host, with the port when it has one
-    (issue 14; Rekor v2 signs `log2025-1.rekor.sigstore.dev`)."""
+    """The checkpoint origin a log's URL suggests: its host, with the port when it has one
+    (issue 14; Rekor v2 signs `log2025-1.rekor.sigstore.dev`). Used only for a log whose trust
+    entry binds no name (`bound_origin`), and in messages before a checkpoint is verified."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     return f"{host}:{parts.port}" if parts.port else host
+
+
+def bound_origin(log: TransparencyLog, note: Note, key: LogPublicKey) -> str | None:
+    """The checkpoint name the trust binds to `log`, or None when its entry binds none.
+
+    signed-note §"Ed25519 signatures": a key's ID is SHA-256(name || 0x0A || 0x01 || key), and
+    Rekor v2 publishes that whole hash as the log's `logId.keyId`. So for an Ed25519 log whose
+    log ID is not simply its key's SPKI hash, the one name whose hash with the trust's key
+    equals the trust's log ID is the log's name, whatever URL the trust lists it under: the
+    candidates are the names on the note's signature lines, kept only if they hash to the log
+    ID (32 bytes, not the unsigned 4-byte hint). None for ECDSA keys and SPKI-hash log IDs.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if not isinstance(key, Ed25519PublicKey) or log.log_id == log.spki_sha256:
+        return None
+    for signature in note.signatures:
+        if ed25519_key_hash(signature.name, key).hex() == log.log_id:
+            return signature.name
+    raise TransparencyLogError(
+        f"{origin_of(log.base_url)} checkpoint",
+        f"no signature line carries the name the trust binds to this log's key (log ID {log.log_id[:16]}…)",
+    )
+
+
+def verify_log_checkpoint(
+    log: TransparencyLog, data: bytes, *, pinned: str | None = None, where: str | None = None
+) -> Checkpoint:
+    """`data` as a checkpoint of `log`: signed by the log's key from the verified trust, with the
+    origin the trust binds to that key (`bound_origin`); for a log whose entry binds no name,
+    `pinned` (the held state's own origin) or else the base URL's host[:port]."""
+    label = where or f"{origin_of(log.base_url)} checkpoint"
+    key = load_log_key(log_key_der(log), where=label)
+    bound = bound_origin(log, parse_note(data, where=label), key)
+    origin = bound if bound is not None else pinned if pinned is not None else origin_of(log.base_url)
+    return verify_checkpoint(data, origin=origin, public_key=key, where=where or f"{origin} checkpoint")
+
+
+def own_origin(data: bytes | None) -> str | None:
+    """The first line of a checkpoint's text as written (unverified: only a candidate that
+    `verify_log_checkpoint` then checks the log's signature against)."""
+    if data is None:
+        return None
+    try:
+        return parse_note(data).text.split("\n", 1)[0]
+    except TransparencyLogError:
+        return None
 
 
 def tile_logs(logs: Iterable[TransparencyLog], now: datetime) -> list[TransparencyLog]:
@@ -111,48 +200,85 @@ def log_key_der(log: TransparencyLog) -> bytes:
 
 
 def verify_log_state(
-    log: TransparencyLog, files: Mapping[str, bytes], fetched_at: str | None = None
+    log: TransparencyLog,
+    files: Mapping[str, bytes],
+    fetched_at: str | None = None,
+    *,
+    pinned: str | None = None,
 ) -> SealedLog:
-    """The checkpoint signed by `log`'s key (origin from its base URL), then every tile tied
-    to the checkpoint's root. Raises TransparencyLogError naming the log and what failed."""
-    name = origin_of(log.base_url)
+    """The checkpoint signed by `log`'s key with the log's own name (`verify_log_checkpoint`),
+    then every tile tied to the checkpoint's root. Raises TransparencyLogError naming the log
+    and what failed."""
+    label = origin_of(log.base_url)
     data = files.get(CHECKPOINT)
     if data is None:
-        raise TransparencyLogError(name, "no checkpoint in the sealed log state")
+        raise TransparencyLogError(label, "no checkpoint in the sealed log state")
     if len(data) > MAX_CHECKPOINT_BYTES:
-        raise TransparencyLogError(name, f"checkpoint is {len(data)} bytes, above {MAX_CHECKPOINT_BYTES}")
-    checkpoint = verify_checkpoint(data, origin=name, public_key=log_key_der(log), where=f"{name} checkpoint")
+        raise TransparencyLogError(label, f"checkpoint is {len(data)} bytes, above {MAX_CHECKPOINT_BYTES}")
+    checkpoint = verify_log_checkpoint(log, data, pinned=pinned)
     tiles = {path: blob for path, blob in files.items() if path != CHECKPOINT}
-    verified = verify_tiles(tiles, checkpoint.size, checkpoint.root_hash, log=name)
+    verified = verify_tiles(tiles, checkpoint.size, checkpoint.root_hash, log=checkpoint.origin)
     return SealedLog(log, checkpoint, verified, dict(files), fetched_at)
 
 
 def reconcile(held: SealedLog | None, new: SealedLog) -> tuple[SealedLog, str | None]:
-    """Which state the host keeps, and a note; raises when `new` would roll the log back or
-    shows another history (TUF's no-rollback rule, applied to log state, issue 14)."""
-    name = origin_of(new.log.base_url)
+    """Which state the host keeps, and a note saying why when it is not the carried one.
+
+    Raises LogForkError when the two states cannot both be the log's history: another name
+    under the same key, any shared tile hash that differs (`tiles.first_disagreement`), two
+    roots for one size, or a root the other side's tiles recompute differently. Otherwise a
+    held state is replaced only by a larger tree whose tiles recompute the held root (TUF's
+    no-rollback rule, applied to log state: RFC 9162 §2.1.4's consistency, proven here by
+    recomputing the older root from the newer tree's hashes); an older tree, or a larger one
+    whose tiles cannot prove it extends the held one, leaves the held state in place with a
+    note — never a refusal: an old or shallow log state must not block a TUF update (issue 20).
+    """
     if held is None:
         return new, None
+    name = held.name
     old_size, new_size = held.checkpoint.size, new.checkpoint.size
+    if new.checkpoint.origin != name:
+        raise _fork(held, new, f"the carried checkpoint names the log {new.checkpoint.origin!r}")
+    disagreement = first_disagreement(held.tiles, new.tiles)
+    if disagreement is not None:
+        raise _fork(held, new, f"they disagree at {disagreement}")
     if new_size == old_size:
         if new.checkpoint.root_hash != held.checkpoint.root_hash:
-            raise TransparencyLogError(
-                name, f"two different roots for tree size {new_size}: the log shows another history"
-            )
-        return (new if new.depth >= held.depth else held), None
+            raise _fork(held, new, "two roots for one tree size")
+        return (new if new.depth > held.depth else held), None
     if new_size < old_size:
-        if not check_root(held.tiles, new_size, new.checkpoint.root_hash, what=f"{name} checkpoint"):
-            raise TransparencyLogError(
-                name,
-                f"checkpoint of tree size {new_size} is older than the held {old_size} and the held "
-                "tiles cannot prove it consistent (log state rollback)",
-            )
-        return held, f"{name}: bundle's tree size {new_size} is older than the held {old_size}; kept the held"
-    if check_root(new.tiles, old_size, held.checkpoint.root_hash, what=f"{name} held checkpoint"):
-        return new, None
-    return new, (
-        f"{name}: grew from {old_size} to {new_size}; consistency with the held tree not provable "
-        "from the carried tiles (carry more with --depth)"
+        computed = root_at(held.tiles, new_size)
+        if computed is not None and computed != new.checkpoint.root_hash:
+            raise _fork(held, new, f"the held tiles give root {computed.hex()} for tree size {new_size}")
+        checked = (
+            "consistent with it" if computed is not None else "not checked: the held tiles do not reach it"
+        )
+        return held, (
+            f"{name}: the carried log state (tree size {new_size}) is older than the held one "
+            f"(tree size {old_size}; {checked}); kept the held state"
+        )
+    computed = root_at(new.tiles, old_size)
+    if computed is None:
+        needed = new_size - old_size // TILE_WIDTH * TILE_WIDTH
+        return held, (
+            f"{name}: the carried log state (tree size {new_size}) cannot be proven to extend the "
+            f"held one (tree size {old_size}): its tiles do not reach the held root; kept the held "
+            f"state (export with --depth {needed} or more to carry the proof)"
+        )
+    if computed != held.checkpoint.root_hash:
+        raise _fork(
+            held, new, f"the carried tiles give root {computed.hex()} for the held tree size {old_size}"
+        )
+    return new, None
+
+
+def _fork(held: SealedLog, new: SealedLog, how: str) -> LogForkError:
+    return LogForkError(
+        held.name,
+        f"forked history: held root {held.checkpoint.root_hash.hex()} (tree size {held.checkpoint.size}) "
+        f"and carried root {new.checkpoint.root_hash.hex()} (tree size {new.checkpoint.size}): {how}",
+        held_root=held.checkpoint.root_hash,
+        carried_root=new.checkpoint.root_hash,
     )
 
 
@@ -193,11 +319,16 @@ def read_state_dir(directory: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
     return files, record
 
 
-def read_sealed(state_dir: Path, logs: Iterable[TransparencyLog]) -> dict[str, SealedLog]:
+def read_sealed(
+    state_dir: Path, logs: Iterable[TransparencyLog], *, unusable: dict[str, str] | None = None
+) -> dict[str, SealedLog]:
     """Every sealed log state the host holds for a log its verified trust names, re-verified
-    now (signature and tiles). A state that does not verify is a cache edited on disk:
-    CacheVerificationError (exit 3), never a quiet skip. States of logs the trust no longer
-    names are ignored."""
+    now (signature, name and tiles). A state that does not verify is a cache edited on disk:
+    CacheVerificationError (exit 3), never a quiet skip — unless the caller passes `unusable`,
+    which then receives log ID -> why for each such state, left out (an import replacing
+    it: whoever can damage a held state can also delete it, so replacing a damaged one gives
+    nothing away). States of logs the trust no longer names are ignored; a log whose URL
+    moved keeps its state (it is found by log ID and checked by the name its key binds)."""
     by_id = {log.log_id: log for log in logs if log.kind == "rekor"}
     held: dict[str, SealedLog] = {}
     if not state_dir.is_dir():
@@ -206,15 +337,24 @@ def read_sealed(state_dir: Path, logs: Iterable[TransparencyLog]) -> dict[str, S
         log = by_id.get(directory.name)
         if log is None or not directory.is_dir() or directory.is_symlink():
             continue
-        files, record = read_state_dir(directory)
         try:
+            files, record = read_state_dir(directory)
             fetched = record.get("fetched_at")
-            held[log.log_id] = verify_log_state(log, files, fetched if isinstance(fetched, str) else None)
-        except TransparencyLogError as exc:
-            raise CacheVerificationError(
-                f"sealed log state of {origin_of(log.base_url)} does not verify: {exc.message}",
-                hint="the cache was edited on disk; import a bundle with --depth again",
-            ) from None
+            held[log.log_id] = verify_log_state(
+                log,
+                files,
+                fetched if isinstance(fetched, str) else None,
+                pinned=own_origin(files.get(CHECKPOINT)),  # only for a log the trust binds no name to
+            )
+        except (TransparencyLogError, CacheVerificationError) as exc:
+            problem = f"sealed log state {directory} does not verify: {exc.message}"
+            if unusable is None:
+                raise CacheVerificationError(
+                    problem,
+                    hint=f"the cache was edited on disk: import a bundle exported with --depth (it "
+                    f"replaces this log state), or remove {directory} to drop it",
+                ) from None
+            unusable[log.log_id] = problem
     return held
 
 
@@ -251,16 +391,22 @@ def accept_carried(
     """Verify the log states a bundle carried (`carried_dir/<log id>/...`) with the keys of
     the trust being imported, and reconcile each with the host's held state.
 
-    Returns (every carried state, the states to write, notes). Raises TransparencyLogError
-    for anything that does not verify or would roll a log back: the caller refuses the
-    whole import."""
+    Returns (every carried state, the states to write, notes). A state that does not verify
+    (signature, name, tiles), or names a log the trust does not hold, raises
+    TransparencyLogError: the bundle is damaged or forged and the caller refuses the whole
+    import. A genuine state that is older, or cannot be proven to extend the held one, is a
+    note (the held state stays, the TUF trust is imported: issue 20). A fork is refused for
+    that log alone — the carried state is not written, the held one stays — and reported as a
+    note that starts "forked history": it is evidence against the log, not against the TUF
+    trust, which may be the very update that retires that log (decision 15)."""
     if not carried_dir.is_dir():
         return [], [], []
     by_id = {log.log_id: log for log in logs if log.kind == "rekor"}
-    held = read_sealed(held_dir, by_id.values())
+    notes: list[str] = []
+    damaged: dict[str, str] = {}
+    held = read_sealed(held_dir, by_id.values(), unusable=damaged)
     carried: list[SealedLog] = []
     write: list[SealedLog] = []
-    notes: list[str] = []
     for directory in sorted(carried_dir.iterdir()):
         log = by_id.get(directory.name)
         if log is None:
@@ -271,9 +417,18 @@ def accept_carried(
             files, _ = read_state_dir(directory)
         except CacheVerificationError as exc:
             raise TransparencyLogError(f"tlogs/{directory.name}", exc.message) from None
-        sealed = verify_log_state(log, files, fetched.get(log.log_id))
+        mine = held.get(log.log_id)
+        if log.log_id in damaged:
+            notes.append(f"{damaged[log.log_id]}; replaced by the carried one")
+        # a log the trust binds no name to: the carried name is compared with the held one below
+        pinned = own_origin(files.get(CHECKPOINT)) if mine is not None else None
+        sealed = verify_log_state(log, files, fetched.get(log.log_id), pinned=pinned)
         carried.append(sealed)
-        kept, note = reconcile(held.get(log.log_id), sealed)
+        try:
+            kept, note = reconcile(mine, sealed)
+        except LogForkError as exc:
+            notes.append(f"{exc.message}; the carried log state was refused and the held one kept")
+            continue
         if note:
             notes.append(note)
         if kept is sealed:

@@ -231,6 +231,18 @@ def verify_note(note: Note, verifier: NoteVerifier, *, where: str = "note") -> N
             )
 
 
+def signed_by(note: Note, public_key: LogPublicKey) -> bool:
+    """Whether any signature line of `note` is a valid signature by `public_key` over its text.
+
+    Names and key IDs are ignored: they are unsigned hints (signed-note §Signatures: "the key
+    ID ... is not authenticated"), so the key that *verifies* is what identifies the signer.
+    `trust verify` uses this to find which log of the trust signed a bundle's checkpoint,
+    whatever log ID or key hint the bundle claims (issue 21)."""
+    verifier = NoteVerifier(name="-", key_id=b"", public_key=public_key)
+    message = note.text.encode()
+    return any(verifier.accepts(signature.signature, message) for signature in note.signatures)
+
+
 def parse_checkpoint_text(text: str, *, where: str = "checkpoint") -> Checkpoint:
     """tlog-checkpoint §"Note text": origin, decimal tree size, base64 root hash, extensions.
 

@@ -321,6 +321,43 @@ def check_root(tiles: VerifiedTiles, size: int, root: bytes, *, what: str = "che
     return True
 
 
+@dataclass(frozen=True)
+class Disagreement:
+    """One hash two verified tile sets both hold, with different values: the log showed two
+    histories. `ref` is the tile as the smaller of the two trees has it."""
+
+    ref: TileRef
+    position: int  # hash index inside the tile
+    first: bytes
+    second: bytes
+
+    def __str__(self) -> str:
+        return f"{self.ref.path} hash {self.position}"
+
+
+def first_disagreement(first: VerifiedTiles, second: VerifiedTiles) -> Disagreement | None:
+    """The first hash both tile sets hold that differs, or None when every shared hash agrees.
+
+    tlog-tiles §"Merkle Tree": hash i of tile (l, n) is MTH(D[(n*256+i)*256**l :
+    (n*256+i+1)*256**l]), a full subtree whatever the tree's size, so two states of one log
+    must agree on every (level, index, position) both hold — full tiles, partial edge tiles
+    and the shared prefix of a partial and a wider tile alike. Each side carries the parent of
+    every full tile it holds (verify_tiles), so a full tile on one side is compared through its
+    parent's hash whenever the other side holds that parent. Disagreement is proof of a fork,
+    whatever the two tree sizes (issue 21); agreement alone is not proof of consistency.
+    """
+    smaller = first if first.size <= second.size else second
+    for key in sorted(first.hashes.keys() & second.hashes.keys()):
+        a, b = first.hashes[key], second.hashes[key]
+        shared = min(len(a), len(b))
+        if a[:shared] == b[:shared]:
+            continue
+        position = next(i for i in range(shared) if a[i] != b[i])
+        ref = tile_of(smaller.size, key[0], key[1]) or TileRef(key[0], key[1], shared)
+        return Disagreement(ref=ref, position=position, first=a[position], second=b[position])
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Internals
 

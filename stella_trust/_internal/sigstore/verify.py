@@ -12,6 +12,12 @@ does the smallest part by hand: it checks the message signature with cryptograph
 entry body against the key, and leaves the Merkle inclusion proof, checkpoint, SET and RFC 3161
 timestamps to sigstore-python's own (private, version-pinned `sigstore<5`) functions:
 `TransparencyLogEntry._verify` and `Verifier._verify_signed_timestamp`.
+
+After sigstore-python accepts a bundle, `signedfacts` binds its log entry to the log whose
+key verified it (never the bundle's `logId`), takes the index and tree size from the proved
+and signed data, and checks the validity windows sigstore-python leaves unchecked (log key,
+CA), issue 21. Input is bounded before any parser sees it: at most MAX_BUNDLE_BYTES and
+MAX_JSON_DEPTH levels of nesting (a 200,000-deep bundle is one line, not a RecursionError).
 """
 
 from __future__ import annotations
@@ -42,8 +48,12 @@ if TYPE_CHECKING:
     from sigstore_models.bundle.v1 import Bundle as BundleModel
 
     from stella_trust._internal.sigstore.intoto_entry import IntotoVerifier
+    from stella_trust._internal.sigstore.signedfacts import BoundEntry
 
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # real bundles are a few KiB; a larger one is refused unread
+MAX_JSON_DEPTH = 64  # a real bundle or trusted root nests about 8 deep; parsers recurse per level
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escapes included (RFC 8259 §7)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _BUNDLE_MEDIA_TYPES = frozenset(
@@ -99,10 +109,11 @@ class VerificationOutcome:
     signer: str | None
     issuer: str | None
     key_id: str | None
-    log_indexes: tuple[int, ...]
+    log_indexes: tuple[int, ...]  # proved by the inclusion proof against the signed checkpoint
     integrated_time: datetime | None
     timestamps: tuple[datetime, ...]
     payload_type: str | None
+    log_ids: tuple[str, ...] = ()  # hex: the trust's logs whose keys verified the entries
 
 
 def classify(message: str) -> Check:
@@ -175,8 +186,8 @@ def verify_bundle(
     Raises BundleRefusedError (input unreadable), BundleVerificationError (a named check
     failed), TrustMaterialError (trusted root unreadable) or UsageError (bad digest string).
     """
-    if len(bundle) > MAX_BUNDLE_BYTES:
-        raise BundleRefusedError(f"bundle is {len(bundle)} bytes, above the {MAX_BUNDLE_BYTES}-byte limit")
+    require_bounded_json(bundle, "bundle")
+    require_bounded_json(trusted_root, "trusted root")
     verifier = _verifier(trusted_root)
     hashed, artifact_bytes = _hashed(artifact)
     if isinstance(policy, KeyPolicy):
@@ -191,13 +202,51 @@ def verify_bundle(
         raise _refusal_for(bundle, exc) from None
     try:
         payload_type = _verify_parsed(verifier, parsed, hashed, policy)
+        bound = _bind_and_window(verifier, parsed)
     except BundleVerificationError:
         raise
     except Error as exc:
         raise BundleVerificationError(classify(str(exc)), str(exc)) from None
     except Exception as exc:  # fail closed: any surprise inside verification is a failed verification
         raise BundleVerificationError(classify(str(exc)), f"{type(exc).__name__}: {exc}") from None
-    return _outcome(parsed, hashed, policy, payload_type)
+    return _outcome(parsed, hashed, policy, payload_type, bound)
+
+
+def require_bounded_json(data: bytes, what: str) -> None:
+    """At most MAX_BUNDLE_BYTES and MAX_JSON_DEPTH levels of arrays and objects, or one line
+    (BundleRefusedError) before any parser recurses into it. Brackets inside strings are not
+    counted; a document that is not JSON is left for the parser to name."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleRefusedError(f"{what} is {len(data)} bytes, above the {MAX_BUNDLE_BYTES}-byte limit")
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b'""', data)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > MAX_JSON_DEPTH:
+            raise BundleRefusedError(
+                f"{what} nests arrays and objects more than {MAX_JSON_DEPTH} deep (a Sigstore document "
+                "nests about 8): refused unparsed"
+            )
+
+
+def _bind_and_window(verifier: IntotoVerifier, bundle: Bundle) -> list[BoundEntry]:
+    """The entry bound to the log whose key verified it, and the validity windows
+    sigstore-python does not check (signedfacts.py), with the times it established."""
+    from sigstore._internal.timestamp import TimestampSource
+
+    from stella_trust._internal.sigstore.signedfacts import bind_entries, check_ca_window, check_log_windows
+
+    inner = bundle._inner
+    trusted = verifier._trusted_root._inner
+    bound = bind_entries(trusted.tlogs, inner.verification_material.tlog_entries)
+    established = verifier._establish_time(bundle)
+    tsa_times = [
+        result.time for result in established if result.source == TimestampSource.TIMESTAMP_AUTHORITY
+    ]
+    check_log_windows(bound, tsa_times)
+    check_ca_window(
+        bundle.signing_certificate, trusted.certificate_authorities, [result.time for result in established]
+    )
+    return bound
 
 
 def _verify_parsed(
@@ -234,7 +283,7 @@ def _verify_parsed(
 
 
 def _outcome(
-    bundle: Bundle, hashed: Hashed, policy: IdentityPolicy, payload_type: str | None
+    bundle: Bundle, hashed: Hashed, policy: IdentityPolicy, payload_type: str | None, bound: list[BoundEntry]
 ) -> VerificationOutcome:
     cert = bundle.signing_certificate
     if policy.identity is not None:
@@ -256,10 +305,11 @@ def _outcome(
         signer=signer,
         issuer=policy.issuer if policy.issuer is not None else issuer_of(cert),
         key_id=None,
-        log_indexes=(bundle.log_entry._inner.log_index,),
-        integrated_time=_integrated_time(bundle.log_entry._inner.integrated_time),
+        log_indexes=tuple(entry.index for entry in bound),
+        integrated_time=next((entry.integrated_time for entry in bound if entry.integrated_time), None),
         timestamps=_tsa_times(bundle._inner),
         payload_type=payload_type,
+        log_ids=tuple(entry.log_id for entry in bound),
     )
 
 
@@ -286,6 +336,8 @@ def _verify_with_key(
     from sigstore.errors import Error
     from sigstore_models.bundle.v1 import Bundle as BundleModel
 
+    from stella_trust._internal.sigstore.signedfacts import bind_entries, check_log_windows
+
     try:
         key = load_pem_public_key(policy.public_key_pem)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -308,8 +360,10 @@ def _verify_with_key(
     signature = inner.message_signature.signature
     try:
         _check_digest_and_signature(key, inner.message_signature.message_digest, signature, hashed, artifact)
-        log_index, integrated = _check_log_entry(verifier, inner, spki, signature, hashed)
+        _, integrated = _check_log_entry(verifier, inner, spki, signature, hashed)
         timestamps = _check_times(verifier, inner, signature)
+        bound = bind_entries(verifier._trusted_root._inner.tlogs, inner.verification_material.tlog_entries)
+        check_log_windows(bound, timestamps)
     except BundleVerificationError:
         raise
     except Exception as exc:  # sigstore Error, pydantic, base64: fail closed, name the check
@@ -322,10 +376,11 @@ def _verify_with_key(
         signer=None,
         issuer=None,
         key_id=hashlib.sha256(spki).hexdigest(),
-        log_indexes=(log_index,),
+        log_indexes=tuple(entry.index for entry in bound),
         integrated_time=integrated,
         timestamps=timestamps,
         payload_type=None,
+        log_ids=tuple(entry.log_id for entry in bound),
     )
 
 
