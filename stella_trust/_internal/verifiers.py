@@ -68,10 +68,14 @@ def verify_with_trust(
     trusted_root_json: bytes, bundle: bytes, artifact: bytes | str, policy: Policy
 ) -> VerificationOutcome:
     """sigstore-python's verification with this trust; a refusal of a bundle signed on
-    another Sigstore instance says so (host state "bundle from another instance")."""
+    another Sigstore instance says so (host state "bundle from another instance"). A refusal
+    of the log entry itself (a log ID, index or size not bound to the key that verified it:
+    signedfacts.py) keeps its own words: that bundle was edited, not signed elsewhere."""
     try:
         return verify_with_root(trusted_root_json, bundle, artifact, policy)
     except BundleVerificationError as exc:
+        if exc.check == "log inclusion":  # the entry itself was judged: its words stand
+            raise
         raise _another_instance(trusted_root_json, bundle) or exc from None
 
 
