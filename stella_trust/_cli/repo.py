@@ -37,27 +37,34 @@ ToOption = Annotated[
 ]
 
 
-def _workspace(path: Path, source: str | None = None) -> Any:
+def _source(spec: str) -> Any:
+    """A published repository to read: a directory, or a URL read through the client's own
+    fetcher (per-operation timeout, one deadline for the whole request from connect to the
+    last byte, identity encoding; repository/ may not import it, so it is handed in here)."""
+    from stella_trust.repository.source import REQUEST_DEADLINE, REQUEST_TIMEOUT, Source
+
+    if spec.startswith(("http://", "https://")):
+        from stella_trust._internal.tuf.fetcher import HttpxFetcher
+
+        return Source(spec, fetcher=HttpxFetcher(timeout=REQUEST_TIMEOUT, deadline=REQUEST_DEADLINE))
+    return Source(spec)
+
+
+def _workspace(path: Path, source: str | None = None, to: Path | None = None) -> Any:
     from stella_trust.repository import Workspace
 
-    return Workspace(path, source)
+    return Workspace(path, _source(source) if source is not None else None, to)
 
 
 def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, step: Any) -> None:
-    """Run a signing step on the published state (`--from`), then push it (`--to`). Pushing
-    to a directory means starting from it: `--to DIR` alone pulls DIR first."""
-    if to is not None and source is None and (to / "metadata" / "root.json").is_file():
-        source = str(to)  # (a first publication into an empty directory has nothing to pull)
+    """Run a signing step on the published state (`--from`), publishing into `--to DIR`
+    before this workspace's own repository/ is written; `--to DIR` alone starts from DIR.
+    The whole step holds DIR's lock, so two publishers never interleave."""
 
     def action(env: Envelope) -> None:
-        workspace = _workspace(path, source)
-        outcome = step(workspace)
-        if to is not None and outcome.done:
-            from stella_trust.repository.published import push
-
-            pushed = push(workspace.repo_dir, to)
-            outcome.message += f"\n{pushed.message}"
-            outcome.details["pushed"] = pushed.details
+        workspace = _workspace(path, source, to)
+        with workspace.session():
+            outcome = step(workspace)
         _emit(outcome, env)
 
     _run(as_json, action)
@@ -65,7 +72,8 @@ def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, ste
 
 def _emit(outcome: Any, env: Envelope) -> None:
     """An operator Outcome into the envelope: `result` holds the message and the details;
-    a step that is not done (staged, below threshold) exits 1 with the message as error."""
+    a step that is not done (staged, below threshold, a check that found problems) exits 1
+    with the message as error and the step's own hint."""
     env.result = {"message": outcome.message, "done": outcome.done, **outcome.details}
     env.say(outcome.message)
     for warning in outcome.warnings:
@@ -74,7 +82,10 @@ def _emit(outcome: Any, env: Envelope) -> None:
         from stella_trust.repository.outcome import RepoError
 
         env.fail(
-            RepoError(outcome.message.splitlines()[0], hint="see the message above; nothing was published")
+            RepoError(
+                outcome.message.splitlines()[0],
+                hint=outcome.hint or "see the message above; nothing was published",
+            )
         )
 
 
@@ -293,18 +304,15 @@ def pull(
 
     def action(env: Envelope) -> None:
         from stella_trust.repository.published import pull as pull_repository
-        from stella_trust.repository.source import Source
 
         try:
             anchor = root.read_bytes() if root is not None else None
         except OSError as exc:
             raise UsageError(f"cannot read {root}: {exc.strerror}") from exc
-        _emit(
-            pull_repository(
-                Source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
-            ),
-            env,
+        pulled = pull_repository(
+            _source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
         )
+        _emit(pulled.outcome, env)
 
     _run(as_json, action)
 

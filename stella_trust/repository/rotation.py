@@ -53,7 +53,7 @@ def rotate_role(
     if role == Root.type:
         return
     if role == Targets.type:
-        repo.targets.signed.version += 1
+        repo.targets.signed.version = repo.next_version("targets", repo.targets.signed.version)
         repo.targets.signed.expires = (now + repo.expiries.targets).replace(microsecond=0)
         repo.sign_role(repo.targets)
         have, need = signed_by(root, Targets.type, repo.targets)
@@ -123,13 +123,16 @@ class RotationSteps(CeremonySteps):
                 f"staged root v{md.signed.version} with {len(names)} new {role} key(s) "
                 f"(keys/{', keys/'.join(n + NEXT + '.pem' for n in names)}); {self.root_status(repo, md)}. "
                 "Carry staged/root.json to each root key holder: `trust repo sign root --key FILE`, then "
-                "`trust repo commit` here",
+                f"`trust repo commit {self.hint_path()}` here",
                 done=False,
+                hint="collect the root signatures; nothing was published",
                 details={"staged_root": md.signed.version},
             )
         outcome = self.commit(now)
         return Outcome(
             f"rotated {role}: {len(names)} new key(s); {outcome.message}",
+            done=outcome.done,
             warnings=outcome.warnings,
             details=outcome.details,
+            hint=outcome.hint,
         )
