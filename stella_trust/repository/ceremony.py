@@ -20,7 +20,7 @@ from tuf.api.serialization.json import JSONSerializer
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.keyring import public_block
+from stella_trust.repository.keyring import key_file, public_block
 from stella_trust.repository.keys import key_name, passphrase
 from stella_trust.repository.metadata import Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
@@ -52,13 +52,14 @@ class CeremonySteps(PublishSteps):
             md = Metadata[Root].from_file(str(path))
         except BAD_METADATA as exc:
             raise RepoError(
-                f"{path} is not root metadata ({exc})", hint="`trust repo clean` drops it"
+                f"{path} is not root metadata ({exc})", hint=f"`trust repo clean {self.hint_path()}` drops it"
             ) from exc
         if md.signed.version != repo.root.signed.version + 1:
             raise RepoError(
                 f"staged root v{md.signed.version} is stale: root v{repo.root.signed.version} is published "
                 "(committed on another machine?)",
-                hint="drop it with `trust repo clean` (after `trust repo pull` if another machine published)",
+                hint=f"drop it with `trust repo clean {self.hint_path()}` (a change committed elsewhere is "
+                "published already)",
             )
         return md
 
@@ -179,16 +180,22 @@ class CeremonySteps(PublishSteps):
         """A keyid, a key file name or a key file path -> the keyid ROLE lists."""
         if name in root.roles[role].keyids:
             return name
-        resolved = str(self.resolve(Path(name)))
+        resolved = self.resolve(Path(name))
+        if resolved.is_file():  # a key file anywhere (a drive), matched by its public key
+            keyid = key_file(resolved, self.index()).matching(dict(root.keys), root.roles[role].keyids)
+            if keyid:
+                return keyid
         for kf in self.key_files():
-            if kf.name == name or str(kf.path) in (name, resolved):
+            if kf.name == name or kf.path == resolved:
                 keyid = kf.matching(dict(root.keys), root.roles[role].keyids)
                 if keyid:
                     return keyid
         matches = [k for k in root.roles[role].keyids if k.startswith(name)]
         if len(matches) == 1 and len(name) >= 8:
             return matches[0]
-        raise UsageError(f"{name} is not a {role} key of the staged root", hint="see `trust repo keys`")
+        raise UsageError(
+            f"{name} is not a {role} key of the staged root", hint=f"see `trust repo keys {self.hint_path()}`"
+        )
 
     def _free_name(self, role: str) -> str:
         taken = set(self.index()) | {key_name(p) for p in self.keys_dir.glob("*.pem")}
@@ -574,9 +581,10 @@ class CeremonySteps(PublishSteps):
 
     def clean(self) -> Outcome:
         """Drop staged state (root under ceremony, the roles staged with it, staged roles,
-        target changes), and what the dropped change created: `.next` keys of an abandoned
-        rotation and key files `root add-key` made for the staged root move to keys/retired/
-        (keys are never deleted), so the same add-key can simply run again."""
+        target changes). `.next` keys of an abandoned rotation move to keys/retired/ (keys are
+        never deleted; a new rotation makes new ones). A key file `root add-key` made is kept
+        where it is: the same add-key uses it again (it may also be the key of a change
+        another machine completed, so it is never moved on a guess)."""
         created = _read_json(self.staged_dir / CREATED_FILE).get("keys", [])
         names = ("root.json", "targets.json", "changes.json", SET_FILE, "snapshot.json", "timestamp.json")
         dropped = [name for name in names if (self.staged_dir / name).exists()]
@@ -586,16 +594,9 @@ class CeremonySteps(PublishSteps):
         shutil.rmtree(self.staged_dir / "roles", ignore_errors=True)
         shutil.rmtree(self.staged_dir / "targets", ignore_errors=True)
         (self.staged_dir / "targets").mkdir(parents=True, exist_ok=True)
-        held = (self.repo_dir / "metadata").is_dir()
-        published = Repository.load(self.repo_dir).root.signed if held else None
         for kf in self.key_files():
-            abandoned = kf.name.endswith(NEXT) or kf.name in created
-            if not abandoned:
+            if not kf.name.endswith(NEXT):
                 continue
-            if published is not None and kf.matching(
-                dict(published.keys), [k for r in ROLES for k in published.roles[r].keyids]
-            ):
-                continue  # listed by the published root after all: in use
             (self.keys_dir / "retired").mkdir(exist_ok=True)
             target = self.keys_dir / "retired" / kf.path.name
             if target.exists():
@@ -603,10 +604,14 @@ class CeremonySteps(PublishSteps):
             os.replace(kf.path, target)
             self._drop_index_entry(kf.name)
             dropped.append(f"keys/{kf.path.name} (to keys/retired/)")
-        return Outcome(
-            f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged",
-            details={"dropped": dropped},
-        )
+        kept = [name for name in created if (self.keys_dir / f"{name}.pem").exists()]
+        message = f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged"
+        if kept:
+            message += (
+                f"; kept {', '.join(f'keys/{n}.pem' for n in kept)} (made for the dropped change: "
+                "`trust repo root add-key --name NAME` uses it again)"
+            )
+        return Outcome(message, details={"dropped": dropped, "kept_keys": kept})
 
 
 def _public_key_of(path: Path) -> Key:

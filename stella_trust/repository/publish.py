@@ -38,7 +38,8 @@ class PublishSteps(WorkspaceBase):
             data = {}
         except (OSError, ValueError) as exc:
             raise RepoError(
-                f"{path} is unreadable ({exc})", hint="`trust repo clean` drops staged state"
+                f"{path} is unreadable ({exc})",
+                hint=f"`trust repo clean {self.hint_path()}` drops staged state",
             ) from exc
         if not isinstance(data, dict):
             data = {}

@@ -103,13 +103,14 @@ def _known(state: State) -> dict[str, bytes]:
     return {role: data for role, data in known.items() if data is not None}
 
 
-def served_directory(destination: Path, ours: list[bytes]) -> Published | None:
+def served_directory(destination: Path, ours: list[bytes], workspace: Path | None = None) -> Published | None:
     """The served directory's state as its clients hold it, its root chain checked against
     ours: None when nothing is served yet; refused when it serves a root we do not have
     (pull first) or a root chain that forks from ours."""
     metadata = destination / "metadata"
     if not metadata.is_dir():
         return None
+    path_option = f" --path {workspace.absolute()}" if workspace is not None else ""
     source = Source(destination)
     k, fork = common_root(source, ours)
     if k == 0 and read_served_file(destination, "metadata/1.root.json", ROOT_LIMIT) is None:
@@ -125,7 +126,8 @@ def served_directory(destination: Path, ours: list[bytes]) -> Published | None:
     if newer is not None:
         raise RepoError(
             f"refused: {destination} serves root v{len(ours) + 1}, which this workspace does not have",
-            hint=f"take it first: `trust repo pull --from {destination}` and run the command again",
+            hint=f"take it first: `trust repo pull --from {destination.absolute()}{path_option}` and run the "
+            "command again",
         )
     known = {}
     for name in ("timestamp", "snapshot", "targets"):
@@ -214,6 +216,7 @@ def plan(
     consistent: bool,
     workspace: Path | None = None,
     ours: set[str] | None = None,
+    online_hint: str | None = None,
 ) -> Plan:
     """Which files differ from the served ones; refused when a root would change, or when a
     version both the served state and ours name would have other bytes (a fork: clients that
@@ -239,10 +242,13 @@ def plan(
         result.changed.append((relative, content))
     if forks:
         forks.sort(key=lambda name: (".snapshot." in name, name))  # the role that forked first
+        only_online = all(".snapshot." in name for name in forks)
         raise RepoError(
             f"refused: {', '.join(forks)} {'is' if len(forks) == 1 else 'are'} already published with "
             "different content; the version counters forked (another machine published the same version)",
-            hint="take the published state and keep this one aside: `trust repo pull --from "
+            hint=online_hint
+            if only_online and online_hint
+            else "take the published state and keep this one aside: `trust repo pull --from "
             f"{published.directory.absolute()} --force{path_option}`, then stage your change again",
         )
     return result
@@ -277,9 +283,9 @@ def publish_files(
     fetchable-files rule applied, the result verified as a client holding the served state
     would, then targets, roots, versioned roles, current roles and the timestamp last.
     The caller holds `push_lock(destination)`."""
-    published = served_directory(destination, repo.root_history)
+    published = served_directory(destination, repo.root_history, workspace_of(repo.path))
     # a fork is named before the counters are
-    result = plan(files, published, repo.consistent_snapshot, workspace_of(repo.path), named(repo))
+    result = plan(files, published, repo.consistent_snapshot, workspace_of(repo.path), named(repo), hint)
     if published is not None:
         guard_versions(repo, published, hint)
     verify_as_client(
@@ -291,6 +297,8 @@ def publish_files(
     )
     for relative, content in sorted(result.changed, key=lambda item: _push_order(item[0])):
         data = content if isinstance(content, bytes) else content.read_bytes()
+        if relative == "metadata/timestamp.json":
+            _timestamp_mark(destination, repo.timestamp.signed.version, data)
         _write_served(destination, relative, data)
     if ledger is not None:
         note_published(ledger, repo)
@@ -305,6 +313,20 @@ def publish_files(
         warnings=warnings,
         details={"copied": len(result.changed), "timestamp": repo.timestamp.signed.version},
     )
+
+
+MARKS_KEPT = 8
+
+
+def _timestamp_mark(destination: Path, version: int, data: bytes) -> None:
+    """`metadata/N.timestamp.json` beside `timestamp.json`: no client reads it, but a plain
+    copy of an older drive (which overwrites `timestamp.json` and deletes nothing) cannot take
+    it away, so any machine that publishes here later still sees which timestamp version
+    clients may hold and signs above it (the snapshot and targets have their `N.role.json`
+    for the same reason). The newest few are kept."""
+    _write_served(destination, f"metadata/{version}.timestamp.json", data)
+    for old in _versions(destination / "metadata", "timestamp")[:-MARKS_KEPT]:
+        (destination / "metadata" / f"{old}.timestamp.json").unlink(missing_ok=True)
 
 
 def note_published(ledger: Ledger, repo: Repository) -> None:
@@ -495,6 +517,8 @@ def pull(
         )
         assert local is not None
         warnings += _restage(local, served.state, aside, cli_path(repo_dir))
+    if served.note:
+        warnings.append(served.note)
     warnings += [
         f"{c.describe()}: kept this workspace's; the next push (or the timer's next run) repairs "
         f"{source.spec}"

@@ -85,7 +85,8 @@ class RotationSteps(CeremonySteps):
             raise UsageError(
                 f"a root ceremony is in progress (staged root v{staged.signed.version}): "
                 "rotating now would discard it",
-                hint="finish it (`trust repo commit`) or drop it (`trust repo clean`) first",
+                hint=f"finish it (`trust repo commit {self.hint_path()}`) or drop it "
+                f"(`trust repo clean {self.hint_path()}`) first",
             )
         root = repo.root.signed
         by_keyid = {kf.matching(dict(root.keys), root.roles[role].keyids): kf.name for kf in self.key_files()}
@@ -99,7 +100,8 @@ class RotationSteps(CeremonySteps):
             if (self.keys_dir / f"{name}{NEXT}.pem").exists():
                 raise UsageError(
                     f"keys/{name}{NEXT}.pem exists from an earlier rotation",
-                    hint="`trust repo clean` moves abandoned rotation keys to keys/retired/",
+                    hint=f"`trust repo clean {self.hint_path()}` moves abandoned rotation keys to "
+                    "keys/retired/",
                 )
         # each new key keeps the passphrase variable of the key it replaces (STELLA_<NAME>_PASSPHRASE)
         secrets = {name: passphrase(name, confirm=True) for name in names}

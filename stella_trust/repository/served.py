@@ -30,6 +30,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
+from stella_trust.errors import UsageError
 from stella_trust.repository.outcome import RepoError
 from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, read_regular
 
@@ -128,6 +129,7 @@ class Served:
     state: State
     target_files: list[tuple[str, bytes]]  # targets/<name> -> bytes (only those not held locally)
     walked_from: int  # the root version the walk started at
+    note: str | None = None  # what was ignored, when the served online roles did not verify
 
 
 def read_served(
@@ -162,11 +164,14 @@ def read_served(
             ValueError,
             DeserializationError,
         ) as exc:
-            raise RepoError(
-                f"refused: {source.spec} does not verify from root v{anchor} this workspace trusts: "
-                f"{type(exc).__name__}: {exc}",
-                hint="nothing was changed; check the source, or whether the repository was re-created",
-            ) from exc
+            walked = _walked_roots(metadata_dir, trusted)
+            if walked is None or _serves(source, f"metadata/{max(walked) + 1}.root.json"):
+                raise RepoError(
+                    f"refused: {source.spec} does not verify from root v{anchor} this workspace trusts: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint="nothing was changed; check the source, or whether the repository was re-created",
+                ) from exc
+            return _below_the_roots(source, walked, local_roots, trusted, exc)
         try:
             state, names = _state(updater, metadata_dir, source, trusted, local_roots)
             files = [] if metadata_only else _target_files(updater, state, names, repo_dir, Path(tmp))
@@ -175,7 +180,138 @@ def read_served(
                 f"refused: {source.spec} does not serve what its metadata lists: {type(exc).__name__}: {exc}",
                 hint="nothing was changed; the served repository is incomplete or damaged",
             ) from exc
-    return Served(source=source, state=state, target_files=files, walked_from=anchor)
+    served = Served(source=source, state=state, target_files=files, walked_from=anchor)
+    return _newest_published(served, repo_dir, metadata_only)
+
+
+def _walked_roots(metadata_dir: Path, trusted: bytes) -> dict[int, bytes] | None:
+    """The roots python-tuf's walk verified and kept (None if it kept none)."""
+    walked = {
+        int(p.name.split(".")[0]): p.read_bytes()
+        for p in (metadata_dir / "root_history").glob("*.root.json")
+        if p.name.split(".")[0].isdigit()
+    }
+    walked[Metadata[Root].from_bytes(trusted).signed.version] = trusted
+    return walked or None
+
+
+def _serves(source: Source, relative: str) -> bool:
+    try:
+        return source.read(relative, ROOT_LIMIT) is not None
+    except UsageError:
+        return True  # unreadable: a walk that stopped there did not finish
+
+
+def _below_the_roots(
+    source: Source, walked: dict[int, bytes], local_roots: list[bytes], trusted: bytes, exc: Exception
+) -> Served:
+    """The root walk finished, but the served timestamp, snapshot or targets do not verify
+    under its root (an old drive's copy signed by keys since rotated out, say). What clients
+    hold is then whatever verifies: the roots, and the served targets (and the roles it
+    delegates to) if their own keys signed them; the timestamp and snapshot are treated as
+    absent, so the next signing replaces them above every version seen."""
+    roots: list[bytes] = []
+    for version in range(1, max(walked) + 1):
+        data = walked.get(version) or (local_roots[version - 1] if version <= len(local_roots) else None)
+        if data is None:
+            data = source.read(f"metadata/{version}.root.json", ROOT_LIMIT)
+        if data is None:
+            raise RepoError(f"refused: {source.spec} does not serve {version}.root.json")
+        roots.append(data)
+    state = State(roots=roots)
+    root = Metadata[Root].from_bytes(roots[-1]).signed
+    targets_data = source.read("metadata/targets.json", METADATA_LIMIT)
+    try:
+        if targets_data is not None:
+            targets = Metadata[Targets].from_bytes(targets_data)
+            root.verify_delegate("targets", targets.signed_bytes, targets.signatures)
+            state.roles["targets"] = targets_data
+            delegations = targets.signed.delegations
+            for name in (delegations.roles or {}) if delegations else {}:
+                data = source.read(f"metadata/{quoted(name)}.json", METADATA_LIMIT)
+                if data is None:
+                    continue
+                delegated = Metadata[Targets].from_bytes(data)
+                targets.signed.verify_delegate(name, delegated.signed_bytes, delegated.signatures)
+                state.roles[name] = data
+    except (exceptions.RepositoryError, DeserializationError, ValueError):
+        pass  # an unverifiable targets is not what clients hold either
+    note = (
+        f"{source.spec} serves a timestamp, snapshot or targets that root v{root.version} does not accept "
+        f"({type(exc).__name__}: {exc}): ignored, the next signing replaces them"
+    )
+    served = Served(source=source, state=state, target_files=[], walked_from=len(roots), note=note)
+    return _newest_published(served, Path(), metadata_only=True)
+
+
+def _newest_published(served: Served, repo_dir: Path, metadata_only: bool) -> Served:
+    """A targets role whose current file is older than a `N.role.json` the source still
+    serves, signed by that role's keys: the newer one was published (clients may hold it)
+    and the current file was put back by a plain copy of an older drive, which overwrites
+    and never deletes. What clients may hold is the newer one; the timestamp and snapshot
+    that name the older one are then treated as absent (signed again above every version)."""
+    state, source = served.state, served.source
+    if not state.roles or not state.consistent():
+        return served
+    root = Metadata[Root].from_bytes(state.root).signed
+    raised: list[str] = []
+    for role in list(state.roles):
+        current = version_of(state.roles[role])
+        candidates = source.versions(role) if source.directory is not None else _probe(source, role, current)
+        for version in sorted((v for v in candidates if v > current), reverse=True):
+            data = served_history(source, role, version)
+            if data is None:
+                continue
+            try:
+                md = Metadata[Targets].from_bytes(data)
+                if role == "targets":
+                    root.verify_delegate("targets", md.signed_bytes, md.signatures)
+                else:
+                    delegator = Metadata[Targets].from_bytes(state.roles["targets"]).signed
+                    delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+            except (exceptions.RepositoryError, DeserializationError, ValueError, KeyError):
+                continue
+            if md.signed.version != version:
+                continue
+            state.roles[role] = data
+            raised.append(f"{role} v{version}")
+            if not metadata_only:
+                served.target_files += _listed_files(source, md.signed, repo_dir)
+            break
+    if raised:
+        state.timestamp = state.snapshot = None
+        served.note = (
+            f"{source.spec} serves a timestamp and snapshot naming older versions than the newest published "
+            f"{', '.join(raised)} (an older copy synced over it?): the next signing names the newest"
+        )
+    return served
+
+
+def _probe(source: Source, role: str, current: int) -> list[int]:
+    """Over HTTP nothing is listed: the versions right above `current` that are served."""
+    found: list[int] = []
+    while len(found) < 16 and served_history(source, role, current + len(found) + 1) is not None:
+        found.append(current + len(found) + 1)
+    return found
+
+
+def _listed_files(source: Source, targets: Targets, repo_dir: Path) -> list[tuple[str, bytes]]:
+    """The target files `targets` lists that this workspace lacks, each checked (length, hashes)."""
+    out = []
+    for name, info in targets.targets.items():
+        if not clean_target_name(name):
+            raise RepoError(f"refused: {source.spec} lists a target named {name!r}, which leaves targets/")
+        for path in info.get_prefixed_paths():
+            if (repo_dir / "targets" / path).is_file():
+                continue
+            data = source.read(f"targets/{path}", info.length)
+            if data is None:
+                raise RepoError(
+                    f"refused: {source.spec} does not serve targets/{path}, which {targets.type} lists"
+                )
+            info.verify_length_and_hashes(data)
+            out.append((f"targets/{path}", data))
+    return out
 
 
 def _verify_without_expiry(updater: Updater) -> None:

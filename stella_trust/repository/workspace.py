@@ -134,7 +134,7 @@ class WorkspaceBase:
             places.append(self.destination / "metadata")
         if isinstance(self.source, Source) and self.source.directory is not None:
             places.append(self.source.directory / "metadata")
-        for role in ("snapshot", "targets"):
+        for role in ("timestamp", "snapshot", "targets"):
             for place in places:
                 found = versions_in(place, role)
                 if found:
@@ -223,7 +223,9 @@ class WorkspaceBase:
         """What this command must move forward from: the served directory it publishes into
         (`--to`), else this workspace's own repository/."""
         if self.destination is not None:
-            served = served_directory(self.destination, Repository.load(self.repo_dir).root_history)
+            served = served_directory(
+                self.destination, Repository.load(self.repo_dir).root_history, self.path
+            )
             if served is not None:
                 return served
         return Published.of(self.repo_dir)
@@ -286,7 +288,10 @@ class WorkspaceBase:
         assert repo is not None
         delegations = repo.targets.signed.delegations
         if delegations is None or not delegations.roles or role not in delegations.roles:
-            raise UsageError(f"{role!r} is not a role of this repository", hint="see `trust repo status`")
+            raise UsageError(
+                f"{role!r} is not a role of this repository",
+                hint="see `trust repo status`",
+            )
         delegated = delegations.roles[role]
         return dict(delegations.keys), list(delegated.keyids), delegated.threshold
 
@@ -338,7 +343,7 @@ class WorkspaceBase:
         if keyid is None:
             raise RepoError(
                 f"refused: {path} is not one of the keys {what} lists",
-                hint="see `trust repo keys` for which file serves which role",
+                hint=f"see `trust repo keys {self.hint_path()}` for which file serves which role",
             )
         return kf.signer_for(keyid, keys[keyid])
 
@@ -412,7 +417,8 @@ class WorkspaceBase:
             raise RepoError(
                 f"{role} needs {threshold} key(s) listed by root v{version}; "
                 f"{len(signers)} at hand in {self.keys_dir}",
-                hint=f"run this where the {role} key lives (any file name; see `trust repo keys`)",
+                hint=f"run this where the {role} key lives (any file name; see "
+                f"`trust repo keys {self.hint_path()}`)",
             )
         return signers
 

@@ -375,7 +375,9 @@ def test_commit_that_orphans_targets_is_refused_and_nothing_changes(
         assert "targets v3 has 0 of 1 signatures under root v2" in staged.err
         assert "added from " in staged.err and "hsm.pub" in staged.err  # the key, and where it is held
         assert served_files(signing / "repository") == before_local and served_files(served) == before_served
-        assert (signing / "staged" / "root.json").is_file() and (signing / "staged" / "targets.json").is_file()
+        assert (signing / "staged" / "root.json").is_file() and (
+            signing / "staged" / "targets.json"
+        ).is_file()
         ok(client.run("sync"))
         assert freshness(client) == "fresh"
 
