@@ -32,7 +32,14 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust.errors import UsageError
 from stella_trust.repository.outcome import RepoError
-from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, read_regular
+from stella_trust.repository.source import (
+    UNSAFE_HINT,
+    Source,
+    UnsafeDownload,
+    UnsafeFile,
+    clean_target_name,
+    read_regular,
+)
 
 ROOT_LIMIT = 512_000
 METADATA_LIMIT = 64_000_000
@@ -158,12 +165,15 @@ def read_served(
             )
             _verify_without_expiry(updater)
             updater.refresh()
-        except (
-            exceptions.RepositoryError,
-            exceptions.DownloadError,
-            ValueError,
-            DeserializationError,
-        ) as exc:
+        except UnsafeDownload as exc:
+            raise RepoError(f"refused: {source.spec}/{exc}", hint=UNSAFE_HINT) from None
+        except (exceptions.DownloadError, ValueError) as exc:
+            raise RepoError(
+                f"refused: {source.spec} does not verify from root v{anchor} this workspace trusts: "
+                f"{type(exc).__name__}: {exc}",
+                hint="nothing was changed; check the source (a mirror that is slow, too large or down)",
+            ) from exc
+        except (exceptions.RepositoryError, DeserializationError) as exc:
             walked = _walked_roots(metadata_dir, trusted)
             if walked is None or _serves(source, f"metadata/{max(walked) + 1}.root.json"):
                 raise RepoError(
@@ -175,6 +185,8 @@ def read_served(
         try:
             state, names = _state(updater, metadata_dir, source, trusted, local_roots)
             files = [] if metadata_only else _target_files(updater, state, names, repo_dir, Path(tmp))
+        except UnsafeDownload as exc:
+            raise RepoError(f"refused: {source.spec}/{exc}", hint=UNSAFE_HINT) from None
         except (exceptions.RepositoryError, exceptions.DownloadError, DeserializationError) as exc:
             raise RepoError(
                 f"refused: {source.spec} does not serve what its metadata lists: {type(exc).__name__}: {exc}",

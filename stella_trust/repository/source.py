@@ -44,6 +44,11 @@ class UnsafeFile(Exception):
     """A path in an untrusted directory that is not a plain regular file (or too large)."""
 
 
+class UnsafeDownload(exceptions.DownloadError):
+    """What a served directory's fetcher raises for an UnsafeFile: never "not found" (which
+    would end a root walk quietly), always the reason, in one line."""
+
+
 def open_regular(base: Path, relative: str, limit: int = MAX_FILE) -> tuple[int, int]:
     """(fd, size) of `base/relative`, opened read-only without following any link in
     `relative`, without blocking on a FIFO, and only if it is a regular file of at most
@@ -128,7 +133,7 @@ class DirectoryFetcher(FetcherInterface):
         except (FileNotFoundError, NotADirectoryError):
             raise exceptions.DownloadHTTPError(f"{relative}: not found", 404) from None
         except UnsafeFile as exc:
-            raise exceptions.DownloadHTTPError(f"{exc}", 404) from None
+            raise UnsafeDownload(str(exc)) from None
         except OSError as exc:
             raise exceptions.DownloadError(f"{relative}: {exc.strerror}") from exc
         return _chunks(fd)
