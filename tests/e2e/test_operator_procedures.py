@@ -6,7 +6,8 @@ and machines, and a real client syncing after every step (issue 11's six failure
    reverted, and a machine on stale counters is refused;
 3. Fleet's drive split (root drives, repository drive, day-to-day signing drive, release
    drive, online host) works with renamed key files, and wrong keys are refused;
-4. a commit that clients would reject is refused and the served repository is unchanged;
+4. a commit whose new targets key is held elsewhere (an HSM) is staged as one set: nothing
+   reaches the served repository or the workspace's own repository/;
 5. `check --within 60d` is green on a fresh repository, red 30 days before root expiry;
 6. ceremony state: stale staged roots, nothing staged, external (HSM) signatures.
 """
@@ -346,7 +347,7 @@ def publish_demo_content_staged(workspace: Path, content: Path) -> None:
 
 
 # ---- 4. an unverifiable commit --------------------------------------------------------------
-def test_commit_that_orphans_targets_is_refused_and_nothing_changes(
+def test_commit_whose_new_targets_key_is_elsewhere_is_staged_and_nothing_changes(
     tmp_path: Path, published: tuple[Path, Path]
 ) -> None:
     signing, served = published
