@@ -222,6 +222,9 @@ def bump_online(
     """Re-sign snapshot and timestamp when either is inside its refresh window (the timer).
 
     Needs only the snapshot and timestamp keys; the offline targets key is never asked for.
+    With --from it takes the served state as it is (a release, a plain copy of an older
+    drive, a race it lost) and signs above every version this host has seen; it exits 1
+    when the served root no longer lists this host's keys.
 
     Example:
 
@@ -295,7 +298,9 @@ def pull(
 ) -> None:
     """Make (or update) this workspace from a published repository, verified as a client would.
 
-    A timer host or a releaser starts from the published state and never forks the counters.
+    Judged by content as well as versions: a fork (the same version with other bytes) is
+    refused, --force takes the published state and keeps this one in repository.forked-*;
+    a release signed here and not pushed yet is kept.
 
     Example:
 
@@ -502,7 +507,9 @@ def commit(
     as_json: JsonOption = False,
 ) -> None:
     """Publish the staged root: both root thresholds met, every role re-signed that the new
-    root needs, and the result accepted by a client; else refused, nothing written.
+    root needs, and the result accepted by a client; else refused, nothing written. When a
+    role needs keys held elsewhere, the root and that role are staged as one set (exit 1,
+    naming each key and where it is held): `commit` on that machine completes it.
 
     Example:
 
@@ -531,7 +538,8 @@ def rotate(
 
 @repo_app.command("clean")
 def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Drop staged state: the root under ceremony, staged roles and target changes.
+    """Drop staged state: the root under ceremony (and the roles staged with it), staged
+    roles and target changes; a key `root add-key` made stays, and the same add-key uses it.
 
     Example:
 
@@ -542,7 +550,7 @@ def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
 @repo_app.command("change-passphrase")
 def change_passphrase(
-    key: Annotated[Path, typer.Argument(help="Key file (or its name in keys/).")],
+    key: Annotated[Path, typer.Argument(help="Key file (relative to --path first), or its name in keys/.")],
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
