@@ -368,6 +368,9 @@ class PublishSteps(WorkspaceBase):
         this workspace serves, or the current root no longer accepts their signatures."""
         reasons: dict[str, str] = {}
         snapshot, timestamp = repo.snapshot.signed, repo.timestamp.signed
+        for fork in self.pulled.online_forks if self.pulled else []:
+            role = fork.split(" ")[0]
+            reasons[role] = f"another {fork} was published before (clients may hold either)"
         if snapshot.version < repo.floors.get("snapshot", 0):
             reasons["snapshot"] = (
                 f"snapshot v{repo.floors['snapshot']} was published or signed before; the served "
@@ -460,17 +463,24 @@ class PublishSteps(WorkspaceBase):
     def _forks_alarm(self, outcome: Outcome) -> Outcome:
         """A fork the timer settled by taking the served state still splits the fleet (clients
         that hold the other copy keep it: python-tuf re-uses an unchanged version), and only a
-        new version signed by that role's keys heals it: say so, and exit 1."""
-        forks = [c for c in (self.pulled.merge.forks if self.pulled else []) if c.role != "root"]
+        new version signed by that role's keys heals it: say so, and exit 1. (Two roots with
+        one version: only the root key holders can tell which chain clients must follow.)"""
+        forks = self.pulled.merge.forks if self.pulled else []
         if not forks:
             return outcome
-        roles = ", ".join(sorted({c.role for c in forks}))
+        roles = sorted({c.role for c in forks})
         outcome.message += "\nbut " + "; ".join(c.describe() for c in forks)
         outcome.done = False
-        outcome.hint = (
-            f"clients may hold either copy: publish a new version of {roles} where its key is "
-            "(`trust repo publish --resign ROLE --to DIR`); this host took the published one"
-        )
+        if "root" in roles:
+            outcome.hint = (
+                "two root chains were published: the root key holders must compare them "
+                f"(this host took the served one; its own is in {self.pulled.aside if self.pulled else '?'})"
+            )
+        else:
+            outcome.hint = (
+                f"clients may hold either copy: publish a new version of {', '.join(roles)} where its key is "
+                "(`trust repo publish --resign ROLE --to DIR`); this host took the published one"
+            )
         return outcome
 
     def timestamp(self, lifetime: timedelta | None = None, now: datetime | None = None) -> Outcome:

@@ -439,6 +439,10 @@ class Pulled:
     served: State
     prior: dict[str, int]  # the version marks before this pull
     aside: Path | None = None
+    # timestamp/snapshot served at a version this machine saw served with other bytes: clients
+    # may hold either (python-tuf keeps its own copy of an unchanged version), so they must be
+    # signed again above it
+    online_forks: list[str] = field(default_factory=list)
 
 
 def pull(
@@ -497,6 +501,13 @@ def pull(
         )
     aside = _keep_aside(repo_dir) if forks else None
     _apply(repo_dir, result, served.state, served.target_files)
+    online_forks = [
+        f"{role} v{version_of(data)}"
+        for role, data in _known(served.state).items()
+        if role in ONLINE
+        and ledger.was_served(role, version_of(data), data) is None
+        and str(version_of(data)) in ledger.served.get(role, {})
+    ]
     for version, data in enumerate(served.state.roots, start=1):
         if version > len(served.state.roots) - 2:
             ledger.saw_served("root", version, data)
@@ -536,7 +547,14 @@ def pull(
         warnings=warnings,
         details={"root": now.root_version(), "timestamp": now.version("timestamp")},
     )
-    return Pulled(outcome=outcome, merge=result, served=served.state, prior=prior, aside=aside)
+    return Pulled(
+        outcome=outcome,
+        merge=result,
+        served=served.state,
+        prior=prior,
+        aside=aside,
+        online_forks=online_forks,
+    )
 
 
 def _restage(local: State, served: State, aside: Path, path: str) -> list[str]:

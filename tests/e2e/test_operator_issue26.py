@@ -413,3 +413,38 @@ def test_7_a_rotated_out_host_goes_red_even_when_nothing_is_due(
     assert "timestamp key timestamp.pem" in first and "root v2 removed it" in first
     assert "export-keys" in red.err and "systemctl disable --now stella-trust-bump-online.timer" in red.err
     ok(synced(client))  # clients follow the rotation
+
+
+def test_3_a_fork_the_timer_cannot_heal_turns_it_red_until_a_targets_holder_does(
+    world: dict[str, Path], server: RepositoryServer
+) -> None:
+    """A drive with another targets v3 is synced over the served directory after the timer
+    served ours: clients hold either copy. The timer keeps them fresh on the served one, exits 1
+    naming the fork, and is green again once the targets holder published a newer version."""
+    signing, served, host, tmp = world["signing"], world["served"], world["host"], world["tmp"]
+    client = client_of(world, server)
+    other = tmp / "old-drive-workspace"
+    shutil.copytree(signing, other)
+    (tmp / "ours.txt").write_text("ours")
+    ok(repo(signing, "add-target", str(tmp / "ours.txt")))
+    ok(repo(signing, "publish", "--to", str(served)))  # targets v3 (ours)
+    assert unit_run(host, served, clock="+6h").code == 0  # the timer serves it too
+    ok(synced(client, "+6h"))
+    (tmp / "theirs.txt").write_text("theirs")
+    ok(repo(other, "add-target", str(tmp / "theirs.txt")))
+    ok(repo(other, "publish"))  # another targets v3 on a drive
+    plain_copy(other / "repository", served)
+    red = unit_run(host, served, clock="+12h")
+    assert red.code == 1 and "targets v3 here differs from the published targets v3" in red.err
+    assert "publish --resign" in red.err and "re-signed" in red.out  # clients were kept fresh
+    ok(synced(client, "+12h"))
+    refused = repo(signing, "publish", "--resign", "targets", "--to", str(served), clock="+12h")
+    assert refused.code == 1 and "forked" in refused.err
+    for taken in follow(refused):  # pull --force: the published copy, ours kept aside
+        follow(taken)  # stage ours.txt again, as printed
+    ok(repo(signing, "publish", "--to", str(served), clock="+12h"))  # targets v4: both files
+    served_targets = json.loads((served / "metadata" / "targets.json").read_text())["signed"]
+    assert served_targets["version"] == 4 and {"ours.txt", "theirs.txt"} <= served_targets["targets"].keys()
+    assert unit_run(host, served, clock="+18h").code == 0  # green again
+    ok(synced(client, "+18h"))
+    assert ok(client.status()).json()["metadata"]["targets"]["version"] == 4
