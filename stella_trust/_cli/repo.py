@@ -308,7 +308,7 @@ def pull(
     """
 
     def action(env: Envelope) -> None:
-        from stella_trust.repository.published import pull as pull_repository
+        from stella_trust.repository.pulling import pull as pull_repository
 
         try:
             anchor = root.read_bytes() if root is not None else None

@@ -1,7 +1,6 @@
-"""One published state, many machines: `pull` a published repository into a workspace
-(verified as a client would, judged by content: repository/merge.py), `push` a workspace's
-repository to the served directory, and `publish_files`, the one way anything reaches a
-served directory.
+"""One published state, many machines: `push` a workspace's repository to the served
+directory, and `publish_files`, the one way anything reaches a served directory (`pull`,
+the other way, is repository/pulling.py).
 
 Two machines that each keep their own counters fork the repository: a timer host that
 never saw a release re-signs a timestamp over the pre-release snapshot and the release
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +31,8 @@ from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization import DeserializationError
 
-from stella_trust._internal.fs import atomic_write
-from stella_trust._internal.timefmt import utcnow
-from stella_trust.errors import UsageError
 from stella_trust.repository.clientcheck import verify_as_client
 from stella_trust.repository.ledger import Ledger
-from stella_trust.repository.merge import AHEAD, REPAIR, Merge, merge
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.served import (
@@ -47,12 +41,9 @@ from stella_trust.repository.served import (
     ROOT_LIMIT,
     State,
     common_root,
-    local_history,
     local_state,
     quoted,
-    read_served,
     read_served_file,
-    served_history,
     version_of,
 )
 from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, open_regular
@@ -87,8 +78,8 @@ class Published:
         state = local_state(directory)
         if state is None:
             raise RepoError(f"{directory} holds no repository", hint="`trust repo pull --from URL|DIR`")
-        known = {f"{r}.json": d for r, d in _known(state).items()}
-        return cls(root=state.root, known=known, directory=directory, roots=tuple(state.roots))
+        held = {f"{r}.json": d for r, d in known(state).items()}
+        return cls(root=state.root, known=held, directory=directory, roots=tuple(state.roots))
 
     def version(self, role: str) -> int:
         if role == "root":
@@ -97,7 +88,8 @@ class Published:
         return version_of(data) if data else 0
 
 
-def _known(state: State) -> dict[str, bytes]:
+def known(state: State) -> dict[str, bytes]:
+    """The current top-level roles of a state, by role name."""
     known = {"targets": state.roles.get("targets")}
     known.update({name: getattr(state, name) for name in ONLINE})
     return {role: data for role, data in known.items() if data is not None}
@@ -129,12 +121,12 @@ def served_directory(destination: Path, ours: list[bytes], workspace: Path | Non
             hint=f"take it first: `trust repo pull --from {destination.absolute()}{path_option}` and run the "
             "command again",
         )
-    known = {}
+    served: dict[str, bytes] = {}
     for name in ("timestamp", "snapshot", "targets"):
         data = read_served_file(destination, f"metadata/{name}.json", METADATA_LIMIT)
         if data is not None:
-            known[f"{name}.json"] = data
-    return Published(root=ours[k - 1], known=known, directory=destination, roots=tuple(ours[:k]))
+            served[f"{name}.json"] = data
+    return Published(root=ours[k - 1], known=served, directory=destination, roots=tuple(ours[:k]))
 
 
 # ---- the version guard and the fetchable-files rule -------------------------------------------
@@ -325,7 +317,9 @@ def _timestamp_mark(destination: Path, version: int, data: bytes) -> None:
     clients may hold and signs above it (the snapshot and targets have their `N.role.json`
     for the same reason). The newest few are kept."""
     _write_served(destination, f"metadata/{version}.timestamp.json", data)
-    for old in _versions(destination / "metadata", "timestamp")[:-MARKS_KEPT]:
+    from stella_trust.repository.source import versions_in
+
+    for old in versions_in(destination / "metadata", "timestamp")[:-MARKS_KEPT]:
         (destination / "metadata" / f"{old}.timestamp.json").unlink(missing_ok=True)
 
 
@@ -429,204 +423,6 @@ def _with_target_files(repo: Repository) -> list[tuple[str, bytes | Path]]:
             if f"targets/{relative}" not in files and path.is_file() and not path.is_symlink():
                 files[f"targets/{relative}"] = path
     return list(files.items())
-
-
-# ---- pull ------------------------------------------------------------------------------------
-@dataclass
-class Pulled:
-    outcome: Outcome
-    merge: Merge
-    served: State
-    prior: dict[str, int]  # the version marks before this pull
-    aside: Path | None = None
-    # timestamp/snapshot served at a version this machine saw served with other bytes: clients
-    # may hold either (python-tuf keeps its own copy of an unchanged version), so they must be
-    # signed again above it
-    online_forks: list[str] = field(default_factory=list)
-
-
-def pull(
-    source: Source,
-    repo_dir: Path,
-    *,
-    root: bytes | None = None,
-    metadata_only: bool = False,
-    force: bool = False,
-    rebase: bool = False,
-) -> Pulled:
-    """Make `repo_dir` the published state of `source`, verified as a client would from
-    the workspace's own root (or `root` for a new workspace), judged by content against
-    what the workspace holds (repository/merge.py). Nothing is replaced unless everything
-    verified.
-
-    A fork (same version, other bytes; or a local version never published that the served
-    history does not contain) is refused; `force` takes the published state and keeps this
-    workspace's in `repository.forked-<time>/`. `rebase` (the timer) takes forks like
-    `force` and reports them. A local version that is ahead of the served one is kept: a
-    release not pushed yet, or a served rollback the next push repairs."""
-    ledger = Ledger.of(workspace_of(repo_dir))
-    prior = dict(ledger.high)
-    local = local_state(repo_dir)
-    if local is not None:
-        k, _ = common_root(source, local.roots)
-        if k == 0:
-            raise RepoError(
-                f"refused: {source.spec} does not serve this workspace's root v1..v{len(local.roots)} "
-                "(another repository?)",
-                hint="check --from; a workspace follows one repository (pull into a new --path for another)",
-            )
-        trusted, below = local.roots[k - 1], local.roots[:k]
-    elif root is not None:
-        trusted, below = root, []
-    else:
-        raise UsageError(
-            f"{repo_dir} holds no repository yet: pass the root you trust",
-            hint="`--root 1.root.json` (from the operator), checked with `trust repo roots` there",
-        )
-    served = read_served(source, trusted, below, repo_dir, metadata_only=metadata_only)
-    consistent = served.state.consistent()
-    result = merge(
-        local,
-        served.state,
-        local_history=lambda role, v: local_history(repo_dir, role, v),
-        served_history=lambda role, v: served_history(source, role, v) if consistent else None,
-        seen=ledger.was_served,
-    )
-    forks = result.forks
-    if forks and not (force or rebase):
-        raise RepoError(
-            f"refused: {source.spec} and this workspace forked: " + "; ".join(c.describe() for c in forks),
-            hint="take the published state and keep this workspace's aside: "
-            f"`trust repo pull --from {source.hint_spec} --force --path {cli_path(repo_dir)}`",
-        )
-    aside = _keep_aside(repo_dir) if forks else None
-    _apply(repo_dir, result, served.state, served.target_files)
-    online_forks = [
-        f"{role} v{version_of(data)}"
-        for role, data in _known(served.state).items()
-        if role in ONLINE
-        and ledger.was_served(role, version_of(data), data) is None
-        and str(version_of(data)) in ledger.served.get(role, {})
-    ]
-    for version, data in enumerate(served.state.roots, start=1):
-        if version > len(served.state.roots) - 2:
-            ledger.saw_served("root", version, data)
-    for role, data in [*_known(served.state).items(), *served.state.roles.items()]:
-        ledger.saw_served(role, version_of(data), data)
-    if local is not None:
-        for role in ("timestamp", "snapshot", *local.roles):
-            ledger.raise_to(role, local.version(role))
-    ledger.save()
-    now = local_state(repo_dir)
-    assert now is not None
-    warnings = []
-    if aside is not None:
-        warnings.append(
-            "took the published state over this workspace's ("
-            + "; ".join(c.describe() for c in forks)
-            + f"); this workspace's own state was kept in {aside}"
-        )
-        assert local is not None
-        warnings += _restage(local, served.state, aside, cli_path(repo_dir))
-    if served.note:
-        warnings.append(served.note)
-    warnings += [
-        f"{c.describe()}: kept this workspace's; the next push (or the timer's next run) repairs "
-        f"{source.spec}"
-        for c in result.with_verdict(REPAIR)
-    ]
-    notes = [c.describe() for c in result.with_verdict(AHEAD)]
-    message = (
-        f"pulled {source.spec}: root v{now.root_version()}, timestamp v{now.version('timestamp')} "
-        f"(verified as a client would) into {repo_dir}"
-    )
-    if notes:
-        message += "\nkept, not published yet: " + "; ".join(notes)
-    outcome = Outcome(
-        message,
-        warnings=warnings,
-        details={"root": now.root_version(), "timestamp": now.version("timestamp")},
-    )
-    return Pulled(
-        outcome=outcome,
-        merge=result,
-        served=served.state,
-        prior=prior,
-        aside=aside,
-        online_forks=online_forks,
-    )
-
-
-def _restage(local: State, served: State, aside: Path, path: str) -> list[str]:
-    """What the kept-aside copy published that the taken state lacks, as the commands that
-    stage it again (a fork's release is not lost, only not published)."""
-    from tuf.api.metadata import Targets
-
-    consistent = local.consistent()
-    lines = []
-    for role, data in local.roles.items():
-        ours = Metadata[Targets].from_bytes(data).signed.targets
-        theirs_data = served.roles.get(role)
-        theirs = Metadata[Targets].from_bytes(theirs_data).signed.targets if theirs_data else {}
-        for name, info in ours.items():
-            other = theirs.get(name)
-            if other is not None and other.hashes == info.hashes and other.length == info.length:
-                continue
-            file = aside / "targets" / (info.get_prefixed_paths()[0] if consistent else name)
-            option = "" if role == "targets" else f" --role {role}"
-            lines.append(
-                f"{role} lists {name} only in the kept-aside copy: stage it again with "
-                f"`trust repo add-target {file.absolute()} --name {name}{option} --path {path}`"
-            )
-    return lines
-
-
-def _keep_aside(repo_dir: Path) -> Path:
-    aside = repo_dir.with_name(f"repository.forked-{utcnow():%Y%m%dT%H%M%S%f}")
-    shutil.copytree(repo_dir, aside, symlinks=True)
-    return aside
-
-
-def _apply(repo_dir: Path, result: Merge, served: State, target_files: list[tuple[str, bytes]]) -> None:
-    """Write what the merge takes from the served state, in client-safe order (target files,
-    roots, versioned roles, current roles, timestamp last); drop local versioned files of a
-    taken role above the taken version (unpublished, and burned in the ledger)."""
-    metadata = repo_dir / "metadata"
-    for relative, data in target_files:
-        atomic_write(repo_dir / relative, data)
-    consistent = served.consistent()
-    for version, data in enumerate(result.roots, start=1):
-        _write_if_differs(metadata / f"{version}.root.json", data)
-    for extra in _versions(metadata, "root"):
-        if extra > len(result.roots):
-            (metadata / f"{extra}.root.json").unlink()
-    _write_if_differs(metadata / "root.json", result.roots[-1])
-    taken = {role: data for role, data in result.roles.items() if not result.choices[role].keeps_local}
-    # the served timestamp and snapshot name the served roles; when a role of ours is kept,
-    # ours are kept too (they name it), and every signing step signs them again above the marks
-    online = {} if result.keeps_local else {r: d for r, d in _known(served).items() if r in ONLINE}
-    ordered = [*taken.items(), *[(r, d) for r, d in online.items() if r == "snapshot"]]
-    for role, data in ordered:
-        version = version_of(data)
-        if consistent:
-            _write_if_differs(metadata / f"{version}.{quoted(role)}.json", data)
-        for extra in _versions(metadata, role):
-            if extra > version:
-                (metadata / f"{extra}.{quoted(role)}.json").unlink()
-        _write_if_differs(metadata / f"{quoted(role)}.json", data)
-    if "timestamp" in online:
-        _write_if_differs(metadata / "timestamp.json", online["timestamp"])
-
-
-def _versions(metadata: Path, role: str) -> list[int]:
-    from stella_trust.repository.source import versions_in
-
-    return versions_in(metadata, role)
-
-
-def _write_if_differs(path: Path, data: bytes) -> None:
-    if not path.is_file() or path.read_bytes() != data:
-        atomic_write(path, data)
 
 
 # ---- push ------------------------------------------------------------------------------------

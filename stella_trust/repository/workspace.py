@@ -42,7 +42,8 @@ from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import RolePolicy, policy_for_lifetime, read_policy
-from stella_trust.repository.published import Published, Pulled, pull, push_lock, release, served_directory
+from stella_trust.repository.published import Published, push_lock, release, served_directory
+from stella_trust.repository.pulling import Pulled, pull
 from stella_trust.repository.source import Source, versions_in
 
 ROLES = ("root", "targets", "snapshot", "timestamp")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository import RepoError, Repository
-from stella_trust.repository.published import pull
+from stella_trust.repository.pulling import pull
 from stella_trust.repository.source import HttpFetcher, Source
 from tests.conftest import FaultyServer, clean_env, ok
 from tests.e2e.operators import repo
