@@ -89,6 +89,12 @@ def pull(
             hint="`--root 1.root.json` (from the operator), checked with `trust repo roots` there",
         )
     served = read_served(source, trusted, below, repo_dir, metadata_only=metadata_only)
+    if local is None and (served.state.timestamp is None or "targets" not in served.state.roles):
+        raise RepoError(
+            f"refused: {source.spec} serves no timestamp and snapshot its root accepts right now "
+            f"({served.note or 'an older copy synced over it?'})",
+            hint="pull again after the timer's next run (it signs them again), or from another copy",
+        )
     consistent = served.state.consistent()
     result = merge(
         local,
