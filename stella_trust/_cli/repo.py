@@ -58,27 +58,34 @@ ToOption = Annotated[
 ]
 
 
-def _workspace(path: Path, source: str | None = None) -> Any:
+def _source(spec: str) -> Any:
+    """A published repository to read: a directory, or a URL read through the client's own
+    fetcher (per-operation timeout, one deadline for the whole request from connect to the
+    last byte, identity encoding; repository/ may not import it, so it is handed in here)."""
+    from stella_trust.repository.source import REQUEST_DEADLINE, REQUEST_TIMEOUT, Source
+
+    if spec.startswith(("http://", "https://")):
+        from stella_trust._internal.tuf.fetcher import HttpxFetcher
+
+        return Source(spec, fetcher=HttpxFetcher(timeout=REQUEST_TIMEOUT, deadline=REQUEST_DEADLINE))
+    return Source(spec)
+
+
+def _workspace(path: Path, source: str | None = None, to: Path | None = None) -> Any:
     from stella_trust.repository import Workspace
 
-    return Workspace(path, source)
+    return Workspace(path, _source(source) if source is not None else None, to)
 
 
 def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, step: Any) -> None:
-    """Run a signing step on the published state (`--from`), then push it (`--to`). Pushing
-    to a directory means starting from it: `--to DIR` alone pulls DIR first."""
-    if to is not None and source is None and (to / "metadata" / "root.json").is_file():
-        source = str(to)  # (a first publication into an empty directory has nothing to pull)
+    """Run a signing step on the published state (`--from`), publishing into `--to DIR`
+    before this workspace's own repository/ is written; `--to DIR` alone starts from DIR.
+    The whole step holds DIR's lock, so two publishers never interleave."""
 
     def action(env: Envelope) -> None:
-        workspace = _workspace(path, source)
-        outcome = step(workspace)
-        if to is not None and outcome.done:
-            from stella_trust.repository.published import push
-
-            pushed = push(workspace.repo_dir, to)
-            outcome.message += f"\n{pushed.message}"
-            outcome.details["pushed"] = pushed.details
+        workspace = _workspace(path, source, to)
+        with workspace.session():
+            outcome = step(workspace)
         _emit(outcome, env)
 
     _run(as_json, action)
@@ -86,7 +93,8 @@ def _signing(path: Path, source: str | None, to: Path | None, as_json: bool, ste
 
 def _emit(outcome: Any, env: Envelope) -> None:
     """An operator Outcome into the envelope: `result` holds the message and the details;
-    a step that is not done (staged, below threshold) exits 1 with the message as error."""
+    a step that is not done (staged, below threshold, a check that found problems) exits 1
+    with the message as error and the step's own hint."""
     env.result = {"message": outcome.message, "done": outcome.done, **outcome.details}
     env.say(outcome.message)
     for warning in outcome.warnings:
@@ -95,7 +103,10 @@ def _emit(outcome: Any, env: Envelope) -> None:
         from stella_trust.repository.outcome import RepoError
 
         env.fail(
-            RepoError(outcome.message.splitlines()[0], hint="see the message above; nothing was published")
+            RepoError(
+                outcome.message.splitlines()[0],
+                hint=outcome.hint or "see the message above; nothing was published",
+            )
         )
 
 
@@ -232,6 +243,9 @@ def bump_online(
     """Re-sign snapshot and timestamp when either is inside its refresh window (the timer).
 
     Needs only the snapshot and timestamp keys; the offline targets key is never asked for.
+    With --from it takes the served state as it is (a release, a plain copy of an older
+    drive, a race it lost) and signs above every version this host has seen; it exits 1
+    when the served root no longer lists this host's keys.
 
     Example:
 
@@ -305,7 +319,9 @@ def pull(
 ) -> None:
     """Make (or update) this workspace from a published repository, verified as a client would.
 
-    A timer host or a releaser starts from the published state and never forks the counters.
+    Judged by content as well as versions: a fork (the same version with other bytes) is
+    refused, --force takes the published state and keeps this one in repository.forked-*;
+    a release signed here and not pushed yet is kept.
 
     Example:
 
@@ -313,19 +329,16 @@ def pull(
     """
 
     def action(env: Envelope) -> None:
-        from stella_trust.repository.published import pull as pull_repository
-        from stella_trust.repository.source import Source
+        from stella_trust.repository.pulling import pull as pull_repository
 
         try:
             anchor = root.read_bytes() if root is not None else None
         except OSError as exc:
             raise UsageError(f"cannot read {root}: {exc.strerror}") from exc
-        _emit(
-            pull_repository(
-                Source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
-            ),
-            env,
+        pulled = pull_repository(
+            _source(source), path / "repository", root=anchor, metadata_only=metadata_only, force=force
         )
+        _emit(pulled.outcome, env)
 
     _run(as_json, action)
 
@@ -515,7 +528,9 @@ def commit(
     as_json: JsonOption = False,
 ) -> None:
     """Publish the staged root: both root thresholds met, every role re-signed that the new
-    root needs, and the result accepted by a client; else refused, nothing written.
+    root needs, and the result accepted by a client; else refused, nothing written. When a
+    role needs keys held elsewhere, the root and that role are staged as one set (exit 1,
+    naming each key and where it is held): `commit` on that machine completes it.
 
     Example:
 
@@ -544,7 +559,8 @@ def rotate(
 
 @repo_app.command("clean")
 def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
-    """Drop staged state: the root under ceremony, staged roles and target changes.
+    """Drop staged state: the root under ceremony (and the roles staged with it), staged
+    roles and target changes; a key `root add-key` made stays, and the same add-key uses it.
 
     Example:
 
@@ -555,7 +571,7 @@ def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
 @repo_app.command("change-passphrase")
 def change_passphrase(
-    key: Annotated[Path, typer.Argument(help="Key file (or its name in keys/).")],
+    key: Annotated[Path, typer.Argument(help="Key file (relative to --path first), or its name in keys/.")],
     path: PathOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:

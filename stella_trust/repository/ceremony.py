@@ -4,6 +4,8 @@ root thresholds are both met (TUF spec 5.3.4) and a client accepts the result.""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from datetime import datetime
@@ -12,21 +14,30 @@ from typing import Any
 
 from securesystemslib.signer import Key, Signature, SSlibKey
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.keyring import public_block
+from stella_trust.repository.keyring import key_file, public_block
 from stella_trust.repository.keys import key_name, passphrase
 from stella_trust.repository.metadata import Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import FIELD, RolePolicy, stamp_policy
-from stella_trust.repository.publish import PublishSteps
+from stella_trust.repository.publish import SET_FILE, PublishSteps
 from stella_trust.repository.workspace import BAD_METADATA, ROLES
 
 NEXT = ".next"  # keys/<name>.next.pem: a rotation's new key until its root is committed
+CREATED_FILE = "created-keys.json"  # staged/: key files `root add-key` made for the staged root
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class CeremonySteps(PublishSteps):
@@ -41,13 +52,14 @@ class CeremonySteps(PublishSteps):
             md = Metadata[Root].from_file(str(path))
         except BAD_METADATA as exc:
             raise RepoError(
-                f"{path} is not root metadata ({exc})", hint="`trust repo clean` drops it"
+                f"{path} is not root metadata ({exc})", hint=f"`trust repo clean {self.hint_path()}` drops it"
             ) from exc
         if md.signed.version != repo.root.signed.version + 1:
             raise RepoError(
                 f"staged root v{md.signed.version} is stale: root v{repo.root.signed.version} is published "
                 "(committed on another machine?)",
-                hint="drop it with `trust repo clean` (after `trust repo pull` if another machine published)",
+                hint=f"drop it with `trust repo clean {self.hint_path()}` (a change committed elsewhere is "
+                "published already)",
             )
         return md
 
@@ -115,38 +127,75 @@ class CeremonySteps(PublishSteps):
     def _new_key(
         self, role: str, name: str | None, key_type: str | None, public_key: Path | None
     ) -> tuple[Key, str]:
-        """A key made here (keys/NAME.pem, encrypted), or one made elsewhere (`--public-key`)."""
+        """A key made here (keys/NAME.pem, encrypted), or one made elsewhere (`--public-key`).
+        An existing keys/NAME.pem that no role lists (made by an add-key whose root change was
+        dropped) is used again rather than refused."""
         if public_key is not None:
-            from cryptography.hazmat.primitives import serialization
-
-            try:
-                pem = public_block(public_key.read_bytes())
-                if pem is None:
-                    raise ValueError("no BEGIN PUBLIC KEY block")
-                key = SSlibKey.from_crypto(serialization.load_pem_public_key(pem))
-            except (OSError, ValueError, TypeError) as exc:
-                raise UsageError(f"{public_key} is not a PEM public key ({exc})") from exc
+            public_key = self.resolve(public_key)
+            key = _public_key_of(public_key)
+            self._save_index_entry(public_key.name, role, key, origin=str(public_key))
             return key, f"{key.keyid[:12]}… ({public_key.name})"
         name = name or self._free_name(role)
-        if (self.keys_dir / f"{name}.pem").exists():
-            raise UsageError(f"keys/{name}.pem exists already")
+        path = self.keys_dir / f"{name}.pem"
+        if path.exists():
+            key = _public_key_of(path)
+            serving = self._roles_listing(key)
+            if serving:
+                raise UsageError(
+                    f"keys/{name}.pem exists already and serves {', '.join(serving)}",
+                    hint="choose another name: `trust repo root add-key --role "
+                    f"{role} --name {name}-2 {self.hint_path()}`",
+                )
+            self._note_created(name)
+            return key, f"{name} (keys/{name}.pem, made earlier and listed by no role: used again)"
         signer = generate_signer(key_type or self.key_type())
         self._register(name, role, signer, passphrase(name, confirm=True))
+        self._note_created(name)
         return signer.public_key, name
+
+    def _roles_listing(self, key: Key) -> list[str]:
+        """Which roles of the published (and staged) root list `key`."""
+        repo = Repository.load(self.repo_dir)
+        roots = [repo.root.signed]
+        staged = self.staged_dir / "root.json"
+        if staged.exists():
+            with contextlib.suppress(*BAD_METADATA):
+                roots.append(Metadata[Root].from_file(str(staged)).signed)
+        found = []
+        for root in roots:
+            for role in ROLES:
+                if any(_same_key(key, root.keys.get(k)) for k in root.roles[role].keyids):
+                    found.append(f"{role} (root v{root.version})")
+        return found
+
+    def _note_created(self, name: str) -> None:
+        """Remember the key files made for the staged root: `clean` retires them with it."""
+        path = self.staged_dir / CREATED_FILE
+        created = _read_json(path).get("keys", [])
+        if name not in created:
+            created.append(name)
+        atomic_write(path, json.dumps({"keys": created}).encode() + b"\n")
 
     def _keyid_of(self, name: str, root: Root, role: str) -> str:
         """A keyid, a key file name or a key file path -> the keyid ROLE lists."""
         if name in root.roles[role].keyids:
             return name
+        resolved = self.resolve(Path(name))
+        if resolved.is_file():  # a key file anywhere (a drive), matched by its public key
+            keyid = key_file(resolved, self.index()).matching(dict(root.keys), root.roles[role].keyids)
+            if keyid:
+                return keyid
         for kf in self.key_files():
-            if kf.name == name or str(kf.path) == name:
+            if kf.name == name or kf.path == resolved:
                 keyid = kf.matching(dict(root.keys), root.roles[role].keyids)
                 if keyid:
                     return keyid
         matches = [k for k in root.roles[role].keyids if k.startswith(name)]
         if len(matches) == 1 and len(name) >= 8:
             return matches[0]
-        raise UsageError(f"{name} is not a {role} key of the staged root", hint="see `trust repo keys`")
+        raise UsageError(
+            f"{name} is not a {role} key of the staged root", hint=f"see `trust repo keys {self.hint_path()}`"
+        )
 
     def _free_name(self, role: str) -> str:
         taken = set(self.index()) | {key_name(p) for p in self.keys_dir.glob("*.pem")}
@@ -223,6 +272,7 @@ class CeremonySteps(PublishSteps):
     def sign(self, role: str, key_file: Path, now: datetime | None = None) -> Outcome:
         """Add one signature to the staged root, targets or delegated role with one key file;
         refused when the role does not list the key (the signature would not count)."""
+        key_file = self.resolve(key_file)
         repo = self._load()
         path, md, _ = self._staged_for_signing(role, repo)
         if role == "root":
@@ -296,31 +346,50 @@ class CeremonySteps(PublishSteps):
             f"{new_have}/{new_need} {mark[new_have >= new_need]}"
         )
 
-    # ---- commit -----------------------------------------------------------------------------
+    # ---- commit: a root change and the roles it invalidates, as one set ------------------------
     def commit(self, now: datetime | None = None) -> Outcome:
-        """Publish the staged root when both root thresholds are met, re-signing with the keys
-        at hand every role the new root no longer accepts; refused (nothing written) when a
-        client would reject the result."""
+        """Publish the staged root when both root thresholds are met, together with every
+        role the new root no longer accepts, re-signed with the keys here. When some of those
+        keys are held elsewhere (an offline targets key beside the CI's online one; a new
+        timestamp key made on the online host), the root and those roles are staged as one
+        set and nothing is published: the machine holding the remaining keys completes it
+        with `commit` (or `publish`). Refused (nothing written) when a client would reject
+        the result."""
         now = now or utcnow()
         repo = self._load()
         published = self.published()
         md = self.staged_root(repo)
         if md is None:
-            raise UsageError("no staged root to commit", hint="`trust repo status` shows what is staged")
+            raise UsageError(
+                "no staged root to commit",
+                hint=f"`trust repo status {self.hint_path()}` shows what is staged",
+            )
         try:
             repo.root.signed.verify_delegate("root", md.signed_bytes, md.signatures)
             md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
         except UnsignedMetadataError:
             raise RepoError(
                 f"commit refused: {self.root_status(repo, md)}",
-                hint="collect more signatures with `trust repo sign root --key FILE`",
+                hint="collect more signatures with `trust repo sign root --key FILE` "
+                "(on the machines holding the root keys, carrying staged/root.json)",
             ) from None
         old_root = repo.root.signed
         repo.root = md
         repo.record_root()
-        resigned = self._resign_for_new_root(repo, md.signed, now)
-        self.release(repo, published)
-        (self.staged_dir / "root.json").unlink()
+        resigned, missing = self._complete_set(repo, md.signed, now)
+        if missing:
+            self._save_set(repo, md.signed.version, resigned)
+            where = "; ".join(missing)
+            return Outcome(
+                f"staged root v{md.signed.version} with {', '.join(resigned) or 'no other role'} as one "
+                f"change; nothing was published. Still needed: {where}. Carry staged/ to the machine that "
+                "holds them and run `trust repo commit` there (`--to DIR` publishes)",
+                done=False,
+                hint="carry staged/ to that machine; nothing was published until the whole change verifies",
+                details={"staged_set": {"root": md.signed.version, "roles": resigned, "missing": missing}},
+            )
+        pushed = self.release(repo, published)
+        self._drop_set()
         retired = self._retire_keys(old_root, md.signed)
         message = f"committed root v{md.signed.version}"
         if resigned:
@@ -331,54 +400,159 @@ class CeremonySteps(PublishSteps):
                 f"moved {', '.join(retired)} to {self.keys_dir / 'retired'}: "
                 "destroy them when clients have moved on"
             )
-        return Outcome(message, warnings=warnings, details={"root": md.signed.version, "resigned": resigned})
+        for role in ("snapshot", "timestamp"):
+            new = set(md.signed.roles[role].keyids) - set(old_root.roles[role].keyids)
+            here = [kf.path.name for kf in self.key_files() if kf.matching(dict(md.signed.keys), new)]
+            if new and here:
+                warnings.append(
+                    f"the new {role} key is {', '.join(here)} here: the online host needs it now "
+                    f"(`trust repo export-keys DRIVE --roles {role} {self.hint_path()}`, then into its keys/)"
+                )
+        return self.finished(
+            Outcome(message, warnings=warnings, details={"root": md.signed.version, "resigned": resigned}),
+            pushed,
+        )
 
-    def _resign_for_new_root(self, repo: Repository, root: Root, now: datetime) -> list[str]:
-        """Every role the new root's keys or thresholds no longer accept is re-signed here,
-        or the commit is refused: a root that orphans targets fails every client."""
+    def _complete_set(self, repo: Repository, root: Root, now: datetime) -> tuple[list[str], list[str]]:
+        """Re-sign, with the keys here, every role `root` no longer accepts, taking what other
+        machines already signed from the staged set. Returns (roles signed or staged, what is
+        still missing: role, keys and where they are held)."""
+        staged_set = self.ceremony_set()
         resigned: list[str] = []
+        missing: list[str] = []
+        policies = self.policies(repo)
+        targets_changed = False
         have, need = self.signatures(repo, "targets", repo.targets, root=root)
         if have < need:
-            signers = self._signers("targets", repo, root=root)
-            if len(signers) < need:
-                raise RepoError(
-                    f"commit refused: root v{root.version} does not accept targets "
-                    f"v{repo.targets.signed.version} ({have}/{need} of its targets keys signed it) and "
-                    f"{len(signers)} of the new targets keys "
-                    "are at hand to re-sign it",
-                    hint="commit where the new targets key(s) are (or add them: keys are found by their "
-                    "public key), so targets is re-signed in the same publication",
-                )
-            targets = repo.targets
-            targets.signed.version += 1
-            targets.signed.expires = (now + self.policies(repo)["targets"].lifetime).replace(microsecond=0)
-            targets.signatures.clear()
-            for signer in signers:
-                targets.sign(signer, append=True)
+            targets = self._set_targets(repo, staged_set, now)
+            for signer in self._signers("targets", repo, root=root):
+                if signer.public_key.keyid not in targets.signatures:
+                    targets.sign(signer, append=True)
+            repo.targets = targets
+            targets_changed = True
             resigned.append(f"targets v{targets.signed.version}")
-        stale_online = [
-            role
-            for role, other in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
-            if self.signatures(repo, role, other, root=root)[0] < root.roles[role].threshold
-        ]
-        if resigned or stale_online:
-            for role in ("snapshot", "timestamp"):
-                signers = self._signers(role, repo, root=root)
-                if len(signers) < root.roles[role].threshold:
-                    raise RepoError(
-                        f"commit refused: root v{root.version} needs a new {role} signed by its "
-                        f"{role} key(s), and {len(signers)} are at hand",
-                        hint=f"commit where the {role} key is (keys are found by their public key)",
-                    )
-                repo.signers[role] = signers
-            for name in repo.delegated:
-                repo.signers.pop(name, None)
-            repo.sign_snapshot_and_timestamp(now)
-            resigned += [
-                f"snapshot v{repo.snapshot.signed.version}",
-                f"timestamp v{repo.timestamp.signed.version}",
-            ]
-        return resigned
+            have, need = self.signatures(repo, "targets", targets, root=root)
+            if have < need:
+                missing.append(
+                    f"targets v{targets.signed.version} has {have} of {need} signatures under root "
+                    f"v{root.version}: {self.missing_keys(repo, 'targets', targets, root)}"
+                )
+
+        def accepted(role: str) -> bool:
+            md = repo.role_metadata(role)
+            return self.signatures(repo, role, md, root=root)[0] >= root.roles[role].threshold
+
+        snapshot_needed = targets_changed or not accepted("snapshot")
+        timestamp_needed = snapshot_needed or not accepted("timestamp")
+        for name in repo.delegated:
+            repo.signers.pop(name, None)
+        snapshot_ready = not snapshot_needed
+        if snapshot_needed:
+            signers = self._signers("snapshot", repo, root=root)
+            staged = self._set_online(repo, "snapshot", staged_set, root)
+            if len(signers) >= root.roles["snapshot"].threshold:
+                repo.signers["snapshot"] = signers
+                stamp_policy(repo.snapshot, policies["snapshot"])
+                repo._sign_snapshot_only(now)
+                snapshot_ready = True
+            elif staged is not None:
+                repo.snapshot = staged
+                snapshot_ready = True
+            else:
+                missing.append(f"snapshot: {self.missing_keys(repo, 'snapshot', Metadata(Snapshot()), root)}")
+            if snapshot_ready:
+                resigned.append(f"snapshot v{repo.snapshot.signed.version}")
+        if timestamp_needed:
+            signers = self._signers("timestamp", repo, root=root)
+            staged_ts = self._set_online(repo, "timestamp", staged_set, root)
+            if snapshot_ready and len(signers) >= root.roles["timestamp"].threshold:
+                repo.signers["timestamp"] = signers
+                stamp_policy(repo.timestamp, policies["timestamp"])
+                repo._sign_timestamp_only(now)
+                resigned.append(f"timestamp v{repo.timestamp.signed.version}")
+            elif staged_ts is not None and snapshot_ready:
+                repo.timestamp = staged_ts
+                resigned.append(f"timestamp v{repo.timestamp.signed.version}")
+            elif len(signers) < root.roles["timestamp"].threshold:
+                missing.append(
+                    f"timestamp: {self.missing_keys(repo, 'timestamp', Metadata(Timestamp()), root)}"
+                )
+        return resigned, missing
+
+    def _set_targets(self, repo: Repository, staged_set: dict[str, Any], now: datetime) -> Metadata[Targets]:
+        """The targets of the set: the one another machine staged with it (its signatures
+        kept), else the published one at a new version above every version seen."""
+        path = self._role_path("targets")
+        if path.exists():
+            try:
+                staged = Metadata[Targets].from_file(str(path))
+            except BAD_METADATA as exc:
+                raise RepoError(
+                    f"{path} is not targets metadata ({exc})",
+                    hint=f"drop it: `trust repo clean {self.hint_path()}`",
+                ) from exc
+            listed = staged_set.get("roles", {}).get("targets")
+            if listed != staged.signed.version:
+                raise RepoError(
+                    f"a release is staged (staged/targets.json v{staged.signed.version}) beside the root "
+                    "change, and the root change needs targets re-signed",
+                    hint=f"publish the release first: `trust repo publish {self.hint_path()}` (then commit)",
+                )
+            floor = max(repo.targets.signed.version, repo.floors.get("targets", 0))
+            if staged.signed.version > floor:
+                return staged
+            path.unlink()  # stale: a release was published since; sign the published one again
+        md = Metadata[Targets].from_bytes(repo.targets.to_bytes())
+        md.signed.version = repo.next_version("targets", md.signed.version)
+        md.signed.expires = (now + self.policies(repo)["targets"].lifetime).replace(microsecond=0)
+        md.signatures.clear()
+        return md
+
+    def _set_online(
+        self, repo: Repository, role: str, staged_set: dict[str, Any], root: Root
+    ) -> Metadata[Any] | None:
+        """A snapshot or timestamp another machine signed for this set, if it still names what
+        the set publishes (a snapshot: these targets versions; a timestamp: this snapshot)."""
+        path = self.staged_dir / f"{role}.json"
+        if not path.exists() or staged_set.get("roles", {}).get(role) is None:
+            return None
+        md: Metadata[Any] = Metadata.from_file(str(path))
+        if self.signatures(repo, role, md, root=root)[0] < root.roles[role].threshold:
+            return None
+        if md.signed.version <= repo.floors.get(role, 0):
+            return None
+        if role == "snapshot":
+            named = {"targets.json": repo.targets.signed.version}
+            named.update({f"{n}.json": d.signed.version for n, d in repo.delegated.items()})
+            if any(md.signed.meta.get(n) is None or md.signed.meta[n].version != v for n, v in named.items()):
+                return None
+        else:
+            data = repo._bytes_of("snapshot", repo.snapshot, JSONSerializer(compact=False))
+            try:
+                md.signed.snapshot_meta.verify_length_and_hashes(data)
+            except Exception:
+                return None
+        return md
+
+    def _save_set(self, repo: Repository, root_version: int, resigned: list[str]) -> None:
+        """staged/: root.json (signed), targets.json (with the signatures so far), snapshot.json
+        and timestamp.json when signed here, and ceremony.json naming the set."""
+        roles: dict[str, int] = {}
+        serializer = JSONSerializer(compact=False)
+        for text in resigned:
+            role, _, version = text.partition(" v")
+            roles[role] = int(version)
+            md = repo.role_metadata(role)
+            path = self._role_path(role) if role == "targets" else self.staged_dir / f"{role}.json"
+            atomic_write(path, md.to_bytes(serializer))
+        document = {"root": root_version, "roles": roles}
+        atomic_write(self.staged_dir / SET_FILE, json.dumps(document, indent=2).encode() + b"\n")
+
+    def _drop_set(self) -> None:
+        if "targets" in self.ceremony_set().get("roles", {}):
+            self._drop_staged_role("targets")
+        for name in ("root.json", SET_FILE, "snapshot.json", "timestamp.json", CREATED_FILE):
+            (self.staged_dir / name).unlink(missing_ok=True)
 
     def _retire_keys(self, old_root: Root, new_root: Root) -> list[str]:
         """Key files whose key the old root listed and the new root does not are moved to
@@ -406,32 +580,54 @@ class CeremonySteps(PublishSteps):
         return retired
 
     def clean(self) -> Outcome:
-        """Drop staged state (root under ceremony, staged roles, target changes); `.next` keys
-        of an abandoned rotation are kept in keys/retired/ (they are never deleted)."""
-        dropped = [
-            p.name
-            for p in (
-                self.staged_dir / "root.json",
-                self.staged_dir / "targets.json",
-                self.staged_dir / "changes.json",
-            )
-            if p.exists()
-        ]
+        """Drop staged state (root under ceremony, the roles staged with it, staged roles,
+        target changes). `.next` keys of an abandoned rotation move to keys/retired/ (keys are
+        never deleted; a new rotation makes new ones). A key file `root add-key` made is kept
+        where it is: the same add-key uses it again (it may also be the key of a change
+        another machine completed, so it is never moved on a guess)."""
+        created = _read_json(self.staged_dir / CREATED_FILE).get("keys", [])
+        names = ("root.json", "targets.json", "changes.json", SET_FILE, "snapshot.json", "timestamp.json")
+        dropped = [name for name in names if (self.staged_dir / name).exists()]
         dropped += [f"roles/{p.name}" for p in (self.staged_dir / "roles").glob("*.json")]
-        for name in ("root.json", "targets.json", "changes.json"):
+        for name in (*names, CREATED_FILE):
             (self.staged_dir / name).unlink(missing_ok=True)
         shutil.rmtree(self.staged_dir / "roles", ignore_errors=True)
         shutil.rmtree(self.staged_dir / "targets", ignore_errors=True)
         (self.staged_dir / "targets").mkdir(parents=True, exist_ok=True)
         for kf in self.key_files():
-            if kf.name.endswith(NEXT):
-                (self.keys_dir / "retired").mkdir(exist_ok=True)
-                os.replace(kf.path, self.keys_dir / "retired" / kf.path.name)
-                dropped.append(f"keys/{kf.path.name} (to keys/retired/)")
-        return Outcome(
-            f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged",
-            details={"dropped": dropped},
-        )
+            if not kf.name.endswith(NEXT):
+                continue
+            (self.keys_dir / "retired").mkdir(exist_ok=True)
+            target = self.keys_dir / "retired" / kf.path.name
+            if target.exists():
+                target = self.keys_dir / "retired" / f"{kf.name}-{utcnow():%Y%m%dT%H%M%S}.pem"
+            os.replace(kf.path, target)
+            self._drop_index_entry(kf.name)
+            dropped.append(f"keys/{kf.path.name} (to keys/retired/)")
+        kept = [name for name in created if (self.keys_dir / f"{name}.pem").exists()]
+        message = f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged"
+        if kept:
+            message += (
+                f"; kept {', '.join(f'keys/{n}.pem' for n in kept)} (made for the dropped change: "
+                "`trust repo root add-key --name NAME` uses it again)"
+            )
+        return Outcome(message, details={"dropped": dropped, "kept_keys": kept})
+
+
+def _public_key_of(path: Path) -> Key:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        pem = public_block(path.read_bytes())
+        if pem is None:
+            raise ValueError("no BEGIN PUBLIC KEY block")
+        return SSlibKey.from_crypto(serialization.load_pem_public_key(pem))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path} is not a PEM public key ({exc})") from exc
+
+
+def _same_key(key: Key, other: Key | None) -> bool:
+    return other is not None and key.keytype == other.keytype and key.keyval == other.keyval
 
 
 def _is_hex(text: bytes) -> bool:

@@ -101,6 +101,9 @@ class Repository:
     # role is written back byte for byte, so a re-publication never rewrites `N.role.json`
     # of a repository someone else serialised (same version must mean same bytes)
     loaded: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    # role -> the highest version the signing machine has seen (repository/ledger.py): a new
+    # version is always above it, so no machine ever signs a version a client may hold
+    floors: dict[str, int] = field(default_factory=dict)
 
     # ---- creation -------------------------------------------------------------------
     @classmethod
@@ -212,6 +215,11 @@ class Repository:
             return before[1]
         return md.to_bytes(serializer)
 
+    def next_version(self, role: str, current: int) -> int:
+        """The version to sign `role` at: above the current one and above every one seen
+        (TUF clients accept gaps in timestamp, snapshot and targets versions, never a reuse)."""
+        return max(current, self.floors.get(role, 0)) + 1
+
     def record_root(self) -> None:
         """Make the current `root` (already signed) the newest entry of the root history."""
         data = self.root.to_bytes(JSONSerializer(compact=False))
@@ -242,7 +250,7 @@ class Repository:
     def publish(self, now: datetime | None = None) -> None:
         """New targets, snapshot and timestamp versions, signed and written."""
         now = now or datetime.now(UTC)
-        self.targets.signed.version += 1
+        self.targets.signed.version = self.next_version("targets", self.targets.signed.version)
         self.targets.signed.expires = _expiry(now, self.expiries.targets)
         self.sign_role(self.targets)
         self._sign_snapshot_and_timestamp(now, bump=True)
@@ -252,7 +260,7 @@ class Repository:
         """The daily job: only the timestamp changes (new version, new expiry)."""
         now = now or datetime.now(UTC)
         ts = self.timestamp.signed
-        ts.version += 1
+        ts.version = self.next_version("timestamp", ts.version)
         ts.expires = expires or _expiry(now, self.expiries.timestamp)
         self.sign_role(self.timestamp)
         self._write_timestamp()
@@ -276,7 +284,7 @@ class Repository:
 
     def add_delegated_target(self, role: str, name: str, data: bytes) -> None:
         self.delegated[role].signed.targets[name] = TargetFile.from_data(name, data, ["sha256"])
-        self.delegated[role].signed.version += 1
+        self.delegated[role].signed.version = self.next_version(role, self.delegated[role].signed.version)
         self.target_data[name] = data
 
     # ---- signing --------------------------------------------------------------------
@@ -294,9 +302,15 @@ class Repository:
             md.sign(signer, append=True)
 
     def _sign_snapshot_and_timestamp(self, now: datetime, *, bump: bool) -> None:
+        self._sign_snapshot_only(now, bump=bump)
+        self._sign_timestamp_only(now, bump=bump)
+
+    def _sign_snapshot_only(self, now: datetime, *, bump: bool = True) -> None:
+        """A new snapshot naming every targets role's current version (the snapshot signers
+        at hand; delegated roles signed where their keys are here)."""
         snap = self.snapshot.signed
         if bump:
-            snap.version += 1
+            snap.version = self.next_version("snapshot", snap.version)
         snap.expires = _expiry(now, self.expiries.snapshot)
         snap.meta["targets.json"] = MetaFile(version=self.targets.signed.version)
         for name, md in self.delegated.items():
@@ -304,13 +318,16 @@ class Repository:
                 self.sign_role(md)
             snap.meta[f"{name}.json"] = MetaFile(version=md.signed.version)
         self.sign_role(self.snapshot)
-        snapshot_bytes = self.snapshot.to_bytes(JSONSerializer(compact=False))
+
+    def _sign_timestamp_only(self, now: datetime, *, bump: bool = True) -> None:
+        """A new timestamp naming the current snapshot by version, length and hash."""
+        snapshot_bytes = self._bytes_of("snapshot", self.snapshot, JSONSerializer(compact=False))
         ts = self.timestamp.signed
         if bump:
-            ts.version += 1
+            ts.version = self.next_version("timestamp", ts.version)
         ts.expires = _expiry(now, self.expiries.timestamp)
         ts.snapshot_meta = MetaFile(
-            version=snap.version,
+            version=self.snapshot.signed.version,
             length=len(snapshot_bytes),
             hashes={"sha256": hashlib.sha256(snapshot_bytes).hexdigest()},
         )

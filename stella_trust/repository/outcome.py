@@ -20,3 +20,5 @@ class Outcome:
     done: bool = True
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    # for a step that is not done (exit 1): what to do next; a default names publishing
+    hint: str | None = None

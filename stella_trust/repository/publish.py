@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib import parse
 
-from tuf.api.metadata import Metadata, TargetFile, Targets
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from stella_trust._internal.fs import atomic_write
@@ -21,6 +21,7 @@ from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import ONLINE_ROLES, RolePolicy, default_policy, stamp_policy
 from stella_trust.repository.workspace import BAD_METADATA, WorkspaceBase
 
+SET_FILE = "ceremony.json"  # staged/ceremony.json: the roles staged with a root change, as one set
 NOTHING_STAGED_HINT = (
     "stage a change first (`trust repo add-target` / `remove-target`), or re-sign an unchanged "
     "role with `trust repo publish --resign targets`; the online roles renew with `trust repo bump-online`"
@@ -37,7 +38,8 @@ class PublishSteps(WorkspaceBase):
             data = {}
         except (OSError, ValueError) as exc:
             raise RepoError(
-                f"{path} is unreadable ({exc})", hint="`trust repo clean` drops staged state"
+                f"{path} is unreadable ({exc})",
+                hint=f"`trust repo clean {self.hint_path()}` drops staged state",
             ) from exc
         if not isinstance(data, dict):
             data = {}
@@ -150,21 +152,23 @@ class PublishSteps(WorkspaceBase):
                 staged = Metadata[Targets].from_file(str(path))
             except BAD_METADATA as exc:
                 raise RepoError(
-                    f"{path} is not targets metadata ({exc})", hint="`trust repo clean` drops it"
+                    f"{path} is not targets metadata ({exc})",
+                    hint=f"drop it: `trust repo clean {self.hint_path()}`, then stage the change again",
                 ) from exc
             published = repo.targets if role == "targets" else repo.delegated.get(role)
             published_version = published.signed.version if published else 0
-            if staged.signed.version != published_version + 1:
+            floor = max(published_version, repo.floors.get(role, 0))
+            if staged.signed.version <= floor:
                 raise RepoError(
-                    f"staged {role} v{staged.signed.version} is stale: v{published_version} is "
-                    "published; its signatures cannot be used",
-                    hint="`trust repo clean` and stage the change again",
+                    f"staged {role} v{staged.signed.version} is stale: {role} v{floor} is published or was "
+                    "signed since; its signatures cannot be used",
+                    hint=f"drop it and stage the change again: `trust repo clean {self.hint_path()}`",
                 )
             return staged
         if role == "targets" or role in repo.delegated:
             current = repo.targets if role == "targets" else repo.delegated[role]
             md = Metadata[Targets].from_bytes(current.to_bytes())
-        else:  # the first publication of a delegated role: v1 (bumped from a v0 placeholder below)
+        else:  # the first publication of a delegated role: v1 (or above a version seen)
             md = Metadata(Targets(version=1, expires=now))
             md.signed.version = 0
         for name, change in changes["add"].items():
@@ -182,7 +186,7 @@ class PublishSteps(WorkspaceBase):
         if role in changes["expiry"]:
             policy = RolePolicy(**{k: timedelta(seconds=v) for k, v in changes["expiry"][role].items()})
         stamp_policy(md, policy)
-        md.signed.version += 1
+        md.signed.version = repo.next_version(role, md.signed.version)
         md.signed.expires = (now + policy.lifetime).replace(microsecond=0)
         md.signatures.clear()
         return md
@@ -190,8 +194,11 @@ class PublishSteps(WorkspaceBase):
     # ---- publish ----------------------------------------------------------------------------
     def publish(self, now: datetime | None = None, *, resign: list[str] | None = None) -> Outcome:
         """Sign the changed targets roles with the keys at hand; publish only when every one
-        meets its threshold (and a client accepts the result)."""
+        meets its threshold (and a client accepts the result). A root change staged as a set
+        by another machine (repository/ceremony.py) is completed here like `commit`."""
         now = now or utcnow()
+        if (self.staged_dir / "root.json").exists() and self.ceremony_set():
+            return self.commit(now)
         repo = self._load()
         published = self.published()
         changes = self._changes()
@@ -220,10 +227,13 @@ class PublishSteps(WorkspaceBase):
                 f"{role} v{signed[role].signed.version}: {h} of {n} signatures"
                 for role, (h, n) in short.items()
             )
+            missing = "; ".join(self.missing_keys(repo, role, signed[role]) for role in short)
             return Outcome(
-                f"{text}; staged, not published. Add one with `trust repo sign ROLE --key FILE` "
-                "(on the machine holding it, carrying staged/), then `trust repo publish`",
+                f"{text}; staged, not published. Still needed: {missing}. Add one with "
+                "`trust repo sign ROLE --key FILE` (on the machine holding it, carrying staged/), then "
+                "`trust repo publish` here",
                 done=False,
+                hint="carry staged/ to the key holder and back; nothing was published",
                 details={"staged": {role: {"have": h, "need": n} for role, (h, n) in short.items()}},
             )
         online_short = [
@@ -238,6 +248,7 @@ class PublishSteps(WorkspaceBase):
                 "not here, so nothing was published. Carry staged/ to the online host and run "
                 "`trust repo publish` there",
                 done=False,
+                hint="carry staged/ to the host with the snapshot and timestamp keys; nothing was published",
                 details={"staged": {role: {"complete": True} for role in signed}},
             )
         for role, md in signed.items():
@@ -248,19 +259,62 @@ class PublishSteps(WorkspaceBase):
         for name in changes["add"]:
             repo.target_data[name] = self._staged_file(name).read_bytes()
         self._sign_online(repo, now)
-        self.release(repo, published)  # every listed target checked as it will be served
+        pushed = self.release(repo, published)  # every listed target checked as it will be served
         shutil.rmtree(self.staged_dir / "targets", ignore_errors=True)
         shutil.rmtree(self.staged_dir / "roles", ignore_errors=True)
         (self.staged_dir / "targets").mkdir(parents=True, exist_ok=True)
         (self.staged_dir / "changes.json").unlink(missing_ok=True)
         self._drop_staged_role("targets")
         versions = ", ".join(f"{role} v{md.signed.version}" for role, md in sorted(signed.items()))
-        return Outcome(
-            f"published {versions}, snapshot v{repo.snapshot.signed.version}, "
-            f"timestamp v{repo.timestamp.signed.version}",
-            warnings=self.lifetime_warnings(repo, now),
-            details={"versions": {role: md.signed.version for role, md in signed.items()}},
+        return self.finished(
+            Outcome(
+                f"published {versions}, snapshot v{repo.snapshot.signed.version}, "
+                f"timestamp v{repo.timestamp.signed.version}",
+                warnings=self.lifetime_warnings(repo, now),
+                details={"versions": {role: md.signed.version for role, md in signed.items()}},
+            ),
+            pushed,
         )
+
+    def commit(self, now: datetime | None = None) -> Outcome:
+        raise NotImplementedError  # repository/ceremony.py
+
+    def ceremony_set(self) -> dict[str, Any]:
+        """staged/ceremony.json: the roles staged with a root change, as one set (ceremony.py)."""
+        try:
+            data = json.loads((self.staged_dir / SET_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def finished(self, outcome: Outcome, pushed: Outcome | None) -> Outcome:
+        """A step's outcome with what its pull noted and what its push did."""
+        if self.pulled is not None:
+            outcome.warnings[:0] = self.pulled.outcome.warnings
+        if pushed is not None:
+            outcome.message += f"\n{pushed.message}"
+            outcome.warnings += pushed.warnings
+            outcome.details["pushed"] = pushed.details
+        return outcome
+
+    def missing_keys(self, repo: Repository, role: str, md: Metadata[Any], root: Root | None = None) -> str:
+        """Which keys of `role` have not signed `md`, and where each one is held."""
+        keys, keyids, _ = self.role_keys(repo, role, root)
+        absent = [k for k in keyids if k not in md.signatures]
+        return f"{role} key(s) " + ", ".join(f"{k[:12]}… ({self.where_held(k, keys[k])})" for k in absent)
+
+    def where_held(self, keyid: str, key: Any) -> str:
+        """A key's whereabouts as this machine knows them: a file here, or what its index
+        remembers of one that left (made here, or added from a public key file)."""
+        for kf in self.key_files():
+            if kf.is_key(keyid, key):
+                return f"{kf.path} on this machine"
+        for name, entry in _index_entries(self.keys_dir).items():
+            if entry.get("keyid") == keyid:
+                if entry.get("from"):
+                    return f"not on this machine; added from {entry['from']}"
+                return f"not on this machine; made as keys/{name}.pem and moved since"
+        return "not on this machine"
 
     def _sign_online(self, repo: Repository, now: datetime) -> None:
         """New snapshot and timestamp versions (the online keys must be at hand)."""
@@ -274,68 +328,189 @@ class PublishSteps(WorkspaceBase):
         repo.sign_snapshot_and_timestamp(now)
 
     # ---- the online roles -----------------------------------------------------------------
+    def online_keys_listed(self, repo: Repository) -> None:
+        """Refuse (exit 1) when this host holds snapshot or timestamp key files that the
+        served root no longer lists: it can never sign again, and saying "nothing due" would
+        look healthy (a host broken into, its key rotated out: TUF spec 5.3.11)."""
+        root = repo.root.signed
+        for role in ONLINE_ROLES:
+            if self.keys_at_hand(role, repo):
+                continue
+            removed = self._removed_key(repo, role)
+            if removed is None:
+                continue
+            name, keyid, version = removed
+            raise RepoError(
+                f"this host's {role} key {name} ({keyid[:12]}…) is no longer a {role} key: root v{version} "
+                f"removed it (root v{root.version} is published), so this host cannot sign {role} any more",
+                hint=f"install the new {role} key in {self.keys_dir} (on the machine that holds it: "
+                f"`trust repo export-keys DRIVE --roles {role}`, then copy DRIVE/keys/*.pem here); or retire "
+                "this host: `systemctl disable --now stella-trust-bump-online.timer`",
+            )
+
+    def _removed_key(self, repo: Repository, role: str) -> tuple[str, str, int] | None:
+        """(file, keyid, root version that dropped it) for a key file here that an older root
+        listed for `role` and the current one does not."""
+        from tuf.api.metadata import Root as RootType
+
+        history = [Metadata[RootType].from_bytes(data).signed for data in repo.root_history]
+        for kf in self.key_files():
+            for index in range(len(history) - 2, -1, -1):
+                older = history[index]
+                keyid = kf.matching(dict(older.keys), older.roles[role].keyids)
+                if keyid is not None:
+                    return kf.path.name, keyid, older.version + 1
+        return None
+
+    def resign_reasons(self, repo: Repository) -> dict[str, str]:
+        """Why snapshot or timestamp must be signed again although not due: a version above
+        them was seen (a served rollback: clients may hold it), they do not name the roles
+        this workspace serves, or the current root no longer accepts their signatures."""
+        reasons: dict[str, str] = {}
+        snapshot, timestamp = repo.snapshot.signed, repo.timestamp.signed
+        for fork in self.pulled.online_forks if self.pulled else []:
+            role = fork.split(" ")[0]
+            reasons[role] = f"another {fork} was published before (clients may hold either)"
+        if snapshot.version < repo.floors.get("snapshot", 0):
+            reasons["snapshot"] = (
+                f"snapshot v{repo.floors['snapshot']} was published or signed before; the served "
+                f"v{snapshot.version} is a rollback"
+            )
+        named = {"targets.json": repo.targets.signed.version}
+        named.update({f"{name}.json": md.signed.version for name, md in repo.delegated.items()})
+        for name, version in named.items():
+            meta = snapshot.meta.get(name)
+            if meta is None or meta.version != version:
+                reasons.setdefault("snapshot", f"it does not name {name.removesuffix('.json')} v{version}")
+        if self.signatures(repo, "snapshot", repo.snapshot)[0] < repo.root.signed.roles["snapshot"].threshold:
+            reasons.setdefault("snapshot", f"root v{repo.root.signed.version} does not accept its signatures")
+        if timestamp.version < repo.floors.get("timestamp", 0):
+            reasons["timestamp"] = (
+                f"timestamp v{repo.floors['timestamp']} was published or signed before; the served "
+                f"v{timestamp.version} is a rollback"
+            )
+        if timestamp.snapshot_meta.version != snapshot.version:
+            reasons.setdefault("timestamp", f"it does not name snapshot v{snapshot.version}")
+        threshold = repo.root.signed.roles["timestamp"].threshold
+        if self.signatures(repo, "timestamp", repo.timestamp)[0] < threshold:
+            reasons.setdefault(
+                "timestamp", f"root v{repo.root.signed.version} does not accept its signatures"
+            )
+        return reasons
+
     def bump_online(
         self, now: datetime | None = None, *, force: bool = False, repo: Repository | None = None
     ) -> Outcome:
-        """Re-sign snapshot and timestamp when either is inside its refresh window; needs
+        """The timer: re-sign snapshot and timestamp when either is inside its refresh window,
+        or when the served ones must be replaced (a rollback, a race, a root change); needs
         only the online keys (TUF spec 5.5/5.4: the timestamp names the snapshot, so a new
-        snapshot always comes with a new timestamp)."""
+        snapshot always comes with a new timestamp).
+
+        With `--from` it rebases instead of arguing: it takes the served state (verified as a
+        client would, expiry excepted), drops its own unpublished timestamp and snapshot,
+        takes a newer served root or targets (a fork: the served one, this workspace's kept
+        aside), keeps an older served targets' newer published version (a rollback: repaired)
+        and signs above every version it has seen."""
         now = now or utcnow()
-        repo = repo or self._load()
+        if repo is None:
+            self.rebase = True
+            repo = self._load()
         published = self.published()
+        self.online_keys_listed(repo)
         policies = self.policies(repo)
+        reasons = self.resign_reasons(repo)
         due = [
             role
             for role, md in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
-            if force or policies[role].due(md.signed.expires, now)
+            if force or role in reasons or policies[role].due(md.signed.expires, now)
         ]
         if not due:
-            return Outcome(
-                "nothing due: "
-                + "; ".join(
-                    f"{role} v{md.signed.version} {expiry_phrase(md.signed.expires, now)} (renewed when "
-                    f"{human_duration(policies[role].resign_within)} are left)"
-                    for role, md in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
+            return self.finished(
+                self._forks_alarm(
+                    Outcome(
+                        "nothing due: "
+                        + "; ".join(
+                            f"{role} v{md.signed.version} {expiry_phrase(md.signed.expires, now)} (renewed "
+                            f"when {human_duration(policies[role].resign_within)} are left)"
+                            for role, md in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
+                        ),
+                        details={"resigned": []},
+                    )
                 ),
-                details={"resigned": []},
+                None,
             )
         if "snapshot" in due:
             self._sign_online(repo, now)
         else:
             repo.signers["timestamp"] = self._require("timestamp", repo)
             stamp_policy(repo.timestamp, policies["timestamp"])
-            repo.timestamp.signed.version += 1
+            repo.timestamp.signed.version = repo.next_version("timestamp", repo.timestamp.signed.version)
             repo.timestamp.signed.expires = (now + policies["timestamp"].lifetime).replace(microsecond=0)
             repo.sign_role(repo.timestamp)
-        self.release(repo, published)
-        return Outcome(
-            f"re-signed {' and '.join(['snapshot', 'timestamp'] if 'snapshot' in due else ['timestamp'])}: "
+        pushed = self.release(repo, published)
+        resigned = ["snapshot", "timestamp"] if "snapshot" in due else ["timestamp"]
+        why = [f"{role}: {reasons[role]}" for role in resigned if role in reasons]
+        outcome = Outcome(
+            f"re-signed {' and '.join(resigned)}: "
             f"snapshot v{repo.snapshot.signed.version} {expiry_phrase(repo.snapshot.signed.expires, now)}, "
-            f"timestamp v{repo.timestamp.signed.version} {expiry_phrase(repo.timestamp.signed.expires, now)}",
+            f"timestamp v{repo.timestamp.signed.version} {expiry_phrase(repo.timestamp.signed.expires, now)}"
+            + (f" (not due, but {'; '.join(why)})" if why else ""),
             warnings=self.lifetime_warnings(repo, now),
-            details={"resigned": ["snapshot", "timestamp"] if "snapshot" in due else ["timestamp"]},
+            details={"resigned": resigned},
         )
+        return self.finished(self._forks_alarm(outcome), pushed)
+
+    def _forks_alarm(self, outcome: Outcome) -> Outcome:
+        """A fork the timer settled by taking the served state still splits the fleet (clients
+        that hold the other copy keep it: python-tuf re-uses an unchanged version), and only a
+        new version signed by that role's keys heals it: say so, and exit 1. (Two roots with
+        one version: only the root key holders can tell which chain clients must follow.)"""
+        forks = self.pulled.merge.forks if self.pulled else []
+        if not forks:
+            return outcome
+        roles = sorted({c.role for c in forks})
+        outcome.message += "\nbut " + "; ".join(c.describe() for c in forks)
+        outcome.done = False
+        if "root" in roles:
+            outcome.hint = (
+                "two root chains were published: the root key holders must compare them "
+                f"(this host took the served one; its own is in {self.pulled.aside if self.pulled else '?'})"
+            )
+        else:
+            outcome.hint = (
+                f"clients may hold either copy: publish a new version of {', '.join(roles)} where its key is "
+                "(`trust repo publish --resign ROLE --to DIR`); this host took the published one"
+            )
+        return outcome
 
     def timestamp(self, lifetime: timedelta | None = None, now: datetime | None = None) -> Outcome:
-        """Re-sign only the timestamp (only the timestamp key), refused over an expired
-        snapshot: a fresh timestamp naming an expired snapshot still fails every client."""
+        """Re-sign only the timestamp (only the timestamp key), refused when the snapshot must
+        change too: an expired snapshot, or one the published state no longer matches."""
         now = now or utcnow()
+        self.rebase = True
         repo = self._load()
         published = self.published()
+        self.online_keys_listed(repo)
         snapshot = repo.snapshot.signed
-        if snapshot.is_expired(now):
+        reasons = self.resign_reasons(repo)
+        if snapshot.is_expired(now) or "snapshot" in reasons:
+            cause = (
+                expiry_phrase(snapshot.expires, now)
+                if snapshot.is_expired(now)
+                else f"must change: {reasons['snapshot']}"
+            )
             raise RepoError(
-                f"refused: snapshot v{snapshot.version} {expiry_phrase(snapshot.expires, now)}; a new "
-                "timestamp over it would still fail every client",
+                f"refused: snapshot v{snapshot.version} {cause}; a new timestamp over it would still fail "
+                "every client",
                 hint="run `trust repo bump-online` where the snapshot and timestamp keys are "
                 "(the timer does)",
             )
         repo.signers["timestamp"] = self._require("timestamp", repo)
         expires = (now + (lifetime or repo.expiries.timestamp)).replace(microsecond=0)
-        repo.timestamp.signed.version += 1
+        repo.timestamp.signed.version = repo.next_version("timestamp", repo.timestamp.signed.version)
         repo.timestamp.signed.expires = expires
         repo.sign_role(repo.timestamp)
-        self.release(repo, published)
+        pushed = self.release(repo, published)
         warnings = self.lifetime_warnings(repo, now)
         if snapshot.expires < expires:
             warnings.append(
@@ -343,9 +518,18 @@ class PublishSteps(WorkspaceBase):
                 "before this timestamp: "
                 "use `trust repo bump-online` to renew both"
             )
-        return Outcome(
-            f"timestamp v{repo.timestamp.signed.version} expires {iso(expires)}", warnings=warnings
+        return self.finished(
+            Outcome(f"timestamp v{repo.timestamp.signed.version} expires {iso(expires)}", warnings=warnings),
+            pushed,
         )
+
+
+def _index_entries(keys_dir: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((keys_dir / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 def _apply_delegations(targets: Targets, delegations: dict[str, Any]) -> None:

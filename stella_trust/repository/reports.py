@@ -179,6 +179,7 @@ class Workspace(RotationSteps):
                 }
             )
         problems = [f for f in findings if f["state"] != "ok"]
+        hint = "each line above says what to do; `trust repo check` changes nothing"
         lines = [
             f"{'ok' if f['state'] == 'ok' else f['state'].upper():<8} {f['summary']}"
             + (f": {f['advice']}" if f["advice"] else "")
@@ -190,6 +191,7 @@ class Workspace(RotationSteps):
         return Outcome(
             "\n".join([head, *lines]),
             done=not problems,
+            hint=hint,
             details={"roles": findings, "problems": len(problems)},
         )
 
@@ -267,9 +269,15 @@ class Workspace(RotationSteps):
     def change_passphrase(self, key: Path) -> Outcome:
         """Same key, new passphrase: the old from STELLA_<NAME>_PASSPHRASE (or a prompt), the
         new from STELLA_<NAME>_NEW_PASSPHRASE (or a prompt, twice)."""
-        path = key if key.suffix == ".pem" or key.exists() else self.keys_dir / f"{key}.pem"
+        path = self.resolve(key)
+        if not path.is_file() and not key.is_absolute() and len(key.parts) == 1:
+            path = self.keys_dir / (key.name if key.suffix == ".pem" else f"{key.name}.pem")
         if not path.is_file():
-            raise UsageError(f"no key file {path}", hint="see `trust repo keys`")
+            raise UsageError(
+                f"no key file {path}",
+                hint="KEY is a path (relative to --path) or a name in keys/: see "
+                f"`trust repo keys {self.hint_path()}`",
+            )
         reencrypt(path, passphrase(passphrase_name(path)), new_passphrase(passphrase_name(path)))
         return Outcome(
             f"changed the passphrase of {path}; "

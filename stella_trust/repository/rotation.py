@@ -53,7 +53,7 @@ def rotate_role(
     if role == Root.type:
         return
     if role == Targets.type:
-        repo.targets.signed.version += 1
+        repo.targets.signed.version = repo.next_version("targets", repo.targets.signed.version)
         repo.targets.signed.expires = (now + repo.expiries.targets).replace(microsecond=0)
         repo.sign_role(repo.targets)
         have, need = signed_by(root, Targets.type, repo.targets)
@@ -85,7 +85,8 @@ class RotationSteps(CeremonySteps):
             raise UsageError(
                 f"a root ceremony is in progress (staged root v{staged.signed.version}): "
                 "rotating now would discard it",
-                hint="finish it (`trust repo commit`) or drop it (`trust repo clean`) first",
+                hint=f"finish it (`trust repo commit {self.hint_path()}`) or drop it "
+                f"(`trust repo clean {self.hint_path()}`) first",
             )
         root = repo.root.signed
         by_keyid = {kf.matching(dict(root.keys), root.roles[role].keyids): kf.name for kf in self.key_files()}
@@ -99,7 +100,8 @@ class RotationSteps(CeremonySteps):
             if (self.keys_dir / f"{name}{NEXT}.pem").exists():
                 raise UsageError(
                     f"keys/{name}{NEXT}.pem exists from an earlier rotation",
-                    hint="`trust repo clean` moves abandoned rotation keys to keys/retired/",
+                    hint=f"`trust repo clean {self.hint_path()}` moves abandoned rotation keys to "
+                    "keys/retired/",
                 )
         # each new key keeps the passphrase variable of the key it replaces (STELLA_<NAME>_PASSPHRASE)
         secrets = {name: passphrase(name, confirm=True) for name in names}
@@ -123,13 +125,16 @@ class RotationSteps(CeremonySteps):
                 f"staged root v{md.signed.version} with {len(names)} new {role} key(s) "
                 f"(keys/{', keys/'.join(n + NEXT + '.pem' for n in names)}); {self.root_status(repo, md)}. "
                 "Carry staged/root.json to each root key holder: `trust repo sign root --key FILE`, then "
-                "`trust repo commit` here",
+                f"`trust repo commit {self.hint_path()}` here",
                 done=False,
+                hint="collect the root signatures; nothing was published",
                 details={"staged_root": md.signed.version},
             )
         outcome = self.commit(now)
         return Outcome(
             f"rotated {role}: {len(names)} new key(s); {outcome.message}",
+            done=outcome.done,
             warnings=outcome.warnings,
             details=outcome.details,
+            hint=outcome.hint,
         )

@@ -21,8 +21,10 @@ served repository is enough for the timer host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,13 @@ from stella_trust._internal.timefmt import expiry_phrase, human_duration, parse_
 from stella_trust.errors import UsageError
 from stella_trust.repository.keyring import KeyFile, key_file, key_files, read_index
 from stella_trust.repository.keys import passphrase, save_key
+from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.policy import RolePolicy, policy_for_lifetime, read_policy
-from stella_trust.repository.published import Published, pull, release
-from stella_trust.repository.source import Source
+from stella_trust.repository.published import Published, push_lock, release, served_directory
+from stella_trust.repository.pulling import Pulled, pull
+from stella_trust.repository.source import Source, versions_in
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 # what reading a damaged or missing metadata file raises (DeserializationError is not a ValueError)
@@ -74,16 +78,69 @@ class WorkspaceBase:
 
     `source` (`--from URL|DIR`): the published repository this machine must start from;
     every signing command pulls it (verified) before it signs, so machines never fork the
-    version counters.
+    version counters. `destination` (`--to DIR`): the served directory a signing command
+    publishes into, before it writes its own repository/ (and which it starts from when
+    no `--from` is given and DIR serves a repository already).
     """
 
-    def __init__(self, path: Path, source: str | None = None) -> None:
+    def __init__(
+        self, path: Path, source: str | Source | None = None, destination: Path | None = None
+    ) -> None:
         self.path = Path(path)
         self.keys_dir = self.path / "keys"
         self.staged_dir = self.path / "staged"
         self.repo_dir = self.path / "repository"
         self.config_path = self.path / "repo.json"
-        self.source = source
+        self.destination = Path(destination) if destination is not None else None
+        if source is None and self.destination is not None and (self.destination / "metadata").is_dir():
+            source = str(self.destination)  # (a first publication into an empty directory pulls nothing)
+        self.source: Source | str | None = source
+        self.pulled: Pulled | None = None
+        self.rebase = False  # the timer: forks are settled by taking the served state (pull --force)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """The whole command under the served directory's lock (`--to DIR`): between reading
+        the served state and writing the result no other push can interleave, so a timer run
+        and a release never race each other into a refusal."""
+        if self.destination is None:
+            yield
+            return
+        with push_lock(self.destination):
+            yield
+
+    def hint_path(self) -> str:
+        """`--path WS`, absolute, for hints a person pastes as they are."""
+        return f"--path {self.path.absolute()}"
+
+    def resolve(self, argument: Path) -> Path:
+        """A KEY or FILE argument: an absolute path as it is; a relative one against --path
+        first (`change-passphrase keys/snapshot.pem --path WS`, as the help shows), else
+        against the current directory."""
+        if argument.is_absolute():
+            return argument
+        inside = self.path / argument
+        return inside if inside.exists() or not argument.exists() else argument
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger.of(self.path)
+
+    def marks(self) -> dict[str, int]:
+        """Per role, the version every new signature must be above (repository/ledger.py):
+        the ledger, the versions this repository/ holds, and those a served directory lists."""
+        marks = dict(self.ledger.high)
+        places = [self.repo_dir / "metadata"]
+        if self.destination is not None:
+            places.append(self.destination / "metadata")
+        if isinstance(self.source, Source) and self.source.directory is not None:
+            places.append(self.source.directory / "metadata")
+        for role in ("timestamp", "snapshot", "targets"):
+            for place in places:
+                found = versions_in(place, role)
+                if found:
+                    marks[role] = max(marks.get(role, 0), found[-1])
+        return marks
 
     # ---- configuration ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -132,7 +189,8 @@ class WorkspaceBase:
 
     # ---- the published state --------------------------------------------------------------
     def _load(self) -> Repository:
-        """The published state this command starts from (pulled first with `--from`)."""
+        """The published state this command starts from (pulled first with `--from`), with
+        the version marks every signature must be above."""
         self.config()
         if self.source:
             self._pull_source()
@@ -141,30 +199,52 @@ class WorkspaceBase:
         except BAD_METADATA as exc:
             raise RepoError(
                 f"cannot load {self.repo_dir}: {exc}",
-                hint="restore it from the served copy: `trust repo pull --from URL|DIR`",
+                hint="restore it from the served copy: "
+                f"`trust repo pull --from URL|DIR --force {self.hint_path()}`",
             ) from exc
         policies = self.policies(repo)
         repo.expiries = Expiries(**{role: policies[role].lifetime for role in ROLES})
+        repo.floors = self.marks()
         return repo
 
-    def _pull_source(self) -> Outcome:
-        assert self.source is not None
-        outcome = pull(Source(self.source), self.repo_dir)
+    def source_of(self) -> Source | None:
+        if self.source is None or isinstance(self.source, Source):
+            return self.source
+        self.source = Source(self.source)
+        return self.source
+
+    def _pull_source(self) -> Pulled:
+        source = self.source_of()
+        assert source is not None
+        self.pulled = pull(source, self.repo_dir, rebase=self.rebase)
         self.source = None  # once per command
-        return outcome
+        return self.pulled
 
     def published(self) -> Published:
+        """What this command must move forward from: the served directory it publishes into
+        (`--to`), else this workspace's own repository/."""
+        if self.destination is not None:
+            served = served_directory(
+                self.destination, Repository.load(self.repo_dir).root_history, self.path
+            )
+            if served is not None:
+                return served
         return Published.of(self.repo_dir)
 
-    def release(self, repo: Repository, published: Published, download: list[str] | None = None) -> None:
-        """Write `repo` only if a client holding `published` accepts it (and it moves forward)."""
-        release(repo, published, download=download)
+    def release(
+        self, repo: Repository, published: Published, download: list[str] | None = None
+    ) -> Outcome | None:
+        """Write `repo` only if a client holding `published` accepts it (and it moves forward):
+        into the served directory first with `--to`, then into repository/."""
+        return release(repo, published, download=download, destination=self.destination, ledger=self.ledger)
 
     # ---- keys -------------------------------------------------------------------------------
     def index(self) -> dict[str, str]:
         return read_index(self.keys_dir)
 
-    def _save_index_entry(self, name: str, role: str, key: Key) -> None:
+    def _save_index_entry(self, name: str, role: str, key: Key, origin: str | None = None) -> None:
+        """keys/index.json: name -> keyid (a cache), and for a key added from a public key
+        file, that file (`where_held` names it in messages)."""
         path = self.keys_dir / "index.json"
         try:
             data = json.loads(path.read_text())
@@ -173,6 +253,8 @@ class WorkspaceBase:
         except (OSError, ValueError):
             data = {}
         data[name] = {"role": role, "keyid": key.keyid, "scheme": key.scheme}
+        if origin is not None:
+            data[name]["from"] = origin
         atomic_write(path, json.dumps(data, indent=2).encode() + b"\n")
 
     def _drop_index_entry(self, name: str) -> None:
@@ -207,7 +289,10 @@ class WorkspaceBase:
         assert repo is not None
         delegations = repo.targets.signed.delegations
         if delegations is None or not delegations.roles or role not in delegations.roles:
-            raise UsageError(f"{role!r} is not a role of this repository", hint="see `trust repo status`")
+            raise UsageError(
+                f"{role!r} is not a role of this repository",
+                hint="see `trust repo status`",
+            )
         delegated = delegations.roles[role]
         return dict(delegations.keys), list(delegated.keyids), delegated.threshold
 
@@ -259,7 +344,7 @@ class WorkspaceBase:
         if keyid is None:
             raise RepoError(
                 f"refused: {path} is not one of the keys {what} lists",
-                hint="see `trust repo keys` for which file serves which role",
+                hint=f"see `trust repo keys {self.hint_path()}` for which file serves which role",
             )
         return kf.signer_for(keyid, keys[keyid])
 
@@ -333,7 +418,8 @@ class WorkspaceBase:
             raise RepoError(
                 f"{role} needs {threshold} key(s) listed by root v{version}; "
                 f"{len(signers)} at hand in {self.keys_dir}",
-                hint=f"run this where the {role} key lives (any file name; see `trust repo keys`)",
+                hint=f"run this where the {role} key lives (any file name; see "
+                f"`trust repo keys {self.hint_path()}`)",
             )
         return signers
 

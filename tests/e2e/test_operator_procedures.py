@@ -6,7 +6,8 @@ and machines, and a real client syncing after every step (issue 11's six failure
    reverted, and a machine on stale counters is refused;
 3. Fleet's drive split (root drives, repository drive, day-to-day signing drive, release
    drive, online host) works with renamed key files, and wrong keys are refused;
-4. a commit that clients would reject is refused and the served repository is unchanged;
+4. a commit whose new targets key is held elsewhere (an HSM) is staged as one set: nothing
+   reaches the served repository or the workspace's own repository/;
 5. `check --within 60d` is green on a fresh repository, red 30 days before root expiry;
 6. ceremony state: stale staged roots, nothing staged, external (HSM) signatures.
 """
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, clean_env, ok
+from tests.conftest import Client, Result, clean_env, ok
 from tests.e2e.operators import PASSPHRASES, operator_env, publish_demo_content, repo
 
 
@@ -90,6 +94,23 @@ def served_targets_version(served: Path) -> int:
     targets = json.loads((served / "metadata" / "targets.json").read_text())["signed"]
     assert "release.txt" in targets["targets"]
     return int(targets["version"])
+
+
+def run_hint(command: str, env: dict[str, str] | None = None, clock: str | None = None) -> Result:
+    """A `trust ...` command exactly as a hint printed it (its own --path included)."""
+    argv = shlex.split(command)
+    assert argv[0] == "trust", command
+    faked = ["faketime", *(["-f"] if clock.startswith(("+", "-")) else []), clock] if clock else []
+    done = subprocess.run(
+        [*faked, sys.executable, "-m", "stella_trust", *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=env or operator_env(),
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def freshness(client: Client) -> str:
@@ -160,12 +181,11 @@ def test_release_between_timer_runs_reaches_clients_and_is_never_reverted(
         stale = repo(signing, "push", "--to", str(served))
         assert stale.code == 1 and "but v6 is published" in stale.err
         assert timestamp_version(served) == 6
-        forked = repo(signing, "publish", "--from", str(served))
-        assert forked.code == 1 and "is behind this workspace" in forked.err and "--force" in forked.err
-        taken = ok(repo(signing, "pull", "--from", str(served), "--force"))
-        assert "kept in" in taken.err and list(signing.glob("repository.forked-*"))
-        ok(repo(signing, "add-target", str(tmp_path / "release.txt")))
-        released = ok(repo(signing, "publish", "--to", str(served)))  # --to DIR starts from DIR
+        # its hint, followed as printed: sign above the published versions and push in one step
+        hint = stale.err.split("hint: ", 1)[1]
+        command = hint.split("`")[1]
+        assert command.startswith("trust repo bump-online --force --from") and str(signing) in command
+        released = ok(run_hint(command))
         assert "timestamp v7" in released.out and timestamp_version(served) == 7
         ok(client.run("sync"))
         assert client_targets_version(client) == served_targets_version(served) == 3
@@ -327,7 +347,7 @@ def publish_demo_content_staged(workspace: Path, content: Path) -> None:
 
 
 # ---- 4. an unverifiable commit --------------------------------------------------------------
-def test_commit_that_orphans_targets_is_refused_and_nothing_changes(
+def test_commit_whose_new_targets_key_is_elsewhere_is_staged_and_nothing_changes(
     tmp_path: Path, published: tuple[Path, Path]
 ) -> None:
     signing, served = published
@@ -348,10 +368,17 @@ def test_commit_that_orphans_targets_is_refused_and_nothing_changes(
         ok(repo(signing, "root", "revoke-key", targets_keyid, "--role", "targets"))
         ok(repo(signing, "sign", "root", "--key", str(signing / "keys" / "root.pem")))
         before_local = served_files(signing / "repository")
-        refused = repo(signing, "commit", "--to", str(served))
-        assert refused.code == 1 and "commit refused: root v2 does not accept targets" in refused.err
-        assert served_files(signing / "repository") == before_local
-        assert (signing / "staged" / "root.json").is_file()
+        before_served = served_files(served)
+        staged = repo(signing, "commit", "--to", str(served))
+        # the new targets key is held elsewhere (an HSM): the change is staged as one set, and
+        # nothing reaches the served directory (or repository/) until it verifies as a whole
+        assert staged.code == 1 and "staged root v2 with targets v3" in staged.err
+        assert "targets v3 has 0 of 1 signatures under root v2" in staged.err
+        assert "added from " in staged.err and "hsm.pub" in staged.err  # the key, and where it is held
+        assert served_files(signing / "repository") == before_local and served_files(served) == before_served
+        assert (signing / "staged" / "root.json").is_file() and (
+            signing / "staged" / "targets.json"
+        ).is_file()
         ok(client.run("sync"))
         assert freshness(client) == "fresh"
 

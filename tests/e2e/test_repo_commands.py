@@ -330,10 +330,12 @@ def test_rotation_below_the_root_threshold_stages_for_the_other_holders(workspac
     assert len(list((workspace / "keys" / "retired").glob("timestamp-*.pem"))) == 1
 
 
-def test_rotation_without_the_snapshot_key_is_refused(workspace: Path) -> None:
+def test_rotation_without_the_snapshot_key_is_staged_as_one_set(workspace: Path) -> None:
     (workspace / "keys" / "snapshot.pem").unlink()
-    refused = repo(workspace, "rotate", "targets")  # new targets -> new snapshot, key not here
-    assert refused.code == 1 and "commit refused: root v2 needs a new snapshot" in refused.err
+    staged = repo(workspace, "rotate", "targets")  # new targets -> new snapshot, key not here
+    assert staged.code == 1 and "staged root v2 with targets v3 as one change" in staged.err
+    assert "nothing was published" in staged.err and "Still needed: snapshot: snapshot key(s)" in staged.err
+    assert "made as keys/snapshot.pem and moved since" in staged.err  # where the key is held
     assert not (workspace / "repository" / "metadata" / "2.root.json").exists()
     assert (workspace / "staged" / "root.json").is_file()  # the ceremony is kept, not discarded
     assert not (workspace / "keys" / "retired").exists()

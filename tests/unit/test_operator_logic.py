@@ -112,3 +112,28 @@ def test_version_guard_refuses_a_machine_behind_the_published_counters(tmp_path:
     behind.timestamp.signed.version += 1  # v2, as the published one: equal is refused too
     with pytest.raises(RepoError, match="would publish timestamp v2 but v2 is published"):
         guard_versions(behind, published)
+
+
+def test_a_push_refuses_a_fork_clients_can_fetch_and_repairs_older_history(tmp_path: Path) -> None:
+    """Decision 10: a version both the served and our snapshot name must keep its bytes; an
+    older `N.role.json` no client can reach any more is repaired, never a refusal."""
+    from stella_trust.repository.published import named, plan, served_directory
+
+    repo = _fresh_repo(tmp_path / "served")
+    original_v1 = (repo.path / "metadata" / "1.targets.json").read_bytes()
+    repo.add_target("a.txt", b"a")
+    repo.publish()  # the served snapshot now names targets v2
+    ours = Repository.load(repo.path)
+    (repo.path / "metadata" / "1.targets.json").write_bytes(b'{"an old drive": "copy"}')
+    published = served_directory(repo.path, ours.root_history)
+    assert published is not None
+    older = plan([("metadata/1.targets.json", original_v1)], published, True, None, named(ours))
+    assert older.repaired == ["metadata/1.targets.json"] and len(older.changed) == 1
+    current = (repo.path / "metadata" / "2.targets.json").read_bytes()
+    assert plan([("metadata/2.targets.json", current)], published, True, None, named(ours)).changed == []
+    with pytest.raises(
+        RepoError, match=r"metadata/2\.targets\.json is already published with different content"
+    ):
+        plan([("metadata/2.targets.json", current + b" ")], published, True, None, named(ours))
+    with pytest.raises(RepoError, match=r"1\.root\.json is already published"):
+        plan([("metadata/1.root.json", b"another root v1")], published, True, None, named(ours))
