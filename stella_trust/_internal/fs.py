@@ -238,3 +238,87 @@ def create_exclusive(path: Path | str, mode: int = 0o600) -> BinaryIO:
         raise UnsafeFileError(f"refusing to write {path}: something already stands there") from None
     os.fchmod(fd, mode)
     return os.fdopen(fd, "wb")
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_beneath(base: Path | int, relative: str, limit: int | None = None) -> int:
+    """A file descriptor of the regular file `base/relative`, for reading: every component of
+    `relative` opened without following a link (a planted link anywhere in the path is
+    refused, not only at its end), the file itself O_NONBLOCK (never a FIFO's hang), then
+    fstat must say regular file of at most `limit` bytes. `base` is a directory path (trusted:
+    the caller chose it) or an open directory descriptor (left open). FileNotFoundError when
+    it does not exist; UnsafeFileError (one line) for anything else wrong with it."""
+    parts = [part for part in relative.split("/") if part]
+    if not parts or any(part in (".", "..") for part in parts):
+        raise UnsafeFileError(f"refusing {relative!r}: not a clean relative path")
+    top = base if isinstance(base, int) else os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    directory = top
+    try:
+        for part in parts[:-1]:
+            try:
+                following = os.open(part, _DIR_FLAGS, dir_fd=directory)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeFileError(
+                        f"refusing {relative}: {part} is a link or not a directory"
+                    ) from None
+                raise
+            if directory != top:
+                os.close(directory)
+            directory = following
+        try:
+            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeFileError(f"refusing {relative}: it is a symbolic link") from None
+            if exc.errno in (errno.ENXIO, errno.EISDIR):
+                raise UnsafeFileError(f"refusing {relative}: it is not a regular file") from None
+            raise
+    finally:
+        if directory != top:
+            os.close(directory)
+        if not isinstance(base, int):
+            os.close(top)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+        os.close(fd)
+        why = "it is not a regular file" if not stat.S_ISREG(st.st_mode) else f"more than {limit} bytes"
+        raise UnsafeFileError(f"refusing {relative}: {why}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def write_into(directory: Path, name: str, data: bytes, mode: int = 0o600) -> None:
+    """Write `directory/name` where someone else prepared `directory` (a drive handed to an
+    operator): the directory is created 0700 if absent and opened O_NOFOLLOW (a planted link
+    in its place is refused), the file is created O_EXCL beside its final name and renamed
+    over it (never written or chmodded through a planted link), with exactly `mode`."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    try:
+        fd = os.open(directory, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeFileError(f"refusing {directory}: it is a link or not a directory") from None
+        raise
+    try:
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        file_fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd
+        )
+        try:
+            os.fchmod(file_fd, mode)
+            with os.fdopen(file_fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+            raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)

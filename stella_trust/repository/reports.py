@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tuf.api.metadata import Metadata, Targets
 
+from stella_trust._internal.fs import write_into
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
 from stella_trust.errors import UsageError
 from stella_trust.repository.keys import (
@@ -259,11 +259,9 @@ class Workspace(RotationSteps):
         chosen = sorted({name for role in roles for name in self.keys_at_hand(role, repo)})
         if not chosen:
             raise UsageError(f"no keys at hand for {', '.join(roles)}")
-        (out / "keys").mkdir(parents=True, exist_ok=True)
-        os.chmod(out / "keys", 0o700)
-        for name in chosen:
-            shutil.copy2(self.keys_dir / f"{name}.pem", out / "keys" / f"{name}.pem")
-            os.chmod(out / "keys" / f"{name}.pem", 0o600)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in chosen:  # the drive's preparer may have planted links: the one rule (fs.py)
+            write_into(out / "keys", f"{name}.pem", (self.keys_dir / f"{name}.pem").read_bytes(), 0o600)
         return Outcome(f"exported {', '.join(chosen)} to {out / 'keys'}")
 
     def change_passphrase(self, key: Path) -> Outcome:

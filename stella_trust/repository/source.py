@@ -18,9 +18,7 @@ Both are untrusted input (docs/design.md, threat model: served directory, drives
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,7 +27,8 @@ from urllib import parse
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
-from stella_trust.errors import UsageError
+from stella_trust._internal.fs import open_beneath
+from stella_trust.errors import UnsafeFileError, UsageError
 
 LOCAL_BASE = "http://repository.invalid/"
 CHUNK = 1 << 16
@@ -50,45 +49,14 @@ class UnsafeDownload(exceptions.DownloadError):
 
 
 def open_regular(base: Path, relative: str, limit: int = MAX_FILE) -> tuple[int, int]:
-    """(fd, size) of `base/relative`, opened read-only without following any link in
-    `relative`, without blocking on a FIFO, and only if it is a regular file of at most
-    `limit` bytes. FileNotFoundError when it does not exist; UnsafeFile otherwise."""
-    parts = [p for p in relative.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise UnsafeFile(f"{relative}: not a clean relative path")
-    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    """(fd, size) of `base/relative` by the one rule for directories others write
+    (`fs.open_beneath`: no link anywhere in the path, no FIFO, a regular file of at most
+    `limit` bytes). FileNotFoundError when it does not exist; UnsafeFile otherwise."""
     try:
-        for part in parts[:-1]:
-            try:
-                following = os.open(part, flags_dir, dir_fd=directory)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafeFile(f"{relative}: {part} is a link or not a directory") from None
-                raise
-            os.close(directory)
-            directory = following
-        try:
-            fd = os.open(
-                parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory
-            )
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UnsafeFile(f"{relative} is a symbolic link: not read") from None
-            if exc.errno in (errno.ENXIO, errno.EISDIR):
-                raise UnsafeFile(f"{relative} is not a regular file: not read") from None
-            raise
-    finally:
-        os.close(directory)
-    status = os.fstat(fd)
-    if not stat.S_ISREG(status.st_mode):
-        os.close(fd)
-        raise UnsafeFile(f"{relative} is not a regular file: not read")
-    if status.st_size > limit:
-        os.close(fd)
-        raise UnsafeFile(f"{relative} is larger than {limit} bytes: not read")
-    os.set_blocking(fd, True)
-    return fd, status.st_size
+        fd = open_beneath(base, relative, limit)
+    except UnsafeFileError as exc:
+        raise UnsafeFile(exc.message.removeprefix("refusing ").replace(": it is ", " is ", 1)) from None
+    return fd, os.fstat(fd).st_size
 
 
 def read_regular(base: Path, relative: str, limit: int = MAX_FILE) -> bytes | None:

@@ -47,7 +47,9 @@ from stella_trust._internal.bundle.layout import (
     sha256_file,
     write_archive,
 )
+from stella_trust._internal.fs import open_beneath
 from stella_trust._internal.settings import BundleLimits as Limits
+from stella_trust.errors import UnsafeFileError
 
 __all__ = [
     "FORMAT",
@@ -600,27 +602,18 @@ def extract_directory(
 
 
 def _open_member(top: int, name: str) -> int:
-    """A regular file below `top`, every component opened without following a link."""
-    parts = name.split("/")
-    fd = top
+    """A regular file below `top` by the one rule for directories others write
+    (`fs.open_beneath`: no link anywhere in the path, no FIFO or device)."""
     try:
-        for part in parts[:-1]:
-            parent, fd = fd, os.open(part, _DIR_FLAGS, dir_fd=fd)
-            if parent != top:
-                os.close(parent)
-        member = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        return open_beneath(top, name)
+    except UnsafeFileError as exc:
+        raise BundleError(
+            f"Unsafe bundle: member {name!r}: {exc.message.removeprefix('refusing ')}"
+        ) from None
     except OSError as exc:
         raise BundleError(
             f"Unsafe bundle: member {name!r} cannot be opened safely ({exc.strerror})"
         ) from None
-    finally:
-        if fd != top:
-            os.close(fd)
-    mode = os.fstat(member).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(member)
-        raise BundleError(f"Unsafe bundle: member {name!r} is {_mode_kind(mode)}")
-    return member
 
 
 def _directory_manifest(top: int, root: Path, job: _Pass) -> tuple[dict[str, Any], str, int]:
