@@ -27,6 +27,7 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
+from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.policy.build import build_view
@@ -47,7 +48,6 @@ from stella_trust._internal.tuf.offline import (
     verify_metadata,
     verify_root_chain,
 )
-from stella_trust._internal.tuf.proofs import UpdaterChecks
 from stella_trust._internal.tuf.rollback import refuse_rollback
 from stella_trust._internal.tuf.updater import RepositorySession, make_fetcher
 from stella_trust.view import TrustView

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tuf.api.metadata import Root, Targets
 
+from stella_trust._internal import _compat_tuf
 from stella_trust._internal import sync as sync_module
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import TrustRepoSettings
@@ -277,14 +278,14 @@ def test_a_record_under_another_root_excuses_nothing(
     targets.unlink()
     targets.write_bytes(json.dumps(document).encode())
     forged = proofs.digest(targets.read_bytes())
-    other_root = proofs.UpdaterChecks(proofs.digest(b"another root"), frozenset({("targets", forged)}))
+    other_root = _compat_tuf.UpdaterChecks(proofs.digest(b"another root"), frozenset({("targets", forged)}))
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
         offline.verify_metadata(generation.metadata_dir, anchor, None, other_root)
-    other_role = proofs.UpdaterChecks(proofs.digest(anchor), frozenset({("snapshot", forged)}))
+    other_role = _compat_tuf.UpdaterChecks(proofs.digest(anchor), frozenset({("snapshot", forged)}))
     with pytest.raises(CacheVerificationError, match="targets: signature verification failed"):
         offline.verify_metadata(generation.metadata_dir, anchor, None, other_role)
     # What a record means: python-tuf verified exactly these bytes as targets under this root.
-    same = proofs.UpdaterChecks(proofs.digest(anchor), frozenset({("targets", forged)}))
+    same = _compat_tuf.UpdaterChecks(proofs.digest(anchor), frozenset({("targets", forged)}))
     assert offline.verify_metadata(generation.metadata_dir, anchor, None, same).targets.signed.version >= 1
 
 
@@ -300,21 +301,21 @@ def test_the_record_names_the_root_python_tuf_ended_its_walk_with_or_nothing() -
         (url + "targets.json", d(b"targets")),  # a repository without consistent snapshots
     ]
     asked = [url + "2.root.json", url + "3.root.json", url + "4.root.json"]  # 4: the 404
-    checks = proofs.updater_checks(bootstrap, url, [*asked, url + "timestamp.json"], delivered)
+    checks = _compat_tuf.updater_checks(bootstrap, url, [*asked, url + "timestamp.json"], delivered)
     assert checks is not None and checks.root_digest == d(b"root 3")
     assert checks.files == {("timestamp", d(b"ts")), ("snapshot", d(b"snap")), ("targets", d(b"targets"))}
-    only_404 = proofs.updater_checks(bootstrap, url, [url + "2.root.json"], delivered[2:])
+    only_404 = _compat_tuf.updater_checks(bootstrap, url, [url + "2.root.json"], delivered[2:])
     assert only_404 is not None and only_404.root_digest == d(bootstrap)
     # The walk's last root delivered (max_root_rotations reached): that root, too.
-    assert proofs.updater_checks(bootstrap, url, asked[:2], delivered).root_digest == d(b"root 3")  # type: ignore[union-attr]
+    assert _compat_tuf.updater_checks(bootstrap, url, asked[:2], delivered).root_digest == d(b"root 3")  # type: ignore[union-attr]
     # python-tuf took root 2 from the local history (never asked for): its final root is unknown.
-    assert proofs.updater_checks(bootstrap, url, asked[1:], delivered[1:]) is None
-    assert proofs.updater_checks(bootstrap, url, [], delivered[2:]) is None  # every root local
+    assert _compat_tuf.updater_checks(bootstrap, url, asked[1:], delivered[1:]) is None
+    assert _compat_tuf.updater_checks(bootstrap, url, [], delivered[2:]) is None  # every root local
     # A root asked for and not delivered in the middle of the walk cannot happen in a refresh
     # that returned; if the record ever saw one, it records nothing.
-    assert proofs.updater_checks(bootstrap, url, asked, delivered[1:]) is None
+    assert _compat_tuf.updater_checks(bootstrap, url, asked, delivered[1:]) is None
     foreign = [*delivered, ("https://elsewhere.example/metadata/timestamp.json", d(b"x"))]
-    assert proofs.updater_checks(bootstrap, url, asked, foreign) is None
+    assert _compat_tuf.updater_checks(bootstrap, url, asked, foreign) is None
 
 
 def test_delegated_roles_fetched_after_the_refresh_are_never_recorded(

@@ -16,10 +16,9 @@ import hashlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sigstore.verify import Verifier
+from stella_trust._internal.sigstore import _compat_sigstore as compat
 
 if TYPE_CHECKING:
-    from sigstore._internal.timestamp import TimestampVerificationResult
     from sigstore.models import Bundle
     from sigstore.verify.policy import VerificationPolicy
 
@@ -27,48 +26,43 @@ INTOTO_KIND = ("intoto", "0.0.2")
 
 
 def is_intoto_entry(bundle: Bundle) -> bool:
-    kind = bundle.log_entry._inner.kind_version
+    kind = compat.model(bundle.log_entry).kind_version
     return (kind.kind, kind.version) == INTOTO_KIND
 
 
-class IntotoVerifier(Verifier):
-    """sigstore's Verifier, taught one more (older) log entry kind; all other bundles go to super()."""
+class IntotoVerifier(compat.verifier_base()):  # type: ignore[misc]
+    """sigstore's Verifier, taught one more (older) log entry kind; all other bundles go to
+    super(). The private steps it extends are listed in `_compat_sigstore.REQUIRED`."""
 
-    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+    def _establish_time(self, bundle: Bundle) -> list[Any]:
         if not is_intoto_entry(bundle):
-            return super()._establish_time(bundle)
-        from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
+            return list(compat.establish_time_of_base(self, bundle))
         from sigstore.errors import VerificationError
 
-        times: list[TimestampVerificationResult] = []
+        times: list[Any] = []
         if bundle.verification_material.timestamp_verification_data:
-            if not self._trusted_root.get_timestamp_authorities():
+            if not compat.trusted_root_of(self).get_timestamp_authorities():
                 raise VerificationError("bundle has a signed timestamp but the trusted root has no TSA")
-            times.extend(self._verify_timestamp_authority(bundle))
-        entry = bundle.log_entry._inner
+            times.extend(compat.verify_timestamp_authority(self, bundle))
+        entry = compat.model(bundle.log_entry)
         if entry.integrated_time and entry.inclusion_promise:  # the SET is verified with the entry
-            times.append(
-                TimestampVerificationResult(
-                    source=TimestampSource.TRANSPARENCY_SERVICE,
-                    time=datetime.fromtimestamp(entry.integrated_time, tz=UTC),
-                )
-            )
+            times.append(compat.transparency_time(datetime.fromtimestamp(entry.integrated_time, tz=UTC)))
         return times
 
     def verify_intoto_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
         """`verify_dsse` for an intoto/0.0.2 entry: same steps, with the matching body check."""
         from cryptography.hazmat.primitives.asymmetric import ec
-        from sigstore import dsse
         from sigstore.errors import VerificationError
 
-        self._verify_common_signing_cert(bundle, policy)
-        envelope = bundle._dsse_envelope
+        compat.verify_common_signing_cert(self, bundle, policy)
+        envelope = compat.dsse_envelope(bundle)
         key = bundle.signing_certificate.public_key()
         if envelope is None or not isinstance(key, ec.EllipticCurvePublicKey):
             raise VerificationError("intoto entry needs a DSSE envelope signed with an EC key")
-        dsse._verify(key, envelope)
+        compat.dsse_verify(key, envelope)
         _check_body(bundle)
-        return envelope._inner.payload_type, envelope._inner.payload
+        inner = compat.model(envelope)
+        return inner.payload_type, inner.payload
 
 
 def _check_body(bundle: Bundle) -> None:
@@ -76,8 +70,9 @@ def _check_body(bundle: Bundle) -> None:
     from cryptography.x509 import load_pem_x509_certificate
     from sigstore.errors import VerificationError
 
-    envelope: Any = bundle._inner.dsse_envelope
-    body: Any = rekor_types.Intoto.model_validate_json(bundle.log_entry._inner.canonicalized_body).spec
+    envelope: Any = compat.model(bundle).dsse_envelope
+    logged_body = compat.model(bundle.log_entry).canonicalized_body
+    body: Any = rekor_types.Intoto.model_validate_json(logged_body).spec
     content = getattr(body, "root", body).content
     logged = content.envelope
     payload_hash = content.payload_hash

@@ -110,11 +110,12 @@ def _bind(tlogs: Sequence[TransparencyLogInstance], entry: EntryModel) -> BoundE
 
 def _verified_by(entry: EntryModel, tlog: TransparencyLogInstance) -> bool:
     """sigstore-python's own entry verification with a keyring holding this one log key."""
-    from sigstore._internal.trust import Keyring, RekorKeyring
     from sigstore.models import TransparencyLogEntry
 
+    from stella_trust._internal.sigstore._compat_sigstore import verify_entry_with_key
+
     try:
-        TransparencyLogEntry(entry)._verify(RekorKeyring(Keyring([tlog.public_key])))
+        verify_entry_with_key(TransparencyLogEntry(entry), tlog.public_key)
     except Exception:  # VerificationError, InvalidBundle, or a key it cannot load: not this log
         return False
     return True

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from stella_trust._internal.sigstore import _compat_sigstore as compat
 from stella_trust._internal.sigstore.errors import (
     BundleRefusedError,
     BundleVerificationError,
@@ -136,7 +137,7 @@ def _verifier(trusted_root: bytes) -> IntotoVerifier:
     # TimeRange is a closed interval (protobuf-specs), but sigstore 4.5.1 compares a TSA's
     # `genTime < end`. Moving `end` by one microsecond (datetime's resolution) makes its
     # half-open test exactly the closed one, in this Verifier's private copy only.
-    for authority in root._inner.timestamp_authorities:
+    for authority in compat.model(root).timestamp_authorities:
         if authority.valid_for.end is not None:
             authority.valid_for.end += timedelta(microseconds=1)
     try:
@@ -231,21 +232,14 @@ def require_bounded_json(data: bytes, what: str) -> None:
 def _bind_and_window(verifier: IntotoVerifier, bundle: Bundle) -> list[BoundEntry]:
     """The entry bound to the log whose key verified it, and the validity windows
     sigstore-python does not check (signedfacts.py), with the times it established."""
-    from sigstore._internal.timestamp import TimestampSource
-
     from stella_trust._internal.sigstore.signedfacts import bind_entries, check_ca_window, check_log_windows
 
-    inner = bundle._inner
-    trusted = verifier._trusted_root._inner
+    inner = compat.model(bundle)
+    trusted = compat.model(compat.trusted_root_of(verifier))
     bound = bind_entries(trusted.tlogs, inner.verification_material.tlog_entries)
-    established = verifier._establish_time(bundle)
-    tsa_times = [
-        result.time for result in established if result.source == TimestampSource.TIMESTAMP_AUTHORITY
-    ]
-    check_log_windows(bound, tsa_times)
-    check_ca_window(
-        bundle.signing_certificate, trusted.certificate_authorities, [result.time for result in established]
-    )
+    established = compat.established_times(verifier, bundle)
+    check_log_windows(bound, [time for from_tsa, time in established if from_tsa])
+    check_ca_window(bundle.signing_certificate, trusted.certificate_authorities, [t for _, t in established])
     return bound
 
 
@@ -258,7 +252,7 @@ def _verify_parsed(
     from stella_trust._internal.sigstore.intoto_entry import is_intoto_entry
 
     sigstore_policy: Any = policy.sigstore_policy()
-    if bundle._inner.dsse_envelope is None:
+    if compat.model(bundle).dsse_envelope is None:
         verifier.verify_artifact(input_=hashed, bundle=bundle, policy=sigstore_policy)
         return None
     if is_intoto_entry(bundle):
@@ -301,13 +295,13 @@ def _outcome(
     return VerificationOutcome(
         checks=tuple(checks),
         artifact_digest=f"sha256:{hashed.digest.hex()}",
-        bundle_media_type=bundle._inner.media_type,
+        bundle_media_type=compat.model(bundle).media_type,
         signer=signer,
         issuer=policy.issuer if policy.issuer is not None else issuer_of(cert),
         key_id=None,
         log_indexes=tuple(entry.index for entry in bound),
         integrated_time=next((entry.integrated_time for entry in bound if entry.integrated_time), None),
-        timestamps=_tsa_times(bundle._inner),
+        timestamps=_tsa_times(compat.model(bundle)),
         payload_type=payload_type,
         log_ids=tuple(entry.log_id for entry in bound),
     )
@@ -362,7 +356,8 @@ def _verify_with_key(
         _check_digest_and_signature(key, inner.message_signature.message_digest, signature, hashed, artifact)
         _, integrated = _check_log_entry(verifier, inner, spki, signature, hashed)
         timestamps = _check_times(verifier, inner, signature)
-        bound = bind_entries(verifier._trusted_root._inner.tlogs, inner.verification_material.tlog_entries)
+        trusted_logs = compat.model(compat.trusted_root_of(verifier)).tlogs
+        bound = bind_entries(trusted_logs, inner.verification_material.tlog_entries)
         check_log_windows(bound, timestamps)
     except BundleVerificationError:
         raise
@@ -416,14 +411,13 @@ def _check_log_entry(
 ) -> tuple[int, datetime | None]:
     """Inclusion proof, checkpoint, SET (sigstore's code), then the entry body against our materials."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
-    from sigstore._internal.trust import KeyringPurpose
     from sigstore.models import TransparencyLogEntry
 
     entries = inner.verification_material.tlog_entries
     if len(entries) != 1:
         raise BundleVerificationError("log inclusion", f"expected one log entry, found {len(entries)}")
     entry = TransparencyLogEntry(entries[0])
-    entry._verify(verifier._trusted_root.rekor_keyring(KeyringPurpose.VERIFY))
+    compat.verify_entry_with_trust(entry, verifier)
     kind = entries[0].kind_version
     body = entries[0].canonicalized_body
     if (kind.kind, kind.version) == ("hashedrekord", "0.0.1"):
@@ -465,14 +459,14 @@ def _check_times(verifier: Verifier, inner: BundleModel, signature: bytes) -> tu
 
     data = inner.verification_material.timestamp_verification_data
     responses = TimestampVerificationData(data).rfc3161_timestamps if data and data.rfc3161_timestamps else []
-    if responses and not verifier._trusted_root.get_timestamp_authorities():
+    if responses and not compat.trusted_root_of(verifier).get_timestamp_authorities():
         raise BundleVerificationError(
             "timestamp", "bundle has signed timestamps but the trusted root names no timestamp authority"
         )
     verified = [
-        result.time
+        time
         for response in responses
-        if (result := verifier._verify_signed_timestamp(response, signature)) is not None
+        if (time := compat.verify_signed_timestamp(verifier, response, signature)) is not None
     ]
     entry = inner.verification_material.tlog_entries[0]
     if not verified and not (entry.inclusion_promise and entry.integrated_time):

@@ -20,8 +20,9 @@ Running out of time raises python-tuf's `SlowRetrievalError`; the stop flag rais
 `SyncInterrupted` (wrapped by python-tuf's `fetch()` when it fires during `_fetch`, and
 unwrapped again by `tuf.errors.translate`). So SIGTERM stops a fetch within
 `POLL_SECONDS` whatever phase it is in. httpx has no public option for the network
-backend: it is set on the pools httpx builds (`_use_backend`), and a future httpx that
-renames those attributes makes every fetch fail loudly rather than run without deadlines.
+backend: it is set on the pools httpx builds (`_compat_httpx.use_backend`), and a future
+httpx that renames those attributes makes every fetch fail loudly rather than run without
+deadlines.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from stella_trust.errors import SyncInterrupted
 
 if TYPE_CHECKING:
     import httpcore
-    import httpx
 
 # The longest a fetch blocks without looking at the stop flag and its deadline.
 POLL_SECONDS = 0.25
@@ -281,18 +281,3 @@ def _deadline_backend_class() -> type:
 def deadline_backend(budget: Budget) -> httpcore.NetworkBackend:
     backend: httpcore.NetworkBackend = _deadline_backend_class()(budget)
     return backend
-
-
-def use_backend(transport: httpx.BaseTransport, backend: httpcore.NetworkBackend) -> None:
-    """Make an httpx transport open its connections through `backend`.
-
-    httpx offers no public option for this, so it is set on the httpcore pool the
-    transport built, before any connection exists. If httpx or httpcore rename these
-    attributes this raises: fetching without deadlines must never happen silently."""
-    pool = getattr(transport, "_pool", None)
-    if pool is None or not hasattr(pool, "_network_backend"):
-        raise RuntimeError(
-            f"cannot enforce download deadlines on {type(transport).__name__}: "
-            "the installed httpx/httpcore changed their internals"
-        )
-    pool._network_backend = backend

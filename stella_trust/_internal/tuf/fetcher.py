@@ -45,9 +45,10 @@ from urllib import request as urllib_request
 from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
+from stella_trust._internal._compat_httpx import use_backend
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.tuf.deadline import Budget, deadline_backend, use_backend
+from stella_trust._internal.tuf.deadline import Budget, deadline_backend
 from stella_trust._version import __version__
 from stella_trust.errors import UnsafeFileError
 
@@ -247,7 +248,7 @@ class CountingFetcher(FetcherInterface):
     def download_bytes(self, url: str, max_length: int) -> bytes:
         """python-tuf downloads every metadata file through here. The digest of each body is
         kept: after a refresh that returned, these are the bytes python-tuf verified, which
-        lets the check before a commit recognise them (proofs.updater_checks)."""
+        lets the check before a commit recognise them (_compat_tuf.updater_checks)."""
         data = super().download_bytes(url, max_length)
         self.delivered.append((url, hashlib.sha256(data).digest()))
         return data

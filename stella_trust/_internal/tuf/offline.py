@@ -33,11 +33,11 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization import DeserializationError
 
+from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.store import Floor, Generation, RoleFloor
 from stella_trust._internal.tuf import proofs
-from stella_trust._internal.tuf.proofs import UpdaterChecks
 from stella_trust.errors import (
     CacheUnreadableError,
     CacheVerificationError,

@@ -18,10 +18,10 @@ from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
+from stella_trust._internal._compat_tuf import UpdaterChecks, updater_checks
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.tuf.fetcher import CountingFetcher, HttpxFetcher
-from stella_trust._internal.tuf.proofs import UpdaterChecks, updater_checks
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
@@ -195,7 +195,7 @@ class RepositorySession:
 
     def updater_checks(self) -> UpdaterChecks | None:
         """The top-level files python-tuf's refresh verified, by content, and the root it
-        verified them with (proofs.updater_checks), from what the fetcher saw during that
+        verified them with (_compat_tuf.updater_checks), from what the fetcher saw during that
         refresh only (target look-ups after it fetch delegated roles). None unless the first
         Updater's refresh returned: after the fast-forward retry the second Updater started
         from local roots and files this record cannot see."""
