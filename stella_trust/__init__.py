@@ -26,6 +26,9 @@ if TYPE_CHECKING:
         NotInitialisedError as NotInitialisedError,
     )
     from stella_trust.errors import (
+        RepositoryError as RepositoryError,
+    )
+    from stella_trust.errors import (
         StaleTrustError as StaleTrustError,
     )
     from stella_trust.errors import (
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
     )
     from stella_trust.errors import (
         TrustUnusableError as TrustUnusableError,
+    )
+    from stella_trust.errors import (
+        UsageError as UsageError,
     )
     from stella_trust.sigstore_types import (
         CertificateAuthority as CertificateAuthority,
@@ -100,12 +106,14 @@ _PUBLIC_TYPES = {
         "TimestampAuthority",
         "TransparencyLog",
     ),
-    "stella_trust.errors": (
+    "stella_trust.errors": (  # the three kinds a caller catches, and the common ones
         "CacheVerificationError",
         "NotInitialisedError",
+        "RepositoryError",
         "StaleTrustError",
         "StellaError",
         "TrustUnusableError",
+        "UsageError",
     ),
 }
 _LAZY = {

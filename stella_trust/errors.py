@@ -61,19 +61,35 @@ class StellaError(Exception):
         return self.message
 
 
-class ConfigError(StellaError):
-    """The configuration file, an environment variable or a flag is malformed."""
-
-    default_hint = "fix the named field (see config/trust.yaml for a commented example)"
+# ---- the three kinds a caller catches: usage, the repository, the cache ------------------------
 
 
 class UsageError(StellaError):
-    """A command was called with arguments that cannot work together."""
+    """What the caller asked for cannot work: arguments, the config, the host's mode."""
 
     exit_code = EXIT_USAGE
 
 
-class NotInitialisedError(StellaError):
+class RepositoryError(StellaError):
+    """The repository (or a bundle from it) could not be reached, or what it served was
+    refused: the trust held before is unchanged (decision 16)."""
+
+
+class ConfigError(UsageError):
+    """The configuration file, an environment variable or a flag is malformed."""
+
+    exit_code = EXIT_FAILED
+    default_hint = "fix the named field (see config/trust.yaml for a commented example)"
+
+
+class TrustUnusableError(StellaError):
+    """This host's trust must not be served: none yet, stale, unreadable, or failed
+    re-verification (a cache problem: exit 3)."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+class NotInitialisedError(TrustUnusableError):
     """No trust anchor in the cache: nothing can be trusted yet."""
 
     exit_code = EXIT_UNUSABLE
@@ -83,12 +99,6 @@ class NotInitialisedError(StellaError):
     )
     default_bundle_only_hint = "run `trust init --root ROOT.json`, then `trust import BUNDLE`"
     default_connected_hint = "run `trust init --tuf-url URL --root ROOT.json`"
-
-
-class TrustUnusableError(StellaError):
-    """Cached trust exists but must not be served (stale or failed re-verification)."""
-
-    exit_code = EXIT_UNUSABLE
 
 
 class StaleTrustError(TrustUnusableError):
@@ -112,39 +122,39 @@ class AnchorChangedError(TrustUnusableError):
     )
 
 
-class RepositoryUnreachableError(StellaError):
+class RepositoryUnreachableError(RepositoryError):
     default_hint = "check tuf_url, the network path and any proxy; cached trust is unchanged"
 
 
-class MetadataExpiredError(StellaError):
+class MetadataExpiredError(RepositoryError):
     default_hint = (
         "the repository operator must re-sign it (`trust repo bump-online`); "
         "cached trust is unchanged and usable until it turns stale"
     )
 
 
-class SignatureVerificationError(StellaError):
+class SignatureVerificationError(RepositoryError):
     default_hint = (
         "metadata is not signed by the keys the trusted root names; "
         "possible attack or mis-signed release — cached trust is unchanged"
     )
 
 
-class RollbackError(StellaError):
+class RollbackError(RepositoryError):
     default_hint = (
         "the repository offered older metadata than this host already trusts; "
         "possible rollback attack or a stale mirror — cached trust is unchanged"
     )
 
 
-class TargetMismatchError(StellaError):
+class TargetMismatchError(RepositoryError):
     default_hint = (
         "the bytes served do not match the signed length/hash; possible attack or "
         "a broken mirror — cached trust is unchanged"
     )
 
 
-class MalformedMetadataError(StellaError):
+class MalformedMetadataError(RepositoryError):
     default_hint = "the repository served metadata that does not parse; cached trust is unchanged"
 
 
@@ -152,7 +162,7 @@ class UnknownTargetError(StellaError):
     default_hint = "check the name against `trust status --json` targets or the repository"
 
 
-class ServiceMapError(StellaError):
+class ServiceMapError(RepositoryError):
     """The service map target is missing or malformed."""
 
     default_hint = "check service_map_target in the config and the repository contents"
@@ -180,13 +190,14 @@ class LockBusyError(StellaError):
     default_hint = "another sync or import holds the cache lock; retry when it finishes"
 
 
-class VerificationError(StellaError):
+class VerificationError(RepositoryError):
     """TUF verification failed for a reason other than a bad signature or a rollback."""
 
     default_hint = "the repository's metadata does not verify; cached trust is unchanged"
 
 
-class OfflineModeError(StellaError):
+class OfflineModeError(UsageError):
+    exit_code = EXIT_FAILED
     default_hint = "offline mode forbids network use: import a bundle or use a file:// tuf_url"
 
 
