@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from stella_trust._internal.hostpolicy import parts_of, view_of
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
-from stella_trust._internal.policy.build import build_parts, build_view, view_at
+from stella_trust._internal.policy.build import view_at
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
@@ -177,7 +178,7 @@ def _view(
     seen = memo.views.get(key)
     if seen is not None and seen[0] is verified and seen[1] is state and seen[2] is settings:
         return view_at(seen[3], now)
-    parts = build_parts(verified, settings, state, now)
+    parts = parts_of(verified, settings, state, now)
     memo.views.put(key, (verified, state, settings, parts))
     return parts.view
 
@@ -259,7 +260,7 @@ def load_target(
     fails naming the close ones.
     """
     verified, state = verified_current_with_state(store, memo)
-    view = require_usable(build_view(verified, settings, state, now or utcnow()), utcnow())
+    view = require_usable(view_of(verified, settings, state, now or utcnow()), utcnow())
     resolved = _cached_name(name, list(verified.target_info))
     data = verified.read_target(resolved)
     entry = next(t for t in view.targets if t.name == resolved)
@@ -315,4 +316,4 @@ def generation_view(
     if not path.is_dir():
         raise CacheVerificationError(f"generation {path.name} is not in the cache any more")
     verified = verify_generation(generation, store.read_anchor(), store.committed_roots_dir, memo=memo)
-    return build_view(verified, settings, None, now or utcnow())
+    return view_of(verified, settings, None, now or utcnow())

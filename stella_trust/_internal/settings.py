@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +26,6 @@ SECTION = ("attestor", "trust_repo")
 # What a repository publishes: a StellaOps service map (+ the keys and chain it names),
 # Sigstore's own trusted_root.json (+ signing config), or both. `auto` detects it.
 TrustSource = Literal["auto", "service-map", "sigstore", "both"]
-SERVICE_MAP, SIGSTORE = "service-map", "sigstore"
-DEFAULT_REKOR_KEY_TARGETS = ("rekor-key-v1",)
 APP_NAME = "stella-trust"
 
 # Environment variable -> settings field. Fixed names: they are part of the interface.
@@ -159,14 +158,6 @@ class TrustRepoSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    def pins(self, sources: tuple[str, ...]) -> list[str]:
-        """Every other target the host keeps, in order, without duplicates. The Rekor key
-        default names a StellaOps target, so it applies to service-map repositories only."""
-        rekor = self.rekor_key_targets
-        if rekor is None:
-            rekor = list(DEFAULT_REKOR_KEY_TARGETS) if SERVICE_MAP in sources else []
-        return list(dict.fromkeys([*rekor, *self.pinned_targets]))
-
     def require_network(self, what: str, hint: str | None = None) -> None:
         """Offline mode allows only `file://` repositories (and bundles): one check for
         every path that would open a socket."""
@@ -185,6 +176,10 @@ class TrustRepoSettings(BaseSettings):
     @property
     def freshness_threshold_seconds(self) -> float:
         return self.freshness_threshold_days * 86400.0
+
+    @property
+    def freshness_threshold(self) -> timedelta:
+        return timedelta(seconds=self.freshness_threshold_seconds)
 
     @classmethod
     def settings_customise_sources(

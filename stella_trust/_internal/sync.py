@@ -29,8 +29,8 @@ from tuf.api.metadata import TargetFile
 from stella_trust import errors
 from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.fs import open_untrusted, read_untrusted
+from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
-from stella_trust._internal.policy.build import build_view
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
@@ -245,7 +245,7 @@ def _refresh(
         session.refresh()
         puller = _SessionTargets(session, work, memo, force=force, should_stop=should_stop)
         held = _held_names(base)
-        collected = puller.collect(settings, held, state.retired_pins)
+        collected = puller.collect(trust_policy(settings), held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         checked = session.updater_checks()  # what python-tuf verified, by content (decision 14)
         session.close()  # the Updater's parsed metadata is not needed past this point
@@ -263,7 +263,7 @@ def _refresh(
             store.keep_as_spare(work)
         elif changed:
             verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
-            after = build_view(verified, settings, None, now)  # the new trust must yield a usable view
+            after = view_of(verified, settings, None, now)  # the new trust must yield a usable view
             refuse_rollback(base, anchor, floor, verified.metadata, memo)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
@@ -334,7 +334,7 @@ def _describe(
         return tuple(describe_changes(None, after))
     try:
         verified = verify_generation(base, anchor, store.committed_roots_dir, memo=memo)
-        before = build_view(verified, settings, None, now)
+        before = view_of(verified, settings, None, now)
     except (errors.StellaError, OSError) as exc:
         reason = exc.message if isinstance(exc, errors.StellaError) else str(exc)
         return (f"earlier trust not compared (it does not verify: {reason})", *describe_changes(None, after))
@@ -377,6 +377,9 @@ class _SessionTargets(TargetSelection):
 
     def forget_names(self) -> None:
         self._names = None
+
+    def read_stored(self, path: Path) -> bytes:
+        return read_untrusted(path, MAX_METADATA_FILE)
 
     def store(self, name: str, info: TargetFile) -> Path:
         if self.should_stop is not None and self.should_stop():

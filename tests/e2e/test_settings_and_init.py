@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stella_trust._internal.hostpolicy import trust_policy
 from stella_trust._internal.settings import load_settings
 from stella_trust.demo.repository import DemoRepository, service_map, spki_sha256
 from stella_trust.errors import ConfigError
@@ -30,7 +31,8 @@ def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings.refresh_interval_minutes == 15
     assert settings.freshness_threshold_days == 7
     assert settings.service_map_target == "sigstore-services-v1"
-    assert settings.pins(("service-map",)) == ["rekor-key-v1"] and settings.pins(("sigstore",)) == []
+    policy = trust_policy(settings)
+    assert policy.pins(("service-map",)) == ["rekor-key-v1"] and policy.pins(("sigstore",)) == []
 
     monkeypatch.setenv("STELLA_TUF_ROOT_URL", "http://env.example/")
     monkeypatch.setenv("STELLA_TUF_OFFLINE_MODE", "true")

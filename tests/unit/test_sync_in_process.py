@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from stella_trust._internal.hostpolicy import trust_policy
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
@@ -164,7 +165,7 @@ def test_repository_with_neither_source_is_refused_naming_both(tmp_path: Path, h
 
 def test_explicit_trust_source_in_settings(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "absent.yaml", {"tuf_url": BASE_URL, "trust_source": "sigstore"})
-    assert settings.pins(("sigstore",)) == []
+    assert trust_policy(settings).pins(("sigstore",)) == []
     assert json.loads(json.dumps(settings.model_dump(mode="json")))["trust_source"] == "sigstore"
 
 

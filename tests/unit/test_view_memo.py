@@ -13,8 +13,9 @@ import yaml
 
 from stella_trust import api
 from stella_trust._internal import reader
+from stella_trust._internal.hostpolicy import parts_of, view_of
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.policy.build import build_parts, build_view, view_at
+from stella_trust._internal.policy.build import view_at
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
@@ -174,7 +175,7 @@ def test_view_at_is_build_view_at_that_time(tmp_path: Path, kind: str) -> None:
     sync(settings, store, fetcher=RepositoryFetcher(repo))
     verified, state = reader.verified_current_with_state(store)
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    parts = build_parts(verified, settings, state, start)
+    parts = parts_of(verified, settings, state, start)
     for days in (0, 200, 500, 700, 1000, 4000):
         now = start + timedelta(days=days)
-        assert view_at(parts, now) == build_view(verified, settings, state, now), days
+        assert view_at(parts, now) == view_of(verified, settings, state, now), days

@@ -37,7 +37,8 @@ from stella_trust._internal.bundle.layout import (
     target_path,
 )
 from stella_trust._internal.fs import replaced_atomically
-from stella_trust._internal.policy.build import build_view, freshness_of
+from stella_trust._internal.hostpolicy import freshness as freshness_at
+from stella_trust._internal.hostpolicy import view_of
 from stella_trust._internal.reader import verified_current
 from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
@@ -204,7 +205,7 @@ def _sealed_logs(
     """The verified state of every active tile log, from the trust being exported (issue 14)."""
     from stella_trust._internal.bundle.tlogfetch import fetch_log_states
 
-    view = build_view(verified, settings, store.read_state(), now)
+    view = view_of(verified, settings, store.read_state(), now)
     return fetch_log_states(settings, view, depth, now, note)
 
 
@@ -216,7 +217,7 @@ def _export_summary(
     settings: TrustRepoSettings,
     now: datetime,
 ) -> BundleSummary:
-    freshness = freshness_of(verified.metadata, settings, now)
+    freshness = freshness_at(verified.metadata, settings, now)
     summary = BundleSummary(
         action,
         str(out),

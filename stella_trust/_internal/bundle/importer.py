@@ -44,7 +44,9 @@ from stella_trust._internal.bundle.layout import (
     metadata_name,
     target_path,
 )
-from stella_trust._internal.policy.build import build_view, freshness_of
+from stella_trust._internal.fs import read_untrusted
+from stella_trust._internal.hostpolicy import freshness as freshness_at
+from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.policy.selection import Collected, TargetSelection, retired_pin_warning
 from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import SealedLog, accept_carried, write_sealed
@@ -53,6 +55,7 @@ from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.store import CacheState, Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
+    MAX_METADATA_FILE,
     VerifiedMetadata,
     VerifiedTrust,
     check_target_file,
@@ -95,6 +98,9 @@ class _BundleTargets(TargetSelection):
 
     def names(self) -> list[str]:
         return self.md.target_names()
+
+    def read_stored(self, path: Path) -> bytes:
+        return read_untrusted(path, MAX_METADATA_FILE)
 
     def store(self, name: str, info: TargetFile) -> Path:
         relative = target_path(name, info, self.consistent)
@@ -202,7 +208,7 @@ def _targets_passes(
     for _ in range(MAX_PASSES):
         plan = _Plan(md, staging)
         try:
-            plan.collect(settings)
+            plan.collect(trust_policy(settings))
         except (errors.StellaError, OSError):
             if not plan.missing:
                 return  # the real selection below fails the same way, with its own words
@@ -343,7 +349,7 @@ def verify_staged(
             raise BundleError("Bundle was not read to its end")
         selection = _BundleTargets(md, staging, work, progress)
         held = held or HeldPins()
-        collected = selection.collect(settings, held.targets, held.retired)
+        collected = selection.collect(trust_policy(settings), held.targets, held.retired)
         verified = verify_generation(work, anchor, committed_roots, memo=md.memo)  # targets checked once
     except errors.CacheVerificationError as exc:
         _read_to_the_end(bundle, staging, settings, first, progress)  # a hostile archive says so first
@@ -351,7 +357,7 @@ def verify_staged(
             f"Bundle does not verify from this host's trust anchor: {exc.message}",
             hint="the bundle is tampered with, or from another repository; nothing was changed",
         ) from exc
-    build_view(verified, settings, None, now)  # the service map must hold
+    view_of(verified, settings, None, now)  # the service map must hold
     return verified, collected
 
 
@@ -440,7 +446,7 @@ def _import(
             _, logs_to_write, log_notes = carried_log_states(
                 settings, store, staging, verified, extracted, now
             )
-            freshness = freshness_of(verified.metadata, settings, now)
+            freshness = freshness_at(verified.metadata, settings, now)
             summary = BundleSummary(  # files and bytes carried, manifest.json not counted (as export)
                 "import",
                 str(bundle),
@@ -504,7 +510,7 @@ def carried_log_states(
     carried_dir = staging / TLOG_PREFIX.rstrip("/")
     if not carried_dir.is_dir():
         return [], [], []
-    view = build_view(verified, settings, None, now)
+    view = view_of(verified, settings, None, now)
     described = extracted.manifest.get("tiles")
     fetched = {
         str(entry.get("log_id")): entry.get("fetched_at")

@@ -30,7 +30,7 @@ from stella_trust._internal.bundle.importer import (
     verify_staged,
 )
 from stella_trust._internal.bundle.layout import BundleError, BundleSummary, Progress
-from stella_trust._internal.policy.build import freshness_of
+from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.settings import BundleLimits, TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import utcnow
@@ -223,7 +223,7 @@ def _would_import(
         )
         base = store.current()
         refuse_rollback(base, anchor, state.floor, verified.metadata)
-        freshness = freshness_of(verified.metadata, settings, now)
+        freshness = freshness_at(verified.metadata, settings, now)
         summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
         check_freshness(freshness, None, now, summary)
         carried, _, log_notes = carried_log_states(settings, store, staging, verified, extracted, now)

@@ -1,4 +1,5 @@
-"""Building the TrustView from a verified generation (pure: bytes and `now` in, view out).
+"""Building the TrustView from verified trust (pure: metadata, bytes, a policy and `now`
+in, a view out; no settings, store or file: `hostpolicy.py` reads those).
 
 Sync and bundle import call this before they commit, so a generation that would not
 yield a usable view (service map or trusted root missing, pins absent, log ID wrong)
@@ -8,15 +9,16 @@ never replaces the trust a host holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
 from stella_trust._internal.policy.freshness import compute_freshness
+from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, Recorded, TrustPolicy, VerifiedTargets
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.policy.servicemap import (
+    local_service_map,
     parse_service_map,
-    read_local_service_map,
     referenced_targets,
     resolve_endpoints,
 )
@@ -27,17 +29,15 @@ from stella_trust._internal.policy.trustroot import (
     from_repository,
     from_service_map,
 )
-from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
-from stella_trust._internal.store import CacheState
-from stella_trust._internal.tuf.offline import SMALL_TARGET, VerifiedMetadata, VerifiedTrust
+from stella_trust._internal.tuf.offline import VerifiedMetadata
 from stella_trust.errors import CacheVerificationError, UnknownTargetError
 from stella_trust.view import CertFact, Freshness, KeyFact, RoleInfo, TargetEntry, TrustView
 
 
-def freshness_of(md: VerifiedMetadata, settings: TrustRepoSettings, now: datetime) -> Freshness:
+def freshness_of(md: VerifiedMetadata, policy: TrustPolicy, now: datetime) -> Freshness:
     """Freshness over every role the verification visited (delegated roles count)."""
     expiries = {**md.expiries, **md.delegated_expiries}
-    return compute_freshness(expiries, timedelta(seconds=settings.freshness_threshold_seconds), now)
+    return compute_freshness(expiries, policy.freshness_threshold, now)
 
 
 @dataclass(frozen=True)
@@ -47,41 +47,41 @@ class ViewParts:
 
     view: TrustView
     metadata: VerifiedMetadata
-    settings: TrustRepoSettings
+    policy: TrustPolicy
     sigstore: SigstoreSource | None  # endpoints come from it (no service map)
 
 
 def build_view(
-    verified: VerifiedTrust,
-    settings: TrustRepoSettings,
-    state: CacheState | None,
+    md: VerifiedMetadata,
+    targets: VerifiedTargets,
+    policy: TrustPolicy,
+    recorded: Recorded,
     now: datetime,
 ) -> TrustView:
-    """A TrustView from verified bytes; raises if the trust sources or pins do not hold.
-
-    `state` is the store's CacheState (last sync, error, source), informational only.
-    """
-    return build_parts(verified, settings, state, now).view
+    """A TrustView from verified metadata and target bytes; raises if the trust sources or
+    pins do not hold. `recorded` (last sync, error, source, retired pins) is shown only."""
+    return build_parts(md, targets, policy, recorded, now).view
 
 
 def view_at(parts: ViewParts, now: datetime) -> TrustView:
     """The same verified trust judged at `now`: what build_view would return at `now` for
-    the same inputs, without re-parsing keys, certificates and the trusted root (issue 13:
-    an attestor's open_trust() on an unchanged cache)."""
-    changes: dict[str, Any] = {"at": now, "freshness": freshness_of(parts.metadata, parts.settings, now)}
+    the same inputs, without re-parsing keys, certificates and the trusted root (an
+    attestor's open_trust() on an unchanged cache)."""
+    changes: dict[str, Any] = {"at": now, "freshness": freshness_of(parts.metadata, parts.policy, now)}
     if parts.sigstore is not None:
         changes["endpoints"] = endpoints_from_sigstore(parts.sigstore, now)
     return replace(parts.view, **changes)
 
 
 def build_parts(
-    verified: VerifiedTrust,
-    settings: TrustRepoSettings,
-    state: CacheState | None,
+    md: VerifiedMetadata,
+    targets: VerifiedTargets,
+    policy: TrustPolicy,
+    recorded: Recorded,
     now: datetime,
 ) -> ViewParts:
     """build_view, keeping what `view_at` needs."""
-    stored = list(verified.target_info)
+    stored = list(targets.info)
 
     def resolve(name: str) -> str:
         try:
@@ -91,13 +91,13 @@ def build_parts(
                 f"{exc.message} (not in the cache)", hint="run `trust sync`"
             ) from exc
 
-    sources = source_kinds(settings, stored)
+    sources = source_kinds(policy, stored)
     keys: dict[str, KeyFact] = {}
     certificates: list[CertFact] = []
     for name in stored:
-        if verified.target_info[name].length > SMALL_TARGET:
+        data = targets.contents.get(name)
+        if data is None:  # too large to be a key or a certificate
             continue
-        data = verified.read_target(name)
         fact = public_key_facts(name, data)
         if fact is not None:
             keys[name] = fact
@@ -107,17 +107,17 @@ def build_parts(
     service_map = None
     judged_sigstore: SigstoreSource | None = None
     if SERVICE_MAP in sources:
-        if settings.service_map_file is not None:
-            service_map = read_local_service_map(settings.service_map_file)
+        if policy.local_service_map is not None:
+            service_map = local_service_map(policy.local_service_map)
         else:
-            map_target = resolve(settings.service_map_target)
-            service_map = parse_service_map(verified.read_target(map_target), map_target)
+            map_target = resolve(policy.service_map_target)
+            service_map = parse_service_map(targets.bytes_of(map_target), map_target)
             roles_of[map_target] = "service-map"
-        endpoints = resolve_endpoints(service_map, settings.environment, keys, resolve)
-        for ref in referenced_targets(service_map, settings.environment):
+        endpoints = resolve_endpoints(service_map, policy.environment, keys, resolve)
+        for ref in referenced_targets(service_map, policy.environment):
             roles_of.setdefault(resolve(ref), "referenced")
     if SIGSTORE in sources:
-        sigstore = from_repository(settings, verified, resolve)
+        sigstore = from_repository(policy, targets, resolve)
         assert sigstore.trusted_root_target is not None
         roles_of.setdefault(sigstore.trusted_root_target, "trusted-root")
         if sigstore.signing_config_target:
@@ -126,19 +126,19 @@ def build_parts(
             endpoints = endpoints_from_sigstore(sigstore, now)
             judged_sigstore = sigstore
     else:
-        sigstore = from_service_map(endpoints, keys, verified, resolve)
+        sigstore = from_service_map(endpoints, keys, targets, resolve)
     pinned, missing = set(), []
-    for pin in settings.pins(sources):
+    for pin in policy.pins(sources):
         if lists(pin, stored):
             pinned.add(resolve(pin))
         else:  # not yet fetched, or retired upstream: reported, not an unusable cache
             missing.append(pin)
 
-    targets = []
+    entries = []
     for name in stored:
-        info = verified.target_info[name]
+        info = targets.info[name]
         custom = info.unrecognized_fields.get("custom")
-        targets.append(
+        entries.append(
             TargetEntry(
                 name=name,
                 length=info.length,
@@ -149,18 +149,17 @@ def build_parts(
             )
         )
 
-    md = verified.metadata
     view = TrustView(
-        tuf_url=settings.tuf_url,
-        environment=settings.environment,
-        offline_mode=settings.offline_mode,
+        tuf_url=policy.tuf_url,
+        environment=policy.environment,
+        offline_mode=policy.offline_mode,
         at=now,
-        freshness=freshness_of(md, settings, now),
+        freshness=freshness_of(md, policy, now),
         roles={
             **{role: RoleInfo(md.versions[role], md.expiries[role]) for role in md.versions},
             **{role: RoleInfo(version, expires) for role, (version, expires) in md.delegated_roles.items()},
         },
-        targets=tuple(targets),
+        targets=tuple(entries),
         keys=tuple(keys.values()),
         certificates=tuple(certificates),
         sources=sources,
@@ -168,11 +167,11 @@ def build_parts(
         endpoints=endpoints,
         sigstore=sigstore.trust,
         missing_pins=tuple(missing),
-        retired_pins=tuple(p for p in (state.retired_pins if state else []) if p in missing),
+        retired_pins=tuple(p for p in recorded.retired_pins if p in missing),
         trusted_root_json=sigstore.trusted_root_json,
         signing_config_json=sigstore.signing_config_json,
-        last_sync=state.last_sync if state else None,
-        last_error=state.last_error if state else None,
-        source=dict(state.source) if state else {},
+        last_sync=recorded.last_sync,
+        last_error=recorded.last_error,
+        source=dict(recorded.source),
     )
-    return ViewParts(view, md, settings, judged_sigstore)
+    return ViewParts(view, md, policy, judged_sigstore)

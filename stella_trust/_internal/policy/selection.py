@@ -15,14 +15,14 @@ from pathlib import Path
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
+from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, TrustPolicy
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.policy.servicemap import (
+    local_service_map,
     parse_service_map,
-    read_local_service_map,
     referenced_targets,
 )
 from stella_trust._internal.policy.sources import lists, source_kinds
-from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class TargetSelection(ABC):
     def store(self, name: str, info: TargetFile) -> Path:
         """Put the verified bytes of `name` into the working generation; return the path."""
 
+    @abstractmethod
+    def read_stored(self, path: Path) -> bytes:
+        """The bytes `store` put at `path` (the service map is parsed to find what it names).
+        The source does the I/O; this class only decides what to hold."""
+
     # ---- the policy ----------------------------------------------------------------------
     def lookup(self, name: str) -> tuple[str, TargetFile]:
         """Exact name, else the single `<name>.<ext>` (docs/design.md, Names)."""
@@ -82,7 +87,7 @@ class TargetSelection(ABC):
         return self._stored[name]
 
     def collect(
-        self, settings: TrustRepoSettings, held: Iterable[str] = (), retired_before: Iterable[str] = ()
+        self, policy: TrustPolicy, held: Iterable[str] = (), retired_before: Iterable[str] = ()
     ) -> Collected:
         """Store every wanted target; say why each is held, the source kinds, and the pins
         the repository retired.
@@ -95,15 +100,15 @@ class TargetSelection(ABC):
         lists it again, when it is simply held again. A pin never held that does not exist
         is a typo: still an error.
         """
-        sources = source_kinds(settings, self.offers)
+        sources = source_kinds(policy, self.offers)
         held_names = set(held) | set(retired_before)
         retired: list[str] = []
         wanted: dict[str, str] = {}
         if SERVICE_MAP in sources:
-            self._collect_service_map(settings, wanted)
+            self._collect_service_map(policy, wanted)
         if SIGSTORE in sources:
-            self._collect_sigstore(settings, wanted)
-        for pin in settings.pins(sources):
+            self._collect_sigstore(policy, wanted)
+        for pin in policy.pins(sources):
             try:
                 name, info = self.lookup(pin)
             except errors.UnknownTargetError:
@@ -115,31 +120,31 @@ class TargetSelection(ABC):
             wanted.setdefault(name, "pinned")
         return Collected(wanted, sources, tuple(retired))
 
-    def _collect_service_map(self, settings: TrustRepoSettings, wanted: dict[str, str]) -> None:
-        if settings.service_map_file is not None:
-            service_map = read_local_service_map(settings.service_map_file)
+    def _collect_service_map(self, policy: TrustPolicy, wanted: dict[str, str]) -> None:
+        if policy.local_service_map is not None:
+            service_map = local_service_map(policy.local_service_map)
         else:
             try:
-                name, info = self.lookup(settings.service_map_target)
+                name, info = self.lookup(policy.service_map_target)
             except errors.UnknownTargetError as exc:
                 raise errors.ServiceMapError(f"Service map not found: {exc.message}") from exc
-            service_map = parse_service_map(self.pull(name, info).read_bytes(), name)
+            service_map = parse_service_map(self.read_stored(self.pull(name, info)), name)
             wanted[name] = "service-map"
-        for reference in referenced_targets(service_map, settings.environment):
+        for reference in referenced_targets(service_map, policy.environment):
             name, info = self.lookup(reference)
             self.pull(name, info)
             wanted.setdefault(name, "referenced")
 
-    def _collect_sigstore(self, settings: TrustRepoSettings, wanted: dict[str, str]) -> None:
+    def _collect_sigstore(self, policy: TrustPolicy, wanted: dict[str, str]) -> None:
         """trusted_root.json is required; the first signing config the repository lists
         (v0.2, else the older signing_config.json) is kept beside it."""
         try:
-            name, info = self.lookup(settings.sigstore_trusted_root_target)
+            name, info = self.lookup(policy.sigstore_trusted_root_target)
         except errors.UnknownTargetError as exc:
             raise errors.ServiceMapError(f"Sigstore trusted root not found: {exc.message}") from exc
         self.pull(name, info)
         wanted[name] = "trusted-root"
-        for candidate in settings.sigstore_signing_config_targets:
+        for candidate in policy.sigstore_signing_config_targets:
             if self.offers(candidate):
                 name, info = self.lookup(candidate)
                 self.pull(name, info)

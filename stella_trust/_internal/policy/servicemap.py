@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from stella_trust.errors import ServiceMapError
@@ -42,15 +41,10 @@ def parse_service_map(data: bytes, source: str) -> ServiceMap:
     return service_map
 
 
-def read_local_service_map(path: Path) -> ServiceMap:
-    """The operator's local map (`service_map_file` / STELLA_SIGSTORE_SERVICE_MAP)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ServiceMapError(
-            f"Service map not found: {path} ({exc.strerror})",
-            hint="STELLA_SIGSTORE_SERVICE_MAP / service_map_file must name a readable file",
-        ) from exc
+def local_service_map(named: tuple[str, bytes]) -> ServiceMap:
+    """The operator's local map (`service_map_file` / STELLA_SIGSTORE_SERVICE_MAP), as the
+    caller read it: (its path, its bytes)."""
+    path, data = named
     return parse_service_map(data, f"file:{path}")
 
 

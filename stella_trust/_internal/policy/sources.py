@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from stella_trust._internal.settings import SERVICE_MAP, SIGSTORE, TrustRepoSettings
+from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, TrustPolicy
 from stella_trust.errors import ServiceMapError
 
 
@@ -28,27 +28,25 @@ def lists(name: str, names: Iterable[str] | Callable[[str], bool]) -> bool:
     return sum(1 for listed_name in listed if listed_name.startswith(prefix)) == 1
 
 
-def source_kinds(
-    settings: TrustRepoSettings, names: Iterable[str] | Callable[[str], bool]
-) -> tuple[str, ...]:
+def source_kinds(policy: TrustPolicy, names: Iterable[str] | Callable[[str], bool]) -> tuple[str, ...]:
     """The configured kinds, or (auto) the kinds the repository publishes; none is an error.
     `names`: the listed target names, or a predicate answering `lists` for one name."""
-    if settings.trust_source == SERVICE_MAP:
+    if policy.trust_source == SERVICE_MAP:
         return (SERVICE_MAP,)
-    if settings.trust_source == SIGSTORE:
+    if policy.trust_source == SIGSTORE:
         return (SIGSTORE,)
-    if settings.trust_source == "both":
+    if policy.trust_source == "both":
         return (SERVICE_MAP, SIGSTORE)
     listed = names if callable(names) else set(names)
     found = []
-    if settings.service_map_file is not None or lists(settings.service_map_target, listed):
+    if policy.local_service_map is not None or lists(policy.service_map_target, listed):
         found.append(SERVICE_MAP)
-    if lists(settings.sigstore_trusted_root_target, listed):
+    if lists(policy.sigstore_trusted_root_target, listed):
         found.append(SIGSTORE)
     if not found:
         raise ServiceMapError(
-            f"Service map not found: the repository publishes neither {settings.service_map_target!r} "
-            f"(StellaOps service map) nor {settings.sigstore_trusted_root_target!r} (Sigstore trusted root)",
+            f"Service map not found: the repository publishes neither {policy.service_map_target!r} "
+            f"(StellaOps service map) nor {policy.sigstore_trusted_root_target!r} (Sigstore trusted root)",
             hint="check tuf_url; set service_map_target or sigstore_trusted_root_target if the "
             "repository names them differently",
         )

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from stella_trust._internal.policy.inputs import TrustPolicy, VerifiedTargets
 from stella_trust._internal.policy.sources import lists
-from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.sigstore.exports import synthesize_trusted_root
 from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
-from stella_trust._internal.tuf.offline import VerifiedTrust
 from stella_trust.errors import ServiceMapError
 from stella_trust.sigstore_types import SigstoreTrust, TransparencyLog
 from stella_trust.view import Endpoints, FulcioEndpoint, KeyFact, RekorEndpoint
@@ -32,27 +31,27 @@ class SigstoreSource:
 
 
 def from_repository(
-    settings: TrustRepoSettings, verified: VerifiedTrust, resolve: Callable[[str], str]
+    policy: TrustPolicy, targets: VerifiedTargets, resolve: Callable[[str], str]
 ) -> SigstoreSource:
     """The repository's own trusted_root.json and the first signing config it holds."""
-    stored = list(verified.target_info)
-    root_target = resolve(settings.sigstore_trusted_root_target)
+    stored = list(targets.info)
+    root_target = resolve(policy.sigstore_trusted_root_target)
     config_target = next(
-        (resolve(name) for name in settings.sigstore_signing_config_targets if lists(name, stored)), None
+        (resolve(name) for name in policy.sigstore_signing_config_targets if lists(name, stored)), None
     )
-    root = verified.read_target(root_target)
-    config = verified.read_target(config_target) if config_target else None
+    root = targets.bytes_of(root_target)
+    config = targets.bytes_of(config_target) if config_target else None
     trust = parse_trusted_root(root, config, target=root_target)
     return SigstoreSource(trust, root, config, root_target, config_target)
 
 
 def from_service_map(
-    endpoints: Endpoints, keys: dict[str, KeyFact], verified: VerifiedTrust, resolve: Callable[[str], str]
+    endpoints: Endpoints, keys: dict[str, KeyFact], targets: VerifiedTargets, resolve: Callable[[str], str]
 ) -> SigstoreSource:
     """A trusted_root.json synthesised from the service map's Rekor key and Fulcio chain
     (plus a `ctlog` service's key when the map names one)."""
     rekor = endpoints.rekor
-    chain = verified.read_target(endpoints.fulcio.root_cert_target).decode("ascii", errors="replace")
+    chain = targets.bytes_of(endpoints.fulcio.root_cert_target).decode("ascii", errors="replace")
     ctlog_keys = []
     ctlog = endpoints.services.get("ctlog") or {}
     if isinstance(ctlog.get("public_key_target"), str) and isinstance(ctlog.get("url"), str):

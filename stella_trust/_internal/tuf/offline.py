@@ -489,6 +489,11 @@ class VerifiedTrust:
     target_info: dict[str, TargetFile]
     _contents: dict[str, bytes]
 
+    @property
+    def contents(self) -> dict[str, bytes]:
+        """The verified bytes of every stored target small enough to keep in memory."""
+        return self._contents
+
     def read_target(self, name: str) -> bytes:
         """The verified bytes of a stored target (re-checked if it was too large to keep)."""
         if name in self._contents:

@@ -1,0 +1,75 @@
+"""What the pure policy layer is given: small frozen values, never settings, a store or files.
+
+This is python-tuf's split (its `TrustedMetadataSet` takes bytes, its `Updater` does the
+I/O): `reader`, `sync` and the bundle importer read the config, the cache and the operator's
+local service map, and hand `policy/` these values; `policy/` decides from them and `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from tuf.api.metadata import TargetFile
+
+SERVICE_MAP, SIGSTORE = "service-map", "sigstore"  # the trust source kinds (TrustView.sources)
+DEFAULT_REKOR_KEY_TARGETS = ("rekor-key-v1",)
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """The settings fields a trust decision reads (docs/design.md, Trust sources, Names)."""
+
+    trust_source: str = "auto"
+    service_map_target: str = "sigstore-services-v1"
+    # the operator's local service map (service_map_file): its name and bytes, read by the caller
+    local_service_map: tuple[str, bytes] | None = None
+    sigstore_trusted_root_target: str = "trusted_root.json"
+    sigstore_signing_config_targets: tuple[str, ...] = ("signing_config.v0.2.json", "signing_config.json")
+    rekor_key_targets: tuple[str, ...] | None = None
+    pinned_targets: tuple[str, ...] = ()
+    environment: str | None = None
+    freshness_threshold: timedelta = timedelta(days=7)
+    # shown in the view, never decided on
+    tuf_url: str | None = None
+    offline_mode: bool = False
+
+    def pins(self, sources: tuple[str, ...]) -> list[str]:
+        """Every other target the host keeps, in order, without duplicates. The Rekor key
+        default names a StellaOps target, so it applies to service-map repositories only."""
+        rekor = self.rekor_key_targets
+        if rekor is None:
+            rekor = DEFAULT_REKOR_KEY_TARGETS if SERVICE_MAP in sources else ()
+        return list(dict.fromkeys([*rekor, *self.pinned_targets]))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the host recorded last (state.json): informational, shown in the view, and the
+    pins the repository retired (decision 16)."""
+
+    retired_pins: tuple[str, ...] = ()
+    last_sync: str | None = None
+    last_error: str | None = None
+    source: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerifiedTargets:
+    """The verified targets a view is built from: their signed info, and the bytes of the
+    ones small enough to hold (the keys, chains, maps and trusted roots a view parses)."""
+
+    info: Mapping[str, TargetFile]
+    contents: Mapping[str, bytes]
+
+    def bytes_of(self, name: str) -> bytes:
+        data = self.contents.get(name)
+        if data is None:
+            from stella_trust.errors import CacheVerificationError
+
+            raise CacheVerificationError(
+                f"target {name}: too large to be read as trust material ({self.info[name].length} bytes)"
+            )
+        return data
