@@ -18,7 +18,6 @@ import errno
 import os
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -374,51 +373,36 @@ class Probe:
 
 
 def probe_repository(settings: TrustRepoSettings, timeout: float = PROBE_SECONDS) -> Probe:
-    """GET the timestamp role's URL; never raises, never takes much longer than `timeout`."""
+    """GET the timestamp role's URL through the very fetcher a sync uses (its proxies, CA
+    bundle, identity encoding and whole-request deadline, here `timeout`): doctor tests what
+    sync does. Never raises."""
+    from tuf.api import exceptions as tuf_exceptions
+
+    from stella_trust._internal.tuf.errors import translate
+    from stella_trust._internal.tuf.fetcher import HttpxFetcher
+
     assert settings.tuf_url is not None
     url = f"{settings.tuf_url}/metadata/timestamp.json"
-    box: list[Probe] = []
-
-    def run() -> None:
-        try:
-            box.append(_get(url, settings.ca_bundle, timeout))
-        except Exception as exc:  # a thread must not print a traceback; report it instead
-            box.append(Probe(url, error=f"{type(exc).__name__}: {exc}"))
-
-    worker = threading.Thread(target=run, name="doctor-probe", daemon=True)
-    worker.start()
-    worker.join(timeout + 0.5)
-    return box[0] if box else Probe(url, error=f"no answer within {timeout:g} s", seconds=timeout)
-
-
-def _get(url: str, ca_bundle: Path | None, timeout: float) -> Probe:
-    import httpx
-
-    verify: Any = True
-    if ca_bundle is not None and url.startswith("https:"):
-        import ssl
-
-        verify = ssl.create_default_context(cafile=str(ca_bundle))
-    started = time.time()
     clock = time.monotonic()
-    try:
-        with (
-            httpx.Client(
-                timeout=httpx.Timeout(timeout),
-                headers={"User-Agent": f"stella-trust/{__version__} (doctor)", "Accept-Encoding": "identity"},
-                verify=verify,
-                trust_env=True,
-                follow_redirects=True,
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            elapsed = time.monotonic() - clock
-            middle = datetime.fromtimestamp(started + elapsed / 2, UTC)
-            return Probe(url, response.status_code, _http_date(response.headers.get("date")), middle, elapsed)
-    except httpx.TimeoutException:
-        return Probe(url, error=f"no answer within {timeout:g} s", seconds=time.monotonic() - clock)
-    except httpx.HTTPError as exc:
-        return Probe(url, error=str(exc) or type(exc).__name__, seconds=time.monotonic() - clock)
+    status: int | None = None
+    error: str | None = None
+    agent = f"stella-trust/{__version__} (doctor)"
+    with HttpxFetcher(
+        timeout=timeout, deadline=timeout, ca_bundle=settings.ca_bundle, user_agent=agent
+    ) as fetcher:
+        try:
+            fetcher.download_bytes(url, settings.metadata_limits.timestamp)
+            status = 200
+        except tuf_exceptions.DownloadHTTPError as exc:
+            status = exc.status_code
+        except Exception as exc:  # a transport failure, in the words a sync would use
+            error = translate(exc, url).message
+        seen = fetcher.server_clock
+    elapsed = time.monotonic() - clock
+    if status is None:
+        return Probe(url, error=error or "no answer", seconds=elapsed)
+    local = datetime.fromtimestamp(seen[0], UTC) if seen else None
+    return Probe(url, status, _http_date(seen[1]) if seen else None, local, elapsed)
 
 
 def _http_date(value: str | None) -> datetime | None:
