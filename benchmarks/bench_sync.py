@@ -88,7 +88,7 @@ def bare_updater_factory(work: Path, url: str, root: bytes, httpx_fetcher: bool 
     """
     from tuf.ngclient import Updater
 
-    from stella_trust._internal.tuf.fetcher import HttpxFetcher
+    from stella_trust._internal.net.fetcher import HttpxFetcher
 
     suffix = "-httpx" if httpx_fetcher else ""
     metadata_dir, target_dir = work / f"bare-metadata{suffix}", work / f"bare-targets{suffix}"

@@ -31,12 +31,12 @@ from stella_trust._agent.logs import REPEATS, error_key
 from stella_trust._agent.metrics import AgentMetrics, write_metrics
 from stella_trust._agent.notify import Notifier
 from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.timefmt import iso
-from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError, SyncInterrupted
 from stella_trust.view import FreshnessState, TrustView
 

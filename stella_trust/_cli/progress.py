@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from stella_trust._internal.net.fetcher import CountingFetcher
     from stella_trust._internal.settings import TrustRepoSettings
-    from stella_trust._internal.tuf.fetcher import CountingFetcher
 
 THRESHOLD = 1 << 20  # below ~1 MB a transfer is over before a bar is worth drawing
 

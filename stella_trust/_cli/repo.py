@@ -65,7 +65,7 @@ def _source(spec: str) -> Any:
     from stella_trust.repository.source import REQUEST_DEADLINE, REQUEST_TIMEOUT, Source
 
     if spec.startswith(("http://", "https://")):
-        from stella_trust._internal.tuf.fetcher import HttpxFetcher
+        from stella_trust._internal.net.fetcher import HttpxFetcher
 
         return Source(spec, fetcher=HttpxFetcher(timeout=REQUEST_TIMEOUT, deadline=REQUEST_DEADLINE))
     return Source(spec)

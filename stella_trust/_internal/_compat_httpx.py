@@ -1,7 +1,7 @@
 """The one private httpx/httpcore attribute stella-trust uses (a network backend per pool).
 
 Every request's deadline is enforced below httpx, in the httpcore network backend its
-connection pool dials through (tuf/deadline.py). httpx gives a transport no public option
+connection pool dials through (net/deadline.py). httpx gives a transport no public option
 for the backend, so it is set on the pool the transport built (`HTTPTransport._pool`,
 httpcore's `ConnectionPool._network_backend`) before any connection exists. Replacing the
 transport with one built on httpcore's public `ConnectionPool(network_backend=...)` would

@@ -378,8 +378,8 @@ def probe_repository(settings: TrustRepoSettings, timeout: float = PROBE_SECONDS
     sync does. Never raises."""
     from tuf.api import exceptions as tuf_exceptions
 
+    from stella_trust._internal.net.fetcher import HttpxFetcher
     from stella_trust._internal.tuf.errors import translate
-    from stella_trust._internal.tuf.fetcher import HttpxFetcher
 
     assert settings.tuf_url is not None
     url = f"{settings.tuf_url}/metadata/timestamp.json"

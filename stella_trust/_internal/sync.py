@@ -31,13 +31,13 @@ from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
+from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import CacheState, Floor, Generation, Store
 from stella_trust._internal.timefmt import human_duration, iso, utcnow
 from stella_trust._internal.tuf.errors import clock_skew, translate
-from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,
     MAX_TARGET_FILE,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
-from stella_trust._internal.tuf.fetcher import HttpxFetcher
 from stella_trust.demo.repository import DemoRepository
 from tests.conftest import Client, FaultyServer, ok
 

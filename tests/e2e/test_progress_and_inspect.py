@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
+from stella_trust._internal.net.fetcher import HttpxFetcher, download_label
 from stella_trust._internal.settings import BundleLimits
-from stella_trust._internal.tuf.fetcher import HttpxFetcher, download_label
 from stella_trust.demo.repository import DemoRepository
 from tests.conftest import Client, FaultyServer, ok
 from tests.e2e.test_bundles import airgapped, essentials, member, rebuild, write_bundle

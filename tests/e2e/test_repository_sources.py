@@ -124,7 +124,7 @@ def test_the_cli_reads_urls_through_the_clients_fetcher(
     mirror: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stella_trust._cli.repo import _source
-    from stella_trust._internal.tuf.fetcher import HttpxFetcher
+    from stella_trust._internal.net.fetcher import HttpxFetcher
     from stella_trust.repository import source as source_module
 
     published, workspace = mirror

@@ -14,10 +14,10 @@ from urllib import parse
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.serialization.json import JSONSerializer
 
+from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.tuf.fetcher import CountingFetcher
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import Repository
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.tuf.errors import translate
-from stella_trust._internal.tuf.fetcher import HttpxFetcher
 from stella_trust.errors import SyncInterrupted
 
 # Every handler gives up after this long, so a fetcher that ignores its deadline makes the

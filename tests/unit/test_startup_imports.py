@@ -36,7 +36,7 @@ NETWORK_AND_EXTRAS = (
     "prometheus_client",
     "stella_trust._internal.sync",
     "stella_trust._internal.tuf.updater",
-    "stella_trust._internal.tuf.fetcher",
+    "stella_trust._internal.net.fetcher",
     "stella_trust._internal.bundle",
     "stella_trust._internal.verifiers",
     "stella_trust._internal.sigstore.verify",

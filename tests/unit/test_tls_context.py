@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tuf.api import exceptions as tuf_exceptions
 
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.tuf.fetcher import HttpxFetcher, tls_context
+from stella_trust._internal.net.fetcher import HttpxFetcher, tls_context
 
 
 def _name(common: str) -> x509.Name:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tuf.api import exceptions as tuf_exceptions
 
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.policy.facts import public_key_facts
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.policy.servicemap import (
@@ -17,7 +18,6 @@ from stella_trust._internal.policy.servicemap import (
     resolve_services,
 )
 from stella_trust._internal.store import Store
-from stella_trust._internal.tuf.fetcher import HttpxFetcher
 from stella_trust._internal.tuf.offline import verify_root_chain
 from stella_trust.demo.repository import DemoRepository, service_map, spki_sha256
 from stella_trust.errors import CacheVerificationError, ServiceMapError, UnknownTargetError

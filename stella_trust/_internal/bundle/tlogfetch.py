@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from stella_trust import errors
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import (
     CHECKPOINT,
@@ -29,7 +30,6 @@ from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES, TILE_W
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.timefmt import iso
 from stella_trust._internal.tuf.errors import translate
-from stella_trust._internal.tuf.fetcher import HttpxFetcher
 from stella_trust._internal.tuf.updater import make_fetcher
 from stella_trust.sigstore_types import TransparencyLog
 from stella_trust.view import TrustView

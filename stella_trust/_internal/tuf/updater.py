@@ -20,8 +20,8 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal._compat_tuf import UpdaterChecks, updater_checks
 from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.net.fetcher import CountingFetcher, HttpxFetcher
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.tuf.fetcher import CountingFetcher, HttpxFetcher
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:

@@ -48,7 +48,7 @@ from tuf.ngclient import FetcherInterface
 from stella_trust._internal._compat_httpx import use_backend
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.tuf.deadline import Budget, deadline_backend
+from stella_trust._internal.net.deadline import Budget, deadline_backend
 from stella_trust._version import __version__
 from stella_trust.errors import UnsafeFileError
 
