@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -9,6 +10,7 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.serialization import DeserializationError
 
 from stella_trust import errors
+from stella_trust._internal.timefmt import human_duration
 
 
 def translate(exc: BaseException, url: str) -> errors.StellaError:
@@ -79,3 +81,38 @@ def clock_skew(server_clock: tuple[float, str] | None) -> timedelta | None:
     if server.tzinfo is None:
         server = server.replace(tzinfo=UTC)
     return datetime.fromtimestamp(local, UTC) - server
+
+
+CLOCK_TOLERANCE = timedelta(minutes=5)
+_STATE_CLAUSE = re.compile(r"\s*[;,—-]*\s*cached trust is unchanged( and usable until it turns stale)?")
+
+
+def in_host_terms(
+    failure: errors.StellaError, holds_trust: bool, server_clock: tuple[float, str] | None
+) -> errors.StellaError:
+    """A failed sync's message and hint, true for the host it ran on (issue 20, host states).
+
+    Expired metadata has two causes a host can tell apart: the repository was not renewed,
+    or this host's clock is off. The repository server's HTTP Date header (recorded by the
+    fetcher, no extra request) decides: beyond CLOCK_TOLERANCE the clock is named, not the
+    operator. The hint then ends with what the host still serves: its held trust, or nothing
+    (a fresh host must not be told its cached trust is "unchanged and usable")."""
+    if isinstance(failure, errors.MetadataExpiredError):
+        skew = clock_skew(server_clock)
+        if skew is not None and abs(skew) > CLOCK_TOLERANCE:
+            direction = "ahead of" if skew > timedelta(0) else "behind"
+            failure = errors.MetadataExpiredError(
+                f"{failure.message} by this host's clock, which is {human_duration(abs(skew))} "
+                f"{direction} the repository server's",
+                hint="fix this host's clock (`timedatectl`, NTP); the repository is not at fault",
+            )
+    if not isinstance(failure, errors.SyncInterrupted) and failure.hint:
+        base = _STATE_CLAUSE.sub("", failure.hint).rstrip(" ;,—")
+        if holds_trust:
+            clause = errors.HELD_TRUST_UNCHANGED + (
+                " and usable until it turns stale" if isinstance(failure, errors.MetadataExpiredError) else ""
+            )
+        else:
+            clause = errors.NO_TRUST_YET
+        failure.hint = f"{base}; {clause}" if base else clause
+    return failure
