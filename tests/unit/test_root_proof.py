@@ -21,7 +21,7 @@ from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.tuf import offline, proofs, updater
+from stella_trust._internal.tuf import offline, proofs, rootchain, updater
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.errors import CacheVerificationError
 from tests.unit.simulator import RepositoryFetcher
@@ -39,14 +39,14 @@ def memo() -> VerificationMemo:
 def link_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every root signature check verify_root_chain makes, by what it checked."""
     calls: list[str] = []
-    real = offline._check_signed
+    real = rootchain.check_signed
 
     def counting(memo: Any, delegator: Any, role: str, md: Any, what: str, *rest: Any) -> None:
         if role == "root":
             calls.append(what)
         real(memo, delegator, role, md, what, *rest)
 
-    monkeypatch.setattr(offline, "_check_signed", counting)
+    monkeypatch.setattr(rootchain, "check_signed", counting)
     return calls
 
 

@@ -17,295 +17,45 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import BinaryIO
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
-from tuf.api.metadata import (
-    Key,
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
-from tuf.api.serialization import DeserializationError
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from stella_trust._internal._compat_tuf import UpdaterChecks
-from stella_trust._internal.fs import open_untrusted, read_untrusted
+from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.store import Floor, Generation, RoleFloor
 from stella_trust._internal.tuf import proofs
-from stella_trust.errors import (
-    CacheUnreadableError,
-    CacheVerificationError,
-    TrustUnusableError,
-    UnsafeFileError,
+from stella_trust._internal.tuf.checks import (
+    MAX_DELEGATIONS,
+    MAX_METADATA_FILE,
+    MAX_TARGET_FILE,
+    SMALL_TARGET,
+    TOP_LEVEL,
+    check_meta,
+    check_root_rules,
+    check_signed,
+    load_role,
+    read_cached,
 )
+from stella_trust._internal.tuf.rootchain import prove_root_chain, verify_root_chain
+from stella_trust.errors import CacheVerificationError
 
-MAX_DELEGATIONS = 32
-MAX_REMEMBERED_ROOT = 1 << 20  # larger root files are read each walk, never kept in memory
-TOP_LEVEL = (Timestamp.type, Snapshot.type, Targets.type)  # the roles root delegates besides itself
-MAX_ROOT_CHAIN = 10_000
-SMALL_TARGET = 1 << 20  # targets up to this size are kept in memory after verification
-MAX_METADATA_FILE = 512 << 20  # a cached role file (a million targets is ~160 MB)
-MAX_ROOT_FILE = 16 << 20
-MAX_TARGET_FILE = 1 << 40  # streamed; the signed length is the real bound (checked by python-tuf)
-
-T = TypeVar("T", Root, Timestamp, Snapshot, Targets)
-
-_FAILURES: tuple[type[Exception], ...] = (
-    tuf_exceptions.RepositoryError,
-    DeserializationError,
-    ValueError,
-    KeyError,
-    TypeError,
-)
-
-
-def _load(data: bytes, kind: type[T], what: str) -> Metadata[T]:
-    try:
-        md = cast(Metadata[T], Metadata.from_bytes(data))
-    except _FAILURES as exc:
-        raise CacheVerificationError(f"{what}: malformed metadata ({exc})") from exc
-    if not isinstance(md.signed, kind):
-        raise CacheVerificationError(f"{what}: expected {kind.type} metadata, found {md.signed.type}")
-    return md
-
-
-def _key_material(key: Key) -> bytes:
-    """What a key *is*, independent of its keyid and encoding: DER SPKI for PEM keys, the
-    raw bytes for hex keys (ed25519)."""
-    public = str(key.keyval.get("public", ""))
-    if "BEGIN PUBLIC KEY" in public:
-        from cryptography.hazmat.primitives import serialization
-
-        try:
-            loaded = serialization.load_pem_public_key(public.encode())
-        except ValueError:
-            return public.encode()
-        return loaded.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    try:
-        return bytes.fromhex(public)
-    except ValueError:
-        return public.encode()
-
-
-def _check_distinct_keys(delegator: Root | Targets, role: str, what: str) -> None:
-    """A threshold counts keys, not keyids: a role listing the same key material under two
-    keyids would let one private key meet threshold 2 (python-tuf counts keyids), so such
-    metadata is refused outright."""
-    keyids = delegator.get_delegated_role(role).keyids
-    seen: dict[bytes, str] = {}
-    for keyid in keyids:
-        try:
-            material = _key_material(delegator.get_key(keyid))
-        except ValueError:
-            continue  # a keyid without a key cannot sign; verify_delegate judges it
-        if material in seen:
-            raise CacheVerificationError(
-                f"{what}: role {role} lists the same key twice (keyids {seen[material][:12]}… and "
-                f"{keyid[:12]}…), so one private key could meet its threshold"
-            )
-        seen[material] = keyid
-
-
-def check_root_rules(root: Root, what: str) -> None:
-    """Our own rules for a root, beyond its signatures: every role it delegates counts
-    distinct keys toward its threshold (`_check_distinct_keys`). python-tuf accepts a root
-    that breaks them (it counts keyids), so a sync can download one; such a root is never
-    kept (docs/design.md, decision 16): it is refused like any other bad metadata."""
-    for role in (Root.type, *TOP_LEVEL):
-        _check_distinct_keys(root, role, what)
-
-
-def _check_signed(
-    memo: VerificationMemo,
-    delegator: Root | Targets,
-    role: str,
-    md: Metadata[Any],
-    what: str,
-    data: bytes | None = None,
-    checked: Callable[[bytes], bool] | None = None,
-) -> None:
-    """Threshold signatures of `role` over `md` (TUF spec 5.4.2, 5.5.3, 5.6.3, 5.6.7).
-
-    With the file's `data`, a check this process already passed for the same delegation and
-    the same bytes is not repeated, nor one `checked(file digest)` says python-tuf's refresh
-    made on the same bytes with the same delegator (proofs.py, decision 14). The distinct-key
-    rule is ours (python-tuf counts keyids), so it is applied either way."""
-    _check_distinct_keys(delegator, role, what)
-    proof: tuple[bytes, bytes] | None = None
-    if data is not None:
-        proof = (_delegation_digest(delegator, role), proofs.digest(data))
-        if proof in memo.signatures:
-            return
-        if checked is not None and checked(proof[1]):
-            memo.signatures.put(proof, True)
-            return
-    try:
-        delegator.verify_delegate(role, md.signed_bytes, md.signatures)
-    except tuf_exceptions.UnsignedMetadataError as exc:
-        raise CacheVerificationError(f"{what}: signature verification failed ({exc})") from exc
-    if proof is not None:
-        memo.signatures.put(proof, True)
-
-
-def _delegation_digest(delegator: Root | Targets, role: str) -> bytes:
-    delegated = delegator.get_delegated_role(role)
-    keys: list[tuple[str, dict[str, object]]] = []
-    for keyid in delegated.keyids:
-        try:
-            keys.append((keyid, delegator.get_key(keyid).to_dict()))
-        except ValueError:
-            keys.append((keyid, {}))  # listed without a key: it cannot sign either way
-    return proofs.delegation_digest(role, delegated.threshold, keys)
-
-
-def _check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> None:
-    try:
-        meta.verify_length_and_hashes(data)
-    except tuf_exceptions.LengthOrHashMismatchError as exc:
-        raise CacheVerificationError(f"{what}: length or hash mismatch ({exc})") from exc
-    if md.signed.version != meta.version:
-        raise CacheVerificationError(
-            f"{what}: version {md.signed.version}, but its parent pins version {meta.version}"
-        )
-
-
-def _read(path: Path, what: str, limit: int = MAX_METADATA_FILE) -> bytes:
-    """A cached file, through the one rule for directories others can write (fs.py): the
-    cache is the service user's, and readers must not follow its links or FIFOs."""
-    try:
-        return read_untrusted(path, limit, f"{what} ({path})")
-    except FileNotFoundError:
-        raise CacheVerificationError(f"{what}: missing from the cache ({path})") from None
-    except UnsafeFileError as exc:
-        raise CacheVerificationError(exc.message) from None
-    except OSError as exc:
-        raise _unreadable(exc, what, path) from exc
-
-
-def _unreadable(exc: OSError, what: str, path: Path | str) -> TrustUnusableError:
-    """A file we may not read is a permission problem, not an edited cache: the caller
-    names the readers' group (reader.py); nothing here suggests a sync."""
-    if isinstance(exc, PermissionError):
-        return CacheUnreadableError(f"{what} ({path}): permission denied")
-    return CacheVerificationError(f"{what}: unreadable ({exc.strerror})")
-
-
-def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, bytes] | None:
-    """A root file's bytes and SHA-256, or None if there is no such file.
-
-    A root file whose identity (device, inode, size, mtime_ns, ctime_ns) this process saw
-    before is not read again: any write, in place or by replacement, changes its ctime,
-    which no writer can set back (the argument of decision 13). A host anchored 200 roots
-    back otherwise reads and hashes 200 files on every sync and every read. Only bytes
-    whose identity held still across the read are remembered; what they prove is still
-    decided by their digest (proofs.py)."""
-    try:
-        known = memo.root_files.get(FileIdentity.of(os.stat(path)))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _unreadable(exc, what, path) from exc
-    if known is not None:
-        return known
-    try:
-        with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
-            before = FileIdentity.of(os.fstat(file.fileno()))
-            data = file.read(MAX_ROOT_FILE + 1)
-            after = FileIdentity.of(os.fstat(file.fileno()))
-    except FileNotFoundError:
-        return None
-    except UnsafeFileError as exc:
-        raise CacheVerificationError(exc.message) from None
-    except OSError as exc:
-        raise _unreadable(exc, what, path) from exc
-    if len(data) > MAX_ROOT_FILE:
-        raise CacheVerificationError(f"{what}: larger than {MAX_ROOT_FILE} bytes ({path})")
-    found = (data, proofs.digest(data))
-    if before == after and len(data) <= MAX_REMEMBERED_ROOT:
-        memo.root_files.put(after, found)
-    return found
-
-
-def verify_root_chain(
-    anchor: bytes,
-    root_history: Path,
-    committed_roots: Path | None = None,
-    memo: VerificationMemo | None = None,
-) -> tuple[Metadata[Root], list[bytes]]:
-    """Walk N -> N+1 from the anchor through `root_history/N.root.json`, then through
-    `committed_roots/N.root.json` (roots a sync committed before a later step failed).
-
-    TUF spec 5.3.4-5.3.5: each root is signed by a threshold of its predecessor's root keys
-    and of its own. A link whose two roots are byte for byte ones this process already
-    verified as a link of this anchor's chain is not checked again (`memo`, decision
-    14); every file's identity is checked, and a file that changed is read and hashed again.
-
-    Returns the newest root and the bytes of every root in the chain, anchor first.
-    """
-    newest, chain = prove_root_chain(anchor, root_history, committed_roots, memo)
-    return (newest if newest is not None else _load(chain[-1], Root, "newest root")), chain
-
-
-def prove_root_chain(
-    anchor: bytes,
-    root_history: Path,
-    committed_roots: Path | None = None,
-    memo: VerificationMemo | None = None,
-) -> tuple[Metadata[Root] | None, list[bytes]]:
-    """verify_root_chain without parsing what it need not: the newest root is returned
-    parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
-    memo = memo or VerificationMemo()
-    anchor_digest = proofs.digest(anchor)
-    history = os.fspath(root_history)
-    committed = None if committed_roots is None else os.fspath(committed_roots)
-    chain = [anchor]
-    digests = [anchor_digest]
-    trusted: Metadata[Root] | None = None  # parsed chain[-1], when a check needed it
-    version: int | None = None
-    proved: list[tuple[bytes, bytes]] = []
-    if (anchor_digest, anchor_digest, anchor_digest) not in memo.root_links:
-        trusted = _load(anchor, Root, "trust anchor")
-        _check_signed(memo, trusted.signed, Root.type, trusted, "trust anchor")
-        proved.append((anchor_digest, anchor_digest))
-    if version is None:
-        version = memo.anchor_versions.get(anchor_digest)
-    if version is None:
-        version = (trusted or _load(anchor, Root, "trust anchor")).signed.version
-        memo.anchor_versions.put(anchor_digest, version)
-    for _ in range(MAX_ROOT_CHAIN):
-        version += 1
-        what = f"root v{version}"
-        found = _root_file(memo, f"{history}/{version}.root.json", what)
-        if found is None and committed is not None:
-            found = _root_file(memo, f"{committed}/{version}.root.json", what)
-        if found is None:
-            break
-        data, data_digest = found
-        if (anchor_digest, digests[-1], data_digest) in memo.root_links:
-            trusted = None  # parsed only if a later link needs it
-        else:
-            if trusted is None:
-                trusted = _load(chain[-1], Root, f"root v{version - 1}")
-            new = _load(data, Root, what)
-            _check_signed(memo, trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
-            _check_signed(memo, new.signed, Root.type, new, f"{what} (by itself)")
-            if new.signed.version != version:
-                raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
-            trusted = new
-            proved.append((digests[-1], data_digest))
-        chain.append(data)
-        digests.append(data_digest)
-    for previous, current in proved:
-        memo.root_links.put((anchor_digest, previous, current), True)
-    return trusted, chain
+__all__ = [
+    "MAX_METADATA_FILE",
+    "MAX_TARGET_FILE",
+    "SMALL_TARGET",
+    "VerifiedMetadata",
+    "VerifiedTrust",
+    "check_root_rules",
+    "check_target_file",
+    "prove_root_chain",
+    "verify_generation",
+    "verify_metadata",
+    "verify_root_chain",
+]
 
 
 @dataclass
@@ -379,10 +129,10 @@ class VerifiedMetadata:
                 reason = "not listed in snapshot" if meta is None else "not in the cache"
                 raise CacheVerificationError(f"role {role}: {reason}")
             return None
-        data = _read(path, f"role {role}")
-        md = _load(data, Targets, f"role {role}")
-        _check_signed(self.memo, parent.signed, role, md, f"role {role}", data)
-        _check_meta(meta, data, md, f"role {role}")
+        data = read_cached(path, f"role {role}")
+        md = load_role(data, Targets, f"role {role}")
+        check_signed(self.memo, parent.signed, role, md, f"role {role}", data)
+        check_meta(meta, data, md, f"role {role}")
         self._delegated[role] = md
         self.raw[role] = data
         return md
@@ -459,22 +209,22 @@ def verify_metadata(
         root_digest = proofs.digest(root_chain[-1])
         for role in TOP_LEVEL:
             checked[role] = functools.partial(updater_checks.covers, root_digest, role)
-    ts_data = _read(metadata_dir / "timestamp.json", "timestamp")
-    timestamp = _load(ts_data, Timestamp, "timestamp")
-    _check_signed(memo, root.signed, Timestamp.type, timestamp, "timestamp", ts_data, checked[Timestamp.type])
+    ts_data = read_cached(metadata_dir / "timestamp.json", "timestamp")
+    timestamp = load_role(ts_data, Timestamp, "timestamp")
+    check_signed(memo, root.signed, Timestamp.type, timestamp, "timestamp", ts_data, checked[Timestamp.type])
 
-    snap_data = _read(metadata_dir / "snapshot.json", "snapshot")
-    snapshot = _load(snap_data, Snapshot, "snapshot")
-    _check_signed(memo, root.signed, Snapshot.type, snapshot, "snapshot", snap_data, checked[Snapshot.type])
-    _check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
+    snap_data = read_cached(metadata_dir / "snapshot.json", "snapshot")
+    snapshot = load_role(snap_data, Snapshot, "snapshot")
+    check_signed(memo, root.signed, Snapshot.type, snapshot, "snapshot", snap_data, checked[Snapshot.type])
+    check_meta(timestamp.signed.snapshot_meta, snap_data, snapshot, "snapshot")
 
-    targets_data = _read(metadata_dir / "targets.json", "targets")
-    targets = _load(targets_data, Targets, "targets")
-    _check_signed(memo, root.signed, Targets.type, targets, "targets", targets_data, checked[Targets.type])
+    targets_data = read_cached(metadata_dir / "targets.json", "targets")
+    targets = load_role(targets_data, Targets, "targets")
+    check_signed(memo, root.signed, Targets.type, targets, "targets", targets_data, checked[Targets.type])
     targets_meta = snapshot.signed.meta.get("targets.json")
     if targets_meta is None:
         raise CacheVerificationError("snapshot does not list targets.json")
-    _check_meta(targets_meta, targets_data, targets, "targets")
+    check_meta(targets_meta, targets_data, targets, "targets")
     verified = VerifiedMetadata(metadata_dir, root, root_chain, timestamp, snapshot, targets, memo=memo)
     verified.raw.update({Timestamp.type: ts_data, Snapshot.type: snap_data, Targets.type: targets_data})
     return verified
@@ -499,7 +249,7 @@ class VerifiedTrust:
         if name in self._contents:
             return self._contents[name]
         info = self.target_info[name]
-        data = _read(self.generation.target_path(name), f"target {name}", info.length)
+        data = read_cached(self.generation.target_path(name), f"target {name}", info.length)
         try:
             info.verify_length_and_hashes(data)
         except tuf_exceptions.LengthOrHashMismatchError as exc:
@@ -558,7 +308,7 @@ def verify_generation(
         path = generation.target_path(name)
         try:
             if info.length <= SMALL_TARGET:
-                data = _read(path, f"target {name}", SMALL_TARGET)  # a longer file: mismatch below
+                data = read_cached(path, f"target {name}", SMALL_TARGET)  # a longer file: mismatch below
                 info.verify_length_and_hashes(data)
                 contents[name] = data
             else:

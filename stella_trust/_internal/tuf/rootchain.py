@@ -1,0 +1,133 @@
+"""The root chain from the trust anchor (TUF spec 5.3.4-5.3.5): root N+1 signed by a
+threshold of root N's keys and of its own, each link remembered by content (decision 14),
+each root file by its identity (decision 13's argument)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tuf.api.metadata import Metadata, Root
+
+from stella_trust._internal.fs import open_untrusted
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
+from stella_trust._internal.tuf import proofs
+from stella_trust._internal.tuf.checks import (
+    MAX_REMEMBERED_ROOT,
+    MAX_ROOT_CHAIN,
+    MAX_ROOT_FILE,
+    check_signed,
+    load_role,
+    unreadable,
+)
+from stella_trust.errors import CacheVerificationError, UnsafeFileError
+
+
+def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, bytes] | None:
+    """A root file's bytes and SHA-256, or None if there is no such file.
+
+    A root file whose identity (device, inode, size, mtime_ns, ctime_ns) this process saw
+    before is not read again: any write, in place or by replacement, changes its ctime,
+    which no writer can set back (the argument of decision 13). A host anchored 200 roots
+    back otherwise reads and hashes 200 files on every sync and every read. Only bytes
+    whose identity held still across the read are remembered; what they prove is still
+    decided by their digest (proofs.py)."""
+    try:
+        known = memo.root_files.get(FileIdentity.of(os.stat(path)))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise unreadable(exc, what, path) from exc
+    if known is not None:
+        return known
+    try:
+        with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
+            before = FileIdentity.of(os.fstat(file.fileno()))
+            data = file.read(MAX_ROOT_FILE + 1)
+            after = FileIdentity.of(os.fstat(file.fileno()))
+    except FileNotFoundError:
+        return None
+    except UnsafeFileError as exc:
+        raise CacheVerificationError(exc.message) from None
+    except OSError as exc:
+        raise unreadable(exc, what, path) from exc
+    if len(data) > MAX_ROOT_FILE:
+        raise CacheVerificationError(f"{what}: larger than {MAX_ROOT_FILE} bytes ({path})")
+    found = (data, proofs.digest(data))
+    if before == after and len(data) <= MAX_REMEMBERED_ROOT:
+        memo.root_files.put(after, found)
+    return found
+
+
+def verify_root_chain(
+    anchor: bytes,
+    root_history: Path,
+    committed_roots: Path | None = None,
+    memo: VerificationMemo | None = None,
+) -> tuple[Metadata[Root], list[bytes]]:
+    """Walk N -> N+1 from the anchor through `root_history/N.root.json`, then through
+    `committed_roots/N.root.json` (roots a sync committed before a later step failed).
+
+    TUF spec 5.3.4-5.3.5: each root is signed by a threshold of its predecessor's root keys
+    and of its own. A link whose two roots are byte for byte ones this process already
+    verified as a link of this anchor's chain is not checked again (`memo`, decision
+    14); every file's identity is checked, and a file that changed is read and hashed again.
+
+    Returns the newest root and the bytes of every root in the chain, anchor first.
+    """
+    newest, chain = prove_root_chain(anchor, root_history, committed_roots, memo)
+    return (newest if newest is not None else load_role(chain[-1], Root, "newest root")), chain
+
+
+def prove_root_chain(
+    anchor: bytes,
+    root_history: Path,
+    committed_roots: Path | None = None,
+    memo: VerificationMemo | None = None,
+) -> tuple[Metadata[Root] | None, list[bytes]]:
+    """verify_root_chain without parsing what it need not: the newest root is returned
+    parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
+    memo = memo or VerificationMemo()
+    anchor_digest = proofs.digest(anchor)
+    history = os.fspath(root_history)
+    committed = None if committed_roots is None else os.fspath(committed_roots)
+    chain = [anchor]
+    digests = [anchor_digest]
+    trusted: Metadata[Root] | None = None  # parsed chain[-1], when a check needed it
+    version: int | None = None
+    proved: list[tuple[bytes, bytes]] = []
+    if (anchor_digest, anchor_digest, anchor_digest) not in memo.root_links:
+        trusted = load_role(anchor, Root, "trust anchor")
+        check_signed(memo, trusted.signed, Root.type, trusted, "trust anchor")
+        proved.append((anchor_digest, anchor_digest))
+    if version is None:
+        version = memo.anchor_versions.get(anchor_digest)
+    if version is None:
+        version = (trusted or load_role(anchor, Root, "trust anchor")).signed.version
+        memo.anchor_versions.put(anchor_digest, version)
+    for _ in range(MAX_ROOT_CHAIN):
+        version += 1
+        what = f"root v{version}"
+        found = _root_file(memo, f"{history}/{version}.root.json", what)
+        if found is None and committed is not None:
+            found = _root_file(memo, f"{committed}/{version}.root.json", what)
+        if found is None:
+            break
+        data, data_digest = found
+        if (anchor_digest, digests[-1], data_digest) in memo.root_links:
+            trusted = None  # parsed only if a later link needs it
+        else:
+            if trusted is None:
+                trusted = load_role(chain[-1], Root, f"root v{version - 1}")
+            new = load_role(data, Root, what)
+            check_signed(memo, trusted.signed, Root.type, new, f"{what} (by root v{version - 1})")
+            check_signed(memo, new.signed, Root.type, new, f"{what} (by itself)")
+            if new.signed.version != version:
+                raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
+            trusted = new
+            proved.append((digests[-1], data_digest))
+        chain.append(data)
+        digests.append(data_digest)
+    for previous, current in proved:
+        memo.root_links.put((anchor_digest, previous, current), True)
+    return trusted, chain
