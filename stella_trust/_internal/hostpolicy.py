@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, freshness_of
 from stella_trust._internal.policy.inputs import Recorded, TrustPolicy, VerifiedTargets
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.store import CacheState
 from stella_trust._internal.tuf.offline import VerifiedMetadata, VerifiedTrust
 from stella_trust.errors import ServiceMapError
 from stella_trust.view import Freshness, TrustView

@@ -18,13 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.hostpolicy import parts_of, view_of
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.policy.build import view_at
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
-from stella_trust._internal.store import CacheState, Generation, Store, generation_sequence
+from stella_trust._internal.store import Generation, Store, generation_sequence
 from stella_trust._internal.timefmt import utcnow
 from stella_trust._internal.tuf.offline import VerifiedTrust, verify_generation
 from stella_trust._internal.tuf.rollback import rollback_violations

@@ -32,11 +32,10 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib import parse
 
+from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.fs import (
     atomic_write,
     exclusive_lock,
@@ -105,80 +104,6 @@ def target_filename(name: str) -> str:
 
 def target_name(filename: str) -> str:
     return parse.unquote(filename)
-
-
-FLOOR_EDITED_HINT = (
-    "the cache state was edited on disk; re-initialise the host from the root you trust "
-    "(`trust init --force --root ROOT.json` resets the cache and its state)"
-)
-
-
-@dataclass(frozen=True)
-class RoleFloor:
-    """The highest version of one role this host committed, with the keyids that signed it
-    (decision 4: a rotated key set exempts the role, TUF spec 5.3.11)."""
-
-    version: int
-    keyids: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, role: str, entry: Any) -> RoleFloor:
-        """One role's floor from state.json; a malformed entry is refused, never skipped
-        (skipping would silently switch the rollback check off)."""
-        version = entry.get("version") if isinstance(entry, dict) else None
-        keyids = entry.get("keyids") if isinstance(entry, dict) else None
-        if (
-            not isinstance(version, int)
-            or isinstance(version, bool)
-            or not isinstance(keyids, list)
-            or not all(isinstance(k, str) for k in keyids)
-        ):
-            raise CacheVerificationError(
-                f"state.json: the rollback floor for {role!r} is malformed", hint=FLOOR_EDITED_HINT
-            )
-        return cls(version, tuple(keyids))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "keyids": list(self.keyids)}
-
-
-Floor = dict[str, RoleFloor]
-
-
-def parse_floor(raw: Any) -> Floor:
-    if not isinstance(raw, dict):
-        raise CacheVerificationError("state.json: the rollback floor is malformed", hint=FLOOR_EDITED_HINT)
-    return {str(role): RoleFloor.parse(str(role), entry) for role, entry in raw.items()}
-
-
-@dataclass
-class CacheState:
-    """What happened last; informational, never a source of trust (but the floor)."""
-
-    last_sync: str | None = None
-    last_attempt: str | None = None
-    last_error: str | None = None
-    consecutive_failures: int = 0
-    source: dict[str, Any] = field(default_factory=dict)
-    # Highest role versions this host committed, with the keys that signed them: a
-    # rollback floor that survives a cache failing verification (unsigned, so it can
-    # only ever cause a refusal, never trust).
-    floor: Floor = field(default_factory=dict)
-    # Pins the repository stopped listing (retired upstream) at the last sync.
-    retired_pins: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CacheState:
-        """The state file's fields; the floor parsed once, here (CacheVerificationError if
-        it was edited into something else)."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        known["floor"] = parse_floor(known.get("floor", {}))
-        return cls(**known)
-
-    def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
-        return document
 
 
 def keep_only_our_kinds(work: Path) -> None:

@@ -25,6 +25,7 @@ from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
 from stella_trust._internal._compat_tuf import UpdaterChecks
+from stella_trust._internal.cachestate import CacheState, Floor
 from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import VerificationMemo
@@ -32,7 +33,7 @@ from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
-from stella_trust._internal.store import CacheState, Floor, Generation, Store
+from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.errors import in_host_terms, translate
 from stella_trust._internal.tuf.keptroots import (

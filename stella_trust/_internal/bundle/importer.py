@@ -44,6 +44,7 @@ from stella_trust._internal.bundle.layout import (
     metadata_name,
     target_path,
 )
+from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.hostpolicy import trust_policy, view_of
@@ -52,7 +53,7 @@ from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import SealedLog, accept_carried, write_sealed
 from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-from stella_trust._internal.store import CacheState, Generation, Store
+from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,

@@ -24,9 +24,10 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from stella_trust._internal._compat_tuf import UpdaterChecks
+from stella_trust._internal.cachestate import Floor, RoleFloor
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
-from stella_trust._internal.store import Floor, Generation, RoleFloor
+from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf import proofs
 from stella_trust._internal.tuf.checks import (
     MAX_DELEGATIONS,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from tuf.api.metadata import Root, Snapshot, Timestamp
 
+from stella_trust._internal.cachestate import Floor
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.store import Floor, Generation
+from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import VerifiedMetadata, verify_metadata
 from stella_trust.errors import RollbackError, StellaError
 

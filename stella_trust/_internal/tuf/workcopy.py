@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 from stella_trust import errors
+from stella_trust._internal.cachestate import Floor
 from stella_trust._internal.fs import open_untrusted, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
-from stella_trust._internal.store import Floor, Generation
+from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import MAX_METADATA_FILE, MAX_TARGET_FILE
 
 
