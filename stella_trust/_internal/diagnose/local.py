@@ -1,16 +1,5 @@
-"""`trust doctor`'s checks: this host, end to end, one verdict per check.
-
-Each check returns a `Check` (ok / warn / fail, one line of detail, a hint for anything not
-ok). They use the same code as the commands they stand for: settings load like every
-command, trust re-verifies through `reader.load_view` from the anchor the config pins, and
-the cache is proven writable by creating a file in it, not by reading its mode bits. Checks
-that depend on an earlier one (freshness on verified trust, the clock on an answer from the
-repository) are left out when it failed: one cause, one `fail` line.
-
-Bounded: the one network request (the repository's `timestamp.json`, headers only) runs
-with a timeout of at most `PROBE_SECONDS` per operation and is abandoned after that long in
-total, so a host whose network hangs still gets its report.
-"""
+"""`trust doctor`'s checks of this host: config, cache, anchor, trust, freshness, pins, the
+last sync and the agent's metrics."""
 
 from __future__ import annotations
 
@@ -18,29 +7,17 @@ import errno
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib import parse
-from urllib.request import url2pathname
 
+from stella_trust._internal.diagnose.result import Check, fail, ok, warn
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
-from stella_trust._internal.timefmt import human_duration, iso, utcnow
-from stella_trust._version import __version__
+from stella_trust._internal.timefmt import human_duration, iso
 from stella_trust.errors import StellaError
 from stella_trust.view import FreshnessState, TrustView
 
-State = Literal["ok", "warn", "fail"]
-STATES: tuple[State, ...] = ("ok", "warn", "fail")
-
-PROBE_SECONDS = 5.0
-CLOCK_WARN = timedelta(minutes=5)
-CLOCK_FAIL = timedelta(hours=1)
 # The agent refreshes (and rewrites its metrics) every interval, ± jitter, sooner after a
 # failure: two intervals and a margin without a sign of it means it is not running.
 OVERDUE_MARGIN = timedelta(minutes=5)
@@ -56,41 +33,10 @@ READ_ONLY_HINT = (
     "that does not list it in StateDirectory=/ReadWritePaths=); the stella-trust user must be "
     "able to write the cache"
 )
-CLOCK_HINT = (
-    "TUF expiry checks read this clock: a clock ahead makes valid metadata look expired (and "
-    "trust turn stale early), a clock behind accepts metadata that has expired; synchronise "
-    "it (NTP: `timedatectl set-ntp true`, chrony)"
-)
 AGENT_HINT = (
     "is the agent running? `systemctl status stella-trust-agent` (or the stella-trust-sync "
     "timer); under the hardened unit the textfile directory needs ReadWritePaths="
 )
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verdict: `check` names what was looked at, `detail` says what was found."""
-
-    check: str
-    state: State
-    detail: str
-    hint: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "state": self.state, "detail": self.detail, "hint": self.hint}
-
-
-def ok(check: str, detail: str) -> Check:
-    return Check(check, "ok", detail)
-
-
-def warn(check: str, detail: str, hint: str) -> Check:
-    return Check(check, "warn", detail, hint)
-
-
-def fail(check: str, detail: str, hint: str | None) -> Check:
-    return Check(check, "fail", detail, hint or None)
-
 
 # ---- config -----------------------------------------------------------------------------
 
@@ -357,125 +303,6 @@ def _parse_iso(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# ---- the repository and the clock -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One GET of `<tuf_url>/metadata/timestamp.json`, headers only."""
-
-    url: str
-    status: int | None = None
-    server_date: datetime | None = None
-    local_time: datetime | None = None  # the middle of the request, by this host's clock
-    seconds: float = 0.0
-    error: str | None = None
-
-
-def probe_repository(settings: TrustRepoSettings, timeout: float = PROBE_SECONDS) -> Probe:
-    """GET the timestamp role's URL through the very fetcher a sync uses (its proxies, CA
-    bundle, identity encoding and whole-request deadline, here `timeout`): doctor tests what
-    sync does. Never raises."""
-    from tuf.api import exceptions as tuf_exceptions
-
-    from stella_trust._internal.net.fetcher import HttpxFetcher
-    from stella_trust._internal.tuf.errors import translate
-
-    assert settings.tuf_url is not None
-    url = f"{settings.tuf_url}/metadata/timestamp.json"
-    clock = time.monotonic()
-    status: int | None = None
-    error: str | None = None
-    agent = f"stella-trust/{__version__} (doctor)"
-    with HttpxFetcher(
-        timeout=timeout, deadline=timeout, ca_bundle=settings.ca_bundle, user_agent=agent
-    ) as fetcher:
-        try:
-            fetcher.download_bytes(url, settings.metadata_limits.timestamp)
-            status = 200
-        except tuf_exceptions.DownloadHTTPError as exc:
-            status = exc.status_code
-        except Exception as exc:  # a transport failure, in the words a sync would use
-            error = translate(exc, url).message
-        seen = fetcher.server_clock
-    elapsed = time.monotonic() - clock
-    if status is None:
-        return Probe(url, error=error or "no answer", seconds=elapsed)
-    local = datetime.fromtimestamp(seen[0], UTC) if seen else None
-    return Probe(url, status, _http_date(seen[1]) if seen else None, local, elapsed)
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def check_repository(settings: TrustRepoSettings) -> tuple[Check, Probe | None]:
-    """The repository answers where a sync would ask (skipped offline and without a URL)."""
-    url = settings.tuf_url
-    if url is None:
-        return ok("repository", "no tuf_url: this host takes trust from bundles, not contacted"), None
-    if not settings.network_allowed:
-        return ok("repository", "offline mode, not contacted"), None
-    if url.startswith("file:"):
-        path = Path(url2pathname(parse.urlsplit(url).path)) / "metadata" / "timestamp.json"
-        if path.is_file() and os.access(path, os.R_OK):
-            return ok("repository", f"{path} is readable"), None
-        return (
-            fail(
-                "repository",
-                f"{path} is missing or unreadable",
-                "mount the medium or fix tuf_url; cached trust is unchanged",
-            ),
-            None,
-        )
-    probe = probe_repository(settings, min(PROBE_SECONDS, settings.request_timeout_seconds))
-    hint = "check tuf_url, the network path and any proxy (HTTPS_PROXY / NO_PROXY); cached trust is unchanged"
-    if probe.error is not None:
-        return fail("repository", f"{probe.url}: {probe.error}", hint), None
-    if probe.status != 200:
-        return fail("repository", f"{probe.url}: HTTP {probe.status}", hint), probe
-    return ok("repository", f"{probe.url}: HTTP 200 in {probe.seconds * 1000:.0f} ms"), probe
-
-
-def check_clock(settings: TrustRepoSettings, probe: Probe | None) -> Check | None:
-    """This host's clock against the repository's (its HTTP `Date` header); None when the
-    repository was not asked or did not answer (that check already says why)."""
-    if settings.tuf_url is None:
-        return ok("clock", "no tuf_url: not compared with a repository")
-    if not settings.network_allowed:
-        return ok("clock", "offline mode: not compared with a repository")
-    if settings.tuf_url.startswith("file:"):
-        return ok("clock", "file:// repository: no server clock to compare with")
-    if probe is None or probe.status is None or probe.local_time is None:
-        return None
-    if probe.server_date is None:
-        return warn(
-            "clock",
-            "the repository sent no usable Date header: clock not compared",
-            "check this host's clock against a reference (`timedatectl`, `chronyc tracking`)",
-        )
-    skew = probe.local_time - probe.server_date
-    size = abs(skew)
-    # the Date header has a resolution of one second
-    direction = "ahead of" if skew > timedelta(0) else "behind"
-    if size <= timedelta(seconds=2):
-        return ok("clock", "agrees with the repository's Date header (within 2 s)")
-    # whole minutes past a minute: a second either way is the Date header's resolution, not news
-    shown = timedelta(seconds=round(size.total_seconds() / 60) * 60) if size > timedelta(minutes=1) else size
-    detail = f"{human_duration(shown)} {direction} the repository's Date header"
-    if size > CLOCK_FAIL:
-        return fail("clock", f"{detail} (more than {human_duration(CLOCK_FAIL)})", CLOCK_HINT)
-    if size > CLOCK_WARN:
-        return warn("clock", f"{detail} (more than {human_duration(CLOCK_WARN)})", CLOCK_HINT)
-    return ok("clock", detail)
-
-
 # ---- the agent's metrics ----------------------------------------------------------------
 
 
@@ -520,37 +347,3 @@ def _sample(text: str, name: str) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-# ---- all of it --------------------------------------------------------------------------
-
-
-def run_checks(
-    load: Callable[[], TrustRepoSettings], config: Path, now: Callable[[], datetime] = utcnow
-) -> list[Check]:
-    """Every check, in order; a check whose prerequisite failed is left out."""
-    config_check, settings = check_config(load, config)
-    checks = [config_check]
-    if settings is None:
-        return checks
-    cache_check, readable = check_cache(settings.local_cache_path)
-    checks.append(cache_check)
-    if readable:
-        store = Store.of(settings)
-        anchor_check, anchored = check_anchor(store, config)
-        checks.append(anchor_check)
-        if anchored:
-            moment = now()
-            trust_check, view = check_trust(settings, store, moment)
-            checks.append(trust_check)
-            if view is not None:
-                checks.append(check_freshness(view, settings, moment))
-                checks.append(check_pins(view))
-            checks.append(check_last_sync(settings, store, moment))
-    repository_check, probe = check_repository(settings)
-    checks.append(repository_check)
-    clock_check = check_clock(settings, probe)
-    if clock_check is not None:
-        checks.append(clock_check)
-    checks.append(check_metrics(settings, now()))
-    return checks
