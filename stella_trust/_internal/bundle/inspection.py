@@ -20,12 +20,11 @@ from typing import Any
 
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, read_bundle
+from stella_trust._internal.bundle.extraction import is_metadata_or_log_state, member_limit
 from stella_trust._internal.bundle.importer import (
     HeldPins,
     carried_log_states,
     check_freshness,
-    is_metadata_or_log_state,
-    member_limit,
     same_trust,
     verify_staged,
 )
