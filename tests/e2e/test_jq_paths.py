@@ -42,6 +42,8 @@ needs_jq = pytest.mark.skipif(JQ is None and not os.environ.get("CI"), reason="a
 PIPED = re.compile(r"(trust\s[^`|]*?)\s*\|\s*jq\s+((?:-[a-zA-Z]+\s+)*)('[^']*'|\"[^\"]*\"|[^\s`'\")]+)")
 # a jq *invocation* (a program given to jq), as opposed to prose naming the tool
 INVOKES_JQ = re.compile(r"\|\s*jq\b|\bjq\s+(-[a-zA-Z]|'|\"|\.)")
+# `jq [-flags] EXPR .../metadata/ROLE.json`: a procedure reading a published metadata file
+READS_FILE = re.compile(r"\bjq\s+((?:-[a-zA-Z]+\s+)*)('[^']*'|\"[^\"]*\")\s+(\S*/metadata/[\w.-]+\.json)")
 GLOBAL_OPTIONS = ("--config", "--cache-dir")
 
 
@@ -64,6 +66,17 @@ def _piped(text: str, where: str) -> list[JqLine]:
     for match in PIPED.finditer(text):
         command, flags, word = match.groups()
         found.append(JqLine(where, command.strip(), tuple(flags.split()), shlex.split(word)[0]))
+    return found
+
+
+def _reads_file(text: str, where: str) -> list[JqLine]:
+    """A procedure's `jq EXPR DRIVE/metadata/root.json`: its "command" is the file it reads
+    (`metadata/root.json`), which the operator runner publishes for real."""
+    found = []
+    for match in READS_FILE.finditer(text):
+        flags, word, path = match.groups()
+        command = "/".join(Path(path).parts[-2:])
+        found.append(JqLine(where, command, tuple(flags.split()), shlex.split(word)[0]))
     return found
 
 
@@ -97,7 +110,7 @@ def readme_lines() -> list[JqLine]:
     for number, line in enumerate(lines, start=1):
         if number - 1 == table or number in in_table or not INVOKES_JQ.search(line):
             continue
-        piped = _piped(line, f"README.md:{number}")
+        piped = _piped(line, f"README.md:{number}") + _reads_file(line, f"README.md:{number}")
         assert piped, f"README.md:{number} mentions jq but no `trust ... | jq EXPR` can be read: {line}"
         found += piped
     return found
@@ -289,6 +302,9 @@ def operator_outputs(tmp: Path) -> dict[str, Outputs]:
     out["repo check"] = Outputs([envelope_of(repo(ws, "check", "--within", "400d", "--json"), failed=True)])
     published = repo(ws, "publish", "--json")  # nothing staged: a failure envelope
     out["repo"].error.append(envelope_of(published, failed=True))
+    # the file a ceremony's procedure reads with jq: root.json as the workspace publishes it
+    metadata = next(ws.rglob("metadata/1.root.json")).parent
+    out["metadata/root.json"] = Outputs([(metadata / "1.root.json").read_text()])
     return out
 
 
@@ -309,7 +325,7 @@ CLIENT_KEYS = {
     "verify",
     "any failure",
 }
-OPERATOR_KEYS = {"repo", "repo keys", "repo roots", "repo check"}
+OPERATOR_KEYS = {"repo", "repo keys", "repo roots", "repo check", "metadata/root.json"}
 
 
 def test_every_jq_line_is_found_and_has_a_runner() -> None:
@@ -337,7 +353,7 @@ def test_every_jq_line_is_found_and_has_a_runner() -> None:
         if runner_key(line.command) not in CLIENT_KEYS | OPERATOR_KEYS
     )
     assert not unmatched, f"jq lines whose command no runner here covers: {unmatched}"
-    assert all(line.expression.startswith(".") for line in ALL_LINES), ALL_LINES
+    assert all(line.expression.startswith((".", "[")) for line in ALL_LINES), ALL_LINES
 
 
 @needs_jq
