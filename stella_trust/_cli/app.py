@@ -1,6 +1,6 @@
 """The `trust` command: one typer app, one module per command group, no trust logic.
 
-Start-up is paid per command, not for the whole CLI (issue 13): `main()` builds only the
+Start-up is paid per command, not for the whole CLI (a fleet's timer runs it often): `main()` builds only the
 command a run names (`trust status` imports and builds `status`, not `repo` or `verify`),
 and the whole tree only for `trust --help`, completion, an unknown word or no word at all.
 The module attribute `app` is that whole tree, built on first use. Heavy modules (python-

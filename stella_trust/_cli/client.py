@@ -182,7 +182,7 @@ def sync(
 
 
 def _sealed_logs(store: Any, view: Any) -> list[dict[str, Any]]:
-    """Sealed transparency-log states (issue 14), re-verified now with the view's log keys;
+    """Sealed transparency-log states a bundle carried, re-verified now with the view's log keys;
     nothing is imported for a host that holds none."""
     if not store.sealed_logs_dir.is_dir():
         return []

@@ -1,7 +1,7 @@
 """`trust get`, `trust keys`, `trust diff`: read one thing from the verified trust.
 
 Each command re-verifies the cache from the anchor first (like `trust status`); the words
-and tables are built from the verified view only (issue 12).
+and tables are built from the verified view only (never from unverified cache files).
 """
 
 from __future__ import annotations

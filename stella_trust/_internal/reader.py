@@ -96,7 +96,7 @@ def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
-# ---- the verified-view memo (issue 13) -------------------------------------------------------
+# ---- the verified-view memo ------------------------------------------------------------------
 # A long-lived attestor calls open_trust() on every verification. Re-verifying an unchanged
 # cache proves nothing new, so the result of a verification is remembered under the identity
 # of everything it read: the anchor bytes and the pin, the generation, and (device, inode,

@@ -1,4 +1,4 @@
-"""Secrets never leave the config (issue 21; docs/design.md, decision 18).
+"""Secrets never leave the config (docs/design.md, decision 18).
 
 A mirror URL may carry credentials: `https://user:token@mirror.example/tuf`, or a signed
 query (`?X-Amz-Signature=...`, `?token=...`). httpx needs them to fetch, and the config holds

@@ -173,7 +173,7 @@ class Store:
         # kept because they revoke keys that signed the cached trust (TUF spec 5.3.11).
         self.committed_roots_dir = self.root / COMMITTED_ROOTS_DIR
         # Sealed transparency-log states (checkpoint + tiles per tile log) a bundle carried
-        # (issue 14); re-verified with the log keys of the current trust on every use.
+        # to this host; re-verified with the log keys of the current trust on every use.
         self.sealed_logs_dir = self.root / SEALED_LOGS_DIR
 
     # ---- reading ------------------------------------------------------------------

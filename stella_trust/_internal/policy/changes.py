@@ -1,4 +1,4 @@
-"""What changed between two verified views, in words (issue 12: "say what changed").
+"""What changed between two verified views, in words: an operator reads a sync's result, not a diff.
 
 Pure: two `TrustView`s in, one line per change out, in a fixed order (root, trust
 sources, Rekor key, Fulcio chain, endpoints, trusted-root entries, targets). `sync`

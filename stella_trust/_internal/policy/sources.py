@@ -17,7 +17,7 @@ def lists(name: str, names: Iterable[str] | Callable[[str], bool]) -> bool:
     """True if `name` (or its single `<name>.<ext>`) is among `names`.
 
     `names` may be a predicate that answers for one name (a sync asks python-tuf for the
-    exact name before it lists every target, issue 13). No close-name suggestions: this is
+    exact name before it lists every target: listing 100k names is slow). No close-name suggestions: this is
     a question, not an error (computing them costs seconds at 100k targets)."""
     if callable(names):
         return names(name)

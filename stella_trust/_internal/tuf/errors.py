@@ -90,7 +90,7 @@ _STATE_CLAUSE = re.compile(r"\s*[;,—-]*\s*cached trust is unchanged( and usabl
 def in_host_terms(
     failure: errors.StellaError, holds_trust: bool, server_clock: tuple[float, str] | None
 ) -> errors.StellaError:
-    """A failed sync's message and hint, true for the host it ran on (issue 20, host states).
+    """A failed sync's message and hint, true for the host it ran on (docs/design.md, host states).
 
     Expired metadata has two causes a host can tell apart: the repository was not renewed,
     or this host's clock is off. The repository server's HTTP Date header (recorded by the

@@ -94,14 +94,12 @@ def prove_root_chain(
     chain = [anchor]
     digests = [anchor_digest]
     trusted: Metadata[Root] | None = None  # parsed chain[-1], when a check needed it
-    version: int | None = None
     proved: list[tuple[bytes, bytes]] = []
     if (anchor_digest, anchor_digest, anchor_digest) not in memo.root_links:
         trusted = load_role(anchor, Root, "trust anchor")
         check_signed(memo, trusted.signed, Root.type, trusted, "trust anchor")
         proved.append((anchor_digest, anchor_digest))
-    if version is None:
-        version = memo.anchor_versions.get(anchor_digest)
+    version = memo.anchor_versions.get(anchor_digest)
     if version is None:
         version = (trusted or load_role(anchor, Root, "trust anchor")).signed.version
         memo.anchor_versions.put(anchor_digest, version)

@@ -228,7 +228,7 @@ class RepositorySession:
     def close(self) -> None:
         """Close the connections and drop the Updater: its trusted set holds every parsed
         targets role, which a 100k-target repository makes ~100 MiB that the commit after
-        the session does not need (issue 13, peak RSS)."""
+        the session does not need (peak RSS is a fleet host's budget)."""
         self.fetcher.close()
         self._live = None
         self._renew = None
