@@ -1,20 +1,19 @@
-"""Real repositories (built with stella_trust.repository), served on 127.0.0.1, and a
-driver for the real `trust` CLI in a subprocess."""
+"""Shared by unit and e2e tests: real repositories (built with stella_trust.repository)
+served on 127.0.0.1 with injectable faults, a clean environment, and the assertions on what
+a run printed (`ok`, `refused`). The driver for the real CLI lives in tests/e2e/conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository.serve import RecordingHandler, RepositoryServer
@@ -125,81 +124,6 @@ class Result:
         return document["result"] if document["result"] is not None else document["error"]
 
 
-@dataclass
-class Client:
-    """One host: its own config file and cache directory, driven through the real CLI."""
-
-    home: Path
-    url: str
-    root: Path
-    env: dict[str, str] = field(default_factory=clean_env)
-    # `faketime CLOCK` ('2025-10-20 12:00:00' or '+400d'): python-tuf reads the wall clock
-    clock: str | None = None
-
-    @property
-    def config(self) -> Path:
-        return self.home / "trust.yaml"
-
-    @property
-    def cache(self) -> Path:
-        return self.home / "cache"
-
-    def argv(self, *args: str) -> list[str]:
-        return [
-            *(
-                ["faketime", *(["-f"] if self.clock.startswith(("+", "-")) else []), self.clock]
-                if self.clock
-                else []
-            ),
-            sys.executable,
-            "-m",
-            "stella_trust",
-            "--config",
-            str(self.config),
-            "--cache-dir",
-            str(self.cache),
-            *args,
-        ]
-
-    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-        """The CLI in the background (for concurrency and kill tests)."""
-        return subprocess.Popen(self.argv(*args), env=self.env, text=True, **kwargs)
-
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
-        done = subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            env=env or self.env,
-            timeout=timeout,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    def init(self, *extra: str, sync: bool = True) -> Result:
-        args = [
-            "init",
-            "--tuf-url",
-            self.url,
-            "--root",
-            str(self.root),
-            "--pin",
-            "rekor-key-v1,rekor-key-v2",
-            *extra,
-        ]
-        if not sync:
-            args.append("--no-sync")
-        return self.run(*args)
-
-    def status(self, *extra: str) -> Result:
-        return self.run("status", "--json", *extra)
-
-    def set_config(self, **values: Any) -> None:
-        document = yaml.safe_load(self.config.read_text()) if self.config.exists() else {}
-        document.setdefault("attestor", {}).setdefault("trust_repo", {}).update(values)
-        self.config.write_text(yaml.safe_dump(document))
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> DemoRepository:
     return DemoRepository(tmp_path / "repository")
@@ -214,21 +138,58 @@ def server(demo: DemoRepository) -> Iterator[FaultyServer]:
         srv.stop()
 
 
-@pytest.fixture
-def client(tmp_path: Path, server: FaultyServer, demo: DemoRepository) -> Client:
-    home = tmp_path / "host"
-    home.mkdir()
-    return Client(home=home, url=server.url, root=demo.root_path)
-
-
-@pytest.fixture
-def synced(client: Client) -> Client:
-    """A host that ran init + first sync successfully."""
-    result = client.init()
-    assert result.code == 0, result.err
-    return client
-
-
 def ok(result: Result) -> Result:
     assert result.code == 0, f"exit {result.code}\nstdout:{result.out}\nstderr:{result.err}"
     return result
+
+
+def refused(result: Result, code: int, *words: str) -> tuple[str, str]:
+    """The one assertion for a refusal: exit `code`, stderr exactly one `error:` line holding
+    every word and one `hint:` line, no traceback anywhere; returns (error, hint)."""
+    assert result.code == code, (result.code, result.err)
+    assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 2, f"not one error line and one hint: {result.err!r}"
+    error, hint = lines
+    assert error.startswith("error: ") and hint.startswith("hint: "), result.err
+    for word in words:
+        assert word in error, (word, error)
+    return error, hint
+
+
+def libfaketime() -> str:
+    """The libfaketime preload library (Debian's `faketime` package)."""
+    for candidate in (
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ):
+        if os.path.exists(candidate):
+            return candidate
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    assert found, "libfaketime is missing (apt-get install faketime)"
+    return str(found[0])
+
+
+def faked_clock(clock: str | None) -> dict[str, str]:
+    """The environment that starts a process's wall clock at `clock` ('2025-10-20 12:00:00',
+    or an offset such as '+6h'), through libfaketime preloaded directly.
+
+    Not the `faketime` wrapper: it creates a semaphore and a shared-memory segment named by
+    its own pid and removes them only when it exits normally, so a wrapper killed by a test's
+    timeout leaves them behind, and a later wrapper given the same pid fails at random under
+    `-n auto` ("faketime: sem_open: File exists"). A single process needs no shared clock."""
+    if not clock:
+        return {}
+    if clock.startswith(("+", "-", "@")):
+        spec = clock
+    else:  # what the wrapper does with an absolute time: `date` reads it
+        absolute = subprocess.run(
+            ["date", "-d", clock, "+%Y-%m-%d %H:%M:%S"], capture_output=True, text=True, check=True
+        )
+        spec = "@" + absolute.stdout.strip()
+    return {"LD_PRELOAD": libfaketime(), "FAKETIME": spec}
+
+
+def under_clock(clock: str | None) -> list[str]:
+    """An argv prefix that runs the command on `clock` (see faked_clock); [] for the real one."""
+    return ["env", *(f"{k}={v}" for k, v in faked_clock(clock).items())] if clock else []

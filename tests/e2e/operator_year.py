@@ -849,19 +849,6 @@ def main() -> None:
     sys.exit(0 if error is None else 1)
 
 
-def libfaketime() -> str:
-    for candidate in (
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ):
-        if os.path.exists(candidate):
-            return candidate
-    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    if not found:
-        raise FileNotFoundError("libfaketime (apt-get install faketime)")
-    return str(found[0])
-
-
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
@@ -869,6 +856,8 @@ def _nothing() -> Iterator[None]:
 
 def run_year(base: Path, profile: str, *, hook: str | None = None, timeout: float = 3600) -> dict[str, Any]:
     """Run the year in a child process under libfaketime; its report."""
+    from tests.conftest import libfaketime  # the parent's helper: the child never needs it
+
     base.mkdir(parents=True, exist_ok=True)
     clock = base / "clock"
     clock.write_text(f"@{START:%Y-%m-%d %H:%M:%S}\n")

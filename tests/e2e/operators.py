@@ -3,13 +3,12 @@ subprocess (optionally under faketime), and demo content a client can sync."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.conftest import Result, clean_env, ok
+from tests.conftest import Result, clean_env, ok, under_clock
 
 PASSPHRASES = {
     "ROOT": "correct horse root one",
@@ -31,7 +30,7 @@ def operator_env(**extra: str) -> dict[str, str]:
 def repo(path: Path, *args: str, env: dict[str, str] | None = None, clock: str | None = None) -> Result:
     """`trust repo ARGS --path PATH` in a subprocess; `clock` runs it under faketime
     ('+3d' or an absolute time), as the client tests do."""
-    faked = ["faketime", *(["-f"] if clock.startswith(("+", "-")) else []), clock] if clock else []
+    faked = under_clock(clock)
     done = subprocess.run(
         [*faked, sys.executable, "-m", "stella_trust", "repo", *args, "--path", str(path)],
         capture_output=True,
@@ -63,18 +62,3 @@ def publish_demo_content(path: Path, tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(data)
         ok(repo(path, "add-target", str(tmp_path / name), "--name", name))
     ok(repo(path, "publish"))
-
-
-def faketime_lib() -> str:
-    for candidate in (
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ):
-        if os.path.exists(candidate):
-            return candidate
-    found = subprocess.run(
-        ["sh", "-c", "ls /usr/lib/*/faketime/libfaketime.so.1"], capture_output=True, text=True
-    )
-    path = found.stdout.strip().splitlines()
-    assert path, "faketime must be installed (apt-get install faketime)"
-    return path[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import socket
@@ -19,11 +18,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stella_trust._agent.loop import backoff, next_interval
 from stella_trust._internal.store import Store
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 
 FAST = {"refresh_interval_minutes": 0.01, "retry_initial_seconds": 0.2, "jitter_fraction": 0.1}
 
@@ -113,19 +112,6 @@ def start(client: Client, agents: list[AgentProcess], **config: Any) -> AgentPro
     agents.append(agent)
     agent.wait_line("agent started")
     return agent
-
-
-def test_interval_jitter_stays_within_bounds() -> None:
-    rng = random.Random(7)
-    samples = [next_interval(3600, 0.1, rng) for _ in range(10_000)]
-    assert min(samples) >= 3240 and max(samples) <= 3960
-    assert max(samples) - min(samples) > 600  # it really spreads the fleet
-    assert next_interval(60, 0.0, rng) == 60
-
-
-def test_backoff_doubles_from_initial_and_caps_at_interval() -> None:
-    assert [backoff(n, 30, 3600) for n in range(1, 9)] == [30, 60, 120, 240, 480, 960, 1920, 3600]
-    assert backoff(50, 30, 600) == 600
 
 
 def test_agent_refreshes_when_the_repository_publishes(

@@ -27,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stella_trust._internal.store import Store
 from stella_trust.demo.repository import DemoRepository
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 from tests.e2e.test_agent import FAST, AgentProcess, agents, wait_for
 
 __all__ = ["agents"]  # the fixture, imported so pytest finds it here

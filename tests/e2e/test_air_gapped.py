@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 
 
 def test_bundle_only_host_from_init_to_verified_status(

@@ -13,7 +13,8 @@ import pytest
 from stella_trust._internal.store import Store
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import generate_signer
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 
 
 def snapshot_of_trust(client: Client) -> dict[str, Any]:

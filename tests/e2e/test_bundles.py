@@ -20,7 +20,8 @@ import zstandard
 
 from stella_trust.demo.repository import DemoRepository
 from stella_trust.repository import Expiries
-from tests.conftest import Client, FaultyServer, clean_env, ok
+from tests.conftest import FaultyServer, clean_env, ok
+from tests.e2e.conftest import Client
 
 DEAD_PROXY = "http://127.0.0.1:9"
 

@@ -10,7 +10,8 @@ import yaml
 from stella_trust._internal.store import Store
 from stella_trust._internal.tuf.offline import verify_metadata
 from stella_trust.demo.repository import DemoRepository, spki_sha256
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 
 EXPECTED_KEYS = {
     "tuf_url",

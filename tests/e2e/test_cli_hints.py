@@ -24,19 +24,11 @@ import pytest
 import zstandard
 
 from stella_trust.demo.repository import DemoRepository
-from tests.conftest import Client, FaultyServer, Result, clean_env, ok
+from tests.conftest import FaultyServer, Result, clean_env, ok, refused
+from tests.e2e.conftest import Client
 from tests.e2e.test_bundles import airgapped
 
 STAGING = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "staging"
-
-
-def one_line(result: Result, code: int) -> tuple[str, str]:
-    """The error line and the hint line, and nothing else on stderr."""
-    assert result.code == code, result
-    lines = result.err.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), result.err
-    assert "Traceback" not in result.err
-    return lines[0], lines[1]
 
 
 def hinted_init(hint: str) -> list[str]:
@@ -96,7 +88,7 @@ def test_sync_before_init_hint_followed_literally_initialises(
     (work / "conf dir").mkdir(parents=True)
     env = clean_env(**({"STELLA_TRUST_CONFIG": env_config} if env_config else {}))
     failed = trust(work, env, *globals_, "sync")
-    _, hint = one_line(failed, 3)
+    _, hint = refused(failed, 3)
     assert "not initialised" in failed.err
     words = hinted_init(hint)
     assert words.index("init") > max(
@@ -139,7 +131,7 @@ def test_a_config_without_a_cache_hints_an_init_of_that_config(
     (work / "trust.yaml").write_text(json.dumps({"attestor": {"trust_repo": {"tuf_url": server.url}}}))
     args = ["--config", "trust.yaml", "--cache-dir", "cache"]
     failed = trust(work, clean_env(), *args, "status")
-    _, hint = one_line(failed, 3)
+    _, hint = refused(failed, 3)
     init = follow(hinted_init(hint), server.url, demo.root_path, work, clean_env())
     assert init.code == 0, init
     assert ok(trust(work, clean_env(), *args, "status", "--json")).json()["freshness"]["state"] == "fresh"
@@ -176,7 +168,7 @@ def _verify(host: Client, artifact: str, cwd: Path) -> Result:
 def test_a_malformed_digest_is_named_as_one(
     tmp_path: Path, client: Client, artifact: str, words: str
 ) -> None:
-    error, hint = one_line(_verify(client, artifact, tmp_path), 2)
+    error, hint = refused(_verify(client, artifact, tmp_path), 2)
     assert error.startswith("error: malformed digest ") and words in error, error
     assert "cannot read" not in error and "sha256sum" in hint
 
@@ -261,6 +253,6 @@ def test_sync_with_no_config_anywhere_says_not_initialised(tmp_path: Path) -> No
     default = default_config_path()
     if default.exists():
         pytest.skip(f"this machine has a config at {default}")
-    _, hint = one_line(trust(tmp_path, clean_env(), "--cache-dir", "cache", "sync"), 3)
+    _, hint = refused(trust(tmp_path, clean_env(), "--cache-dir", "cache", "sync"), 3)
     assert hinted_init(hint) == shlex.split("trust --cache-dir cache init --tuf-url URL --root ROOT.json")
     assert not (tmp_path / "cache").exists()  # nothing was written

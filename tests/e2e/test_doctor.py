@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, FaultyServer, Result, clean_env, ok
+from tests.conftest import FaultyServer, Result, clean_env, ok
+from tests.e2e.conftest import Client
 
 CHECK_KEYS = {"check", "state", "detail", "hint"}
 HEALTHY = [

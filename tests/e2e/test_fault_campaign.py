@@ -15,10 +15,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from stella_trust.demo.repository import DemoRepository
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 from tests.e2e.test_attacks import snapshot_of_trust
 from tests.e2e.test_bundles import airgapped
+
+pytestmark = pytest.mark.slow  # simulated months and campaigns: `-m 'not slow'` skips them
 
 ROUNDS = int(os.environ.get("STELLA_CAMPAIGN_N", "6"))
 SEED = int(os.environ.get("STELLA_CAMPAIGN_SEED", "20261122"))

@@ -8,30 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import stella_trust
-from stella_trust._internal.policy.freshness import compute_freshness
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
 from stella_trust.errors import StaleTrustError
 from stella_trust.view import FreshnessState
-from tests.conftest import Client, ok
+from tests.conftest import ok
+from tests.e2e.conftest import Client
 
 FRESH, GRACE, STALE = FreshnessState.FRESH, FreshnessState.GRACE, FreshnessState.STALE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def test_compute_freshness_boundaries() -> None:
-    expiries = {"root": T0 + timedelta(days=300), "timestamp": T0, "snapshot": T0 + timedelta(days=6)}
-    week = timedelta(days=7)
-    assert compute_freshness(expiries, week, T0 - timedelta(seconds=1)).state == FRESH
-    at_expiry = compute_freshness(expiries, week, T0)
-    assert at_expiry.state == GRACE
-    assert at_expiry.earliest_role == "timestamp"
-    assert at_expiry.expires == T0 and at_expiry.stale_after == T0 + week
-    assert compute_freshness(expiries, week, T0 + week - timedelta(seconds=1)).state == GRACE
-    assert compute_freshness(expiries, week, T0 + week).state == STALE
-    assert compute_freshness(expiries, timedelta(0), T0).state == STALE
 
 
 def test_freshness_of_a_real_cache_with_injected_now(synced: Client) -> None:
@@ -76,9 +63,3 @@ def test_status_exit_codes_follow_real_expiry(synced: Client) -> None:
     assert stale.code == 3
     assert stale.json()["freshness"]["state"] == "stale"
     assert "trust is stale" in stale.err
-
-
-def test_lazy_package_attributes() -> None:
-    assert stella_trust.TrustView.__name__ == "TrustView"
-    with pytest.raises(AttributeError):
-        _ = stella_trust.nothing_here  # type: ignore[attr-defined]

@@ -17,7 +17,8 @@ from pathlib import Path
 import typer
 
 from stella_trust._cli.app import full_app
-from tests.conftest import Client, Result, ok
+from tests.conftest import Result, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import operator_env
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import repo
 from tests.e2e.test_sigstore_native import STAGING
 

@@ -19,7 +19,8 @@ import pytest
 
 from stella_trust.demo.repository import rekor_keys
 from stella_trust.repository import Repository
-from tests.conftest import Client, FaultyServer, Result, ok
+from tests.conftest import FaultyServer, Result, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import repo
 from tests.e2e.test_sigstore_native import CASES, STAGING, _verify_args
 

@@ -28,7 +28,8 @@ import typer
 from stella_trust._cli.app import full_app
 from stella_trust._internal.sigstore.sealedlogs import origin_of
 from stella_trust.demo.repository import DemoRepository
-from tests.conftest import Client, FaultyServer, Result, clean_env, ok
+from tests.conftest import FaultyServer, Result, clean_env, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import repo
 from tests.e2e.test_tlog_tiles import REKOR_V2_CASE, STAGING, trusted_root
 from tests.tlog_log import SyntheticLog, serve
@@ -356,6 +357,7 @@ def test_every_jq_line_is_found_and_has_a_runner() -> None:
     assert all(line.expression.startswith((".", "[")) for line in ALL_LINES), ALL_LINES
 
 
+@pytest.mark.slow
 @needs_jq
 def test_client_jq_lines_against_real_output(client_world: ClientWorld) -> None:
     outputs = client_outputs(client_world)

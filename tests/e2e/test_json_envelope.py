@@ -15,7 +15,8 @@ import pytest
 import typer
 
 from stella_trust._cli.app import app
-from tests.conftest import Client, FaultyServer, Result, clean_env
+from tests.conftest import FaultyServer, Result, clean_env
+from tests.e2e.conftest import Client
 from tests.e2e.operators import PASSPHRASES, operator_env, repo
 
 NO_JSON = {"demo", "repo payload"}  # a human walk-through, and raw bytes to sign

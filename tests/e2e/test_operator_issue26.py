@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, Result, clean_env, ok
+from tests.conftest import Result, clean_env, ok, under_clock
+from tests.e2e.conftest import Client
 from tests.e2e.operators import PASSPHRASES, operator_env, publish_demo_content, repo
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "stella-trust-bump-online.service"
@@ -45,7 +46,7 @@ def unit_run(host: Path, served: Path, clock: str | None = None, env: dict[str, 
 
 
 def trust(*argv: str, env: dict[str, str] | None = None, clock: str | None = None) -> Result:
-    faked = ["faketime", *(["-f"] if clock.startswith(("+", "-")) else []), clock] if clock else []
+    faked = under_clock(clock)
     done = subprocess.run(
         [*faked, sys.executable, "-m", "stella_trust", *argv],
         capture_output=True,

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, Result, clean_env, ok
+from tests.conftest import Result, clean_env, ok, under_clock
+from tests.e2e.conftest import Client
 from tests.e2e.operators import PASSPHRASES, operator_env, publish_demo_content, repo
 
 
@@ -100,7 +101,7 @@ def run_hint(command: str, env: dict[str, str] | None = None, clock: str | None 
     """A `trust ...` command exactly as a hint printed it (its own --path included)."""
     argv = shlex.split(command)
     assert argv[0] == "trust", command
-    faked = ["faketime", *(["-f"] if clock.startswith(("+", "-")) else []), clock] if clock else []
+    faked = under_clock(clock)
     done = subprocess.run(
         [*faked, sys.executable, "-m", "stella_trust", *argv[1:]],
         capture_output=True,

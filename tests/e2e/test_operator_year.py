@@ -13,7 +13,10 @@ import os
 
 import pytest
 
-from tests.e2e.operator_year import INTERVAL, PROFILES, libfaketime, run_year
+from tests.conftest import libfaketime
+from tests.e2e.operator_year import INTERVAL, PROFILES, run_year
+
+pytestmark = pytest.mark.slow  # simulated months and campaigns: `-m 'not slow'` skips them
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ import pytest
 from stella_trust._internal.net.fetcher import HttpxFetcher, download_label
 from stella_trust._internal.settings import BundleLimits
 from stella_trust.demo.repository import DemoRepository
-from tests.conftest import Client, FaultyServer, ok
+from tests.conftest import FaultyServer, ok
+from tests.e2e.conftest import Client
 from tests.e2e.test_bundles import airgapped, essentials, member, rebuild, write_bundle
 
 BIG = 50 << 20  # 52,428,800 bytes: rich prints 52.4 MB
@@ -204,36 +205,6 @@ def test_fetcher_reports_each_download_with_its_announced_length(big: Big) -> No
     assert seen == [("big.bin", BIG, BIG, 1), ("big.bin", BIG, BIG, 1)]
     assert download_label("https://x/metadata/3.snapshot.json") == "3.snapshot.json"
     assert download_label(f"https://x/targets/{'ab' * 32}.rekor%20key.pub") == "rekor key.pub"
-
-
-def test_fetcher_without_content_length_and_an_abandoned_download(tmp_path: Path) -> None:
-    """No Content-Length: the total is unknown (None); a download python-tuf stops early
-    (a length limit) still ends its bar."""
-    events: list[Any] = []
-
-    class Record:
-        def __init__(self, label: str, total: int | None) -> None:
-            events.append(("start", label, total))
-
-        def advance(self, count: int) -> None:
-            events.append(("advance", count))
-
-        def done(self) -> None:
-            events.append(("done",))
-
-    demo = DemoRepository(tmp_path / "repository")
-    with FaultyServer(demo.repo.path) as server, HttpxFetcher(progress=Record) as fetcher:
-        server.inject("/endless.bin", "endless")
-        chunks = fetcher.fetch(f"{server.url}/targets/endless.bin")
-        received = 0
-        for chunk in chunks:
-            received += len(chunk)
-            if received > 1 << 20:
-                break
-        chunks.close()
-    assert events[0] == ("start", "endless.bin", None)
-    assert events[-1] == ("done",)
-    assert sum(e[1] for e in events if e[0] == "advance") == received
 
 
 # ---- progress: import and export ----------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from stella_trust._internal.store import Store
 from stella_trust.demo.repository import DemoRepository, spki_sha256
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, ok
+from tests.conftest import ok
+from tests.e2e.conftest import Client
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore"
 PUBLIC_GOOD = FIXTURES / "public-good-2025-10"

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, clean_env, ok
+from tests.conftest import clean_env, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import PASSPHRASES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -87,6 +88,7 @@ def plain_copy(drive: Path, served: Path) -> None:
             shutil.copyfile(source, target)
 
 
+@pytest.mark.slow
 def test_procedure_1_and_procedure_2_step_2_run_as_written(tmp_path: Path) -> None:
     sh = Shell(tmp_path)
     step1, step3, step4 = blocks("### Procedure 1")

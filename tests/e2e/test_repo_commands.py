@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository.serve import RepositoryServer
-from tests.conftest import Client, clean_env, ok
+from tests.conftest import clean_env, libfaketime, ok
+from tests.e2e.conftest import Client
 from tests.e2e.operators import (
     PASSPHRASES,
-    faketime_lib,
     no_secret_leaked,
     operator_env,
     publish_demo_content,
@@ -50,6 +50,7 @@ def test_init_layout_and_key_files(workspace: Path) -> None:
     assert len(published) == 1 and published[0].name.endswith(".rekor-key-v1.pub")
 
 
+@pytest.mark.slow
 def test_full_ceremony_across_two_machines(tmp_path: Path, workspace: Path) -> None:
     publish_demo_content(workspace, tmp_path)
     machine_b = tmp_path / "machine-b"
@@ -205,7 +206,7 @@ def test_low_lifetime_warning_at_publish(tmp_path: Path) -> None:
     ok(repo(path, "init", "--expires", "root=2d,timestamp=1d"))
     (tmp_path / "b.txt").write_text("b")
     ok(repo(path, "add-target", str(tmp_path / "b.txt")))
-    later = operator_env(LD_PRELOAD=faketime_lib(), FAKETIME="+40h", DONT_FAKE_MONOTONIC="1")
+    later = operator_env(LD_PRELOAD=libfaketime(), FAKETIME="+40h", DONT_FAKE_MONOTONIC="1")
     result = ok(repo(path, "publish", env=later))  # root signed for 2 days, 8 hours left
     assert "warning: root v1 expires in 7 hours" in result.err and "(of a 2 days lifetime)" in result.err
 

@@ -16,7 +16,7 @@ import pytest
 from stella_trust.repository import RepoError, Repository
 from stella_trust.repository.pulling import pull
 from stella_trust.repository.source import HttpFetcher, Source
-from tests.conftest import FaultyServer, clean_env, ok
+from tests.conftest import FaultyServer, clean_env, ok, refused
 from tests.e2e.operators import repo
 
 
@@ -44,11 +44,7 @@ def mirror(tmp_path: Path) -> tuple[Path, Path]:
 def refused_in_one_line(workspace: Path, source: Path, *words: str) -> None:
     before = tree(workspace)
     result = repo(workspace, "pull", "--from", str(source), env=clean_env())  # (120 s timeout: a hang fails)
-    assert result.code == 1, result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 2 and lines[1].startswith("hint: "), result.err
-    for word in words:
-        assert word in lines[0], lines[0]
+    refused(result, 1, *words)
     assert tree(workspace) == before
 
 

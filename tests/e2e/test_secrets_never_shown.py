@@ -11,9 +11,11 @@ import io
 import tarfile
 from pathlib import Path
 
+import pytest
 import zstandard
 
-from tests.conftest import Client, FaultyServer, Result
+from tests.conftest import FaultyServer, Result
+from tests.e2e.conftest import Client
 
 MARKER = "pw-M4RK3R-5f3a"
 
@@ -28,6 +30,7 @@ def clean(result: Result) -> Result:
     return result
 
 
+@pytest.mark.slow
 def test_a_password_in_the_mirror_url_is_never_shown_written_or_carried(
     tmp_path: Path, client: Client, server: FaultyServer
 ) -> None:

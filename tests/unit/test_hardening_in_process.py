@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from securesystemslib.signer import Signature, SSlibKey
+from tuf.api import exceptions as tuf_exceptions
 
 from stella_trust._internal.bundle.export import export_archive
 from stella_trust._internal.fs import atomic_write
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.servicemap import parse_service_map
 from stella_trust._internal.reader import load_view, open_trust
@@ -30,6 +33,7 @@ from stella_trust.errors import (
     UnknownTargetError,
     UsageError,
 )
+from tests.conftest import FaultyServer
 from tests.unit.simulator import Host, RepositoryFetcher, Simulated, synced
 
 
@@ -293,3 +297,24 @@ def test_conformance_client_refuses_target_names_that_leave_its_directory(tmp_pa
             ]
         )
     assert not (tmp_path / "out" / "escape").exists() and not (tmp_path / "out").joinpath("..").is_file()
+
+
+def test_dribbling_server_hits_the_deadline(server: FaultyServer) -> None:
+    server.inject("/metadata/1.root.json", "slow", 0.2)
+    started = time.monotonic()
+    with HttpxFetcher(timeout=5, deadline=1) as fetcher, pytest.raises(tuf_exceptions.SlowRetrievalError):
+        fetcher.download_bytes(f"{server.url}/metadata/1.root.json", 512_000)
+    assert time.monotonic() - started < 3
+
+
+def test_commit_replaces_a_directory_put_in_place_of_current(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    with store.lock(timeout=1):
+        store.commit(store.begin(None))
+        os.unlink(store.current_link)
+        store.current_link.mkdir()
+        (store.current_link / "junk").write_text("x")
+        committed = store.commit(store.begin(None))
+    current = store.current()
+    assert store.current_link.is_symlink()
+    assert current is not None and current.path == committed.path

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.lifecycle import agent_cycles, months, python_tuf_clock, resources, start
+
+pytestmark = pytest.mark.slow  # simulated months and campaigns: `-m 'not slow'` skips them
 
 
 def test_months_of_events_keep_every_host_serving_and_healing(tmp_path: Path) -> None:

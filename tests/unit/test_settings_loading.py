@@ -1,0 +1,87 @@
+"""Settings in process: file, then environment, then flags; a malformed config names its file,
+field and problem; the shipped example config is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stella_trust._internal.hostpolicy import trust_policy
+from stella_trust._internal.settings import load_settings
+from stella_trust.errors import ConfigError
+
+
+def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "trust.yaml"
+    config.write_text(
+        "attestor:\n  trust_repo:\n    tuf_url: http://file.example\n    offline_mode: false\n"
+        "    refresh_interval_minutes: 15\n"
+    )
+    for name in ("STELLA_TUF_ROOT_URL", "STELLA_TUF_OFFLINE_MODE", "STELLA_SIGSTORE_SERVICE_MAP"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(config)
+    assert settings.tuf_url == "http://file.example"
+    assert settings.refresh_interval_minutes == 15
+    assert settings.freshness_threshold_days == 7
+    assert settings.service_map_target == "sigstore-services-v1"
+    policy = trust_policy(settings)
+    assert policy.pins(("service-map",)) == ["rekor-key-v1"] and policy.pins(("sigstore",)) == []
+
+    monkeypatch.setenv("STELLA_TUF_ROOT_URL", "http://env.example/")
+    monkeypatch.setenv("STELLA_TUF_OFFLINE_MODE", "true")
+    monkeypatch.setenv("STELLA_SIGSTORE_SERVICE_MAP", str(tmp_path / "map.json"))
+    settings = load_settings(config)
+    assert settings.tuf_url == "http://env.example"
+    assert settings.offline_mode is True
+    assert settings.service_map_file == tmp_path / "map.json"
+
+    settings = load_settings(config, {"tuf_url": "http://flag.example", "offline_mode": False})
+    assert settings.tuf_url == "http://flag.example"
+    assert settings.offline_mode is False
+
+
+def test_default_config_path_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from stella_trust._internal.settings import default_config_path
+
+    monkeypatch.setenv("STELLA_TRUST_CONFIG", str(tmp_path / "x.yaml"))
+    assert default_config_path() == tmp_path / "x.yaml"
+
+
+def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "absent.yaml", {"tuf_url": "https://x.example"})
+    assert settings.enabled is True and settings.tuf_url == "https://x.example"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("attestor: [unclosed", "line 1"),
+        (
+            "attestor:\n  trust_repo:\n    refresh_interval_minutes: soon\n",
+            "attestor.trust_repo.refresh_interval_minutes: Input should be a valid number",
+        ),
+        ("attestor:\n  trust_repo:\n    tuf_ulr: http://x\n", "attestor.trust_repo.tuf_ulr: unknown field"),
+        ("attestor:\n  trust_repo:\n    tuf_url: ftp://x\n", "must start with http://, https:// or file://"),
+        ("attestor:\n  trust_repo: [1, 2]\n", "attestor.trust_repo must be a mapping, not a list"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        (
+            "attestor:\n  trust_repo:\n    metadata_limits: {timestamp: -1}\n",
+            "attestor.trust_repo.metadata_limits.timestamp: Input should be greater than 0",
+        ),
+    ],
+)
+def test_malformed_config_names_file_field_and_problem(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(config) in caught.value.message
+    assert expected in caught.value.message
+
+
+def test_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "trust.yaml"
+    settings = load_settings(example)
+    assert settings.tuf_url == "https://tuf.example.internal"
+    assert settings.metadata_limits.snapshot == 2_000_000
