@@ -188,9 +188,9 @@ class MalformedMetadataError(RepositoryError):
 
 
 class UnknownTargetError(StellaError):
-    """A target name the signed metadata does not list, or that names more than one (names without
-    extension, docs/design.md). Exit 1: a pin may be a typo, or the repository may have stopped
-    listing it."""
+    """A target name the signed metadata does not list, or one that matches more than one target
+    (names without extension, docs/design.md): the name asked for is wrong, which says nothing
+    against the trust held (exit 1, not 3)."""
 
     default_hint = "check the name against `trust status --json` targets or the repository"
 

@@ -75,8 +75,7 @@ class SyncResult:
     changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
 
     def to_json(self) -> dict[str, Any]:
-        """The `trust sync --json` result; the floor and the URLs stay out (the floor belongs to
-        state.json, and the counts already say what the network cost)."""
+        """The `trust sync --json` result (the floor is not output: state.json records it)."""
         return {
             "changed": self.changed,
             "versions": self.versions,

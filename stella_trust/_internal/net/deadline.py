@@ -78,8 +78,8 @@ class Budget:
             self._deadline_at = None
 
     def check_stop(self) -> None:
-        """Raise `SyncInterrupted` once a stop was requested (SIGTERM to the agent or the CLI), so
-        no wait outlives the request by more than `POLL_SECONDS`."""
+        """Raise `SyncInterrupted` once a stop was requested (the agent's stop event, set by
+        SIGTERM), so no wait outlives the request by more than `POLL_SECONDS`."""
         if self.should_stop is not None and self.should_stop():
             raise SyncInterrupted("Sync interrupted by a stop request", hint="cached trust is unchanged")
 

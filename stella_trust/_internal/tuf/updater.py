@@ -231,7 +231,7 @@ class RepositorySession:
 
     @property
     def _updater(self) -> Updater:
-        """The live Updater; using a closed session is a bug, said loudly rather than refetching."""
+        """The live Updater; a session used after `close()` is a bug, raised loudly."""
         if self._live is None:
             raise RuntimeError("repository session used after close()")
         return self._live
