@@ -76,6 +76,10 @@ class TrustWatcher:
         config_path: Path | str | None = None,
         allow_env_service_map: bool = False,
     ) -> None:
+        """Nothing is read until the first `view()`; the watcher keeps its own memo for its life, so
+        an unchanged cache costs a look-up, not a verification (decision 13).
+        STELLA_SIGSTORE_SERVICE_MAP is ignored unless `allow_env_service_map`: an attestor's
+        environment is not the operator's word."""
         self._cache_dir = cache_dir
         self._config_path = config_path
         self._allow_env_service_map = allow_env_service_map

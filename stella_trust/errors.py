@@ -44,6 +44,9 @@ class StellaError(Exception):
         exit_code: int | None = None,
         bundle_only_hint: str | None = None,
     ) -> None:
+        """`hint` None takes the class's hints, the host-specific ones included; an explicit hint
+        replaces them all (the caller knows the situation better than the defaults), unless
+        `bundle_only_hint` is given too."""
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
@@ -58,6 +61,8 @@ class StellaError(Exception):
         return chosen or self.hint
 
     def __str__(self) -> str:
+        """The message alone: the hint and the exit code are rendered beside it, so a log line or an
+        error envelope stays one line."""
         return self.message
 
 
@@ -102,6 +107,9 @@ class NotInitialisedError(TrustUnusableError):
 
 
 class StaleTrustError(TrustUnusableError):
+    """The held trust is past its earliest signed expiry plus the grace period (decision 3): refused
+    to consumers, because a verifier using it could accept revoked keys."""
+
     default_hint = "run `trust sync` (or import a fresh bundle on air-gapped hosts)"
     default_bundle_only_hint = BUNDLE_ONLY_REFRESH
 
@@ -123,10 +131,17 @@ class AnchorChangedError(TrustUnusableError):
 
 
 class RepositoryUnreachableError(RepositoryError):
+    """The repository or a log server could not be reached or answered with an HTTP error or a
+    timeout (python-tuf's `DownloadError`); nothing was accepted from it."""
+
     default_hint = "check tuf_url, the network path and any proxy; cached trust is unchanged"
 
 
 class MetadataExpiredError(RepositoryError):
+    """The repository served metadata past its signed expiry (python-tuf's `ExpiredMetadataError`,
+    TUF spec 5.3.10, 5.4.4, 5.5.6, 5.6.5): a freeze attack looks like this, so a sync refuses it
+    while the held trust stays usable until it turns stale."""
+
     default_hint = (
         "the repository operator must re-sign it (`trust repo bump-online`); "
         "cached trust is unchanged and usable until it turns stale"
@@ -134,6 +149,10 @@ class MetadataExpiredError(RepositoryError):
 
 
 class SignatureVerificationError(RepositoryError):
+    """Metadata not signed by a threshold of the keys its delegator names (python-tuf's
+    `UnsignedMetadataError`, TUF spec 5.3.4, 5.4.2, 5.5.3, 5.6.3): an arbitrary software
+    attack, or a mis-signed release."""
+
     default_hint = (
         "metadata is not signed by the keys the trusted root names; "
         "possible attack or mis-signed release — cached trust is unchanged"
@@ -141,6 +160,10 @@ class SignatureVerificationError(RepositoryError):
 
 
 class RollbackError(RepositoryError):
+    """A role offered at a lower version than this host already trusts, or not at the version its
+    parent names (TUF spec 5.3.5, 5.4.3, 5.5.4-5.5.5, 5.6.4; decision 4), by the repository or by
+    a bundle: a rollback attack or a stale mirror."""
+
     default_hint = (
         "the repository offered older metadata than this host already trusts; "
         "possible rollback attack or a stale mirror — cached trust is unchanged"
@@ -148,6 +171,9 @@ class RollbackError(RepositoryError):
 
 
 class TargetMismatchError(RepositoryError):
+    """Bytes whose length or hashes differ from what the signed metadata says (TUF spec 5.5.2,
+    5.6.2, 5.7.3), or a download past its size limit (an endless-data attack)."""
+
     default_hint = (
         "the bytes served do not match the signed length/hash; possible attack or "
         "a broken mirror — cached trust is unchanged"
@@ -155,10 +181,17 @@ class TargetMismatchError(RepositoryError):
 
 
 class MalformedMetadataError(RepositoryError):
+    """Metadata that does not parse as TUF metadata (python-tuf's `DeserializationError`): judged
+    before any signature could be checked."""
+
     default_hint = "the repository served metadata that does not parse; cached trust is unchanged"
 
 
 class UnknownTargetError(StellaError):
+    """A target name the signed metadata does not list, or one that matches more than one target
+    (names without extension, docs/design.md): the name asked for is wrong, which says nothing
+    against the trust held (exit 1, not 3)."""
+
     default_hint = "check the name against `trust status --json` targets or the repository"
 
 
@@ -169,6 +202,10 @@ class ServiceMapError(RepositoryError):
 
 
 class TrustAnchorError(StellaError):
+    """The root offered at `init` cannot be the anchor: not a valid root, not the bytes
+    `--root-sha256` names, or not readable (decision 1: nothing is trusted because the network said
+    so)."""
+
     default_hint = "obtain the repository's root.json out of band and pass it with --root"
 
 
@@ -187,6 +224,9 @@ class CacheUnreadableError(TrustUnusableError):
 
 
 class LockBusyError(StellaError):
+    """Another writer (sync, import, the agent) holds the cache lock past `lock_timeout_seconds`:
+    writers are serialised (decision 6), so this one gives up rather than interleave."""
+
     default_hint = "another sync or import holds the cache lock; retry when it finishes"
 
 
@@ -197,6 +237,9 @@ class VerificationError(RepositoryError):
 
 
 class OfflineModeError(UsageError):
+    """Offline mode is on and the command would open a socket: the host's own mode refuses it, so it
+    is caught as a usage error (exit 1, like a config error)."""
+
     exit_code = EXIT_FAILED
     default_hint = "offline mode forbids network use: import a bundle or use a file:// tuf_url"
 
@@ -218,4 +261,5 @@ class InternalError(StellaError):
 
     @classmethod
     def wrapping(cls, exc: BaseException) -> InternalError:
+        """An untranslated exception as one line naming its type (the traceback only with --debug)."""
         return cls(f"internal error: {type(exc).__name__}: {exc}")

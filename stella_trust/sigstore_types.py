@@ -40,9 +40,12 @@ class _Windowed:
     valid_until: datetime | None
 
     def status(self, now: datetime) -> Status:
+        """The entry's status at `now` (a parameter: the view judges it at its own `at`)."""
         return validity_status(self.valid_from, self.valid_until, now)
 
     def active(self, now: datetime) -> bool:
+        """Whether it is valid at `now`; retired entries still verify what was signed in their
+        window."""
         return self.status(now) == "active"
 
 
@@ -67,6 +70,7 @@ class TransparencyLog(_Windowed):
     operator: str | None = None
 
     def to_json(self, now: datetime) -> dict[str, Any]:
+        """A JSON-ready dict with `status` at `now`, so a retired log stays visible."""
         return {
             "kind": self.kind,
             "base_url": self.base_url,
@@ -99,6 +103,7 @@ class CertificateChainFacts(_Windowed):
     operator: str | None = None
 
     def to_json(self, now: datetime) -> dict[str, Any]:
+        """A JSON-ready dict with `status` at `now`, so a retired authority stays visible."""
         return {
             "uri": self.uri,
             "subjects": list(self.subjects),
@@ -131,6 +136,7 @@ class ServiceUrl(_Windowed):
     operator: str | None = None
 
     def to_json(self, now: datetime) -> dict[str, Any]:
+        """A JSON-ready dict with `status` at `now`, so a service past its window stays visible."""
         return {
             "kind": self.kind,
             "url": self.url,

@@ -61,6 +61,8 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 
 
 def _version(value: bool) -> None:
+    """The eager `--version` callback: prints and exits before any command runs or any config is
+    read."""
     if value:
         typer.echo(f"stella-trust {__version__}")
         raise typer.Exit()
@@ -94,6 +96,8 @@ def main_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
+    """The global options, remembered for the command that runs (`remember_globals`); no settings
+    are read here, so `--help` and `--version` stay cheap."""
     ctx.obj = remember_globals(Globals(config, cache_dir, debug))
 
 
@@ -223,6 +227,8 @@ def _command_words(args: list[str]) -> str:
 
 
 def _usage_envelope(args: list[str], message: str, code: int, hint: str | None = None) -> None:
+    """A usage error under `--json`, in the one envelope shape: typer refuses the arguments before
+    any command's envelope exists, and a script must still get one object on stdout."""
     import json
 
     name = _command_words(args)

@@ -34,6 +34,8 @@ def carried(files: int, size: int) -> str:
 
 
 def _print_bundle(summary: Any, env: Envelope) -> None:
+    """One line for an import or export, said the same way by both (`carried`), then each sealed log
+    it carried and its warnings."""
     env.result = summary.to_json()
     versions = " ".join(f"{role} v{v}" for role, v in summary.versions.items())
     outcome = "" if summary.changed else "no change, this host already holds that trust; "
@@ -106,6 +108,9 @@ def export_command(
 
 
 def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, env: Envelope) -> None:
+    """`export --format trusted-root|client-trust-config`: the file a Sigstore verifier reads, made
+    from the re-verified view only and refused when stale (decision 7), written atomically so a
+    verifier never reads half a file."""
     from stella_trust._internal.fs import atomic_write
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.verifiers import trust_file
@@ -333,6 +338,9 @@ def _safe(value: Any, limit: int = 100) -> str:
 
 
 def _render_inspection(inspection: Any) -> str:
+    """`snapshot inspect` in words. The manifest is unsigned: its fields are said as its claims and
+    made safe to print (`_safe`), apart from what this host checked itself (the files against the
+    manifest, the verification from its own anchor)."""
     manifest = inspection.manifest
     depth = manifest.get("depth")
     kind = "sealed archive" if inspection.kind == "archive" else "export directory"

@@ -124,6 +124,8 @@ def init(
 
 
 def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> SyncResult:
+    """A sync with progress bars when a person is watching; the bars' fetcher follows the sync's own
+    rules."""
     from stella_trust._cli.progress import sync_progress
     from stella_trust._internal.store import Store
     from stella_trust._internal.sync import sync as run_sync
@@ -133,6 +135,8 @@ def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> 
 
 
 def _report_sync(env: Envelope, result: SyncResult) -> None:
+    """The sync line (versions, requests, downloads), its changes in words, and a warning for each
+    pin the repository retired, so the operator removes it from pinned_targets."""
     from stella_trust._internal.policy.selection import retired_pin_warning
 
     for pin in result.retired_pins:

@@ -123,6 +123,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _text(value: Any) -> str:
+    """A setting's value as one cell: strings bare, lists comma-separated, anything else as JSON (so
+    `null`, numbers and booleans read unambiguously)."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):

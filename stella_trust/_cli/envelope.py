@@ -51,12 +51,16 @@ class CommandFailed(Exception):
     """Raised by `Envelope.fail`: end the command with this error (and any result set)."""
 
     def __init__(self, error: StellaError) -> None:
+        """Carry `error` to the envelope, which renders it as one line plus a hint."""
         super().__init__(error.message)
         self.error = error
 
 
 @dataclass
 class Envelope:
+    """What a command reports: its name, its typed result and its warnings, printed as one JSON
+    object with `--json` or as text without."""
+
     command: str
     as_json: bool
     result: Any = None
@@ -74,6 +78,8 @@ class Envelope:
             typer.echo(redact(text))
 
     def fail(self, error: StellaError) -> None:
+        """End the command with `error`, keeping the result set so far: a caller of `--json` gets
+        what was done and why it stopped in one object."""
         raise CommandFailed(error)
 
     def document(self, error: StellaError | None) -> dict[str, Any]:
@@ -97,6 +103,8 @@ class Envelope:
 
 
 def debugging() -> bool:
+    """`--debug` or STELLA_DEBUG: read from argv directly, since an error may come before typer has
+    parsed the options."""
     return os.environ.get("STELLA_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:]
 
 
@@ -108,6 +116,8 @@ def internal_error(exc: BaseException) -> StellaError:
 
 
 def _finish(env: Envelope, error: StellaError) -> None:
+    """The error as one line and a hint on stderr (also with `--json`, for a person watching a
+    script), the envelope on stdout with `--json`, then exit with the error's code."""
     if env.as_json:
         typer.echo(json.dumps(env.document(error), indent=2))
     typer.echo(f"error: {redact(error.message)}", err=True)

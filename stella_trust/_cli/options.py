@@ -36,17 +36,23 @@ __all__ = ["INTERNAL_HINT", "debugging", "internal_error", "reported"]
 
 @dataclass
 class Globals:
+    """The global options of a run (`--config`, `--cache-dir`, `--debug`), given before the
+    subcommand."""
+
     config: Path | None
     cache_dir: Path | None
     debug: bool = False
 
 
 def globals_of(ctx: typer.Context) -> Globals:
+    """The global options from typer's root context (none given: defaults)."""
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Globals) else Globals(None, None)
 
 
 def config_path(ctx: typer.Context) -> Path:
+    """The config this run reads: `--config`, else the default for this user
+    (`default_config_path`)."""
     from stella_trust._internal.settings import default_config_path
 
     return globals_of(ctx).config or default_config_path()
@@ -100,6 +106,7 @@ def remember_globals(g: Globals) -> Globals:
 
 
 def _current_globals() -> Globals:
+    """The global options of this run, where no typer context is at hand (an error's hint)."""
     return _GLOBALS[0] if _GLOBALS else Globals(None, None)
 
 
@@ -133,6 +140,7 @@ def name_command(words: str) -> None:
 
 
 def _command_name() -> str:
+    """The command as the envelope names it (`repo root add-key`)."""
     return _COMMAND[0]
 
 

@@ -51,6 +51,8 @@ class Bar:
     """One labelled bar. A bar of unknown size appears once it passes THRESHOLD bytes."""
 
     def __init__(self, meter: Meter, label: str, total: int | None) -> None:
+        """A bar of known size appears at once; one of unknown size waits until it passes
+        `THRESHOLD`."""
         self.meter = meter
         self.label = label
         self.total = total
@@ -60,6 +62,8 @@ class Bar:
             self.task = meter.add(label, total, 0)
 
     def advance(self, count: int) -> None:
+        """Count `count` bytes; a bar of unknown size appears once it has passed `THRESHOLD`,
+        starting at the bytes already counted."""
         self.completed += count
         if self.task is not None:
             self.meter.bar().advance(self.task, count)
@@ -76,10 +80,13 @@ class Meter:
     """The bars of one command on stderr, started with the first bar worth drawing."""
 
     def __init__(self, console: Console) -> None:
+        """Nothing is drawn until the first bar worth drawing (`bar`)."""
         self.console = console
         self._progress: Progress | None = None
 
     def bar(self) -> Progress:
+        """rich's Progress on stderr, started on first use: transient (gone before the command
+        prints) and never redirecting stdout, which belongs to the command and `--json`."""
         if self._progress is None:
             from rich.progress import (
                 BarColumn,
@@ -104,6 +111,7 @@ class Meter:
         return self._progress
 
     def add(self, label: str, total: int | None, completed: int) -> TaskID:
+        """A new task on the progress display."""
         return self.bar().add_task(label, total=total, completed=completed)
 
     def transfer(self, label: str, total: int | None) -> Bar | None:
@@ -113,6 +121,7 @@ class Meter:
         return Bar(self, _printable(label), total)
 
     def close(self) -> None:
+        """Stop drawing; transient bars vanish before the command's own output."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -151,6 +160,7 @@ def _debug_stages(label: str) -> Callable[[str, int | None], Bar | None]:
     bytes`) in a log or a CI job, where no terminal draws bars. Nothing is counted."""
 
     def hook(stage: str, total: int | None) -> None:
+        """One `debug:` line per stage; returns no bar, so nothing is counted."""
         size = "size unknown" if total is None else f"{total} bytes"
         typer.echo(f"debug: {_printable(label)} ({_printable(stage)}): {size}", err=True)
 
@@ -170,6 +180,7 @@ def bundle_progress(label: str, quiet: bool) -> Iterator[Callable[[str, int | No
             return
 
         def hook(stage: str, total: int | None) -> Bar | None:
+            """A bar for one stage, labelled `LABEL (STAGE)`."""
             return bars.transfer(f"{label} ({stage})" if stage else label, total)
 
         yield hook
@@ -189,6 +200,7 @@ def sync_progress(settings: TrustRepoSettings, quiet: bool) -> Iterator[Counting
         fetcher = make_fetcher(settings)
 
         def hook(name: str, total: int | None) -> Bar | None:
+            """A bar for one download, labelled `sync NAME`."""
             return bars.transfer(f"sync {name}", total)
 
         fetcher.progress = hook

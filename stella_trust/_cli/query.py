@@ -183,6 +183,8 @@ def _unusable_on_failure(read: Callable[[], T]) -> T:
 
 
 def _current_view(ctx: typer.Context) -> TrustView:
+    """The re-verified view for `trust keys`; a cache that cannot be served is exit 3, as
+    `trust status` reports it."""
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store
 
@@ -201,6 +203,7 @@ def _refuse_stale(env: Envelope, view: TrustView) -> None:
 
 
 def _iso(moment: Any) -> str | None:
+    """A row's time as ISO 8601 with Z; None for an open end of a validity window."""
     from stella_trust._internal.timefmt import iso
 
     return iso(moment)
@@ -272,12 +275,16 @@ def _key_rows(view: TrustView) -> list[dict[str, Any]]:
 
 
 def _usage_kind(custom: dict[str, Any] | None) -> str | None:
+    """The row kind a target's `custom.sigstore.usage` field names (`Rekor`, `CTFE`, `Fulcio`, as
+    Sigstore's own TUF repository labels its targets); None when it says nothing known."""
     sigstore = (custom or {}).get("sigstore")
     usage = sigstore.get("usage") if isinstance(sigstore, dict) else None
     return USAGE_KINDS.get(usage.lower()) if isinstance(usage, str) else None
 
 
 def _log_row(kind: str, source: str, log: TransparencyLog, view: TrustView) -> dict[str, Any]:
+    """A transparency or CT log as a `trust keys` row: its log ID is the key ID verifiers match
+    entries by, and its status is judged at the view's `now`."""
     return {
         "kind": kind,
         "source": source,
@@ -295,6 +302,8 @@ def _log_row(kind: str, source: str, log: TransparencyLog, view: TrustView) -> d
 
 
 def _chain_row(kind: str, source: str, chain: CertificateChainFacts, view: TrustView) -> dict[str, Any]:
+    """A CA or TSA chain as a `trust keys` row: the leaf-most certificate's subject and fingerprint
+    identify it; every fingerprint is kept for `--json`."""
     return {
         "kind": kind,
         "source": source,
@@ -329,6 +338,7 @@ def _certificate_algorithm(pem: str) -> str | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
+    """`trust keys` as aligned columns; the last column (URL or subject) is not padded."""
     if not rows:
         return "no keys or certificates in the verified trust"
     header = ("KIND", "STATUS", "ALGORITHM", "KEY ID", "VALID", "SOURCE", "URL / SUBJECT")
@@ -364,6 +374,8 @@ def _diff_text(
     versions: dict[str, tuple[int | None, int | None]],
     result: dict[str, Any],
 ) -> str:
+    """`trust diff` in words: where the current trust came from, each role's version before and
+    after, then the changes (policy/changes.py), or that the content is the same."""
     source = view.source or {}
     where = source.get("url") or source.get("path") or "?"
     how = f" ({source.get('kind', '?')} from {where} at {source.get('at', '?')})" if source else ""

@@ -14,11 +14,15 @@ from stella_trust.view import TrustView
 
 
 def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
+    """Label/value rows aligned on the longest label."""
     width = max((len(label) for label, _ in rows), default=0)
     return [f"{indent}{label.ljust(width)}  {value}" for label, value in rows]
 
 
 def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> str:
+    """`trust status` as plain text: where the trust came from, its freshness and the earliest
+    signed expiry that sets it (decision 3), the roles and targets, then keys and endpoints on
+    request."""
     fresh = view.freshness
     lines = ["Trust repository"]
     lines += _rows(
@@ -101,16 +105,20 @@ def _sigstore_lines(view: TrustView) -> list[str]:
 
 
 def _log_lines(log: TransparencyLog, view: TrustView, suffix: str) -> list[str]:
+    """A log's URL, then its log ID, key algorithm and validity window at the view's `now`."""
     rows = [("log id", log.log_id), ("key", log.key_algorithm), ("valid", _window(log, view))]
     return [f"  {log.base_url}{suffix}", *_rows(rows, indent="    ")]
 
 
 def _chain_lines(authority: CertificateChainFacts, view: TrustView) -> list[str]:
+    """A CA or TSA chain's URI, then its validity window and every subject, leaf-most first."""
     rows = [("valid", _window(authority, view)), *(("subject", s) for s in authority.subjects)]
     return [f"  {authority.uri or '-'}", *_rows(rows, indent="    ")]
 
 
 def _source(view: TrustView) -> str:
+    """Where the held trust came from (a sync's URL or a bundle's path, when, and the manifest
+    digest)."""
     source = view.source or {}
     if not source:
         return "-"

@@ -13,6 +13,7 @@ from stella_trust._cli.options import JsonOption, load, reported
 
 
 def _jsonable(value: Any) -> Any:
+    """Datetimes as ISO 8601 with Z (and inside lists), so a verification result prints as JSON."""
     if isinstance(value, datetime):
         from stella_trust._internal.timefmt import iso
 
@@ -141,8 +142,8 @@ def _refuse_malformed_digest(artifact: str) -> None:
 
 
 def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:
-    """Issue 14: the bundle's log entries against the sealed log states this host holds
-    (re-verified now with the view's log keys). A contradiction fails the verification."""
+    """The bundle's log entries against the sealed log states this host holds (decision 15:
+    re-verified now with the view's log keys). A contradiction fails the verification."""
     from stella_trust._internal.sigstore.errors import BundleVerificationError
     from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
     from stella_trust._internal.sigstore.sealedlogs import read_sealed

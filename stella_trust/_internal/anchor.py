@@ -24,21 +24,29 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def fingerprint(data: bytes) -> str:
+    """SHA-256 of a root's bytes, hex: what the config pins and operators compare (decision 1)."""
     return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
 class Anchor:
+    """The root a host is about to trust, and how it was obtained (`file`, `sha256` or `tofu`) for
+    `init`'s report."""
+
     data: bytes
     version: int
     how: str  # file / sha256 / tofu
 
     @property
     def sha256(self) -> str:
+        """The digest `init` records in the config; every later read compares the cache's anchor
+        with it."""
         return fingerprint(self.data)
 
 
 def _check_root(data: bytes, origin: str) -> int:
+    """A would-be anchor must parse as a root and be signed by a threshold of its own root keys,
+    distinct keys counted (TUF spec 5.3.4's second half; there is no predecessor to check)."""
     try:
         root, _ = verify_root_chain(data, Path("/nonexistent-root-history"))
     except errors.StellaError as exc:
@@ -91,6 +99,9 @@ def obtain_anchor(
     root_sha256: str | None,
     trust_on_first_use: bool,
 ) -> Anchor:
+    """Exactly one way to the anchor (decision 1): `--root FILE`, `--root-sha256` (the download must
+    match), or trust-on-first-use for labs. None given is refused, never a silent
+    trust-on-first-use."""
     chosen = sum(x is not None and x is not False for x in (root_file, root_sha256, trust_on_first_use))
     if chosen == 0:
         raise errors.UsageError(

@@ -41,6 +41,7 @@ class RoleFloor:
         return cls(version, tuple(keyids))
 
     def to_json(self) -> dict[str, Any]:
+        """The entry as state.json holds it (the shape `parse` reads back)."""
         return {"version": self.version, "keyids": list(self.keyids)}
 
 
@@ -48,6 +49,8 @@ Floor = dict[str, RoleFloor]
 
 
 def parse_floor(raw: Any) -> Floor:
+    """Every role's floor from state.json; a floor that is not a mapping is refused like a malformed
+    entry, since skipping it would switch the rollback check off (decision 4)."""
     if not isinstance(raw, dict):
         raise CacheVerificationError("state.json: the rollback floor is malformed", hint=FLOOR_EDITED_HINT)
     return {str(role): RoleFloor.parse(str(role), entry) for role, entry in raw.items()}
@@ -78,6 +81,7 @@ class CacheState:
         return cls(**known)
 
     def to_json(self) -> dict[str, Any]:
+        """The document state.json holds (`Store.write_state` redacts the URLs in it, decision 18)."""
         document = asdict(self)
         document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
         return document

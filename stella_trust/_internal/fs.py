@@ -102,8 +102,8 @@ def fsync_tree(root: Path, durable: frozenset[tuple[int, int]] = frozenset()) ->
 
     `durable`: (device, inode) of files already made durable by an earlier commit; a hard
     link to one of them shares its data, so only the directory entry is new (the directory
-    is fsynced). A sync that renews only the timestamp of a repository with 200 roots
-    otherwise spends ~30 ms fsyncing files that did not change."""
+    is fsynced). A sync that renews only the timestamp of a repository with many roots would
+    otherwise fsync every one of them again, although none changed."""
     for directory, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(directory, name)

@@ -53,12 +53,15 @@ def trust_policy(settings: TrustRepoSettings) -> TrustPolicy:
 
 
 def recorded(state: CacheState | None) -> Recorded:
+    """state.json's informational fields as the policy's frozen input; no state (a sync or an import
+    judging the trust it is about to commit) records nothing."""
     if state is None:
         return Recorded()
     return Recorded(tuple(state.retired_pins), state.last_sync, state.last_error, dict(state.source))
 
 
 def targets_of(verified: VerifiedTrust) -> VerifiedTargets:
+    """The verified targets as the policy takes them: signed info and the bytes already in memory."""
     return VerifiedTargets(verified.target_info, verified.contents)
 
 
@@ -72,8 +75,12 @@ def view_of(
 def parts_of(
     verified: VerifiedTrust, settings: TrustRepoSettings, state: CacheState | None, now: datetime
 ) -> ViewParts:
+    """policy.build_parts for this host's verified trust: the view, and what `view_at` needs to
+    judge it again later."""
     return build_parts(verified.metadata, targets_of(verified), trust_policy(settings), recorded(state), now)
 
 
 def freshness(md: VerifiedMetadata, settings: TrustRepoSettings, now: datetime) -> Freshness:
+    """Freshness of verified metadata at `now` under this host's grace period (decision 3): the only
+    setting it reads, so nothing else of the policy is built."""
     return freshness_of(md, TrustPolicy(freshness_threshold=settings.freshness_threshold), now)

@@ -42,6 +42,8 @@ class FileIdentity:
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileIdentity:
+        """The identity of a file from the `stat` taken when it was read (the one helper every cache
+        uses)."""
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -51,6 +53,8 @@ class Bounded(Generic[K, V]):
     share one memo."""
 
     def __init__(self, max_entries: int, max_cost: int | None = None, cost: Callable[[V], int] | None = None):
+        """`cost` None bounds by entries only; with `cost`, `max_cost` bounds the total too (root
+        bytes, whose size an attacker's repository chooses)."""
         self._items: OrderedDict[K, V] = OrderedDict()
         self._max_entries = max_entries
         self._max_cost = max_cost
@@ -59,6 +63,7 @@ class Bounded(Generic[K, V]):
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
+        """The value, now the most recently used; None when absent (a value is never None)."""
         with self._lock:
             value = self._items.get(key)
             if value is not None:
@@ -66,9 +71,12 @@ class Bounded(Generic[K, V]):
             return value
 
     def __contains__(self, key: object) -> bool:
+        """Present, counting as a use (it is a `get`)."""
         return self.get(key) is not None  # type: ignore[arg-type]
 
     def put(self, key: K, value: V) -> None:
+        """Remember `value`, replacing any old one, then evict least recently used entries until
+        both bounds hold again: memory stays bounded whatever a repository serves."""
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None and self._cost is not None:
@@ -85,11 +93,13 @@ class Bounded(Generic[K, V]):
                     self._total -= self._cost(evicted)
 
     def clear(self) -> None:
+        """Forget every entry (the memo's `forget`)."""
         with self._lock:
             self._items.clear()
             self._total = 0
 
     def __len__(self) -> int:
+        """Entries held now."""
         return len(self._items)
 
 
@@ -101,6 +111,8 @@ class VerificationMemo:
     """Every remembered proof and identity of one process (or one CLI command)."""
 
     def __init__(self) -> None:
+        """One bounded map per kind of memory, sized for what it holds: many small proofs, a few
+        large verified generations and views."""
         # proofs, by content (tuf/proofs.py says what each key means)
         self.root_links: Bounded[tuple[bytes, bytes, bytes], bool] = Bounded(PROOFS)
         self.signatures: Bounded[tuple[bytes, bytes], bool] = Bounded(PROOFS)

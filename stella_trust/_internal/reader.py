@@ -34,6 +34,7 @@ from stella_trust.view import TargetEntry, TrustView
 
 
 def verified_current(store: Store, memo: VerificationMemo | None = None) -> VerifiedTrust:
+    """The current generation verified from the anchor, for callers that need no state.json fields."""
     return verified_current_with_state(store, memo)[0]
 
 
@@ -59,6 +60,10 @@ def verified_current_with_state(
 
 
 def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[VerifiedTrust, CacheState]:
+    """Up to three reads: a verification that fails or finds a rollback while a writer moved
+    `current` under it is retried on the new generation (a commit in progress is not an attack); the
+    last attempt's verdict stands. A result is remembered only when the identity of everything it
+    read held still across the read (decision 13)."""
     anchor = store.read_anchor()
     for attempt in range(3):
         generation = store.current()
@@ -107,6 +112,8 @@ def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[
 
 
 def _file_identities(root: Path) -> list[tuple[str, FileIdentity]]:
+    """(path, identity) of every file under `root`, sorted; links are stat'ed as links, never
+    followed, so a link replaced or planted changes the identity itself."""
     found = []
     stack = [root]
     while stack:
@@ -137,6 +144,8 @@ def _identity_of(store: Store, generation: Generation, anchor: bytes) -> tuple[A
 
 
 def _moved(store: Store, generation: Generation) -> bool:
+    """Whether a writer switched `current` since `generation` was read (then a failure may be that
+    race)."""
     latest = store.current()
     return latest is not None and latest.path != generation.path
 

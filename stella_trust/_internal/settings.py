@@ -37,6 +37,8 @@ ENV_VARIABLES: dict[str, str] = {
 
 
 def _running_as_root() -> bool:
+    """Root gets the system paths (/etc, /var/lib): the agent's unit and a root-run `trust import`
+    must share one config and one cache."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -53,6 +55,8 @@ def default_config_path() -> Path:
 
 
 def default_cache_path() -> Path:
+    """/var/lib/stella-trust for root (the deployment's shared cache, decision 17), else the user's
+    data dir, so an unprivileged user never needs write access to the system cache."""
     if _running_as_root():
         return Path("/var/lib/stella-trust")
     import platformdirs
@@ -144,6 +148,8 @@ class TrustRepoSettings(BaseSettings):
     @field_validator("tuf_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
+        """Only the schemes the fetcher serves (http, https, file://); the trailing slash is dropped
+        so the metadata/ and targets/ URLs built from it have exactly one."""
         if value is None:
             return None
         value = value.strip()
@@ -154,6 +160,8 @@ class TrustRepoSettings(BaseSettings):
     @field_validator("rekor_key_targets", "pinned_targets", "sigstore_signing_config_targets", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
+        """The list fields also accept one comma-separated string: that is all an environment
+        variable or a flag can carry."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -166,6 +174,8 @@ class TrustRepoSettings(BaseSettings):
 
     @property
     def network_allowed(self) -> bool:
+        """Offline mode still allows a `file://` repository: a drive or mirror directory opens no
+        socket."""
         return not self.offline_mode or (self.tuf_url or "").startswith("file:")
 
     @property
@@ -175,10 +185,12 @@ class TrustRepoSettings(BaseSettings):
 
     @property
     def freshness_threshold_seconds(self) -> float:
+        """The grace period after the earliest signed expiry (decision 3), in seconds."""
         return self.freshness_threshold_days * 86400.0
 
     @property
     def freshness_threshold(self) -> timedelta:
+        """The grace period after the earliest signed expiry (decision 3)."""
         return timedelta(seconds=self.freshness_threshold_seconds)
 
     @classmethod
@@ -190,6 +202,9 @@ class TrustRepoSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: flags, then the fixed STELLA_* variables, then the YAML section.
+        pydantic-settings' own environment and dotenv sources are left out, so no other variable or
+        a stray .env file can change trust settings."""
         return (
             init_settings,
             _FixedNameEnvSource(settings_cls),
@@ -198,10 +213,16 @@ class TrustRepoSettings(BaseSettings):
 
 
 class _FixedNameEnvSource(PydanticBaseSettingsSource):
+    """The fixed STELLA_* variables only (`ENV_VARIABLES`): their names are part of operators'
+    deployments, and no other variable may reach a trust setting."""
+
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` reads every variable at once (required by the base class)."""
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        """The set, non-empty variables by field; STELLA_SIGSTORE_SERVICE_MAP only when the caller
+        opted in (a library caller's environment is not the operator's word)."""
         allowed = {
             name: field
             for name, field in ENV_VARIABLES.items()
@@ -211,24 +232,29 @@ class _FixedNameEnvSource(PydanticBaseSettingsSource):
 
 
 class _YamlSectionSource(PydanticBaseSettingsSource):
+    """The config file's `attestor.trust_repo` section, nested two levels deep."""
+
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        """`path` None reads no file (the source then contributes nothing)."""
         super().__init__(settings_cls)
         self.path = path
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` reads the whole section at once (required by the base class)."""
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        """The section's fields, read by the one rule for the config file (`read_document`)."""
         if self.path is None:
             return {}
         return read_section(self.path)
 
 
 def _parse_yaml(text: str) -> Any:
-    """`yaml.safe_load`, with libyaml's parser when PyYAML was built with it (10x faster on
-    the commented example config). Same constructor and resolver, so the same values; a
-    document libyaml refuses is parsed again by the pure-Python parser, whose error (line,
-    column, problem) is the one reported, as before."""
+    """`yaml.safe_load`, with libyaml's parser when PyYAML was built with it (the pure-Python
+    parser is what `trust status` would otherwise spend its start-up on). Same constructor and
+    resolver, so the same values; a document libyaml refuses is parsed again by the pure-Python
+    parser, whose error (line, column, problem) is the one reported, as before."""
     import yaml
 
     fast = getattr(yaml, "CSafeLoader", None)
@@ -291,6 +317,8 @@ def read_section(path: Path) -> dict[str, Any]:
 
 
 def _refuse_near_miss(path: Path, parent: Any, key: str, above: list[str]) -> None:
+    """Refuse a section name one typo away (`trust_rep`): an ignored section would leave the host on
+    defaults, with no anchor pin and no error to say why."""
     import difflib
 
     if not isinstance(parent, dict):
@@ -304,6 +332,7 @@ def _refuse_near_miss(path: Path, parent: Any, key: str, above: list[str]) -> No
 
 
 def _kind(value: Any) -> str:
+    """A YAML value's type in the words an operator reading the error would use."""
     return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
@@ -331,6 +360,8 @@ def load_settings(
 
 
 def _describe(exc: ValidationError, path: Path, flags: dict[str, Any]) -> str:
+    """One line per problem, each naming where the bad value came from (flag, environment variable
+    or file and key): a fleet operator debugging one host has nothing else to go on."""
     env_fields = {field: name for name, field in ENV_VARIABLES.items() if os.environ.get(name)}
     problems = []
     for error in exc.errors():

@@ -75,6 +75,7 @@ CACHE_FILE_MODE = 0o640
 
 
 def _group_name(gid: int | None) -> str:
+    """The readers' group by name, for the one line that tells a user which group to join."""
     if gid is None:
         return "that owns the cache directory"
     try:
@@ -84,6 +85,7 @@ def _group_name(gid: int | None) -> str:
 
 
 def _user_name(uid: int) -> str:
+    """This user's name, for the `usermod` line a refused reader is given."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -103,6 +105,7 @@ def target_filename(name: str) -> str:
 
 
 def target_name(filename: str) -> str:
+    """The target name a stored file holds (the inverse of `target_filename`)."""
     return parse.unquote(filename)
 
 
@@ -137,11 +140,13 @@ class Generation:
     """One complete, self-consistent copy of verified trust."""
 
     def __init__(self, path: Path) -> None:
+        """Paths only: nothing is read or checked until a reader verifies the generation."""
         self.path = path
         self.metadata_dir = path / "metadata"
         self.targets_dir = path / "targets"
 
     def target_path(self, name: str) -> Path:
+        """Where a target is stored in this generation, by its encoded name."""
         return self.targets_dir / target_filename(name)
 
     def stored_target_names(self) -> list[str]:
@@ -162,6 +167,8 @@ class Store:
     config: an anchor that no longer has it was replaced on disk (docs/design.md, threat model)."""
 
     def __init__(self, root: Path, anchor_sha256: str | None = None) -> None:
+        """Paths only; `anchor_sha256` None (no pin in the config yet) skips the anchor comparison,
+        which `init` then records."""
         self.root = Path(root)
         self.anchor_sha256 = anchor_sha256
         self.anchor_path = self.root / ANCHOR_FILE
@@ -178,6 +185,8 @@ class Store:
 
     # ---- reading ------------------------------------------------------------------
     def is_initialised(self) -> bool:
+        """Whether `init` recorded an anchor here; the anchor is what every read verifies from, so
+        without it nothing can be trusted."""
         return self.anchor_path.is_file()
 
     @classmethod
@@ -225,6 +234,9 @@ class Store:
         return Generation(self.generations_dir / name)
 
     def read_state(self) -> CacheState:
+        """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
+        unsigned, so losing it loses only the floor it held (the generation's own versions stay a
+        floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`)."""
         try:
             data = json.loads(read_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state"))
         except (FileNotFoundError, ValueError, UnsafeFileError):
@@ -237,6 +249,7 @@ class Store:
         """One writer at a time; waits up to `timeout` seconds, then fails naming the holder."""
 
         def busy(holder: str) -> Exception:
+            """The refusal after `timeout`: names the holder's pid, so an operator can find it."""
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 
         self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
@@ -307,9 +320,13 @@ class Store:
         set_access(path, CACHE_DIR_MODE, self.readers_gid())
 
     def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """Every cache file: written atomically (readers see old or new bytes, never a mix), 0640
+        and group-owned by the readers' group (decision 17)."""
         atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid())
 
     def write_anchor(self, data: bytes) -> None:
+        """Record the trust anchor (`init` only: a sync never replaces it, decision 1); durable,
+        since every later read verifies from it."""
         self._write(self.anchor_path, data)
 
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
@@ -325,9 +342,13 @@ class Store:
             self._write(self.committed_roots_dir / f"{version}.root.json", data)
 
     def drop_committed_roots(self) -> None:
+        """Forget the roots kept beside the generations (decision 16: kept roots must stay ones we
+        accept; the next sync fetches any that still apply)."""
         shutil.rmtree(self.committed_roots_dir, ignore_errors=True)
 
     def committed_roots(self) -> list[Path]:
+        """The roots a failed sync kept because they revoke keys that signed the cached trust (TUF
+        spec 5.3.11); every read walks the anchor's chain through them."""
         if not self.committed_roots_dir.is_dir():
             return []
         return sorted(self.committed_roots_dir.glob("*.root.json"))
@@ -366,6 +387,8 @@ class Store:
         return Generation(work)
 
     def discard(self, work: Generation) -> None:
+        """Drop a working copy after any failure: nothing refused is persisted (decision 16), and
+        the current generation was never touched."""
         shutil.rmtree(work.path, ignore_errors=True)
 
     def scratch_dir(self, purpose: str) -> Path:

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SyncResult:
+    """What one sync did: the versions and targets now held and why, what it downloaded and what
+    that cost, its changes in words, and the rollback floor to record in state.json (empty when
+    nothing was committed)."""
+
     changed: bool
     versions: dict[str, int]
     targets: dict[str, str]  # target name -> why the host holds it
@@ -71,6 +75,7 @@ class SyncResult:
     changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
 
     def to_json(self) -> dict[str, Any]:
+        """The `trust sync --json` result (the floor is not output: state.json records it)."""
         return {
             "changed": self.changed,
             "versions": self.versions,
@@ -161,11 +166,11 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     Parsing a large targets role creates about ten objects per target, almost none of them
     in reference cycles, and CPython's collector scans every tracked object again at each
-    full collection: at 100k targets a quarter of python-tuf's own refresh was the collector
-    (1.41 s -> 1.07 s paused, measured). `sync` runs only in processes stella-trust owns (the
-    CLI and the agent), for seconds at most, so the pause cannot starve an application's
-    collector; the few cycles a sync leaves (exception tracebacks) are collected as soon as
-    the collector runs again."""
+    full collection: with a large repository, a good share of python-tuf's own refresh was
+    the collector (docs/design.md, decision 14, has the measurement). `sync` runs only in
+    processes stella-trust owns (the CLI and the agent), for seconds at most, so the pause
+    cannot starve an application's collector; the few cycles a sync leaves (exception
+    tracebacks) are collected as soon as the collector runs again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -176,6 +181,8 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _holds_trust(store: Store) -> bool:
+    """Whether this host serves trust, for a failed sync's hint ("cached trust is unchanged" or
+    "holds no trust yet"); a cache that cannot be read is taken as holding some."""
     try:
         return store.current() is not None
     except errors.StellaError:
@@ -203,6 +210,10 @@ def _refresh(
     fetcher: CountingFetcher | None,
     memo: VerificationMemo,
 ) -> SyncResult:
+    """One sync inside the lock: python-tuf refreshes a private working copy, the selection fetches
+    the targets this host holds, and only a copy that differs is verified again from the anchor,
+    checked for rollback (decision 4), described and committed. Any failure discards the copy,
+    keeping a new root that revokes keys the held trust was signed with (TUF spec 5.3.11)."""
     started = time.perf_counter()
     floor = state.floor
     anchor = store.read_anchor()
@@ -325,6 +336,7 @@ class _SessionTargets(TargetSelection):
         force: bool,
         should_stop: Callable[[], bool] | None,
     ) -> None:
+        """Stem-matching names are read lazily, once per sync (`names`)."""
         super().__init__()
         self.session = session
         self.work = work
@@ -335,6 +347,8 @@ class _SessionTargets(TargetSelection):
         self._names: list[str] | None = None
 
     def find(self, name: str) -> TargetFile | None:
+        """Target info as python-tuf's walk of the delegations finds it (TUF spec 5.6.7): only that
+        decides whether a target exists."""
         return self.session.find(name)
 
     def names(self) -> list[str]:
@@ -348,12 +362,18 @@ class _SessionTargets(TargetSelection):
         return self._names
 
     def forget_names(self) -> None:
+        """Drop the listing read for stem matching: a large repository's names are not kept past
+        selection."""
         self._names = None
 
     def read_stored(self, path: Path) -> bytes:
+        """A stored target read back by fs.py's rule (decision 18), bounded like a metadata file:
+        the service map must be parsed to learn what it references."""
         return read_untrusted(path, MAX_METADATA_FILE)
 
     def store(self, name: str, info: TargetFile) -> Path:
+        """Download a target into the working copy unless a verified copy is already there; a stop
+        request is honoured between targets."""
         if self.should_stop is not None and self.should_stop():
             raise errors.SyncInterrupted("Sync interrupted")
         path = self.work.target_path(name)

@@ -25,6 +25,8 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def utcnow() -> datetime:
+    """The wall clock, timezone-aware in UTC: where every `now` defaults from, so freshness is never
+    judged against a naive local time."""
     return datetime.now(UTC)
 
 

@@ -23,6 +23,7 @@ FULCIO_CHAIN = "fulcio-chain.pem"
 
 
 def _public_pem(private_key: Any) -> bytes:
+    """The PEM SubjectPublicKeyInfo of a generated key: the form Sigstore publishes log keys in."""
     from cryptography.hazmat.primitives import serialization
 
     data: bytes = private_key.public_key().public_bytes(
@@ -32,6 +33,8 @@ def _public_pem(private_key: Any) -> bytes:
 
 
 def spki_sha256(pem: bytes) -> str:
+    """SHA-256 of the key's DER SubjectPublicKeyInfo: for a Rekor key this is its log ID (RFC 6962
+    section 3.2's log ID, as Rekor uses it), which the service map must name."""
     from cryptography.hazmat.primitives import serialization
 
     key = serialization.load_pem_public_key(pem)
@@ -40,6 +43,8 @@ def spki_sha256(pem: bytes) -> str:
 
 
 def rekor_keys() -> tuple[bytes, bytes]:
+    """Fresh public keys shaped like the two Rekor generations: ECDSA P-256 (public-good Rekor v1)
+    and Ed25519 (Rekor v2); the private halves are dropped, nothing here signs entries."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     return (
@@ -56,6 +61,7 @@ def fulcio_chain(now: datetime) -> bytes:
     from cryptography.x509.oid import NameOID
 
     def name(common: str) -> x509.Name:
+        """A demo certificate name, marked as the demo's own organisation."""
         return x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stella-trust demo"),
@@ -66,6 +72,7 @@ def fulcio_chain(now: datetime) -> bytes:
     def ca_cert(
         subject: x509.Name, issuer: x509.Name, key: Any, signer: Any, days: int, path_length: int | None
     ) -> x509.Certificate:
+        """A CA certificate valid from yesterday for `days` days, for signing certificates and CRLs only."""
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -101,6 +108,8 @@ def fulcio_chain(now: datetime) -> bytes:
 
 
 def service_map(rekor_key_pem: bytes, key_target: str = "rekor-key-v1") -> bytes:
+    """A StellaOps service map naming `key_target` as the Rekor key, with the log ID it must have,
+    plus a staging override (docs/design.md, Service map)."""
     document = {
         "version": 1,
         "rekor": {
@@ -130,6 +139,8 @@ class DemoRepository:
         expiries: Expiries | None = None,
         consistent_snapshot: bool = True,
     ) -> None:
+        """A fresh repository (root threshold 2 of 3) with both Rekor keys, the Fulcio chain and the
+        service map, published at `now`; the Sigstore usage labels match Sigstore's own repository."""
         now = now or datetime.now(UTC)
         self.repo = Repository.create(
             Path(path),
@@ -161,4 +172,5 @@ class DemoRepository:
 
     @property
     def root_path(self) -> Path:
+        """The first root: what a client is given out of band as its anchor (decision 1)."""
         return self.repo.metadata_dir / "1.root.json"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 
 def _isolated_env() -> dict[str, str]:
+    """This environment without STELLA_* (the demo must not use this host's config, cache or service
+    map), with loopback exempt from any proxy, so the demo repository is reached directly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STELLA_")}
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
@@ -27,6 +29,8 @@ DEMO_KEYS = ("ROOT", "ROOT2", "ROOT3", "TARGETS", "SNAPSHOT", "TIMESTAMP")
 
 
 def _run(args: list[str], env: dict[str, str]) -> int:
+    """One step as a user would type it, echoed first; a failure is reported and its code returned,
+    not raised."""
     print("$ trust " + " ".join(shlex.quote(a) for a in args))
     sys.stdout.flush()
     done = subprocess.run([sys.executable, "-m", "stella_trust", *args], env=env, check=False)

@@ -63,6 +63,7 @@ def check_config(load: Callable[[], TrustRepoSettings], path: Path) -> tuple[Che
 
 
 def _reader_hint(path: Path) -> str:
+    """The way out when this user may not read a file: permissions, never a sync."""
     return f"make {path} readable by this user"
 
 
@@ -144,6 +145,7 @@ def _write_probe(path: Path) -> OSError | None:
 
 
 def _user(uid: int) -> str:
+    """A uid by name for the hint (the number when it has none, or on a system without pwd)."""
     try:
         import pwd
 
@@ -153,6 +155,7 @@ def _user(uid: int) -> str:
 
 
 def _group(gid: int) -> str:
+    """A gid by name for the hint (the number when it has none, or on a system without grp)."""
     try:
         import grp
 
@@ -241,6 +244,8 @@ def check_freshness(view: TrustView, settings: TrustRepoSettings, now: datetime)
 
 
 def check_pins(view: TrustView) -> Check:
+    """Pinned targets the view lacks, told apart: retired by the repository (remove the pin) or not
+    fetched yet (sync); either way a warning, since the rest of the trust is served."""
     if not view.missing_pins:
         return ok("pins", "every pinned target is cached")
     retired = [p for p in view.missing_pins if p in view.retired_pins]
@@ -294,6 +299,8 @@ def check_last_sync(settings: TrustRepoSettings, store: Store, now: datetime) ->
 
 
 def _parse_iso(text: str | None) -> datetime | None:
+    """A time state.json recorded; None when absent or unreadable, since the file is unsigned and
+    informational (a damaged time reads as no sync recorded, not as an error)."""
     if not text:
         return None
     try:
@@ -339,6 +346,8 @@ def check_metrics(settings: TrustRepoSettings, now: datetime) -> Check:
 
 
 def _sample(text: str, name: str) -> float | None:
+    """An unlabelled sample's value from the agent's Prometheus text file; None when absent or not a
+    number."""
     for line in text.splitlines():
         head, _, value = line.partition(" ")
         if head == name:

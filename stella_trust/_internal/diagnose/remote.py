@@ -75,6 +75,9 @@ def probe_repository(settings: TrustRepoSettings, timeout: float = PROBE_SECONDS
 
 
 def _http_date(value: str | None) -> datetime | None:
+    """The server's HTTP Date header (RFC 9110, section 5.6.7: always GMT, so a date given without
+    a zone is UTC); None when absent or unparseable, and the clock check then says it could not
+    compare."""
     if not value:
         return None
     try:

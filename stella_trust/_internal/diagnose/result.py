@@ -19,16 +19,20 @@ class Check:
     hint: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The shape `trust doctor --json` prints for one check."""
         return {"check": self.check, "state": self.state, "detail": self.detail, "hint": self.hint}
 
 
 def ok(check: str, detail: str) -> Check:
+    """A check that passed: nothing to do, so no hint."""
     return Check(check, "ok", detail)
 
 
 def warn(check: str, detail: str, hint: str) -> Check:
+    """Trust is served, but something needs attention: a hint is required."""
     return Check(check, "warn", detail, hint)
 
 
 def fail(check: str, detail: str, hint: str | None) -> Check:
+    """Something is broken and must be fixed; an empty hint is dropped rather than printed."""
     return Check(check, "fail", detail, hint or None)

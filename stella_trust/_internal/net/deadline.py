@@ -4,9 +4,9 @@
 waits for: name resolution, TCP connect, the TLS handshake, the response headers,
 every redirect hop and the body. httpx's own timeouts are per socket operation, so a
 server that sends one header byte every few seconds never trips them, and a deadline
-started after `send()` returns never starts at all (a sync once ran 90 s with a 5 s
-deadline, holding the cache lock). The deadline is therefore enforced below httpx, in
-the httpcore network backend the client's connection pools use (`_DeadlineBackend`):
+started after `send()` returns never starts at all (a sync could then hold the cache lock
+far past its deadline). The deadline is therefore enforced below httpx, in the httpcore
+network backend the client's connection pools use (`DeadlineBackend`):
 
 - socket reads wait in slices of at most `POLL_SECONDS`; between slices the stop flag
   and the deadline are checked (a read that times out consumed nothing, so it is simply
@@ -56,6 +56,7 @@ class Budget:
     """
 
     def __init__(self, should_stop: Callable[[], bool] | None) -> None:
+        """No request is in flight until `start`; `should_stop` is polled at every wait."""
         self.should_stop = should_stop
         self.url = ""
         self.seconds = 0.0
@@ -71,10 +72,14 @@ class Budget:
         return self._token
 
     def finish(self, token: int) -> None:
+        """End the allowance, unless a later request has started since: a body generator closed late
+        must not lift the deadline of the request that followed it."""
         if token == self._token:
             self._deadline_at = None
 
     def check_stop(self) -> None:
+        """Raise `SyncInterrupted` once a stop was requested (the agent's stop event, set by
+        SIGTERM), so no wait outlives the request by more than `POLL_SECONDS`."""
         if self.should_stop is not None and self.should_stop():
             raise SyncInterrupted("Sync interrupted by a stop request", hint="cached trust is unchanged")
 
@@ -105,6 +110,7 @@ class _Outcome(Generic[T]):
     """What a helper thread produced, and whether anyone still wants it."""
 
     def __init__(self) -> None:
+        """Nothing produced yet; `abandoned` is set, under the lock, when the waiter gives up."""
         self.value: T | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -126,6 +132,8 @@ def _bounded_call(
     outcome: _Outcome[T] = _Outcome()
 
     def run() -> None:
+        """The helper thread: hand the result over, or release it at once if the waiter has already
+        given up (no connection is left open behind a stopped fetch)."""
         try:
             value = call()
         except BaseException as exc:
@@ -171,16 +179,23 @@ def _duplicate(sock: object) -> socket.socket | None:
 
 @functools.cache
 def _deadline_backend_class() -> type:
+    """The backend classes, defined on first use: they subclass httpcore's, and commands that fetch
+    nothing (`trust status`, `--help`) must not pay for importing httpcore."""
     import httpcore
 
     class DeadlineStream(httpcore.NetworkStream):
         """A connection whose every wait honours the current request's deadline and stop flag."""
 
         def __init__(self, inner: httpcore.NetworkStream, budget: Budget) -> None:
+            """The budget is asked at every wait, never read once here: a kept-alive connection
+            serves later requests with their own deadlines."""
             self._inner = inner
             self._budget = budget
 
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            """Wait in slices of at most `POLL_SECONDS`, keeping httpx's per-read `timeout` across
+            them; a slice that times out consumed nothing, so it is simply repeated after the stop
+            flag and the deadline are looked at."""
             started = time.monotonic()
             while True:
                 wait = self._budget.step()
@@ -195,10 +210,12 @@ def _deadline_backend_class() -> type:
                     continue  # nothing was consumed: look at the clock and the flag, wait again
 
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            """Send one request, bounded by what the deadline leaves."""
             # Requests are a few hundred bytes: bounding the one write is enough.
             self._inner.write(buffer, self._budget.clamp(timeout))
 
         def close(self) -> None:
+            """Close the wrapped connection."""
             self._inner.close()
 
         def start_tls(
@@ -207,6 +224,8 @@ def _deadline_backend_class() -> type:
             server_hostname: str | None = None,
             timeout: float | None = None,
         ) -> httpcore.NetworkStream:
+            """The TLS handshake, which cannot be sliced, on a helper thread; a stop or the deadline
+            ends it by shutting down a duplicate of its socket."""
             inner = self._inner
             limit = self._budget.clamp(timeout)
             # The handshake detaches the socket object it wraps, so a handle on the
@@ -216,6 +235,8 @@ def _deadline_backend_class() -> type:
             twin = _duplicate(inner.get_extra_info("socket"))
 
             def shut_down() -> None:
+                """Wake a handshake blocked in recv() by shutting the connection down under it (the
+                duplicate is ours to shut down)."""
                 if twin is not None:
                     with contextlib.suppress(OSError):
                         twin.shutdown(socket.SHUT_RDWR)
@@ -233,12 +254,14 @@ def _deadline_backend_class() -> type:
             return DeadlineStream(tls, self._budget)
 
         def get_extra_info(self, info: str) -> Any:
+            """httpcore's questions about the socket and TLS, answered by the wrapped stream."""
             return self._inner.get_extra_info(info)
 
     class DeadlineBackend(httpcore.NetworkBackend):
         """httpcore's socket backend with every connection bounded by the request deadline."""
 
         def __init__(self, budget: Budget) -> None:
+            """Dial with httpcore's own socket backend; only the waiting is ours."""
             self._budget = budget
             self._sockets = httpcore.SyncBackend()
 
@@ -250,6 +273,8 @@ def _deadline_backend_class() -> type:
             local_address: str | None = None,
             socket_options: Iterable[Any] | None = None,
         ) -> httpcore.NetworkStream:
+            """DNS and connect on a helper thread, so the stop flag and the deadline end the wait; a
+            connection that arrives after the wait ended is closed."""
             limit = self._budget.clamp(timeout)
             stream = _bounded_call(
                 self._budget,
@@ -264,6 +289,7 @@ def _deadline_backend_class() -> type:
             timeout: float | None = None,
             socket_options: Iterable[Any] | None = None,
         ) -> httpcore.NetworkStream:
+            """The same bounded dial for a Unix socket (part of httpcore's backend interface)."""
             limit = self._budget.clamp(timeout)
             stream = _bounded_call(
                 self._budget,
@@ -273,11 +299,14 @@ def _deadline_backend_class() -> type:
             return DeadlineStream(stream, self._budget)
 
         def sleep(self, seconds: float) -> None:
+            """httpcore's pause between connect retries; the transports here configure none, so
+            nothing waits here unbounded."""
             time.sleep(seconds)
 
     return DeadlineBackend
 
 
 def deadline_backend(budget: Budget) -> httpcore.NetworkBackend:
+    """A network backend whose every wait is bounded by `budget` (the class is built lazily)."""
     backend: httpcore.NetworkBackend = _deadline_backend_class()(budget)
     return backend

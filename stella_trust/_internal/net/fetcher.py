@@ -70,9 +70,11 @@ _DIGEST_PREFIX = re.compile(r"^[0-9a-f]{32,128}\.(?=.)")
 class Transfer(Protocol):
     """One download as a progress display sees it."""
 
-    def advance(self, count: int) -> None: ...
+    def advance(self, count: int) -> None:
+        """`count` more bytes were taken by python-tuf."""
 
-    def done(self) -> None: ...
+    def done(self) -> None:
+        """The download ended: finished, refused or stopped."""
 
 
 # progress(label, announced length or None) -> where to count the bytes (None: not shown)
@@ -112,7 +114,7 @@ _PROXY_VARIABLES = (
 
 def _environment_proxies(memo: VerificationMemo) -> dict[str, str]:
     """urllib's reading of the proxy variables, read again only when one of them changed
-    (it scans the whole environment, a few percent of an idle sync)."""
+    (it scans the whole environment, which an idle sync would otherwise pay for every time)."""
     key = tuple(os.environ.get(name) for name in _PROXY_VARIABLES)
     proxies = memo.proxies.get(key)
     if proxies is None:
@@ -123,13 +125,15 @@ def _environment_proxies(memo: VerificationMemo) -> dict[str, str]:
 
 @functools.cache
 def _scheme_transport_class() -> type:
+    """The SchemeTransport class, defined on first use: it subclasses httpx's, and commands that
+    fetch nothing (`trust status`, `--help`) must not import httpx."""
     import httpx
 
     class SchemeTransport(httpx.BaseTransport):
         """Builds the TLS transport only when an https:// URL is first requested.
 
-        Loading the system CA bundle costs ~20 ms, five times a whole idle sync against
-        a plain-http mirror; certificate verification is unchanged for https (and for
+        Loading the system CA bundle costs more than a whole idle sync against a plain-http
+        mirror; certificate verification is unchanged for https (and for
         redirects to it, and for proxies reached over TLS), and plain-http requests never
         negotiate TLS. One transport per scheme and proxy; every one connects through the
         deadline backend.
@@ -138,6 +142,8 @@ def _scheme_transport_class() -> type:
         def __init__(
             self, ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
         ) -> None:
+            """The proxy variables are read once here, so every request of one client (one sync) is
+            routed by the same reading."""
             self.ca_bundle = ca_bundle
             self.backend = backend
             self.memo = memo
@@ -145,6 +151,9 @@ def _scheme_transport_class() -> type:
             self._transports: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
+            """Route a request by scheme and proxy: one transport per pair, built on first use and
+            dialling through the deadline backend; only a TLS hop (https, or an https proxy) loads
+            the CA store."""
             scheme = request.url.scheme
             proxy = _environment_proxy(scheme, request.url.host, self.proxies)
             transport = self._transports.get((scheme, proxy))
@@ -159,6 +168,7 @@ def _scheme_transport_class() -> type:
             return transport.handle_request(request)
 
         def close(self) -> None:
+            """Close every transport built, and so their kept-alive connections."""
             for transport in self._transports.values():
                 transport.close()
 
@@ -167,13 +177,15 @@ def _scheme_transport_class() -> type:
 
 @functools.cache
 def _unused_tls_context() -> ssl.SSLContext:
-    """What the plain-http transport holds: httpx builds a TLS context for every transport,
-    ~0.1 ms per sync, and this one is never used (an https hop, a redirect included, goes
-    through the https transport). Default settings, so if it ever were used it would verify."""
+    """What the plain-http transport holds: httpx builds a TLS context for every transport, and
+    this one is never used (an https hop, a redirect included, goes through the https
+    transport), so it is built once. Default settings, so if it ever were used it would verify."""
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checks, no CAs
 
 
 def _identity(path: str | None) -> tuple[object, ...]:
+    """What names a CA file for the TLS-context memo: its path and (device, inode, size, mtime_ns,
+    ctime_ns), so a replaced or edited bundle builds a new context (decision 13's argument)."""
     if not path:
         return (None,)
     try:
@@ -188,9 +200,9 @@ def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContex
     SSL_CERT_DIR as httpx reads them), built once per memo (the agent's lives as long as the
     process) and CA-store identity.
 
-    Loading a CA store costs ~30 ms, more than an idle sync; the agent syncs every few
-    minutes. Certificate verification is the same context httpx would build (hostname
-    checks and CERT_REQUIRED included); a changed bundle file or environment builds anew."""
+    Loading a CA store costs more than an idle sync, and the agent syncs every few minutes.
+    Certificate verification is the same context httpx would build (hostname checks and
+    CERT_REQUIRED included); a changed bundle file or environment builds anew."""
     import httpx
 
     key = (
@@ -211,6 +223,7 @@ def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContex
 def _SchemeTransport(
     ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
 ) -> httpx.BaseTransport:
+    """A SchemeTransport (see `_scheme_transport_class`), typed as httpx's base transport."""
     transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle, backend, memo)
     return transport
 
@@ -227,6 +240,8 @@ class CountingFetcher(FetcherInterface):
     tests prove an idle sync costs two requests). Tests substitute an in-memory one."""
 
     def __init__(self) -> None:
+        """Empty records for one sync: its report and the check before a commit (decision 14) read
+        only what this fetcher saw."""
         self.requests = 0
         self.bytes_received = 0
         self.urls: list[str] = []
@@ -242,6 +257,8 @@ class CountingFetcher(FetcherInterface):
         """Release connections (nothing to release by default)."""
 
     def fetch(self, url: str) -> Iterator[bytes]:
+        """Record every URL python-tuf asks for, answered or not: the root walk is known to be
+        complete only when those URLs run without a gap (`_compat_tuf`, decision 14)."""
         self.attempted.append(url)
         return super().fetch(url)
 
@@ -254,6 +271,7 @@ class CountingFetcher(FetcherInterface):
         return data
 
     def _transfer(self, url: str, length: int | None) -> Transfer | None:
+        """The progress display's handle for one download (None: nothing is shown)."""
         return None if self.progress is None else self.progress(download_label(url), length)
 
 
@@ -274,6 +292,8 @@ class HttpxFetcher(CountingFetcher):
         progress: ProgressHook | None = None,
         memo: VerificationMemo | None = None,
     ) -> None:
+        """Nothing is dialled or loaded here: the client is built by the first HTTP request, so a
+        `file://` sync never builds one."""
         self.memo = memo or VerificationMemo()  # TLS contexts and the proxy variables' reading
         self.timeout = timeout
         self.deadline = deadline
@@ -286,6 +306,8 @@ class HttpxFetcher(CountingFetcher):
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
+        """The client, built on the first HTTP request (httpx is imported only then): identity
+        encoding asked for, redirects followed, every connection through the deadline backend."""
         if self._client is None:
             import httpx
 
@@ -302,20 +324,27 @@ class HttpxFetcher(CountingFetcher):
         return self._client
 
     def close(self) -> None:
+        """Close the client and its kept-alive connections; a later request builds a new one."""
         if self._client is not None:
             self._client.close()
             self._client = None
 
     def __enter__(self) -> HttpxFetcher:
+        """The fetcher itself; its connections are closed when the block ends."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the connections, whatever ended the block."""
         self.close()
 
     def _check_stop(self) -> None:
+        """Raise `SyncInterrupted` if a stop was requested before a new request starts."""
         self._budget.check_stop()
 
     def _fetch(self, url: str) -> Iterator[bytes]:
+        """python-tuf's hook. The request is sent and its status judged here, while `fetch()` still
+        wraps failures into `DownloadError` (the trap in the module docstring); the deadline starts
+        before the connect, and the body comes back as a generator."""
         self._check_stop()
         self.requests += 1
         self.urls.append(url)
@@ -361,6 +390,10 @@ class HttpxFetcher(CountingFetcher):
         return response
 
     def _stream(self, response: httpx.Response, url: str, token: int) -> Iterator[bytes]:
+        """The body as served, never decoded, with the deadline and stop flag checked at every
+        chunk. It maps its own httpx failures to python-tuf's types (`fetch()` no longer wraps them
+        while the body is iterated), and closes the response and ends the allowance however
+        iteration ends."""
         import httpx
 
         transfer: Transfer | None = None
@@ -385,6 +418,10 @@ class HttpxFetcher(CountingFetcher):
                 transfer.done()
 
     def _fetch_file(self, url: str, token: int) -> Iterator[bytes]:
+        """A `file://` URL (a drive, a mirror directory) opened by fs.py's one rule for directories
+        others can write (decision 18): a link, FIFO, device or oversized file is a `DownloadError`,
+        and a missing file a 404, which is how python-tuf's root walk learns it has reached the
+        newest root (TUF spec 5.3.3)."""
         path = Path(urllib_request.url2pathname(parse.urlparse(url).path))
         try:  # a drive or mirror directory: no links, FIFOs or devices (fs.py's one rule)
             handle = open_untrusted(path, MAX_FILE_URL_BYTES)
@@ -399,7 +436,8 @@ class HttpxFetcher(CountingFetcher):
             raise tuf_exceptions.DownloadError(f"{path}: {exc.strerror}") from exc
 
         def chunks() -> Iterator[bytes]:
-            # The same deadline and stop flag as the network (a FIFO or a hung NFS mount).
+            """The file's bytes under the same deadline and stop flag as the network (a FIFO or a
+            hung NFS mount)."""
             transfer: Transfer | None = None
             with handle:
                 try:

@@ -84,6 +84,9 @@ def build_parts(
     stored = list(targets.info)
 
     def resolve(name: str) -> str:
+        """A name the service map or the settings give, matched against the stored targets. One the
+        verified generation does not hold (the settings changed since it was selected, or it was
+        lost) is a cache that cannot serve this host (exit 3, mended by a sync)."""
         try:
             return match_name(name, stored)
         except UnknownTargetError as exc:

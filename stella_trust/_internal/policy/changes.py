@@ -39,14 +39,19 @@ class TargetChanges:
     changed: tuple[str, ...]
 
     def to_json(self) -> dict[str, list[str]]:
+        """Plain lists for the JSON envelope (`trust diff --json`, the sync result)."""
         return {"added": list(self.added), "removed": list(self.removed), "changed": list(self.changed)}
 
 
 def short(hex_text: str) -> str:
+    """A log ID or digest cut to `SHORT` hex digits: enough to tell two keys apart in one line; the
+    JSON of `trust keys` has them whole."""
     return hex_text if len(hex_text) <= SHORT else hex_text[:SHORT] + "…"
 
 
 def target_changes(before: TrustView | None, after: TrustView) -> TargetChanges:
+    """Targets added, removed, or held with other bytes, judged by the signed length and SHA-256
+    (never by name alone); `before` None (first trust) makes every target added."""
     old = {t.name: t for t in before.targets} if before is not None else {}
     new = {t.name: t for t in after.targets}
     return TargetChanges(
@@ -96,6 +101,8 @@ def describe_changes(before: TrustView | None, after: TrustView) -> list[str]:
 
 # ---- the pieces ---------------------------------------------------------------------------
 def _root(before: TrustView, after: TrustView) -> list[str]:
+    """A new root version is worth a line (its keys or thresholds may have rotated); version bumps
+    of the other top-level roles are not, they come with every publication."""
     old, new = before.roles.get("root"), after.roles.get("root")
     if old is None or new is None or old.version == new.version:
         return []
@@ -126,6 +133,8 @@ def _rekor(before: TrustView, after: TrustView) -> tuple[list[str], set[str]]:
 
 
 def _endpoints(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Services added or removed, and each changed field; fields the Rekor key or Fulcio chain line
+    already described are not said twice."""
     lines = []
     for service in sorted(set(before) - set(after)):
         lines.append(f"service removed: {service}{_where(before[service])}")
@@ -179,6 +188,8 @@ def _entries(
     label: Callable[[E], str],
     skip: Iterable[str] = (),
 ) -> list[str]:
+    """One kind of trusted-root entry gained, lost or given another validity window, matched by
+    identity (log ID, certificate fingerprints), never by position: a reordered file is no change."""
     skipped = set(skip)
     old = {key(entry): entry for entry in before}
     new = {key(entry): entry for entry in after}
@@ -204,6 +215,8 @@ def _window_change(what: str, label: str, old: Any, new: Any) -> str | None:
 
 
 def _targets(before: TrustView, after: TrustView) -> list[str]:
+    """One line per target added, removed or changed, saying whether its digest or only its length
+    differs."""
     changes = target_changes(before, after)
     old = {t.name: t for t in before.targets}
     new = {t.name: t for t in after.targets}
@@ -222,28 +235,34 @@ def _targets(before: TrustView, after: TrustView) -> list[str]:
 
 # ---- words -------------------------------------------------------------------------------
 def _differs(a: TargetEntry, b: TargetEntry) -> bool:
+    """Other bytes: the signed SHA-256 or length differs."""
     return a.sha256 != b.sha256 or a.length != b.length
 
 
 def _log_label(log: TransparencyLog) -> str:
+    """A log in words: URL, short log ID (what verifiers match entries by) and key algorithm."""
     return f"{log.base_url} (log ID {short(log.log_id)}, {log.key_algorithm})"
 
 
 def _chain_label(chain: CertificateChainFacts) -> str:
+    """A CA or TSA in words: its URI and its leaf-most certificate's subject."""
     subject = chain.subjects[0] if chain.subjects else "no certificate"
     return f"{chain.uri or '-'} ({subject})"
 
 
 def _window(entry: Any) -> str:
+    """A validity window in words; an unset end is `open`."""
     return f"{iso(entry.valid_from) or 'open'} .. {iso(entry.valid_until) or 'open'}"
 
 
 def _where(fields: Mapping[str, Any]) -> str:
+    """` (URL)` after a service's name when the service has one, else nothing."""
     url = fields.get("url")
     return f" ({url})" if isinstance(url, str) and url else ""
 
 
 def _value(value: Any) -> str:
+    """An endpoint field's value in words; a missing or empty one is `(none)`."""
     if value is None:
         return "(none)"
     if isinstance(value, (list, tuple)):
@@ -252,4 +271,5 @@ def _value(value: Any) -> str:
 
 
 def _names(values: Iterable[str]) -> str:
+    """Trust source kinds in words; none at all is `none`."""
     return ", ".join(values) or "none"

@@ -65,6 +65,8 @@ class VerifiedTargets:
     contents: Mapping[str, bytes]
 
     def bytes_of(self, name: str) -> bytes:
+        """The bytes of a target parsed as trust material; a target too large to have been held in
+        memory cannot be a key, chain or map, so naming one as such is refused."""
         data = self.contents.get(name)
         if data is None:
             from stella_trust.errors import CacheVerificationError

@@ -27,6 +27,9 @@ from stella_trust._internal.policy.sources import lists, source_kinds
 
 @dataclass(frozen=True)
 class Collected:
+    """What a selection decided: each held target with the reason it is held, the trust source kinds
+    found, and the pins the repository retired."""
+
     wanted: dict[str, str]  # target name -> why the host holds it
     sources: tuple[str, ...]
     retired_pins: tuple[str, ...]  # pins the repository no longer lists (held before)
@@ -44,6 +47,7 @@ class TargetSelection(ABC):
     """Collects the wanted targets into a working generation, each fetched once."""
 
     def __init__(self) -> None:
+        """Nothing stored yet; `pull` remembers what it stored so nothing is fetched twice."""
         self._stored: dict[str, Path] = {}
 
     # ---- supplied by the source ----------------------------------------------------
@@ -82,6 +86,8 @@ class TargetSelection(ABC):
         return self.find(name) is not None or lists(name, self.names())
 
     def pull(self, name: str, info: TargetFile) -> Path:
+        """Store a target once, however many reasons the policy has to hold it (referenced by the
+        service map and pinned, say)."""
         if name not in self._stored:  # a target both referenced and pinned is fetched once
             self._stored[name] = self.store(name, info)
         return self._stored[name]
@@ -121,6 +127,9 @@ class TargetSelection(ABC):
         return Collected(wanted, sources, tuple(retired))
 
     def _collect_service_map(self, policy: TrustPolicy, wanted: dict[str, str]) -> None:
+        """The service map (the operator's local one if configured, else the signed target) and
+        every target it references for this host's environment; a missing service map is a
+        `ServiceMapError`, not an unknown pin."""
         if policy.local_service_map is not None:
             service_map = local_service_map(policy.local_service_map)
         else:

@@ -23,6 +23,9 @@ from stella_trust.view import Endpoints, FulcioEndpoint, KeyFact, RekorEndpoint
 
 @dataclass(frozen=True)
 class SigstoreSource:
+    """What the verifiers' trust is made of: the parsed facts, and the exact bytes they were parsed
+    from (handed on to sigstore-python unchanged), with the targets they came from."""
+
     trust: SigstoreTrust
     trusted_root_json: bytes
     signing_config_json: bytes | None

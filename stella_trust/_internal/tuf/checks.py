@@ -44,6 +44,9 @@ PARSE_FAILURES: tuple[type[Exception], ...] = (
 
 
 def load_role(data: bytes, kind: type[T], what: str) -> Metadata[T]:
+    """Parse one role file and insist on its type: a file of another role under this name (a
+    snapshot saved as timestamp.json) is refused before any signature is checked, and every parse
+    failure is the cache's (exit 3), never a traceback."""
     try:
         md = cast(Metadata[T], Metadata.from_bytes(data))
     except PARSE_FAILURES as exc:
@@ -134,6 +137,8 @@ def check_signed(
 
 
 def delegation_digest(delegator: Root | Targets, role: str) -> bytes:
+    """The delegation a signature check ran under, by content (proofs.py): a key rotation or
+    threshold change gives another digest, so a remembered check never carries over."""
     delegated = delegator.get_delegated_role(role)
     keys: list[tuple[str, dict[str, object]]] = []
     for keyid in delegated.keyids:
@@ -145,6 +150,8 @@ def delegation_digest(delegator: Root | Targets, role: str) -> bytes:
 
 
 def check_meta(meta: MetaFile, data: bytes, md: Metadata[Any], what: str) -> None:
+    """A role file against what its parent pins (TUF spec 5.5.2 and 5.5.4 for snapshot, 5.6.2 and
+    5.6.4 for targets): length and hashes when listed, and exactly the pinned version."""
     try:
         meta.verify_length_and_hashes(data)
     except tuf_exceptions.LengthOrHashMismatchError as exc:

@@ -79,6 +79,7 @@ class VerifiedMetadata:
 
     @property
     def versions(self) -> dict[str, int]:
+        """The top-level roles' versions (what the rollback floor and `trust status` show)."""
         return {
             "root": self.root.signed.version,
             "timestamp": self.timestamp.signed.version,
@@ -88,6 +89,8 @@ class VerifiedMetadata:
 
     @property
     def expiries(self) -> dict[str, datetime]:
+        """The top-level roles' signed expiries; freshness takes the earliest, delegated roles
+        visited included (decision 3)."""
         return {
             "root": self.root.signed.expires,
             "timestamp": self.timestamp.signed.expires,
@@ -175,6 +178,8 @@ class VerifiedMetadata:
             to_visit.extend(children)
 
     def find_target(self, name: str) -> TargetFile | None:
+        """The target info the delegation walk finds (TUF spec 5.6.7), noting the expiry of every
+        delegated role visited: they count for freshness."""
         for role, md in self.walk_roles(name):
             if role != Targets.type:
                 self.delegated_expiries[role] = md.signed.expires
@@ -259,6 +264,7 @@ class VerifiedTrust:
 
 
 def _open_binary(path: Path) -> BinaryIO:
+    """A stored target opened by fs.py's rule (decision 18); its signed length is the real bound."""
     return open_untrusted(path, MAX_TARGET_FILE)
 
 

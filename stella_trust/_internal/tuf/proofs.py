@@ -25,6 +25,8 @@ import json
 
 
 def digest(data: bytes) -> bytes:
+    """SHA-256 of bytes: what every remembered proof is keyed by (content, never a path or a
+    version)."""
     return hashlib.sha256(data).digest()
 
 

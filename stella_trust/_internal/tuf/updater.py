@@ -25,6 +25,8 @@ from stella_trust._internal.settings import TrustRepoSettings
 
 
 def updater_config(settings: TrustRepoSettings) -> UpdaterConfig:
+    """python-tuf's limits from the settings: the metadata size bounds (against endless-data
+    attacks) and how many root rotations one walk may take (TUF spec 5.3.3)."""
     limits = settings.metadata_limits
     return UpdaterConfig(
         max_root_rotations=settings.max_root_rotations,
@@ -40,6 +42,8 @@ def make_fetcher(
     should_stop: Callable[[], bool] | None = None,
     memo: VerificationMemo | None = None,
 ) -> HttpxFetcher:
+    """A fetcher with the settings' timeouts, deadline and CA bundle: sync, `init --root-sha256`,
+    `export --depth` and the progress bars build theirs here, so none can fetch with other rules."""
     return HttpxFetcher(
         timeout=settings.request_timeout_seconds,
         deadline=settings.download_deadline_seconds,
@@ -50,6 +54,7 @@ def make_fetcher(
 
 
 def repository_urls(tuf_url: str) -> tuple[str, str]:
+    """The metadata and targets base URLs under `tuf_url` (the layout `trust repo` publishes)."""
     base = tuf_url.rstrip("/")
     return f"{base}/metadata/", f"{base}/targets/"
 
@@ -120,6 +125,9 @@ class RepositorySession:
         bootstrap: bytes | None = None,
         metadata_url: str = "",
     ) -> None:
+        """`renew` builds a fresh Updater for the fast-forward retry (`refresh` can run once per
+        Updater); `bootstrap` and `metadata_url` let `updater_checks` tell which bodies python-tuf
+        verified."""
         self._live: Updater | None = updater
         self.fetcher = fetcher
         self._metadata_dir = Path(metadata_dir)  # where python-tuf keeps the trusted set
@@ -147,6 +155,8 @@ class RepositorySession:
         config = updater_config(settings)
 
         def renew() -> Updater:
+            """A new Updater with the same fetcher, limits and bootstrap (the fast-forward retry
+            needs a second)."""
             return new_updater(metadata_dir, metadata_url, targets_url, fetcher, config, bootstrap)
 
         try:
@@ -210,7 +220,7 @@ class RepositorySession:
         )
 
     def find(self, name: str) -> TargetFile | None:
-        """Target info for `name`, walking delegations (TUF spec 5.7)."""
+        """Target info for `name`, walking delegations (TUF spec 5.6.7)."""
         return self._updater.get_targetinfo(name)
 
     def ensure(
@@ -221,6 +231,7 @@ class RepositorySession:
 
     @property
     def _updater(self) -> Updater:
+        """The live Updater; a session used after `close()` is a bug, raised loudly."""
         if self._live is None:
             raise RuntimeError("repository session used after close()")
         return self._live
