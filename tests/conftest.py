@@ -180,9 +180,9 @@ def faked_clock(clock: str | None) -> dict[str, str]:
     `-n auto` ("faketime: sem_open: File exists"). A single process needs no shared clock."""
     if not clock:
         return {}
-    if clock.startswith(("+", "-", "@")):
+    if clock.startswith(("+", "-")):
         spec = clock
-    else:  # what the wrapper does with an absolute time: `date` reads it
+    else:  # what the wrapper does with an absolute time ('@EPOCH' too): `date` reads it
         absolute = subprocess.run(
             ["date", "-d", clock, "+%Y-%m-%d %H:%M:%S"], capture_output=True, text=True, check=True
         )

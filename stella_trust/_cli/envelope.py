@@ -27,7 +27,7 @@ from typing import Any
 import typer
 
 from stella_trust._internal.redact import redact, redact_all
-from stella_trust.errors import InternalError, StellaError
+from stella_trust.errors import EXIT_USAGE, InternalError, StellaError
 
 OS_HINT = (
     "check permissions and free space (the cache is written by the stella-trust user; "
@@ -82,6 +82,14 @@ class Envelope:
         what was done and why it stopped in one object."""
         raise CommandFailed(error)
 
+    def hint(self, error: StellaError) -> str | None:
+        """The error's hint for this host; a usage error without one points at the command's
+        --help (every option there has an example), as typer's own refusals do."""
+        hint = error.hint_for(HOST.kind)
+        if not hint and error.exit_code == EXIT_USAGE:
+            hint = f"see `trust {self.command} --help`"
+        return hint
+
     def document(self, error: StellaError | None) -> dict[str, Any]:
         """The envelope, with no credential of a mirror URL anywhere in it (decision 18)."""
         document: dict[str, Any] = redact_all(
@@ -94,7 +102,7 @@ class Envelope:
                 if error is None
                 else {
                     "message": error.message,
-                    "hint": error.hint_for(HOST.kind),
+                    "hint": self.hint(error),
                     "exit_code": error.exit_code,
                 },
             }
@@ -121,7 +129,7 @@ def _finish(env: Envelope, error: StellaError) -> None:
     if env.as_json:
         typer.echo(json.dumps(env.document(error), indent=2))
     typer.echo(f"error: {redact(error.message)}", err=True)
-    hint = error.hint_for(HOST.kind)
+    hint = env.hint(error)
     if hint:
         typer.echo(f"hint: {redact(hint)}", err=True)
     raise typer.Exit(error.exit_code)

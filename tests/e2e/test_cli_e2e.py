@@ -200,8 +200,6 @@ def test_help_has_examples() -> None:
     import subprocess
     import sys
 
-    from tests.conftest import Client as _  # noqa: F401 - same interpreter
-
     out = subprocess.run(
         [sys.executable, "-m", "stella_trust", "--help"], capture_output=True, text=True, check=True
     ).stdout
