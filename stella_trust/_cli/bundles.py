@@ -117,7 +117,7 @@ def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, env: Enve
 
     view = load_view(settings, store)
     data = trust_file(view, fmt)
-    atomic_write(out.resolve(), data)
+    atomic_write(out.absolute(), data)  # a link at OUT is replaced, never written through
     env.result = {
         "format": fmt,
         "path": str(out),

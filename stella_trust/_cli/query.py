@@ -73,7 +73,7 @@ def get(
 
         from stella_trust._internal.fs import atomic_write
 
-        atomic_write(out.resolve(), data)
+        atomic_write(out.absolute(), data)  # a link at OUT is replaced, never written through
         digest = hashlib.sha256(data).hexdigest()
         env.result = {
             "name": entry.name,

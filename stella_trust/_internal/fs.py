@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -139,16 +140,86 @@ def share_tree(
 
 
 def set_access(path: Path, mode: int, gid: int | None, st: os.stat_result | None = None) -> None:
-    """chmod/chgrp `path` (never through a symlink) only where it differs."""
+    """chmod/chgrp `path` only where it differs, through a descriptor opened without following
+    a link: in a cache another user owns, a name checked with lstat can be swapped for a link
+    before a chmod by path acts on it, and root would change whatever the link points to.
+    Anything that is not (or is no longer) a regular file or directory is left alone."""
     st = st or os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         return
     if stat.S_ISDIR(st.st_mode):
         mode |= st.st_mode & stat.S_ISGID  # an administrator's setgid directory stays one
+    if (gid is None or st.st_gid == gid) and stat.S_IMODE(st.st_mode) == mode:
+        return
+    try:
+        fd = os.open(path, _READ_FLAGS | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0))
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            return  # swapped for a link or removed since lstat: not ours to change
+        if exc.errno != errno.EACCES or os.geteuid() == 0:
+            raise
+        # a non-root owner's own file with no read bit: only that owner can swap it, so
+        # acting by path changes nothing the caller could not change anyway
+        _set_access_by_path(path, mode, gid, st)
+        return
+    try:
+        now = os.fstat(fd)
+        if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
+            return
+        if gid is not None and now.st_gid != gid:
+            os.fchown(fd, -1, gid)
+        if stat.S_IMODE(now.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _set_access_by_path(path: Path, mode: int, gid: int | None, st: os.stat_result) -> None:
+    """set_access for a file its (non-root) owner cannot open: see set_access."""
     if gid is not None and st.st_gid != gid:
         os.chown(path, -1, gid, follow_symlinks=False)
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
+
+
+def real_directory(path: Path) -> bool:
+    """True if `path` is a directory itself, not a link to one (False if absent). A cache's
+    subdirectories are created by us; one replaced by a link would steer root's writes and
+    removals into whatever directory it names."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFileError(f"refusing {path}: it is a link or not a directory")
+    return True
+
+
+def remove_entries(directory: Path, doomed: Callable[[str], bool]) -> None:
+    """Remove every entry of `directory` whose name `doomed` picks, through a descriptor of the
+    directory opened without following a link (shutil.rmtree's own walk below it never follows
+    one): a directory swapped for a link after a check cannot turn a prune into removing
+    another directory's contents."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeFileError(f"refusing {directory}: it is a link or not a directory") from None
+        raise
+    try:
+        for name in os.listdir(fd):
+            if not doomed(name):
+                continue
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=fd, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -186,9 +257,13 @@ def _open_lock_file(path: Path) -> int:
         if exc.errno == errno.ELOOP:
             raise UnsafeFileError(f"refusing the lock file {path}: it is a symbolic link") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise UnsafeFileError(f"refusing the lock file {path}: it is not a regular file")
+    if st.st_nlink > 1:  # a hard link to someone's file: writing our pid would truncate it
+        os.close(fd)
+        raise UnsafeFileError(f"refusing the lock file {path}: it is a hard link to another file")
     return fd
 
 

@@ -14,14 +14,15 @@ import re
 from typing import Any
 
 HIDDEN = "***"
-# scheme://userinfo@ — userinfo is everything up to the first '@' before any '/', '?', '#'
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]+)@")
-_SECRET_NAMES = (
-    "token|access_token|id_token|auth|authorization|key|api_key|apikey|secret|password|passwd|pwd"
-    "|sig|signature|credential|session|x-amz-signature|x-amz-credential|x-amz-security-token"
-    "|x-goog-signature|x-goog-credential|sv|se|sp|skoid|sktid"
-)
-_SECRET_QUERY = re.compile(rf"(?P<lead>[?&;](?:{_SECRET_NAMES})=)(?P<value>[^&#\s\"']*)", re.IGNORECASE)
+# scheme://userinfo@ — userinfo is everything up to the LAST '@' before any '/', '?', '#' (a
+# password may hold an unencoded '@', and httpx then still takes the last one as the separator)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#\s\"'<>]+)@")
+# a query parameter is a secret if its name holds one of these words anywhere (private_token,
+# client_secret, api-key, X-Amz-Credential, ...), or is one of the short names signed URLs use
+_SECRET_WORDS = r"token|secret|passw|pwd|auth|credential|signature|api[_\-]?key|session|private"
+_SHORT_NAMES = "key|sig|sv|se|sp|skoid|sktid|code"
+_SECRET_NAME = rf"[\w.\-]*(?:{_SECRET_WORDS})[\w.\-]*|(?:{_SHORT_NAMES})"
+_SECRET_QUERY = re.compile(rf"(?P<lead>[?&;](?:{_SECRET_NAME})=)(?P<value>[^&#\s\"']*)", re.IGNORECASE)
 
 
 def redact(text: str) -> str:

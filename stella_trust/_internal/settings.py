@@ -250,6 +250,24 @@ class _YamlSectionSource(PydanticBaseSettingsSource):
         return read_section(self.path)
 
 
+MAX_CONFIG_DEPTH = 16  # the deepest real config is 4; pydantic's validation recurses
+
+
+def _depth(document: Any) -> int:
+    """How deep lists and mappings nest, counted without recursion (a hostile config must not
+    end in RecursionError, a bug's message, inside validation)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_CONFIG_DEPTH:
+                return level
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _parse_yaml(text: str) -> Any:
     """`yaml.safe_load`, with libyaml's parser when PyYAML was built with it (the pure-Python
     parser is what `trust status` would otherwise spend its start-up on). Same constructor and
@@ -292,6 +310,10 @@ def read_document(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config {path}:{where}: not valid YAML: {problem}") from exc
+    except RecursionError:
+        raise ConfigError(f"config {path}: nests lists or mappings too deep to be a config") from None
+    if _depth(document) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config {path}: nests lists or mappings more than {MAX_CONFIG_DEPTH} deep")
     if document is None:
         return {}
     if not isinstance(document, dict):

@@ -43,6 +43,8 @@ from stella_trust._internal.fs import (
     fsync_dir,
     fsync_tree,
     read_untrusted,
+    real_directory,
+    remove_entries,
     set_access,
     share_tree,
 )
@@ -254,6 +256,7 @@ class Store:
 
         self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
         with exclusive_lock(self.lock_path, timeout, busy):
+            self._refuse_planted_links()
             self._remove_abandoned_work()
             self._share_with_readers()
             yield
@@ -430,9 +433,8 @@ class Store:
             keep.add(previous.path.name)  # readers may still be inside it
         self._prune(keep)
         history = final / "metadata" / "root_history"
-        for path in self.committed_roots():  # now part of the generation itself
-            if (history / path.name).is_file():
-                path.unlink()
+        # kept roots now part of the generation itself are dropped
+        remove_entries(self.committed_roots_dir, lambda name: (history / name).is_file())
         return Generation(final)
 
     def generations(self) -> list[Generation]:
@@ -452,19 +454,22 @@ class Store:
         kept = self.generations()
         return (generation_sequence(kept[-1].path.name) or 0) + 1 if kept else 1
 
+    def _refuse_planted_links(self) -> None:
+        """The cache's subdirectories are ours: one replaced by a link (by whoever owns the
+        cache, when root writes it) would steer root's writes and prunes into the directory
+        it names. Checked when the lock is taken; the removals below also go through a
+        descriptor that never follows a link, so a swap after this check removes nothing
+        outside the cache."""
+        for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
+            real_directory(directory)
+
     def _prune(self, keep: set[str]) -> None:
         """Remove every finished generation except `keep` (scratch entries start with '.')."""
-        for path in self.generations_dir.iterdir():
-            if not path.name.startswith(".") and path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+        remove_entries(self.generations_dir, lambda name: not name.startswith(".") and name not in keep)
 
     def _remove_abandoned_work(self) -> None:
         """A writer killed mid-sync leaves a work directory (or a temp link); the lock
         holder removes them."""
         for link in self.root.glob(f".{CURRENT_LINK}.*"):
             link.unlink(missing_ok=True)
-        if not self.generations_dir.is_dir():
-            return
-        for path in self.generations_dir.iterdir():
-            if path.name.startswith(WORK_PREFIX):
-                shutil.rmtree(path, ignore_errors=True)
+        remove_entries(self.generations_dir, lambda name: name.startswith(WORK_PREFIX))

@@ -10,8 +10,10 @@ import each other).
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from stella_trust._internal.sigstore.errors import BundleRefusedError
 from stella_trust._internal.sigstore.policy import IdentityPolicy, KeyPolicy, Policy
@@ -46,15 +48,26 @@ def make_policy(
     )
 
 
+def _open_regular(path: Path, what: str) -> tuple[BinaryIO, int]:
+    """`path` opened, then checked to be a regular file (its size too): opening first and
+    asking the descriptor means a file swapped for a FIFO after a check cannot hang the
+    command (O_NONBLOCK), nor a device be read in place of the file checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UsageError(f"{what} {path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
 def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     """A regular file of at most `limit` bytes, or one clear line (never /dev/zero forever)."""
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{what} {path} is not a regular file")
-        if info.st_size > limit:
-            raise BundleRefusedError(f"{what} {path} is {info.st_size} bytes, above the {limit}-byte limit")
-        with path.open("rb") as handle:
+        handle, size = _open_regular(path, what)
+        with handle:
+            if size > limit:
+                raise BundleRefusedError(f"{what} {path} is {size} bytes, above the {limit}-byte limit")
             data = handle.read(limit + 1)
     except OSError as exc:
         raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
@@ -80,10 +93,9 @@ def artifact_input(value: str, *, need_bytes: bool) -> bytes | str:
     if need_bytes:
         return read_input(path, "artifact", MAX_KEYED_ARTIFACT_BYTES)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise UsageError(f"artifact {path} is not a regular file")
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
+        handle, _ = _open_regular(path, "artifact")
+        with handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     except OSError as exc:

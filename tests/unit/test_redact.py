@@ -25,3 +25,18 @@ def test_every_string_of_a_json_value_is_redacted() -> None:
         "list": ["http://***@z/", 3, None],
         "n": 1,
     }
+
+
+def test_a_password_holding_an_at_sign_is_hidden_whole() -> None:
+    """httpx takes the last '@' as the separator, so an unencoded '@' in a password works for
+    fetching; the part after the first '@' must not be shown either."""
+    shown = redact("sync failed: http://mirroruser:p@ssMARK@127.0.0.1:18080/metadata/1.root.json")
+    assert "MARK" not in shown and "ss" not in shown.split("@")[0]
+    assert shown == "sync failed: http://***@127.0.0.1:18080/metadata/1.root.json"
+
+
+def test_query_names_that_hold_a_secret_word_are_hidden() -> None:
+    url = "https://m.example/tuf?private_token=A1&client_secret=B2&api-key=C3&X-Amz-Credential=D4&page=2"
+    shown = redact(url)
+    assert not any(secret in shown for secret in ("A1", "B2", "C3", "D4")), shown
+    assert shown.endswith("&page=2")

@@ -69,6 +69,9 @@ def test_missing_config_file_means_defaults(tmp_path: Path) -> None:
             "attestor:\n  trust_repo:\n    metadata_limits: {timestamp: -1}\n",
             "attestor.trust_repo.metadata_limits.timestamp: Input should be greater than 0",
         ),
+        # nested deeper than any config: one line, never "internal error: RecursionError"
+        ("attestor:\n  trust_repo:\n    x: " + "[" * 300_000 + "]" * 300_000 + "\n", "too deep"),
+        ("attestor:\n  trust_repo:\n    x: " + "{a: " * 40 + "1" + "}" * 40 + "\n", "more than 16 deep"),
     ],
 )
 def test_malformed_config_names_file_field_and_problem(tmp_path: Path, text: str, expected: str) -> None:

@@ -5,6 +5,7 @@ Each attack is refused in one line, and what was held before is intact and usabl
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from stella_trust._internal.fs import (
     exclusive_lock,
     open_untrusted,
     read_untrusted,
+    remove_entries,
+    set_access,
 )
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import load_settings
@@ -140,3 +143,67 @@ def test_a_config_must_be_a_regular_file_of_at_most_one_mib(tmp_path: Path) -> N
     big.write_bytes(b"#" * ((1 << 20) + 1))
     with pytest.raises(ConfigError, match="limit"):
         load_settings(big, {})
+
+
+def test_a_cache_subdirectory_replaced_by_a_link_refuses_the_sync_and_removes_nothing(
+    host: Host, simulated: Simulated, tmp_path: Path
+) -> None:
+    """The cache's owner swaps `generations` for a link to another directory and removes
+    `current`: root's sync used to write there and prune every subdirectory of it."""
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "f").write_bytes(b"keep")
+    held = store.generations_dir.rename(tmp_path / "held-generations")
+    store.generations_dir.symlink_to(victim)
+    with pytest.raises(UnsafeFileError, match=r"generations: it is a link or not a directory"):
+        sync(settings, store, fetcher=RepositoryFetcher(demo.repo))
+    assert (victim / "sub" / "f").read_bytes() == b"keep" and sorted(os.listdir(victim)) == ["sub"]
+    store.generations_dir.unlink()  # the hint followed: the link removed, the cache put back
+    held.rename(store.generations_dir)
+    assert load_view(settings, store).usable
+    for _ in range(3):  # and the next syncs work
+        sync(settings, store, fetcher=RepositoryFetcher(demo.repo), force=True)
+    assert load_view(settings, store).usable
+
+
+def test_removal_never_follows_a_directory_swapped_for_a_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (tmp_path / "generations").symlink_to(victim)
+    with pytest.raises(UnsafeFileError, match="link or not a directory"):
+        remove_entries(tmp_path / "generations", lambda name: True)
+    assert (victim / "sub").is_dir()
+
+
+def test_access_is_never_set_through_a_file_swapped_for_a_link_after_lstat(tmp_path: Path) -> None:
+    """share_tree lstats, then sets the mode; a swap in between must change nothing outside."""
+    victim = tmp_path / "setuid-binary"
+    victim.write_bytes(b"x")
+    victim.chmod(0o4755)
+    cached = tmp_path / "cached"
+    cached.write_bytes(b"y")
+    cached.chmod(0o600)
+    seen = os.lstat(cached)  # what share_tree saw
+    cached.unlink()
+    cached.symlink_to(victim)  # the cache owner's swap
+    set_access(cached, 0o640, None, seen)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o4755
+    directory = tmp_path / "dir"
+    directory.mkdir(mode=0o700)
+    set_access(directory, 0o750, None)  # still sets what is really ours
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+
+
+def test_a_lock_file_that_is_a_hard_link_is_refused_and_its_other_name_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.pem"
+    victim.write_bytes(b"key material")
+    os.link(victim, tmp_path / "lock")
+    with (
+        pytest.raises(UnsafeFileError, match="hard link"),
+        exclusive_lock(tmp_path / "lock", 0, LockBusyError),
+    ):
+        pass
+    assert victim.read_bytes() == b"key material"

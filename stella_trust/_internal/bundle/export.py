@@ -115,7 +115,9 @@ def export_directory(
 ) -> BundleSummary:
     """The bundle layout, uncompressed: also a valid `file://` TUF repository."""
     now = now or utcnow()
-    out = out.resolve()
+    out = out.absolute()  # never resolved: a link at OUT is refused, not written through
+    if out.is_symlink():
+        raise errors.UsageError(f"{out} is a symbolic link; refusing to write the export through it")
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise errors.UsageError(f"{out} exists and is not a previous trust export; refusing to overwrite it")
     # Readers may export: no writer lock (a generation is never modified in place).
@@ -169,7 +171,7 @@ def export_archive(
 ) -> BundleSummary:
     """A zstd-sealed `.tar.zst`: manifest.json first, then metadata/ and targets/."""
     now = now or utcnow()
-    out = out.resolve()
+    out = out.absolute()  # never resolved: the archive is renamed over a link at OUT
     # Readers may export: no writer lock (a generation is never modified in place).
     verified = verified_current(store)
     entries = _entries(verified)
