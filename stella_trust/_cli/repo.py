@@ -294,13 +294,13 @@ def set_expiry(
 
       trust repo set-expiry snapshot 14d --resign-within 7d
     """
-    from stella_trust.repository.policy import parse_policy
+    from stella_trust.repository.expiry import parse_rule
 
     try:
-        policy = parse_policy(role, lifetime, resign_within)
+        rule = parse_rule(role, lifetime, resign_within)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    _signing(path, source, to, as_json, lambda w: w.set_expiry(role, policy))
+    _signing(path, source, to, as_json, lambda w: w.set_expiry(role, rule))
 
 
 @repo_app.command("pull")

@@ -20,11 +20,11 @@ from tuf.api.serialization.json import JSONSerializer
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
+from stella_trust.repository.expiry import FIELD, ExpiryRule, stamp_rule
 from stella_trust.repository.keyring import key_file, public_block
 from stella_trust.repository.keys import key_name, passphrase
 from stella_trust.repository.metadata import Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.policy import FIELD, RolePolicy, stamp_policy
 from stella_trust.repository.publish import SET_FILE, PublishSteps
 from stella_trust.repository.workspace import BAD_METADATA, ROLES
 
@@ -66,7 +66,7 @@ class CeremonySteps(PublishSteps):
     def _new_staged_root(self, repo: Repository, now: datetime) -> Metadata[Root]:
         md = Metadata[Root].from_bytes(repo.root.to_bytes())
         md.signed.version += 1
-        md.signed.expires = (now + self.policies(repo)["root"].lifetime).replace(microsecond=0)
+        md.signed.expires = (now + self.rules(repo)["root"].lifetime).replace(microsecond=0)
         md.signatures.clear()
         return md
 
@@ -204,42 +204,42 @@ class CeremonySteps(PublishSteps):
             number += 1
         return candidate
 
-    def set_expiry(self, role: str, policy: RolePolicy, now: datetime | None = None) -> Outcome:
+    def set_expiry(self, role: str, rule: ExpiryRule, now: datetime | None = None) -> Outcome:
         """Change a role's rhythm: online roles are re-signed now; targets and delegated roles
         take it at their next publication; root in the staged root (the next ceremony)."""
         now = now or utcnow()
         repo = self._load()
         if role in ("snapshot", "timestamp"):
             md = repo.snapshot if role == "snapshot" else repo.timestamp
-            stamp_policy(md, policy)
+            stamp_rule(md, rule)
             outcome = self.bump_online(now, force=True, repo=repo)
             return Outcome(
-                f"{role} lifetime {policy.field()['lifetime']}, renewed when "
-                f"{policy.field()['resign-within']} are left; {outcome.message}",
+                f"{role} lifetime {rule.field()['lifetime']}, renewed when "
+                f"{rule.field()['resign-within']} are left; {outcome.message}",
                 warnings=outcome.warnings,
             )
         if role == "root":
             md_root = self.staged_root(repo) or self._new_staged_root(repo, now)
             had = len(md_root.signatures)
-            md_root.signed.unrecognized_fields[FIELD] = policy.field()
-            md_root.signed.expires = (now + policy.lifetime).replace(microsecond=0)
+            md_root.signed.unrecognized_fields[FIELD] = rule.field()
+            md_root.signed.expires = (now + rule.lifetime).replace(microsecond=0)
             md_root.signatures.clear()
             self._save_staged_root(md_root)
             return Outcome(
-                f"staged root v{md_root.signed.version}: lifetime {policy.field()['lifetime']} (expires "
+                f"staged root v{md_root.signed.version}: lifetime {rule.field()['lifetime']} (expires "
                 f"{md_root.signed.expires:%Y-%m-%d}); sign it with `trust repo sign root --key FILE`",
                 warnings=[f"the edit discarded {had} signature(s) on the staged root"] if had else [],
             )
         self.role_keys(repo, role)  # refuses an unknown role
         changes = self._changes()
         changes["expiry"][role] = {
-            "lifetime": policy.lifetime.total_seconds(),
-            "resign_within": policy.resign_within.total_seconds(),
+            "lifetime": rule.lifetime.total_seconds(),
+            "resign_within": rule.resign_within.total_seconds(),
         }
         self._save_changes(changes)
         self._drop_staged_role(role)
         return Outcome(
-            f"staged: {role} lifetime {policy.field()['lifetime']} from its next publication; "
+            f"staged: {role} lifetime {rule.field()['lifetime']} from its next publication; "
             "run `trust repo publish` where its key is"
         )
 
@@ -420,7 +420,7 @@ class CeremonySteps(PublishSteps):
         staged_set = self.ceremony_set()
         resigned: list[str] = []
         missing: list[str] = []
-        policies = self.policies(repo)
+        rules = self.rules(repo)
         targets_changed = False
         have, need = self.signatures(repo, "targets", repo.targets, root=root)
         if have < need:
@@ -452,7 +452,7 @@ class CeremonySteps(PublishSteps):
             staged = self._set_online(repo, "snapshot", staged_set, root)
             if len(signers) >= root.roles["snapshot"].threshold:
                 repo.signers["snapshot"] = signers
-                stamp_policy(repo.snapshot, policies["snapshot"])
+                stamp_rule(repo.snapshot, rules["snapshot"])
                 repo._sign_snapshot_only(now)
                 snapshot_ready = True
             elif staged is not None:
@@ -467,7 +467,7 @@ class CeremonySteps(PublishSteps):
             staged_ts = self._set_online(repo, "timestamp", staged_set, root)
             if snapshot_ready and len(signers) >= root.roles["timestamp"].threshold:
                 repo.signers["timestamp"] = signers
-                stamp_policy(repo.timestamp, policies["timestamp"])
+                stamp_rule(repo.timestamp, rules["timestamp"])
                 repo._sign_timestamp_only(now)
                 resigned.append(f"timestamp v{repo.timestamp.signed.version}")
             elif staged_ts is not None and snapshot_ready:
@@ -504,7 +504,7 @@ class CeremonySteps(PublishSteps):
             path.unlink()  # stale: a release was published since; sign the published one again
         md = Metadata[Targets].from_bytes(repo.targets.to_bytes())
         md.signed.version = repo.next_version("targets", md.signed.version)
-        md.signed.expires = (now + self.policies(repo)["targets"].lifetime).replace(microsecond=0)
+        md.signed.expires = (now + self.rules(repo)["targets"].lifetime).replace(microsecond=0)
         md.signatures.clear()
         return md
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
-from stella_trust.repository.keys import KeyError_, key_name, load_private
+from stella_trust.repository.keys import KeyFileError, key_name, load_private
 
 PUBLIC_BEGIN = b"-----BEGIN PUBLIC KEY-----"
 PUBLIC_END = b"-----END PUBLIC KEY-----"
@@ -80,7 +80,7 @@ class KeyFile:
         private = load_private(self.path)
         public = SSlibKey.from_crypto(private.public_key(), scheme=key.scheme)
         if not (public.keytype == key.keytype and public.keyval == key.keyval):
-            raise KeyError_(
+            raise KeyFileError(
                 f"{self.path} is not the key {keyid[:12]}… (its public key differs)",
                 hint="pass the key file the role lists; see `trust repo keys`",
             )

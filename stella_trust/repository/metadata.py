@@ -125,7 +125,7 @@ class Repository:
 
         `signers` (per role) are generated when not given; `thresholds` default to the
         root threshold for root and 1 for the other roles; `fields` (per role) are extra
-        signed fields, such as the signing rhythm (repository/policy.py).
+        signed fields, such as the signing rhythm (repository/expiry.py).
         """
         if not 1 <= root_threshold <= root_keys:
             raise ValueError("root threshold must be between 1 and the number of root keys")

@@ -16,9 +16,9 @@ from tuf.api.serialization.json import JSONSerializer
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import expiry_phrase, human_duration, iso, utcnow
 from stella_trust.errors import UsageError
+from stella_trust.repository.expiry import ONLINE_ROLES, ExpiryRule, default_rule, stamp_rule
 from stella_trust.repository.metadata import Repository, signed_by
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.policy import ONLINE_ROLES, RolePolicy, default_policy, stamp_policy
 from stella_trust.repository.workspace import BAD_METADATA, WorkspaceBase
 
 SET_FILE = "ceremony.json"  # staged/ceremony.json: the roles staged with a root change, as one set
@@ -182,12 +182,12 @@ class PublishSteps(WorkspaceBase):
             md.signed.targets.pop(name, None)
         if role == "targets":
             _apply_delegations(md.signed, changes.get("delegate", {}))
-        policy = self.policies(repo).get(role) or default_policy("targets")
+        rule = self.rules(repo).get(role) or default_rule("targets")
         if role in changes["expiry"]:
-            policy = RolePolicy(**{k: timedelta(seconds=v) for k, v in changes["expiry"][role].items()})
-        stamp_policy(md, policy)
+            rule = ExpiryRule(**{k: timedelta(seconds=v) for k, v in changes["expiry"][role].items()})
+        stamp_rule(md, rule)
         md.signed.version = repo.next_version(role, md.signed.version)
-        md.signed.expires = (now + policy.lifetime).replace(microsecond=0)
+        md.signed.expires = (now + rule.lifetime).replace(microsecond=0)
         md.signatures.clear()
         return md
 
@@ -318,11 +318,11 @@ class PublishSteps(WorkspaceBase):
 
     def _sign_online(self, repo: Repository, now: datetime) -> None:
         """New snapshot and timestamp versions (the online keys must be at hand)."""
-        policies = self.policies(repo)
+        rules = self.rules(repo)
         for role in ONLINE_ROLES:
             repo.signers[role] = self._require(role, repo)
-        stamp_policy(repo.snapshot, policies["snapshot"])
-        stamp_policy(repo.timestamp, policies["timestamp"])
+        stamp_rule(repo.snapshot, rules["snapshot"])
+        stamp_rule(repo.timestamp, rules["timestamp"])
         for name in repo.delegated:  # delegated roles are signed already; keep their signatures
             repo.signers.pop(name, None)
         repo.sign_snapshot_and_timestamp(now)
@@ -417,12 +417,12 @@ class PublishSteps(WorkspaceBase):
             repo = self._load()
         published = self.published()
         self.online_keys_listed(repo)
-        policies = self.policies(repo)
+        rules = self.rules(repo)
         reasons = self.resign_reasons(repo)
         due = [
             role
             for role, md in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
-            if force or role in reasons or policies[role].due(md.signed.expires, now)
+            if force or role in reasons or rules[role].due(md.signed.expires, now)
         ]
         if not due:
             return self.finished(
@@ -431,7 +431,7 @@ class PublishSteps(WorkspaceBase):
                         "nothing due: "
                         + "; ".join(
                             f"{role} v{md.signed.version} {expiry_phrase(md.signed.expires, now)} (renewed "
-                            f"when {human_duration(policies[role].resign_within)} are left)"
+                            f"when {human_duration(rules[role].resign_within)} are left)"
                             for role, md in (("snapshot", repo.snapshot), ("timestamp", repo.timestamp))
                         ),
                         details={"resigned": []},
@@ -443,9 +443,9 @@ class PublishSteps(WorkspaceBase):
             self._sign_online(repo, now)
         else:
             repo.signers["timestamp"] = self._require("timestamp", repo)
-            stamp_policy(repo.timestamp, policies["timestamp"])
+            stamp_rule(repo.timestamp, rules["timestamp"])
             repo.timestamp.signed.version = repo.next_version("timestamp", repo.timestamp.signed.version)
-            repo.timestamp.signed.expires = (now + policies["timestamp"].lifetime).replace(microsecond=0)
+            repo.timestamp.signed.expires = (now + rules["timestamp"].lifetime).replace(microsecond=0)
             repo.sign_role(repo.timestamp)
         pushed = self.release(repo, published)
         resigned = ["snapshot", "timestamp"] if "snapshot" in due else ["timestamp"]

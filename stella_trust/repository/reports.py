@@ -13,6 +13,7 @@ from tuf.api.metadata import Metadata, Targets
 from stella_trust._internal.fs import write_into
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
 from stella_trust.errors import UsageError
+from stella_trust.repository.expiry import ONLINE_ROLES
 from stella_trust.repository.keys import (
     KEY_NAME,
     new_passphrase,
@@ -22,7 +23,6 @@ from stella_trust.repository.keys import (
     reencrypt,
 )
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.policy import ONLINE_ROLES
 from stella_trust.repository.rotation import RotationSteps
 from stella_trust.repository.workspace import ROLES
 
@@ -123,7 +123,7 @@ class Workspace(RotationSteps):
         `status --valid-at`)."""
         moment = valid_at or now or utcnow()
         repo = self._load()
-        policies = self.policies(repo)
+        rules = self.rules(repo)
         roles: list[tuple[str, Any]] = [
             ("root", repo.root),
             ("targets", repo.targets),
@@ -134,9 +134,9 @@ class Workspace(RotationSteps):
         findings = []
         for role, md in roles:
             expires = md.signed.expires
-            policy = policies[role]
+            rule = rules[role]
             online = role in ONLINE_ROLES
-            window = policy.resign_within if online or within is None else within
+            window = rule.resign_within if online or within is None else within
             if expires <= moment:
                 state, advice = (
                     "expired",
@@ -146,12 +146,12 @@ class Workspace(RotationSteps):
                         else f"every client refuses it: re-sign {role} now"
                     ),
                 )
-            elif online and policy.missed(expires, moment):
+            elif online and rule.missed(expires, moment):
                 state, advice = (
                     "missed",
                     (
                         f"a re-sign was missed: bump-online renews it when "
-                        f"{human_duration(policy.resign_within)} "
+                        f"{human_duration(rule.resign_within)} "
                         "are left (is the timer running?)"
                     ),
                 )

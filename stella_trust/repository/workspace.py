@@ -36,12 +36,12 @@ from tuf.api.serialization import DeserializationError
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import expiry_phrase, human_duration, parse_duration
 from stella_trust.errors import UsageError
+from stella_trust.repository.expiry import ExpiryRule, read_rule, rule_for_lifetime
 from stella_trust.repository.keyring import KeyFile, key_file, key_files, read_index
 from stella_trust.repository.keys import passphrase, save_key
 from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.policy import RolePolicy, policy_for_lifetime, read_policy
 from stella_trust.repository.published import Published, push_lock, release, served_directory
 from stella_trust.repository.pulling import Pulled, pull
 from stella_trust.repository.source import Source, versions_in
@@ -173,8 +173,8 @@ class WorkspaceBase:
     def key_type(self) -> str:
         return str(self.config().get("key_type", "ed25519"))
 
-    def policies(self, repo: Repository) -> dict[str, RolePolicy]:
-        """Each role's rhythm, as signed into its metadata (repository/policy.py)."""
+    def rules(self, repo: Repository) -> dict[str, ExpiryRule]:
+        """Each role's rhythm, as signed into its metadata (repository/expiry.py)."""
         legacy = self.config().get("expires", {})
         roles: dict[str, Metadata[Any]] = {
             "root": repo.root,
@@ -182,10 +182,10 @@ class WorkspaceBase:
             "snapshot": repo.snapshot,
             "timestamp": repo.timestamp,
         }
-        policies = {role: read_policy(md, role, legacy.get(role)) for role, md in roles.items()}
+        rules = {role: read_rule(md, role, legacy.get(role)) for role, md in roles.items()}
         for name, md in repo.delegated.items():
-            policies[name] = read_policy(md, "targets")
-        return policies
+            rules[name] = read_rule(md, "targets")
+        return rules
 
     # ---- the published state --------------------------------------------------------------
     def _load(self) -> Repository:
@@ -202,8 +202,8 @@ class WorkspaceBase:
                 hint="restore it from the served copy: "
                 f"`trust repo pull --from URL|DIR --force {self.hint_path()}`",
             ) from exc
-        policies = self.policies(repo)
-        repo.expiries = Expiries(**{role: policies[role].lifetime for role in ROLES})
+        rules = self.rules(repo)
+        repo.expiries = Expiries(**{role: rules[role].lifetime for role in ROLES})
         repo.floors = self.marks()
         return repo
 
@@ -374,7 +374,7 @@ class WorkspaceBase:
             raise UsageError("--targets-threshold must be between 1 and --targets-keys")
         lifetimes = expires or dict(DEFAULT_EXPIRES)
         try:
-            policies = {role: policy_for_lifetime(role, parse_duration(lifetimes[role])) for role in ROLES}
+            rules = {role: rule_for_lifetime(role, parse_duration(lifetimes[role])) for role in ROLES}
         except ValueError as exc:
             raise UsageError(f"--expires: {exc}") from exc
         names = {
@@ -392,18 +392,18 @@ class WorkspaceBase:
         for role in ROLES:
             for name, signer in zip(names[role], signers[role], strict=True):
                 self._register(name, role, signer, secrets[name])
-        from stella_trust.repository.policy import FIELD
+        from stella_trust.repository.expiry import FIELD
 
         Repository.create(
             self.repo_dir,
             root_keys=root_keys,
             root_threshold=root_threshold,
             key_type=key_type,
-            expiries=Expiries(**{role: policies[role].lifetime for role in ROLES}),
+            expiries=Expiries(**{role: rules[role].lifetime for role in ROLES}),
             now=now,
             signers=signers,
             thresholds={"targets": targets_threshold},
-            fields={role: {FIELD: policies[role].field()} for role in ROLES},
+            fields={role: {FIELD: rules[role].field()} for role in ROLES},
         )
         return Outcome(
             f"created {self.repo_dir} (root v1: {root_keys} keys, threshold {root_threshold}; "
@@ -425,7 +425,7 @@ class WorkspaceBase:
 
     def lifetime_warnings(self, repo: Repository, now: datetime) -> list[str]:
         warnings = []
-        policies = self.policies(repo)
+        rules = self.rules(repo)
         roles: list[tuple[str, Metadata[Any]]] = [
             ("root", repo.root),
             ("targets", repo.targets),
@@ -434,7 +434,7 @@ class WorkspaceBase:
         ]
         roles += list(repo.delegated.items())
         for role, md in roles:
-            lifetime = policies[role].lifetime
+            lifetime = rules[role].lifetime
             left = md.signed.expires - now
             if left < lifetime * LOW_LIFETIME:
                 warnings.append(
