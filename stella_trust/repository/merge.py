@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from tuf.api.metadata import Metadata, Targets
 
-from stella_trust.repository.served import State, version_of
+from stella_trust.repository.state import State, version_of
 
 # (role, version) -> the bytes of that version on one side (None: not held there)
 History = Callable[[str, int], bytes | None]

@@ -35,7 +35,8 @@ from stella_trust.repository.clientcheck import verify_as_client
 from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.served import (
+from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, open_regular
+from stella_trust.repository.state import (
     METADATA_LIMIT,
     ONLINE,
     ROOT_LIMIT,
@@ -46,7 +47,6 @@ from stella_trust.repository.served import (
     read_served_file,
     version_of,
 )
-from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, open_regular
 
 PUSH_LOCK = ".stella-trust-push.lock"
 PUSH_LOCK_TIMEOUT = 60.0  # seconds a push waits for another one into the same directory

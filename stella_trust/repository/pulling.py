@@ -23,18 +23,18 @@ from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.merge import AHEAD, REPAIR, Merge, merge
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.published import cli_path, known, workspace_of
-from stella_trust.repository.served import (
+from stella_trust.repository.served import read_served
+from stella_trust.repository.source import Source, versions_in
+from stella_trust.repository.state import (
     ONLINE,
     State,
     common_root,
     local_history,
     local_state,
     quoted,
-    read_served,
     served_history,
     version_of,
 )
-from stella_trust.repository.source import Source, versions_in
 
 
 @dataclass
