@@ -12,10 +12,13 @@ from pathlib import Path
 from urllib import parse
 
 from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.serialization import DeserializationError
 
 from stella_trust.repository.outcome import RepoError
 from stella_trust.repository.source import Source, UnsafeFile, read_regular
 
+# what reading a damaged or missing metadata file raises (DeserializationError is not a ValueError)
+BAD_METADATA = (OSError, ValueError, DeserializationError)
 ROOT_LIMIT = 512_000
 METADATA_LIMIT = 64_000_000
 ONLINE = ("timestamp", "snapshot")

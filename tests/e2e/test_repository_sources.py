@@ -124,7 +124,7 @@ def test_a_url_that_dribbles_hits_the_whole_request_deadline(mirror: tuple[Path,
 def test_the_cli_reads_urls_through_the_clients_fetcher(
     mirror: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stella_trust._cli.repo import _source
+    from stella_trust._cli.repo_options import source_of as _source
     from stella_trust.repository import source as source_module
 
     published, workspace = mirror

@@ -1,0 +1,103 @@
+"""`trust repo init`: a new repository workspace: its keys (encrypted, one passphrase
+each), `repo.json`, `staged/`, and root v1 with the first targets, snapshot and timestamp,
+each carrying its expiry rule in its own signed metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from securesystemslib.signer import Signer
+
+from stella_trust._internal.fs import atomic_write
+from stella_trust._internal.timefmt import parse_duration
+from stella_trust.errors import UsageError
+from stella_trust.repository.expiry import FIELD, rule_for_lifetime
+from stella_trust.repository.keys import passphrase
+from stella_trust.repository.metadata import Expiries, Repository, generate_signer
+from stella_trust.repository.outcome import Outcome
+from stella_trust.repository.roles import ROLES
+
+if TYPE_CHECKING:
+    from stella_trust.repository.workspace import Workspace
+
+DEFAULT_EXPIRES = {"root": "365d", "targets": "180d", "snapshot": "14d", "timestamp": "1d"}
+
+
+def parse_expires(text: str | None) -> dict[str, str]:
+    """`root=365d,timestamp=1d` -> lifetimes per role (defaults for the others)."""
+    lifetimes = dict(DEFAULT_EXPIRES)
+    for part in filter(None, (text or "").split(",")):
+        role, _, value = part.partition("=")
+        role = role.strip()
+        if role not in ROLES or not value:
+            raise UsageError(f"--expires: {part!r} is not ROLE=DURATION with ROLE in {', '.join(ROLES)}")
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"--expires: {exc}") from exc
+        lifetimes[role] = value.strip()
+    return lifetimes
+
+
+def init(
+    ws: Workspace,
+    *,
+    root_keys: int = 3,
+    root_threshold: int = 2,
+    targets_keys: int = 1,
+    targets_threshold: int = 1,
+    key_type: str = "ed25519",
+    expires: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    if (ws.repo_dir / "metadata").exists() or ws.config_path.exists():
+        raise UsageError(f"{ws.path} already holds a repository workspace")
+    if any(ws.keys_dir.glob("*.pem")):
+        raise UsageError(
+            f"{ws.keys_dir} already holds key files: init would bury them among new ones",
+            hint="to work on an existing repository, `trust repo pull --from URL|DIR --root "
+            "1.root.json` here; to create a new one, use an empty directory",
+        )
+    if not 1 <= root_threshold <= root_keys:
+        raise UsageError("--root-threshold must be between 1 and --root-keys")
+    if not 1 <= targets_threshold <= targets_keys:
+        raise UsageError("--targets-threshold must be between 1 and --targets-keys")
+    lifetimes = expires or dict(DEFAULT_EXPIRES)
+    try:
+        rules = {role: rule_for_lifetime(role, parse_duration(lifetimes[role])) for role in ROLES}
+    except ValueError as exc:
+        raise UsageError(f"--expires: {exc}") from exc
+    names = {
+        "root": ["root" if i == 0 else f"root{i + 1}" for i in range(root_keys)],
+        "targets": ["targets" if i == 0 else f"targets{i + 1}" for i in range(targets_keys)],
+        "snapshot": ["snapshot"],
+        "timestamp": ["timestamp"],
+    }
+    secrets = {name: passphrase(name, confirm=True) for role in ROLES for name in names[role]}
+    signers: dict[str, list[Signer]] = {
+        role: [generate_signer(key_type) for _ in names[role]] for role in ROLES
+    }
+    (ws.staged_dir / "targets").mkdir(parents=True, exist_ok=True)
+    atomic_write(ws.config_path, json.dumps({"key_type": key_type}, indent=2).encode() + b"\n")
+    for role in ROLES:
+        for name, signer in zip(names[role], signers[role], strict=True):
+            ws.keys.register(name, role, signer, secrets[name])
+
+    Repository.create(
+        ws.repo_dir,
+        root_keys=root_keys,
+        root_threshold=root_threshold,
+        key_type=key_type,
+        expiries=Expiries(**{role: rules[role].lifetime for role in ROLES}),
+        now=now,
+        signers=signers,
+        thresholds={"targets": targets_threshold},
+        fields={role: {FIELD: rules[role].field()} for role in ROLES},
+    )
+    return Outcome(
+        f"created {ws.repo_dir} (root v1: {root_keys} keys, threshold {root_threshold}; "
+        f"targets threshold {targets_threshold}); keys in {ws.keys_dir}"
+    )
