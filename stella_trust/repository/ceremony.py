@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 def new_staged_root(ws: Workspace, repo: Repository, now: datetime) -> Metadata[Root]:
+    """A root v+1 copied from the published one, unsigned, expiring by root's own rule: every
+    edit starts here, so a ceremony never carries a signature over content it changed."""
     md = Metadata[Root].from_bytes(repo.root.to_bytes())
     md.signed.version += 1
     md.signed.expires = (now + ws.rules(repo)["root"].lifetime).replace(microsecond=0)
@@ -163,6 +165,8 @@ def _free_name(ws: Workspace, role: str) -> str:
 
 
 def root_status(repo: Repository, md: Metadata[Root]) -> str:
+    """Both thresholds a staged root must meet (TUF spec 5.3.4: the old root's, so clients
+    accept the step, and its own, so it verifies itself), in one line for the operator."""
     old_have, old_need = signatures(repo, "root", md)
     new_have, new_need = signatures(repo, "root", md, root=md.signed)
     mark = {True: "met", False: "NOT met"}

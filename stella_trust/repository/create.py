@@ -53,6 +53,9 @@ def init(
     expires: dict[str, str] | None = None,
     now: datetime | None = None,
 ) -> Outcome:
+    """Create a new repository workspace: keys first (each with its own passphrase, asked
+    before anything is written), then root v1 and the first roles, each carrying its expiry
+    rule. Refused over an existing workspace or key files, which it would bury."""
     if (ws.repo_dir / "metadata").exists() or ws.config_path.exists():
         raise UsageError(f"{ws.path} already holds a repository workspace")
     if any(ws.keys_dir.glob("*.pem")):

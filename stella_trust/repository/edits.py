@@ -48,6 +48,8 @@ def _delegate_for(ws: Workspace, repo: Repository, name: str, role: str | None) 
 def add_target(
     ws: Workspace, file: Path, name: str | None, custom: dict[str, Any] | None, role: str | None = None
 ) -> Outcome:
+    """Stage a target (added or replaced) for the role that signs it: `--role`, else the
+    delegated role whose paths match and whose key is here, else targets."""
     repo = ws.load()
     name = name or file.name
     if not name or name.startswith("/") or ".." in name.split("/"):
@@ -67,6 +69,8 @@ def add_target(
 
 
 def remove_target(ws: Workspace, name: str) -> Outcome:
+    """Stage a target's removal; a unique file name is enough (`rekor.pub` for
+    `keys/rekor.pub`), an ambiguous one is refused with the candidates."""
     repo = ws.load()
     changes = ws.staging.changes()
     published = published_names(repo)

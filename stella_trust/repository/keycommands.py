@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 
 def export_keys(ws: Workspace, roles: list[str], out: Path) -> Outcome:
+    """Copy the key files of ROLES onto a drive for the machine that signs them (the
+    timer host, a releaser), through the one rule for directories others prepared (fs.py).
+    Root keys are refused: they never leave their offline machines."""
     if "root" in roles:
         raise UsageError("root keys are never exported: they stay on the offline root machines")
     repo = ws.load()

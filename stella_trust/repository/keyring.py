@@ -64,9 +64,12 @@ class KeyFile:
 
     @property
     def name(self) -> str:
+        """The file's name without `.pem`: how keys are named in messages and passphrase variables."""
         return key_name(self.path)
 
     def is_key(self, keyid: str, key: Key) -> bool:
+        """Does this file hold `key`? By its public block when it has one (the truth), else by
+        the index's cached keyid (an older file; its signer is still checked when built)."""
         if self.public_pem is not None:
             return same_key(self.public_pem, key)
         return self.cached_keyid == keyid
@@ -111,6 +114,7 @@ def read_index(keys_dir: Path) -> dict[str, str]:
 
 
 def key_file(path: Path, index: Mapping[str, str]) -> KeyFile:
+    """One key file, its public block read without a passphrase (None for an older file)."""
     try:
         pem = path.read_bytes()
     except OSError:

@@ -75,6 +75,7 @@ class Published:
         return cls(root=state.root, known=held, directory=directory, roots=tuple(state.roots))
 
     def version(self, role: str) -> int:
+        """The published version of `role` (0 when it is not served)."""
         if role == "root":
             return Metadata[Root].from_bytes(self.root).signed.version
         data = self.known.get(f"{role}.json")

@@ -39,6 +39,9 @@ from stella_trust.repository.state import (
 
 @dataclass
 class Pulled:
+    """What a pull did: its outcome, the merge verdicts, the served state, and what the
+    signing command that follows must know (forks settled, online roles clients may hold)."""
+
     outcome: Outcome
     merge: Merge
     served: State

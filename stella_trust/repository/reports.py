@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 def status(ws: Workspace, now: datetime | None = None) -> Outcome:
+    """Versions, expiries, thresholds and keys at hand per role, and what is staged (the
+    root ceremony's progress included): what an operator reads before any step."""
     now = now or utcnow()
     repo = ws.load()
     lines = [f"repository {ws.repo_dir}"]

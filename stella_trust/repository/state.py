@@ -46,12 +46,15 @@ class State:
 
     @property
     def root(self) -> bytes:
+        """The newest root's bytes."""
         return self.roots[-1]
 
     def root_version(self) -> int:
+        """The newest root's version (roots are kept 1..N)."""
         return len(self.roots)
 
     def version(self, role: str) -> int:
+        """`role`'s version in this state (0 when it holds none)."""
         if role == "root":
             return len(self.roots)
         data = self.timestamp if role == "timestamp" else self.snapshot if role == "snapshot" else None
@@ -60,6 +63,7 @@ class State:
         return version_of(data) if data is not None else 0
 
     def consistent(self) -> bool:
+        """Whether the newest root serves versioned file names (TUF spec 5.7.3)."""
         return bool(Metadata[Root].from_bytes(self.root).signed.consistent_snapshot)
 
 
