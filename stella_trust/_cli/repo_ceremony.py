@@ -40,7 +40,7 @@ def root_add_key(
 
       trust repo root add-key --role targets --public-key releaser.pub
     """
-    from stella_trust.repository.ceremony import root_edit as edit_root
+    from stella_trust.repository.commands.ceremony import root_edit as edit_root
 
     run(
         as_json,
@@ -70,7 +70,7 @@ def root_revoke_key(
 
       trust repo root revoke-key 3f2a9c01 --role root
     """
-    from stella_trust.repository.ceremony import root_edit as edit_root
+    from stella_trust.repository.commands.ceremony import root_edit as edit_root
 
     run(as_json, lambda env: emit(edit_root(open_workspace(path), "revoke-key", role=role, name=key), env))
 
@@ -87,7 +87,7 @@ def root_set_threshold(
 
       trust repo root set-threshold targets 2
     """
-    from stella_trust.repository.ceremony import root_edit as edit_root
+    from stella_trust.repository.commands.ceremony import root_edit as edit_root
 
     run(
         as_json,
@@ -109,7 +109,7 @@ def sign(
 
       trust repo sign root --key /media/root-drive-2/keys/root2.pem
     """
-    from stella_trust.repository.signing import sign as sign_staged
+    from stella_trust.repository.commands.signing import sign as sign_staged
 
     run(as_json, lambda env: emit(sign_staged(open_workspace(path), role, key), env))
 
@@ -127,7 +127,7 @@ def payload(
     """
     import sys
 
-    from stella_trust.repository.signing import payload as staged_payload
+    from stella_trust.repository.commands.signing import payload as staged_payload
 
     def action(env: Envelope) -> None:
         data = staged_payload(open_workspace(path), role)
@@ -155,7 +155,7 @@ def add_signature(
 
       trust repo add-signature root --keyid 3f2a9c01 --sig root.sig
     """
-    from stella_trust.repository.signing import add_signature as add_staged_signature
+    from stella_trust.repository.commands.signing import add_signature as add_staged_signature
 
     def action(env: Envelope) -> None:
         try:
@@ -182,7 +182,7 @@ def commit(
 
       trust repo commit --path /mnt/ceremony
     """
-    from stella_trust.repository.commit import commit as commit_root
+    from stella_trust.repository.commands.commit import commit as commit_root
 
     run_signing(path, source, to, as_json, lambda w: commit_root(w))
 
@@ -201,7 +201,7 @@ def rotate(
 
       trust repo rotate targets
     """
-    from stella_trust.repository.rotation import rotate as rotate_keys
+    from stella_trust.repository.commands.rotate import rotate as rotate_keys
 
     run_signing(path, source, to, as_json, lambda w: rotate_keys(w, role))
 
@@ -214,6 +214,6 @@ def clean(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo clean
     """
-    from stella_trust.repository.staging import clean as clean_staged
+    from stella_trust.repository.commands.edits import clean as clean_staged
 
     run(as_json, lambda env: emit(clean_staged(open_workspace(path)), env))

@@ -48,8 +48,8 @@ def init(
 
       trust repo init --path /srv/tuf --root-keys 3 --root-threshold 2 --targets-keys 2 --targets-threshold 2
     """
-    from stella_trust.repository.create import init as create_workspace
-    from stella_trust.repository.create import parse_expires
+    from stella_trust.repository.commands.create import init as create_workspace
+    from stella_trust.repository.expiry import parse_expires
 
     if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
         raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
@@ -87,7 +87,7 @@ def add_target(
 
       trust repo add-target trusted_root.json --custom '{"sigstore": {"usage": "trusted-root"}}'
     """
-    from stella_trust.repository.edits import add_target as stage_target
+    from stella_trust.repository.commands.edits import add_target as stage_target
 
     def action(env: Envelope) -> None:
         extra = None
@@ -114,7 +114,7 @@ def remove_target(
 
       trust repo remove-target old-rekor.pub
     """
-    from stella_trust.repository.edits import remove_target as stage_removal
+    from stella_trust.repository.commands.edits import remove_target as stage_removal
 
     run(as_json, lambda env: emit(stage_removal(open_workspace(path), name), env))
 
@@ -141,7 +141,7 @@ def publish(
 
       trust repo add-target rekor.pub && trust repo publish --from https://tuf.example.com
     """
-    from stella_trust.repository.publish import publish as publish_staged
+    from stella_trust.repository.commands.publish import publish as publish_staged
 
     run_signing(path, source, to, as_json, lambda w: publish_staged(w, resign=resign))
 
@@ -164,7 +164,7 @@ def bump_online(
 
       trust repo bump-online --path /srv/tuf-signer --from /srv/www/tuf --to /srv/www/tuf
     """
-    from stella_trust.repository.online import bump_online as bump
+    from stella_trust.repository.commands.online import bump_online as bump
 
     run_signing(path, source, to, as_json, lambda w: bump(w, force=force))
 
@@ -182,7 +182,7 @@ def timestamp(
 
       trust repo timestamp --path /srv/tuf-signer
     """
-    from stella_trust.repository.online import timestamp as resign_timestamp
+    from stella_trust.repository.commands.online import timestamp as resign_timestamp
 
     lifetime = duration_option(expires, "--expires")
     run_signing(path, source, to, as_json, lambda w: resign_timestamp(w, lifetime))
@@ -209,7 +209,7 @@ def set_expiry(
 
       trust repo set-expiry snapshot 14d --resign-within 7d
     """
-    from stella_trust.repository.edits import set_expiry as stage_expiry
+    from stella_trust.repository.commands.edits import set_expiry as stage_expiry
     from stella_trust.repository.expiry import parse_rule
 
     try:
@@ -296,6 +296,6 @@ def delegate(
 
       trust repo delegate releases --paths 'releases/*' --key alice.pub && trust repo publish
     """
-    from stella_trust.repository.edits import delegate as stage_delegation
+    from stella_trust.repository.commands.edits import delegate as stage_delegation
 
     run(as_json, lambda env: emit(stage_delegation(open_workspace(path), name, paths, key, threshold), env))

@@ -27,7 +27,7 @@ def status(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo status --path /mnt/ceremony
     """
-    from stella_trust.repository.reports import status as report_status
+    from stella_trust.repository.commands.reports import status as report_status
 
     run(as_json, lambda env: emit(report_status(open_workspace(path)), env))
 
@@ -39,7 +39,7 @@ def keys(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo keys --json | jq '.result.keys[] | select(.file == null)'
     """
-    from stella_trust.repository.reports import keys as report_keys
+    from stella_trust.repository.commands.reports import keys as report_keys
 
     run(as_json, lambda env: emit(report_keys(open_workspace(path)), env))
 
@@ -51,7 +51,7 @@ def roots(path: PathOption = Path("."), as_json: JsonOption = False) -> None:
 
       trust repo roots --json | jq -r .result.first.sha256
     """
-    from stella_trust.repository.reports import roots as report_roots
+    from stella_trust.repository.commands.reports import roots as report_roots
 
     run(as_json, lambda env: emit(report_roots(open_workspace(path)), env))
 
@@ -74,7 +74,7 @@ def check(
 
       trust repo check --json | jq '.result.roles[] | select(.state != "ok")'
     """
-    from stella_trust.repository.reports import check as report_check
+    from stella_trust.repository.commands.reports import check as report_check
 
     def action(env: Envelope) -> None:
         moment = None
@@ -105,7 +105,7 @@ def change_passphrase(
 
       trust repo change-passphrase keys/targets.pem
     """
-    from stella_trust.repository.keycommands import change_passphrase as rewrap
+    from stella_trust.repository.commands.keypairs import change_passphrase as rewrap
 
     run(as_json, lambda env: emit(rewrap(open_workspace(path), key), env))
 
@@ -122,7 +122,7 @@ def keygen(
 
       trust repo keygen ci --path /srv/ci-signer
     """
-    from stella_trust.repository.keycommands import keygen as make_key
+    from stella_trust.repository.commands.keypairs import keygen as make_key
 
     if key_type not in ("ed25519", "ecdsa-p256", "rsa"):
         raise typer.BadParameter("--key-type must be ed25519, ecdsa-p256 or rsa")
@@ -141,7 +141,7 @@ def export_keys(
 
       trust repo export-keys /media/signing-drive --roles snapshot,timestamp
     """
-    from stella_trust.repository.keycommands import export_keys as export
+    from stella_trust.repository.commands.keypairs import export_keys as export
 
     wanted = [r.strip() for r in roles.split(",") if r.strip()]
     run(as_json, lambda env: emit(export(open_workspace(path), wanted, out), env))

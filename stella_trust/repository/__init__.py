@@ -6,7 +6,7 @@ function over it in a module of its own (repository/workspace.py lists them). No
 client's internals: a repository is built with python-tuf's metadata API alone.
 """
 
-from stella_trust.repository.create import parse_expires
+from stella_trust.repository.expiry import parse_expires
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer, signed_by
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.rotation import rotate_role

@@ -22,6 +22,8 @@ from typing import Any
 from tuf.api.metadata import Metadata
 
 from stella_trust._internal.timefmt import compact_duration, parse_duration
+from stella_trust.errors import UsageError
+from stella_trust.repository.roles import ROLES
 
 FIELD = "x-stella-trust-expiry"
 ONLINE_ROLES = ("snapshot", "timestamp")
@@ -108,3 +110,22 @@ def parse_rule(role: str, lifetime: str, resign_within: str | None) -> ExpiryRul
             raise ValueError("--resign-within must be longer than zero and shorter than the lifetime")
         rule = ExpiryRule(life, window)
     return rule
+
+
+DEFAULT_EXPIRES = {"root": "365d", "targets": "180d", "snapshot": "14d", "timestamp": "1d"}
+
+
+def parse_expires(text: str | None) -> dict[str, str]:
+    """`root=365d,timestamp=1d` -> lifetimes per role (defaults for the others)."""
+    lifetimes = dict(DEFAULT_EXPIRES)
+    for part in filter(None, (text or "").split(",")):
+        role, _, value = part.partition("=")
+        role = role.strip()
+        if role not in ROLES or not value:
+            raise UsageError(f"--expires: {part!r} is not ROLE=DURATION with ROLE in {', '.join(ROLES)}")
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"--expires: {exc}") from exc
+        lifetimes[role] = value.strip()
+    return lifetimes

@@ -1,7 +1,7 @@
 """The workspace's `staged/` directory: work that is not published yet and may travel
 between machines (a staged root collecting signatures, targets below threshold, target
-files and changes to publish, a root change staged with the roles it needs), and `clean`,
-which drops it.
+files and changes to publish, a root change staged with the roles it needs). `trust repo
+clean` (commands/edits.py) drops it.
 
 Every staged file is read as possibly stale (signed elsewhere since, or against an older
 root) and refused with the command that drops it, never trusted for its version.
@@ -10,23 +10,18 @@ root) and refused with the command that drops it, never trusted for its version.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib import parse
 
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import JSONSerializer
 
 from stella_trust._internal.fs import atomic_write
-from stella_trust._internal.timefmt import utcnow
 from stella_trust.repository.metadata import Repository
-from stella_trust.repository.outcome import Outcome, RepoError
+from stella_trust.repository.outcome import RepoError
 from stella_trust.repository.state import BAD_METADATA
-
-if TYPE_CHECKING:
-    from stella_trust.repository.workspace import Workspace
 
 SET_FILE = "ceremony.json"  # staged/ceremony.json: the roles staged with a root change, as one set
 CREATED_FILE = "created-keys.json"  # staged/: key files `root add-key` made for the staged root
@@ -138,39 +133,3 @@ class Staging:
         if name not in created:
             created.append(name)
         atomic_write(path, json.dumps({"keys": created}).encode() + b"\n")
-
-
-def clean(ws: Workspace) -> Outcome:
-    """Drop staged state (root under ceremony, the roles staged with it, staged roles,
-    target changes). `.next` keys of an abandoned rotation move to keys/retired/ (keys are
-    never deleted; a new rotation makes new ones). A key file `root add-key` made is kept
-    where it is: the same add-key uses it again (it may also be the key of a change
-    another machine completed, so it is never moved on a guess)."""
-    staged_dir, keys_dir = ws.staged_dir, ws.keys_dir
-    created = read_json(staged_dir / CREATED_FILE).get("keys", [])
-    names = ("root.json", "targets.json", "changes.json", SET_FILE, "snapshot.json", "timestamp.json")
-    dropped = [name for name in names if (staged_dir / name).exists()]
-    dropped += [f"roles/{p.name}" for p in (staged_dir / "roles").glob("*.json")]
-    for name in (*names, CREATED_FILE):
-        (staged_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(staged_dir / "roles", ignore_errors=True)
-    shutil.rmtree(staged_dir / "targets", ignore_errors=True)
-    (staged_dir / "targets").mkdir(parents=True, exist_ok=True)
-    for kf in ws.keys.files():
-        if not kf.name.endswith(NEXT):
-            continue
-        (keys_dir / "retired").mkdir(exist_ok=True)
-        target = keys_dir / "retired" / kf.path.name
-        if target.exists():
-            target = keys_dir / "retired" / f"{kf.name}-{utcnow():%Y%m%dT%H%M%S}.pem"
-        os.replace(kf.path, target)
-        ws.keys.forget(kf.name)
-        dropped.append(f"keys/{kf.path.name} (to keys/retired/)")
-    kept = [name for name in created if (keys_dir / f"{name}.pem").exists()]
-    message = f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged"
-    if kept:
-        message += (
-            f"; kept {', '.join(f'keys/{n}.pem' for n in kept)} (made for the dropped change: "
-            "`trust repo root add-key --name NAME` uses it again)"
-        )
-    return Outcome(message, details={"dropped": dropped, "kept_keys": kept})

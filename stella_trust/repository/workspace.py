@@ -20,8 +20,8 @@ holding `repository/` is a workspace: a drive with only `keys/timestamp.pem` and
 served repository is enough for the timer host.
 
 `Workspace` is the state only (python-tuf's `Repository` is the model): the commands are
-plain functions over it, one module each (create, edits, publish, online, ceremony,
-signing, commit, rotation, reports, keycommands, staging.clean).
+plain functions over it, one module per job in repository/commands/ (create, edits,
+publish, online, ceremony, signing, commit, rotate, reports, keypairs).
 """
 
 from __future__ import annotations

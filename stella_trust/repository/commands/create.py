@@ -14,7 +14,7 @@ from securesystemslib.signer import Signer
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import parse_duration
 from stella_trust.errors import UsageError
-from stella_trust.repository.expiry import FIELD, rule_for_lifetime
+from stella_trust.repository.expiry import DEFAULT_EXPIRES, FIELD, rule_for_lifetime
 from stella_trust.repository.keys import passphrase
 from stella_trust.repository.metadata import Expiries, Repository, generate_signer
 from stella_trust.repository.outcome import Outcome
@@ -22,24 +22,6 @@ from stella_trust.repository.roles import ROLES
 
 if TYPE_CHECKING:
     from stella_trust.repository.workspace import Workspace
-
-DEFAULT_EXPIRES = {"root": "365d", "targets": "180d", "snapshot": "14d", "timestamp": "1d"}
-
-
-def parse_expires(text: str | None) -> dict[str, str]:
-    """`root=365d,timestamp=1d` -> lifetimes per role (defaults for the others)."""
-    lifetimes = dict(DEFAULT_EXPIRES)
-    for part in filter(None, (text or "").split(",")):
-        role, _, value = part.partition("=")
-        role = role.strip()
-        if role not in ROLES or not value:
-            raise UsageError(f"--expires: {part!r} is not ROLE=DURATION with ROLE in {', '.join(ROLES)}")
-        try:
-            parse_duration(value)
-        except ValueError as exc:
-            raise UsageError(f"--expires: {exc}") from exc
-        lifetimes[role] = value.strip()
-    return lifetimes
 
 
 def init(

@@ -1,6 +1,7 @@
 """What an operator stages for the next publication: targets added and removed
 (`add-target`, `remove-target`), delegations (`delegate`) and new lifetimes
-(`set-expiry`). Staging writes only `staged/`; `publish` signs it, where the keys are.
+(`set-expiry`), and `clean`, which drops them. Staging writes only `staged/`; `publish`
+signs it, where the keys are.
 
 Each edit drops the staged role file it invalidates: signatures collected over the old
 content would not count, and keeping them would say otherwise.
@@ -8,6 +9,8 @@ content would not count, and keeping them would say otherwise.
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 from stella_trust._internal.fs import atomic_write
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.ceremony import new_key, new_staged_root
+from stella_trust.repository.commands.ceremony import new_key, new_staged_root
+from stella_trust.repository.commands.online import bump_online
+from stella_trust.repository.commands.publish import published_names
 from stella_trust.repository.expiry import FIELD, ExpiryRule, stamp_rule
 from stella_trust.repository.keys import KEY_NAME
 from stella_trust.repository.metadata import Repository
-from stella_trust.repository.online import bump_online
 from stella_trust.repository.outcome import Outcome
-from stella_trust.repository.publish import published_names
 from stella_trust.repository.roles import ROLES, role_keys
+from stella_trust.repository.staging import CREATED_FILE, NEXT, SET_FILE, read_json
 
 if TYPE_CHECKING:
     from stella_trust.repository.workspace import Workspace
@@ -160,3 +164,39 @@ def set_expiry(ws: Workspace, role: str, rule: ExpiryRule, now: datetime | None 
         f"staged: {role} lifetime {rule.field()['lifetime']} from its next publication; "
         "run `trust repo publish` where its key is"
     )
+
+
+def clean(ws: Workspace) -> Outcome:
+    """Drop staged state (root under ceremony, the roles staged with it, staged roles,
+    target changes). `.next` keys of an abandoned rotation move to keys/retired/ (keys are
+    never deleted; a new rotation makes new ones). A key file `root add-key` made is kept
+    where it is: the same add-key uses it again (it may also be the key of a change
+    another machine completed, so it is never moved on a guess)."""
+    staged_dir, keys_dir = ws.staged_dir, ws.keys_dir
+    created = read_json(staged_dir / CREATED_FILE).get("keys", [])
+    names = ("root.json", "targets.json", "changes.json", SET_FILE, "snapshot.json", "timestamp.json")
+    dropped = [name for name in names if (staged_dir / name).exists()]
+    dropped += [f"roles/{p.name}" for p in (staged_dir / "roles").glob("*.json")]
+    for name in (*names, CREATED_FILE):
+        (staged_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(staged_dir / "roles", ignore_errors=True)
+    shutil.rmtree(staged_dir / "targets", ignore_errors=True)
+    (staged_dir / "targets").mkdir(parents=True, exist_ok=True)
+    for kf in ws.keys.files():
+        if not kf.name.endswith(NEXT):
+            continue
+        (keys_dir / "retired").mkdir(exist_ok=True)
+        target = keys_dir / "retired" / kf.path.name
+        if target.exists():
+            target = keys_dir / "retired" / f"{kf.name}-{utcnow():%Y%m%dT%H%M%S}.pem"
+        os.replace(kf.path, target)
+        ws.keys.forget(kf.name)
+        dropped.append(f"keys/{kf.path.name} (to keys/retired/)")
+    kept = [name for name in created if (keys_dir / f"{name}.pem").exists()]
+    message = f"dropped staged {', '.join(dropped)}" if dropped else "nothing was staged"
+    if kept:
+        message += (
+            f"; kept {', '.join(f'keys/{n}.pem' for n in kept)} (made for the dropped change: "
+            "`trust repo root add-key --name NAME` uses it again)"
+        )
+    return Outcome(message, details={"dropped": dropped, "kept_keys": kept})

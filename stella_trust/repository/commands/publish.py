@@ -13,10 +13,10 @@ from tuf.api.metadata import DelegatedRole, Delegations, Key, Metadata, TargetFi
 
 from stella_trust._internal.timefmt import utcnow
 from stella_trust.errors import UsageError
-from stella_trust.repository.commit import commit
+from stella_trust.repository.commands.commit import commit
+from stella_trust.repository.commands.online import sign_online
 from stella_trust.repository.expiry import ONLINE_ROLES, ExpiryRule, default_rule, stamp_rule
 from stella_trust.repository.metadata import Repository
-from stella_trust.repository.online import sign_online
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.roles import role_keys, signatures
 from stella_trust.repository.state import BAD_METADATA

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tuf.api.metadata import Metadata, Targets
 
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
-from stella_trust.repository.ceremony import root_status
+from stella_trust.repository.commands.ceremony import root_status
 from stella_trust.repository.expiry import ONLINE_ROLES
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.published import verified_chain_start

@@ -16,7 +16,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from stella_trust._internal.fs import atomic_write
 from stella_trust.errors import UsageError
-from stella_trust.repository.ceremony import root_status
+from stella_trust.repository.commands.ceremony import root_status
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.roles import role_keys, signatures
