@@ -28,6 +28,8 @@ REFUSED_HINT = "nothing was published; fix the cause above and run the command a
 
 
 def target_names(repo: Repository) -> list[str]:
+    """Every target name a client can look up (top-level and delegated), for the check that
+    downloads each one as a client would."""
     names = list(repo.targets.signed.targets)
     for md in repo.delegated.values():
         names.extend(md.signed.targets)
@@ -120,4 +122,5 @@ def known_metadata(directory: Path) -> dict[str, bytes]:
 
 
 def root_of(directory: Path) -> bytes:
+    """A repository directory's current root, the one its clients already trust."""
     return (directory / "metadata" / "root.json").read_bytes()

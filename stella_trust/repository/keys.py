@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
-class KeyError_(StellaError):
+class KeyFileError(StellaError):
+    """A key file that cannot be read or opened (unreadable, wrong passphrase, not a key):
+    its own type, so a caller can tell it from a refusal by the repository."""
+
     default_hint = "check the key file and its passphrase; nothing was changed"
 
 
@@ -44,6 +47,8 @@ def passphrase_name(path: Path) -> str:
 
 
 def passphrase_variable(name: str) -> str:
+    """The environment variable that holds key `name`'s passphrase (named in hints, never
+    its value)."""
     return "STELLA_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_PASSPHRASE"
 
 
@@ -118,12 +123,12 @@ def load_private(path: Path, secret: bytes | None = None) -> PrivateKeyTypes:
     try:
         pem = path.read_bytes()
     except OSError as exc:
-        raise KeyError_(f"cannot read key {path}: {exc.strerror}") from exc
+        raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from exc
     secret = secret if secret is not None else passphrase(name)
     try:
         return serialization.load_pem_private_key(pem, password=secret)
     except (ValueError, TypeError):
-        raise KeyError_(
+        raise KeyFileError(
             f"wrong passphrase for key {path} (or not a private key)",
             hint=f"check {passphrase_variable(name)}; the passphrase is never shown",
         ) from None

@@ -31,11 +31,16 @@ KEEP_SERVED = 16  # digests kept per role (enough to recognise any recent public
 
 
 def digest(data: bytes) -> str:
+    """The SHA-256 a version is remembered by: a version names one content forever."""
     return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
 class Ledger:
+    """versions.json: per role, the highest version this workspace has seen or signed, and the
+    digests of versions seen served or signed here, so the next signature is always above
+    every version some client may hold, and a fork is recognised by content."""
+
     path: Path
     high: dict[str, int] = field(default_factory=dict)
     served: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> {version: sha256}
@@ -44,6 +49,8 @@ class Ledger:
 
     @classmethod
     def of(cls, workspace: Path) -> Ledger:
+        """A workspace's ledger; a damaged file reads as empty (the served directories and
+        repository/ still carry the versions, `Workspace.marks`)."""
         path = Path(workspace) / LEDGER
         try:
             data = json.loads(path.read_text())
@@ -71,6 +78,7 @@ class Ledger:
         return self.high.get(role, 0)
 
     def raise_to(self, role: str, version: int) -> None:
+        """Never lower: a version once seen or signed is burned."""
         if version > self.high.get(role, 0):
             self.high[role] = version
             self.dirty = True
@@ -108,6 +116,7 @@ class Ledger:
         return None
 
     def save(self) -> None:
+        """Write the ledger if anything changed (atomically)."""
         if not self.dirty:
             return
         document = {"high": self.high, "served": self.served, "signed": self.signed}

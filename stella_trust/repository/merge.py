@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from tuf.api.metadata import Metadata, Targets
 
-from stella_trust.repository.served import State, version_of
+from stella_trust.repository.state import State, version_of
 
 # (role, version) -> the bytes of that version on one side (None: not held there)
 History = Callable[[str, int], bytes | None]
@@ -39,6 +39,8 @@ SAME, NEWER, AHEAD, REPAIR, FORK, NEW = "same", "newer", "ahead", "repair", "for
 
 @dataclass
 class Choice:
+    """The verdict for one role of a pull: which side's version to keep, and why."""
+
     role: str
     verdict: str  # one of the constants above
     local: int  # versions on each side (0: none)
@@ -46,6 +48,7 @@ class Choice:
 
     @property
     def take_served(self) -> bool:
+        """The served version is taken (the same, newer, or new to this workspace)."""
         return self.verdict in (SAME, NEWER, NEW)
 
     @property
@@ -55,6 +58,7 @@ class Choice:
         return self.verdict in (AHEAD, REPAIR)
 
     def describe(self) -> str:
+        """The verdict in the words a warning or a refusal uses."""
         if self.verdict == FORK:
             if self.local == self.served:
                 return f"{self.role} v{self.local} here differs from the published {self.role} v{self.served}"
@@ -80,10 +84,13 @@ class Merge:
     choices: dict[str, Choice] = field(default_factory=dict)
 
     def with_verdict(self, *verdicts: str) -> list[Choice]:
+        """The roles that got one of `verdicts`."""
         return [c for c in self.choices.values() if c.verdict in verdicts]
 
     @property
     def forks(self) -> list[Choice]:
+        """Roles where the same version has other bytes on each side: refused, or settled
+        by taking the served one (`--force`, the timer)."""
         return self.with_verdict(FORK)
 
     @property

@@ -45,6 +45,7 @@ def signed_by(delegator: Root, role: str, md: Metadata[Any]) -> tuple[int, int]:
 
 
 def generate_signer(key_type: str = "ed25519") -> CryptoSigner:
+    """A new in-memory signing key of `key_type`: the one place key types are chosen."""
     if key_type == "ed25519":
         return CryptoSigner.generate_ed25519()
     if key_type in ("ecdsa-p256", "ecdsa"):
@@ -64,6 +65,7 @@ class Expiries:
     timestamp: timedelta = timedelta(days=1)
 
     def of(self, role: str) -> timedelta:
+        """The lifetime of `role` (by its name, as the signing code knows it)."""
         value: timedelta = getattr(self, role)
         return value
 
@@ -125,7 +127,7 @@ class Repository:
 
         `signers` (per role) are generated when not given; `thresholds` default to the
         root threshold for root and 1 for the other roles; `fields` (per role) are extra
-        signed fields, such as the signing rhythm (repository/policy.py).
+        signed fields, such as the signing rhythm (repository/expiry.py).
         """
         if not 1 <= root_threshold <= root_keys:
             raise ValueError("root threshold must be between 1 and the number of root keys")
@@ -202,6 +204,8 @@ class Repository:
         return repo
 
     def role_metadata(self, name: str) -> Metadata[Any]:
+        """The metadata of a targets-like or online role by name (delegated roles
+        included), so callers need not know which attribute holds it."""
         top: dict[str, Metadata[Any]] = {
             "targets": self.targets,
             "snapshot": self.snapshot,
@@ -244,6 +248,7 @@ class Repository:
         return info
 
     def remove_target(self, name: str) -> None:
+        """Drop a target from top-level targets (and its bytes from what is written)."""
         del self.targets.signed.targets[name]
         self.target_data.pop(name, None)
 
@@ -283,6 +288,7 @@ class Repository:
         self.delegated[name] = Metadata(Targets(expires=_expiry(now, lifetime or self.expiries.targets)))
 
     def add_delegated_target(self, role: str, name: str, data: bytes) -> None:
+        """List a target in a delegated role, at a new version of that role."""
         self.delegated[role].signed.targets[name] = TargetFile.from_data(name, data, ["sha256"])
         self.delegated[role].signed.version = self.next_version(role, self.delegated[role].signed.version)
         self.target_data[name] = data
@@ -336,17 +342,21 @@ class Repository:
     # ---- output ---------------------------------------------------------------------
     @property
     def metadata_dir(self) -> Path:
+        """Where the metadata is served from (`metadata/`)."""
         return self.path / "metadata"
 
     @property
     def targets_dir(self) -> Path:
+        """Where the target files are served from (`targets/`)."""
         return self.path / "targets"
 
     @property
     def consistent_snapshot(self) -> bool:
+        """Whether versioned file names are served (TUF spec 5.7.3), as the root says."""
         return bool(self.root.signed.consistent_snapshot)
 
     def root_bytes(self, version: int = 1) -> bytes:
+        """Root `version` exactly as published (the bytes a client pins)."""
         return self.root_history[version - 1]
 
     def files(self) -> list[tuple[str, bytes]]:
@@ -388,7 +398,9 @@ class Repository:
         )
 
     def public_keys(self, role: str) -> list[Key]:
+        """The public keys of the signers at hand for `role`."""
         return [signer.public_key for signer in self.signers[role]]
 
     def role(self, name: str) -> Role:
+        """`name`'s entry in the current root (keyids and threshold)."""
         return self.root.signed.roles[name]

@@ -9,6 +9,8 @@ from stella_trust.errors import StellaError
 
 
 class RepoError(StellaError):
+    """A refusal by the publishing side (exit 1, one line and a hint): nothing was published."""
+
     default_hint = "see `trust repo status`; nothing was published"
 
 

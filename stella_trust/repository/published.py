@@ -1,6 +1,6 @@
-"""One published state, many machines: `push` a workspace's repository to the served
-directory, and `publish_files`, the one way anything reaches a served directory (`pull`,
-the other way, is repository/pulling.py).
+"""One published state, many machines: what a served directory publishes (`Published`)
+and what a publication may change there (the version guard, the fetchable-files rule).
+Writing is repository/pushing.py; reading a served state as a client would is served.py.
 
 Two machines that each keep their own counters fork the repository: a timer host that
 never saw a release re-signs a timestamp over the pre-release snapshot and the release
@@ -19,10 +19,7 @@ warning, and never lets it block a release.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib import parse
@@ -31,11 +28,10 @@ from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization import DeserializationError
 
-from stella_trust.repository.clientcheck import verify_as_client
-from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Repository
-from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.served import (
+from stella_trust.repository.outcome import RepoError
+from stella_trust.repository.source import Source
+from stella_trust.repository.state import (
     METADATA_LIMIT,
     ONLINE,
     ROOT_LIMIT,
@@ -46,13 +42,10 @@ from stella_trust.repository.served import (
     read_served_file,
     version_of,
 )
-from stella_trust.repository.source import Source, UnsafeFile, clean_target_name, open_regular
-
-PUSH_LOCK = ".stella-trust-push.lock"
-PUSH_LOCK_TIMEOUT = 60.0  # seconds a push waits for another one into the same directory
 
 
 def workspace_of(repo_dir: Path) -> Path:
+    """The workspace a repository/ directory belongs to (its ledger lives there)."""
     return repo_dir.parent
 
 
@@ -82,6 +75,7 @@ class Published:
         return cls(root=state.root, known=held, directory=directory, roots=tuple(state.roots))
 
     def version(self, role: str) -> int:
+        """The published version of `role` (0 when it is not served)."""
         if role == "root":
             return Metadata[Root].from_bytes(self.root).signed.version
         data = self.known.get(f"{role}.json")
@@ -244,245 +238,6 @@ def plan(
             f"{published.directory.absolute()} --force{path_option}`, then stage your change again",
         )
     return result
-
-
-# ---- writing into a served directory -------------------------------------------------------
-@contextlib.contextmanager
-def push_lock(destination: Path, timeout: float | None = None) -> Iterator[None]:
-    """One writer per served directory, for the whole read-sign-write of a command."""
-    from stella_trust._internal.fs import exclusive_lock
-
-    def busy(holder: str) -> Exception:
-        return RepoError(
-            f"refused: another push into {destination} is running (pid {holder})",
-            hint="wait for it to finish, then run the same command again",
-        )
-
-    destination.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT if timeout is None else timeout, busy):
-        yield
-
-
-def publish_files(
-    repo: Repository,
-    files: Sequence[tuple[str, bytes | Path]],
-    destination: Path,
-    *,
-    ledger: Ledger | None = None,
-    hint: str | None = None,
-) -> Outcome:
-    """Write `repo` (as `files`) into the served directory: versions guarded, the
-    fetchable-files rule applied, the result verified as a client holding the served state
-    would, then targets, roots, versioned roles, current roles and the timestamp last.
-    The caller holds `push_lock(destination)`."""
-    published = served_directory(destination, repo.root_history, workspace_of(repo.path))
-    # a fork is named before the counters are
-    result = plan(files, published, repo.consistent_snapshot, workspace_of(repo.path), named(repo), hint)
-    if published is not None:
-        guard_versions(repo, published, hint)
-    verify_as_client(
-        repo,
-        published_root=published.root if published else repo.root_history[-1],
-        known=published.known if published else {},
-        on_disk=destination if published else None,
-        overlay=dict(result.changed) if published else dict(files),
-    )
-    for relative, content in sorted(result.changed, key=lambda item: _push_order(item[0])):
-        data = content if isinstance(content, bytes) else content.read_bytes()
-        if relative == "metadata/timestamp.json":
-            _timestamp_mark(destination, repo.timestamp.signed.version, data)
-        _write_served(destination, relative, data)
-    if ledger is not None:
-        note_published(ledger, repo)
-    warnings = [
-        f"repaired {relative} in {destination}: it differed from this workspace's copy, and no client "
-        "can fetch it any more (an older copy synced over the served directory)"
-        for relative in result.repaired
-    ]
-    return Outcome(
-        f"pushed to {destination}: {len(result.changed)} file(s), "
-        f"timestamp v{repo.timestamp.signed.version} last",
-        warnings=warnings,
-        details={"copied": len(result.changed), "timestamp": repo.timestamp.signed.version},
-    )
-
-
-MARKS_KEPT = 8
-
-
-def _timestamp_mark(destination: Path, version: int, data: bytes) -> None:
-    """`metadata/N.timestamp.json` beside `timestamp.json`: no client reads it, but a plain
-    copy of an older drive (which overwrites `timestamp.json` and deletes nothing) cannot take
-    it away, so any machine that publishes here later still sees which timestamp version
-    clients may hold and signs above it (the snapshot and targets have their `N.role.json`
-    for the same reason). The newest few are kept."""
-    _write_served(destination, f"metadata/{version}.timestamp.json", data)
-    from stella_trust.repository.source import versions_in
-
-    for old in versions_in(destination / "metadata", "timestamp")[:-MARKS_KEPT]:
-        (destination / "metadata" / f"{old}.timestamp.json").unlink(missing_ok=True)
-
-
-def note_published(ledger: Ledger, repo: Repository) -> None:
-    """Everything `repo` serves is now what clients may hold."""
-    from tuf.api.serialization.json import JSONSerializer
-
-    serializer = JSONSerializer(compact=False)
-    for version, data in enumerate(repo.root_history, start=1):
-        if version > len(repo.root_history) - 2:
-            ledger.saw_served("root", version, data)
-    for name in ("timestamp", "snapshot", "targets", *repo.delegated):
-        md = repo.role_metadata(name)
-        ledger.saw_served(name, md.signed.version, repo._bytes_of(name, md, serializer))
-
-
-def note_signed(ledger: Ledger, repo: Repository) -> None:
-    """Signed here (written to repository/ only): versions burned, not yet published."""
-    from tuf.api.serialization.json import JSONSerializer
-
-    serializer = JSONSerializer(compact=False)
-    ledger.raise_to("root", repo.root.signed.version)
-    for name in ("timestamp", "snapshot", "targets", *repo.delegated):
-        md = repo.role_metadata(name)
-        ledger.signed_here(name, md.signed.version, repo._bytes_of(name, md, serializer))
-
-
-def _write_served(destination: Path, relative: str, data: bytes) -> None:
-    """Replace one served file (mode 0644), refusing a link anywhere on its way."""
-    parts = relative.split("/")
-    directory = destination
-    for part in parts[:-1]:
-        directory = directory / part
-        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
-            raise RepoError(
-                f"refused: {destination}/{relative}: {part} is a link or not a directory",
-                hint="someone with write access to the served directory planted it; remove it and run again",
-            )
-        directory.mkdir(exist_ok=True)
-    target = directory / parts[-1]
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{parts[-1]}.", delete=False) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(handle.name, 0o644)
-    os.replace(handle.name, target)
-
-
-def _push_order(relative: str) -> tuple[int, str]:
-    """targets/, then root history, versioned roles, unversioned roles, timestamp.json last."""
-    if relative.startswith("targets/"):
-        return (0, relative)
-    name = relative.rsplit("/", 1)[-1]
-    if name == "timestamp.json":
-        return (4, relative)
-    if name.endswith(".root.json"):
-        return (1, relative)
-    if name.split(".", 1)[0].isdigit():
-        return (2, relative)
-    return (3, relative)
-
-
-def release(
-    repo: Repository,
-    published: Published,
-    *,
-    download: list[str] | None = None,
-    destination: Path | None = None,
-    ledger: Ledger | None = None,
-) -> Outcome | None:
-    """Check `repo` as a client would and only then write it: into the served directory
-    first when there is one (so a refused push leaves this workspace as it was, and the
-    same command can simply run again), then into repository/ (timestamp last)."""
-    pushed = None
-    if destination is not None:
-        pushed = publish_files(repo, _with_target_files(repo), destination, ledger=ledger)
-    else:
-        plan(list(repo.files()), published, repo.consistent_snapshot, None, named(repo))
-        guard_versions(repo, published)
-        verify_as_client(
-            repo, published_root=published.root, known=published.known, on_disk=repo.path, download=download
-        )
-    repo.write()
-    if ledger is not None:
-        if destination is None:
-            note_signed(ledger, repo)
-        ledger.save()
-    return pushed
-
-
-def _with_target_files(repo: Repository) -> list[tuple[str, bytes | Path]]:
-    """`repo.files()` and, for every listed target it holds no bytes of (unchanged since it
-    was published), the file already in repository/targets/."""
-    files: dict[str, bytes | Path] = dict(repo.files())
-    listed = [repo.targets, *repo.delegated.values()]
-    for name, info in [(n, i) for md in listed for n, i in md.signed.targets.items()]:
-        if not clean_target_name(name):
-            raise RepoError(f"refused: target name {name!r} leaves targets/")
-        for relative in info.get_prefixed_paths() if repo.consistent_snapshot else [name]:
-            path = repo.path / "targets" / relative
-            if f"targets/{relative}" not in files and path.is_file() and not path.is_symlink():
-                files[f"targets/{relative}"] = path
-    return list(files.items())
-
-
-# ---- push ------------------------------------------------------------------------------------
-def push(repo_dir: Path, destination: Path, *, locked: bool = False) -> Outcome:
-    """Copy the workspace's repository into the served directory (`publish_files`), under
-    the destination's lock unless the caller holds it."""
-    if locked:
-        return _push(repo_dir, destination)
-    with push_lock(destination):
-        return _push(repo_dir, destination)
-
-
-def _push(repo_dir: Path, destination: Path) -> Outcome:
-    ours = Repository.load(repo_dir)
-    files = publishable_files(ours, repo_dir)
-    ledger = Ledger.of(workspace_of(repo_dir))
-    hint = (
-        f"sign above the published versions and push in one step: `trust repo bump-online --force --from "
-        f"{destination.absolute()} --to {destination.absolute()} --path {cli_path(repo_dir)}` (where the "
-        "snapshot and timestamp "
-        "keys are)"
-    )
-    outcome = publish_files(ours, files, destination, ledger=ledger, hint=hint)
-    ledger.save()
-    return outcome
-
-
-def publishable_files(repo: Repository, repo_dir: Path) -> list[tuple[str, Path]]:
-    """What a push may copy: the repository's own metadata (every root version, the current
-    and the versioned roles) and the files of the targets it lists; never a symbolic link,
-    never anything else that happens to lie in repository/ (a key file linked there, say)."""
-    roles = ["root", "timestamp", "snapshot", "targets", *repo.delegated]
-    names = {parse.quote(name, safe="") for name in roles}
-    files: list[tuple[str, Path]] = []
-    for path in sorted((repo_dir / "metadata").iterdir()):
-        stem = path.name.removesuffix(".json")
-        role = stem.split(".", 1)[1] if stem.split(".", 1)[0].isdigit() and "." in stem else stem
-        if path.name.endswith(".json") and role in names:
-            files.append((f"metadata/{path.name}", path))
-    listed = [repo.targets, *repo.delegated.values()]
-    for name, info in [(n, i) for md in listed for n, i in md.signed.targets.items()]:
-        if not clean_target_name(name):
-            raise RepoError(f"refused: target name {name!r} leaves targets/")
-        for relative in info.get_prefixed_paths() if repo.consistent_snapshot else [name]:
-            path = repo_dir / "targets" / relative
-            if path.is_file() or path.is_symlink():
-                files.append((f"targets/{relative}", path))
-    for relative, path in files:
-        if path.is_symlink():
-            raise RepoError(
-                f"refused: repository/{relative} is a symbolic link", hint="replace it with the file"
-            )
-        try:
-            fd, _ = open_regular(repo_dir, relative)
-            os.close(fd)
-        except (UnsafeFile, OSError) as exc:
-            raise RepoError(
-                f"refused: repository/{relative}: {exc}", hint="replace it with the file"
-            ) from None
-    return files
 
 
 def verified_chain_start(history: list[bytes]) -> int:

@@ -23,22 +23,25 @@ from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.merge import AHEAD, REPAIR, Merge, merge
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.published import cli_path, known, workspace_of
-from stella_trust.repository.served import (
+from stella_trust.repository.served import Served, read_served
+from stella_trust.repository.source import Source, versions_in
+from stella_trust.repository.state import (
     ONLINE,
     State,
     common_root,
     local_history,
     local_state,
     quoted,
-    read_served,
     served_history,
     version_of,
 )
-from stella_trust.repository.source import Source, versions_in
 
 
 @dataclass
 class Pulled:
+    """What a pull did: its outcome, the merge verdicts, the served state, and what the
+    signing command that follows must know (forks settled, online roles clients may hold)."""
+
     outcome: Outcome
     merge: Merge
     served: State
@@ -112,29 +115,53 @@ def pull(
         )
     aside = _keep_aside(repo_dir) if forks else None
     _apply(repo_dir, result, served.state, served.target_files)
+    online_forks = _record(ledger, served.state, local)
+    return Pulled(
+        outcome=_outcome(source, repo_dir, served, result, local, aside),
+        merge=result,
+        served=served.state,
+        prior=prior,
+        aside=aside,
+        online_forks=online_forks,
+    )
+
+
+def _record(ledger: Ledger, served: State, local: State | None) -> list[str]:
+    """Note in the ledger what the source serves (clients may hold it) and what this
+    workspace held (its versions are burned); returns the online roles served at a version
+    this machine saw served with other bytes: clients may hold either, so they must be
+    signed again above it."""
     online_forks = [
         f"{role} v{version_of(data)}"
-        for role, data in known(served.state).items()
+        for role, data in known(served).items()
         if role in ONLINE
         and ledger.was_served(role, version_of(data), data) is None
         and str(version_of(data)) in ledger.served.get(role, {})
     ]
-    for version, data in enumerate(served.state.roots, start=1):
-        if version > len(served.state.roots) - 2:
+    for version, data in enumerate(served.roots, start=1):
+        if version > len(served.roots) - 2:
             ledger.saw_served("root", version, data)
-    for role, data in [*known(served.state).items(), *served.state.roles.items()]:
+    for role, data in [*known(served).items(), *served.roles.items()]:
         ledger.saw_served(role, version_of(data), data)
     if local is not None:
         for role in ("timestamp", "snapshot", *local.roles):
             ledger.raise_to(role, local.version(role))
     ledger.save()
+    return online_forks
+
+
+def _outcome(
+    source: Source, repo_dir: Path, served: Served, result: Merge, local: State | None, aside: Path | None
+) -> Outcome:
+    """What the pull says: the versions it now holds, a fork it settled (and the commands
+    that stage the kept-aside releases again), what it ignored, kept or will repair."""
     now = local_state(repo_dir)
     assert now is not None
     warnings = []
     if aside is not None:
         warnings.append(
             "took the published state over this workspace's ("
-            + "; ".join(c.describe() for c in forks)
+            + "; ".join(c.describe() for c in result.forks)
             + f"); this workspace's own state was kept in {aside}"
         )
         assert local is not None
@@ -153,18 +180,10 @@ def pull(
     )
     if notes:
         message += "\nkept, not published yet: " + "; ".join(notes)
-    outcome = Outcome(
+    return Outcome(
         message,
         warnings=warnings,
         details={"root": now.root_version(), "timestamp": now.version("timestamp")},
-    )
-    return Pulled(
-        outcome=outcome,
-        merge=result,
-        served=served.state,
-        prior=prior,
-        aside=aside,
-        online_forks=online_forks,
     )
 
 

@@ -8,17 +8,16 @@ drive the same function on in-memory repositories.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
-from stella_trust._internal.timefmt import utcnow
-from stella_trust.errors import UsageError
-from stella_trust.repository.ceremony import NEXT, CeremonySteps
-from stella_trust.repository.keys import passphrase
-from stella_trust.repository.metadata import Repository, generate_signer, signed_by
-from stella_trust.repository.outcome import Outcome, RepoError
-from stella_trust.repository.workspace import ROLES
+from stella_trust.repository.metadata import Repository, signed_by
+from stella_trust.repository.outcome import RepoError
+
+if TYPE_CHECKING:
+    pass
 
 
 def rotate_role(
@@ -68,73 +67,3 @@ def rotate_role(
                 f"v{root.version}, {have} with the keys at hand",
                 hint=f"run the rotation where the {other} key is at hand",
             )
-
-
-class RotationSteps(CeremonySteps):
-    def rotate(self, role: str, now: datetime | None = None) -> Outcome:
-        """New key(s) for ROLE in a staged root v+1, signed with the root keys at hand; it is
-        committed (re-signing what the new keys sign, checked as a client would) when every
-        threshold is met here, else it stays staged for the other key holders. A root
-        ceremony already in progress is never discarded."""
-        if role not in ROLES:
-            raise UsageError(f"role must be one of {', '.join(ROLES)}")
-        now = now or utcnow()
-        repo = self._load()
-        staged = self.staged_root(repo)
-        if staged is not None:
-            raise UsageError(
-                f"a root ceremony is in progress (staged root v{staged.signed.version}): "
-                "rotating now would discard it",
-                hint=f"finish it (`trust repo commit {self.hint_path()}`) or drop it "
-                f"(`trust repo clean {self.hint_path()}`) first",
-            )
-        root = repo.root.signed
-        by_keyid = {kf.matching(dict(root.keys), root.roles[role].keyids): kf.name for kf in self.key_files()}
-        names: list[str] = []
-        for index, keyid in enumerate(root.roles[role].keyids):
-            name = by_keyid.get(keyid) or (role if index == 0 else f"{role}{index + 1}")
-            while name in names:
-                name += "x"
-            names.append(name)
-        for name in names:
-            if (self.keys_dir / f"{name}{NEXT}.pem").exists():
-                raise UsageError(
-                    f"keys/{name}{NEXT}.pem exists from an earlier rotation",
-                    hint=f"`trust repo clean {self.hint_path()}` moves abandoned rotation keys to "
-                    "keys/retired/",
-                )
-        # each new key keeps the passphrase variable of the key it replaces (STELLA_<NAME>_PASSPHRASE)
-        secrets = {name: passphrase(name, confirm=True) for name in names}
-        md = self._new_staged_root(repo, now)
-        for keyid in list(md.signed.roles[role].keyids):
-            md.signed.revoke_key(keyid, role)
-        new_signers = {name: generate_signer(self.key_type()) for name in names}
-        for name, signer in new_signers.items():
-            md.signed.add_key(signer.public_key, role)
-            self._register(f"{name}{NEXT}", role, signer, secrets[name])
-        for root_signer in self._signers("root", repo):
-            md.sign(root_signer, append=True)
-        if role == "root":
-            for signer in new_signers.values():
-                md.sign(signer, append=True)
-        self._save_staged_root(md)
-        old_have, old_need = self.signatures(repo, "root", md)
-        new_have, new_need = self.signatures(repo, "root", md, root=md.signed)
-        if old_have < old_need or new_have < new_need:
-            return Outcome(
-                f"staged root v{md.signed.version} with {len(names)} new {role} key(s) "
-                f"(keys/{', keys/'.join(n + NEXT + '.pem' for n in names)}); {self.root_status(repo, md)}. "
-                "Carry staged/root.json to each root key holder: `trust repo sign root --key FILE`, then "
-                f"`trust repo commit {self.hint_path()}` here",
-                done=False,
-                hint="collect the root signatures; nothing was published",
-                details={"staged_root": md.signed.version},
-            )
-        outcome = self.commit(now)
-        return Outcome(
-            f"rotated {role}: {len(names)} new key(s); {outcome.message}",
-            done=outcome.done,
-            warnings=outcome.warnings,
-            details=outcome.details,
-            hint=outcome.hint,
-        )

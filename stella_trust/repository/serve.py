@@ -15,9 +15,12 @@ from typing import Any
 
 
 class RecordingHandler(SimpleHTTPRequestHandler):
+    """Serves a directory and records each request path (tests assert what a client fetched)."""
+
     server: RepositoryServer
 
     def do_GET(self) -> None:
+        """Record the path, then serve it as SimpleHTTPRequestHandler does."""
         with self.server.lock:
             self.server.requests.append(self.path)
         super().do_GET()
@@ -27,6 +30,9 @@ class RecordingHandler(SimpleHTTPRequestHandler):
 
 
 class RepositoryServer(ThreadingHTTPServer):
+    """A static HTTP server for a repository directory on 127.0.0.1 (tests, the demo):
+    real sockets, so the client's real fetcher is what is tested."""
+
     daemon_threads = True
 
     def __init__(
@@ -44,21 +50,25 @@ class RepositoryServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The base URL clients are given."""
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
 
     def start(self) -> RepositoryServer:
+        """Serve in a daemon thread; returns self for `with`."""
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self.shutdown()
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def take_requests(self) -> list[str]:
+        """The paths requested since the last call (and forget them)."""
         with self.lock:
             taken, self.requests = self.requests, []
         return taken

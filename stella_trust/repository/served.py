@@ -20,112 +20,31 @@ plain copy of an old drive) still reads the served state under the root that sig
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from urllib import parse
 
 from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 from tuf.ngclient import Updater, UpdaterConfig
 
+from stella_trust._internal._compat_tuf import ignore_expiry
 from stella_trust.errors import UsageError
 from stella_trust.repository.outcome import RepoError
 from stella_trust.repository.source import (
     UNSAFE_HINT,
     Source,
     UnsafeDownload,
-    UnsafeFile,
     clean_target_name,
-    read_regular,
 )
-
-ROOT_LIMIT = 512_000
-METADATA_LIMIT = 64_000_000
-ONLINE = ("timestamp", "snapshot")
-
-
-def version_of(data: bytes) -> int:
-    return int(Metadata.from_bytes(data).signed.version)
-
-
-def quoted(role: str) -> str:
-    return parse.quote(role, safe="")
-
-
-@dataclass
-class State:
-    """One repository's metadata as bytes: the root chain (1..N), the current timestamp and
-    snapshot, and every targets role (top-level and delegated) the snapshot names."""
-
-    roots: list[bytes]
-    timestamp: bytes | None = None
-    snapshot: bytes | None = None
-    roles: dict[str, bytes] = field(default_factory=dict)
-
-    @property
-    def root(self) -> bytes:
-        return self.roots[-1]
-
-    def root_version(self) -> int:
-        return len(self.roots)
-
-    def version(self, role: str) -> int:
-        if role == "root":
-            return len(self.roots)
-        data = self.timestamp if role == "timestamp" else self.snapshot if role == "snapshot" else None
-        if role not in ONLINE:
-            data = self.roles.get(role)
-        return version_of(data) if data is not None else 0
-
-    def consistent(self) -> bool:
-        return bool(Metadata[Root].from_bytes(self.root).signed.consistent_snapshot)
-
-
-def local_state(repo_dir: Path) -> State | None:
-    """The workspace's repository/ as it is on disk (None when it holds none)."""
-    metadata = repo_dir / "metadata"
-    if not (metadata / "root.json").is_file():
-        return None
-    roots: list[bytes] = []
-    while (metadata / f"{len(roots) + 1}.root.json").is_file():
-        roots.append((metadata / f"{len(roots) + 1}.root.json").read_bytes())
-    if not roots:
-        roots = [(metadata / "root.json").read_bytes()]
-    state = State(roots=roots)
-    for name in ONLINE:
-        path = metadata / f"{name}.json"
-        setattr(state, name, path.read_bytes() if path.is_file() else None)
-    if (metadata / "targets.json").is_file():
-        state.roles["targets"] = (metadata / "targets.json").read_bytes()
-        targets = Metadata[Targets].from_bytes(state.roles["targets"]).signed
-        for name in (targets.delegations.roles or {}) if targets.delegations else {}:
-            path = metadata / f"{quoted(name)}.json"
-            if path.is_file():
-                state.roles[name] = path.read_bytes()
-    return state
-
-
-def local_history(repo_dir: Path, role: str, version: int) -> bytes | None:
-    """The workspace's own `N.role.json` (None when it does not hold that version)."""
-    path = repo_dir / "metadata" / f"{version}.{quoted(role)}.json"
-    return path.read_bytes() if path.is_file() else None
-
-
-def common_root(source: Source, roots: list[bytes]) -> tuple[int, int | None]:
-    """(k, fork): the newest root version both this workspace and the source hold with the
-    same bytes (0: none), and the lowest version above it where the source serves other
-    bytes than ours (a forked root chain; None when the source simply has fewer roots)."""
-    fork = None
-    for version in range(len(roots), 0, -1):
-        served = source.read(f"metadata/{version}.root.json", ROOT_LIMIT)
-        if served is None:
-            continue
-        if served == roots[version - 1]:
-            return version, fork
-        fork = version
-    return 0, fork
+from stella_trust.repository.state import (
+    METADATA_LIMIT,
+    ROOT_LIMIT,
+    State,
+    quoted,
+    served_history,
+    version_of,
+)
 
 
 @dataclass
@@ -330,17 +249,15 @@ def _verify_without_expiry(updater: Updater) -> None:
     """A pull verifies signatures, thresholds, versions, lengths and hashes exactly as a
     client does (TUF spec 5.3-5.6), but not expiry: pulling is how the timer host renews an
     expired timestamp or snapshot, so refusing expired ones would lock it out. python-tuf
-    has no public switch for this, so the Updater's reference time is moved to the start
-    of time (its private `_trusted_set.reference_time`, tuf 7.x; checked, never guessed).
+    has no public switch for this; the tuf adapter (`_compat_tuf.ignore_expiry`) holds the
+    one private attribute it takes, and says when this python-tuf lacks it (never guessed).
     Whatever is signed next is checked again, with expiry, by `verify_as_client`."""
-    trusted_set = getattr(updater, "_trusted_set", None)
-    if trusted_set is None or not isinstance(getattr(trusted_set, "reference_time", None), datetime):
+    if not ignore_expiry(updater):
         raise RepoError(
             "this python-tuf version has no Updater reference time to set: "
             "pull cannot renew expired metadata",
             hint="install the python-tuf version pinned in pyproject.toml",
         )
-    trusted_set.reference_time = datetime.min.replace(tzinfo=UTC)
 
 
 def _state(
@@ -464,19 +381,3 @@ def _root_history(
             )
         history.append(data)
     return history
-
-
-def served_history(source: Source, role: str, version: int) -> bytes | None:
-    """The source's `N.role.json` (consistent snapshots), None when it does not serve it."""
-    return source.read(f"metadata/{version}.{quoted(role)}.json", METADATA_LIMIT)
-
-
-def read_served_file(directory: Path, relative: str, limit: int = METADATA_LIMIT) -> bytes | None:
-    """A served directory's file by the safe-open rule (source.read_regular), as one line."""
-    try:
-        return read_regular(directory, relative, limit)
-    except UnsafeFile as exc:
-        raise RepoError(
-            f"refused: {directory}/{exc}",
-            hint="someone with write access to the served directory planted it; remove it and run again",
-        ) from None

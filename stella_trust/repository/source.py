@@ -8,18 +8,16 @@ Both are untrusted input (docs/design.md, threat model: served directory, drives
   anywhere in the path is refused, not followed), the file opened `O_NONBLOCK` (a FIFO
   cannot hang the open) and judged with `fstat`: only a regular file no larger than the
   caller's limit is read. Anything else is one line, never a hang.
-- **A URL** is fetched with a per-operation timeout, a whole-request deadline covering
-  headers and body, and a size limit. The CLI passes the client's own fetcher
-  (`_internal/tuf/fetcher.HttpxFetcher`, whose deadline also covers connect, TLS and
-  headers below httpx); this package may not import client internals (pyproject.toml's
-  contract), so it takes any `FetcherInterface` and keeps a small fallback of its own for
-  in-process use (tests, the demo): `HttpFetcher` below, whose deadline covers the body.
+- **A URL** is fetched by the client's own fetcher (`_internal/net/fetcher.HttpxFetcher`),
+  handed in by the caller: the same whole-request deadline (connect, TLS, headers and
+  body), proxies, TLS verification and identity-only decoding as `trust sync`, and python-
+  tuf's size limits. This package may not import the client's network stack (the layers
+  in pyproject.toml), and keeps none of its own: one HTTP stack, one set of rules.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib import parse
@@ -35,8 +33,10 @@ CHUNK = 1 << 16
 # The largest file a served directory may hand us (python-tuf bounds what it reads below
 # this: 64 MB targets/snapshot in the operator's Updater config, 512 kB roots).
 MAX_FILE = 256 * 1024 * 1024
-REQUEST_TIMEOUT = 10.0  # seconds per socket operation
-REQUEST_DEADLINE = 120.0  # seconds for one whole request (`download_deadline_seconds`' default)
+# what the CLI builds the client's fetcher with for `--from URL` (the client's defaults:
+# `request_timeout_seconds` per socket operation, `download_deadline_seconds` per request)
+REQUEST_TIMEOUT = 10.0
+REQUEST_DEADLINE = 120.0
 
 
 class UnsafeFile(Exception):
@@ -125,61 +125,10 @@ def _chunks(fd: int) -> Iterator[bytes]:
             yield chunk
 
 
-class HttpFetcher(FetcherInterface):
-    """A published repository over http(s) for in-process use: `timeout` per socket
-    operation, `deadline` for each whole body, no redirects, identity encoding only (a
-    gzip bomb is never inflated). The CLI uses the client's fetcher instead (module doc)."""
-
-    def __init__(self, timeout: float = REQUEST_TIMEOUT, deadline: float = REQUEST_DEADLINE) -> None:
-        import httpx
-
-        self.deadline = deadline
-        self._client = httpx.Client(
-            timeout=timeout, follow_redirects=False, headers={"Accept-Encoding": "identity"}
-        )
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        import httpx
-
-        started = time.monotonic()
-        try:
-            request = self._client.build_request("GET", url)
-            response = self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise exceptions.SlowRetrievalError(f"timed out fetching {url}") from exc
-        except httpx.HTTPError as exc:
-            raise exceptions.DownloadError(f"{url}: {exc}") from exc
-        if response.status_code != 200:
-            response.close()
-            raise exceptions.DownloadHTTPError(f"{url}: HTTP {response.status_code}", response.status_code)
-        if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-            response.close()
-            raise exceptions.DownloadError(f"{url}: refusing a compressed response")
-        return self._body(response, url, started + self.deadline)
-
-    def _body(self, response: object, url: str, deadline_at: float) -> Iterator[bytes]:
-        import httpx
-
-        assert isinstance(response, httpx.Response)
-        try:
-            # raw socket reads (no chunk size: httpx would hold data back until 64 KiB came)
-            for chunk in response.iter_raw():
-                if time.monotonic() > deadline_at:
-                    raise exceptions.SlowRetrievalError(
-                        f"{url}: no complete answer within {self.deadline:g} s"
-                    )
-                yield chunk
-        except httpx.TimeoutException as exc:
-            raise exceptions.SlowRetrievalError(f"timed out reading {url}") from exc
-        except httpx.HTTPError as exc:
-            raise exceptions.DownloadError(f"{url}: {exc}") from exc
-        finally:
-            response.close()
-
-
 class Source:
-    """A published repository: `--from DIR` or `--from URL` (`fetcher` for URLs: the CLI
-    passes the client's; see the module docstring)."""
+    """A published repository: `--from DIR` or `--from URL`. A URL needs `fetcher`, the
+    client's (see the module docstring): a second HTTP stack here would be a second set of
+    deadline, proxy and TLS rules to keep in step."""
 
     def __init__(self, spec: str | Path, *, fetcher: FetcherInterface | None = None) -> None:
         text = str(spec)
@@ -189,7 +138,11 @@ class Source:
         if text.startswith(("http://", "https://")):
             self.base_url = text.rstrip("/") + "/"
             self.directory: Path | None = None
-            self.fetcher: FetcherInterface = fetcher or HttpFetcher()
+            if fetcher is None:
+                raise ValueError(
+                    f"{text}: reading a URL needs the client's fetcher (see repository/source.py)"
+                )
+            self.fetcher: FetcherInterface = fetcher
         else:
             directory = Path(text.removeprefix("file://"))
             if not (directory / "metadata").is_dir():

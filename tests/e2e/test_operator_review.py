@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stella_trust.repository import RepoError, Repository
-from stella_trust.repository import published as published_module
+from stella_trust.repository import pushing as pushing_module
 from tests.conftest import clean_env, ok
 from tests.e2e.operators import repo
 
@@ -23,7 +23,7 @@ def served_files(directory: Path) -> dict[str, str]:
     return {
         str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != published_module.PUSH_LOCK
+        if p.is_file() and p.name != pushing_module.PUSH_LOCK
     }
 
 
@@ -152,7 +152,7 @@ def test_a_push_waits_for_another_and_then_refuses(
             # that a slow run could outlast
             "import fcntl, sys; f = open(sys.argv[1], 'a'); "
             "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
-            str(www / published_module.PUSH_LOCK),
+            str(www / pushing_module.PUSH_LOCK),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -160,9 +160,9 @@ def test_a_push_waits_for_another_and_then_refuses(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(published_module, "PUSH_LOCK_TIMEOUT", 0.3)
+        monkeypatch.setattr(pushing_module, "PUSH_LOCK_TIMEOUT", 0.3)
         with pytest.raises(RepoError, match=r"another push into .* is running"):
-            published_module.push(signing / "repository", www)
+            pushing_module.push(signing / "repository", www)
     finally:
         holder.kill()
         holder.wait()

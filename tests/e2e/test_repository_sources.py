@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust.repository import RepoError, Repository
 from stella_trust.repository.pulling import pull
-from stella_trust.repository.source import HttpFetcher, Source
+from stella_trust.repository.source import Source
 from tests.conftest import FaultyServer, clean_env, ok, refused
 from tests.e2e.operators import repo
 
@@ -104,14 +105,14 @@ def test_a_url_that_dribbles_hits_the_whole_request_deadline(mirror: tuple[Path,
     with FaultyServer(published) as server:
         server.inject("/metadata/timestamp.json", "slow", 0.2)  # 5 bytes a second, never a pause long
         # enough for a per-read timeout
-        source = Source(server.url, fetcher=HttpFetcher(timeout=5.0, deadline=1.0))
-        with pytest.raises(RepoError, match=r"SlowRetrievalError: .* no complete answer within 1 s"):
+        source = Source(server.url, fetcher=HttpxFetcher(timeout=5.0, deadline=1.0))
+        with pytest.raises(RepoError, match=r"SlowRetrievalError: .* not complete after 1s"):
             pull(source, workspace / "repository")
         server.heal()
         server.inject("/metadata/timestamp.json", "endless")  # more than any timestamp may be
         with pytest.raises(RepoError, match="does not verify"):
             pull(
-                Source(server.url, fetcher=HttpFetcher(timeout=5.0, deadline=30.0)), workspace / "repository"
+                Source(server.url, fetcher=HttpxFetcher(timeout=5.0, deadline=30.0)), workspace / "repository"
             )
     assert tree(workspace) == before
 
@@ -119,8 +120,7 @@ def test_a_url_that_dribbles_hits_the_whole_request_deadline(mirror: tuple[Path,
 def test_the_cli_reads_urls_through_the_clients_fetcher(
     mirror: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stella_trust._cli.repo import _source
-    from stella_trust._internal.net.fetcher import HttpxFetcher
+    from stella_trust._cli.repo_options import source_of as _source
     from stella_trust.repository import source as source_module
 
     published, workspace = mirror

@@ -13,9 +13,9 @@ from tuf.api.metadata import Metadata
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration
 from stella_trust.repository import RepoError, Repository
 from stella_trust.repository.clientcheck import known_metadata, root_of, verify_as_client
+from stella_trust.repository.expiry import DEFAULTS, FIELD, parse_rule, read_rule, stamp_rule
 from stella_trust.repository.keyring import key_files, public_block, same_key
-from stella_trust.repository.keys import KeyError_, save_key
-from stella_trust.repository.policy import DEFAULTS, FIELD, parse_policy, read_policy, stamp_policy
+from stella_trust.repository.keys import KeyFileError, save_key
 from stella_trust.repository.published import Published, guard_versions
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -32,16 +32,16 @@ def test_durations_read_as_people_say_them() -> None:
 
 def test_rhythm_is_read_from_the_signed_metadata_and_defaults_otherwise(tmp_path: Path) -> None:
     md = Metadata.from_bytes(_fresh_repo(tmp_path).snapshot.to_bytes())
-    assert read_policy(md, "snapshot") == DEFAULTS["snapshot"]  # no field: the default
-    assert read_policy(md, "snapshot", legacy_lifetime="7d").lifetime == timedelta(days=7)
-    policy = parse_policy("snapshot", "28d", "10d")
-    stamp_policy(md, policy)
+    assert read_rule(md, "snapshot") == DEFAULTS["snapshot"]  # no field: the default
+    assert read_rule(md, "snapshot", legacy_lifetime="7d").lifetime == timedelta(days=7)
+    rule = parse_rule("snapshot", "28d", "10d")
+    stamp_rule(md, rule)
     assert md.signed.unrecognized_fields[FIELD] == {"lifetime": "28d", "resign-within": "10d"}
-    assert read_policy(Metadata.from_bytes(md.to_bytes()), "snapshot") == policy
+    assert read_rule(Metadata.from_bytes(md.to_bytes()), "snapshot") == rule
     md.signed.unrecognized_fields[FIELD] = {"lifetime": "forever"}  # hand-edited: defaults, not a guess
-    assert read_policy(md, "snapshot") == DEFAULTS["snapshot"]
+    assert read_rule(md, "snapshot") == DEFAULTS["snapshot"]
     with pytest.raises(ValueError, match="shorter than the lifetime"):
-        parse_policy("timestamp", "1d", "2d")
+        parse_rule("timestamp", "1d", "2d")
 
 
 def test_online_roles_are_due_inside_their_window_and_missed_at_half() -> None:
@@ -69,7 +69,7 @@ def test_key_files_are_found_by_their_public_key_whatever_their_name(
     monkeypatch.setenv("STELLA_RENAMED_BY_THE_DRIVE_HOLDER_PASSPHRASE", "secret")
     made = kf.signer_for(signer.public_key.keyid, signer.public_key)
     assert made.public_key.keyid == signer.public_key.keyid
-    with pytest.raises(KeyError_, match="its public key differs"):
+    with pytest.raises(KeyFileError, match="its public key differs"):
         kf.signer_for(other.public_key.keyid, other.public_key)
 
 

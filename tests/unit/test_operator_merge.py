@@ -10,7 +10,7 @@ from tuf.api.serialization.json import JSONSerializer
 from stella_trust.repository import Repository
 from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.merge import AHEAD, FORK, NEWER, REPAIR, SAME, merge
-from stella_trust.repository.served import State
+from stella_trust.repository.state import State
 
 
 def snapshot_of(repo: Repository) -> State:
