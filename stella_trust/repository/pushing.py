@@ -146,12 +146,24 @@ def _write_served(destination: Path, relative: str, data: bytes) -> None:
             )
         directory.mkdir(exist_ok=True)
     target = directory / parts[-1]
+    # The mode is set on the descriptor, never by name: whoever can write the served directory
+    # can swap the temp name for a link while it is written, and a chmod by name would make
+    # what the link names (the operator's key) world-readable.
     with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{parts[-1]}.", delete=False) as handle:
+        os.fchmod(handle.fileno(), 0o644)
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.chmod(handle.name, 0o644)
+        ours = os.fstat(handle.fileno())
     os.replace(handle.name, target)
+    served = os.lstat(target)
+    if (served.st_dev, served.st_ino) != (ours.st_dev, ours.st_ino):  # the swap, after the fact
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        raise RepoError(
+            f"refused: {destination}/{relative} was replaced while it was written",
+            hint="someone with write access to the served directory is changing it; stop them and push again",
+        )
 
 
 def _push_order(relative: str) -> tuple[int, str]:

@@ -207,3 +207,34 @@ def test_a_lock_file_that_is_a_hard_link_is_refused_and_its_other_name_untouched
     ):
         pass
     assert victim.read_bytes() == b"key material"
+
+
+def test_a_served_file_swapped_for_a_link_while_pushed_never_changes_what_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the re-review won: the temp file in the served directory is replaced by a link
+    to the operator's key between its write and its chmod/rename."""
+    from stella_trust.repository import RepoError, pushing
+
+    key = tmp_path / "root.pem"
+    key.write_bytes(b"encrypted key")
+    key.chmod(0o600)
+    served = tmp_path / "www"
+    (served / "metadata").mkdir(parents=True)
+    real_fsync = os.fsync
+
+    def swap_then_fsync(fd: int) -> None:
+        real_fsync(fd)
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if name.startswith(str(served)) and os.path.basename(name).startswith("."):
+            os.unlink(name)
+            os.symlink(key, name)  # whoever can write the served directory
+
+    monkeypatch.setattr(os, "fsync", swap_then_fsync)
+    with pytest.raises(RepoError, match="replaced while it was written"):
+        pushing._write_served(served, "metadata/timestamp.json", b"{}")
+    monkeypatch.undo()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.read_bytes() == b"encrypted key"
+    assert not (served / "metadata" / "timestamp.json").exists()  # the planted link is gone
+    pushing._write_served(served, "metadata/timestamp.json", b"{}")  # the next push works
+    assert stat.S_IMODE((served / "metadata" / "timestamp.json").stat().st_mode) == 0o644
