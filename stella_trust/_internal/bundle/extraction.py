@@ -19,13 +19,14 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, read_bundle, sha256_file
+from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.layout import (
     TLOG_PREFIX,
     BundleError,
     Progress,
     measure,
     metadata_name,
+    sha256_file,
     target_path,
 )
 from stella_trust._internal.fs import read_untrusted
@@ -161,13 +162,15 @@ def whole_pass(
         read_bundle(
             bundle,
             staging,
-            settings.bundle_limits,
-            verify_manifest=False,
-            progress=progress,
-            label=label,
-            wanted=wanted,
-            member_limit=member_limit(settings.metadata_limits),
-            expect_manifest=first.manifest_sha256,
+            ReadOptions(
+                settings.bundle_limits,
+                verify_manifest=False,
+                progress=progress,
+                label=label,
+                wanted=wanted,
+                member_limit=member_limit(settings.metadata_limits),
+                expect_manifest=first.manifest_sha256,
+            ),
         )
     )
 
@@ -187,7 +190,7 @@ def targets_passes(
         except (errors.StellaError, OSError):
             if not plan.missing:
                 return  # the real selection below fails the same way, with its own words
-        listed = set(first.files) if first.whole else set(first.manifest["_by_path"])
+        listed = set(first.files) if first.whole else set(first.manifest.files)
         needed = plan.missing & listed
         if not needed:
             return  # whatever is still missing is reported by the real selection
@@ -282,6 +285,6 @@ def stage_metadata(staging: Path, work: Generation, anchor: bytes) -> None:
 
 
 def is_metadata_or_log_state(name: str) -> bool:
-    """The first pass reads metadata and the sealed transparency-log states (issue 14): both
+    """The first pass reads metadata and the sealed transparency-log states (decision 15): both
     are small, bounded, and verified before anything is committed."""
     return is_metadata(name) or name.startswith(TLOG_PREFIX)

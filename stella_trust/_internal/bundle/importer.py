@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, read_bundle
+from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.extraction import (
     BundleTargets,
     extract_selected,
@@ -170,13 +170,15 @@ def _import(
             extracted = read_bundle(
                 bundle,
                 staging,
-                settings.bundle_limits,
-                verify_manifest=verify_manifest,
-                progress=progress,
-                label="metadata",
-                wanted=is_metadata_or_log_state,
-                member_limit=member_limit(settings.metadata_limits),
-                stop_when_read=True,  # the targets pass reads (and checks) the whole archive
+                ReadOptions(
+                    settings.bundle_limits,
+                    verify_manifest=verify_manifest,
+                    progress=progress,
+                    label="metadata",
+                    wanted=is_metadata_or_log_state,
+                    member_limit=member_limit(settings.metadata_limits),
+                    stop_when_read=True,  # the targets pass reads (and checks) the whole archive
+                ),
             )
             base = store.current()
             work = store.begin(None)
@@ -228,7 +230,7 @@ def _import(
                 "kind": "bundle",
                 "path": str(bundle.resolve()),
                 "manifest_sha256": extracted.manifest_sha256,
-                "created_at": extracted.manifest.get("created_at"),
+                "created_at": extracted.manifest.created_at,
                 "at": iso(now),
             }
             state.last_error = None
@@ -256,12 +258,7 @@ def carried_log_states(
     if not carried_dir.is_dir():
         return [], [], []
     view = view_of(verified, settings, None, now)
-    described = extracted.manifest.get("tiles")
-    fetched = {
-        str(entry.get("log_id")): entry.get("fetched_at")
-        for entry in (described if isinstance(described, list) else [])
-        if isinstance(entry, dict) and isinstance(entry.get("fetched_at"), str)
-    }
+    fetched = extracted.manifest.log_fetch_times()
     try:
         carried, write, notes = accept_carried(
             carried_dir, view.sigstore.transparency_logs, store.sealed_logs_dir, fetched

@@ -1,4 +1,5 @@
-"""Fetch a tile log's checkpoint and tiles for `trust snapshot export --depth N` (issue 14).
+"""Fetch a tile log's checkpoint and tiles for `trust snapshot export --depth N`,
+so a host across the air gap can check log inclusion offline (decision 15).
 
 For every active tile-based log in the verified trust (Rekor v2), the log's `/checkpoint`
 (a C2SP signed note) is fetched and verified with that log's key from the verified trust
