@@ -33,7 +33,7 @@ from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.hostpolicy import trust_policy
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
-from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES
+from stella_trust._internal.sigstore.tilelayout import MAX_ENTRY_BUNDLE_BYTES
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,

@@ -27,7 +27,7 @@ from stella_trust._internal.sigstore.sealedlogs import (
     verify_log_checkpoint,
     verify_log_state,
 )
-from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES, TILE_WIDTH, tiles_for
+from stella_trust._internal.sigstore.tilelayout import MAX_ENTRY_BUNDLE_BYTES, TILE_WIDTH, tiles_for
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.timefmt import iso
 from stella_trust._internal.tuf.errors import translate
