@@ -91,6 +91,7 @@ class CycleOutcome:
 
     @property
     def exit_code(self) -> int:
+        """The exit code `trust sync` would give: the error's, else 0 only for usable trust."""
         if self.error is not None:
             return self.error.exit_code
         return EXIT_OK if self.view is not None and self.view.usable else EXIT_UNUSABLE
@@ -149,6 +150,8 @@ class Agent:
 
     # ---- signals ----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 refreshes now. The handlers
+        only set flags (see `__init__`): the main loop turns them into events."""
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)

@@ -93,6 +93,8 @@ def extract_archive(bundle: Path, dest: Path, options: ReadOptions) -> Extracted
 def _read_manifest(
     tar: tarfile.TarFile, member: tarfile.TarInfo, options: ReadOptions
 ) -> tuple[Manifest, str]:
+    """The first member must be the manifest, bounded by its header's size before a byte of
+    it is read."""
     name = check_member_name(member.name)
     if name != MANIFEST:
         raise BundleError(f"Bundle does not start with {MANIFEST} (found {name!r})")

@@ -77,6 +77,7 @@ def extract_directory(root: Path, dest: Path, options: ReadOptions) -> Extracted
 
 
 def _mode_kind(mode: int) -> str:
+    """What a refused non-regular file is, in the words of the refusal."""
     if stat.S_ISLNK(mode):
         return "a symlink"
     if stat.S_ISFIFO(mode):
@@ -104,6 +105,9 @@ def _open_member(top: int, name: str) -> int:
 
 
 def _directory_manifest(top: int, root: Path, options: ReadOptions) -> tuple[Manifest, str, int]:
+    """The manifest, read by the one rule and at most its limit + 1 bytes (a file may grow
+    after its size was seen), with its digest and size; a directory without one is not an
+    export, which is said in its own words."""
     limit = manifest_limit(options.limits.max_files)
     try:
         fd = _open_member(top, MANIFEST)

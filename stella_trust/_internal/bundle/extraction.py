@@ -50,6 +50,7 @@ class Metered(io.FileIO):
         self.counted = counted
 
     def readinto(self, buffer: Any) -> int | None:
+        """python-tuf's hashing reads here: each chunk advances the progress bar as it is hashed."""
         count = super().readinto(buffer)
         if count:
             self.counted(count)
@@ -70,15 +71,20 @@ class BundleTargets(TargetSelection):
         self.consistent = bool(md.root.signed.consistent_snapshot)
 
     def find(self, name: str) -> TargetFile | None:
+        """A target's signed info, from the metadata this import verified (never the manifest)."""
         return self.md.find_target(name)
 
     def names(self) -> list[str]:
+        """Every target name the verified metadata lists, for the host's selection."""
         return self.md.target_names()
 
     def read_stored(self, path: Path) -> bytes:
+        """A staged target read for the selection (the service map), bounded like metadata."""
         return read_untrusted(path, MAX_METADATA_FILE)
 
     def store(self, name: str, info: TargetFile) -> Path:
+        """Link the staged member into the new generation and check it there against its
+        signed length and hashes, so the commit's re-verification finds it already proven."""
         relative = target_path(name, info, self.consistent)
         source = self.staging.joinpath(*relative.split("/"))
         if not source.is_file():
@@ -111,6 +117,7 @@ class Plan(BundleTargets):
         self.missing: set[str] = set()
 
     def store(self, name: str, info: TargetFile) -> Path:
+        """Record the member a wanted target lives in when it is not staged yet; store nothing."""
         relative = target_path(name, info, self.consistent)
         source = self.staging.joinpath(*relative.split("/"))
         if not source.is_file():
@@ -183,6 +190,9 @@ def targets_passes(
     first: Extracted,
     progress: Progress | None,
 ) -> None:
+    """Extract what the host's selection wants, pass by pass: each pass can reveal further
+    wants (the service map names more targets), so passes repeat until nothing listed is
+    missing, at most MAX_PASSES times."""
     for _ in range(MAX_PASSES):
         plan = Plan(md, staging)
         try:
@@ -216,10 +226,13 @@ def member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
 
 
 def is_metadata(name: str) -> bool:
+    """Whether a member is TUF metadata (read in the first pass, verified before any target)."""
     return name.startswith("metadata/")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
+    """The `signed` object of a staged metadata file, for laying out the generation; a missing
+    or malformed file is the bundle's fault and refused as such (verification comes after)."""
     try:
         document = json.loads(path.read_bytes())
         signed = document["signed"]

@@ -58,6 +58,9 @@ from stella_trust.view import Freshness, FreshnessState
 
 
 def same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bool:
+    """Whether an import would change nothing: same role versions and same target files as
+    the held generation (re-verified). Then only newer log states are written, not a
+    generation that would differ from the held one in nothing but its number."""
     if old is None:
         return False
     try:
@@ -122,6 +125,8 @@ class HeldPins:
 
     @classmethod
     def of(cls, store: Store, state: CacheState) -> HeldPins:
+        """The held targets and retired pins, read tolerantly: a damaged generation must not
+        stop an import that would replace it."""
         try:
             current = store.current()
             targets = tuple(current.stored_target_names()) if current is not None else ()

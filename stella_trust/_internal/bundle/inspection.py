@@ -64,6 +64,7 @@ class Verification:
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified (decision 15)
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as `--json` shows it (the error object stays out: its message is here)."""
         return {
             "status": self.status,
             "message": self.message,
@@ -76,6 +77,9 @@ class Verification:
 
 @dataclass
 class Inspection:
+    """What `snapshot inspect` found: the bundle as read, each listed file against what it
+    holds, and whether it would import on this host."""
+
     path: str
     kind: str  # "archive" or "directory"
     bytes: int  # the archive's size, or the directory's files
@@ -87,9 +91,11 @@ class Inspection:
 
     @property
     def intact(self) -> bool:
+        """True when every listed file is in the bundle as listed: what an import checks too."""
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
+        """The inspection as `--json` shows it (`jq .result.manifest` reads the manifest)."""
         return {
             "path": self.path,
             "kind": self.kind,

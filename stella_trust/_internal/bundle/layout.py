@@ -28,9 +28,11 @@ from stella_trust.view import Freshness
 class Transfer(Protocol):
     """One stage of an export or import as a progress display sees it."""
 
-    def advance(self, count: int) -> None: ...
+    def advance(self, count: int) -> None:
+        """Count `count` more bytes of this stage."""
 
-    def done(self) -> None: ...
+    def done(self) -> None:
+        """The stage is over (its bar may close), whether or not every byte was counted."""
 
 
 # progress(stage, total bytes or None) when a stage begins -> where to count them (None:
@@ -55,6 +57,9 @@ def measure(
 
 
 class StaleBundleError(errors.StellaError):
+    """A bundle whose signed metadata is stale, or expired longer ago than `--reject-if-stale`
+    allows: trust a host could not serve is not imported over the trust it holds."""
+
     default_hint = "export a fresh bundle on a connected host; nothing was changed"
 
 
@@ -74,6 +79,7 @@ class BundleSummary:
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (decision 15)
 
     def to_json(self) -> dict[str, Any]:
+        """The summary as `--json` shows it: the one shape export, import and inspect share."""
         return {
             "action": self.action,
             "path": self.path,
@@ -115,6 +121,8 @@ EXPORT_HINT = "choose an --out on a writable filesystem with room for the bundle
 
 
 class BundleError(errors.StellaError):
+    """A bundle refused as corrupt, truncated or hostile (decision 5); nothing was changed."""
+
     default_hint = "the bundle is corrupt, truncated or hostile; nothing was changed"
 
 
@@ -157,6 +165,7 @@ def check_member_name(name: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    """A file's SHA-256, streamed: targets may be large and are not held in memory."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -176,6 +185,7 @@ class Entry:
     data: bytes | None = None
 
     def open(self) -> IO[bytes]:
+        """The entry's bytes, from memory or from its file, for the writer to stream."""
         if self.data is not None:
             return io.BytesIO(self.data)
         assert self.source is not None

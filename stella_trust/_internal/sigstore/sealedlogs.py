@@ -93,6 +93,7 @@ class SealedLog:
 
     @property
     def log_id(self) -> str:
+        """The trust's id for the log (hex): where the state is stored and how it is named."""
         return self.log.log_id
 
     @property
@@ -106,6 +107,7 @@ class SealedLog:
         return covered_depth(self.tiles)
 
     def to_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The state as `--json` and the bundle manifest describe it; `now` adds its age."""
         document: dict[str, Any] = {
             "log_id": self.log_id,
             "base_url": self.log.base_url,
@@ -187,6 +189,8 @@ def tile_logs(logs: Iterable[TransparencyLog], now: datetime) -> list[Transparen
 
 
 def log_key_der(log: TransparencyLog) -> bytes:
+    """The log's public key as DER SubjectPublicKeyInfo, the form a signed note's key is
+    built from and compared in."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         PublicFormat,

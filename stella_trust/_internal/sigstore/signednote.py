@@ -92,6 +92,7 @@ class NoteVerifier:
 
     @property
     def algorithm(self) -> str:
+        """The signature algorithm, for messages: a note's key type decides how it verifies."""
         return "Ed25519" if isinstance(self.public_key, Ed25519PublicKey) else "ECDSA P-256"
 
     def accepts(self, signature: bytes, text: bytes) -> bool:

@@ -50,6 +50,7 @@ class TileRef:
 
     @property
     def is_partial(self) -> bool:
+        """A tile at the tree's right edge, narrower than 256: its path carries `.p/<W>`."""
         return self.width < TILE_WIDTH
 
     @property
