@@ -35,7 +35,7 @@ def in_process(rounds: int, per_round: int) -> None:
     from sigstore.verify.policy import Identity
     from sigstore_models.common.v1 import HashAlgorithm
 
-    from stella_trust._internal.sigstore.policy import IdentityPolicy
+    from stella_trust._internal.sigstore.signers import IdentityPolicy
     from stella_trust._internal.sigstore.verify import verify_bundle
 
     trusted_root, bundle, artifact = (

@@ -37,6 +37,7 @@ class JournalFormatter(logging.Formatter):
     """`<priority>message`: journald maps the prefix, so `journalctl -p warning` works."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The message behind its syslog priority, with no timestamp: journald adds its own."""
         return f"<{PRIORITY.get(record.levelno, 6)}>{record.getMessage()}"
 
 
@@ -44,6 +45,8 @@ class JsonFormatter(logging.Formatter):
     """One object per line for log shippers, which should not have to parse free text."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object: time (UTC, milliseconds), level, message, and any structured
+        `fields` the caller attached, keys sorted so lines diff cleanly."""
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -85,6 +88,8 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """A library's warnings and errors pass once per distinct message (its lower levels
+        pass); the agent's own lines always pass, being deduplicated where they are logged."""
         if record.name == self.own_logger or record.levelno < logging.WARNING:
             return True
         key = (record.name, error_key(record.getMessage()))
@@ -111,6 +116,7 @@ class RedactFilter(logging.Filter):
     formatted here once, with every URL's userinfo and secret query values replaced."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Always True: the record is rewritten, never dropped."""
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:

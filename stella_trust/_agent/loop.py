@@ -1,4 +1,4 @@
-"""The long-running refresh loop: scheduling, backoff, signals, sd_notify, metrics.
+"""The long-running refresh loop: scheduling, backoff, signals, sd_notify, the worker thread.
 
 Each cycle is the same core the CLI uses: `sync()` (unless offline), then `load_view()`
 to re-verify the cache and judge freshness. The loop only decides *when*: the interval
@@ -11,7 +11,8 @@ verified generations.
 A cycle ends in exactly one of three ways, none of them a traceback: success, a refresh
 failure (logged once per distinct error, then backed off; an OS error from the cache is
 one of these, with a hint about permissions and free space), or, when a stop was
-requested, an abandoned refresh (one INFO line: stopping is not a failure).
+requested, an abandoned refresh (one INFO line: stopping is not a failure). What each cycle
+says, in the journal and the metrics file, is reporting.py's.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from stella_trust._agent.logs import REPEATS, error_key
-from stella_trust._agent.metrics import AgentMetrics, write_metrics
+from stella_trust._agent.metrics import AgentMetrics
 from stella_trust._agent.notify import Notifier
+from stella_trust._agent.reporting import CycleReporter
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.reader import load_view
@@ -38,7 +39,7 @@ from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.timefmt import iso
 from stella_trust.errors import EXIT_OK, EXIT_UNUSABLE, InternalError, StellaError, SyncInterrupted
-from stella_trust.view import FreshnessState, TrustView
+from stella_trust.view import TrustView
 
 STOP_GRACE_SECONDS = 1.5  # how long a stop waits for a running sync before abandoning it
 TICK_SECONDS = 0.1
@@ -90,6 +91,7 @@ class CycleOutcome:
 
     @property
     def exit_code(self) -> int:
+        """The exit code `trust sync` would give: the error's, else 0 only for usable trust."""
         if self.error is not None:
             return self.error.exit_code
         return EXIT_OK if self.view is not None and self.view.usable else EXIT_UNUSABLE
@@ -127,16 +129,29 @@ class Agent:
         # thread holds that Event's lock inside wait()).
         self._stop_signalled = False
         self._wake_signalled = False
-        self.failures = 0
-        self.last_error: str | None = None  # error_key() of the failure last logged
-        self.last_state: str | None = None
+        self.reporter = CycleReporter(self.log)
         self.last_sync: str | None = None  # last successful sync by anyone (the state file)
-        self.metrics = AgentMetrics()
         self._last_ping = 0.0
-        self._metrics_error: str | None = None  # the write failure last logged (once, not per cycle)
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed cycles: what the backoff and the status line follow."""
+        return self.reporter.failures
+
+    @property
+    def last_state(self) -> str | None:
+        """The freshness state last logged (None before the first cycle)."""
+        return self.reporter.last_state
+
+    @property
+    def metrics(self) -> AgentMetrics:
+        """What the metrics file says, updated every cycle."""
+        return self.reporter.metrics
 
     # ---- signals ----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 refreshes now. The handlers
+        only set flags (see `__init__`): the main loop turns them into events."""
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
@@ -292,7 +307,7 @@ class Agent:
             self.log.debug("internal error in a refresh cycle", exc_info=True)
         if self.stop_event.is_set():
             return _Abandoned()  # a stop tore the cycle down: not a failure to report
-        self._report(error, False, None)
+        self.reporter.report(error, False, None, host_kind=self.host_kind)
         return CycleOutcome(False, error, None)
 
     def cycle(self) -> CycleOutcome:
@@ -337,8 +352,8 @@ class Agent:
             if error is None:
                 error = cache_io_error(exc, settings.local_cache_path)
         self._remember_last_sync(store, view)
-        self._report(error, changed, view, changes)
-        self._export_metrics(view)
+        self.reporter.report(error, changed, view, changes, host_kind=self.host_kind)
+        self.reporter.export_metrics(view, settings.metrics_path, self.notifier.dropped)
         return CycleOutcome(error is None, error, view, changed, changes)
 
     def _remember_last_sync(self, store: Store, view: TrustView | None) -> None:
@@ -360,99 +375,6 @@ class Agent:
     def host_kind(self) -> str:
         """Which hints lead out of a failure on this host (errors.StellaError.hint_for)."""
         return "bundle-only" if self.settings.bundle_only else "connected"
-
-    def _report(
-        self,
-        error: StellaError | None,
-        changed: bool,
-        view: TrustView | None,
-        changes: tuple[str, ...] = (),
-    ) -> None:
-        """Log-once bookkeeping: a failure once per distinct error (repeats at debug), the
-        recovery once, freshness only on transitions; what a changing sync changed, once,
-        one INFO line per change (a cycle whose re-read failed still committed them)."""
-        if error is not None:
-            self.failures += 1
-            self.metrics.consecutive_failures = self.failures
-            key = error_key(error.message)  # a scratch file's random name is not a new error
-            if key != self.last_error:
-                self.log.error(
-                    "refresh failed: %s (hint: %s)",
-                    error.message,
-                    error.hint_for(self.host_kind),
-                )
-                self.last_error = key
-            else:
-                self.log.debug("refresh failed again (%d): %s", self.failures, error.message)
-            self._log_changes(changes)
-        else:
-            if self.failures:
-                self.log.info("refresh recovered after %d failures", self.failures)
-            self.failures = 0
-            self.metrics.consecutive_failures = 0
-            self.last_error = None
-            REPEATS.reset()
-            if changed and view is not None:
-                versions = " ".join(f"{r} v{i.version}" for r, i in view.roles.items())
-                self.log.info("trust updated: %s", versions)
-            self._log_changes(changes)
-        state = view.freshness.state if view is not None else "unusable"
-        if state != self.last_state:
-            self._log_transition(state, view)
-            self.last_state = state
-
-    def _log_changes(self, changes: tuple[str, ...]) -> None:
-        for change in changes:
-            self.log.info("trust changed: %s", change)
-
-    def _log_transition(self, state: str, view: TrustView | None) -> None:
-        if state == FreshnessState.FRESH:
-            if self.last_state is not None:
-                self.log.info("trust is fresh again")
-            return
-        assert state in (FreshnessState.GRACE, FreshnessState.STALE, "unusable")
-        if state == FreshnessState.GRACE and view is not None:
-            self.log.warning(
-                "trust entered grace: signed metadata expired at %s; stale at %s",
-                iso(view.freshness.expires),
-                iso(view.freshness.stale_after),
-            )
-        elif state == FreshnessState.STALE and view is not None:
-            self.log.error(
-                "trust is STALE since %s: consumers refuse it until a refresh succeeds",
-                iso(view.freshness.stale_after),
-            )
-        else:
-            self.log.error("cached trust is not usable (not initialised or failed re-verification)")
-
-    def _export_metrics(self, view: TrustView | None) -> None:
-        m = self.metrics
-        if view is not None:
-            m.freshness = view.freshness.state
-            m.seconds_until_stale = (view.freshness.stale_after - view.at).total_seconds()
-            m.role_versions = {r: i.version for r, i in view.roles.items()}
-            m.role_expiries = {r: i.expires.timestamp() for r, i in view.roles.items()}
-            for pin in set(view.retired_pins) - set(m.retired_pins):  # a warning once per pin
-                self.log.warning(
-                    "pinned target %r was retired by the repository; remove it from pinned_targets", pin
-                )
-            m.retired_pins = list(view.retired_pins)
-        else:
-            m.freshness = "unusable"
-        m.notify_dropped = self.notifier.dropped
-        path = self.settings.metrics_path
-        if path is not None:
-            try:
-                write_metrics(path, m)
-            except OSError as exc:  # once per distinct failure, not every cycle (issue 21)
-                reason = f"{path}: {exc.strerror or exc}"
-                if reason != self._metrics_error:
-                    self.log.warning("cannot write metrics to %s", reason)
-                    self._metrics_error = reason
-                return
-            if self._metrics_error is not None:
-                self.log.info("metrics written to %s again", path)
-                self._metrics_error = None
 
     def status_line(self) -> str:
         """For STATUS= and the one-shot log: state, last successful sync, failure streak."""

@@ -16,6 +16,9 @@ STATES = ("fresh", "grace", "stale", "unusable")
 
 @dataclass
 class AgentMetrics:
+    """The figures the agent exports, one cycle's worth: an operator alerts on freshness
+    and failure streaks without parsing the journal."""
+
     last_success: float | None = None
     last_attempt: float | None = None
     consecutive_failures: int = 0
@@ -31,6 +34,7 @@ class AgentMetrics:
     retired_pins: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        """The Prometheus text exposition format, one HELP and TYPE line per metric."""
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:

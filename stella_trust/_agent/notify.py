@@ -40,6 +40,7 @@ class Notifier:
 
     @property
     def enabled(self) -> bool:
+        """Whether systemd asked for notifications ($NOTIFY_SOCKET set)."""
         return self.address is not None
 
     def send(self, *fields: str) -> bool:
@@ -77,16 +78,22 @@ class Notifier:
         )
 
     def ready(self, status: str) -> None:
+        """READY=1 with the status: under Type=notify, `systemctl start` returns once the first
+        cycle has judged the trust (sent again after a reload)."""
         self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
 
     def status(self, status: str) -> None:
+        """The one-line status `systemctl status` shows."""
         self.send(f"STATUS={status}")
 
     def watchdog(self) -> None:
+        """WATCHDOG=1: the main thread is alive (systemd restarts the agent if this stops)."""
         self.send("WATCHDOG=1")
 
     def reloading(self) -> None:
+        """RELOADING=1, sent on SIGHUP before the config is read again."""
         self.send("RELOADING=1")
 
     def stopping(self) -> None:
+        """STOPPING=1, so systemd knows the exit that follows is asked for."""
         self.send("STOPPING=1")

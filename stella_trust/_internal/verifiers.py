@@ -14,7 +14,7 @@ from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.sigstore.errors import BundleVerificationError
 from stella_trust._internal.sigstore.exports import client_trust_config
 from stella_trust._internal.sigstore.instance import foreign_log_ids
-from stella_trust._internal.sigstore.policy import Policy
+from stella_trust._internal.sigstore.signers import Policy
 from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust._internal.sigstore.verify import VerificationOutcome
 from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root

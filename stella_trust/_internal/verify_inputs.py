@@ -15,9 +15,9 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from stella_trust._internal.sigstore.bundleinput import MAX_BUNDLE_BYTES
 from stella_trust._internal.sigstore.errors import BundleRefusedError
-from stella_trust._internal.sigstore.policy import IdentityPolicy, KeyPolicy, Policy
-from stella_trust._internal.sigstore.verify import MAX_BUNDLE_BYTES
+from stella_trust._internal.sigstore.signers import IdentityPolicy, KeyPolicy, Policy
 from stella_trust.errors import StellaError, UsageError
 
 DIGEST_PREFIX = "sha256:"

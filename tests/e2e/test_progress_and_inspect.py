@@ -498,7 +498,8 @@ def test_directory_limits_apply(synced: Client, exported: Path, tmp_path: Path, 
 
 
 def test_directory_reader_refuses_a_fifo_without_blocking(exported: Path, tmp_path: Path) -> None:
-    from stella_trust._internal.bundle.archive import BundleError, extract_directory
+    from stella_trust._internal.bundle.archive import ReadOptions, extract_directory
+    from stella_trust._internal.bundle.layout import BundleError
 
     piped = copy_of(exported, tmp_path, "fifo")
     key = next((piped / "targets").glob("*.rekor-key-v1.pub"))
@@ -507,6 +508,8 @@ def test_directory_reader_refuses_a_fifo_without_blocking(exported: Path, tmp_pa
     dest = tmp_path / "dest"
     dest.mkdir()
     with pytest.raises(BundleError, match="is a FIFO"):
-        extract_directory(piped, dest, BundleLimits(), verify_manifest=False)
-    got = extract_directory(exported, dest, BundleLimits(), verify_manifest=True, wanted=lambda n: False)
+        extract_directory(piped, dest, ReadOptions(BundleLimits(), verify_manifest=False))
+    got = extract_directory(
+        exported, dest, ReadOptions(BundleLimits(), verify_manifest=True, wanted=lambda n: False)
+    )
     assert got.written == set() and list(dest.iterdir()) == [] and len(got.files) >= 7

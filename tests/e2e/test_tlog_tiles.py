@@ -27,8 +27,8 @@ import zstandard
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from stella_trust._internal.bundle.archive import Entry, write_archive
-from stella_trust._internal.bundle.layout import manifest_bytes
+from stella_trust._internal.bundle.layout import Entry, write_archive
+from stella_trust._internal.bundle.manifest import manifest_bytes
 from stella_trust._internal.sigstore.sealedlogs import origin_of
 from stella_trust._internal.sigstore.signednote import ed25519_key_hash
 from stella_trust.repository import Repository

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from stella_trust._internal.bundle.archive import BundleError, extract_archive
-from stella_trust._internal.bundle.layout import LEGACY_EMPTY_FRAME
+from stella_trust._internal.bundle.archive import ReadOptions, extract_archive
+from stella_trust._internal.bundle.layout import LEGACY_EMPTY_FRAME, BundleError
 from stella_trust._internal.settings import BundleLimits
 from tests.e2e.test_bundles import _manifest_for, member
 
@@ -29,10 +29,11 @@ RSS_LIMIT_KB = 64 * 1024  # the whole process, interpreter and imports included
 RSS_SCRIPT = """
 import re, sys
 from pathlib import Path
-from stella_trust._internal.bundle.archive import BundleError, extract_archive
+from stella_trust._internal.bundle.archive import ReadOptions, extract_archive
+from stella_trust._internal.bundle.layout import BundleError
 from stella_trust._internal.settings import BundleLimits
 try:
-    extract_archive(Path(sys.argv[1]), Path(sys.argv[2]), BundleLimits(), verify_manifest=False)
+    extract_archive(Path(sys.argv[1]), Path(sys.argv[2]), ReadOptions(BundleLimits(), verify_manifest=False))
     print("accepted")
 except BundleError as exc:
     print("refused:", exc.message)
@@ -78,7 +79,7 @@ def bomb(path: Path, kind: bytes, declared: int) -> Path:
 
 
 def extract(path: Path, dest: Path, **limits: int) -> None:
-    extract_archive(path, dest, BundleLimits(**limits), verify_manifest=False)
+    extract_archive(path, dest, ReadOptions(BundleLimits(**limits), verify_manifest=False))
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -189,7 +190,9 @@ def test_unwanted_member_is_skipped_but_counted(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     got = extract_archive(
-        path, dest, BundleLimits(), verify_manifest=True, wanted=lambda n: n.startswith("metadata/")
+        path,
+        dest,
+        ReadOptions(BundleLimits(), verify_manifest=True, wanted=lambda n: n.startswith("metadata/")),
     )
     assert got.written == {"metadata/timestamp.json"}
     assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["timestamp.json"]
@@ -198,9 +201,9 @@ def test_unwanted_member_is_skipped_but_counted(tmp_path: Path) -> None:
         extract_archive(
             path,
             tmp_path / "x",
-            BundleLimits(max_uncompressed_bytes=16 * MiB),
-            verify_manifest=False,
-            wanted=lambda n: False,
+            ReadOptions(
+                BundleLimits(max_uncompressed_bytes=16 * MiB), verify_manifest=False, wanted=lambda n: False
+            ),
         )
 
 
@@ -268,22 +271,28 @@ def test_a_pass_that_stops_when_its_members_are_read_says_it_did_not_check_the_r
     got = extract_archive(
         path,
         dest,
-        BundleLimits(),
-        verify_manifest=False,
-        wanted=lambda n: n.startswith("metadata/"),
-        stop_when_read=True,
+        ReadOptions(
+            BundleLimits(),
+            verify_manifest=False,
+            wanted=lambda n: n.startswith("metadata/"),
+            stop_when_read=True,
+        ),
     )
     assert not got.whole and got.written == {"metadata/timestamp.json"}
     assert set(got.files) == {"metadata/timestamp.json"}  # the targets were not reached
     # Read to its end, the same archive is refused, and --verify-manifest never stops early.
     with pytest.raises(BundleError, match="after the end of the archive"):
-        extract_archive(path, tmp_path / "x", BundleLimits(), verify_manifest=False, wanted=lambda n: False)
+        extract_archive(
+            path, tmp_path / "x", ReadOptions(BundleLimits(), verify_manifest=False, wanted=lambda n: False)
+        )
     with pytest.raises(BundleError, match="after the end of the archive"):
         extract_archive(
             path,
             tmp_path / "y",
-            BundleLimits(),
-            verify_manifest=True,
-            wanted=lambda n: n.startswith("metadata/"),
-            stop_when_read=True,
+            ReadOptions(
+                BundleLimits(),
+                verify_manifest=True,
+                wanted=lambda n: n.startswith("metadata/"),
+                stop_when_read=True,
+            ),
         )

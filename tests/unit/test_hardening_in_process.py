@@ -18,7 +18,7 @@ from stella_trust._internal.net.fetcher import HttpxFetcher
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.policy.servicemap import parse_service_map
 from stella_trust._internal.reader import load_view, open_trust
-from stella_trust._internal.sigstore.policy import IdentityPolicy
+from stella_trust._internal.sigstore.signers import IdentityPolicy
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf.offline import verify_metadata

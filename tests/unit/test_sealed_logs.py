@@ -26,7 +26,8 @@ from stella_trust._internal.sigstore.sealedlogs import (
     write_sealed,
 )
 from stella_trust._internal.sigstore.signednote import ed25519_key_hash, sign_note
-from stella_trust._internal.sigstore.tiles import first_disagreement, tiles_for
+from stella_trust._internal.sigstore.tilelayout import tiles_for
+from stella_trust._internal.sigstore.tiles import first_disagreement
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust.errors import CacheVerificationError
 from stella_trust.sigstore_types import TransparencyLog

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from stella_trust._internal.sigstore.bundleinput import MAX_JSON_DEPTH
 from stella_trust._internal.sigstore.errors import BundleRefusedError, BundleVerificationError
-from stella_trust._internal.sigstore.policy import IdentityPolicy
-from stella_trust._internal.sigstore.verify import MAX_JSON_DEPTH, verify_bundle
+from stella_trust._internal.sigstore.signers import IdentityPolicy
+from stella_trust._internal.sigstore.verify import verify_bundle
 from stella_trust.conformance.sigstore_client import main as client_main
 from stella_trust.errors import EXIT_FAILED
 from tests.conftest import clean_env

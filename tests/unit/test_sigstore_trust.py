@@ -10,7 +10,7 @@ import pytest
 
 from stella_trust._internal.sigstore.errors import TrustMaterialError
 from stella_trust._internal.sigstore.exports import client_trust_config, synthesize_trusted_root
-from stella_trust._internal.sigstore.policy import IdentityPolicy
+from stella_trust._internal.sigstore.signers import IdentityPolicy
 from stella_trust._internal.sigstore.trusted_root import (
     CLIENT_TRUST_CONFIG_MEDIA_TYPE,
     SIGNING_CONFIG_V01_MEDIA_TYPE,

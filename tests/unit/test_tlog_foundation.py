@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from stella_trust._internal.sigstore import merkle, signednote, tiles
+from stella_trust._internal.sigstore import merkle, signednote, tilelayout, tiles
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust.errors import VerificationError
 from tests.tlog_log import SyntheticLog, encode_bundle, flip_byte, serve, truncate
@@ -701,18 +701,20 @@ def test_checkpoint_text_is_read_only_after_the_signature_verifies() -> None:
 
 
 # ===============================================================================================
-# tiles.py: paths and shapes (c2sp.org/tlog-tiles examples)
+# tilelayout.py: paths and shapes (c2sp.org/tlog-tiles examples)
 
 
 def test_tile_path_examples() -> None:
-    assert tiles.encode_index(1234067) == "x001/x234/067"
-    assert tiles.encode_index(0) == "000"
-    assert tiles.encode_index(1000) == "x001/000"
-    ref = tiles.TileRef(level=1, index=1234067, width=8)
+    assert tilelayout.encode_index(1234067) == "x001/x234/067"
+    assert tilelayout.encode_index(0) == "000"
+    assert tilelayout.encode_index(1000) == "x001/000"
+    ref = tilelayout.TileRef(level=1, index=1234067, width=8)
     assert ref.path == "tile/1/x001/x234/067.p/8"
-    assert tiles.parse_tile_path("tile/1/x001/x234/067.p/8") == ref
-    assert tiles.parse_tile_path("tile/entries/x001/x234/067") == tiles.TileRef(0, 1234067, 256, entries=True)
-    assert tiles.parse_tile_path("tile/63/999") == tiles.TileRef(63, 999, 256)
+    assert tilelayout.parse_tile_path("tile/1/x001/x234/067.p/8") == ref
+    assert tilelayout.parse_tile_path("tile/entries/x001/x234/067") == tilelayout.TileRef(
+        0, 1234067, 256, entries=True
+    )
+    assert tilelayout.parse_tile_path("tile/63/999") == tilelayout.TileRef(63, 999, 256)
 
 
 @pytest.mark.parametrize(
@@ -733,7 +735,7 @@ def test_tile_path_examples() -> None:
 )
 def test_non_canonical_tile_paths_are_refused(path: str, message: str) -> None:
     with raises(message):
-        tiles.parse_tile_path(path)
+        tilelayout.parse_tile_path(path)
 
 
 def test_tlog_tiles_size_examples() -> None:
@@ -749,19 +751,23 @@ def test_tlog_tiles_size_examples() -> None:
         "tile/2/000.p/1",
     }
     assert "tile/1/000" in paths
-    assert [r.path for r in tiles.right_edge(70000)] == [
+    assert [r.path for r in tilelayout.right_edge(70000)] == [
         "tile/0/273.p/112",
         "tile/1/001.p/17",
         "tile/2/000.p/1",
     ]
     # "a tree of size 256 will be represented by a full level 0 tile and a partial level 1 tile of width 1"
-    assert [r.path for r in tiles.right_edge(256)] == ["tile/1/000.p/1"]
-    assert [r.path for r in tiles.tiles_for(256, 1)] == ["tile/0/000", "tile/entries/000", "tile/1/000.p/1"]
-    assert tiles.right_edge(0) == []
+    assert [r.path for r in tilelayout.right_edge(256)] == ["tile/1/000.p/1"]
+    assert [r.path for r in tilelayout.tiles_for(256, 1)] == [
+        "tile/0/000",
+        "tile/entries/000",
+        "tile/1/000.p/1",
+    ]
+    assert tilelayout.right_edge(0) == []
 
 
 def test_tiles_for_covers_the_last_entries_and_ties_them_to_the_root() -> None:
-    refs = tiles.tiles_for(70000, 300)
+    refs = tilelayout.tiles_for(70000, 300)
     assert [r.path for r in refs] == [
         "tile/0/272",
         "tile/entries/272",
@@ -770,40 +776,44 @@ def test_tiles_for_covers_the_last_entries_and_ties_them_to_the_root() -> None:
         "tile/1/001.p/17",
         "tile/2/000.p/1",
     ]
-    assert [r.path for r in tiles.tiles_for(70000, 0)] == [
+    assert [r.path for r in tilelayout.tiles_for(70000, 0)] == [
         "tile/0/273.p/112",
         "tile/1/001.p/17",
         "tile/2/000.p/1",
     ]
-    assert tiles.tiles_for(10, 10_000) == tiles.tiles_for(10, 10)  # depth beyond the log: all of it
+    assert tilelayout.tiles_for(10, 10_000) == tilelayout.tiles_for(10, 10)  # depth beyond the log: all of it
     # a window that crosses a level-1 tile boundary needs both level-1 tiles
-    paths = [r.path for r in tiles.tiles_for(65536 + 3, 512)]
+    paths = [r.path for r in tilelayout.tiles_for(65536 + 3, 512)]
     assert "tile/1/000" in paths and "tile/2/000.p/1" in paths and "tile/0/255" in paths
     for size in (2**64 - 1, 2**40 + 12345, 65536 * 256):
-        assert len(tiles.tiles_for(size, tiles.MAX_DEPTH)) <= tiles.MAX_TILES
+        assert len(tilelayout.tiles_for(size, tilelayout.MAX_DEPTH)) <= tilelayout.MAX_TILES
     with raises("tiles_for: depth 1048577 is outside 0..1048576"):
-        tiles.tiles_for(10, tiles.MAX_DEPTH + 1)
+        tilelayout.tiles_for(10, tilelayout.MAX_DEPTH + 1)
     with raises("tiles_for: tree size 18446744073709551616 is outside 0..2^64-1"):
-        tiles.tiles_for(2**64, 1)
+        tilelayout.tiles_for(2**64, 1)
 
 
 def test_parse_tile_and_entry_bundle() -> None:
-    ref = tiles.parse_tile_path("tile/0/x001/234.p/7")
-    assert tiles.parse_hash_tile(ref, bytes(224)) == (bytes(32),) * 7
+    ref = tilelayout.parse_tile_path("tile/0/x001/234.p/7")
+    assert tilelayout.parse_hash_tile(ref, bytes(224)) == (bytes(32),) * 7
     with raises("tile/0/x001/234.p/7: 200 bytes, expected 224"):
-        tiles.parse_hash_tile(ref, bytes(200))
-    bundle_ref = tiles.TileRef(0, 2, 3, entries=True)
-    assert tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"])) == (b"a", b"", b"ccc")
+        tilelayout.parse_hash_tile(ref, bytes(200))
+    bundle_ref = tilelayout.TileRef(0, 2, 3, entries=True)
+    assert tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"])) == (
+        b"a",
+        b"",
+        b"ccc",
+    )
     with raises("tile/entries/002.p/3: 2 entries, expected 3"):
-        tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b""]))
+        tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b""]))
     with raises("tile/entries/002.p/3: 1 bytes after the last of 3 entries"):
-        tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"]) + b"\x00")
+        tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"]) + b"\x00")
     with raises("tile/entries/002.p/3: entry 2 needs 3 bytes, 2 left"):
-        tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"])[:-1])
+        tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"])[:-1])
     with raises("tile/entries/002.p/3: entry 2: length prefix cut short"):
-        tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b""]) + b"\x00")
+        tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b""]) + b"\x00")
     with raises("tile/entries/002.p/3: 12 bytes, more than the 10 allowed"):
-        tiles.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"]) + b"xx", max_bytes=10)
+        tilelayout.parse_entry_bundle(bundle_ref, encode_bundle([b"a", b"", b"ccc"]) + b"xx", max_bytes=10)
 
 
 # ===============================================================================================
@@ -829,7 +839,7 @@ def test_root_from_tiles_is_the_mth_of_all_leaves(big_log: SyntheticLog, size: i
         assert tiles.root_at(verified, smaller) == big_log.root(smaller)
     # only the sealed subset: the right edge and the last entries
     for depth in (0, 1, 300):
-        subset = {r.path: all_tiles[r.path] for r in tiles.tiles_for(size, depth)}
+        subset = {r.path: all_tiles[r.path] for r in tilelayout.tiles_for(size, depth)}
         sealed = tiles.verify_tiles(subset, size, big_log.root(size), log="127.0.0.1:8080")
         assert tiles.covered_depth(sealed) >= min(depth, size)
         assert tiles.leaf_at(sealed, size - 1) == (
@@ -842,7 +852,7 @@ def test_sealed_tiles_answer_only_what_they_cover(big_log: SyntheticLog) -> None
     size, depth = 3000, 300
     all_tiles = big_log.tiles(size)
     sealed = tiles.verify_tiles(
-        {r.path: all_tiles[r.path] for r in tiles.tiles_for(size, depth)}, size, big_log.root(size)
+        {r.path: all_tiles[r.path] for r in tilelayout.tiles_for(size, depth)}, size, big_log.root(size)
     )
     assert tiles.covered_depth(sealed) == 3000 - 2560  # tiles are whole: 2560..2999
     assert tiles.leaf_at(sealed, 100) is None
@@ -877,7 +887,7 @@ def test_log_growth_is_consistent_and_a_fork_is_not() -> None:
 
 def _sealed(log: SyntheticLog, depth: int) -> dict[str, bytes]:
     all_tiles = log.tiles()
-    return {r.path: all_tiles[r.path] for r in tiles.tiles_for(log.size, depth)}
+    return {r.path: all_tiles[r.path] for r in tilelayout.tiles_for(log.size, depth)}
 
 
 def _flip(data: bytes, offset: int = 0) -> bytes:
@@ -986,7 +996,7 @@ def test_served_log_verifies_end_to_end(tmp_path: Path) -> None:
             _get(f"{base_url}/checkpoint"), origin=origin, public_key=log.public_key_der
         )
         assert (checkpoint.size, checkpoint.root_hash) == (3000, log.root())
-        fetched = {r.path: _get(f"{base_url}/{r.path}") for r in tiles.tiles_for(checkpoint.size, 1000)}
+        fetched = {r.path: _get(f"{base_url}/{r.path}") for r in tilelayout.tiles_for(checkpoint.size, 1000)}
         sealed = tiles.verify_tiles(fetched, checkpoint.size, checkpoint.root_hash, log=origin)
         assert tiles.covered_depth(sealed) == 3000 - 1792
         assert "checkpoint" in served.requests and "tile/0/011.p/184" in served.requests
@@ -997,7 +1007,7 @@ def test_served_log_verifies_end_to_end(tmp_path: Path) -> None:
         newer = signednote.verify_checkpoint(
             _get(f"{base_url}/checkpoint"), origin=origin, public_key=log.public_key
         )
-        refetched = {r.path: _get(f"{base_url}/{r.path}") for r in tiles.tiles_for(newer.size, 1000)}
+        refetched = {r.path: _get(f"{base_url}/{r.path}") for r in tilelayout.tiles_for(newer.size, 1000)}
         resealed = tiles.verify_tiles(refetched, newer.size, newer.root_hash)
         assert tiles.check_root(resealed, checkpoint.size, checkpoint.root_hash)
         assert _get(f"{base_url}/tile/0/011.p/184") == fetched["tile/0/011.p/184"]  # old partial kept
@@ -1017,7 +1027,7 @@ def test_served_log_verifies_end_to_end(tmp_path: Path) -> None:
         log.write(directory)
         flip_byte(directory, "tile/0/012", 100)
         truncate(directory, "tile/entries/013.p/172", 50)
-        fetched = {r.path: _get(f"{base_url}/{r.path}") for r in tiles.tiles_for(log.size, 1000)}
+        fetched = {r.path: _get(f"{base_url}/{r.path}") for r in tilelayout.tiles_for(log.size, 1000)}
         with raises("tile/entries/013.p/172: entry "):
             tiles.verify_tiles(fetched, log.size, log.root())
         del fetched["tile/entries/013.p/172"]

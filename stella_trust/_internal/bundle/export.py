@@ -18,24 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import (
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST,
-    ZSTD_LEVEL,
-    Entry,
-    manifest_bytes,
-    sha256_file,
-    write_archive,
-)
 from stella_trust._internal.bundle.layout import (
+    MANIFEST,
     TLOG_PREFIX,
+    ZSTD_LEVEL,
     BundleSummary,
+    Entry,
     Progress,
     measure,
     metadata_name,
+    sha256_file,
     target_path,
+    write_archive,
 )
+from stella_trust._internal.bundle.manifest import FORMAT, FORMAT_VERSION, manifest_bytes
 from stella_trust._internal.fs import replaced_atomically
 from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.hostpolicy import view_of
@@ -204,7 +200,8 @@ def _sealed_logs(
     now: datetime,
     note: Callable[[str], None],
 ) -> list[SealedLog]:
-    """The verified state of every active tile log, from the trust being exported (issue 14)."""
+    """The verified state of every active tile log, from the trust being exported, so a host
+    across the air gap can check inclusion offline (decision 15)."""
     from stella_trust._internal.bundle.tlogfetch import fetch_log_states
 
     view = view_of(verified, settings, store.read_state(), now)

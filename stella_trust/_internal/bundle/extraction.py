@@ -19,20 +19,21 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, read_bundle, sha256_file
+from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.layout import (
     TLOG_PREFIX,
     BundleError,
     Progress,
     measure,
     metadata_name,
+    sha256_file,
     target_path,
 )
 from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.hostpolicy import trust_policy
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import MetadataLimits, TrustRepoSettings
-from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES
+from stella_trust._internal.sigstore.tilelayout import MAX_ENTRY_BUNDLE_BYTES
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,
@@ -49,6 +50,7 @@ class Metered(io.FileIO):
         self.counted = counted
 
     def readinto(self, buffer: Any) -> int | None:
+        """python-tuf's hashing reads here: each chunk advances the progress bar as it is hashed."""
         count = super().readinto(buffer)
         if count:
             self.counted(count)
@@ -69,15 +71,20 @@ class BundleTargets(TargetSelection):
         self.consistent = bool(md.root.signed.consistent_snapshot)
 
     def find(self, name: str) -> TargetFile | None:
+        """A target's signed info, from the metadata this import verified (never the manifest)."""
         return self.md.find_target(name)
 
     def names(self) -> list[str]:
+        """Every target name the verified metadata lists, for the host's selection."""
         return self.md.target_names()
 
     def read_stored(self, path: Path) -> bytes:
+        """A staged target read for the selection (the service map), bounded like metadata."""
         return read_untrusted(path, MAX_METADATA_FILE)
 
     def store(self, name: str, info: TargetFile) -> Path:
+        """Link the staged member into the new generation and check it there against its
+        signed length and hashes, so the commit's re-verification finds it already proven."""
         relative = target_path(name, info, self.consistent)
         source = self.staging.joinpath(*relative.split("/"))
         if not source.is_file():
@@ -110,6 +117,7 @@ class Plan(BundleTargets):
         self.missing: set[str] = set()
 
     def store(self, name: str, info: TargetFile) -> Path:
+        """Record the member a wanted target lives in when it is not staged yet; store nothing."""
         relative = target_path(name, info, self.consistent)
         source = self.staging.joinpath(*relative.split("/"))
         if not source.is_file():
@@ -161,13 +169,15 @@ def whole_pass(
         read_bundle(
             bundle,
             staging,
-            settings.bundle_limits,
-            verify_manifest=False,
-            progress=progress,
-            label=label,
-            wanted=wanted,
-            member_limit=member_limit(settings.metadata_limits),
-            expect_manifest=first.manifest_sha256,
+            ReadOptions(
+                settings.bundle_limits,
+                verify_manifest=False,
+                progress=progress,
+                label=label,
+                wanted=wanted,
+                member_limit=member_limit(settings.metadata_limits),
+                expect_manifest=first.manifest_sha256,
+            ),
         )
     )
 
@@ -180,6 +190,9 @@ def targets_passes(
     first: Extracted,
     progress: Progress | None,
 ) -> None:
+    """Extract what the host's selection wants, pass by pass: each pass can reveal further
+    wants (the service map names more targets), so passes repeat until nothing listed is
+    missing, at most MAX_PASSES times."""
     for _ in range(MAX_PASSES):
         plan = Plan(md, staging)
         try:
@@ -187,7 +200,7 @@ def targets_passes(
         except (errors.StellaError, OSError):
             if not plan.missing:
                 return  # the real selection below fails the same way, with its own words
-        listed = set(first.files) if first.whole else set(first.manifest["_by_path"])
+        listed = set(first.files) if first.whole else set(first.manifest.files)
         needed = plan.missing & listed
         if not needed:
             return  # whatever is still missing is reported by the real selection
@@ -213,10 +226,13 @@ def member_limit(limits: MetadataLimits) -> Callable[[str], int | None]:
 
 
 def is_metadata(name: str) -> bool:
+    """Whether a member is TUF metadata (read in the first pass, verified before any target)."""
     return name.startswith("metadata/")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
+    """The `signed` object of a staged metadata file, for laying out the generation; a missing
+    or malformed file is the bundle's fault and refused as such (verification comes after)."""
     try:
         document = json.loads(path.read_bytes())
         signed = document["signed"]
@@ -282,6 +298,6 @@ def stage_metadata(staging: Path, work: Generation, anchor: bytes) -> None:
 
 
 def is_metadata_or_log_state(name: str) -> bool:
-    """The first pass reads metadata and the sealed transparency-log states (issue 14): both
+    """The first pass reads metadata and the sealed transparency-log states (decision 15): both
     are small, bounded, and verified before anything is committed."""
     return is_metadata(name) or name.startswith(TLOG_PREFIX)

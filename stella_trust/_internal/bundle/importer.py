@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, read_bundle
+from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.extraction import (
     BundleTargets,
     extract_selected,
@@ -58,6 +58,9 @@ from stella_trust.view import Freshness, FreshnessState
 
 
 def same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> bool:
+    """Whether an import would change nothing: same role versions and same target files as
+    the held generation (re-verified). Then only newer log states are written, not a
+    generation that would differ from the held one in nothing but its number."""
     if old is None:
         return False
     try:
@@ -122,6 +125,8 @@ class HeldPins:
 
     @classmethod
     def of(cls, store: Store, state: CacheState) -> HeldPins:
+        """The held targets and retired pins, read tolerantly: a damaged generation must not
+        stop an import that would replace it."""
         try:
             current = store.current()
             targets = tuple(current.stored_target_names()) if current is not None else ()
@@ -170,13 +175,15 @@ def _import(
             extracted = read_bundle(
                 bundle,
                 staging,
-                settings.bundle_limits,
-                verify_manifest=verify_manifest,
-                progress=progress,
-                label="metadata",
-                wanted=is_metadata_or_log_state,
-                member_limit=member_limit(settings.metadata_limits),
-                stop_when_read=True,  # the targets pass reads (and checks) the whole archive
+                ReadOptions(
+                    settings.bundle_limits,
+                    verify_manifest=verify_manifest,
+                    progress=progress,
+                    label="metadata",
+                    wanted=is_metadata_or_log_state,
+                    member_limit=member_limit(settings.metadata_limits),
+                    stop_when_read=True,  # the targets pass reads (and checks) the whole archive
+                ),
             )
             base = store.current()
             work = store.begin(None)
@@ -228,7 +235,7 @@ def _import(
                 "kind": "bundle",
                 "path": str(bundle.resolve()),
                 "manifest_sha256": extracted.manifest_sha256,
-                "created_at": extracted.manifest.get("created_at"),
+                "created_at": extracted.manifest.created_at,
                 "at": iso(now),
             }
             state.last_error = None
@@ -256,12 +263,7 @@ def carried_log_states(
     if not carried_dir.is_dir():
         return [], [], []
     view = view_of(verified, settings, None, now)
-    described = extracted.manifest.get("tiles")
-    fetched = {
-        str(entry.get("log_id")): entry.get("fetched_at")
-        for entry in (described if isinstance(described, list) else [])
-        if isinstance(entry, dict) and isinstance(entry.get("fetched_at"), str)
-    }
+    fetched = extracted.manifest.log_fetch_times()
     try:
         carried, write, notes = accept_carried(
             carried_dir, view.sigstore.transparency_logs, store.sealed_logs_dir, fetched

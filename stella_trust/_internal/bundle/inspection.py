@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stella_trust import errors
-from stella_trust._internal.bundle.archive import Extracted, read_bundle
+from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.extraction import is_metadata_or_log_state, member_limit
 from stella_trust._internal.bundle.importer import (
     HeldPins,
@@ -61,9 +61,10 @@ class Verification:
     freshness: dict[str, Any] | None = None
     changed: bool | None = None
     warnings: list[str] = field(default_factory=list)
-    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified, issue 14
+    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified (decision 15)
 
     def to_json(self) -> dict[str, Any]:
+        """The verdict as `--json` shows it (the error object stays out: its message is here)."""
         return {
             "status": self.status,
             "message": self.message,
@@ -76,6 +77,9 @@ class Verification:
 
 @dataclass
 class Inspection:
+    """What `snapshot inspect` found: the bundle as read, each listed file against what it
+    holds, and whether it would import on this host."""
+
     path: str
     kind: str  # "archive" or "directory"
     bytes: int  # the archive's size, or the directory's files
@@ -87,9 +91,11 @@ class Inspection:
 
     @property
     def intact(self) -> bool:
+        """True when every listed file is in the bundle as listed: what an import checks too."""
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
+        """The inspection as `--json` shows it (`jq .result.manifest` reads the manifest)."""
         return {
             "path": self.path,
             "kind": self.kind,
@@ -119,17 +125,17 @@ def inspect_bundle(
     try:
         staging = scratch / "staging"
         staging.mkdir()
-        extracted = read_bundle(
-            bundle,
-            staging,
+        options = ReadOptions(
             limits,
             verify_manifest=False,
             hash_members=True,
             progress=progress,
             label="read",
             wanted=is_metadata_or_log_state if host is not None else (lambda _name: False),
-            member_limit=member_limit(host[0].metadata_limits) if host is not None else None,
         )
+        if host is not None:
+            options = replace(options, member_limit=member_limit(host[0].metadata_limits))
+        extracted = read_bundle(bundle, staging, options)
         files, problems = _compare(extracted)
         if problems:
             verification = Verification("skipped", "the bundle does not match its manifest")
@@ -152,13 +158,15 @@ def inspect_bundle(
 
 
 def _manifest_view(extracted: Extracted) -> dict[str, Any]:
-    manifest = extracted.manifest
-    view = {key: manifest.get(key) for key in MANIFEST_FIELDS}
-    if "compression" in manifest:
-        view["compression"] = manifest["compression"]
+    """The manifest as `--json` shows it: the fields it says about itself, as read, and
+    the file listing (what the checks compared against)."""
+    described = extracted.manifest.described
+    view = {key: described.get(key) for key in MANIFEST_FIELDS}
+    if "compression" in described:
+        view["compression"] = described["compression"]
     view["files"] = [
-        {"path": entry["path"], "length": entry["length"], "sha256": entry["sha256"]}
-        for entry in manifest["_by_path"].values()
+        {"path": listed.path, "length": listed.length, "sha256": listed.sha256}
+        for listed in extracted.manifest.files.values()
     ]
     return view
 
@@ -168,18 +176,15 @@ def _compare(extracted: Extracted) -> tuple[list[dict[str, Any]], list[str]]:
     the manifest does not list)."""
     files: list[dict[str, Any]] = []
     problems: list[str] = []
-    for path, listed in extracted.manifest["_by_path"].items():
-        entry = {"path": path, "length": listed["length"], "sha256": listed["sha256"]}
+    for path, listed in extracted.manifest.files.items():
+        entry: dict[str, Any] = {"path": path, "length": listed.length, "sha256": listed.sha256}
         found = extracted.files.get(path)
         if found is None:
             entry["state"] = "missing"
             problems.append(f"Manifest mismatch: {path} is listed but not in the bundle")
-        elif found != (listed["length"], listed["sha256"]):
+        elif not listed.matches(*found):
             entry |= {"state": "mismatch", "found_length": found[0], "found_sha256": found[1]}
-            problems.append(
-                f"Manifest mismatch: {path} has length {found[0]} sha256 {found[1]}, the manifest "
-                f"says length {listed['length']} sha256 {listed['sha256']}"
-            )
+            problems.append(listed.mismatch(*found))
         else:
             entry["state"] = "ok"
         files.append(entry)

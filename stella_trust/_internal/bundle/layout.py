@@ -3,15 +3,14 @@
 A bundle is laid out as the TUF HTTP repository python-tuf would fetch from
 (`metadata/N.root.json`, `metadata/V.snapshot.json`, `targets/<hash>.<name>` with
 consistent snapshots), so an exported directory is itself a `file://` repository. The
-sealed format's names and manifest live here too: the writer emits exactly what the
-hostile reader (decision 5) accepts.
+sealed format's member names and its writer live here too: the writer emits exactly what
+the hostile reader (decision 5) accepts; the manifest's contents are in manifest.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,9 +28,11 @@ from stella_trust.view import Freshness
 class Transfer(Protocol):
     """One stage of an export or import as a progress display sees it."""
 
-    def advance(self, count: int) -> None: ...
+    def advance(self, count: int) -> None:
+        """Count `count` more bytes of this stage."""
 
-    def done(self) -> None: ...
+    def done(self) -> None:
+        """The stage is over (its bar may close), whether or not every byte was counted."""
 
 
 # progress(stage, total bytes or None) when a stage begins -> where to count them (None:
@@ -56,6 +57,9 @@ def measure(
 
 
 class StaleBundleError(errors.StellaError):
+    """A bundle whose signed metadata is stale, or expired longer ago than `--reject-if-stale`
+    allows: trust a host could not serve is not imported over the trust it holds."""
+
     default_hint = "export a fresh bundle on a connected host; nothing was changed"
 
 
@@ -72,9 +76,10 @@ class BundleSummary:
     changed: bool = True
     manifest_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
-    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (issue 14)
+    sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (decision 15)
 
     def to_json(self) -> dict[str, Any]:
+        """The summary as `--json` shows it: the one shape export, import and inspect share."""
         return {
             "action": self.action,
             "path": self.path,
@@ -104,12 +109,8 @@ def target_path(name: str, info: TargetFile, consistent: bool) -> str:
 
 # ---- the sealed format: what the writer emits and the hostile reader accepts -----------
 MANIFEST = "manifest.json"
-TLOG_PREFIX = "tlogs/"  # tlogs/<log id hex>/checkpoint and tile/... (issue 14)
+TLOG_PREFIX = "tlogs/"  # tlogs/<log id hex>/checkpoint and tile/... (C2SP tlog-tiles)
 PREFIXES = ("metadata/", "targets/", TLOG_PREFIX)
-FORMAT = "stella-trust-bundle"
-FORMAT_VERSION = 1
-MAX_MANIFEST_BYTES = 16 << 20  # hard ceiling; the real bound scales with max_files
-MANIFEST_BYTES_PER_FILE = 512  # an honest entry is ~250 bytes (path, length, sha256)
 MAX_COMPONENT_BYTES = 255  # NAME_MAX: a longer component fails with ENAMETOOLONG, not a refusal
 MAX_NAME_BYTES = 1024  # leaves room for the cache path inside PATH_MAX
 ZSTD_LEVEL = 3  # fast: most bytes are already-compressed keys and certificates
@@ -120,6 +121,8 @@ EXPORT_HINT = "choose an --out on a writable filesystem with room for the bundle
 
 
 class BundleError(errors.StellaError):
+    """A bundle refused as corrupt, truncated or hostile (decision 5); nothing was changed."""
+
     default_hint = "the bundle is corrupt, truncated or hostile; nothing was changed"
 
 
@@ -161,70 +164,13 @@ def check_member_name(name: str) -> str:
     return name
 
 
-def manifest_limit(max_files: int) -> int:
-    """Bytes a manifest may take: proportional to the file count, so JSON parsing (which
-    multiplies memory by ~10 for small values) stays bounded."""
-    return min(MAX_MANIFEST_BYTES, MANIFEST_BYTES_PER_FILE * (max_files + 16))
-
-
-def parse_manifest(data: bytes, max_files: int) -> dict[str, Any]:
-    """The manifest, checked for shape before and after `json.loads`: a hostile manifest may
-    be deep (RecursionError), dense (millions of tiny objects) or list a path that is both
-    a file and a directory (`targets/a`, `targets/a/b`)."""
-    if len(data) > manifest_limit(max_files):
-        raise BundleError(f"Bundle manifest is implausibly large ({len(data)} bytes)")
-    containers = data.count(b"{") + data.count(b"[")
-    values = data.count(b",") + data.count(b":")
-    if containers > max_files + 64 or values > 16 * (max_files + 64):
-        raise BundleError("Bundle manifest has implausibly many values for its file limit")
-    try:
-        manifest = json.loads(data)
-    except RecursionError:
-        raise BundleError("Bundle manifest is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"Bundle manifest is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError("Bundle manifest is not a stella-trust bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"Bundle format version {manifest.get('format_version')!r} is not supported "
-            f"(this tool reads version {FORMAT_VERSION})",
-            hint="export the bundle with a matching stella-trust version",
-        )
-    files = manifest.get("files")
-    if not isinstance(files, list):
-        raise BundleError("Bundle manifest has no file list")
-    seen: dict[str, dict[str, Any]] = {}
-    directories: set[str] = set()
-    for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise BundleError("Bundle manifest has a malformed file entry")
-        path = check_member_name(item["path"])
-        if path in seen or path == MANIFEST:
-            raise BundleError(f"Bundle manifest lists {path!r} twice")
-        length = item.get("length")
-        if not isinstance(length, int) or isinstance(length, bool) or not isinstance(item.get("sha256"), str):
-            raise BundleError(f"Bundle manifest entry {path!r} lacks length or sha256")
-        seen[path] = item
-        parts = path.split("/")
-        directories.update("/".join(parts[:i]) for i in range(2, len(parts)))
-    clash = next((path for path in seen if path in directories), None)
-    if clash is not None:
-        raise BundleError(f"Unsafe bundle: {clash!r} is listed both as a file and as a directory")
-    manifest["_by_path"] = seen
-    return manifest
-
-
 def sha256_file(path: Path) -> str:
+    """A file's SHA-256, streamed: targets may be large and are not held in memory."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def manifest_bytes(manifest: dict[str, Any]) -> bytes:
-    return json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
 
 # ---- writing ---------------------------------------------------------------------------
@@ -239,6 +185,7 @@ class Entry:
     data: bytes | None = None
 
     def open(self) -> IO[bytes]:
+        """The entry's bytes, from memory or from its file, for the writer to stream."""
         if self.data is not None:
             return io.BytesIO(self.data)
         assert self.source is not None

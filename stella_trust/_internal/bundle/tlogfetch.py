@@ -1,4 +1,5 @@
-"""Fetch a tile log's checkpoint and tiles for `trust snapshot export --depth N` (issue 14).
+"""Fetch a tile log's checkpoint and tiles for `trust snapshot export --depth N`,
+so a host across the air gap can check log inclusion offline (decision 15).
 
 For every active tile-based log in the verified trust (Rekor v2), the log's `/checkpoint`
 (a C2SP signed note) is fetched and verified with that log's key from the verified trust
@@ -26,7 +27,7 @@ from stella_trust._internal.sigstore.sealedlogs import (
     verify_log_checkpoint,
     verify_log_state,
 )
-from stella_trust._internal.sigstore.tiles import MAX_ENTRY_BUNDLE_BYTES, TILE_WIDTH, tiles_for
+from stella_trust._internal.sigstore.tilelayout import MAX_ENTRY_BUNDLE_BYTES, TILE_WIDTH, tiles_for
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust._internal.timefmt import iso
 from stella_trust._internal.tuf.errors import translate

@@ -77,6 +77,7 @@ def model(wrapper: Any) -> Any:
 
 
 def dsse_envelope(bundle: Bundle) -> Any:
+    """The bundle's DSSE envelope (None for a message signature): sigstore keeps it private."""
     return bundle._dsse_envelope
 
 
@@ -117,6 +118,8 @@ def established_times(verifier: Verifier, bundle: Bundle) -> list[tuple[bool, da
 
 
 def dsse_verify(key: EllipticCurvePublicKey, envelope: Any) -> None:
+    """sigstore's own DSSE signature check (private), so the in-toto entry kind is
+    verified by the same code as every other DSSE bundle."""
     from sigstore import dsse
 
     dsse._verify(key, envelope)
@@ -139,12 +142,15 @@ def verifier_base() -> type[Verifier]:
 
 
 def establish_time_of_base(verifier: Verifier, bundle: Bundle) -> Any:
+    """The base Verifier's time establishment, for the subclass that extends it."""
     return verifier_base()._establish_time(verifier, bundle)
 
 
 def verify_timestamp_authority(verifier: Verifier, bundle: Bundle) -> Any:
+    """sigstore's RFC 3161 checks for a bundle (private), reused unchanged."""
     return verifier._verify_timestamp_authority(bundle)
 
 
 def verify_common_signing_cert(verifier: Verifier, bundle: Bundle, policy: Any) -> None:
+    """sigstore's certificate chain, SCT and policy checks (private), reused unchanged."""
     verifier._verify_common_signing_cert(bundle, policy)

@@ -13,6 +13,40 @@ from stella_trust.errors import StellaError
 
 Check = Literal["identity", "digest", "signature", "log inclusion", "SCT", "timestamp", "chain"]
 
+# sigstore's VerificationError / InvalidBundle messages -> the check a user reads. First match wins.
+_CHECK_WORDS: tuple[tuple[Check, tuple[str, ...]], ...] = (
+    ("identity", ("certificate's", "oidcissuer", "sans do not match")),
+    ("digest", ("digest",)),
+    ("SCT", ("sct",)),
+    (
+        "chain",
+        (
+            "certificate chain",
+            "expired at time of signing",
+            "key usage",
+            "extended usage",
+            "certificate in bundle",
+            "leaf",
+            "certificate",
+        ),
+    ),
+    ("timestamp", ("or signed timestamp", "verified time", "signed time")),
+    (
+        "log inclusion",
+        (
+            "log entry",
+            "inclusion",
+            "checkpoint",
+            "set:",
+            "merkle",
+            "inconsistent",
+            "tlog",
+            "transparency log",
+        ),
+    ),
+    ("timestamp", ("timestamp",)),
+)
+
 
 class TrustMaterialError(StellaError):
     """A trusted_root.json / signing config / client trust config is malformed."""
@@ -38,6 +72,15 @@ class BundleVerificationError(StellaError):
     def __init__(self, check: Check, detail: str, hint: str | None = None) -> None:
         super().__init__(f"verification failed: {check}: {_one_line(detail)}", hint)
         self.check: Check = check
+
+
+def classify(message: str) -> Check:
+    """Which check a sigstore-python failure message is about ("signature" when none is named)."""
+    lowered = message.lower()
+    for check, words in _CHECK_WORDS:
+        if any(word in lowered for word in words):
+            return check
+    return "signature"
 
 
 def _one_line(text: str) -> str:

@@ -26,6 +26,8 @@ INTOTO_KIND = ("intoto", "0.0.2")
 
 
 def is_intoto_entry(bundle: Bundle) -> bool:
+    """Whether the bundle's log entry is the older intoto kind that sigstore-python 4.5.1
+    does not verify, so it must go through `IntotoVerifier`."""
     kind = compat.model(bundle.log_entry).kind_version
     return (kind.kind, kind.version) == INTOTO_KIND
 

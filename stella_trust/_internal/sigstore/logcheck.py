@@ -1,4 +1,4 @@
-"""`trust verify`'s extra check against sealed log state (issue 14), on authenticated facts only.
+"""`trust verify`'s extra check against sealed log state (decision 15), on authenticated facts only.
 
 sigstore-python proves a bundle's entry is in *a* tree the log signed. With a sealed state
 of that log (sealedlogs.py) the host can also check that tree is the one everyone saw: the
@@ -7,7 +7,7 @@ when the sealed tiles cover it, or else the bundle's checkpoint root equal to th
 tree's root at that size when the tiles can compute it. A contradiction is a refusal (the
 log showed two histories); what could not be checked is said, never passed over silently.
 
-Nothing here is read from an unsigned bundle field (issue 21). A bundle's `logId`, the
+Nothing here is read from an unsigned bundle field: a bundle chooses those freely. A bundle's `logId`, the
 entry's `logIndex` and the proof's `treeSize` are claims: the held state is the one whose
 log key *verifies* the entry's checkpoint (signednote.signed_by, whatever log ID or key
 hint the bundle names), the tree size and root are the checkpoint's signed ones, and the

@@ -2,7 +2,7 @@
 
 Why our own: no public, maintained Python API provides these for Python 3.11 (sigstore-python
 has inclusion verification only, in the private `sigstore._internal.merkle`, bound to its
-bundle model; see the issue 14 report). The functions are small and each follows the
+bundle model). The functions are small and each follows the
 section it cites, step by step, so a reviewer can check them against the RFC text.
 
 Hashes are SHA-256 (RFC 6962 §2.1); every hash handed in must be 32 bytes, tree sizes and

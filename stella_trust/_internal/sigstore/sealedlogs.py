@@ -1,4 +1,4 @@
-"""Sealed transparency-log state: a tile log's checkpoint and tiles, carried to a host (issue 14).
+"""Sealed transparency-log state: a tile log's checkpoint and tiles, carried to a host.
 
 A host holds the log *keys* from its verified trust; a sealed log state lets it also check
 that the log a bundle was entered in is the log everyone saw. For each tile-based log
@@ -9,7 +9,7 @@ from the *verified* trust and recomputes the checkpoint's root from the tiles (R
 tiles.py).
 
 A log is identified by what the trust says about it, never by where it is served
-(decision 15, issue 20): the state lives under `<cache>/tlogs/<log id>/` and its checkpoint
+(decision 15): the state lives under `<cache>/tlogs/<log id>/` and its checkpoint
 origin is the name the trust binds to the log's key — for Rekor v2 the log ID *is*
 SHA-256(origin || 0x0A || 0x01 || key) (signed-note §"Ed25519 signatures"), so the origin
 is checked against the log ID, not the URL, and a log whose URL moves keeps its state. Only
@@ -46,13 +46,11 @@ from stella_trust._internal.sigstore.signednote import (
     parse_note,
     verify_checkpoint,
 )
+from stella_trust._internal.sigstore.tilelayout import MAX_TILES, TILE_WIDTH, parse_tile_path
 from stella_trust._internal.sigstore.tiles import (
-    MAX_TILES,
-    TILE_WIDTH,
     VerifiedTiles,
     covered_depth,
     first_disagreement,
-    parse_tile_path,
     root_at,
     verify_tiles,
 )
@@ -67,7 +65,7 @@ MAX_LOG_BYTES = 256 * 1024 * 1024  # all tiles and entry bundles of one log stat
 
 
 class LogForkError(TransparencyLogError):
-    """Two verified states of one log disagree: the log signed two histories (issue 21).
+    """Two verified states of one log disagree: the log signed two histories.
 
     Evidence against the log, not against the bundle's TUF trust: the importer refuses the
     carried log state and keeps the held one, and says so in the import's warnings."""
@@ -95,6 +93,7 @@ class SealedLog:
 
     @property
     def log_id(self) -> str:
+        """The trust's id for the log (hex): where the state is stored and how it is named."""
         return self.log.log_id
 
     @property
@@ -108,6 +107,7 @@ class SealedLog:
         return covered_depth(self.tiles)
 
     def to_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The state as `--json` and the bundle manifest describe it; `now` adds its age."""
         document: dict[str, Any] = {
             "log_id": self.log_id,
             "base_url": self.log.base_url,
@@ -129,7 +129,7 @@ class SealedLog:
 
 def origin_of(base_url: str) -> str:
     """The checkpoint origin a log's URL suggests: its host, with the port when it has one
-    (issue 14; Rekor v2 signs `log2025-1.rekor.sigstore.dev`). Used only for a log whose trust
+    (Rekor v2 signs `log2025-1.rekor.sigstore.dev`). Used only for a log whose trust
     entry binds no name (`bound_origin`), and in messages before a checkpoint is verified."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -189,6 +189,8 @@ def tile_logs(logs: Iterable[TransparencyLog], now: datetime) -> list[Transparen
 
 
 def log_key_der(log: TransparencyLog) -> bytes:
+    """The log's public key as DER SubjectPublicKeyInfo, the form a signed note's key is
+    built from and compared in."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         PublicFormat,
@@ -231,7 +233,7 @@ def reconcile(held: SealedLog | None, new: SealedLog) -> tuple[SealedLog, str | 
     no-rollback rule, applied to log state: RFC 9162 §2.1.4's consistency, proven here by
     recomputing the older root from the newer tree's hashes); an older tree, or a larger one
     whose tiles cannot prove it extends the held one, leaves the held state in place with a
-    note — never a refusal: an old or shallow log state must not block a TUF update (issue 20).
+    note — never a refusal: an old or shallow log state must not block a TUF update (decision 16).
     """
     if held is None:
         return new, None
@@ -395,7 +397,7 @@ def accept_carried(
     (signature, name, tiles), or names a log the trust does not hold, raises
     TransparencyLogError: the bundle is damaged or forged and the caller refuses the whole
     import. A genuine state that is older, or cannot be proven to extend the held one, is a
-    note (the held state stays, the TUF trust is imported: issue 20). A fork is refused for
+    note (the held state stays, the TUF trust is imported). A fork is refused for
     that log alone — the carried state is not written, the held one stays — and reported as a
     note that starts "forked history": it is evidence against the log, not against the TUF
     trust, which may be the very update that retires that log (decision 15)."""

@@ -1,6 +1,6 @@
 """What a verified bundle is bound to: its log, its signed index and size, and validity windows.
 
-Run after sigstore-python 4.5.1 accepted a bundle, for the checks it does not make (issue 21;
+Run after sigstore-python 4.5.1 accepted a bundle, for the checks it does not make (as
 read from its source, `sigstore/models.py`, `_internal/trust.py`, `verify/verifier.py`):
 
 * **Which log.** sigstore-python's `Keyring.verify` treats the entry's `logId` as "an

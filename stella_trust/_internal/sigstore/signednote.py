@@ -2,7 +2,7 @@
 
 Why our own: no maintained public Python API parses and verifies signed notes for Python
 3.11; sigstore-python's parser is private (`sigstore._internal.rekor.checkpoint`), checks no
-key name and splits at the first blank line where the spec says the last (issue 14 report).
+key name and splits at the first blank line where the spec says the last.
 The cryptography is `cryptography`'s; this module only frames the bytes it signs.
 
 Keys the verifier understands (signed-note §"Signature types"):
@@ -92,6 +92,7 @@ class NoteVerifier:
 
     @property
     def algorithm(self) -> str:
+        """The signature algorithm, for messages: a note's key type decides how it verifies."""
         return "Ed25519" if isinstance(self.public_key, Ed25519PublicKey) else "ECDSA P-256"
 
     def accepts(self, signature: bytes, text: bytes) -> bool:
@@ -237,7 +238,7 @@ def signed_by(note: Note, public_key: LogPublicKey) -> bool:
     Names and key IDs are ignored: they are unsigned hints (signed-note §Signatures: "the key
     ID ... is not authenticated"), so the key that *verifies* is what identifies the signer.
     `trust verify` uses this to find which log of the trust signed a bundle's checkpoint,
-    whatever log ID or key hint the bundle claims (issue 21)."""
+    whatever log ID or key hint the bundle claims: a claim must not choose the key."""
     verifier = NoteVerifier(name="-", key_id=b"", public_key=public_key)
     message = note.text.encode()
     return any(verifier.accepts(signature.signature, message) for signature in note.signatures)

@@ -1,75 +1,44 @@
-"""C2SP tiled transparency logs (c2sp.org/tlog-tiles): paths, parsing, and checking tiles.
+"""Checking a set of C2SP tiles (c2sp.org/tlog-tiles) against a checkpoint, and reading a
+verified tree: its leaves, entries, the root of any smaller size, where two states disagree.
 
-Why our own: no maintained public Python API covers tlog-tiles for Python 3.11 (see the
-issue 14 report). Tiles are RFC 6962 Merkle Tree Hashes cut into height-8 pieces
-(tlog-tiles §"Merkle Tree"): the n-th tile at level l holds, for i in 0..255,
+The root of a tree of size S is computed from its partial (right-edge) tiles alone; a full
+tile is checked against the hash of it one level up. `verify_tiles` accepts a set of tiles
+only when every one of them is tied to the checkpoint's root that way, and every entry
+bundle to its level-0 tile; which tiles a tree has, and their paths, are tilelayout.py's.
 
-    MTH(D[(n * 256 + i) * 256**l : (n * 256 + i + 1) * 256**l])
-
-so the tree of size S has floor(S / 256**l) hashes at level l, in full tiles of 256 and one
-partial tile of `floor(S / 256**l) mod 256` hashes at the right edge when that is not zero.
-The root of S is computed from those partial tiles alone; a full tile is checked against the
-hash of it one level up. `verify_tiles` accepts a set of tiles only when every one of them
-is tied to the checkpoint's root that way, and every entry bundle to its level-0 tile.
-
-Pure: bytes in, values out, no I/O. Bounded: tree sizes below 2**64, at most `MAX_DEPTH`
-entries covered, `MAX_TILES` tiles, `MAX_ENTRY_BUNDLE_BYTES` per entry bundle.
+Why our own: no maintained public Python API covers tlog-tiles for Python 3.11. Pure: bytes
+in, values out, no I/O.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from stella_trust._internal.sigstore.merkle import (
     HASH_SIZE,
-    MAX_TREE_SIZE,
     leaf_hash,
     root_from_leaf_hashes,
     root_from_subtrees,
     subtree_roots,
 )
-from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-
-TILE_HEIGHT = 8  # tlog-tiles: "Full tiles MUST be exactly 256 hashes wide"
-TILE_WIDTH = 1 << TILE_HEIGHT
-FULL_TILE_BYTES = TILE_WIDTH * HASH_SIZE
-MAX_LEVEL = 63  # tlog-tiles: <L> is "between 0 and 63"
-MAX_ENTRY_SIZE = 0xFFFF  # tlog-tiles §"Log entries": uint16 length prefix
-MAX_ENTRY_BUNDLE_BYTES = TILE_WIDTH * (2 + MAX_ENTRY_SIZE)  # the format's own bound; fetchers cap lower
-MAX_DEPTH = 1 << 20  # entries a sealed log state may cover: 4096 level-0 tiles and bundles
-MAX_TILES = 10_000  # above len(tiles_for(any size, MAX_DEPTH)): about 8,220 (tested)
-MAX_PATH = 96  # the longest path of a tree below 2**64 is about 50 characters
-
-_PATH_RE = re.compile(
-    r"tile/(?:(?P<entries>entries)|(?P<level>0|[1-9][0-9]?))/(?P<index>(?:x[0-9]{3}/)*[0-9]{3})"
-    r"(?:\.p/(?P<width>[1-9][0-9]{0,2}))?"
+from stella_trust._internal.sigstore.tilelayout import (
+    MAX_ENTRY_BUNDLE_BYTES,
+    MAX_TILES,
+    TILE_WIDTH,
+    TileRef,
+    hashes_at,
+    levels,
+    parent_tile,
+    parse_entry_bundle,
+    parse_hash_tile,
+    parse_tile_path,
+    present_tile,
+    require_size,
+    right_edge,
+    tile_of,
 )
-
-
-@dataclass(frozen=True, order=True)
-class TileRef:
-    """One tile (`entries=False`) or entry bundle (`entries=True`, level 0) of a tree."""
-
-    level: int
-    index: int
-    width: int
-    entries: bool = False
-
-    @property
-    def is_partial(self) -> bool:
-        return self.width < TILE_WIDTH
-
-    @property
-    def path(self) -> str:
-        """tlog-tiles: `tile/<L>/<N>[.p/<W>]` and `tile/entries/<N>[.p/<W>]`."""
-        kind = "entries" if self.entries else str(self.level)
-        suffix = f".p/{self.width}" if self.is_partial else ""
-        return f"tile/{kind}/{encode_index(self.index)}{suffix}"
-
-    def __str__(self) -> str:
-        return self.path
+from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
 
 @dataclass(frozen=True)
@@ -80,145 +49,6 @@ class VerifiedTiles:
     root_hash: bytes
     hashes: Mapping[tuple[int, int], tuple[bytes, ...]]  # (level, tile index) -> tile hashes
     entries: Mapping[int, tuple[bytes, ...]]  # tile index -> entries of its bundle
-
-
-# ---------------------------------------------------------------------------------------------
-# Paths
-
-
-def encode_index(index: int) -> str:
-    """tlog-tiles: <N> in zero-padded 3-digit path elements, all but the last prefixed `x`.
-
-    1234067 -> `x001/x234/067`; 5 -> `005`.
-    """
-    if index < 0:
-        raise TransparencyLogError("tile path", f"tile index {index} is negative")
-    groups = [index % 1000]
-    while index >= 1000:
-        index //= 1000
-        groups.append(index % 1000)
-    groups.reverse()
-    return "/".join([f"x{group:03d}" for group in groups[:-1]] + [f"{groups[-1]:03d}"])
-
-
-def parse_tile_path(path: str) -> TileRef:
-    """The tile a path names (tlog-tiles §"Merkle Tree", §"Log entries"), canonical form only.
-
-    Leading zeros in <L> or <W>, a leading `x000` group, level > 63 or width 256 in a `.p/`
-    suffix are refused: one tile has exactly one path.
-    """
-    match = _PATH_RE.fullmatch(path) if len(path) <= MAX_PATH else None
-    if match is None:
-        raise TransparencyLogError(
-            _short(path), "not a tile path (tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>])"
-        )
-    level = 0 if match["entries"] else int(match["level"])
-    width = int(match["width"]) if match["width"] else TILE_WIDTH
-    if level > MAX_LEVEL or (match["width"] and width >= TILE_WIDTH):
-        raise TransparencyLogError(
-            path, f"level must be 0..{MAX_LEVEL} and a partial width 1..{TILE_WIDTH - 1}"
-        )
-    index = int(match["index"].replace("x", "").replace("/", ""))
-    ref = TileRef(level=level, index=index, width=width, entries=bool(match["entries"]))
-    if ref.path != path:
-        raise TransparencyLogError(path, f"not the canonical path of its tile ({ref.path})")
-    return ref
-
-
-# ---------------------------------------------------------------------------------------------
-# Which tiles a tree has, and which cover its last entries
-
-
-def tile_of(size: int, level: int, index: int, *, entries: bool = False) -> TileRef | None:
-    """The tile (level, index) as the tree of `size` has it (full or partial), None if absent.
-
-    tlog-tiles §"Partial Tiles": level l has floor(size / 256**l) hashes.
-    """
-    width = min(TILE_WIDTH, _hashes_at(size, level) - index * TILE_WIDTH)
-    if width <= 0 or index < 0:
-        return None
-    return TileRef(level=level, index=index, width=width, entries=entries)
-
-
-def right_edge(size: int) -> list[TileRef]:
-    """The partial tiles of the tree of `size`: exactly what its root hash is computed from.
-
-    A tree of size 256 has none at level 0 and `tile/1/000.p/1`, whose one hash is the root.
-    """
-    _require_size(size, "right edge")
-    refs = []
-    for level in range(_levels(size)):
-        count = _hashes_at(size, level)
-        if count % TILE_WIDTH:
-            refs.append(TileRef(level=level, index=count // TILE_WIDTH, width=count % TILE_WIDTH))
-    return refs
-
-
-def tiles_for(size: int, depth: int) -> list[TileRef]:
-    """The tiles and entry bundles a sealed log state of tree `size` carries for `depth` entries.
-
-    (a) the right edge (`right_edge`), to recompute the checkpoint's root; (b) the level-0
-    tiles and entry bundles holding entries [size - depth, size); and, for every full tile,
-    the tile one level up holding its hash, so each tile can be checked against the root.
-    `depth` larger than `size` covers the whole log. Sorted by level, index, kind.
-    """
-    _require_size(size, "tiles_for")
-    if not 0 <= depth <= MAX_DEPTH:
-        raise TransparencyLogError("tiles_for", f"depth {depth} is outside 0..{MAX_DEPTH}")
-    depth = min(depth, size)
-    refs = set(right_edge(size))
-    if depth:
-        for index in range((size - depth) // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1):
-            tile = _present(size, 0, index)
-            refs.update((tile, replace(tile, entries=True)))
-    pending = [ref for ref in refs if not ref.entries and not ref.is_partial]
-    while pending:
-        parent = _parent(size, pending.pop())
-        if parent not in refs:
-            refs.add(parent)
-            if not parent.is_partial:
-                pending.append(parent)
-    return sorted(refs)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing tiles and entry bundles
-
-
-def parse_hash_tile(ref: TileRef, data: bytes) -> tuple[bytes, ...]:
-    """tlog-tiles §"Merkle Tree": a tile is its W hashes concatenated, exactly W * 32 bytes."""
-    expected = ref.width * HASH_SIZE
-    if ref.entries or len(data) != expected:
-        raise TransparencyLogError(ref.path, f"{len(data)} bytes, expected {expected}")
-    return tuple(data[offset : offset + HASH_SIZE] for offset in range(0, expected, HASH_SIZE))
-
-
-def parse_entry_bundle(
-    ref: TileRef, data: bytes, *, max_bytes: int = MAX_ENTRY_BUNDLE_BYTES
-) -> tuple[bytes, ...]:
-    """tlog-tiles §"Log entries": big-endian uint16 length-prefixed entries, exactly W of them."""
-    if len(data) > max_bytes:
-        raise TransparencyLogError(ref.path, f"{len(data)} bytes, more than the {max_bytes} allowed")
-    entries: list[bytes] = []
-    position = 0
-    while position < len(data):
-        if len(entries) == ref.width:
-            raise TransparencyLogError(
-                ref.path, f"{len(data) - position} bytes after the last of {ref.width} entries"
-            )
-        if position + 2 > len(data):
-            raise TransparencyLogError(ref.path, f"entry {len(entries)}: length prefix cut short")
-        length = int.from_bytes(data[position : position + 2], "big")
-        position += 2
-        if position + length > len(data):
-            raise TransparencyLogError(
-                ref.path, f"entry {len(entries)} needs {length} bytes, {len(data) - position} left"
-            )
-        entries.append(data[position : position + length])
-        position += length
-    if len(entries) != ref.width:
-        raise TransparencyLogError(ref.path, f"{len(entries)} entries, expected {ref.width}")
-    return tuple(entries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +71,7 @@ def verify_tiles(
     (RFC 6962 leaf hash) to its carried level-0 tile. `log` prefixes the messages.
     """
     prefix = f"{log} " if log else ""
-    _require_size(size, f"{prefix}tiles")
+    require_size(size, f"{prefix}tiles")
     if len(root_hash) != HASH_SIZE:
         raise TransparencyLogError(
             f"{prefix}tiles", f"root hash is {len(root_hash)} bytes, expected {HASH_SIZE}"
@@ -344,7 +174,7 @@ def first_disagreement(first: VerifiedTiles, second: VerifiedTiles) -> Disagreem
     and the shared prefix of a partial and a wider tile alike. Each side carries the parent of
     every full tile it holds (verify_tiles), so a full tile on one side is compared through its
     parent's hash whenever the other side holds that parent. Disagreement is proof of a fork,
-    whatever the two tree sizes (issue 21); agreement alone is not proof of consistency.
+    whatever the two tree sizes; agreement alone is not proof of consistency.
     """
     smaller = first if first.size <= second.size else second
     for key in sorted(first.hashes.keys() & second.hashes.keys()):
@@ -405,8 +235,8 @@ def _check_full_tiles(hashes: Mapping[tuple[int, int], tuple[bytes, ...]], size:
     for (level, index), tile in sorted(hashes.items(), reverse=True):
         if len(tile) < TILE_WIDTH:
             continue
-        ref = _present(size, level, index)
-        parent_ref = _parent(size, ref)
+        ref = present_tile(size, level, index)
+        parent_ref = parent_tile(size, ref)
         parent = hashes.get((parent_ref.level, parent_ref.index))
         if parent is None:
             raise TransparencyLogError(
@@ -427,7 +257,7 @@ def _check_entries(
 ) -> None:
     """tlog-tiles §"Log entries": each entry hashes to the matching hash of the level-0 tile."""
     for index, bundle in sorted(entries.items()):
-        ref = _present(size, 0, index)
+        ref = present_tile(size, 0, index)
         tile = hashes.get((0, index))
         if tile is None:
             raise TransparencyLogError(
@@ -449,8 +279,8 @@ def _root_from(hashes: Mapping[tuple[int, int], tuple[bytes, ...]], size: int) -
     perfect subtrees, in order, are the tree's (one per set bit of size).
     """
     roots: list[bytes] = []
-    for level in reversed(range(_levels(size))):
-        count = _hashes_at(size, level)
+    for level in reversed(range(levels(size))):
+        count = hashes_at(size, level)
         needed = count % TILE_WIDTH
         if not needed:
             continue
@@ -459,33 +289,3 @@ def _root_from(hashes: Mapping[tuple[int, int], tuple[bytes, ...]], size: int) -
             return None
         roots.extend(subtree_roots(tile[:needed]))
     return root_from_subtrees(roots)
-
-
-def _parent(size: int, ref: TileRef) -> TileRef:
-    """The tile one level up that holds the hash of the full tile `ref`."""
-    return _present(size, ref.level + 1, ref.index // TILE_WIDTH)
-
-
-def _present(size: int, level: int, index: int) -> TileRef:
-    tile = tile_of(size, level, index)
-    if tile is None:  # callers only ask for tiles the tree has
-        raise AssertionError(f"tree size {size} has no tile {level}/{index}")
-    return tile
-
-
-def _hashes_at(size: int, level: int) -> int:
-    return size >> (TILE_HEIGHT * level)
-
-
-def _levels(size: int) -> int:
-    """Number of levels with at least one hash: size < 256**levels."""
-    return (size.bit_length() + TILE_HEIGHT - 1) // TILE_HEIGHT
-
-
-def _require_size(size: int, where: str) -> None:
-    if not 0 <= size <= MAX_TREE_SIZE:
-        raise TransparencyLogError(where, f"tree size {size} is outside 0..2^64-1")
-
-
-def _short(path: str, limit: int = 80) -> str:
-    return path if len(path) <= limit else path[:limit] + "..."

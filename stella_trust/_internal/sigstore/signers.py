@@ -1,4 +1,9 @@
-"""Verification policies: who must have signed (identity + issuer) or which key (managed key).
+"""Who must have signed a bundle: a certificate identity (SAN + OIDC issuer) or a managed key.
+
+These are sigstore-python's verification policies (its word, kept in the class names); the
+module is named for what they describe, so that "policy" in this project means the
+trust-selection layer (`_internal/policy/`) and, on the publishing side, each role's rhythm
+(`repository/policy.py`).
 
 Exact identity/issuer checks are sigstore-python's own `Identity` policy. Regular expressions
 (cosign's `--certificate-identity-regexp` / `--certificate-oidc-issuer-regexp`) are one small
@@ -114,6 +119,9 @@ class _RegexpIdentity:
         return value == exact if pattern is None else pattern.fullmatch(value) is not None
 
     def verify(self, cert: Certificate) -> None:
+        """sigstore's policy hook, called on the verified signing certificate: raise its
+        `VerificationError` (a failed verification, named "identity") unless the issuer and
+        one SAN match."""
         from sigstore.errors import VerificationError
 
         identity_pattern, issuer_pattern = self._policy._patterns
