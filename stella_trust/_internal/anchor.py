@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from stella_trust import errors
-from stella_trust._internal.settings import TrustRepoSettings, load_settings, write_section
+from stella_trust._internal.configfile import write_section
+from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.tuf.errors import translate
 from stella_trust._internal.tuf.offline import verify_root_chain

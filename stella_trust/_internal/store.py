@@ -29,11 +29,9 @@ import os
 import pwd
 import secrets
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib import parse
 
 from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.fs import (
@@ -48,6 +46,10 @@ from stella_trust._internal.fs import (
     set_access,
     share_tree,
 )
+from stella_trust._internal.generation import Generation as Generation
+from stella_trust._internal.generation import generation_sequence as generation_sequence
+from stella_trust._internal.generation import keep_only_our_kinds as keep_only_our_kinds
+from stella_trust._internal.generation import target_filename as target_filename
 from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust.errors import (
@@ -92,76 +94,6 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-def target_filename(name: str) -> str:
-    """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
-    if not name:
-        raise ValueError("empty target name")
-    encoded = parse.quote(name, safe="")
-    if encoded.startswith("."):
-        # '.' and '..' would name directories, and a leading dot is reserved for scratch
-        # files; encoding the dot keeps every name storable and unambiguous.
-        encoded = "%2E" + encoded[1:]
-    return encoded
-
-
-def target_name(filename: str) -> str:
-    """The target name a stored file holds (the inverse of `target_filename`)."""
-    return parse.unquote(filename)
-
-
-def keep_only_our_kinds(work: Path) -> None:
-    """A working copy starts from files the cache's owner could have replaced: python-tuf
-    opens its local metadata without O_NOFOLLOW (a planted FIFO would hang a root-run sync,
-    a link would be read through). Only directories, regular files and the one link python-tuf
-    itself makes (`metadata/root.json` -> `root_history/N.root.json`) are kept; anything else
-    is dropped, so python-tuf downloads it again and the commit verifies it (decision 18)."""
-    for directory, dirs, files in os.walk(work):
-        for name in [*dirs, *files]:
-            path = Path(directory, name)
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
-                continue
-            if stat.S_ISLNK(st.st_mode) and path == work / "metadata" / "root.json":
-                head, _, rest = os.readlink(path).partition("/")
-                if head == "root_history" and rest and "/" not in rest:
-                    continue
-            path.unlink()
-
-
-def generation_sequence(name: str) -> int | None:
-    """A finished generation is named `<commit sequence>-<random>` (older releases used the
-    sync's start time in ns, also increasing, so both order together); scratch entries
-    start with '.' and have none."""
-    head, _, rest = name.partition("-")
-    return int(head) if head.isdigit() and rest and not name.startswith(".") else None
-
-
-class Generation:
-    """One complete, self-consistent copy of verified trust."""
-
-    def __init__(self, path: Path) -> None:
-        """Paths only: nothing is read or checked until a reader verifies the generation."""
-        self.path = path
-        self.metadata_dir = path / "metadata"
-        self.targets_dir = path / "targets"
-
-    def target_path(self, name: str) -> Path:
-        """Where a target is stored in this generation, by its encoded name."""
-        return self.targets_dir / target_filename(name)
-
-    def stored_target_names(self) -> list[str]:
-        """Names of the stored targets; a file whose name is not our encoding is refused."""
-        if not self.targets_dir.is_dir():
-            return []
-        names = []
-        for path in self.targets_dir.iterdir():
-            name = target_name(path.name)
-            if not path.is_file() or target_filename(name) != path.name:
-                raise CacheVerificationError(f"unexpected entry in the cache: {path}")
-            names.append(name)
-        return sorted(names)
 
 
 class Store:

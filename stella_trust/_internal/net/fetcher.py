@@ -33,7 +33,6 @@ import functools
 import hashlib
 import os
 import re
-import ssl
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +48,12 @@ from stella_trust._internal._compat_httpx import use_backend
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.deadline import Budget, deadline_backend
+from stella_trust._internal.net.environment import (
+    environment_proxies,
+    environment_proxy,
+    tls_context,
+    unused_tls_context,
+)
 from stella_trust._version import __version__
 from stella_trust.errors import UnsafeFileError
 
@@ -93,37 +98,6 @@ def _announced_length(response: httpx.Response) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
-def _environment_proxy(scheme: str, host: str, proxies: dict[str, str]) -> str | None:
-    """The proxy the environment names for a URL (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY).
-
-    httpx ignores the environment's proxies once a client is given its own transport,
-    so the choice is made here, with the standard library's reading of those variables."""
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or urllib_request.proxy_bypass(host):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
-
-
-# The variables that can name a proxy for the schemes we fetch (urllib reads either case).
-_PROXY_BASES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-_PROXY_VARIABLES = (
-    *(name for base in _PROXY_BASES for name in (base, base.upper())),
-    "REQUEST_METHOD",  # urllib ignores HTTP_PROXY under CGI
-)
-
-
-def _environment_proxies(memo: VerificationMemo) -> dict[str, str]:
-    """urllib's reading of the proxy variables, read again only when one of them changed
-    (it scans the whole environment, which an idle sync would otherwise pay for every time)."""
-    key = tuple(os.environ.get(name) for name in _PROXY_VARIABLES)
-    proxies = memo.proxies.get(key)
-    if proxies is None:
-        proxies = urllib_request.getproxies()
-        memo.proxies.put(key, proxies)
-    return dict(proxies)
-
-
-@functools.cache
 def _scheme_transport_class() -> type:
     """The SchemeTransport class, defined on first use: it subclasses httpx's, and commands that
     fetch nothing (`trust status`, `--help`) must not import httpx."""
@@ -147,7 +121,7 @@ def _scheme_transport_class() -> type:
             self.ca_bundle = ca_bundle
             self.backend = backend
             self.memo = memo
-            self.proxies = _environment_proxies(memo)
+            self.proxies = environment_proxies(memo)
             self._transports: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -155,14 +129,14 @@ def _scheme_transport_class() -> type:
             dialling through the deadline backend; only a TLS hop (https, or an https proxy) loads
             the CA store."""
             scheme = request.url.scheme
-            proxy = _environment_proxy(scheme, request.url.host, self.proxies)
+            proxy = environment_proxy(scheme, request.url.host, self.proxies)
             transport = self._transports.get((scheme, proxy))
             if transport is None:
                 if scheme == "https" or (proxy or "").startswith("https:"):
                     context = tls_context(self.ca_bundle, self.memo)
                     transport = httpx.HTTPTransport(verify=context, proxy=proxy)
                 else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
-                    transport = httpx.HTTPTransport(verify=_unused_tls_context(), proxy=proxy)
+                    transport = httpx.HTTPTransport(verify=unused_tls_context(), proxy=proxy)
                 use_backend(transport, self.backend)
                 self._transports[(scheme, proxy)] = transport
             return transport.handle_request(request)
@@ -176,50 +150,6 @@ def _scheme_transport_class() -> type:
 
 
 @functools.cache
-def _unused_tls_context() -> ssl.SSLContext:
-    """What the plain-http transport holds: httpx builds a TLS context for every transport, and
-    this one is never used (an https hop, a redirect included, goes through the https
-    transport), so it is built once. Default settings, so if it ever were used it would verify."""
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checks, no CAs
-
-
-def _identity(path: str | None) -> tuple[object, ...]:
-    """What names a CA file for the TLS-context memo: its path and (device, inode, size, mtime_ns,
-    ctime_ns), so a replaced or edited bundle builds a new context (decision 13's argument)."""
-    if not path:
-        return (None,)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (path, None)
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContext:
-    """The verifying TLS context for `ca_bundle` (None: the default store, or SSL_CERT_FILE /
-    SSL_CERT_DIR as httpx reads them), built once per memo (the agent's lives as long as the
-    process) and CA-store identity.
-
-    Loading a CA store costs more than an idle sync, and the agent syncs every few minutes.
-    Certificate verification is the same context httpx would build (hostname checks and
-    CERT_REQUIRED included); a changed bundle file or environment builds anew."""
-    import httpx
-
-    key = (
-        _identity(str(ca_bundle) if ca_bundle else None),
-        _identity(os.environ.get("SSL_CERT_FILE")),
-        _identity(os.environ.get("SSL_CERT_DIR")),
-    )
-    context: ssl.SSLContext | None = memo.tls_contexts.get(key)
-    if context is None:
-        if ca_bundle:  # httpx's own recommendation for a CA file (verify=<str> is deprecated)
-            context = ssl.create_default_context(cafile=str(ca_bundle))
-        else:
-            context = httpx.create_ssl_context(verify=True, trust_env=True)
-        memo.tls_contexts.put(key, context)
-    return context
-
-
 def _SchemeTransport(
     ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
 ) -> httpx.BaseTransport:

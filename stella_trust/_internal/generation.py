@@ -1,0 +1,82 @@
+"""One generation of the cache: a complete, self-consistent copy of verified trust, named by
+its commit sequence, and how target names are stored in it (percent-encoded, as python-tuf
+does). Paths and names only: the store writes generations, the verifier reads them."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from urllib import parse
+
+from stella_trust.errors import CacheVerificationError
+
+
+def target_filename(name: str) -> str:
+    """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
+    if not name:
+        raise ValueError("empty target name")
+    encoded = parse.quote(name, safe="")
+    if encoded.startswith("."):
+        # '.' and '..' would name directories, and a leading dot is reserved for scratch
+        # files; encoding the dot keeps every name storable and unambiguous.
+        encoded = "%2E" + encoded[1:]
+    return encoded
+
+
+def target_name(filename: str) -> str:
+    """The target name a stored file holds (the inverse of `target_filename`)."""
+    return parse.unquote(filename)
+
+
+def keep_only_our_kinds(work: Path) -> None:
+    """A working copy starts from files the cache's owner could have replaced: python-tuf
+    opens its local metadata without O_NOFOLLOW (a planted FIFO would hang a root-run sync,
+    a link would be read through). Only directories, regular files and the one link python-tuf
+    itself makes (`metadata/root.json` -> `root_history/N.root.json`) are kept; anything else
+    is dropped, so python-tuf downloads it again and the commit verifies it (decision 18)."""
+    for directory, dirs, files in os.walk(work):
+        for name in [*dirs, *files]:
+            path = Path(directory, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode) and path == work / "metadata" / "root.json":
+                head, _, rest = os.readlink(path).partition("/")
+                if head == "root_history" and rest and "/" not in rest:
+                    continue
+            path.unlink()
+
+
+def generation_sequence(name: str) -> int | None:
+    """A finished generation is named `<commit sequence>-<random>` (older releases used the
+    sync's start time in ns, also increasing, so both order together); scratch entries
+    start with '.' and have none."""
+    head, _, rest = name.partition("-")
+    return int(head) if head.isdigit() and rest and not name.startswith(".") else None
+
+
+class Generation:
+    """One complete, self-consistent copy of verified trust."""
+
+    def __init__(self, path: Path) -> None:
+        """Paths only: nothing is read or checked until a reader verifies the generation."""
+        self.path = path
+        self.metadata_dir = path / "metadata"
+        self.targets_dir = path / "targets"
+
+    def target_path(self, name: str) -> Path:
+        """Where a target is stored in this generation, by its encoded name."""
+        return self.targets_dir / target_filename(name)
+
+    def stored_target_names(self) -> list[str]:
+        """Names of the stored targets; a file whose name is not our encoding is refused."""
+        if not self.targets_dir.is_dir():
+            return []
+        names = []
+        for path in self.targets_dir.iterdir():
+            name = target_name(path.name)
+            if not path.is_file() or target_filename(name) != path.name:
+                raise CacheVerificationError(f"unexpected entry in the cache: {path}")
+            names.append(name)
+        return sorted(names)
