@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -332,3 +333,22 @@ def test_an_unreadable_fetch_time_is_dropped_not_a_traceback(log: SyntheticLog, 
     assert shown["fetched_at"] is None and "age_seconds" not in shown and shown["tree_size"] == 5000
     (tmp_path / sealed.log_id / "sealed.json").write_text('{"fetched_at": 12}')
     assert read_sealed(tmp_path, [sealed.log])[sealed.log_id].fetched_at is None
+
+
+def test_a_held_log_file_replaced_by_a_link_or_fifo_is_refused_or_never_opened(tmp_path: Path) -> None:
+    """Held log states are read by the one rule for the cache (decision 18): a FIFO planted
+    by the cache's owner is refused at once (O_NONBLOCK), never read or waited on."""
+    from stella_trust._internal.sigstore.sealedlogs import read_state_dir
+    from stella_trust.errors import CacheVerificationError
+
+    state = tmp_path / "logid"
+    state.mkdir()
+    os.mkfifo(state / "checkpoint")
+    (state / "tile").mkdir()
+    (state / "tile" / "0").mkdir()
+    (state / "tile" / "0" / "000").symlink_to("/dev/zero")
+    with pytest.raises(CacheVerificationError, match="000 is a link"):
+        read_state_dir(state)
+    (state / "tile" / "0" / "000").unlink()
+    files, _ = read_state_dir(state)  # returns at once: the FIFO is never opened
+    assert "checkpoint" not in files

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from stella_trust._internal.fs import create_exclusive, read_untrusted
 from stella_trust._internal.sigstore.signednote import (
     Checkpoint,
     LogPublicKey,
@@ -55,7 +56,7 @@ from stella_trust._internal.sigstore.tiles import (
     verify_tiles,
 )
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-from stella_trust.errors import CacheVerificationError
+from stella_trust.errors import CacheVerificationError, UnsafeFileError
 from stella_trust.sigstore_types import TransparencyLog
 
 CHECKPOINT = "checkpoint"
@@ -287,6 +288,18 @@ def _fork(held: SealedLog, new: SealedLog, how: str) -> LogForkError:
 # ---- on the host -------------------------------------------------------------------------------
 
 
+MAX_RECORD_BYTES = 4096  # {"fetched_at": ...}
+SEALED_FILE_MODE = 0o640  # readers' group, like the rest of the cache (decision 17)
+
+
+def _read_held(path: Path, directory: Path, limit: int) -> bytes:
+    """One held file by the one rule for the cache; anything else is a cache edited on disk."""
+    try:
+        return read_untrusted(path, limit, f"sealed log state {directory.name}: {path.name}")
+    except UnsafeFileError as exc:
+        raise CacheVerificationError(exc.message) from None
+
+
 def read_state_dir(directory: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The files of one log state directory (bounded in count and bytes; no links) and its
     unsigned record."""
@@ -301,7 +314,7 @@ def read_state_dir(directory: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
         name = path.relative_to(directory).as_posix()
         if name == RECORD:
             try:
-                loaded = json.loads(path.read_bytes())
+                loaded = json.loads(_read_held(path, directory, MAX_RECORD_BYTES))
             except ValueError:
                 loaded = {}
             record = loaded if isinstance(loaded, dict) else {}
@@ -313,10 +326,8 @@ def read_state_dir(directory: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
                 raise CacheVerificationError(f"sealed log state {directory.name}: {exc.message}") from None
         if len(files) > MAX_TILES:
             raise CacheVerificationError(f"sealed log state {directory.name}: more than {MAX_TILES} files")
-        data = path.read_bytes()
+        data = _read_held(path, directory, MAX_LOG_BYTES - total)  # refused past the total bound
         total += len(data)
-        if total > MAX_LOG_BYTES:
-            raise CacheVerificationError(f"sealed log state {directory.name}: above {MAX_LOG_BYTES} bytes")
         files[name] = data
     return files, record
 
@@ -369,11 +380,12 @@ def write_sealed(state_dir: Path, sealed: SealedLog) -> None:
         for name, data in sealed.files.items():
             path = staging.joinpath(*name.split("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as handle:
+            with create_exclusive(path, SEALED_FILE_MODE) as handle:  # never through a planted name
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        (staging / RECORD).write_text(json.dumps({"fetched_at": sealed.fetched_at}))
+        with create_exclusive(staging / RECORD, SEALED_FILE_MODE) as handle:
+            handle.write(json.dumps({"fetched_at": sealed.fetched_at}).encode())
         final = state_dir / sealed.log_id
         if final.exists():
             old = state_dir / f".{sealed.log_id[:16]}.old-{os.getpid()}"
