@@ -179,7 +179,7 @@ class TrustView:
     signing_config_json: bytes | None = field(default=None, repr=False)
     missing_pins: tuple[str, ...] = ()  # pinned but not in the cache (see retired_pins)
     retired_pins: tuple[str, ...] = ()  # of those, the ones the repository stopped listing
-    last_sync: str | None = None
+    last_sync: datetime | None = None  # the last successful sync or import, like `at`
     last_error: str | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
 
@@ -214,7 +214,7 @@ class TrustView:
                 role: {"version": info.version, "expires": iso(info.expires)}
                 for role, info in self.roles.items()
             },
-            "last_sync": self.last_sync,
+            "last_sync": iso(self.last_sync),
             "last_error": self.last_error,
             "source": dict(self.source),
             "sources": list(self.sources),

@@ -360,7 +360,7 @@ class Agent:
         """The last successful sync by anyone (this agent, an earlier run, `trust sync`,
         `init`), from the state file: a failed cycle must not make the status line claim
         `last sync never` while verified trust from an earlier sync is being served."""
-        recorded = view.last_sync if view is not None else None
+        recorded = iso(view.last_sync) if view is not None else None
         if recorded is None:
             try:
                 recorded = store.read_state().last_sync

@@ -33,7 +33,7 @@ def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> 
             ("freshness", fresh.state.upper()),
             ("expires", f"{iso(fresh.expires)} ({fresh.earliest_role}, earliest signed expiry)"),
             ("stale after", f"{iso(fresh.stale_after)}"),
-            ("last sync", view.last_sync or "never"),
+            ("last sync", iso(view.last_sync) or "never"),
             ("last error", view.last_error or "-"),
             ("source", _source(view)),
             ("trust sources", ", ".join(view.sources)),

@@ -334,3 +334,24 @@ def test_settings_say_which_hosts_take_trust_only_from_bundles(tmp_path: Path) -
 
     assert kind() and kind(tuf_url=BASE_URL, offline_mode=True)
     assert not kind(tuf_url=BASE_URL) and not kind(tuf_url="file:///media/usb", offline_mode=True)
+
+
+def test_the_view_is_read_only_and_its_last_sync_a_datetime(host: Host, simulated: Simulated) -> None:
+    """An attestor holds a TrustView for a long time: its mappings cannot be edited under
+    it, and `last_sync` is a moment like `at` (the JSON keeps state.json's exact string)."""
+    from types import MappingProxyType
+
+    from stella_trust._internal.reader import load_view
+
+    settings, store = host
+    demo, _ = simulated
+    synced(host, demo)
+    view = load_view(settings, store)
+    assert isinstance(view.roles, MappingProxyType) and isinstance(view.source, MappingProxyType)
+    with pytest.raises(TypeError):
+        view.roles["timestamp"] = view.roles["root"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        view.source["url"] = "http://elsewhere"  # type: ignore[index]
+    recorded = store.read_state().last_sync
+    assert view.last_sync is not None and view.last_sync.tzinfo is not None
+    assert view.to_json()["last_sync"] == recorded

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
@@ -158,10 +159,12 @@ def build_parts(
         offline_mode=policy.offline_mode,
         at=now,
         freshness=freshness_of(md, policy, now),
-        roles={
-            **{role: RoleInfo(md.versions[role], md.expiries[role]) for role in md.versions},
-            **{role: RoleInfo(version, expires) for role, (version, expires) in md.delegated_roles.items()},
-        },
+        roles=MappingProxyType(  # read-only: a view handed to an attestor cannot be edited
+            {
+                **{role: RoleInfo(md.versions[role], md.expiries[role]) for role in md.versions},
+                **{role: RoleInfo(v, expires) for role, (v, expires) in md.delegated_roles.items()},
+            }
+        ),
         targets=tuple(entries),
         keys=tuple(keys.values()),
         certificates=tuple(certificates),
@@ -173,8 +176,20 @@ def build_parts(
         retired_pins=tuple(p for p in recorded.retired_pins if p in missing),
         trusted_root_json=sigstore.trusted_root_json,
         signing_config_json=sigstore.signing_config_json,
-        last_sync=recorded.last_sync,
+        last_sync=_recorded_moment(recorded.last_sync),
         last_error=recorded.last_error,
-        source=dict(recorded.source),
+        source=MappingProxyType(dict(recorded.source)),
     )
     return ViewParts(view, md, policy, judged_sigstore)
+
+
+def _recorded_moment(text: str | None) -> datetime | None:
+    """state.json's informational time as a datetime; unreadable (an edited state) is None,
+    never a refusal: it is not trust (decision 16)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
