@@ -15,15 +15,19 @@ SECTION = ("attestor", "trust_repo")
 MAX_CONFIG_BYTES = 1 << 20
 
 
+MAX_CONFIG_NODES = 100_000  # values, aliases counted each time they are used
 MAX_CONFIG_DEPTH = 16  # the deepest real config is 4; pydantic's validation recurses
 
 
 def _depth(document: Any) -> int:
     """How deep lists and mappings nest, counted without recursion (a hostile config must not
     end in RecursionError, a bug's message, inside validation)."""
-    deepest, stack = 0, [(document, 1)]
+    deepest, stack, visited = 0, [(document, 1)], 0
     while stack:
         value, level = stack.pop()
+        visited += 1
+        if visited > MAX_CONFIG_NODES:  # YAML aliases repeat a node without its bytes
+            return MAX_CONFIG_DEPTH + 1
         if isinstance(value, dict | list):
             deepest = max(deepest, level)
             if level > MAX_CONFIG_DEPTH:
@@ -78,7 +82,10 @@ def read_document(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"config {path}: nests lists or mappings too deep to be a config") from None
     if _depth(document) > MAX_CONFIG_DEPTH:
-        raise ConfigError(f"config {path}: nests lists or mappings more than {MAX_CONFIG_DEPTH} deep")
+        raise ConfigError(
+            f"config {path}: nests lists or mappings more than {MAX_CONFIG_DEPTH} deep, "
+            f"or holds more than {MAX_CONFIG_NODES} values (aliases counted each time used)"
+        )
     if document is None:
         return {}
     if not isinstance(document, dict):

@@ -130,13 +130,47 @@ def share_tree(
     `file_mode`, group-owned by `gid` (None: leave the group). Symlinks are never followed
     (chmod would act on what they point to). `skip`: (device, inode) of files already set,
     e.g. hard links into a generation that was shared when it was committed."""
-    for directory, _dirs, files in os.walk(root):
-        set_access(Path(directory), dir_mode, gid)
+    # os.fwalk holds each directory open and never follows a link, and every entry is opened
+    # relative to its directory's descriptor: a directory in the middle of a path swapped for a
+    # link (by whoever owns the cache) cannot send root's chown/chmod outside the tree.
+    for _directory, _dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        _set_access_fd(dir_fd, os.fstat(dir_fd), dir_mode, gid)
         for name in files:
-            path = Path(directory, name)
-            st = os.lstat(path)
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in skip:
-                set_access(path, file_mode, gid, st)
+                set_access_at(dir_fd, name, file_mode, gid, st)
+
+
+def set_access_at(dir_fd: int, name: str, mode: int, gid: int | None, st: os.stat_result) -> None:
+    """set_access for `name` in an open directory (see share_tree): the file is opened
+    relative to the descriptor, never following a link, and changed through its own."""
+    if (gid is None or st.st_gid == gid) and stat.S_IMODE(st.st_mode) == mode:
+        return
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, errno.EACCES):
+            return  # swapped for a link, removed, or (non-root) unreadable: left alone
+        raise
+    try:
+        now = os.fstat(fd)
+        if stat.S_ISREG(now.st_mode):
+            _set_access_fd(fd, now, mode, gid)
+    finally:
+        os.close(fd)
+
+
+def _set_access_fd(fd: int, now: os.stat_result, mode: int, gid: int | None) -> None:
+    """chgrp/chmod an open file or directory where it differs (a setgid directory stays one)."""
+    if stat.S_ISDIR(now.st_mode):
+        mode |= now.st_mode & stat.S_ISGID
+    if gid is not None and now.st_gid != gid:
+        os.fchown(fd, -1, gid)
+    if stat.S_IMODE(now.st_mode) != mode:
+        os.fchmod(fd, mode)
 
 
 def set_access(path: Path, mode: int, gid: int | None, st: os.stat_result | None = None) -> None:

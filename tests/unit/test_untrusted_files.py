@@ -238,3 +238,53 @@ def test_a_served_file_swapped_for_a_link_while_pushed_never_changes_what_it_nam
     assert not (served / "metadata" / "timestamp.json").exists()  # the planted link is gone
     pushing._write_served(served, "metadata/timestamp.json", b"{}")  # the next push works
     assert stat.S_IMODE((served / "metadata" / "timestamp.json").stat().st_mode) == 0o644
+
+
+def test_share_tree_never_follows_a_directory_swapped_for_a_link_mid_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second review's race, won deterministically: right after the walk looked at
+    `bait/d/secret`, the cache owner exchanges `bait/d` with a link to a victim directory.
+    Opening by path would then chmod the victim's `secret`; the walk works through the
+    directory it holds open, so the victim keeps its mode."""
+    from stella_trust._internal import fs
+
+    victim_dir = tmp_path / "victimdir"
+    victim_dir.mkdir()
+    (victim_dir / "secret").write_bytes(b"root only")
+    (victim_dir / "secret").chmod(0o600)
+    cache = tmp_path / "cache"
+    (cache / "bait" / "d").mkdir(parents=True)
+    (cache / "bait" / "d" / "secret").write_bytes(b"bait")
+    (cache / "bait" / "d" / "secret").chmod(0o600)
+    (cache / "bait" / "link").symlink_to(victim_dir)
+    real_stat = os.stat
+    swapped: list[bool] = []
+
+    def stat_then_swap(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        result = real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        if path == "secret" and kwargs.get("dir_fd") is not None and not swapped:
+            swapped.append(True)
+            os.rename(cache / "bait" / "d", cache / "bait" / "held")
+            os.rename(cache / "bait" / "link", cache / "bait" / "d")
+        return result
+
+    monkeypatch.setattr(fs.os, "stat", stat_then_swap)
+    fs.share_tree(cache, 0o750, 0o640, None)
+    monkeypatch.undo()
+    assert swapped, "the walk never reached the bait"
+    assert stat.S_IMODE((victim_dir / "secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE((cache / "bait" / "held" / "secret").stat().st_mode) == 0o640  # ours was set
+
+
+def test_a_config_that_repeats_aliases_is_refused_at_once(tmp_path: Path) -> None:
+    """Aliases make a 10-line YAML file a tree of a billion values; counting them stops early."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        lines.append(f"{level}: &{level} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append("attestor: {trust_repo: {junk: *i}}")
+    config = tmp_path / "laughs.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="more than 100000 values"):
+        load_settings(config)
