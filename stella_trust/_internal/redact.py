@@ -19,7 +19,10 @@ HIDDEN = "***"
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#\s\"'<>]+)@")
 # a query parameter is a secret if its name holds one of these words anywhere (private_token,
 # client_secret, api-key, X-Amz-Credential, ...), or is one of the short names signed URLs use
-_SECRET_WORDS = r"token|secret|passw|pwd|auth|credential|signature|api[_\-]?key|session|private"
+_SECRET_WORDS = (
+    r"token|secret|pass|pwd|auth|credential|signature|api[_\-]?key|access[_\-]?key"
+    r"|session|private|jwt|bearer"
+)
 _SHORT_NAMES = "key|sig|sv|se|sp|skoid|sktid|code"
 _SECRET_NAME = rf"[\w.\-]*(?:{_SECRET_WORDS})[\w.\-]*|(?:{_SHORT_NAMES})"
 _SECRET_QUERY = re.compile(rf"(?P<lead>[?&;](?:{_SECRET_NAME})=)(?P<value>[^&#\s\"']*)", re.IGNORECASE)

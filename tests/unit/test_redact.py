@@ -36,7 +36,10 @@ def test_a_password_holding_an_at_sign_is_hidden_whole() -> None:
 
 
 def test_query_names_that_hold_a_secret_word_are_hidden() -> None:
-    url = "https://m.example/tuf?private_token=A1&client_secret=B2&api-key=C3&X-Amz-Credential=D4&page=2"
+    url = (
+        "https://m.example/tuf?private_token=A1&client_secret=B2&api-key=C3&X-Amz-Credential=D4"
+        "&access_key=E5&pass=F6&jwt=G7&bearer=H8&page=2"
+    )
     shown = redact(url)
-    assert not any(secret in shown for secret in ("A1", "B2", "C3", "D4")), shown
+    assert not any(secret in shown for secret in ("A1", "B2", "C3", "D4", "E5", "F6", "G7", "H8")), shown
     assert shown.endswith("&page=2")
