@@ -8,16 +8,12 @@ drive the same function on in-memory repositories.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from stella_trust.repository.metadata import Repository, signed_by
 from stella_trust.repository.outcome import RepoError
-
-if TYPE_CHECKING:
-    pass
 
 
 def rotate_role(
