@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from stella_trust._internal.cachestate import CacheState
+from stella_trust._internal.credentials import as_invoker
 from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, freshness_of
 from stella_trust._internal.policy.inputs import Recorded, TrustPolicy, VerifiedTargets
 from stella_trust._internal.settings import TrustRepoSettings
@@ -29,7 +30,9 @@ def trust_policy(settings: TrustRepoSettings) -> TrustPolicy:
 
         path = settings.service_map_file
         try:
-            local = (str(path), read_untrusted(path.resolve(), MAX_SERVICE_MAP_BYTES, f"service map {path}"))
+            with as_invoker():  # the operator's file, perhaps root-only (see credentials.py)
+                data = read_untrusted(path.resolve(), MAX_SERVICE_MAP_BYTES, f"service map {path}")
+            local = (str(path), data)
         except OSError as exc:
             raise ServiceMapError(
                 f"Service map not found: {path} ({exc.strerror})",

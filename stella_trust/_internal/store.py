@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stella_trust._internal.cachestate import CacheState
+from stella_trust._internal.credentials import Owner, acting_as
 from stella_trust._internal.fs import (
     atomic_write,
     exclusive_lock,
@@ -187,11 +188,48 @@ class Store:
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 
         self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
-        with exclusive_lock(self.lock_path, timeout, busy):
+        owner = Owner.to_act_as(self.root)
+        if owner is not None:
+            self._adopt(owner)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(acting_as(owner))
+            except OSError as exc:  # a container that will not let root give up its uid
+                raise self._cannot_act_as(owner, exc) from None
+            held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             self._refuse_planted_links()
             self._remove_abandoned_work()
             self._share_with_readers()
             yield
+
+    def _cannot_act_as(self, owner: Owner | None, exc: OSError) -> UnsafeFileError:
+        """Root writes the cache with its owner's uid and groups (decision 17: a planted link
+        can then reach only what the owner could reach already); a system that will not let
+        root give them up is told to run the writer as the owner instead."""
+        name = _user_name(owner.uid) if owner is not None else "its owner"
+        return UnsafeFileError(
+            f"cannot write the cache {self.root} as its owner {name}: {exc.strerror or exc}",
+            hint=f"run the writer as that user (`sudo -u {name} trust ...`)",
+        )
+
+    def _adopt(self, owner: Owner) -> None:
+        """Root, before it gives up its uid: entries an older root-run writer left root's are
+        given to the cache owner (who must be able to replace and prune them). The check is a
+        few stats of the top-level entries and the generations; the walk (descriptor-relative,
+        share_tree) runs only when one of them is someone else's."""
+        entries = [self.root / name for name in (ANCHOR_FILE, STATE_FILE, LOCK_FILE)]
+        for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
+            entries.append(directory)
+            with contextlib.suppress(OSError):
+                entries.extend(directory.iterdir())
+        for entry in entries:
+            try:
+                foreign = os.lstat(entry).st_uid != owner.uid
+            except FileNotFoundError:
+                continue
+            if foreign:
+                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, owner.gid, uid=owner.uid)
+                return
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:

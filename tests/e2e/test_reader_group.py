@@ -183,3 +183,133 @@ def out_dir_for(user: AsUser, shared_home: Path) -> Path:
     out.mkdir(mode=0o700)
     os.chown(out, user.uid, user.uid)
     return out
+
+
+# The Python a host installs for its service user is readable by that user; this machine's
+# own interpreter may live in root's home (pyenv under /root). Root's writer can give up its
+# uid only where the owner can read the modules it imports, so the test runs root's CLI on
+# the distribution's interpreter with this checkout and its packages on the path.
+SHARED_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+
+
+@dataclass
+class RootOnSharedPython(Client):
+    """Root's CLI on an interpreter every user can read (as a packaged install is)."""
+
+    def argv(self, *args: str) -> list[str]:
+        command = super().argv(*args)
+        command[command.index(sys.executable)] = str(SHARED_PYTHON)
+        return command
+
+
+def owners_in(cache: Path) -> dict[int, list[str]]:
+    """Every uid that owns something in the cache (links included, never followed), with a
+    few of its entries (what an assertion names when a uid is unexpected)."""
+    found: dict[int, list[str]] = {os.lstat(cache).st_uid: ["."]}
+    for directory, dirs, files in os.walk(cache):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            found.setdefault(os.lstat(path).st_uid, []).append(os.path.relpath(path, cache))
+    return {uid: paths[:5] for uid, paths in found.items()}
+
+
+@pytest.mark.slow
+def test_root_writes_the_service_users_cache_as_that_user(
+    deployment: tuple[Repository, dict[str, AsUser]], shared_home: Path, tmp_path: Path
+) -> None:
+    """Root's `sync` and `import` (decision 17) run with the cache owner's uid: a link the owner
+    plants can then reach only what the owner can, nothing root made is left for the agent
+    to trip over, and an older cache holding root's files is given back to the owner. The
+    bundle root names in its own 0700 directory is still read (with root's rights)."""
+    assert SHARED_PYTHON.is_file(), f"{SHARED_PYTHON} (the distribution's python3) is needed"
+    repo, users = deployment
+    writer, reader = users["writer"], users["reader"]
+    source = str(Path(__file__).resolve().parents[2])
+    env = {**writer.env, "PYTHONPATH": os.pathsep.join([source, SITE_PACKAGES])}
+    as_root = RootOnSharedPython(home=writer.home, url=writer.url, root=writer.root, env=env)
+    out_dir = out_dir_for(reader, shared_home)
+
+    # an older version's root-run import left root's files in the cache
+    current = writer.cache / os.readlink(writer.cache / "current")
+    for path in (writer.cache / "state.json", current, *current.rglob("*")):
+        os.chown(path, 0, GROUP, follow_symlinks=False)
+    repo.publish()
+    ok(as_root.run("sync"))
+    assert set(owners_in(writer.cache)) == {WRITER}, owners_in(writer.cache)
+
+    root_only = tmp_path / "root-only"  # pytest's tmp_path: 0700, root's
+    root_only.mkdir(mode=0o700)
+    bundle = root_only / "trust.tar.zst"
+    ok(as_root.run("snapshot", "export", "--out", str(bundle)))
+    bundle.chmod(0o600)
+    ok(as_root.run("import", str(bundle)))  # read inside the lock, with root's rights
+    assert set(owners_in(writer.cache)) == {WRITER}, owners_in(writer.cache)
+
+    # the steady state: the agent replaces and prunes everything root's runs made, five times
+    for _ in range(5):
+        repo.publish()
+        ok(writer.run("agent", "--once"))
+        repo.publish()
+        ok(as_root.run("sync"))
+    generations = [p for p in (writer.cache / "generations").iterdir() if not p.name.startswith(".")]
+    assert len(generations) <= 2
+    assert set(owners_in(writer.cache)) == {WRITER}, owners_in(writer.cache)
+    reads_everything(reader, out_dir)
+    doctor = ok(as_root.run("doctor", "--json")).json()
+    cache_check = next(check for check in doctor["checks"] if check["check"] == "cache")
+    assert cache_check["state"] == "ok" and "root writes it as" in cache_check["detail"]
+
+
+SWAP_MID_LOCK = """
+import os, sys
+from pathlib import Path
+from stella_trust._internal.store import Store
+
+store, victim = Store(Path(sys.argv[1])), Path(sys.argv[2])
+with store.lock(5):
+    print("euid", os.geteuid())
+    # the owner's move, between the lock-time checks and the write: generations/ -> a link
+    os.rename(store.generations_dir, store.root / "generations.moved")
+    os.symlink(victim, store.generations_dir)
+    try:
+        store.begin(None)
+        print("written")
+    except PermissionError as exc:
+        print("refused", exc.errno)
+    os.unlink(store.generations_dir)
+    os.rename(store.root / "generations.moved", store.generations_dir)
+print("euid", os.geteuid())
+"""
+
+
+@pytest.mark.slow
+def test_a_directory_swapped_after_the_lock_checks_reaches_only_what_the_owner_can(
+    deployment: tuple[Repository, dict[str, AsUser]], tmp_path: Path
+) -> None:
+    """The race the lock-time checks cannot close: the owner swaps generations/ for a link to a
+    root-only directory after root took the lock. Root's writer acts as the owner, so the
+    kernel refuses the write there; the victim is unchanged and the cache still syncs."""
+    assert SHARED_PYTHON.is_file(), f"{SHARED_PYTHON} (the distribution's python3) is needed"
+    repo, users = deployment
+    writer = users["writer"]
+    victim = tmp_path / "root-only"
+    victim.mkdir(mode=0o700)
+    (victim / "keep").write_text("root's")
+    source = str(Path(__file__).resolve().parents[2])
+    env = {**writer.env, "PYTHONPATH": os.pathsep.join([source, SITE_PACKAGES])}
+    run = subprocess.run(
+        [str(SHARED_PYTHON), "-c", SWAP_MID_LOCK, str(writer.cache), str(victim)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:3] == [f"euid {WRITER}", "refused 13", "euid 0"], run.stdout
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"]
+    assert (victim / "keep").read_text() == "root's"
+    repo.publish()
+    ok(writer.run("agent", "--once"))
+    assert set(owners_in(writer.cache)) == {WRITER}, owners_in(writer.cache)

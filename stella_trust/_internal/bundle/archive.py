@@ -35,6 +35,7 @@ from stella_trust._internal.bundle.streamguards import (
     member_kind,
     members,
 )
+from stella_trust._internal.credentials import as_invoker, open_input
 
 __all__ = ["Extracted", "ReadOptions", "extract_archive", "extract_directory", "read_bundle"]
 
@@ -42,7 +43,9 @@ __all__ = ["Extracted", "ReadOptions", "extract_archive", "extract_directory", "
 def read_bundle(bundle: Path, dest: Path, options: ReadOptions) -> Extracted:
     """A sealed `.tar.zst` (`extract_archive`) or an exported directory (`extract_directory`),
     by what `bundle` is; both take the same options and apply the same rules."""
-    reader = extract_directory if bundle.is_dir() else extract_archive
+    with as_invoker():  # the invoker's path, with the invoker's rights (credentials.py)
+        is_directory = bundle.is_dir()
+    reader = extract_directory if is_directory else extract_archive
     return reader(bundle, dest, options)
 
 
@@ -55,7 +58,8 @@ def extract_archive(bundle: Path, dest: Path, options: ReadOptions) -> Extracted
 
     limits = options.limits
     try:
-        status = bundle.stat()
+        with as_invoker():
+            status = bundle.stat()
     except OSError as exc:
         raise BundleError(f"Cannot read bundle {bundle}: {exc.strerror}", hint="") from exc
     if not stat.S_ISREG(status.st_mode):
@@ -68,7 +72,7 @@ def extract_archive(bundle: Path, dest: Path, options: ReadOptions) -> Extracted
         )
     decompressor = zstandard.ZstdDecompressor(max_window_size=1 << limits.max_window_log)
     try:
-        with bundle.open("rb") as raw, measure(options.progress, options.label, size) as counted:
+        with open_input(bundle) as raw, measure(options.progress, options.label, size) as counted:
             frame = OneFrame(raw, counted)
             # Both wrappers are duck-typed files: the decoder and tarfile only call read().
             with decompressor.stream_reader(cast(IO[bytes], frame), read_across_frames=False) as stream:

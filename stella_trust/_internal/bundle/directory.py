@@ -30,6 +30,7 @@ from stella_trust._internal.bundle.reading import (
     copy_out,
     staging_target,
 )
+from stella_trust._internal.credentials import as_invoker
 from stella_trust._internal.fs import open_beneath
 from stella_trust.errors import UnsafeFileError
 
@@ -44,13 +45,15 @@ def extract_directory(root: Path, dest: Path, options: ReadOptions) -> Extracted
     linked, under `dest`. A directory is always read whole (each file is opened by name, so
     `stop_when_read` saves nothing); `progress` sees the bytes read from its files."""
     try:  # the directory the operator named may be reached through a link; nothing below it
-        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        with as_invoker():  # read with the invoker's rights (credentials.py)
+            top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise BundleError(f"Cannot read bundle directory {root}: {exc.strerror}", hint="") from exc
     try:
-        manifest, digest, manifest_size = _directory_manifest(top, root, options)
+        with as_invoker():
+            manifest, digest, manifest_size = _directory_manifest(top, root, options)
+            found = _directory_files(top, options, manifest)
         extracted = Extracted(manifest, digest, {}, 0)
-        found = _directory_files(top, options, manifest)
         extracted.total_bytes = sum(size for _name, size in found)
         total = manifest_size + sum(size for name, size in found if options.reads(name))
         with measure(options.progress, options.label, total) as counted:
@@ -93,7 +96,8 @@ def _open_member(top: int, name: str) -> int:
     """A regular file below `top` by the one rule for directories others write
     (`fs.open_beneath`: no link anywhere in the path, no FIFO or device)."""
     try:
-        return open_beneath(top, name)
+        with as_invoker():
+            return open_beneath(top, name)
     except UnsafeFileError as exc:
         raise BundleError(
             f"Unsafe bundle: member {name!r}: {exc.message.removeprefix('refusing ')}"

@@ -12,6 +12,7 @@ import ssl
 from pathlib import Path
 from urllib import request as urllib_request
 
+from stella_trust._internal.credentials import as_invoker
 from stella_trust._internal.memo import VerificationMemo
 
 
@@ -73,8 +74,6 @@ def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContex
     Loading a CA store costs more than an idle sync, and the agent syncs every few minutes.
     Certificate verification is the same context httpx would build (hostname checks and
     CERT_REQUIRED included); a changed bundle file or environment builds anew."""
-    import httpx
-
     key = (
         _identity(str(ca_bundle) if ca_bundle else None),
         _identity(os.environ.get("SSL_CERT_FILE")),
@@ -82,9 +81,16 @@ def tls_context(ca_bundle: Path | None, memo: VerificationMemo) -> ssl.SSLContex
     )
     context: ssl.SSLContext | None = memo.tls_contexts.get(key)
     if context is None:
-        if ca_bundle:  # httpx's own recommendation for a CA file (verify=<str> is deprecated)
-            context = ssl.create_default_context(cafile=str(ca_bundle))
-        else:
-            context = httpx.create_ssl_context(verify=True, trust_env=True)
+        with as_invoker():  # a root-only CA file, read while root writes as the cache owner
+            context = _new_tls_context(ca_bundle)
         memo.tls_contexts.put(key, context)
     return context
+
+
+def _new_tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The context httpx would build for this CA store (see tls_context)."""
+    import httpx
+
+    if ca_bundle:  # httpx's own recommendation for a CA file (verify=<str> is deprecated)
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    return httpx.create_ssl_context(verify=True, trust_env=True)
