@@ -102,14 +102,12 @@ def _can_import_here(needed: tuple[str, ...]) -> bool:
 
 def _import_dirs() -> tuple[str, ...]:
     """The standard library, its extension modules, the installed packages and this one."""
-    import stella_trust
-
     stdlib = os.path.dirname(os.__file__)
     return (
         stdlib,
         os.path.join(stdlib, "lib-dynload"),
         sysconfig.get_paths()["purelib"],
-        os.path.dirname(stella_trust.__file__),
+        str(Path(__file__).resolve().parents[1]),  # the stella_trust package
     )
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from stella_trust._internal.credentials import Owner, acting_as
 from stella_trust._internal.diagnose.result import Check, fail, ok, warn
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
@@ -116,11 +118,8 @@ def check_cache(path: Path) -> tuple[Check, bool]:
             ),
             readable,
         )
-    if os.geteuid() == 0 and info.st_uid != 0:  # root's writers act as the owner (credentials.py)
-        return (
-            ok("cache", f"{path} is a writable directory ({owner}); root writes it as {_user(info.st_uid)}"),
-            readable,
-        )
+    if os.geteuid() == 0 and info.st_uid != 0:
+        return _root_in_anothers_cache(path, info, owner), readable
     return ok("cache", f"{path} is a writable directory ({owner})"), readable
 
 
@@ -351,3 +350,20 @@ def _sample(text: str, name: str) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _root_in_anothers_cache(path: Path, info: os.stat_result, owner: str) -> Check:
+    """Root's writers act as the cache owner (decision 17) where the owner can read this Python
+    installation; said here, since the fallback keeps root's own (checked) writes."""
+    with acting_as(Owner(info.st_uid, info.st_gid)) as as_owner:
+        pass
+    name = _user(info.st_uid)
+    if as_owner:
+        return ok("cache", f"{path} is a writable directory ({owner}); root writes it as {name}")
+    return warn(
+        "cache",
+        f"{path} is owned by {name}, and root writes it as root: {name} cannot read this Python "
+        f"installation ({sys.prefix})",
+        f"install stella-trust where {name} can read it (as the agent's own install), or run "
+        f"writers as that user (`sudo -u {name} trust ...`)",
+    )
