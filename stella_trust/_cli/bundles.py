@@ -244,7 +244,6 @@ def import_command(
 def _verified_view_or_none(settings: Any, store: Any) -> Any:
     """The trust before an import, to say what the import changed (None: no usable trust)."""
     from stella_trust._internal.reader import load_view
-    from stella_trust.errors import StellaError
 
     try:
         return load_view(settings, store)
