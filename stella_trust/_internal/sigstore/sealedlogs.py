@@ -276,12 +276,18 @@ def reconcile(held: SealedLog | None, new: SealedLog) -> tuple[SealedLog, str | 
 
 
 def _fork(held: SealedLog, new: SealedLog, how: str) -> LogForkError:
+    return fork_error(held, new.checkpoint.root_hash, new.checkpoint.size, how)
+
+
+def fork_error(held: SealedLog, root: bytes, size: int, how: str, *, other: str = "carried") -> LogForkError:
+    """The one "forked history" refusal, naming both roots: the held state's and the `other`
+    tree's (a carried state on import, a bundle's signed checkpoint at `trust verify`)."""
     return LogForkError(
         held.name,
         f"forked history: held root {held.checkpoint.root_hash.hex()} (tree size {held.checkpoint.size}) "
-        f"and carried root {new.checkpoint.root_hash.hex()} (tree size {new.checkpoint.size}): {how}",
+        f"and {other} root {root.hex()} (tree size {size}): {how}",
         held_root=held.checkpoint.root_hash,
-        carried_root=new.checkpoint.root_hash,
+        carried_root=root,
     )
 
 
