@@ -69,7 +69,8 @@ class LogForkError(TransparencyLogError):
     """Two verified states of one log disagree: the log signed two histories.
 
     Evidence against the log, not against the bundle's TUF trust: the importer refuses the
-    carried log state and keeps the held one, and says so in the import's warnings."""
+    carried log state and keeps the held one, and says so in the import's warnings; `trust
+    verify` refuses the bundle whose tree it is (logcheck.py), the held state unchanged."""
 
     default_hint = (
         "the log showed two histories: keep this bundle as evidence and report it to the log's "
