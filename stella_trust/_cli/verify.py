@@ -146,13 +146,20 @@ def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:
     re-verified now with the view's log keys). A contradiction fails the verification."""
     from stella_trust._internal.sigstore.errors import BundleVerificationError
     from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
-    from stella_trust._internal.sigstore.sealedlogs import read_sealed
+    from stella_trust._internal.sigstore.sealedlogs import LogForkError, read_sealed
     from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
     sealed = read_sealed(store.sealed_logs_dir, view.sigstore.transparency_logs)
     try:
         return check_entries(entry_facts(bundle), sealed)
     except TransparencyLogError as exc:
+        hint = (
+            "the log showed this bundle another history than the sealed one: do not use the artifact; "
+            "keep the bundle as evidence and report it to the log's operator (the held trust and "
+            "log state are unchanged)"
+            if isinstance(exc, LogForkError)
+            else None
+        )
         raise BundleVerificationError(
-            "log inclusion", f"the entry contradicts the sealed log state: {exc.message}"
+            "log inclusion", f"the entry contradicts the sealed log state: {exc.message}", hint
         ) from exc

@@ -460,6 +460,87 @@ def test_a_forked_entry_is_refused_whatever_the_bundle_claims(world: World) -> N
     ]
 
 
+@pytest.mark.slow
+def test_a_fork_below_the_sealed_depth_in_a_grown_tree_is_refused_by_verify(world: World) -> None:
+    """Issue 21, the residual: the host holds the log at 3500 entries (depth 10: entries 3328..
+    3499). The log rewrites entry PLANTED (2900, far below that depth) to another signer's
+    signature and grows to 4000: the bundle's tree is larger than the sealed one, so its root
+    cannot be compared, and its entry is not in the sealed tiles — but its proof's ancestors
+    meet the sealed level-1 edge tile. `trust verify` refuses it in one line naming both roots;
+    the host's trust and log state are unchanged, honest bundles still verify (saying which
+    sealed hashes they were compared with), and the next honest import still works."""
+    world.log.append(500)
+    world.publish_log()
+    host = world.airgapped()
+    ok(host.run("import", str(world.export("held.tar.zst", depth=10))))
+    before = ok(host.status()).json()
+    held_size, held_root = world.log.size, world.log.root().hex()
+    assert before["sealed_logs"][0]["tree_size"] == held_size and before["sealed_logs"][0]["depth"] == 172
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    body, signature = entry_body(ARTIFACT, attacker)
+    honest = list(world.log.entries)
+
+    def forked_bundle(name: str, size: int, index: int) -> Path:
+        fork = SyntheticLog(
+            size,
+            world.log.origin,
+            world.log.key,
+            entry=lambda i: body if i == index else honest[i] if i < held_size else default_entry(i),
+        )
+        path = world.tmp / name
+        path.write_bytes(bundle_for(fork, index, ARTIFACT, signature, world.log_id, INTEGRATED))
+        return path
+
+    key = world.tmp / "attacker.pem"
+    key.write_bytes(signer_pem(attacker))
+    artifact = world.tmp / "artifact.txt"
+    artifact.write_bytes(ARTIFACT)
+    forked = forked_bundle("forked.json", 4000, PLANTED)
+    fork_root = base64.b64decode(
+        json.loads(forked.read_text())["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["rootHash"]
+    ).hex()
+    result = host.run("verify", "--bundle", str(forked), "--key", str(key), str(artifact))
+    _, hint = refused(
+        result,
+        1,
+        "verification failed: log inclusion",
+        "forked history",
+        f"held root {held_root} (tree size {held_size})",
+        f"the bundle's checkpoint root {fork_root} (tree size 4000)",
+        "they disagree at tile/1/000.p/13 hash 11 (entries [2816, 3072))",  # PLANTED's ancestor
+    )
+    assert "do not use the artifact" in hint and "report it to the log's operator" in hint
+    after = ok(host.status()).json()
+    assert without_age(after["sealed_logs"]) == without_age(before["sealed_logs"])
+    assert after["metadata"] == before["metadata"]
+
+    world.log.append(500)  # the honest log, grown the same: its entry checks against the same hashes
+    verified = ok(world.verify_key(host, world.sigstore_bundle("honest.json"), "--json")).json()
+    assert verified["sealed_log_checks"] == [
+        f"{world.log.origin}: entry {PLANTED} is in the sealed tree (size {held_size}): its tree "
+        f"(size 4000) agrees with it on entries [0, 3072) (6 sealed hashes compared)"
+    ]
+    # a forked entry past 4096: none of its proof's hashes is sealed here, and it is said
+    unreachable = forked_bundle("forked-unreachable.json", 4300, 4200)
+    result = ok(host.run("verify", "--bundle", str(unreachable), "--key", str(key), str(artifact)))
+    assert (
+        f"{world.log.origin}: sealed-log check not made: its tree (size 4300) is newer than the sealed "
+        f"one (size {held_size}); none of the hashes its inclusion proof gives is sealed"
+    ) in result.out
+
+    world.publish_log()  # the next honest import: the held state grows, the fork stays refused
+    ok(host.run("import", str(world.export("grown.tar.zst", depth=700))))
+    assert sealed_of(host)[0]["tree_size"] == 4000
+    assert sealed_of(host)[0]["root_hash"] == world.log.root().hex()
+    verified = ok(world.verify_key(host, world.sigstore_bundle("honest-after.json"), "--json")).json()
+    assert verified["sealed_log_checks"] == [
+        f"{world.log.origin}: the bundle's checkpoint (size 4000) is consistent with the sealed tree "
+        "(size 4000)"
+    ]
+    result = host.run("verify", "--bundle", str(forked), "--key", str(key), str(artifact))
+    refused(result, 1, "verification failed: log inclusion", "not consistent with the sealed log")
+
+
 def _edit_staging_entry(edit: Callable[[dict[str, Any]], None]) -> bytes:
     document = json.loads((STAGING / "bundles" / REKOR_V2_CASE["bundle"]).read_text())
     edit(document["verificationMaterial"]["tlogEntries"][0])

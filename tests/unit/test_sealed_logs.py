@@ -180,6 +180,7 @@ def test_verify_time_checks(log: SyntheticLog) -> None:
             "leaf": leaf or log.leaf_hash(index),
             "proof_size": size,
             "checkpoint": log.checkpoint(size).encode(),
+            "proof": tuple(log.inclusion_path(index, size)),
         }
         values.update(changes)
         return EntryFacts(**values)  # type: ignore[arg-type]
@@ -191,13 +192,108 @@ def test_verify_time_checks(log: SyntheticLog) -> None:
     said = check_entries([fact(100, 200)], held)
     assert "check not made" in said[0] and "do not cover entry 100" in said[0]
     bigger = SyntheticLog(5200, log.origin, log.key)
-    newer = fact(5100, 5200, leaf=bigger.leaf_hash(5100), checkpoint=bigger.checkpoint(5200).encode())
+    newer = fact(
+        5100,
+        5200,
+        leaf=bigger.leaf_hash(5100),
+        checkpoint=bigger.checkpoint(5200).encode(),
+        proof=tuple(bigger.inclusion_path(5100, 5200)),
+    )
     assert "newer than the sealed one" in check_entries([newer], held)[0]
     with pytest.raises(TransparencyLogError, match="another leaf at index 4900"):
         check_entries([fact(4900, 4950, leaf=leaf_hash(b"not the entry"))], held)
     forged_root = log.checkpoint(4450, root=b"\2" * 32).encode()
     with pytest.raises(TransparencyLogError, match="not consistent"):
         check_entries([fact(4300, 4450, leaf=b"\0" * 32, checkpoint=forged_root)], held)
+
+
+def entry_in(log: SyntheticLog, index: int, size: int, **changes: object) -> EntryFacts:
+    """The entry at `index` of `log`, proved in its tree of `size` (as a bundle carries it)."""
+    fact = EntryFacts(
+        log_id=log_fact(log).log_id,
+        log_index=index,
+        entry_index=index,
+        index_signed=False,
+        leaf=log.leaf_hash(index),
+        proof_size=size,
+        checkpoint=log.checkpoint(size).encode(),
+        proof=tuple(log.inclusion_path(index, size)),
+    )
+    return replace(fact, **changes)  # type: ignore[arg-type]
+
+
+def test_a_fork_below_the_sealed_depth_in_a_larger_tree_is_refused_at_verify(log: SyntheticLog) -> None:
+    """Issue 21, the residual: held tree 3000 with 10 entries of depth; the log rewrites entry
+    100 and grows to 3500. The bundle's tree is larger than the sealed one (its root cannot be
+    compared) and entry 100 is far below the sealed depth, but its proof's ancestors reach
+    hashes the sealed level-1 edge tile holds: forked history, both roots, as on import."""
+    sealed = state(log, 3000, 10)
+    held = {sealed.log_id: sealed}
+    fork = fork_of(log, 3500, 100)
+    with pytest.raises(LogForkError) as refused:
+        check_entries([entry_in(fork, 100, 3500)], held)
+    message = refused.value.message
+    assert "forked history" in message and "\n" not in message
+    assert f"held root {log.root(3000).hex()} (tree size 3000)" in message
+    assert f"the bundle's checkpoint root {fork.root(3500).hex()} (tree size 3500)" in message
+    assert "they disagree at tile/1/000.p/11 hash 0 (entries [0, 256))" in message
+    assert refused.value.held_root == log.root(3000) and refused.value.carried_root == fork.root(3500)
+    # any entry of the forked tree whose proof reaches a sealed hash above the rewrite: refused
+    for index in (7, 2000, 2999, 3400):
+        with pytest.raises(LogForkError, match="forked history"):
+            check_entries([entry_in(fork, index, 3500)], held)
+    # an older forked tree than the sealed one, its root out of the sealed tiles' reach: the same
+    deep = state(log, 5000, 10)
+    with pytest.raises(LogForkError, match=re.escape("disagree at tile/1/000.p/19 hash 0")):
+        check_entries([entry_in(fork, 100, 3500)], {deep.log_id: deep})
+    # the honest log at the same sizes passes, saying which sealed hashes were compared
+    said = check_entries([entry_in(log, 100, 3500)], held)
+    assert said == [
+        f"{log.origin}: entry 100 is in the sealed tree (size 3000): its tree (size 3500) agrees with "
+        "it on entries [0, 2048) (7 sealed hashes compared)"
+    ]
+    said = check_entries([entry_in(log, 100, 3500)], {deep.log_id: deep})
+    assert said[0].startswith(
+        f"{log.origin}: entry 100 is in the sealed tree (size 5000): its tree (size 3500) "
+    )
+    said = check_entries([entry_in(log, 3200, 4500)], held)  # beyond the sealed tree: its left part
+    assert said == [
+        f"{log.origin}: entry 3200: its tree (size 4500) is newer than the sealed one (size 3000) and "
+        "agrees with it on entries [0, 2048) (1 sealed hash compared), the rest is not checked"
+    ]
+    said = check_entries([entry_in(log, 2990, 4500)], held)  # covered: its leaf, and more
+    assert said[0].startswith(f"{log.origin}: entry 2990 is at its index in the sealed tree (size 3000); ")
+    assert "its tree (size 4500) agrees with it on entries [0, 2992)" in said[0]
+    # a forked entry none of whose proof hashes is sealed: the honest note, unchanged
+    far = fork_of(log, 4500, 100)
+    said = check_entries([entry_in(far, 4200, 4500)], held)
+    assert said == [
+        f"{log.origin}: sealed-log check not made: its tree (size 4500) is newer than the sealed one "
+        "(size 3000); none of the hashes its inclusion proof gives is sealed"
+    ]
+    # the held state answers as before after each refusal
+    assert check_entries([entry_in(log, 2990, 3000)], held) == [
+        f"{log.origin}: entry 2990 is at its index in the sealed tree (size 3000)"
+    ]
+
+
+def test_verify_time_proof_hashes_count_only_once_verified(log: SyntheticLog) -> None:
+    """The proof's hashes are used only as verified against the checkpoint's *signed* root,
+    size and the proved index: a proof that does not lead there is refused, not compared."""
+    sealed = state(log, 3000, 10)
+    held = {sealed.log_id: sealed}
+    honest = entry_in(log, 100, 3500)
+    assert honest.proof is not None
+    tampered = (honest.proof[0], b"\7" * 32, *honest.proof[2:])
+    with pytest.raises(TransparencyLogError, match="inclusion proof: leaf 100 does not hash to root"):
+        check_entries([replace(honest, proof=tampered)], held)
+    with pytest.raises(TransparencyLogError, match="proof hashes, expected"):
+        check_entries([replace(honest, proof=honest.proof[:-1])], held)
+    said = check_entries([replace(honest, proof=None)], held)  # no proof carried: nothing compared
+    assert said == [
+        f"{log.origin}: sealed-log check not made: its tree (size 3500) is newer than the sealed one "
+        "(size 3000)"
+    ]
 
 
 def test_verify_time_checks_use_signed_facts_not_bundle_claims(log: SyntheticLog) -> None:

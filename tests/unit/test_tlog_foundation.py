@@ -390,6 +390,33 @@ def test_proofs_from_the_rfc_definitions_verify_for_every_index_and_size() -> No
                     merkle.verify_consistency(size1, size, _mth(leaves[1 : size1 + 1]), root, proof)
 
 
+def test_inclusion_subtrees_are_the_nodes_the_rfc_path_names() -> None:
+    """Every node an inclusion proof carries or computes is MTH(D[start:end]) of its range,
+    computed here from the RFC 6962 definition; the leaf first, the root last; a proof that
+    does not verify gives no nodes at all."""
+    leaves = [merkle.leaf_hash(b"%d" % i) for i in range(40)]
+    for size in range(1, 40):
+        root = _mth(leaves[:size])
+        for index in range(size):
+            proof = _path(index, leaves[:size])
+            nodes = merkle.inclusion_subtrees(leaves[index], index, size, proof, root)
+            assert len(nodes) == 1 + 2 * len(proof)
+            assert nodes[0] == merkle.Subtree(index, index + 1, leaves[index])
+            assert nodes[-1] == merkle.Subtree(0, size, root)
+            assert [n.hash for n in nodes[1::2]] == proof  # the proof's own hashes, in order
+            for node in nodes:
+                assert node.hash == _mth(leaves[node.start : node.end]), (size, index, node)
+                assert node.start <= index < node.end or node in nodes[1::2]
+    assert merkle.Subtree(256, 512, b"").is_complete and merkle.Subtree(7, 8, b"").is_complete
+    assert not merkle.Subtree(256, 768, b"").is_complete  # 512 wide but not aligned on 512
+    assert not merkle.Subtree(0, 3, b"").is_complete and not merkle.Subtree(4, 4, b"").is_complete
+    proof = _path(5, leaves[:20])
+    with raises("inclusion proof: leaf 5 does not hash to root"):
+        merkle.inclusion_subtrees(leaves[5], 5, 20, [proof[0], *proof[1:-1], leaves[0]], _mth(leaves[:20]))
+    with raises("expected 5 for index 5 in tree size 20"):
+        merkle.inclusion_subtrees(leaves[5], 5, 20, proof[:-1], _mth(leaves[:20]))
+
+
 def test_errors_are_verification_errors_with_a_hint() -> None:
     with pytest.raises(VerificationError) as caught:
         merkle.verify_inclusion(b"x" * 32, 0, 1, [], b"y" * 32, where="tile/0/x001/234.p/7")
@@ -869,6 +896,40 @@ def test_sealed_tiles_answer_only_what_they_cover(big_log: SyntheticLog) -> None
     assert not tiles.check_root(sealed, 3001, big_log.root(3001))  # after the sealed size
     with raises("checkpoint: root "):
         tiles.check_root(sealed, 2700, big_log.root(2699))
+
+
+def test_subtree_at_gives_every_complete_subtree_the_sealed_tiles_hold(big_log: SyntheticLog) -> None:
+    """tiles.subtree_at: the MTH of any complete subtree wholly inside the tree whose tile
+    (level floor(h/8)) is held, equal to the definition's; None for the rest."""
+    size = 3000
+    all_tiles = big_log.tiles(size)
+    sealed = tiles.verify_tiles(
+        {r.path: all_tiles[r.path] for r in tilelayout.tiles_for(size, 10)}, size, big_log.root(size)
+    )  # held: tile/0/011.p/184 (entries 2816..2999) and tile/1/000.p/11 (11 hashes of 256)
+    found = 0
+    for height in range(12):
+        width = 1 << height
+        for start in range(0, size, width):
+            held = tiles.subtree_at(sealed, start, start + width)
+            inside = start + width <= size
+            if inside and (height >= 8 or start >= 2816):
+                assert held is not None, (start, width)
+                assert held.hash == _mth(big_log.levels[0][start : start + width])
+                found += 1
+            else:
+                assert held is None, (start, width)
+    # in entries 2816..2999: 184 leaves, 92 pairs, ... one of 128; then 256, 512, 1024, 2048 wide
+    assert found == (184 + 92 + 46 + 23 + 11 + 5 + 2 + 1) + (11 + 5 + 2 + 1)
+    edge = tiles.subtree_at(sealed, 0, 2048)
+    assert edge is not None and edge.where == "tile/1/000.p/11 hashes 0-7"
+    one = tiles.subtree_at(sealed, 2560, 2816)
+    assert one is not None and one.where == "tile/1/000.p/11 hash 10"
+    assert tiles.subtree_at(sealed, 2816, 3072) is None  # not wholly inside the tree
+    assert tiles.subtree_at(sealed, 2816, 2916) is None  # not complete
+    assert tiles.subtree_at(sealed, 100, 101) is None  # its level-0 tile is not held
+    nodes = [merkle.Subtree(0, 256, b"x" * 32), merkle.Subtree(100, 101, b"y" * 32)]
+    ((node, held_node),) = tiles.shared_subtrees(sealed, nodes)
+    assert node is nodes[0] and held_node.hash == big_log.levels[1][0]
 
 
 def test_log_growth_is_consistent_and_a_fork_is_not() -> None:

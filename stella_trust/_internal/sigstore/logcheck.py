@@ -3,9 +3,14 @@
 sigstore-python proves a bundle's entry is in *a* tree the log signed. With a sealed state
 of that log (sealedlogs.py) the host can also check that tree is the one everyone saw: the
 entry's leaf (RFC 6962 leaf hash of its canonicalized body) at its index in the sealed tree
-when the sealed tiles cover it, or else the bundle's checkpoint root equal to the sealed
-tree's root at that size when the tiles can compute it. A contradiction is a refusal (the
-log showed two histories); what could not be checked is said, never passed over silently.
+when the sealed tiles cover it, and the bundle's checkpoint root equal to the sealed tree's
+root at that size when the tiles can compute it. When they cannot (the bundle's tree is
+larger than the sealed one, or older than the sealed tiles reach), every complete subtree
+the inclusion proof carries or computes — the entry's ancestors and their siblings
+(RFC 9162 §2.1.3) — that the sealed tiles also hold at any level (c2sp.org/tlog-tiles) must
+have the same hash: one that differs is "forked history" with both roots, as on import. A
+contradiction is a refusal (the log showed two histories); what was checked is said, and
+what could not be checked is said, never passed over silently.
 
 Nothing here is read from an unsigned bundle field: a bundle chooses those freely. A bundle's `logId`, the
 entry's `logIndex` and the proof's `treeSize` are claims: the held state is the one whose
@@ -23,15 +28,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stella_trust._internal.sigstore.merkle import leaf_hash
-from stella_trust._internal.sigstore.sealedlogs import SealedLog, log_key_der
+from stella_trust._internal.sigstore.merkle import Subtree, inclusion_subtrees, leaf_hash
+from stella_trust._internal.sigstore.sealedlogs import SealedLog, fork_error, log_key_der
 from stella_trust._internal.sigstore.signednote import (
+    Checkpoint,
     load_log_key,
     parse_checkpoint_text,
     parse_note,
     signed_by,
 )
-from stella_trust._internal.sigstore.tiles import check_leaf, check_root
+from stella_trust._internal.sigstore.tiles import check_leaf, check_root, shared_subtrees
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
 
@@ -46,6 +52,7 @@ class EntryFacts:
     leaf: bytes
     proof_size: int | None  # the proof's treeSize (a claim): must equal the checkpoint's
     checkpoint: bytes | None  # the signed note the proof's root is checked against
+    proof: tuple[bytes, ...] | None = None  # the proof's hashes: used only once verified here
 
 
 def entry_facts(bundle: bytes) -> list[EntryFacts]:
@@ -66,6 +73,7 @@ def entry_facts(bundle: bytes) -> list[EntryFacts]:
                 leaf=leaf_hash(entry.canonicalized_body),
                 proof_size=int(proof.tree_size) if proof is not None else None,
                 checkpoint=envelope.encode() if envelope is not None else None,
+                proof=tuple(proof.hashes) if proof is not None else None,
             )
         )
     return facts
@@ -127,17 +135,81 @@ def _check_one(fact: EntryFacts, state: SealedLog) -> str:
             f"checkpoint's {checkpoint.size}",
         )
     where = f"{name} entry {fact.log_index}"
-    if check_leaf(state.tiles, fact.leaf, fact.log_index, what=where):
-        check_root(state.tiles, checkpoint.size, checkpoint.root_hash, what=f"{name} bundle checkpoint")
-        return f"{name}: entry {fact.log_index} is at its index in the sealed tree (size {size})"
+    leaf_held = check_leaf(state.tiles, fact.leaf, fact.log_index, what=where)
     if check_root(state.tiles, checkpoint.size, checkpoint.root_hash, what=f"{name} bundle checkpoint"):
+        if leaf_held:
+            return f"{name}: entry {fact.log_index} is at its index in the sealed tree (size {size})"
         return (
             f"{name}: the bundle's checkpoint (size {checkpoint.size}) is consistent with the "
             f"sealed tree (size {size})"
         )
-    reason = (
-        f"its tree (size {checkpoint.size}) is newer than the sealed one (size {size})"
-        if checkpoint.size > size
-        else f"the sealed tiles (last {state.depth} of {size}) do not cover entry {fact.log_index}"
+    shared = _shared_with_sealed(fact, checkpoint, state)
+    agreed = f"agrees with it on entries {_covered(shared)} ({_count(shared)} compared)"
+    tree = f"its tree (size {checkpoint.size})"
+    if leaf_held:
+        return f"{name}: entry {fact.log_index} is at its index in the sealed tree (size {size})" + (
+            f"; {tree} {agreed}" if shared else ""
+        )
+    if any(node.start <= fact.log_index < node.end for node in shared):  # an ancestor of the leaf
+        return f"{name}: entry {fact.log_index} is in the sealed tree (size {size}): {tree} {agreed}"
+    if checkpoint.size > size:
+        reason = f"{tree} is newer than the sealed one (size {size})"
+    else:
+        reason = f"the sealed tiles (last {state.depth} of {size}) do not cover entry {fact.log_index}"
+    if shared:
+        said = reason + (" and" if checkpoint.size > size else f"; {tree}")
+        return f"{name}: entry {fact.log_index}: {said} {agreed}, the rest is not checked"
+    none = "; none of the hashes its inclusion proof gives is sealed" if fact.proof is not None else ""
+    return f"{name}: sealed-log check not made: {reason}{none}"
+
+
+def _shared_with_sealed(fact: EntryFacts, checkpoint: Checkpoint, state: SealedLog) -> list[Subtree]:
+    """The proof's complete subtrees the sealed tiles also hold, all agreeing; LogForkError
+    ("forked history", both roots) at the first that does not.
+
+    The nodes come from the proof as verified here against the *signed* root, size and the
+    proved index (merkle.inclusion_subtrees), never from the bundle's `rootHash`. A complete
+    subtree's hash is the same in every tree of the log that holds its leaves (RFC 6962 §2.1),
+    so the bundle's tree, however much larger than the sealed one, must agree with every
+    sealed hash of one — tiles at any level and the edges (tiles.shared_subtrees) — including
+    the entry's own ancestors, which carry a rewritten entry upwards. Agreement on these is
+    not a consistency proof (the bundle's tree is never recomputed whole), and is said as such.
+    """
+    if fact.proof is None:
+        return []
+    nodes = inclusion_subtrees(
+        fact.leaf,
+        fact.log_index,
+        checkpoint.size,
+        fact.proof,
+        checkpoint.root_hash,
+        where=f"{state.name} entry {fact.log_index} inclusion proof",
     )
-    return f"{name}: sealed-log check not made: {reason}"
+    shared = shared_subtrees(state.tiles, nodes)
+    for node, held in shared:
+        if node.hash != held.hash:
+            raise fork_error(
+                state,
+                checkpoint.root_hash,
+                checkpoint.size,
+                f"they disagree at {held.where} (entries [{node.start}, {node.end})): the sealed tiles "
+                f"give {held.hash.hex()}, the entry's inclusion proof {node.hash.hex()}",
+                other="the bundle's checkpoint",
+            )
+    return [node for node, _ in shared]
+
+
+def _covered(nodes: list[Subtree]) -> str:
+    """The entries the agreeing subtrees span, as merged ranges: equal subtree hashes mean
+    equal leaves below them (RFC 6962 §2.1, SHA-256 collision resistance)."""
+    merged: list[list[int]] = []
+    for node in sorted(nodes, key=lambda node: (node.start, node.end)):
+        if merged and node.start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], node.end)
+        else:
+            merged.append([node.start, node.end])
+    return ", ".join(f"[{start}, {end})" for start, end in merged)
+
+
+def _count(nodes: list[Subtree]) -> str:
+    return f"{len(nodes)} sealed hash{'es' if len(nodes) != 1 else ''}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
@@ -121,6 +122,64 @@ def verify_inclusion(
         raise TransparencyLogError(
             where, f"leaf {index} does not hash to root {root.hex()} of tree size {size} (got {r.hex()})"
         )
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """One node of a Merkle tree: `hash` is MTH(D[start:end]) (RFC 6962 §2.1)."""
+
+    start: int
+    end: int
+    hash: bytes
+
+    @property
+    def is_complete(self) -> bool:
+        """A complete (perfect) subtree: 2**h leaves starting at a multiple of 2**h.
+
+        Its hash is the same in every tree that holds those leaves, whatever the tree's size
+        (RFC 6962 §2.1 splits at powers of two), so two trees of one log must agree on it;
+        a node on a tree's right edge (D[k:n], not a power of two) is specific to that size.
+        """
+        width = self.end - self.start
+        return width > 0 and width & (width - 1) == 0 and self.start % width == 0
+
+
+def inclusion_subtrees(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes, *, where: str = "inclusion proof"
+) -> list[Subtree]:
+    """Every node an inclusion proof carries or its verification computes, with its range.
+
+    The proof is first verified (`verify_inclusion`, RFC 9162 §2.1.3.2), so every node
+    returned is bound to the signed `root`. RFC 9162 §2.1.3.1 defines the path top-down:
+    PATH(m, D[0:n]) = PATH(m, D[0:k]) : MTH(D[k:n]) when m < k, else PATH(m - k, D[k:n]) :
+    MTH(D[0:k]), k the largest power of two below n; the proof lists those siblings leaf to
+    root. Walking the same splits gives each sibling's range, and hashing upward from the leaf
+    gives the path's own nodes (the leaf's ancestors): the leaf, then sibling and parent at
+    each level, ending with the root D[0:size]. At most 129 nodes (64 levels).
+    """
+    verify_inclusion(leaf, index, size, proof, root, where=where)
+    siblings: list[tuple[int, int]] = []  # top-down, as §2.1.3.1 splits
+    start, end = 0, size
+    while end - start > 1:
+        k = 1 << ((end - start - 1).bit_length() - 1)
+        if index < start + k:
+            siblings.append((start + k, end))
+            end = start + k
+        else:
+            siblings.append((start, start + k))
+            start += k
+    node = Subtree(index, index + 1, leaf)
+    nodes = [node]
+    for (first, last), digest in zip(reversed(siblings), proof, strict=True):
+        sibling = Subtree(first, last, digest)
+        if first < node.start:
+            node = Subtree(first, node.end, node_hash(digest, node.hash))
+        else:
+            node = Subtree(node.start, last, node_hash(node.hash, digest))
+        nodes += [sibling, node]
+    if node != Subtree(0, size, root):  # verify_inclusion passed: the two walks agree
+        raise TransparencyLogError(where, f"the proof's path does not end at the root of tree size {size}")
+    return nodes
 
 
 def verify_consistency(

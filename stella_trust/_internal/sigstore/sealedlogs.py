@@ -69,7 +69,8 @@ class LogForkError(TransparencyLogError):
     """Two verified states of one log disagree: the log signed two histories.
 
     Evidence against the log, not against the bundle's TUF trust: the importer refuses the
-    carried log state and keeps the held one, and says so in the import's warnings."""
+    carried log state and keeps the held one, and says so in the import's warnings; `trust
+    verify` refuses the bundle whose tree it is (logcheck.py), the held state unchanged."""
 
     default_hint = (
         "the log showed two histories: keep this bundle as evidence and report it to the log's "
@@ -276,12 +277,18 @@ def reconcile(held: SealedLog | None, new: SealedLog) -> tuple[SealedLog, str | 
 
 
 def _fork(held: SealedLog, new: SealedLog, how: str) -> LogForkError:
+    return fork_error(held, new.checkpoint.root_hash, new.checkpoint.size, how)
+
+
+def fork_error(held: SealedLog, root: bytes, size: int, how: str, *, other: str = "carried") -> LogForkError:
+    """The one "forked history" refusal, naming both roots: the held state's and the `other`
+    tree's (a carried state on import, a bundle's signed checkpoint at `trust verify`)."""
     return LogForkError(
         held.name,
         f"forked history: held root {held.checkpoint.root_hash.hex()} (tree size {held.checkpoint.size}) "
-        f"and carried root {new.checkpoint.root_hash.hex()} (tree size {new.checkpoint.size}): {how}",
+        f"and {other} root {root.hex()} (tree size {size}): {how}",
         held_root=held.checkpoint.root_hash,
-        carried_root=new.checkpoint.root_hash,
+        carried_root=root,
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from stella_trust._internal.sigstore.merkle import (
     HASH_SIZE,
+    Subtree,
     leaf_hash,
     root_from_leaf_hashes,
     root_from_subtrees,
@@ -25,6 +26,7 @@ from stella_trust._internal.sigstore.merkle import (
 from stella_trust._internal.sigstore.tilelayout import (
     MAX_ENTRY_BUNDLE_BYTES,
     MAX_TILES,
+    TILE_HEIGHT,
     TILE_WIDTH,
     TileRef,
     hashes_at,
@@ -149,6 +151,59 @@ def check_root(tiles: VerifiedTiles, size: int, root: bytes, *, what: str = "che
             f"of size {tiles.size} (which gives {computed.hex()})",
         )
     return True
+
+
+@dataclass(frozen=True)
+class HeldSubtree:
+    """A complete subtree whose hash the verified tiles hold: `hashes` of `ref`, from `first`."""
+
+    start: int
+    end: int
+    hash: bytes
+    ref: TileRef
+    first: int  # index of the first tile hash it is computed from
+    count: int  # how many (a power of two, at most 128)
+
+    @property
+    def where(self) -> str:
+        """The tile hash(es) it comes from, for a message: `tile/1/000.p/11 hash 0`."""
+        if self.count == 1:
+            return f"{self.ref.path} hash {self.first}"
+        return f"{self.ref.path} hashes {self.first}-{self.first + self.count - 1}"
+
+
+def subtree_at(tiles: VerifiedTiles, start: int, end: int) -> HeldSubtree | None:
+    """MTH(D[start:end]) as the verified tiles give it, for a complete subtree lying wholly
+    inside the tree; None when it is not complete, not inside, or not held.
+
+    tlog-tiles §"Merkle Tree": hash i of tile (l, n) is MTH(D[(n*256+i)*256**l :
+    (n*256+i+1)*256**l]). A complete subtree of 2**h leaves (h = 8l + r, aligned at a multiple
+    of 2**h) is therefore the MTH of 2**r consecutive level-l hashes, all in one level-l tile
+    (RFC 6962 §2.1 combines them like leaves). That tile is the only place to look: every full
+    tile below it has it as parent, which verify_tiles requires to be held too.
+    """
+    if not Subtree(start, end, b"").is_complete or end > tiles.size:
+        return None
+    level, rest = divmod((end - start).bit_length() - 1, TILE_HEIGHT)
+    position = start >> (TILE_HEIGHT * level)
+    tile = tiles.hashes.get((level, position // TILE_WIDTH))
+    first, count = position % TILE_WIDTH, 1 << rest
+    if tile is None or first + count > len(tile):
+        return None
+    ref = present_tile(tiles.size, level, position // TILE_WIDTH)
+    return HeldSubtree(start, end, root_from_leaf_hashes(tile[first : first + count]), ref, first, count)
+
+
+def shared_subtrees(tiles: VerifiedTiles, nodes: list[Subtree]) -> list[tuple[Subtree, HeldSubtree]]:
+    """Each of `nodes` (e.g. merkle.inclusion_subtrees) whose hash the verified tiles also
+    hold, paired with the held one: every hash two trees of one log must agree on, whatever
+    their sizes (a disagreement is a fork; agreement is not a consistency proof)."""
+    shared = []
+    for node in nodes:
+        held = subtree_at(tiles, node.start, node.end)
+        if held is not None:
+            shared.append((node, held))
+    return shared
 
 
 @dataclass(frozen=True)
