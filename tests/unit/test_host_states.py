@@ -226,11 +226,12 @@ def test_an_expired_timestamp_on_a_host_holding_trust_says_what_is_still_served(
 def test_a_skewed_clock_is_named_instead_of_the_operator(tmp_path: Path, host: Host) -> None:
     """Expired by this host's clock, valid by the server's Date header: the clock is at fault."""
     settings, store = host
-    past = datetime.now(UTC) - timedelta(days=30)
+    local = float(int(time.time()))  # one instant for both clocks: building the repository
+    past = datetime.fromtimestamp(local, UTC) - timedelta(days=30)  # takes seconds under load
     demo = DemoRepository(tmp_path / "repo", now=past)
     store.write_anchor(demo.repo.root_bytes(1))
     fetcher = RepositoryFetcher(demo.repo)
-    fetcher.server_clock = (time.time(), formatdate(past.timestamp(), usegmt=True))
+    fetcher.server_clock = (local, formatdate(past.timestamp(), usegmt=True))
     with pytest.raises(MetadataExpiredError, match="this host's clock, which is 30 days ahead") as skewed:
         sync(settings, store, fetcher=fetcher)
     assert "fix this host's clock" in skewed.value.hint and "bump-online" not in skewed.value.hint
