@@ -256,7 +256,7 @@ def _refresh(
             refuse_rollback(base, anchor, floor, verified.metadata, memo)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
-            changes = _describe(settings, store, base, anchor, after, now, memo)
+            changes = _describe(settings, store, state, base, anchor, after, now, memo)
             store.commit(work)
         else:
             versions = versions_of(work.metadata_dir)  # the Updater just verified these files
@@ -311,6 +311,7 @@ def _verify_downloaded(
 def _describe(
     settings: TrustRepoSettings,
     store: Store,
+    state: CacheState,
     base: Generation | None,
     anchor: bytes,
     after: TrustView,
@@ -324,7 +325,7 @@ def _describe(
         return tuple(describe_changes(None, after))
     try:
         verified = verify_generation(base, anchor, store.committed_roots_dir, memo=memo)
-        before = view_of(verified, settings, None, now)
+        before = view_of(verified, settings, state, now)  # judged with the record it was held under
     except (errors.StellaError, OSError) as exc:
         reason = exc.message if isinstance(exc, errors.StellaError) else str(exc)
         return (f"earlier trust not compared (it does not verify: {reason})", *describe_changes(None, after))

@@ -119,14 +119,18 @@ def test_an_expired_rekor_key_refuses_entries_after_the_host_first_saw_it_expire
 ) -> None:
     repo, (settings, store) = _synced(tmp_path, host)
     mark_rekor(repo, "Expired")
-    sync(settings, store, now=MARKED_EXPIRED_AT, fetcher=RepositoryFetcher(repo))
+    result = sync(settings, store, now=MARKED_EXPIRED_AT, fetcher=RepositoryFetcher(repo))
+    assert result.changes == (
+        "transparency log retired: https://rekor.sigstage.dev (log ID d32f30a3c32d639c…, "
+        "ecdsa-p256-sha256), valid until 2024-01-01T00:00:00Z",
+    )
     view = load_view(settings, store)
     log = next(log for log in view.sigstore.transparency_logs if log.log_id == REKOR_V1_LOG_ID)
     assert log.valid_until == MARKED_EXPIRED_AT and log.status(view.at) == "retired"
     assert _verify(view, _case("bundle.txt.sigstore.json")).signer == "a@tny.town"  # integrated 2023
     with pytest.raises(BundleVerificationError) as refused:
         _verify(view, _case("bundle_v3.txt.sigstore.json"))  # integrated 2024-04
-    assert refused.value.hint
+    assert "outside the validity of its log" in refused.value.message and refused.value.hint
     # later syncs keep the first sighting: the window does not creep forward
     sync(settings, store, fetcher=RepositoryFetcher(repo))
     (rekor,) = [t for t in legacy_targets(repo.targets.signed.targets) if t.name == "rekor.pub"]
