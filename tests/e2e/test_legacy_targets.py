@@ -114,6 +114,9 @@ def test_auto_detects_legacy_shows_it_exports_it_and_verifies_every_staging_bund
     assert status["endpoints"]["rekor"]["public_key_target"] == "rekor.pub"
     text = ok(legacy_host.run("status", "--show-keys")).out
     assert "legacy-rekor" in text and "legacy-tsa" in text and "retired" in text  # the Expired CT log
+    rows = ok(legacy_host.run("keys", "--json")).json()["keys"]
+    sources = {(row["kind"], row["source"]) for row in rows if row["in_trusted_root"]}
+    assert {("rekor", "rekor.pub"), ("fulcio", "fulcio_v1.crt.pem"), ("tsa", "tsa_root.crt.pem")} <= sources
     exported = tmp_path / "trusted_root.json"
     ok(legacy_host.run("export", "--format", "trusted-root", "--out", str(exported)))
     assert len(TrustedRoot.from_file(str(exported)).get_fulcio_certs()) == 2  # sigstore-python's loader

@@ -17,7 +17,9 @@ from stella_trust._internal.policy.inputs import LEGACY, SIGSTORE, TrustPolicy, 
 from stella_trust._internal.policy.legacy import expired_record, from_legacy, legacy_targets
 from stella_trust._internal.policy.sources import source_kinds
 from stella_trust._internal.reader import load_view
+from stella_trust._internal.settings import load_settings
 from stella_trust._internal.sigstore.errors import BundleVerificationError
+from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.verifiers import trust_file, verify_bundle
 from stella_trust.errors import ServiceMapError, StellaError
@@ -240,3 +242,22 @@ def test_expired_record_keeps_first_sightings_and_drops_reactivated() -> None:
     assert first == {old.sha256: "2024-01-01T00:00:00Z"}
     assert expired_record(first, marked, MARKED_EXPIRED_AT + timedelta(days=30)) == first
     assert expired_record(first, [t for t in marked if not t.expired], MARKED_EXPIRED_AT) == {}
+
+
+def test_status_of_a_legacy_host_imports_no_verifier(tmp_path: Path) -> None:
+    """The synthesised trusted root is parsed with sigstore_models on every read, never loaded
+    with sigstore-python there: `trust status` stays as lean as for the other sources."""
+    from tests.unit.test_startup_imports import NETWORK_AND_EXTRAS, imported, loaded
+
+    repo = legacy_repository(tmp_path / "legacy-repo")
+    url, cache = repo.path.resolve().as_uri(), tmp_path / "cache"
+    config = tmp_path / "trust.yaml"
+    config.write_text(f"attestor:\n  trust_repo:\n    tuf_url: {url}\n    local_cache_path: {cache}\n")
+    settings = load_settings(config, {})
+    store = Store.of(settings)
+    store.write_anchor(repo.root_bytes(1))
+    sync(settings, store)
+    done, modules = loaded("--config", str(config), "status", "--json", "--show-keys")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["result"]["sources"] == ["legacy"]
+    assert imported(modules, NETWORK_AND_EXTRAS) == []

@@ -132,7 +132,7 @@ def from_legacy(
             LegacyMaterial(target.name, targets.bytes_of(target.name), target.uri, ends[target.name])
         )
     data, log_targets = synthesize_legacy_root(
-        groups["Rekor"], groups["Fulcio"], groups["CTFE"], groups["TSA"]
+        groups["Rekor"], groups["Fulcio"], groups["CTFE"], groups["TSA"], check=False
     )
     from stella_trust._internal.sigstore.legacyroot import SYNTHESISED
 
