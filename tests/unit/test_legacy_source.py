@@ -220,7 +220,7 @@ def test_public_good_auto_stays_sigstore_though_it_marks_legacy_targets() -> Non
         )
 
 
-def test_public_good_legacy_targets_synthesise_its_instance() -> None:
+def test_public_good_legacy_targets_synthesise_its_instance(tmp_path: Path) -> None:
     """Synthesised from the real legacy targets alone: the same Rekor log ID as its trusted root,
     the retired Fulcio root bounded by when it was first seen Expired, the current chain open."""
     targets = _public_good_targets()
@@ -232,6 +232,11 @@ def test_public_good_legacy_targets_synthesise_its_instance() -> None:
     windows = sorted((len(ca.subjects), ca.valid_until) for ca in source.trust.certificate_authorities)
     assert windows == [(1, seen_at), (2, None)]
     assert len(source.trust.ctlogs) == 2 and roles["fulcio.crt.pem"] == "legacy-fulcio"
+    exported = tmp_path / "trusted_root.json"
+    exported.write_bytes(source.trusted_root_json)
+    from sigstore.models import TrustedRoot
+
+    assert len(TrustedRoot.from_file(str(exported)).get_fulcio_certs()) == 3  # sigstore-python loads it
 
 
 def test_expired_record_keeps_first_sightings_and_drops_reactivated() -> None:
