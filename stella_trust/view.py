@@ -99,7 +99,9 @@ class TargetEntry:
     sha256: str
     custom: dict[str, Any] | None
     pinned: bool
-    role: str  # why the host holds it: service-map / referenced / trusted-root / signing-config / pinned
+    # why the host holds it: service-map / referenced / trusted-root / signing-config / pinned,
+    # or legacy-rekor / legacy-fulcio / legacy-ctfe / legacy-tsa (a legacy Sigstore target)
+    role: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,9 +158,10 @@ class Endpoints:
 class TrustView:
     """What an attestor needs, computed from verified bytes only.
 
-    `sources` says what the repository publishes ("service-map", "sigstore" or both);
-    `sigstore` (logs, CAs, CT logs, TSAs, services) and `trusted_root_json` exist for
-    either: a service map's Rekor key and Fulcio chain are turned into a trusted root.
+    `sources` says what the repository publishes ("service-map", "sigstore" or both, or
+    "legacy": Sigstore's keys and chains as separate marked targets); `sigstore` (logs, CAs,
+    CT logs, TSAs, services) and `trusted_root_json` exist for each: a service map's Rekor key
+    and Fulcio chain, or the legacy targets, are turned into a trusted root.
     `service_map` is None for a Sigstore-only repository; `endpoints` is always there.
     """
 

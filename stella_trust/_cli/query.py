@@ -219,6 +219,7 @@ def _key_rows(view: TrustView) -> list[dict[str, Any]]:
     trust = view.sigstore
     trusted_root = next((t.name for t in view.targets if t.role == "trusted-root"), None)
     key_targets = {fact.spki_sha256: fact.target for fact in view.keys}
+    cert_targets = {cert.sha256: cert.target for cert in view.certificates}  # legacy: a chain's top
     rows: list[dict[str, Any]] = []
     covered_keys: set[str] = set()
     covered_certs: set[str] = set()
@@ -230,8 +231,12 @@ def _key_rows(view: TrustView) -> list[dict[str, Any]]:
     for kind, chains in (("fulcio", trust.certificate_authorities), ("tsa", trust.timestamp_authorities)):
         for chain in chains:
             covered_certs.update(chain.fingerprints)
-            source = trusted_root or (
-                view.endpoints.fulcio.root_cert_target if kind == "fulcio" else "synthesized trusted root"
+            source = (
+                trusted_root
+                or cert_targets.get(chain.fingerprints[-1])
+                or (
+                    view.endpoints.fulcio.root_cert_target if kind == "fulcio" else "synthesized trusted root"
+                )
             )
             rows.append(_chain_row(kind, source, chain, view))
     usage = {t.name: _usage_kind(t.custom) for t in view.targets}

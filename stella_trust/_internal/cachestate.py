@@ -71,6 +71,9 @@ class CacheState:
     floor: Floor = field(default_factory=dict)
     # Pins the repository stopped listing (retired upstream) at the last sync.
     retired_pins: list[str] = field(default_factory=list)
+    # Legacy Sigstore targets (by SHA-256) first seen marked Expired, and when (decision 21): the
+    # end of their validity windows. Unsigned: a record can end a window no later than `now`.
+    legacy_expired: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
@@ -78,6 +81,10 @@ class CacheState:
         it was edited into something else)."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["floor"] = parse_floor(known.get("floor", {}))
+        expired = known.get("legacy_expired", {})
+        known["legacy_expired"] = (
+            {str(k): v for k, v in expired.items() if isinstance(v, str)} if isinstance(expired, dict) else {}
+        )
         return cls(**known)
 
     def to_json(self) -> dict[str, Any]:

@@ -60,7 +60,13 @@ def recorded(state: CacheState | None) -> Recorded:
     judging the trust it is about to commit) records nothing."""
     if state is None:
         return Recorded()
-    return Recorded(tuple(state.retired_pins), state.last_sync, state.last_error, dict(state.source))
+    return Recorded(
+        tuple(state.retired_pins),
+        state.last_sync,
+        state.last_error,
+        dict(state.source),
+        dict(state.legacy_expired),
+    )
 
 
 def targets_of(verified: VerifiedTrust) -> VerifiedTargets:

@@ -24,7 +24,7 @@ from stella_trust.errors import ConfigError, OfflineModeError
 
 # What a repository publishes: a StellaOps service map (+ the keys and chain it names),
 # Sigstore's own trusted_root.json (+ signing config), or both. `auto` detects it.
-TrustSource = Literal["auto", "service-map", "sigstore", "both"]
+TrustSource = Literal["auto", "service-map", "sigstore", "both", "legacy"]
 APP_NAME = "stella-trust"
 
 # Environment variable -> settings field. Fixed names: they are part of the interface.

@@ -31,6 +31,7 @@ from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.policy.changes import describe_changes
+from stella_trust._internal.policy.legacy import expired_record
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
@@ -73,6 +74,7 @@ class SyncResult:
     sources: tuple[str, ...] = ()
     retired_pins: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
+    legacy_expired: dict[str, str] = field(default_factory=dict)  # state.json's record (decision 21)
 
     def to_json(self) -> dict[str, Any]:
         """The `trust sync --json` result (the floor is not output: state.json records it)."""
@@ -153,6 +155,8 @@ def sync(
         durable |= bool(result.floor) and result.floor != state.floor
         if result.floor:
             state.floor = result.floor
+        durable |= result.legacy_expired != state.legacy_expired  # the windows' ends (decision 21)
+        state.legacy_expired = result.legacy_expired
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
         store.write_state(state, durable=durable)
@@ -230,6 +234,7 @@ def _refresh(
         held = held_names(base)
         collected = puller.collect(trust_policy(settings), held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
+        expired = expired_record(state.legacy_expired, collected.legacy, now)
         checked = session.updater_checks()  # what python-tuf verified, by content (decision 14)
         session.close()  # the Updater's parsed metadata is not needed past this point
         puller.forget_names()
@@ -246,11 +251,12 @@ def _refresh(
             store.keep_as_spare(work)
         elif changed:
             verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
-            after = view_of(verified, settings, None, now)  # the new trust must yield a usable view
+            # the new trust must yield a usable view, judged with the record it will be committed with
+            after = view_of(verified, settings, CacheState(legacy_expired=expired), now)
             refuse_rollback(base, anchor, floor, verified.metadata, memo)
             versions = verified.metadata.versions
             new_floor = verified.metadata.floor()
-            changes = _describe(settings, store, base, anchor, after, now, memo)
+            changes = _describe(settings, store, state, base, anchor, after, now, memo)
             store.commit(work)
         else:
             versions = versions_of(work.metadata_dir)  # the Updater just verified these files
@@ -282,6 +288,7 @@ def _refresh(
         sources=sources,
         retired_pins=collected.retired_pins,
         changes=changes,
+        legacy_expired=expired,
     )
 
 
@@ -304,6 +311,7 @@ def _verify_downloaded(
 def _describe(
     settings: TrustRepoSettings,
     store: Store,
+    state: CacheState,
     base: Generation | None,
     anchor: bytes,
     after: TrustView,
@@ -317,7 +325,7 @@ def _describe(
         return tuple(describe_changes(None, after))
     try:
         verified = verify_generation(base, anchor, store.committed_roots_dir, memo=memo)
-        before = view_of(verified, settings, None, now)
+        before = view_of(verified, settings, state, now)  # judged with the record it was held under
     except (errors.StellaError, OSError) as exc:
         reason = exc.message if isinstance(exc, errors.StellaError) else str(exc)
         return (f"earlier trust not compared (it does not verify: {reason})", *describe_changes(None, after))

@@ -42,6 +42,7 @@ from stella_trust._internal.bundle.layout import (
 from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.hostpolicy import trust_policy, view_of
+from stella_trust._internal.policy.legacy import expired_record
 from stella_trust._internal.policy.selection import Collected, retired_pin_warning
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.sigstore.sealedlogs import SealedLog, accept_carried, write_sealed
@@ -240,6 +241,8 @@ def _import(
             }
             state.last_error = None
             state.retired_pins = list(collected.retired_pins)
+            # decision 21: an Expired legacy target's window ends when this host first saw it so
+            state.legacy_expired = expired_record(state.legacy_expired, collected.legacy, now)
             store.write_state(state, durable=True)  # the floor and the retired pins changed
             return summary
         finally:

@@ -15,7 +15,15 @@ from typing import Any
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
 from stella_trust._internal.policy.freshness import compute_freshness
-from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, Recorded, TrustPolicy, VerifiedTargets
+from stella_trust._internal.policy.inputs import (
+    LEGACY,
+    SERVICE_MAP,
+    SIGSTORE,
+    Recorded,
+    TrustPolicy,
+    VerifiedTargets,
+)
+from stella_trust._internal.policy.legacy import from_legacy, legacy_targets, publishes_legacy
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.policy.servicemap import (
     local_service_map,
@@ -95,7 +103,7 @@ def build_parts(
                 f"{exc.message} (not in the cache)", hint="run `trust sync`"
             ) from exc
 
-    sources = source_kinds(policy, stored)
+    sources = source_kinds(policy, stored, lambda: publishes_legacy(legacy_targets(targets.info)))
     keys: dict[str, KeyFact] = {}
     certificates: list[CertFact] = []
     for name in stored:
@@ -120,7 +128,17 @@ def build_parts(
         endpoints = resolve_endpoints(service_map, policy.environment, keys, resolve)
         for ref in referenced_targets(service_map, policy.environment):
             roles_of.setdefault(resolve(ref), "referenced")
-    if SIGSTORE in sources:
+    if LEGACY in sources:
+        seen = {
+            digest: moment
+            for digest, text in recorded.legacy_expired.items()
+            if (moment := _recorded_moment(text)) is not None
+        }
+        sigstore, legacy_roles = from_legacy(targets, seen, now)
+        roles_of.update(legacy_roles)
+        endpoints = endpoints_from_sigstore(sigstore, now)
+        judged_sigstore = sigstore
+    elif SIGSTORE in sources:
         sigstore = from_repository(policy, targets, resolve)
         assert sigstore.trusted_root_target is not None
         roles_of.setdefault(sigstore.trusted_root_target, "trusted-root")

@@ -15,6 +15,7 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 SERVICE_MAP, SIGSTORE = "service-map", "sigstore"  # the trust source kinds (TrustView.sources)
+LEGACY = "legacy"  # Sigstore's separate key/chain targets with custom metadata (policy/legacy.py)
 DEFAULT_REKOR_KEY_TARGETS = ("rekor-key-v1",)
 
 
@@ -54,6 +55,8 @@ class Recorded:
     last_sync: str | None = None
     last_error: str | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
+    # legacy targets (by SHA-256) and when this host first saw each marked Expired (ISO 8601)
+    legacy_expired: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
-from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, TrustPolicy
+from stella_trust._internal.policy.inputs import LEGACY, SERVICE_MAP, SIGSTORE, TrustPolicy
+from stella_trust._internal.policy.legacy import LegacyTarget, legacy_mark, publishes_legacy
 from stella_trust._internal.policy.names import match_name
 from stella_trust._internal.policy.servicemap import (
     local_service_map,
@@ -33,6 +34,7 @@ class Collected:
     wanted: dict[str, str]  # target name -> why the host holds it
     sources: tuple[str, ...]
     retired_pins: tuple[str, ...]  # pins the repository no longer lists (held before)
+    legacy: tuple[LegacyTarget, ...] = ()  # the legacy targets held (LEGACY source only)
 
 
 def retired_pin_warning(pin: str) -> str:
@@ -49,6 +51,7 @@ class TargetSelection(ABC):
     def __init__(self) -> None:
         """Nothing stored yet; `pull` remembers what it stored so nothing is fetched twice."""
         self._stored: dict[str, Path] = {}
+        self._legacy: tuple[LegacyTarget, ...] | None = None
 
     # ---- supplied by the source ----------------------------------------------------
     @abstractmethod
@@ -106,7 +109,7 @@ class TargetSelection(ABC):
         lists it again, when it is simply held again. A pin never held that does not exist
         is a typo: still an error.
         """
-        sources = source_kinds(policy, self.offers)
+        sources = source_kinds(policy, self.offers, lambda: publishes_legacy(self.legacy_marks()))
         held_names = set(held) | set(retired_before)
         retired: list[str] = []
         wanted: dict[str, str] = {}
@@ -114,6 +117,10 @@ class TargetSelection(ABC):
             self._collect_service_map(policy, wanted)
         if SIGSTORE in sources:
             self._collect_sigstore(policy, wanted)
+        if LEGACY in sources:
+            for mark in self.legacy_marks():
+                self.pull(*self.lookup(mark.name))
+                wanted[mark.name] = mark.role
         for pin in policy.pins(sources):
             try:
                 name, info = self.lookup(pin)
@@ -124,7 +131,21 @@ class TargetSelection(ABC):
                 continue
             self.pull(name, info)
             wanted.setdefault(name, "pinned")
-        return Collected(wanted, sources, tuple(retired))
+        legacy = self.legacy_marks() if LEGACY in sources else ()
+        return Collected(wanted, sources, tuple(retired), legacy)
+
+    def legacy_marks(self) -> tuple[LegacyTarget, ...]:
+        """Every listed target marked for Sigstore by its signed custom metadata (policy/legacy.py),
+        read once: only a repository with neither a service map nor a trusted root is asked."""
+        if self._legacy is None:
+            marks = []
+            for name in sorted(self.names()):
+                info = self.find(name)
+                mark = legacy_mark(name, info) if info is not None else None
+                if mark is not None:
+                    marks.append(mark)
+            self._legacy = tuple(marks)
+        return self._legacy
 
     def _collect_service_map(self, policy: TrustPolicy, wanted: dict[str, str]) -> None:
         """The service map (the operator's local one if configured, else the signed target) and

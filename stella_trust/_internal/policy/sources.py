@@ -1,15 +1,17 @@
 """Which trust sources a repository offers: a StellaOps service map, Sigstore's own
-`trusted_root.json` (+ signing config), or both (docs/design.md, Trust sources).
+`trusted_root.json` (+ signing config), or both; else Sigstore's legacy targets (keys and
+chains marked with custom metadata, policy/legacy.py) (docs/design.md, Trust sources).
 
-`trust_source: auto` decides from the target names the signed metadata lists, so sync,
-bundle import and every read reach the same answer from the same verified names.
+`trust_source: auto` decides from the target names the signed metadata lists (and, only when
+neither named source is there, from the targets' signed custom metadata), so sync, bundle
+import and every read reach the same answer from the same verified metadata.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from stella_trust._internal.policy.inputs import SERVICE_MAP, SIGSTORE, TrustPolicy
+from stella_trust._internal.policy.inputs import LEGACY, SERVICE_MAP, SIGSTORE, TrustPolicy
 from stella_trust.errors import ServiceMapError
 
 
@@ -28,9 +30,30 @@ def lists(name: str, names: Iterable[str] | Callable[[str], bool]) -> bool:
     return sum(1 for listed_name in listed if listed_name.startswith(prefix)) == 1
 
 
-def source_kinds(policy: TrustPolicy, names: Iterable[str] | Callable[[str], bool]) -> tuple[str, ...]:
+def source_kinds(
+    policy: TrustPolicy,
+    names: Iterable[str] | Callable[[str], bool],
+    legacy: Callable[[], bool] = lambda: False,
+) -> tuple[str, ...]:
     """The configured kinds, or (auto) the kinds the repository publishes; none is an error.
-    `names`: the listed target names, or a predicate answering `lists` for one name."""
+    `names`: the listed target names, or a predicate answering `lists` for one name; `legacy`:
+    whether the signed metadata marks legacy Sigstore targets (asked only when needed: it reads
+    every target's custom metadata).
+
+    `legacy` is how cosign reads such a repository: its `trusted_root.json` when it publishes
+    one, else the legacy targets. So a host configured `legacy` (what `auto` records) moves to
+    `sigstore` when the repository adds a trusted root, as cosign does (decision 21)."""
+    if policy.trust_source == LEGACY:
+        if lists(policy.sigstore_trusted_root_target, names if callable(names) else set(names)):
+            return (SIGSTORE,)
+        if not legacy():
+            raise ServiceMapError(
+                f"Legacy Sigstore targets not found: the repository marks no target with "
+                f'{{"sigstore": {{"usage": "Rekor", ...}}}} custom metadata, and publishes no '
+                f"{policy.sigstore_trusted_root_target!r}",
+                hint="check tuf_url, or set trust_source to what the repository publishes",
+            )
+        return (LEGACY,)
     if policy.trust_source == SERVICE_MAP:
         return (SERVICE_MAP,)
     if policy.trust_source == SIGSTORE:
@@ -43,10 +66,13 @@ def source_kinds(policy: TrustPolicy, names: Iterable[str] | Callable[[str], boo
         found.append(SERVICE_MAP)
     if lists(policy.sigstore_trusted_root_target, listed):
         found.append(SIGSTORE)
+    if not found and legacy():
+        found.append(LEGACY)
     if not found:
         raise ServiceMapError(
             f"Service map not found: the repository publishes neither {policy.service_map_target!r} "
-            f"(StellaOps service map) nor {policy.sigstore_trusted_root_target!r} (Sigstore trusted root)",
+            f"(StellaOps service map) nor {policy.sigstore_trusted_root_target!r} (Sigstore trusted root), "
+            "nor legacy Sigstore targets (custom metadata sigstore.usage)",
             hint="check tuf_url; set service_map_target or sigstore_trusted_root_target if the "
             "repository names them differently",
         )

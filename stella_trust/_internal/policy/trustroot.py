@@ -8,8 +8,8 @@ of the key's SPKI), so `status`, `export` and `verify` work the same for both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from stella_trust._internal.policy.inputs import TrustPolicy, VerifiedTargets
@@ -29,8 +29,11 @@ class SigstoreSource:
     trust: SigstoreTrust
     trusted_root_json: bytes
     signing_config_json: bytes | None
-    trusted_root_target: str | None  # None when synthesised from a service map
+    trusted_root_target: str | None  # None when synthesised from a service map or legacy targets
     signing_config_target: str | None
+    # synthesised from legacy targets: the target each log ID came from, and the active Fulcio chain's
+    log_targets: Mapping[str, str] = field(default_factory=dict)
+    ca_target: str | None = None
 
 
 def from_repository(
@@ -88,21 +91,23 @@ def endpoints_from_sigstore(source: SigstoreSource, now: datetime) -> Endpoints:
     active_cas = [ca for ca in trust.certificate_authorities if ca.active(now) and ca.uri]
     ca_services = [s for s in trust.services if s.kind == "ca" and s.active(now)]
     fulcio_url = ca_services[0].url if ca_services else active_cas[0].uri if active_cas else ""
+    key_target = source.log_targets.get(log.log_id, target)
+    ca_target = source.ca_target or target
     services: dict[str, dict[str, object]] = {
         "rekor": {
             "url": log.base_url,
             "log_id": log.log_id,
-            "public_key_target": target,
+            "public_key_target": key_target,
             "api_version": log.rekor_version,
         },
-        "fulcio": {"url": fulcio_url, "root_cert_target": target},
+        "fulcio": {"url": fulcio_url, "root_cert_target": ca_target},
     }
     for kind, name in (("tsa", "tsa"), ("oidc", "oidc"), ("tlog", "rekor_logs")):
         urls = [s.url for s in trust.services if s.kind == kind and s.active(now)]
         if urls:
             services[name] = {"urls": urls}
     return Endpoints(
-        rekor=RekorEndpoint(log.base_url, log.log_id, target),
-        fulcio=FulcioEndpoint(str(fulcio_url), target),
+        rekor=RekorEndpoint(log.base_url, log.log_id, key_target),
+        fulcio=FulcioEndpoint(str(fulcio_url), ca_target),
         services=services,
     )
