@@ -157,6 +157,9 @@ def _report_sync(env: Envelope, result: SyncResult) -> None:
     )
     for change in result.changes:
         env.say(f"  {change}")
+    for mirror in result.mirrors:
+        if mirror["error"]:
+            env.warn(f"mirror {mirror['url']} passed over: {mirror['error']}")
 
 
 def sync(

@@ -93,8 +93,10 @@ def test_a_failing_first_mirror_is_passed_over_and_the_next_syncs_behave(
         mirror.inject(f"/metadata/{new_snapshot}.snapshot.json", "body", old_snapshot)
     server.take_requests()
 
-    result = ok(client.run("sync", "--json")).json()
+    envelope = ok(client.run("sync", "--json")).envelope()
+    result = envelope["result"]
     assert result["changed"] and result["versions"]["snapshot"] == new_snapshot
+    assert [w for w in envelope["warnings"] if "passed over" in str(w)], envelope["warnings"]
     by_position = result["mirrors"]
     assert [m["url"] for m in by_position] == [first, server.url]
     assert by_position[0]["error"] and by_position[1]["error"] is None

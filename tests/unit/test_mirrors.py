@@ -301,3 +301,27 @@ def test_health_survives_state_json_and_feeds_status_and_metrics() -> None:
         == datetime(2026, 12, 5, 10, tzinfo=UTC).timestamp()
     )
     assert ("stella_trust_mirror_last_success_timestamp_seconds", "https://origin") not in samples
+
+
+def test_a_mirror_serving_a_forked_repository_is_refused_and_the_next_one_used(
+    host: Host, simulated: Simulated, tmp_path: Path
+) -> None:
+    """A mirror serving another history (another repository's root v2, signed by keys the held
+    root does not name): refused at the root step (TUF 5.3.4), nothing of it kept."""
+    demo, _ = simulated
+    first_sync(host, demo)
+    _, store = host
+    fork = DemoRepository(tmp_path / "fork")
+    fork.rotate("timestamp")  # the fork has a 2.root.json the host will be offered
+    forked_files = RepositoryFetcher(fork.repo).files()
+    assert "metadata/2.root.json" in forked_files
+    demo.repo.publish()
+    settings = with_mirrors(host, A, B)
+    net = Network({A: forked_files, B: RepositoryFetcher(demo.repo), BASE_URL: RepositoryFetcher(demo.repo)})
+    result = sync(settings, store, fetcher=net)
+    assert result.versions["root"] == 1 and result.versions["timestamp"] == demo.repo.timestamp.signed.version
+    assert net.take(A) == ["metadata/2.root.json"]
+    assert forked_files["metadata/2.root.json"] not in cache_bytes(store)
+    health = {h.url: h for h in store.read_state().mirrors}
+    assert health[A].last_error is not None and "Signature verification failed" in health[A].last_error
+    assert load_view(settings, store).usable

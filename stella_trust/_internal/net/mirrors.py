@@ -188,7 +188,6 @@ class MirrorRun:
     bases: tuple[str, ...]
     inner: CountingFetcher
     records: list[_Record] = field(default_factory=list)
-    refused: list[tuple[int, str]] = field(default_factory=list)  # (mirror, why its attempt failed)
     served_by: int | None = None  # the attempt that succeeded started here
 
     def __post_init__(self) -> None:
@@ -225,8 +224,8 @@ class MirrorRun:
 
     def attempt_failed(self, fetcher: MirrorFetcher, failure: errors.StellaError) -> None:
         """The attempt ended on `fetcher.active` with `failure` (the repository's fault)."""
-        self.refused.append((fetcher.active, failure.message))
-        self.failed(fetcher.active, failure.message)
+        reason = failure.message.removesuffix(f" ({fetcher.base})")  # the mirror is named beside it
+        self.failed(fetcher.active, reason)
 
     def succeeded(self, fetcher: MirrorFetcher) -> None:
         """The attempt that ended on `fetcher.active` was committed (or found idle)."""
@@ -247,10 +246,7 @@ class MirrorRun:
         final = copy.copy(failure)
         final.message = f"every mirror failed ({len(self.bases)} tried in order): {reasons}"
         final.args = (final.message,)
-        final.hint = (
-            "`trust status` shows each mirror's last success and error; check the mirrors and the "
-            f"network path. {failure.hint}".strip()
-        )
+        final.hint = f"`trust status` shows each mirror's last error; {failure.hint}".rstrip("; ")
         final.connected_hint = None
         return final
 
