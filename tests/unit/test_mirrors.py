@@ -325,3 +325,23 @@ def test_a_mirror_serving_a_forked_repository_is_refused_and_the_next_one_used(
     health = {h.url: h for h in store.read_state().mirrors}
     assert health[A].last_error is not None and "Signature verification failed" in health[A].last_error
     assert load_view(settings, store).usable
+
+
+def test_credentials_in_a_mirror_url_never_leave_the_config(host: Host, simulated: Simulated) -> None:
+    """Decision 18: a mirror's userinfo and secret query values are redacted in state.json, the
+    sync's result and its errors."""
+    demo, _ = simulated
+    first_sync(host, demo)
+    _, store = host
+    secret_a = "http://deploy:s3cret-a@mirror-a.invalid"
+    secret_b = "http://mirror-b.invalid/tuf?token=s3cret-b"
+    settings = with_mirrors(host, secret_a, secret_b)
+    net = Network({secret_a: REFUSED, secret_b: UNAVAILABLE, BASE_URL: RepositoryFetcher(demo.repo)})
+    result = sync(settings, store, fetcher=net)
+    shown = json.dumps(result.to_json()) + store.state_path.read_text()
+    net.mirrors[BASE_URL] = REFUSED
+    with pytest.raises(RepositoryUnreachableError) as caught:
+        sync(settings, store, fetcher=net)
+    shown += caught.value.message + caught.value.hint + store.state_path.read_text()
+    assert "s3cret" not in shown
+    assert "http://***@mirror-a.invalid" in shown and "token=***" in shown
