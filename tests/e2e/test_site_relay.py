@@ -11,6 +11,7 @@ the same way.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -212,3 +213,52 @@ def test_an_air_gapped_site_serves_an_imported_export_through_the_relay(
                 assert ok(client.run("get", "rekor-key-v1")).out.encode() == demo.rekor_v1
     finally:
         served.stop()
+
+
+PUBLIC_GOOD = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sigstore" / "public-good-2025-10"
+)
+SIGN_OFF = "2025-10-20 12:00:00"  # inside the fixture's timestamp (its README)
+
+
+def test_public_good_through_a_tampering_mirror_and_the_relay_under_faketime(tmp_path: Path) -> None:
+    """The real public-good repository (real signatures, 9 roots walked from v5, a delegated
+    role) behind the README's relay, with a first mirror serving a tampered timestamp: refused,
+    the relay serves, and the hosts keep syncing from its stale cache once the origin is gone."""
+    origin = FaultyServer(PUBLIC_GOOD).start()
+    tampering = FaultyServer(PUBLIC_GOOD).start()
+    try:
+        document = json.loads((PUBLIC_GOOD / "metadata" / "timestamp.json").read_bytes())
+        document["signed"]["meta"]["snapshot.json"]["version"] += 1  # signatures kept: refused
+        tampered = json.dumps(document).encode()
+        tampering.inject("/metadata/timestamp.json", "body", tampered)
+        with relay(tmp_path, origin.url, "relay") as relay_url:
+            home = tmp_path / "pg-host"
+            home.mkdir()
+            client = Client(home=home, url=origin.url, root=PUBLIC_GOOD / "metadata" / "5.root.json")
+            client.clock = SIGN_OFF
+            args = ["--tuf-url", origin.url, "--root", str(client.root)]
+            init = ok(
+                client.run("init", *args, "--mirror", tampering.url, "--mirror", relay_url, "--json")
+            ).json()
+            mirrors = init["sync"]["mirrors"]
+            assert [m["url"] for m in mirrors] == [tampering.url, relay_url, origin.url]
+            assert "Signature verification failed" in mirrors[0]["error"]
+            assert mirrors[1]["error"] is None and mirrors[2]["requests"] == 0
+            assert tampered not in {p.read_bytes() for p in client.cache.rglob("*") if p.is_file()}
+            origin.stop()
+            wait_for(lambda: get(relay_url + "/metadata/timestamp.json")[1] == "STALE", "stale timestamp")
+            for _ in range(3):
+                again = ok(client.run("sync", "--json")).json()
+                assert not again["changed"] and again["versions"]["root"] == 13
+            status = ok(client.status()).json()
+            assert (
+                status["metadata"]["timestamp"]["version"] == 492 and status["freshness"]["state"] == "fresh"
+            )
+            assert [m["healthy"] for m in status["mirrors"]] == [False, True, None]
+            trusted_root = tmp_path / "trusted_root.json"
+            ok(client.run("export", "--format", "trusted-root", "--out", str(trusted_root)))
+            assert json.loads(trusted_root.read_text())["tlogs"]
+    finally:
+        tampering.stop()
+        origin.stop()
