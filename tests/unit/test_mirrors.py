@@ -345,3 +345,24 @@ def test_credentials_in_a_mirror_url_never_leave_the_config(host: Host, simulate
     shown += caught.value.message + caught.value.hint + store.state_path.read_text()
     assert "s3cret" not in shown
     assert "http://***@mirror-a.invalid" in shown and "token=***" in shown
+
+
+def test_a_mirror_caught_mid_update_404s_the_new_snapshot_and_the_sync_restarts(
+    host: Host, simulated: Simulated
+) -> None:
+    """A 404 is an answer, so no per-request failover; but a 404 for the snapshot the timestamp
+    names fails TUF 5.5 on that mirror, and the sync restarts on the next one."""
+    demo, _ = simulated
+    first_sync(host, demo)
+    _, store = host
+    demo.repo.publish()
+    half_copied = RepositoryFetcher(demo.repo).files()
+    missing = f"metadata/{demo.repo.snapshot.signed.version}.snapshot.json"
+    del half_copied[missing]
+    net = Network({A: half_copied, B: RepositoryFetcher(demo.repo), BASE_URL: RepositoryFetcher(demo.repo)})
+    result = sync(with_mirrors(host, A, B), store, fetcher=net)
+    assert result.changed and result.versions["snapshot"] == demo.repo.snapshot.signed.version
+    assert net.take(A) == ["metadata/2.root.json", "metadata/timestamp.json", missing]
+    assert net.take(B)[:3] == ["metadata/2.root.json", "metadata/timestamp.json", missing]
+    health = {h.url: h for h in store.read_state().mirrors}
+    assert health[A].last_error is not None and "404" in health[A].last_error
