@@ -31,9 +31,11 @@ from types import FrameType
 from stella_trust._agent.metrics import AgentMetrics
 from stella_trust._agent.notify import Notifier
 from stella_trust._agent.reporting import CycleReporter
+from stella_trust._internal.cachestate import MirrorHealth
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.reader import load_view
+from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
@@ -352,6 +354,7 @@ class Agent:
             if error is None:
                 error = cache_io_error(exc, settings.local_cache_path)
         self._remember_last_sync(store, view)
+        self.metrics.mirrors = _mirror_health(settings, store)
         self.reporter.report(error, changed, view, changes, host_kind=self.host_kind)
         self.reporter.export_metrics(view, settings.metrics_path, self.notifier.dropped)
         return CycleOutcome(error is None, error, view, changed, changes)
@@ -380,6 +383,19 @@ class Agent:
         """For STATUS= and the one-shot log: state, last successful sync, failure streak."""
         state = self.last_state or "unknown"
         return f"trust {state}; last sync {self.last_sync or 'never'}; {self.failures} consecutive failures"
+
+
+def _mirror_health(settings: TrustRepoSettings, store: Store) -> list[MirrorHealth]:
+    """Each configured mirror's recorded health, in the order a sync tries them (net/mirrors.py),
+    for the metrics; none for a host without mirrors, or when state.json cannot be read."""
+    if not settings.mirrors:
+        return []
+    try:
+        recorded = {entry.url: entry for entry in store.read_state().mirrors}
+    except (OSError, StellaError):  # the cycle reports an unreadable cache itself
+        recorded = {}
+    urls = [redact(base) for base in settings.repository_bases]
+    return [recorded.get(url) or MirrorHealth(url) for url in urls]
 
 
 class _Abandoned(CycleOutcome):

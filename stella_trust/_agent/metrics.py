@@ -6,9 +6,12 @@ read at any moment; a half-written file would be scraped as garbage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from stella_trust._internal.cachestate import MirrorHealth
 from stella_trust._internal.fs import atomic_write
 
 STATES = ("fresh", "grace", "stale", "unusable")
@@ -32,6 +35,8 @@ class AgentMetrics:
     notify_dropped: int = 0
     # Pins the repository retired (it no longer lists them): alert and fix the config.
     retired_pins: list[str] = field(default_factory=list)
+    # Each configured mirror's recorded health, in the order a sync tries them (redacted URLs).
+    mirrors: list[MirrorHealth] = field(default_factory=list)
 
     def render(self) -> str:
         """The Prometheus text exposition format, one HELP and TYPE line per metric."""
@@ -101,6 +106,8 @@ class AgentMetrics:
                 "A pinned target the repository no longer lists (remove it from pinned_targets).",
                 [(f'{{target="{t}"}}', 1) for t in sorted(self.retired_pins)],
             )
+        if self.mirrors:
+            self._mirror_metrics(metric)
         metric(
             "notify_dropped_total",
             "counter",
@@ -108,6 +115,54 @@ class AgentMetrics:
             [("", float(self.notify_dropped))],
         )
         return "\n".join(lines) + "\n"
+
+    def _mirror_metrics(self, metric: Callable[[str, str, str, list[tuple[str, float]]], None]) -> None:
+        """Per mirror (label `mirror`, its redacted URL, and `position` in the order tried): whether
+        its latest outcome was a success, and when it last succeeded and last failed."""
+        labelled = [
+            (f'{{mirror="{_label(m.url)}",position="{i}"}}', m) for i, m in enumerate(self.mirrors, 1)
+        ]
+        metric(
+            "mirror_up",
+            "gauge",
+            "1 when the mirror's latest outcome was a success, 0 after a failure (absent: never tried).",
+            [(labels, 1.0 if m.healthy else 0.0) for labels, m in labelled if m.healthy is not None],
+        )
+        for name, help_text, attribute in (
+            (
+                "mirror_last_success_timestamp_seconds",
+                "Unix time the mirror last served a sync.",
+                "last_success",
+            ),
+            (
+                "mirror_last_error_timestamp_seconds",
+                "Unix time of the mirror's last failure.",
+                "last_error_at",
+            ),
+        ):
+            samples = []
+            for labels, m in labelled:
+                moment = _unix_time(getattr(m, attribute))
+                if moment is not None:
+                    samples.append((labels, moment))
+            if samples:
+                metric(name, "gauge", help_text, samples)
+
+
+def _unix_time(text: str | None) -> float | None:
+    """An ISO 8601 time from state.json as Unix time; None when absent or not a time (unsigned,
+    informational: a bad entry loses its sample, nothing else)."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def write_metrics(path: Path, metrics: AgentMetrics) -> None:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 def init(
     ctx: typer.Context,
     tuf_url: Annotated[str | None, typer.Option("--tuf-url", help="Repository base URL.")] = None,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option("--mirror", help="Mirror base URL tried before --tuf-url (repeatable, in order)."),
+    ] = None,
     root: Annotated[
         Path | None, typer.Option("--root", help="Trusted root.json obtained out of band.")
     ] = None,
@@ -64,12 +68,15 @@ def init(
       --root-sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
+
+      trust init --tuf-url https://tuf.example --mirror http://tuf-relay.site:8080 --root ./1.root.json
     """
     from stella_trust._internal.anchor import initialise, record_sources
 
     g = globals_of(ctx)
     flags: dict[str, Any] = {
         "tuf_url": tuf_url,
+        "mirrors": split_list(mirror),
         "service_map_target": service_map,
         "pinned_targets": split_list(pin),
         "environment": environment,
@@ -150,6 +157,9 @@ def _report_sync(env: Envelope, result: SyncResult) -> None:
     )
     for change in result.changes:
         env.say(f"  {change}")
+    for mirror in result.mirrors:
+        if mirror["error"]:
+            env.warn(f"mirror {mirror['url']} passed over: {mirror['error']}")
 
 
 def sync(
@@ -196,6 +206,21 @@ def _sealed_logs(store: Any, view: Any) -> list[dict[str, Any]]:
     return [log.to_json(view.at) for log in held.values()]
 
 
+def _mirror_health(settings: TrustRepoSettings, store: Any) -> list[dict[str, Any]]:
+    """Each configured mirror (and the origin after them) with its last success and last error
+    from state.json (net/mirrors.py); nothing for a host without mirrors."""
+    if not settings.mirrors:
+        return []
+    from stella_trust._internal.cachestate import mirror_report
+    from stella_trust._internal.redact import redact
+
+    try:
+        recorded = store.read_state().mirrors
+    except StellaError:  # an edited floor: the view's own read reported it already
+        recorded = []
+    return mirror_report([redact(base) for base in settings.repository_bases], recorded)
+
+
 def status(
     ctx: typer.Context,
     show_keys: Annotated[
@@ -233,10 +258,17 @@ def status(
         env.result = view.to_json()
         sealed = _sealed_logs(store, view)
         env.result["sealed_logs"] = sealed
+        mirrors = _mirror_health(settings, store)
+        if mirrors:
+            env.result["mirrors"] = mirrors
         if not as_json:  # the text is for people; --json prints the envelope only
             from stella_trust._cli.render import render_status
 
             env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
+            if mirrors:
+                from stella_trust._cli.render import render_mirrors
+
+                env.say(render_mirrors(mirrors))
             for log in sealed:
                 env.say(
                     f"sealed log {log['origin']}: tree size {log['tree_size']}, last {log['depth']} "

@@ -81,7 +81,7 @@ def config_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """The effective settings (attestor.trust_repo) and the source of each.
 
     Sources, highest first: `flag` (e.g. --cache-dir), `env` (STELLA_TUF_ROOT_URL,
-    STELLA_SIGSTORE_SERVICE_MAP, STELLA_TUF_OFFLINE_MODE; no other variable is read or
+    STELLA_SIGSTORE_SERVICE_MAP, STELLA_TUF_OFFLINE_MODE, STELLA_MIRRORS; no other variable is read or
     shown), `file` (the config file) and `default`. Settings that do not validate are an
     error naming the field and where it came from, as for every command.
 

@@ -19,6 +19,19 @@ def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
     return [f"{indent}{label.ljust(width)}  {value}" for label, value in rows]
 
 
+def render_mirrors(mirrors: list[dict[str, Any]]) -> str:
+    """The mirrors in the order a sync tries them, each with its latest outcome (net/mirrors.py)."""
+    lines = ["Mirrors (tried in order)"]
+    for mirror in mirrors:
+        state = {True: "ok", False: "FAILING", None: "not tried yet"}[mirror["healthy"]]
+        lines.append(f"  {mirror['position']}. {mirror['url']}  {state}")
+        rows = [("last success", mirror["last_success"] or "never")]
+        if mirror["last_error"]:
+            rows.append(("last error", f"{mirror['last_error_at']}  {mirror['last_error']}"))
+        lines += _rows(rows, indent="     ")
+    return "\n".join(lines)
+
+
 def render_status(view: TrustView, *, show_keys: bool, show_endpoints: bool) -> str:
     """`trust status` as plain text: where the trust came from, its freshness and the earliest
     signed expiry that sets it (decision 3), the roles and targets, then keys and endpoints on

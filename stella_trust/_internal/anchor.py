@@ -15,6 +15,7 @@ from typing import Any
 
 from stella_trust import errors
 from stella_trust._internal.configfile import write_section
+from stella_trust._internal.net.mirrors import MirrorRun
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.tuf.errors import translate
@@ -56,7 +57,8 @@ def _check_root(data: bytes, origin: str) -> int:
 
 
 def _download_root(settings: TrustRepoSettings, expected: str | None) -> tuple[bytes, str]:
-    """`1.root.json`, or (with a pinned digest) the first `N.root.json` whose bytes have it.
+    """`1.root.json`, or (with a pinned digest) the first `N.root.json` whose bytes have it,
+    through the mirrors in order (a mirror that does not answer is passed over, net/mirrors.py).
 
     Pinning any version's digest is what operators publish (`trust repo roots`, or a
     Sigstore root's digest); the bytes are only hashed until one matches, so roots that do
@@ -67,7 +69,8 @@ def _download_root(settings: TrustRepoSettings, expected: str | None) -> tuple[b
     assert settings.tuf_url is not None
     metadata_url, _ = repository_urls(settings.tuf_url)
     seen: list[str] = []
-    with make_fetcher(settings) as fetcher:
+    with make_fetcher(settings) as transport:
+        fetcher = next(MirrorRun.of(settings, transport).attempts())  # failover per request
         for version in range(1, settings.max_root_rotations + 2):
             url = f"{metadata_url}{version}.root.json"
             try:

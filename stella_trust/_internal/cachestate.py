@@ -57,6 +57,50 @@ def parse_floor(raw: Any) -> Floor:
 
 
 @dataclass
+class MirrorHealth:
+    """One mirror as the last syncs found it (net/mirrors.py): informational, like the rest of
+    state.json but the floor. `url` is redacted (decision 18)."""
+
+    url: str
+    last_success: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+
+    @classmethod
+    def parse(cls, entry: Any) -> MirrorHealth | None:
+        """An entry from state.json; a malformed one is dropped (it only ever informs)."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            return None
+        fields = {k: entry.get(k) for k in ("last_success", "last_error", "last_error_at")}
+        if not all(v is None or isinstance(v, str) for v in fields.values()):
+            return None
+        return cls(entry["url"], **fields)
+
+    @property
+    def healthy(self) -> bool | None:
+        """Whether its latest outcome was a success (None: never tried). ISO 8601 UTC strings of one
+        format order as text."""
+        if self.last_success is None and self.last_error_at is None:
+            return None
+        return (self.last_success or "") > (self.last_error_at or "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as state.json holds it, with `healthy` for readers of `trust status --json`."""
+        return {**asdict(self), "healthy": self.healthy}
+
+
+def mirror_report(urls: list[str], recorded: list[MirrorHealth]) -> list[dict[str, Any]]:
+    """The configured mirrors (`urls`, redacted, in the order a sync tries them), each with its
+    recorded health (a mirror never tried has none), for `trust status` and the agent's metrics."""
+    held = {entry.url: entry for entry in recorded}
+    report = []
+    for position, url in enumerate(urls, start=1):
+        entry = held.get(url) or MirrorHealth(url)
+        report.append({"position": position, **entry.to_json()})
+    return report
+
+
+@dataclass
 class CacheState:
     """What happened last; informational, never a source of trust (but the floor)."""
 
@@ -74,6 +118,8 @@ class CacheState:
     # Legacy Sigstore targets (by SHA-256) first seen marked Expired, and when (decision 21): the
     # end of their validity windows. Unsigned: a record can end a window no later than `now`.
     legacy_expired: dict[str, str] = field(default_factory=dict)
+    # Each configured mirror's last success and last error (net/mirrors.py), in order.
+    mirrors: list[MirrorHealth] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
@@ -85,10 +131,14 @@ class CacheState:
         known["legacy_expired"] = (
             {str(k): v for k, v in expired.items() if isinstance(v, str)} if isinstance(expired, dict) else {}
         )
+        raw_mirrors = known.get("mirrors")
+        parsed = [MirrorHealth.parse(entry) for entry in raw_mirrors] if isinstance(raw_mirrors, list) else []
+        known["mirrors"] = [entry for entry in parsed if entry is not None]
         return cls(**known)
 
     def to_json(self) -> dict[str, Any]:
         """The document state.json holds (`Store.write_state` redacts the URLs in it, decision 18)."""
         document = asdict(self)
         document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
+        document["mirrors"] = [entry.to_json() for entry in self.mirrors]
         return document

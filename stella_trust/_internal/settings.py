@@ -32,6 +32,7 @@ ENV_VARIABLES: dict[str, str] = {
     "STELLA_TUF_ROOT_URL": "tuf_url",
     "STELLA_SIGSTORE_SERVICE_MAP": "service_map_file",
     "STELLA_TUF_OFFLINE_MODE": "offline_mode",
+    "STELLA_MIRRORS": "mirrors",
 }
 
 
@@ -108,6 +109,10 @@ class TrustRepoSettings(BaseSettings):
 
     enabled: bool = True
     tuf_url: str | None = Field(None, description="Base URL of the TUF repository (http, https or file)")
+    mirrors: list[str] = Field(
+        default_factory=list,
+        description="Base URLs tried in order before tuf_url (net/mirrors.py); tuf_url stays the identity",
+    )
     refresh_interval_minutes: float = Field(60, gt=0, le=525_600, allow_inf_nan=False)  # a year
     freshness_threshold_days: float = Field(7, ge=0, le=3_650, allow_inf_nan=False)
     offline_mode: bool = False
@@ -150,12 +155,17 @@ class TrustRepoSettings(BaseSettings):
         so the metadata/ and targets/ URLs built from it have exactly one."""
         if value is None:
             return None
-        value = value.strip()
-        if not value.startswith(("http://", "https://", "file://")):
-            raise ValueError("must start with http://, https:// or file://")
-        return value.rstrip("/")
+        return _repository_url(value)
 
-    @field_validator("rekor_key_targets", "pinned_targets", "sigstore_signing_config_targets", mode="before")
+    @field_validator("mirrors")
+    @classmethod
+    def _check_mirrors(cls, value: list[str]) -> list[str]:
+        """Each mirror by tuf_url's rule; a mirror listed twice is tried once (order kept)."""
+        return list(dict.fromkeys(_repository_url(url) for url in value))
+
+    @field_validator(
+        "rekor_key_targets", "pinned_targets", "sigstore_signing_config_targets", "mirrors", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         """The list fields also accept one comma-separated string: that is all an environment
@@ -175,6 +185,19 @@ class TrustRepoSettings(BaseSettings):
         """Offline mode still allows a `file://` repository: a drive or mirror directory opens no
         socket."""
         return not self.offline_mode or (self.tuf_url or "").startswith("file:")
+
+    @property
+    def repository_bases(self) -> tuple[str, ...]:
+        """The base URLs a sync tries, in order (net/mirrors.py): the mirrors, then `tuf_url` unless
+        listed among them; in offline mode only `file://` ones (a drive opens no socket)."""
+        if not self.tuf_url:
+            return ()
+        bases = list(self.mirrors)
+        if self.tuf_url not in bases:
+            bases.append(self.tuf_url)
+        if self.offline_mode:
+            bases = [base for base in bases if base.startswith("file:")] or [self.tuf_url]
+        return tuple(bases)
 
     @property
     def bundle_only(self) -> bool:
@@ -208,6 +231,15 @@ class TrustRepoSettings(BaseSettings):
             _FixedNameEnvSource(settings_cls),
             _YamlSectionSource(settings_cls, _config_path_var.get()),
         )
+
+
+def _repository_url(value: str) -> str:
+    """Only the schemes the fetcher serves (http, https, file://), without the trailing slash, so the
+    metadata/ and targets/ URLs built from it have exactly one."""
+    value = value.strip()
+    if not value.startswith(("http://", "https://", "file://")):
+        raise ValueError("must start with http://, https:// or file://")
+    return value.rstrip("/")
 
 
 class _FixedNameEnvSource(PydanticBaseSettingsSource):

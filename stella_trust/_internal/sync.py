@@ -30,9 +30,11 @@ from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
+from stella_trust._internal.net.mirrors import MirrorFetcher, MirrorRun
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.legacy import expired_record
 from stella_trust._internal.policy.selection import TargetSelection
+from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import iso, utcnow
@@ -75,6 +77,7 @@ class SyncResult:
     retired_pins: tuple[str, ...] = ()
     changes: tuple[str, ...] = ()  # what this sync changed, in words (roots, keys, endpoints)
     legacy_expired: dict[str, str] = field(default_factory=dict)  # state.json's record (decision 21)
+    mirrors: tuple[dict[str, object], ...] = ()  # per mirror: requests answered, failure (if any)
 
     def to_json(self) -> dict[str, Any]:
         """The `trust sync --json` result (the floor is not output: state.json records it)."""
@@ -89,6 +92,7 @@ class SyncResult:
             "sources": list(self.sources),
             "retired_pins": list(self.retired_pins),
             "changes": list(self.changes),
+            **({"mirrors": list(self.mirrors)} if self.mirrors else {}),
         }
 
 
@@ -119,6 +123,7 @@ def sync(
     settings.require_network(f"not contacting {settings.tuf_url}")
     store.read_anchor()  # NotInitialisedError before any network use
     fetcher = fetcher or make_fetcher(settings, should_stop, memo)
+    run = MirrorRun.of(settings, fetcher)
     with store.lock(settings.lock_timeout_seconds), _cyclic_gc_paused():
         state = store.read_state()
         moment = now or utcnow()
@@ -131,22 +136,25 @@ def sync(
                 moment,
                 force=force,
                 should_stop=should_stop,
-                fetcher=fetcher,
+                run=run,
                 memo=memo,
             )
         except Exception as exc:
             failure = in_host_terms(
                 translate(exc, settings.tuf_url), _holds_trust(store), fetcher.server_clock
             )
+            _record_mirrors(settings, state, run, moment)
             _record_failure(store, state, failure.message)
             if failure is exc:
                 raise
             raise failure from exc
         except BaseException:  # KeyboardInterrupt, SystemExit: record, re-raise unchanged
+            _record_mirrors(settings, state, run, moment)
             _record_failure(store, state, "interrupted")
             raise
         state.last_sync = iso(moment)
         state.last_error = None
+        _record_mirrors(settings, state, run, moment)
         # The floor and the retired pins must survive a power cut as surely as the generation
         # they describe: a lost retirement would turn every later sync into "Unknown target".
         durable = list(result.retired_pins) != state.retired_pins
@@ -193,6 +201,19 @@ def _holds_trust(store: Store) -> bool:
         return True  # a damaged cache: its own error says so on the next read
 
 
+def _record_mirrors(settings: TrustRepoSettings, state: CacheState, run: MirrorRun, now: datetime) -> None:
+    """Each configured mirror's health after this sync, in state.json (nothing recorded for a host
+    without mirrors: its state.json stays as it was)."""
+    if settings.mirrors:
+        state.mirrors = run.health(state.mirrors, now)
+
+
+def _mirror_fault(failure: errors.StellaError) -> bool:
+    """A failure another mirror may not have (net/mirrors.py, per sync): anything the repository
+    served or withheld, never this host's own trouble (a full disk, the lock, a stop request)."""
+    return isinstance(failure, errors.RepositoryError | errors.UnknownTargetError)
+
+
 def _record_failure(store: Store, state: CacheState, message: str) -> None:
     """Best effort: a full disk must not replace the real error with its own."""
     state.last_error = message
@@ -211,10 +232,50 @@ def _refresh(
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
-    fetcher: CountingFetcher | None,
+    run: MirrorRun,
     memo: VerificationMemo,
 ) -> SyncResult:
-    """One sync inside the lock: python-tuf refreshes a private working copy, the selection fetches
+    """One sync inside the lock: an attempt per mirror until one succeeds (net/mirrors.py). An
+    attempt that fails for the repository's reasons (unreachable, refused, incomplete) is
+    discarded whole and the sync starts again from the held trust on the next mirror, so one
+    attempt is one consistent TUF walk and nothing refused reaches the cache; without mirrors
+    there is one attempt and its error is the sync's, as ever."""
+    started = time.perf_counter()
+    for attempt in run.attempts():
+        try:
+            result = _attempt(
+                settings, store, state, now, force=force, should_stop=should_stop, fetcher=attempt, memo=memo
+            )
+        except Exception as exc:
+            if not run.several:
+                raise
+            failure = translate(exc, attempt.base)
+            if not _mirror_fault(failure):
+                raise
+            run.attempt_failed(attempt, failure)
+            if not run.more_after(attempt):
+                raise run.exhausted(failure) from exc
+            log.info("mirror %s failed, trying the next: %s", redact(attempt.base), failure.message)
+            continue
+        run.succeeded(attempt)
+        result.seconds = time.perf_counter() - started
+        result.mirrors = run.summary() if run.several else ()
+        return result
+    raise AssertionError("a mirror run yields at least one attempt")
+
+
+def _attempt(
+    settings: TrustRepoSettings,
+    store: Store,
+    state: CacheState,
+    now: datetime,
+    *,
+    force: bool,
+    should_stop: Callable[[], bool] | None,
+    fetcher: MirrorFetcher,
+    memo: VerificationMemo,
+) -> SyncResult:
+    """One attempt inside the lock: python-tuf refreshes a private working copy, the selection fetches
     the targets this host holds, and only a copy that differs is verified again from the anchor,
     checked for rollback (decision 4), described and committed. Any failure discards the copy,
     keeping a new root that revokes keys the held trust was signed with (TUF spec 5.3.11)."""
