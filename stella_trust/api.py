@@ -4,7 +4,8 @@
   `StellaError` otherwise. One `VerificationMemo` per process remembers what was verified
   (decision 13): an unchanged cache costs a stat of each file it verified.
 - `TrustWatcher`: a long-lived handle with its own memo, which says when the trust changed.
-- `verify_bundle()`: a Sigstore bundle verified offline with an open view's trust.
+- `verify_bundle()`: a Sigstore bundle verified offline with an open view's trust; the
+  verifier built from a trusted root is remembered in the same process memo.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from stella_trust._internal import reader
+from stella_trust._internal import reader, verifiers
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.verifiers import verify_bundle
+from stella_trust._internal.sigstore.outcome import VerificationOutcome
 from stella_trust.view import TrustView
 
-_PROCESS = VerificationMemo()  # open_trust()'s memory for the life of this process
+_PROCESS = VerificationMemo()  # open_trust()'s and verify_bundle()'s memory for the life of this process
 __all__ = ["TrustWatcher", "open_trust", "verify_bundle"]
 
 
@@ -45,6 +46,37 @@ def open_trust(
         now=now,
         allow_stale=allow_stale,
         allow_env_service_map=allow_env_service_map,
+        memo=_PROCESS,
+    )
+
+
+def verify_bundle(
+    view: TrustView,
+    bundle: bytes,
+    artifact: bytes | str,
+    *,
+    identity: str | None = None,
+    identity_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+    key_pem: bytes | None = None,
+) -> VerificationOutcome:
+    """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
+
+    `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
+    stale trust and BundleVerificationError (its `check` names identity, digest, signature,
+    log inclusion, SCT, timestamp or chain) when the bundle does not verify. The verifier
+    built from the view's trusted root is kept for later calls with the same trust.
+    """
+    return verifiers.verify_bundle(
+        view,
+        bundle,
+        artifact,
+        identity=identity,
+        identity_regexp=identity_regexp,
+        issuer=issuer,
+        issuer_regexp=issuer_regexp,
+        key_pem=key_pem,
         memo=_PROCESS,
     )
 

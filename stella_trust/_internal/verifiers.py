@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.sigstore.errors import BundleVerificationError
 from stella_trust._internal.sigstore.exports import client_trust_config
@@ -47,12 +48,14 @@ def verify_bundle(
     issuer: str | None = None,
     issuer_regexp: str | None = None,
     key_pem: bytes | None = None,
+    memo: VerificationMemo | None = None,
 ) -> VerificationOutcome:
     """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
 
     `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
     stale trust and BundleVerificationError (its `check` names identity, digest, signature,
-    log inclusion, SCT, timestamp or chain) when the bundle does not verify.
+    log inclusion, SCT, timestamp or chain) when the bundle does not verify. `memo` keeps the
+    verifier built from the view's trusted root for later calls.
     """
     policy = make_policy(
         identity=identity,
@@ -61,18 +64,24 @@ def verify_bundle(
         issuer_regexp=issuer_regexp,
         key_pem=key_pem,
     )
-    return verify_with_trust(require_usable(view, utcnow()).trusted_root_json, bundle, artifact, policy)
+    trusted_root_json = require_usable(view, utcnow()).trusted_root_json
+    return verify_with_trust(trusted_root_json, bundle, artifact, policy, memo=memo)
 
 
 def verify_with_trust(
-    trusted_root_json: bytes, bundle: bytes, artifact: bytes | str, policy: Policy
+    trusted_root_json: bytes,
+    bundle: bytes,
+    artifact: bytes | str,
+    policy: Policy,
+    *,
+    memo: VerificationMemo | None = None,
 ) -> VerificationOutcome:
     """sigstore-python's verification with this trust; a refusal of a bundle signed on
     another Sigstore instance says so (host state "bundle from another instance"). A refusal
     of the log entry itself (a log ID, index or size not bound to the key that verified it:
     signedfacts.py) keeps its own words: that bundle was edited, not signed elsewhere."""
     try:
-        return verify_with_root(trusted_root_json, bundle, artifact, policy)
+        return verify_with_root(trusted_root_json, bundle, artifact, policy, memo=memo)
     except BundleVerificationError as exc:
         if exc.check == "log inclusion":  # the entry itself was judged: its words stand
             raise
