@@ -22,7 +22,6 @@ from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.extraction import is_metadata_or_log_state, member_limit
 from stella_trust._internal.bundle.importer import (
-    HeldPins,
     carried_log_states,
     check_freshness,
     same_trust,
@@ -33,7 +32,6 @@ from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.settings import BundleLimits, TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import utcnow
-from stella_trust._internal.tuf.rollback import refuse_rollback
 
 # What the manifest says about itself, passed through as read (types are the JSON's own).
 MANIFEST_FIELDS = (
@@ -214,19 +212,9 @@ def _would_import(
     try:
         state = store.read_state()
         verified, _ = verify_staged(
-            settings,
-            store.committed_roots_dir,
-            bundle,
-            staging,
-            work,
-            anchor,
-            extracted,
-            now,
-            progress,
-            HeldPins.of(store, state),
+            settings, store, state, bundle, staging, work, anchor, extracted, now, progress
         )
         base = store.current()
-        refuse_rollback(base, anchor, state.floor, verified.metadata)
         freshness = freshness_at(verified.metadata, settings, now)
         summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
         check_freshness(freshness, None, now, summary)
