@@ -16,9 +16,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from stella_trust._internal import reader, verifiers
+from stella_trust._internal import reader
 from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.sigstore.outcome import VerificationOutcome
+from stella_trust._internal.timefmt import utcnow
+from stella_trust._internal.verifiers import verify_with_trust
+from stella_trust._internal.verify_inputs import make_policy
 from stella_trust.view import TrustView
 
 _PROCESS = VerificationMemo()  # open_trust()'s and verify_bundle()'s memory for the life of this process
@@ -68,17 +72,15 @@ def verify_bundle(
     log inclusion, SCT, timestamp or chain) when the bundle does not verify. The verifier
     built from the view's trusted root is kept for later calls with the same trust.
     """
-    return verifiers.verify_bundle(
-        view,
-        bundle,
-        artifact,
+    policy = make_policy(
         identity=identity,
         identity_regexp=identity_regexp,
         issuer=issuer,
         issuer_regexp=issuer_regexp,
         key_pem=key_pem,
-        memo=_PROCESS,
     )
+    trusted_root_json = require_usable(view, utcnow()).trusted_root_json
+    return verify_with_trust(trusted_root_json, bundle, artifact, policy, memo=_PROCESS)
 
 
 def _material(view: TrustView) -> str:

@@ -1,9 +1,10 @@
 """What Sigstore verifiers consume, from verified trust only (docs/design.md, decision 7).
 
 `trusted_root.json` for cosign (`--trusted-root`) and sigstore-go, the ClientTrustConfig
-for sigstore-python (`--trust-config`), and `verify_bundle` for this host's own offline
-verification. Every entry point refuses stale trust; the bytes always come from a
-TrustView (re-verified from the anchor) or from a file the caller names explicitly.
+for sigstore-python (`--trust-config`), and `verify_with_trust` for this host's own offline
+verification (behind the public `stella_trust.verify_bundle` and `trust verify`, which refuse
+stale trust before they call it). The bytes always come from a TrustView (re-verified from the
+anchor) or from a file the caller names explicitly.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust._internal.sigstore.verify import VerificationOutcome
 from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root
 from stella_trust._internal.timefmt import utcnow
-from stella_trust._internal.verify_inputs import make_policy
 from stella_trust.errors import StellaError, UsageError
 from stella_trust.view import TrustView
 
@@ -36,36 +36,6 @@ def trust_file(view: TrustView, fmt: str) -> bytes:
     if fmt == "client-trust-config":
         return client_trust_config(view.trusted_root_json, view.signing_config_json)
     raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
-
-
-def verify_bundle(
-    view: TrustView,
-    bundle: bytes,
-    artifact: bytes | str,
-    *,
-    identity: str | None = None,
-    identity_regexp: str | None = None,
-    issuer: str | None = None,
-    issuer_regexp: str | None = None,
-    key_pem: bytes | None = None,
-    memo: VerificationMemo | None = None,
-) -> VerificationOutcome:
-    """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
-
-    `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
-    stale trust and BundleVerificationError (its `check` names identity, digest, signature,
-    log inclusion, SCT, timestamp or chain) when the bundle does not verify. `memo` keeps the
-    verifier built from the view's trusted root for later calls.
-    """
-    policy = make_policy(
-        identity=identity,
-        identity_regexp=identity_regexp,
-        issuer=issuer,
-        issuer_regexp=issuer_regexp,
-        key_pem=key_pem,
-    )
-    trusted_root_json = require_usable(view, utcnow()).trusted_root_json
-    return verify_with_trust(trusted_root_json, bundle, artifact, policy, memo=memo)
 
 
 def verify_with_trust(
