@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
@@ -44,6 +44,26 @@ MANIFEST_FIELDS = (
     "depth",
     "tiles",
 )
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file the manifest lists, against what the bundle holds: `ok`, `missing`, or
+    `mismatch` with what the member really held (`found`: length and SHA-256)."""
+
+    path: str
+    length: int
+    sha256: str
+    state: Literal["ok", "mismatch", "missing"]
+    found: tuple[int, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as `--json` shows it (`found_length`/`found_sha256` on a mismatch only)."""
+        entry: dict[str, Any] = {"path": self.path, "length": self.length, "sha256": self.sha256}
+        entry["state"] = self.state
+        if self.found is not None:
+            entry |= {"found_length": self.found[0], "found_sha256": self.found[1]}
+        return entry
 
 
 @dataclass
@@ -83,7 +103,7 @@ class Inspection:
     bytes: int  # the archive's size, or the directory's files
     manifest_sha256: str
     manifest: dict[str, Any]
-    files: list[dict[str, Any]]  # each listed file: path, length, sha256, state (+ what was found)
+    files: list[FileCheck]  # each listed file against what the bundle holds
     problems: list[str]  # manifest mismatches, in import's words
     verification: Verification
 
@@ -100,7 +120,7 @@ class Inspection:
             "bytes": self.bytes,
             "manifest_sha256": self.manifest_sha256,
             "manifest": self.manifest,
-            "files": self.files,
+            "files": [checked.to_json() for checked in self.files],
             "intact": self.intact,
             "problems": self.problems,
             "verification": self.verification.to_json(),
@@ -169,23 +189,21 @@ def _manifest_view(extracted: Extracted) -> dict[str, Any]:
     return view
 
 
-def _compare(extracted: Extracted) -> tuple[list[dict[str, Any]], list[str]]:
+def _compare(extracted: Extracted) -> tuple[list[FileCheck], list[str]]:
     """Each listed file against what the bundle holds (the reader already refused members
     the manifest does not list)."""
-    files: list[dict[str, Any]] = []
+    files: list[FileCheck] = []
     problems: list[str] = []
     for path, listed in extracted.manifest.files.items():
-        entry: dict[str, Any] = {"path": path, "length": listed.length, "sha256": listed.sha256}
         found = extracted.files.get(path)
         if found is None:
-            entry["state"] = "missing"
+            files.append(FileCheck(path, listed.length, listed.sha256, "missing"))
             problems.append(f"Manifest mismatch: {path} is listed but not in the bundle")
         elif not listed.matches(*found):
-            entry |= {"state": "mismatch", "found_length": found[0], "found_sha256": found[1]}
+            files.append(FileCheck(path, listed.length, listed.sha256, "mismatch", found))
             problems.append(listed.mismatch(*found))
         else:
-            entry["state"] = "ok"
-        files.append(entry)
+            files.append(FileCheck(path, listed.length, listed.sha256, "ok"))
     return files, problems
 
 
@@ -235,4 +253,4 @@ def _would_import(
     )
 
 
-__all__ = ["Inspection", "Verification", "inspect_bundle"]
+__all__ = ["FileCheck", "Inspection", "Verification", "inspect_bundle"]
