@@ -388,7 +388,7 @@ def _render_inspection(inspection: Inspection) -> str:
     if verification.status == "verified":
         versions = " ".join(f"{role} v{v}" for role, v in (verification.versions or {}).items())
         change = "changes this host's trust" if verification.changed else "this host already holds it"
-        freshness = (verification.freshness or {}).get("state")
+        freshness = verification.freshness.state if verification.freshness is not None else None
         lines.append(
             f"verification: verifies from this host's trust anchor ({versions}); freshness {freshness}; "
             f"import would succeed ({change})"

@@ -32,6 +32,7 @@ from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.settings import BundleLimits, TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import utcnow
+from stella_trust.view import Freshness
 
 # What the manifest says about itself, passed through as read (types are the JSON's own).
 MANIFEST_FIELDS = (
@@ -76,7 +77,7 @@ class Verification:
     message: str | None = None
     error: errors.StellaError | None = None
     versions: dict[str, int] | None = None
-    freshness: dict[str, Any] | None = None
+    freshness: Freshness | None = None
     changed: bool | None = None
     warnings: list[str] = field(default_factory=list)
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified (decision 15)
@@ -87,7 +88,7 @@ class Verification:
             "status": self.status,
             "message": self.message,
             "versions": self.versions,
-            "freshness": self.freshness,
+            "freshness": self.freshness.to_json() if self.freshness is not None else None,
             "changed": self.changed,
             "sealed_logs": self.sealed_logs,
         }
@@ -246,7 +247,7 @@ def _would_import(
     return Verification(
         "verified",
         versions=verified.metadata.versions,
-        freshness=freshness.to_json(),
+        freshness=freshness,
         changed=not same_trust(verified, base, anchor),
         warnings=summary.warnings,
         sealed_logs=[log.to_json(now) for log in carried],
