@@ -4,7 +4,8 @@
   `StellaError` otherwise. One `VerificationMemo` per process remembers what was verified
   (decision 13): an unchanged cache costs a stat of each file it verified.
 - `TrustWatcher`: a long-lived handle with its own memo, which says when the trust changed.
-- `verify_bundle()`: a Sigstore bundle verified offline with an open view's trust.
+- `verify_bundle()`: a Sigstore bundle verified offline with an open view's trust; the
+  verifier built from a trusted root is remembered in the same process memo.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from pathlib import Path
 
 from stella_trust._internal import reader
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.verifiers import verify_bundle
+from stella_trust._internal.policy.freshness import require_usable
+from stella_trust._internal.sigstore.outcome import VerificationOutcome
+from stella_trust._internal.timefmt import utcnow
+from stella_trust._internal.verifiers import verify_with_trust
+from stella_trust._internal.verify_inputs import make_policy
 from stella_trust.view import TrustView
 
-_PROCESS = VerificationMemo()  # open_trust()'s memory for the life of this process
+_PROCESS = VerificationMemo()  # open_trust()'s and verify_bundle()'s memory for the life of this process
 __all__ = ["TrustWatcher", "open_trust", "verify_bundle"]
 
 
@@ -47,6 +52,35 @@ def open_trust(
         allow_env_service_map=allow_env_service_map,
         memo=_PROCESS,
     )
+
+
+def verify_bundle(
+    view: TrustView,
+    bundle: bytes,
+    artifact: bytes | str,
+    *,
+    identity: str | None = None,
+    identity_regexp: str | None = None,
+    issuer: str | None = None,
+    issuer_regexp: str | None = None,
+    key_pem: bytes | None = None,
+) -> VerificationOutcome:
+    """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
+
+    `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
+    stale trust and BundleVerificationError (its `check` names identity, digest, signature,
+    log inclusion, SCT, timestamp or chain) when the bundle does not verify. The verifier
+    built from the view's trusted root is kept for later calls with the same trust.
+    """
+    policy = make_policy(
+        identity=identity,
+        identity_regexp=identity_regexp,
+        issuer=issuer,
+        issuer_regexp=issuer_regexp,
+        key_pem=key_pem,
+    )
+    trusted_root_json = require_usable(view, utcnow()).trusted_root_json
+    return verify_with_trust(trusted_root_json, bundle, artifact, policy, memo=_PROCESS)
 
 
 def _material(view: TrustView) -> str:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,9 @@ from stella_trust._cli.envelope import Envelope
 from stella_trust._cli.options import JsonOption, duration_option, load, reported
 from stella_trust._cli.progress import QuietOption, bundle_progress
 from stella_trust.errors import StellaError, UsageError
+
+if TYPE_CHECKING:
+    from stella_trust._internal.bundle.inspection import Inspection
 
 snapshot_app = typer.Typer(
     help="Sealed .tar.zst snapshots of the trust for air-gapped hosts.",
@@ -336,7 +339,7 @@ def _safe(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
-def _render_inspection(inspection: Any) -> str:
+def _render_inspection(inspection: Inspection) -> str:
     """`snapshot inspect` in words. The manifest is unsigned: its fields are said as its claims and
     made safe to print (`_safe`), apart from what this host checked itself (the files against the
     manifest, the verification from its own anchor)."""
@@ -372,19 +375,19 @@ def _render_inspection(inspection: Any) -> str:
             f"sealed log verified with this host's trust: {log['origin']} tree size {log['tree_size']}, "
             f"root {log['root_hash'][:16]}…, last {log['depth']} entries"
         )
-    total = sum(f["length"] for f in inspection.files)
+    total = sum(f.length for f in inspection.files)
     verdict = "all match the manifest" if inspection.intact else f"{len(inspection.problems)} do NOT match"
     lines.append(f"files: {carried(len(inspection.files), total)}; {verdict}")
-    width = max((len(str(f["length"])) for f in inspection.files), default=1)
+    width = max((len(str(f.length)) for f in inspection.files), default=1)
     for entry in inspection.files:
-        state = {"ok": "ok", "mismatch": "MISMATCH", "missing": "MISSING"}[entry["state"]]
-        digest = _safe(entry["sha256"], 64)[:12]
-        lines.append(f"  {state:<8}  {entry['length']:>{width}}  {digest}  {_safe(entry['path'], 200)}")
+        state = {"ok": "ok", "mismatch": "MISMATCH", "missing": "MISSING"}[entry.state]
+        digest = _safe(entry.sha256, 64)[:12]
+        lines.append(f"  {state:<8}  {entry.length:>{width}}  {digest}  {_safe(entry.path, 200)}")
     verification = inspection.verification
     if verification.status == "verified":
         versions = " ".join(f"{role} v{v}" for role, v in (verification.versions or {}).items())
         change = "changes this host's trust" if verification.changed else "this host already holds it"
-        freshness = (verification.freshness or {}).get("state")
+        freshness = verification.freshness.state if verification.freshness is not None else None
         lines.append(
             f"verification: verifies from this host's trust anchor ({versions}); freshness {freshness}; "
             f"import would succeed ({change})"

@@ -8,7 +8,8 @@ process remembers, in memory only, what it proved and under which identity it re
 - what files held, keyed by their identity (device, inode, size, mtime_ns, ctime_ns): root
   bytes, target listings, whole verified generations and the views built from them;
 - what loading costs: settings by the config file's identity and the environment, TLS
-  contexts by CA store identity, the proxy variables' reading.
+  contexts by CA store identity, the proxy variables' reading, Sigstore verifiers by the
+  trusted root they were built from.
 
 Every kind sits in one `Bounded` map with the same eviction rule: least recently used goes
 first once a map holds more than its entries or its bytes. Nothing here is module state: a
@@ -131,6 +132,9 @@ class VerificationMemo:
         # the transport: TLS contexts by CA store identity, the proxy variables' reading
         self.tls_contexts: Bounded[tuple[object, ...], Any] = Bounded(8)
         self.proxies: Bounded[tuple[str | None, ...], dict[str, str]] = Bounded(8)
+        # Sigstore verifiers, by the SHA-256 of the trusted_root.json they were built from:
+        # identical bytes are identical trust (sigstore/verify.py)
+        self.verifiers: Bounded[bytes, Any] = Bounded(4)
 
     def forget(self) -> None:
         """Drop everything (a benchmark measuring a fresh process; never needed for safety)."""

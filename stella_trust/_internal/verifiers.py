@@ -1,15 +1,17 @@
 """What Sigstore verifiers consume, from verified trust only (docs/design.md, decision 7).
 
 `trusted_root.json` for cosign (`--trusted-root`) and sigstore-go, the ClientTrustConfig
-for sigstore-python (`--trust-config`), and `verify_bundle` for this host's own offline
-verification. Every entry point refuses stale trust; the bytes always come from a
-TrustView (re-verified from the anchor) or from a file the caller names explicitly.
+for sigstore-python (`--trust-config`), and `verify_with_trust` for this host's own offline
+verification (behind the public `stella_trust.verify_bundle` and `trust verify`, which refuse
+stale trust before they call it). The bytes always come from a TrustView (re-verified from the
+anchor) or from a file the caller names explicitly.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.policy.freshness import require_usable
 from stella_trust._internal.sigstore.errors import BundleVerificationError
 from stella_trust._internal.sigstore.exports import client_trust_config
@@ -19,7 +21,6 @@ from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust._internal.sigstore.verify import VerificationOutcome
 from stella_trust._internal.sigstore.verify import verify_bundle as verify_with_root
 from stella_trust._internal.timefmt import utcnow
-from stella_trust._internal.verify_inputs import make_policy
 from stella_trust.errors import StellaError, UsageError
 from stella_trust.view import TrustView
 
@@ -37,42 +38,20 @@ def trust_file(view: TrustView, fmt: str) -> bytes:
     raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
 
 
-def verify_bundle(
-    view: TrustView,
+def verify_with_trust(
+    trusted_root_json: bytes,
     bundle: bytes,
     artifact: bytes | str,
+    policy: Policy,
     *,
-    identity: str | None = None,
-    identity_regexp: str | None = None,
-    issuer: str | None = None,
-    issuer_regexp: str | None = None,
-    key_pem: bytes | None = None,
-) -> VerificationOutcome:
-    """Verify a Sigstore bundle offline with the trust of an open `TrustView`.
-
-    `artifact` is the artifact's bytes or `"sha256:<hex>"`. Raises StaleTrustError for
-    stale trust and BundleVerificationError (its `check` names identity, digest, signature,
-    log inclusion, SCT, timestamp or chain) when the bundle does not verify.
-    """
-    policy = make_policy(
-        identity=identity,
-        identity_regexp=identity_regexp,
-        issuer=issuer,
-        issuer_regexp=issuer_regexp,
-        key_pem=key_pem,
-    )
-    return verify_with_trust(require_usable(view, utcnow()).trusted_root_json, bundle, artifact, policy)
-
-
-def verify_with_trust(
-    trusted_root_json: bytes, bundle: bytes, artifact: bytes | str, policy: Policy
+    memo: VerificationMemo | None = None,
 ) -> VerificationOutcome:
     """sigstore-python's verification with this trust; a refusal of a bundle signed on
     another Sigstore instance says so (host state "bundle from another instance"). A refusal
     of the log entry itself (a log ID, index or size not bound to the key that verified it:
     signedfacts.py) keeps its own words: that bundle was edited, not signed elsewhere."""
     try:
-        return verify_with_root(trusted_root_json, bundle, artifact, policy)
+        return verify_with_root(trusted_root_json, bundle, artifact, policy, memo=memo)
     except BundleVerificationError as exc:
         if exc.check == "log inclusion":  # the entry itself was judged: its words stand
             raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib import parse
 
-from tuf.api.metadata import Metadata, Root
+from tuf.api.metadata import Metadata, Root, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from stella_trust._internal.fs import atomic_write
@@ -77,6 +77,22 @@ class Staging:
         if role == "targets":
             return self.dir / "targets.json"
         return self.dir / "roles" / f"{parse.quote(role, safe='')}.json"
+
+    def role(self, role: str, then: str = "") -> Metadata[Targets] | None:
+        """The staged targets or delegated role (None when none is staged), for `publish` and a
+        root change's `commit` alike; a file that is not targets metadata is refused with the
+        command that drops it (`then`: what to do after, added to the hint). Its version is the
+        caller's to judge against what is published."""
+        path = self.role_path(role)
+        if not path.exists():
+            return None
+        try:
+            return Metadata[Targets].from_file(str(path))
+        except BAD_METADATA as exc:
+            raise RepoError(
+                f"{path} is not targets metadata ({exc})",
+                hint=f"drop it: `trust repo clean {self.hint_path}`{then}",
+            ) from exc
 
     def drop_role(self, role: str) -> None:
         """A change invalidates signatures collected on a previous staged file of that role."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.sigstore.bundleinput import MAX_BUNDLE_BYTES
 from stella_trust._internal.sigstore.errors import BundleRefusedError, BundleVerificationError
 from stella_trust._internal.sigstore.signers import IdentityPolicy, KeyPolicy
@@ -69,6 +70,29 @@ def test_rekor_v2_bundle_reports_tsa_time_not_integrated_time(trusted_root: byte
     )
     assert outcome.integrated_time is None
     assert len(outcome.timestamps) == 1 and outcome.timestamps[0].year == 2025
+
+
+def test_a_memo_keeps_one_verifier_per_trusted_root_and_evicts_the_least_recently_used(
+    trusted_root: bytes,
+) -> None:
+    """The verifier lives in the caller's memo, not in module state: same bytes, same verifier;
+    at most four roots are held (the bound the module-level cache had), oldest out first."""
+    artifact, bundle = (BUNDLES / V3).read_bytes(), (BUNDLES / f"{V3}.sigstore.json").read_bytes()
+    policy = IdentityPolicy(identity=V3_IDENTITY, issuer=GITHUB)
+    memo = VerificationMemo()
+    key = hashlib.sha256(trusted_root).digest()
+    verify_bundle(trusted_root, bundle, artifact, policy, memo=memo)
+    first = memo.verifiers.get(key)
+    assert first is not None and len(memo.verifiers) == 1
+    assert verify_bundle(trusted_root, bundle, artifact, policy, memo=memo).signer == V3_IDENTITY
+    assert memo.verifiers.get(key) is first and len(memo.verifiers) == 1
+
+    # four more roots (the same trust, other bytes): the first is evicted, and still verifies
+    for spaces in range(1, 5):
+        verify_bundle(trusted_root + b" " * spaces, bundle, artifact, policy, memo=memo)
+    assert len(memo.verifiers) == 4 and key not in memo.verifiers
+    assert verify_bundle(trusted_root, bundle, artifact, policy, memo=memo).signer == V3_IDENTITY
+    assert memo.verifiers.get(key) is not first  # built again, then held again
 
 
 def test_identity_regexp_matches_whole_value(trusted_root: bytes) -> None:

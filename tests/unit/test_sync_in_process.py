@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import timedelta
@@ -10,12 +11,14 @@ from typing import Any
 
 import pytest
 
+from stella_trust import api
 from stella_trust._internal.hostpolicy import trust_policy
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.verifiers import trust_file, verify_bundle
+from stella_trust._internal.verifiers import trust_file
 from stella_trust.demo.repository import DemoRepository, service_map
 from stella_trust.errors import RollbackError, ServiceMapError, StaleTrustError
 from stella_trust.repository import Repository
@@ -99,7 +102,9 @@ def _sigstore_repository(path: Path, *, with_map: bool = False) -> Repository:
     return repo
 
 
-def test_sigstore_repository_needs_no_service_map(tmp_path: Path, host: Host) -> None:
+def test_sigstore_repository_needs_no_service_map(
+    tmp_path: Path, host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings, store = host
     repo = _sigstore_repository(tmp_path / "sigstore-repo")
     store.write_anchor(repo.root_bytes(1))
@@ -112,14 +117,22 @@ def test_sigstore_repository_needs_no_service_map(tmp_path: Path, host: Host) ->
     assert view.endpoints.rekor.url == "https://rekor.sigstage.dev"
     assert {log.rekor_version for log in view.sigstore.transparency_logs} >= {1, 2}
     bundle = (STAGING / "bundles" / "bundle_v3.txt.sigstore.json").read_bytes()
-    outcome = verify_bundle(
-        view,
-        bundle,
-        (STAGING / "bundles" / "bundle_v3.txt").read_bytes(),
-        identity="william@yossarian.net",
-        issuer="https://github.com/login/oauth",
-    )
-    assert outcome.signer == "william@yossarian.net"
+    # the public verify_bundle keeps the verifier in the process memo, keyed by the root's digest
+    memo = VerificationMemo()
+    monkeypatch.setattr(api, "_PROCESS", memo)
+    outcomes = [
+        api.verify_bundle(
+            view,
+            bundle,
+            (STAGING / "bundles" / "bundle_v3.txt").read_bytes(),
+            identity="william@yossarian.net",
+            issuer="https://github.com/login/oauth",
+        )
+        for _ in range(2)
+    ]
+    assert outcomes[0].signer == "william@yossarian.net" and outcomes[1] == outcomes[0]
+    assert len(memo.verifiers) == 1
+    assert hashlib.sha256(view.trusted_root_json).digest() in memo.verifiers
 
 
 def test_repository_with_both_sources_yields_both(tmp_path: Path, host: Host) -> None:

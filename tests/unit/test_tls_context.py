@@ -23,7 +23,8 @@ from cryptography.x509.oid import NameOID
 from tuf.api import exceptions as tuf_exceptions
 
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.net.fetcher import HttpxFetcher, tls_context
+from stella_trust._internal.net.environment import tls_context
+from stella_trust._internal.net.fetcher import HttpxFetcher
 
 
 def _name(common: str) -> x509.Name:

@@ -179,3 +179,24 @@ def test_view_at_is_build_view_at_that_time(tmp_path: Path, kind: str) -> None:
     for days in (0, 200, 500, 700, 1000, 4000):
         now = start + timedelta(days=days)
         assert view_at(parts, now) == view_of(verified, settings, state, now), days
+
+
+def test_no_module_in_internal_keeps_a_cache_of_its_own() -> None:
+    """Everything a process remembers lives in a VerificationMemo a caller holds (one eviction
+    rule, one `forget`): no functools cache decorator and no `global` rebinding in `_internal/`."""
+    import ast
+
+    import stella_trust._internal as internal
+
+    found: list[str] = []
+    for path in sorted(Path(internal.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Global):
+                found.append(f"{path.name}:{node.lineno} global {', '.join(node.names)}")
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for decorator in node.decorator_list:
+                    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                    if name in ("cache", "lru_cache"):
+                        found.append(f"{path.name}:{node.lineno} @{name} {node.name}")
+    assert found == []

@@ -76,7 +76,8 @@ def same_trust(new: VerifiedTrust, old: Generation | None, anchor: bytes) -> boo
 
 def verify_staged(
     settings: TrustRepoSettings,
-    committed_roots: Path,
+    store: Store,
+    state: CacheState,
     bundle: Path,
     staging: Path,
     work: Generation,
@@ -84,14 +85,17 @@ def verify_staged(
     first: Extracted,
     now: datetime,
     progress: Progress | None = None,
-    held: HeldPins | None = None,
 ) -> tuple[VerifiedTrust, Collected]:
-    """The one verification every bundle gets, for `import` and `snapshot inspect`: the
-    metadata `first` staged, laid out as `work` and verified from `anchor`; then the targets
-    this host selects, read from `bundle` into `staging`, checked and linked into `work`;
-    then the whole generation re-verified and a view built from it. Rollback and freshness
-    are the caller's to judge. `held`: what the host holds now, so a pin the bundle's signed
-    metadata no longer lists is judged retired exactly as a sync judges it."""
+    """The one verification every bundle gets, for `import` and `snapshot inspect` (so inspect
+    predicts import's verdict by the same code): the metadata `first` staged, laid out as `work`
+    and verified from `anchor`; then the targets this host selects, read from `bundle` into
+    `staging`, checked and linked into `work`; then the whole generation re-verified, a view
+    built from it, and its versions held against the host's current generation and the floor
+    in `state` (rollback, TUF 5.3.5/5.4.4). Freshness is the caller's to judge. A pin the
+    bundle's signed metadata no longer lists is judged retired against what the host holds
+    (`HeldPins.of(store, state)`), exactly as a sync judges it."""
+    committed_roots = store.committed_roots_dir
+    held = HeldPins.of(store, state)
     try:
         stage_metadata(staging, work, anchor)
     except (errors.StellaError, OSError):
@@ -103,7 +107,6 @@ def verify_staged(
         if not first.whole:  # extract_selected guarantees a whole pass; never commit without one
             raise BundleError("Bundle was not read to its end")
         selection = BundleTargets(md, staging, work, progress)
-        held = held or HeldPins()
         collected = selection.collect(trust_policy(settings), held.targets, held.retired)
         verified = verify_generation(work, anchor, committed_roots, memo=md.memo)  # targets checked once
     except errors.CacheVerificationError as exc:
@@ -113,6 +116,7 @@ def verify_staged(
             hint="the bundle is tampered with, or from another repository; nothing was changed",
         ) from exc
     view_of(verified, settings, None, now)  # the service map must hold
+    refuse_rollback(store.current(), anchor, state.floor, verified.metadata)
     return verified, collected
 
 
@@ -188,19 +192,9 @@ def _import(
             )
             base = store.current()
             work = store.begin(None)
-            verified, collected = verify_staged(
-                settings,
-                store.committed_roots_dir,
-                bundle,
-                staging,
-                work,
-                anchor,
-                extracted,
-                now,
-                progress,
-                HeldPins.of(store, state),
+            verified, collected = verify_staged(  # under the lock: `base` is still current
+                settings, store, state, bundle, staging, work, anchor, extracted, now, progress
             )
-            refuse_rollback(base, anchor, state.floor, verified.metadata)
             retired_notes = [retired_pin_warning(pin) for pin in collected.retired_pins]
             _, logs_to_write, log_notes = carried_log_states(
                 settings, store, staging, verified, extracted, now

@@ -16,13 +16,12 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stella_trust import errors
 from stella_trust._internal.bundle.archive import Extracted, ReadOptions, read_bundle
 from stella_trust._internal.bundle.extraction import is_metadata_or_log_state, member_limit
 from stella_trust._internal.bundle.importer import (
-    HeldPins,
     carried_log_states,
     check_freshness,
     same_trust,
@@ -33,7 +32,7 @@ from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.settings import BundleLimits, TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.timefmt import utcnow
-from stella_trust._internal.tuf.rollback import refuse_rollback
+from stella_trust.view import Freshness
 
 # What the manifest says about itself, passed through as read (types are the JSON's own).
 MANIFEST_FIELDS = (
@@ -48,6 +47,26 @@ MANIFEST_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """One file the manifest lists, against what the bundle holds: `ok`, `missing`, or
+    `mismatch` with what the member really held (`found`: length and SHA-256)."""
+
+    path: str
+    length: int
+    sha256: str
+    state: Literal["ok", "mismatch", "missing"]
+    found: tuple[int, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as `--json` shows it (`found_length`/`found_sha256` on a mismatch only)."""
+        entry: dict[str, Any] = {"path": self.path, "length": self.length, "sha256": self.sha256}
+        entry["state"] = self.state
+        if self.found is not None:
+            entry |= {"found_length": self.found[0], "found_sha256": self.found[1]}
+        return entry
+
+
 @dataclass
 class Verification:
     """Whether the bundle would import on this host: `verified` (it would; `changed` says
@@ -58,7 +77,7 @@ class Verification:
     message: str | None = None
     error: errors.StellaError | None = None
     versions: dict[str, int] | None = None
-    freshness: dict[str, Any] | None = None
+    freshness: Freshness | None = None
     changed: bool | None = None
     warnings: list[str] = field(default_factory=list)
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # verified (decision 15)
@@ -69,7 +88,7 @@ class Verification:
             "status": self.status,
             "message": self.message,
             "versions": self.versions,
-            "freshness": self.freshness,
+            "freshness": self.freshness.to_json() if self.freshness is not None else None,
             "changed": self.changed,
             "sealed_logs": self.sealed_logs,
         }
@@ -85,7 +104,7 @@ class Inspection:
     bytes: int  # the archive's size, or the directory's files
     manifest_sha256: str
     manifest: dict[str, Any]
-    files: list[dict[str, Any]]  # each listed file: path, length, sha256, state (+ what was found)
+    files: list[FileCheck]  # each listed file against what the bundle holds
     problems: list[str]  # manifest mismatches, in import's words
     verification: Verification
 
@@ -102,7 +121,7 @@ class Inspection:
             "bytes": self.bytes,
             "manifest_sha256": self.manifest_sha256,
             "manifest": self.manifest,
-            "files": self.files,
+            "files": [checked.to_json() for checked in self.files],
             "intact": self.intact,
             "problems": self.problems,
             "verification": self.verification.to_json(),
@@ -171,23 +190,21 @@ def _manifest_view(extracted: Extracted) -> dict[str, Any]:
     return view
 
 
-def _compare(extracted: Extracted) -> tuple[list[dict[str, Any]], list[str]]:
+def _compare(extracted: Extracted) -> tuple[list[FileCheck], list[str]]:
     """Each listed file against what the bundle holds (the reader already refused members
     the manifest does not list)."""
-    files: list[dict[str, Any]] = []
+    files: list[FileCheck] = []
     problems: list[str] = []
     for path, listed in extracted.manifest.files.items():
-        entry: dict[str, Any] = {"path": path, "length": listed.length, "sha256": listed.sha256}
         found = extracted.files.get(path)
         if found is None:
-            entry["state"] = "missing"
+            files.append(FileCheck(path, listed.length, listed.sha256, "missing"))
             problems.append(f"Manifest mismatch: {path} is listed but not in the bundle")
         elif not listed.matches(*found):
-            entry |= {"state": "mismatch", "found_length": found[0], "found_sha256": found[1]}
+            files.append(FileCheck(path, listed.length, listed.sha256, "mismatch", found))
             problems.append(listed.mismatch(*found))
         else:
-            entry["state"] = "ok"
-        files.append(entry)
+            files.append(FileCheck(path, listed.length, listed.sha256, "ok"))
     return files, problems
 
 
@@ -214,19 +231,9 @@ def _would_import(
     try:
         state = store.read_state()
         verified, _ = verify_staged(
-            settings,
-            store.committed_roots_dir,
-            bundle,
-            staging,
-            work,
-            anchor,
-            extracted,
-            now,
-            progress,
-            HeldPins.of(store, state),
+            settings, store, state, bundle, staging, work, anchor, extracted, now, progress
         )
         base = store.current()
-        refuse_rollback(base, anchor, state.floor, verified.metadata)
         freshness = freshness_at(verified.metadata, settings, now)
         summary = BundleSummary("inspect", str(bundle), 0, 0, verified.metadata.versions, freshness)
         check_freshness(freshness, None, now, summary)
@@ -240,11 +247,11 @@ def _would_import(
     return Verification(
         "verified",
         versions=verified.metadata.versions,
-        freshness=freshness.to_json(),
+        freshness=freshness,
         changed=not same_trust(verified, base, anchor),
         warnings=summary.warnings,
         sealed_logs=[log.to_json(now) for log in carried],
     )
 
 
-__all__ = ["Inspection", "Verification", "inspect_bundle"]
+__all__ = ["FileCheck", "Inspection", "Verification", "inspect_bundle"]

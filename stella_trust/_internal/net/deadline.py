@@ -6,7 +6,9 @@ every redirect hop and the body. httpx's own timeouts are per socket operation, 
 server that sends one header byte every few seconds never trips them, and a deadline
 started after `send()` returns never starts at all (a sync could then hold the cache lock
 far past its deadline). The deadline is therefore enforced below httpx, in the httpcore
-network backend the client's connection pools use (`DeadlineBackend`):
+network backend the client's connection pools dial through (backend.py's `DeadlineBackend`,
+handed to httpcore's public `ConnectionPool(network_backend=...)` by transport.py). This
+module is the clock both share, and imports neither httpx nor httpcore:
 
 - socket reads wait in slices of at most `POLL_SECONDS`; between slices the stop flag
   and the deadline are checked (a read that times out consumed nothing, so it is simply
@@ -19,28 +21,20 @@ network backend the client's connection pools use (`DeadlineBackend`):
 Running out of time raises python-tuf's `SlowRetrievalError`; the stop flag raises
 `SyncInterrupted` (wrapped by python-tuf's `fetch()` when it fires during `_fetch`, and
 unwrapped again by `tuf.errors.translate`). So SIGTERM stops a fetch within
-`POLL_SECONDS` whatever phase it is in. httpx has no public option for the network
-backend: it is set on the pools httpx builds (`_compat_httpx.use_backend`), and a future
-httpx that renames those attributes makes every fetch fail loudly rather than run without
-deadlines.
+`POLL_SECONDS` whatever phase it is in.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import Callable
+from typing import Generic, TypeVar, cast
 
 from tuf.api import exceptions as tuf_exceptions
 
 from stella_trust.errors import SyncInterrupted
-
-if TYPE_CHECKING:
-    import httpcore
 
 # The longest a fetch blocks without looking at the stop flag and its deadline.
 POLL_SECONDS = 0.25
@@ -117,7 +111,7 @@ class _Outcome(Generic[T]):
         self.abandoned = False
 
 
-def _bounded_call(
+def bounded_call(
     budget: Budget,
     call: Callable[[], T],
     discard: Callable[[T], object],
@@ -167,7 +161,7 @@ def _bounded_call(
     return cast(T, outcome.value)
 
 
-def _duplicate(sock: object) -> socket.socket | None:
+def duplicate_socket(sock: object) -> socket.socket | None:
     """A second descriptor for the connection under `sock` (None if there is none)."""
     if not isinstance(sock, socket.socket):
         return None
@@ -175,138 +169,3 @@ def _duplicate(sock: object) -> socket.socket | None:
         return socket.fromfd(sock.fileno(), sock.family, sock.type)
     except OSError:
         return None
-
-
-@functools.cache
-def _deadline_backend_class() -> type:
-    """The backend classes, defined on first use: they subclass httpcore's, and commands that fetch
-    nothing (`trust status`, `--help`) must not pay for importing httpcore."""
-    import httpcore
-
-    class DeadlineStream(httpcore.NetworkStream):
-        """A connection whose every wait honours the current request's deadline and stop flag."""
-
-        def __init__(self, inner: httpcore.NetworkStream, budget: Budget) -> None:
-            """The budget is asked at every wait, never read once here: a kept-alive connection
-            serves later requests with their own deadlines."""
-            self._inner = inner
-            self._budget = budget
-
-        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            """Wait in slices of at most `POLL_SECONDS`, keeping httpx's per-read `timeout` across
-            them; a slice that times out consumed nothing, so it is simply repeated after the stop
-            flag and the deadline are looked at."""
-            started = time.monotonic()
-            while True:
-                wait = self._budget.step()
-                if timeout is not None:
-                    left = timeout - (time.monotonic() - started)
-                    if left <= 0:
-                        raise httpcore.ReadTimeout(f"no data for {timeout:g}s")
-                    wait = min(wait, left)
-                try:
-                    return self._inner.read(max_bytes, wait)
-                except httpcore.ReadTimeout:
-                    continue  # nothing was consumed: look at the clock and the flag, wait again
-
-        def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            """Send one request, bounded by what the deadline leaves."""
-            # Requests are a few hundred bytes: bounding the one write is enough.
-            self._inner.write(buffer, self._budget.clamp(timeout))
-
-        def close(self) -> None:
-            """Close the wrapped connection."""
-            self._inner.close()
-
-        def start_tls(
-            self,
-            ssl_context: Any,
-            server_hostname: str | None = None,
-            timeout: float | None = None,
-        ) -> httpcore.NetworkStream:
-            """The TLS handshake, which cannot be sliced, on a helper thread; a stop or the deadline
-            ends it by shutting down a duplicate of its socket."""
-            inner = self._inner
-            limit = self._budget.clamp(timeout)
-            # The handshake detaches the socket object it wraps, so a handle on the
-            # connection is taken first: a duplicate descriptor, ours to shut down (which
-            # wakes the handshake blocked in recv()) and to close, whatever happens to the
-            # original.
-            twin = _duplicate(inner.get_extra_info("socket"))
-
-            def shut_down() -> None:
-                """Wake a handshake blocked in recv() by shutting the connection down under it (the
-                duplicate is ours to shut down)."""
-                if twin is not None:
-                    with contextlib.suppress(OSError):
-                        twin.shutdown(socket.SHUT_RDWR)
-
-            try:
-                tls = _bounded_call(
-                    self._budget,
-                    lambda: inner.start_tls(ssl_context, server_hostname, limit),
-                    lambda stream: stream.close(),
-                    shut_down,
-                )
-            finally:
-                if twin is not None:
-                    twin.close()
-            return DeadlineStream(tls, self._budget)
-
-        def get_extra_info(self, info: str) -> Any:
-            """httpcore's questions about the socket and TLS, answered by the wrapped stream."""
-            return self._inner.get_extra_info(info)
-
-    class DeadlineBackend(httpcore.NetworkBackend):
-        """httpcore's socket backend with every connection bounded by the request deadline."""
-
-        def __init__(self, budget: Budget) -> None:
-            """Dial with httpcore's own socket backend; only the waiting is ours."""
-            self._budget = budget
-            self._sockets = httpcore.SyncBackend()
-
-        def connect_tcp(
-            self,
-            host: str,
-            port: int,
-            timeout: float | None = None,
-            local_address: str | None = None,
-            socket_options: Iterable[Any] | None = None,
-        ) -> httpcore.NetworkStream:
-            """DNS and connect on a helper thread, so the stop flag and the deadline end the wait; a
-            connection that arrives after the wait ended is closed."""
-            limit = self._budget.clamp(timeout)
-            stream = _bounded_call(
-                self._budget,
-                lambda: self._sockets.connect_tcp(host, port, limit, local_address, socket_options),
-                lambda opened: opened.close(),
-            )
-            return DeadlineStream(stream, self._budget)
-
-        def connect_unix_socket(
-            self,
-            path: str,
-            timeout: float | None = None,
-            socket_options: Iterable[Any] | None = None,
-        ) -> httpcore.NetworkStream:
-            """The same bounded dial for a Unix socket (part of httpcore's backend interface)."""
-            limit = self._budget.clamp(timeout)
-            stream = _bounded_call(
-                self._budget,
-                lambda: self._sockets.connect_unix_socket(path, limit, socket_options),
-                lambda opened: opened.close(),
-            )
-            return DeadlineStream(stream, self._budget)
-
-        def sleep(self, seconds: float) -> None:
-            """httpcore's pause between connect retries; the transports here configure none, so
-            nothing waits here unbounded."""
-            time.sleep(seconds)
-
-    return DeadlineBackend
-
-
-def deadline_backend(budget: Budget) -> httpcore.NetworkBackend:
-    """A network backend whose every wait is bounded by `budget` (the class is built lazily)."""
-    backend: httpcore.NetworkBackend = _deadline_backend_class()(budget)
-    return backend

@@ -6,7 +6,6 @@ a configured CA bundle, built once per file identity). One place, so `sync`, `do
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
 from pathlib import Path
@@ -44,14 +43,6 @@ def environment_proxies(memo: VerificationMemo) -> dict[str, str]:
         proxies = urllib_request.getproxies()
         memo.proxies.put(key, proxies)
     return dict(proxies)
-
-
-@functools.cache
-def unused_tls_context() -> ssl.SSLContext:
-    """What the plain-http transport holds: httpx builds a TLS context for every transport, and
-    this one is never used (an https hop, a redirect included, goes through the https
-    transport), so it is built once. Default settings, so if it ever were used it would verify."""
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and hostname checks, no CAs
 
 
 def _identity(path: str | None) -> tuple[object, ...]:

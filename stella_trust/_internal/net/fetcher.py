@@ -23,13 +23,13 @@ it. It sees bytes only after the deadline and limits have judged them, so it can
 what is accepted.
 
 **Proxies** come from the environment (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and are chosen
-per request by `SchemeTransport`: httpx stops reading them once a client is given its own
-transport, and a proxied request must get the same deadline and CA bundle as a direct one.
+per request by `SchemeTransport` (transport.py): httpx stops reading them once a client is
+given its own transport, and a proxied request must get the same deadline and CA bundle as a
+direct one.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -44,22 +44,16 @@ from urllib import request as urllib_request
 from tuf.api import exceptions as tuf_exceptions
 from tuf.ngclient import FetcherInterface
 
-from stella_trust._internal._compat_httpx import use_backend
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.net.deadline import Budget, deadline_backend
-from stella_trust._internal.net.environment import (
-    environment_proxies,
-    environment_proxy,
-    tls_context,
-    unused_tls_context,
-)
+from stella_trust._internal.net.deadline import Budget
 from stella_trust._version import __version__
 from stella_trust.errors import UnsafeFileError
 
 if TYPE_CHECKING:
-    import httpcore
     import httpx
+
+    from stella_trust._internal.net.transport import SchemeTransport
 
 CHUNK_SIZE = 64 * 1024
 MAX_FILE_URL_BYTES = 1 << 40  # python-tuf's length limits bound what is read of a file:// file
@@ -96,66 +90,6 @@ def _announced_length(response: httpx.Response) -> int | None:
     """Content-Length as a display hint only (python-tuf's length limit still decides)."""
     value = response.headers.get("content-length", "")
     return int(value) if value.isascii() and value.isdigit() else None
-
-
-def _scheme_transport_class() -> type:
-    """The SchemeTransport class, defined on first use: it subclasses httpx's, and commands that
-    fetch nothing (`trust status`, `--help`) must not import httpx."""
-    import httpx
-
-    class SchemeTransport(httpx.BaseTransport):
-        """Builds the TLS transport only when an https:// URL is first requested.
-
-        Loading the system CA bundle costs more than a whole idle sync against a plain-http
-        mirror; certificate verification is unchanged for https (and for
-        redirects to it, and for proxies reached over TLS), and plain-http requests never
-        negotiate TLS. One transport per scheme and proxy; every one connects through the
-        deadline backend.
-        """
-
-        def __init__(
-            self, ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
-        ) -> None:
-            """The proxy variables are read once here, so every request of one client (one sync) is
-            routed by the same reading."""
-            self.ca_bundle = ca_bundle
-            self.backend = backend
-            self.memo = memo
-            self.proxies = environment_proxies(memo)
-            self._transports: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
-
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            """Route a request by scheme and proxy: one transport per pair, built on first use and
-            dialling through the deadline backend; only a TLS hop (https, or an https proxy) loads
-            the CA store."""
-            scheme = request.url.scheme
-            proxy = environment_proxy(scheme, request.url.host, self.proxies)
-            transport = self._transports.get((scheme, proxy))
-            if transport is None:
-                if scheme == "https" or (proxy or "").startswith("https:"):
-                    context = tls_context(self.ca_bundle, self.memo)
-                    transport = httpx.HTTPTransport(verify=context, proxy=proxy)
-                else:  # plain http: no TLS is ever negotiated, so no CA bundle is needed
-                    transport = httpx.HTTPTransport(verify=unused_tls_context(), proxy=proxy)
-                use_backend(transport, self.backend)
-                self._transports[(scheme, proxy)] = transport
-            return transport.handle_request(request)
-
-        def close(self) -> None:
-            """Close every transport built, and so their kept-alive connections."""
-            for transport in self._transports.values():
-                transport.close()
-
-    return SchemeTransport
-
-
-@functools.cache
-def _SchemeTransport(
-    ca_bundle: Path | None, backend: httpcore.NetworkBackend, memo: VerificationMemo
-) -> httpx.BaseTransport:
-    """A SchemeTransport (see `_scheme_transport_class`), typed as httpx's base transport."""
-    transport: httpx.BaseTransport = _scheme_transport_class()(ca_bundle, backend, memo)
-    return transport
 
 
 def _refused_encoding(response: httpx.Response) -> str | None:
@@ -234,20 +168,25 @@ class HttpxFetcher(CountingFetcher):
         self.progress = progress
         self._budget = Budget(should_stop)
         self._client: httpx.Client | None = None
+        self.transport: SchemeTransport | None = None  # the client's, while it is open
 
     def _http(self) -> httpx.Client:
-        """The client, built on the first HTTP request (httpx is imported only then): identity
-        encoding asked for, redirects followed, every connection through the deadline backend."""
+        """The client, built on the first HTTP request (httpx and httpcore are imported only then):
+        identity encoding asked for, redirects followed, every connection through the deadline
+        backend (transport.py: httpcore's public pools, no private httpx attribute)."""
         if self._client is None:
             import httpx
 
-            backend = deadline_backend(self._budget)
+            from stella_trust._internal.net.backend import DeadlineBackend
+            from stella_trust._internal.net.transport import SchemeTransport
+
+            self.transport = SchemeTransport(self.ca_bundle, DeadlineBackend(self._budget), self.memo)
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout),
                 headers={"User-Agent": self.user_agent, "Accept-Encoding": IDENTITY},
                 # Proxies from the environment are chosen by the transport (httpx ignores
-                # them when given one); trust_env still reads .netrc and SSL_CERT_* here.
-                transport=_SchemeTransport(self.ca_bundle, backend, self.memo),
+                # them when given one); trust_env still reads .netrc here.
+                transport=self.transport,
                 trust_env=True,
                 follow_redirects=True,
             )
@@ -258,6 +197,7 @@ class HttpxFetcher(CountingFetcher):
         if self._client is not None:
             self._client.close()
             self._client = None
+            self.transport = None
 
     def __enter__(self) -> HttpxFetcher:
         """The fetcher itself; its connections are closed when the block ends."""

@@ -25,7 +25,14 @@ from stella_trust._internal.sigstore.trusted_root import (
     parse_trusted_root,
 )
 from stella_trust._internal.timefmt import iso
-from stella_trust.sigstore_types import ServiceKind, ServiceUrl, SigstoreTrust
+from stella_trust.sigstore_types import (
+    CertificateAuthority,
+    ServiceKind,
+    ServiceUrl,
+    SigstoreTrust,
+    TimestampAuthority,
+    TransparencyLog,
+)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -197,42 +204,29 @@ def client_trust_config(trusted_root: bytes, signing_config: bytes | None = None
 
 
 def _derived_services(trust: SigstoreTrust) -> tuple[ServiceUrl, ...]:
-    services = [
-        ServiceUrl(
-            kind="ca",
-            url=ca.uri,
-            major_api_version=1,
-            valid_from=ca.valid_from,
-            valid_until=ca.valid_until,
-            operator=ca.operator,
+    """The services a trusted root implies (CAs and TSAs with a URI, every log), each with the
+    validity window and operator of the entry it comes from."""
+
+    def service(
+        kind: ServiceKind,
+        url: str,
+        version: int,
+        entry: CertificateAuthority | TransparencyLog | TimestampAuthority,
+    ) -> ServiceUrl:
+        return ServiceUrl(
+            kind=kind,
+            url=url,
+            major_api_version=version,
+            valid_from=entry.valid_from,
+            valid_until=entry.valid_until,
+            operator=entry.operator,
         )
-        for ca in trust.certificate_authorities
-        if ca.uri
-    ]
-    services += [
-        ServiceUrl(
-            kind="tlog",
-            url=log.base_url,
-            major_api_version=log.rekor_version or 1,
-            valid_from=log.valid_from,
-            valid_until=log.valid_until,
-            operator=log.operator,
-        )
-        for log in trust.transparency_logs
-    ]
-    services += [
-        ServiceUrl(
-            kind="tsa",
-            url=tsa.uri,
-            major_api_version=1,
-            valid_from=tsa.valid_from,
-            valid_until=tsa.valid_until,
-            operator=tsa.operator,
-        )
-        for tsa in trust.timestamp_authorities
-        if tsa.uri
-    ]
-    return tuple(services)
+
+    return (
+        *(service("ca", ca.uri, 1, ca) for ca in trust.certificate_authorities if ca.uri),
+        *(service("tlog", log.base_url, log.rekor_version or 1, log) for log in trust.transparency_logs),
+        *(service("tsa", tsa.uri, 1, tsa) for tsa in trust.timestamp_authorities if tsa.uri),
+    )
 
 
 def _signing_config_v02(services: Sequence[ServiceUrl]) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.sigstore import _compat_sigstore as compat
 from stella_trust._internal.sigstore.bundleinput import refusal_for, require_bounded_json
 from stella_trust._internal.sigstore.errors import BundleVerificationError, classify
@@ -53,9 +53,22 @@ IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
-@lru_cache(maxsize=4)
-def _verifier(trusted_root: bytes) -> IntotoVerifier:
-    """One Verifier per distinct trusted-root content: identical bytes are identical trust."""
+def _verifier(trusted_root: bytes, memo: VerificationMemo | None) -> IntotoVerifier:
+    """One Verifier per distinct trusted-root content, remembered in the caller's memo (if any):
+    identical bytes are identical trust."""
+    key = hashlib.sha256(trusted_root).digest()
+    if memo is not None:
+        held: IntotoVerifier | None = memo.verifiers.get(key)
+        if held is not None:
+            return held
+    verifier = _build_verifier(trusted_root)
+    if memo is not None:
+        memo.verifiers.put(key, verifier)
+    return verifier
+
+
+def _build_verifier(trusted_root: bytes) -> IntotoVerifier:
+    """A Verifier for `trusted_root`, with the TSA validity window read as protobuf-specs says."""
     from sigstore.errors import Error
 
     from stella_trust._internal.sigstore.intoto_entry import IntotoVerifier
@@ -86,16 +99,23 @@ def _hashed(artifact: bytes | str) -> tuple[Hashed, bytes | None]:
 
 
 def verify_bundle(
-    trusted_root: bytes, bundle: bytes, artifact: bytes | str, policy: Policy
+    trusted_root: bytes,
+    bundle: bytes,
+    artifact: bytes | str,
+    policy: Policy,
+    *,
+    memo: VerificationMemo | None = None,
 ) -> VerificationOutcome:
     """Verify `bundle` for `artifact` (bytes, or "sha256:<hex>") under `policy`, offline.
 
+    `memo` keeps the verifier built from `trusted_root` for the next call (a long-lived
+    process verifying many bundles); without one it is built for this call only.
     Raises BundleRefusedError (input unreadable), BundleVerificationError (a named check
     failed), TrustMaterialError (trusted root unreadable) or UsageError (bad digest string).
     """
     require_bounded_json(bundle, "bundle")
     require_bounded_json(trusted_root, "trusted root")
-    verifier = _verifier(trusted_root)
+    verifier = _verifier(trusted_root, memo)
     hashed, artifact_bytes = _hashed(artifact)
     if isinstance(policy, KeyPolicy):
         return verify_with_key(verifier, bundle, hashed, artifact_bytes, policy)

@@ -29,7 +29,6 @@ from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.roles import ROLES, signatures
 from stella_trust.repository.staging import CREATED_FILE, NEXT, SET_FILE
-from stella_trust.repository.state import BAD_METADATA
 
 if TYPE_CHECKING:
     from stella_trust.repository.workspace import Workspace
@@ -172,15 +171,8 @@ def _set_targets(
 ) -> Metadata[Targets]:
     """The targets of the set: the one another machine staged with it (its signatures
     kept), else the published one at a new version above every version seen."""
-    path = ws.staging.role_path("targets")
-    if path.exists():
-        try:
-            staged = Metadata[Targets].from_file(str(path))
-        except BAD_METADATA as exc:
-            raise RepoError(
-                f"{path} is not targets metadata ({exc})",
-                hint=f"drop it: `trust repo clean {ws.hint_path()}`",
-            ) from exc
+    staged = ws.staging.role("targets")
+    if staged is not None:
         listed = staged_set.get("roles", {}).get("targets")
         if listed != staged.signed.version:
             raise RepoError(
@@ -191,7 +183,7 @@ def _set_targets(
         floor = max(repo.targets.signed.version, repo.floors.get("targets", 0))
         if staged.signed.version > floor:
             return staged
-        path.unlink()  # stale: a release was published since; sign the published one again
+        ws.staging.drop_role("targets")  # stale: published since; sign the published one again
     md = Metadata[Targets].from_bytes(repo.targets.to_bytes())
     md.signed.version = repo.next_version("targets", md.signed.version)
     md.signed.expires = (now + ws.rules(repo)["targets"].lifetime).replace(microsecond=0)

@@ -19,7 +19,6 @@ from stella_trust.repository.expiry import ONLINE_ROLES, ExpiryRule, default_rul
 from stella_trust.repository.metadata import Repository
 from stella_trust.repository.outcome import Outcome, RepoError
 from stella_trust.repository.roles import role_keys, signatures
-from stella_trust.repository.state import BAD_METADATA
 
 if TYPE_CHECKING:
     from stella_trust.repository.workspace import Workspace
@@ -52,15 +51,8 @@ def _changed_roles(ws: Workspace, repo: Repository, changes: dict[str, Any]) -> 
 def _staged_role(
     ws: Workspace, repo: Repository, role: str, changes: dict[str, Any], now: datetime
 ) -> Metadata[Targets]:
-    path = ws.staging.role_path(role)
-    if path.exists():
-        try:
-            staged = Metadata[Targets].from_file(str(path))
-        except BAD_METADATA as exc:
-            raise RepoError(
-                f"{path} is not targets metadata ({exc})",
-                hint=f"drop it: `trust repo clean {ws.hint_path()}`, then stage the change again",
-            ) from exc
+    staged = ws.staging.role(role, then=", then stage the change again")
+    if staged is not None:
         published = repo.targets if role == "targets" else repo.delegated.get(role)
         published_version = published.signed.version if published else 0
         floor = max(published_version, repo.floors.get(role, 0))

@@ -6,10 +6,11 @@ own rhythm, for monitoring) and `keys` (which file here serves which role).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Key, Metadata, Root, Targets
 
 from stella_trust._internal.timefmt import compact_duration, expiry_phrase, human_duration, iso, utcnow
 from stella_trust.repository.commands.ceremony import root_status
@@ -193,54 +194,53 @@ def check(
     )
 
 
+@dataclass
+class _KeyUse:
+    """One key some role lists: the roles that list it and the file here that holds it."""
+
+    keyid: str
+    key: Key
+    roles: list[str] = field(default_factory=list)
+    file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `keys` row (`--json` details.keys[]): the key itself is shown by its scheme only."""
+        return {"keyid": self.keyid, "scheme": self.key.scheme, "roles": self.roles, "file": self.file}
+
+
 def keys(ws: Workspace) -> Outcome:
     """Which key serves which role, and which file here holds it (go-tuf `root-keys`)."""
     repo = ws.load()
     staged = ws.staging.root(repo)
-    sources: list[tuple[str, Any, str]] = [(f"root v{repo.root.signed.version}", repo.root.signed, "root")]
+    sources: list[tuple[str, Root]] = [(f"root v{repo.root.signed.version}", repo.root.signed)]
     if staged is not None:
-        sources.append((f"staged root v{staged.signed.version}", staged.signed, "root"))
-    entries: dict[str, dict[str, Any]] = {}
-    for label, root, _ in sources:
+        sources.append((f"staged root v{staged.signed.version}", staged.signed))
+    entries: dict[str, _KeyUse] = {}
+
+    def listed(keyid: str, key: Key, by: str) -> None:
+        """Note that `by` lists the key (the first listing's key object is the one kept)."""
+        entries.setdefault(keyid, _KeyUse(keyid, key)).roles.append(by)
+
+    for label, root in sources:
         for role in ROLES:
             for keyid in root.roles[role].keyids:
-                entry = entries.setdefault(
-                    keyid,
-                    {
-                        "keyid": keyid,
-                        "scheme": root.keys[keyid].scheme,
-                        "roles": [],
-                        "file": None,
-                        "_key": root.keys[keyid],
-                    },
-                )
-                entry["roles"].append(f"{role} ({label})")
+                listed(keyid, root.keys[keyid], f"{role} ({label})")
     delegations = repo.targets.signed.delegations
     if delegations is not None:
         for name, delegated in (delegations.roles or {}).items():
             for keyid in delegated.keyids:
-                entry = entries.setdefault(
-                    keyid,
-                    {
-                        "keyid": keyid,
-                        "scheme": delegations.keys[keyid].scheme,
-                        "roles": [],
-                        "file": None,
-                        "_key": delegations.keys[keyid],
-                    },
-                )
-                entry["roles"].append(f"{name} (delegated by targets)")
+                listed(keyid, delegations.keys[keyid], f"{name} (delegated by targets)")
     unused = []
     for kf in ws.keys.files():
         for keyid, entry in entries.items():
-            if entry["file"] is None and kf.is_key(keyid, entry["_key"]):
-                entry["file"] = (
+            if entry.file is None and kf.is_key(keyid, entry.key):
+                entry.file = (
                     str(kf.path.relative_to(ws.path)) if kf.path.is_relative_to(ws.path) else str(kf.path)
                 )
                 break
         else:
             unused.append(kf.path.name)
-    rows = [{k: v for k, v in e.items() if k != "_key"} for e in entries.values()]
+    rows = [entry.to_json() for entry in entries.values()]
     lines = [f"{r['keyid'][:16]}  {r['file'] or '-':<24} {', '.join(r['roles'])}" for r in rows]
     if unused:
         lines.append(f"key files no role lists: {', '.join(unused)}")
