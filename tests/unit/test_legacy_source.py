@@ -21,7 +21,8 @@ from stella_trust._internal.settings import load_settings
 from stella_trust._internal.sigstore.errors import BundleVerificationError
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
-from stella_trust._internal.verifiers import trust_file, verify_bundle
+from stella_trust._internal.verifiers import trust_file
+from stella_trust.api import verify_bundle
 from stella_trust.errors import ServiceMapError, StellaError
 from stella_trust.repository import Repository
 from tests.legacy_repo import (
