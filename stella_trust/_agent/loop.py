@@ -31,6 +31,7 @@ from types import FrameType
 from stella_trust._agent.metrics import AgentMetrics
 from stella_trust._agent.notify import Notifier
 from stella_trust._agent.reporting import CycleReporter
+from stella_trust._agent.schedule import next_delay
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.reader import load_view
@@ -67,16 +68,6 @@ def _timestamp(moment: str | None) -> float | None:
         return datetime.fromisoformat(moment).timestamp()
     except ValueError:
         return None
-
-
-def next_interval(interval: float, jitter_fraction: float, rng: random.Random) -> float:
-    """The interval, spread by +/- jitter_fraction so hosts drift apart."""
-    return interval * (1.0 + rng.uniform(-jitter_fraction, jitter_fraction))
-
-
-def backoff(failures: int, initial: float, cap: float) -> float:
-    """initial, 2x, 4x ... after consecutive failures, never longer than the interval."""
-    return float(min(initial * 2.0 ** max(failures - 1, 0), cap))
 
 
 @dataclass
@@ -195,11 +186,7 @@ class Agent:
                 first = False
             else:
                 self.notifier.status(self.status_line())
-            interval = self.settings.refresh_interval_minutes * 60
-            if outcome.ok:
-                delay = next_interval(interval, self.settings.jitter_fraction, self.rng)
-            else:
-                delay = backoff(self.failures, self.settings.retry_initial_seconds, interval)
+            delay = next_delay(self.settings, 0 if outcome.ok else max(self.failures, 1), self.rng)
             self.log.debug("next refresh in %.1fs", delay)
             self._sleep(delay)
         self.notifier.stopping()

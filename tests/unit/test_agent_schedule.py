@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from stella_trust._agent.loop import backoff, next_interval
+from stella_trust._agent.schedule import backoff, next_interval
 
 
 def test_interval_jitter_stays_within_bounds() -> None:
