@@ -186,12 +186,17 @@ class Agent:
                 first = False
             else:
                 self.notifier.status(self.status_line())
-            delay = next_delay(self.settings, 0 if outcome.ok else max(self.failures, 1), self.rng)
+            delay = self.delay_after(outcome)
             self.log.debug("next refresh in %.1fs", delay)
             self._sleep(delay)
         self.notifier.stopping()
         self.log.info("agent stopping")
         return EXIT_OK
+
+    def delay_after(self, outcome: CycleOutcome) -> float:
+        """Seconds to wait after this cycle (schedule.py); public so a simulation of many agents
+        (benchmarks/bench_fleet.py) follows exactly what `run` does."""
+        return next_delay(self.settings, 0 if outcome.ok else max(self.failures, 1), self.rng)
 
     def run_once(self) -> int:
         """One cycle for timers and cron; the exit code follows `trust sync`."""
