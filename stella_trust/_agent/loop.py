@@ -2,9 +2,10 @@
 
 Each cycle is the same core the CLI uses: `sync()` (unless offline), then `load_view()`
 to re-verify the cache and judge freshness. The loop only decides *when*: the interval
-with jitter so a fleet does not stampede the repository, exponential backoff after a
-failure, and immediate cycles on SIGUSR1. The sync runs in a worker thread so the main
-thread can always answer SIGTERM within two seconds and keep the systemd watchdog fed;
+with jitter so a fleet does not stampede the repository, one early retry after a failure
+and then the interval again (schedule.py says why), and immediate cycles on SIGUSR1. The
+sync runs in a worker thread so the main thread can always answer SIGTERM within two
+seconds and keep the systemd watchdog fed;
 abandoning a sync mid-way is safe because the store only ever switches whole,
 verified generations.
 
