@@ -83,6 +83,7 @@ class WorkerResult:
     statuses: Counter[str]
     unmatched: int  # cycles whose log lines did not all arrive in time (should be 0)
     recovered_after: list[float]  # per host that failed: its first success after the outage, seconds after
+    worker_cpu: float  # the worker process's whole CPU time: cycles plus this harness
 
 
 def nginx_config(run_dir: Path, root: Path, ports: list[int], flags: list[Path]) -> str:
@@ -262,7 +263,15 @@ def run_worker(args: tuple[int, list[int], Path, str, Path, Path, int]) -> Worke
         # What the agent's loop sleeps after this cycle (Agent.run calls the same).
         heapq.heappush(queue, (t + host.agent.delay_after(outcome), n))
     flag.unlink(missing_ok=True)
-    return WorkerResult(cycles, cold_requests, cold_bytes, statuses, unmatched, sorted(recovered.values()))
+    return WorkerResult(
+        cycles,
+        cold_requests,
+        cold_bytes,
+        statuses,
+        unmatched,
+        sorted(recovered.values()),
+        time.process_time(),
+    )
 
 
 def per_bucket(cycles: list[Cycle], start: float, end: float, width: float) -> list[int]:
@@ -354,7 +363,11 @@ def report(hosts: int, results: list[WorkerResult], wall: float) -> None:
     day_requests = sum(c.requests for c in day)
     day_bytes = sum(c.bytes_sent for c in day)
     syncs_per_host = len(day) / hosts
-    print(f"fleet: {hosts} hosts, one nginx; {len(cycles)} cycles simulated in {wall:.0f} s wall")
+    print(
+        f"fleet: {hosts} hosts, one nginx; {len(cycles)} cycles simulated in {wall:.0f} s wall; CPU per "
+        f"worker {max(r.worker_cpu for r in results):.0f} s, of which the timed cycles "
+        f"{max(sum(c.cpu for c in r.cycles) for r in results):.0f} s"
+    )
     print(
         f"  cold sync (before the day, per host): {sum(r.cold_requests for r in results) / hosts:.1f} "
         f"requests, {human_bytes(sum(r.cold_bytes for r in results) / hosts)}"
