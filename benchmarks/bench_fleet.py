@@ -398,12 +398,15 @@ def report(hosts: int, results: list[WorkerResult], wall: float) -> None:
     after_minutes = per_bucket(cycles, OUTAGE[1], END, 60)
     window, at = sliding_peak(cycles, OUTAGE[1], END - 60, 60)
     after_seconds = per_bucket(cycles, OUTAGE[1], END, 1)
-    verdict = "meets" if max(first_minute, window) <= 2 * avg_minute else "FAILS"
+    # Issue 23's bar is on the minute after the outage ends; the busiest 60 s of the hour after
+    # is shown against the idle day's busiest minute, the noise floor of this many hosts.
+    verdict = "meets" if first_minute <= 2 * avg_minute else "FAILS"
     print(
         f"after the outage: first minute {first_minute} requests ({first_minute / avg_minute:.2f}x the "
-        f"normal average minute); peak 60 s window of the hour after {window} "
-        f"({window / avg_minute:.2f}x, starting {at - OUTAGE[1]:.0f} s after), peak aligned minute "
-        f"{max(after_minutes)}, peak second {max(after_seconds)}; {verdict} the <= 2x bar"
+        f"normal average minute; {verdict} the <= 2x bar); busiest 60 s of the hour after {window} "
+        f"({window / avg_minute:.2f}x, {at - OUTAGE[1]:.0f} s after; the idle day's busiest minute "
+        f"{max(per_minute) / avg_minute:.2f}x), busiest aligned minute {max(after_minutes)}, busiest "
+        f"second {max(after_seconds)}"
     )
     if recovered:
         print(
