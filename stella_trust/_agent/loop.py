@@ -2,9 +2,10 @@
 
 Each cycle is the same core the CLI uses: `sync()` (unless offline), then `load_view()`
 to re-verify the cache and judge freshness. The loop only decides *when*: the interval
-with jitter so a fleet does not stampede the repository, exponential backoff after a
-failure, and immediate cycles on SIGUSR1. The sync runs in a worker thread so the main
-thread can always answer SIGTERM within two seconds and keep the systemd watchdog fed;
+with jitter so a fleet does not stampede the repository, one early retry after a failure
+and then the interval again (schedule.py says why), and immediate cycles on SIGUSR1. The
+sync runs in a worker thread so the main thread can always answer SIGTERM within two
+seconds and keep the systemd watchdog fed;
 abandoning a sync mid-way is safe because the store only ever switches whole,
 verified generations.
 
@@ -31,6 +32,7 @@ from types import FrameType
 from stella_trust._agent.metrics import AgentMetrics
 from stella_trust._agent.notify import Notifier
 from stella_trust._agent.reporting import CycleReporter
+from stella_trust._agent.schedule import next_delay
 from stella_trust._internal.cachestate import MirrorHealth
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
@@ -69,16 +71,6 @@ def _timestamp(moment: str | None) -> float | None:
         return datetime.fromisoformat(moment).timestamp()
     except ValueError:
         return None
-
-
-def next_interval(interval: float, jitter_fraction: float, rng: random.Random) -> float:
-    """The interval, spread by +/- jitter_fraction so hosts drift apart."""
-    return interval * (1.0 + rng.uniform(-jitter_fraction, jitter_fraction))
-
-
-def backoff(failures: int, initial: float, cap: float) -> float:
-    """initial, 2x, 4x ... after consecutive failures, never longer than the interval."""
-    return float(min(initial * 2.0 ** max(failures - 1, 0), cap))
 
 
 @dataclass
@@ -197,16 +189,17 @@ class Agent:
                 first = False
             else:
                 self.notifier.status(self.status_line())
-            interval = self.settings.refresh_interval_minutes * 60
-            if outcome.ok:
-                delay = next_interval(interval, self.settings.jitter_fraction, self.rng)
-            else:
-                delay = backoff(self.failures, self.settings.retry_initial_seconds, interval)
+            delay = self.delay_after(outcome)
             self.log.debug("next refresh in %.1fs", delay)
             self._sleep(delay)
         self.notifier.stopping()
         self.log.info("agent stopping")
         return EXIT_OK
+
+    def delay_after(self, outcome: CycleOutcome) -> float:
+        """Seconds to wait after this cycle (schedule.py); public so a simulation of many agents
+        (benchmarks/bench_fleet.py) follows exactly what `run` does."""
+        return next_delay(self.settings, 0 if outcome.ok else max(self.failures, 1), self.rng)
 
     def run_once(self) -> int:
         """One cycle for timers and cron; the exit code follows `trust sync`."""

@@ -28,8 +28,9 @@ def agent(
 ) -> None:
     """Keep trust current: refresh every refresh_interval_minutes (with jitter).
 
-    Failures back off (retry_initial_seconds, doubling, capped at the interval) while the
-    cached trust keeps being served. Signals: SIGTERM/SIGINT stop, SIGHUP reloads the
+    After a failure it retries once after about retry_initial_seconds, then keeps its
+    interval (a fleet never stampedes a returning origin) while the cached trust keeps
+    being served. Signals: SIGTERM/SIGINT stop, SIGHUP reloads the
     config (a bad one is reported and the old one kept), SIGUSR1 refreshes now.
     Speaks sd_notify (READY, STATUS, WATCHDOG, STOPPING) under systemd.
 
