@@ -9,7 +9,10 @@ readers share; a served directory; a USB drive; bundle staging; a mirror directo
 opened only through `open_untrusted` / `read_untrusted` / `create_exclusive`: never through a
 symbolic link planted there (O_NOFOLLOW), never a FIFO or device (O_NONBLOCK, then fstat must
 say regular file), never more than a stated size, and created only where nothing stands
-(O_EXCL). The threat model in docs/design.md names each such directory.
+(O_EXCL). Writers into such a directory outside the cache (a push into a served directory,
+keys onto a drive, an export beside OUT) hold it open as an `OpenDir` and do everything
+relative to its descriptor: no path below it is resolved twice. The threat model in
+docs/design.md names each such directory.
 """
 
 from __future__ import annotations
@@ -59,20 +62,6 @@ def atomic_write(
         raise
     if durable:
         fsync_dir(path.parent)
-
-
-@contextlib.contextmanager
-def replaced_atomically(path: Path) -> Iterator[Path]:
-    """A temp path beside `path` for a writer that streams (archives); renamed over
-    `path` when the block succeeds, removed when it fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):  # a read-only or full disk must not mask the real error
-            tmp.unlink(missing_ok=True)
 
 
 def fsync_dir(path: Path) -> None:
@@ -257,12 +246,17 @@ def remove_entries(directory: Path, doomed: Callable[[str], bool]) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, timeout: float, on_busy: Callable[[str], Exception]) -> Iterator[None]:
+def exclusive_lock(
+    path: Path, timeout: float, on_busy: Callable[[str], Exception], *, within: OpenDir | None = None
+) -> Iterator[None]:
     """Hold an flock on `path` (which records the holder's pid); wait up to `timeout`
     seconds, then raise `on_busy(holder_pid)`. Closing the descriptor releases it, so a
-    killed holder never leaves the lock taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_lock_file(path)
+    killed holder never leaves the lock taken. `within`: the directory holding the lock file,
+    already open (`path` then only names it in messages): the lock is taken in exactly that
+    directory, whatever its path names by now."""
+    if within is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _open_lock_file(path, None if within is None else within.fd)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -281,12 +275,13 @@ def exclusive_lock(path: Path, timeout: float, on_busy: Callable[[str], Exceptio
         os.close(fd)
 
 
-def _open_lock_file(path: Path) -> int:
+def _open_lock_file(path: Path, dir_fd: int | None = None) -> int:
     """The lock file lives in a directory its writers' peers may control (a cache the
     service user owns, a served directory): never follow a link planted there (a root
     process would truncate whatever it points to), and only ever use a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o640)
+        fd = os.open(path if dir_fd is None else path.name, flags, 0o640, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafeFileError(f"refusing the lock file {path}: it is a symbolic link") from None
@@ -486,28 +481,40 @@ class OpenDir:
             current = following
         return current
 
-    def write(self, name: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
-        """Replace `name` with `data` (exactly `mode`), readers seeing the old or the new file:
-        a temp file created O_EXCL|O_NOFOLLOW here, written, fsynced, renamed over `name`
-        between this held descriptor and itself. If the name no longer holds our file after
-        the rename (whoever writes here swapped the temp name for a link), it is removed and
-        the write refused: what the link names was never written or chmodded."""
+    @contextlib.contextmanager
+    def replacing(self, name: str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+        """A new file that replaces `name` when the block succeeds (readers see the old or the
+        new one) and is removed when it fails: created O_CREAT|O_EXCL|O_NOFOLLOW under a temp
+        name here, `mode` set on the descriptor, fsynced (`durable`), renamed over `name`
+        between this held descriptor and itself. If the name does not hold our file after the
+        rename (whoever writes here swapped the temp name for a link), it is removed and the
+        write refused: what the link names was never written or chmodded."""
         self._name(name)
         tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-        file_fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd
-        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode, dir_fd=self.fd)
         try:
-            os.fchmod(file_fd, mode)  # exactly `mode`, on the descriptor, whatever the umask
-            ours = os.fstat(file_fd)
-            with os.fdopen(file_fd, "wb") as handle:
-                handle.write(data)
+            os.fchmod(fd, mode)  # exactly `mode`, on the descriptor, whatever the umask
+            ours = os.fstat(fd)
+            handle = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            self.unlink(tmp)
+            raise
+        try:
+            try:
+                yield handle
                 if durable:
                     handle.flush()
                     os.fsync(handle.fileno())
+                handle.close()
+            except BaseException:
+                with contextlib.suppress(OSError):  # its buffer fails again on a full disk: the
+                    handle.close()  # first error is the one to report
+                raise
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a read-only or full disk must not mask the real error
                 os.unlink(tmp, dir_fd=self.fd)
             raise
         now = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
@@ -517,6 +524,16 @@ class OpenDir:
             raise UnsafeFileError(f"refusing {self.shown}/{name}: it was replaced while it was written")
         if durable:
             os.fsync(self.fd)
+
+    def write(self, name: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+        """Replace `name` with `data` (exactly `mode`): `replacing`."""
+        with self.replacing(name, mode, durable=durable) as handle:
+            handle.write(data)
+
+    def new_subdir(self, name: str, mode: int = 0o700) -> OpenDir:
+        """A directory made here where nothing stands (FileExistsError otherwise), opened."""
+        os.mkdir(self._name(name), mode, dir_fd=self.fd)
+        return self.subdir(name)
 
     def create(self, name: str, mode: int = 0o600) -> BinaryIO:
         """A new file `name` where nothing stands (O_EXCL|O_NOFOLLOW), for writing, with exactly

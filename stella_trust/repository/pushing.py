@@ -46,9 +46,32 @@ def push_lock(destination: Path, timeout: float | None = None) -> Iterator[None]
             hint="wait for it to finish, then run the same command again",
         )
 
-    destination.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT if timeout is None else timeout, busy):
-        yield
+    key = str(destination.absolute())
+    with (
+        _open_top(destination) as top,
+        exclusive_lock(
+            destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT if timeout is None else timeout, busy, within=top
+        ),
+    ):
+        held = os.fstat(top.fd)
+        _LOCKED[key] = (held.st_dev, held.st_ino)
+        try:
+            yield
+        finally:
+            _LOCKED.pop(key, None)
+
+
+# the served directories this process holds the push lock of: (device, inode) of the directory
+# the lock was taken in, so every write can check it goes into that very directory
+_LOCKED: dict[str, tuple[int, int]] = {}
+
+
+def _open_top(destination: Path) -> OpenDir:
+    """The served directory itself (made if absent), as the operator named it."""
+    try:
+        return OpenDir.open(destination, create=True)
+    except UnsafeFileError as exc:
+        raise RepoError(f"refused: {exc.message.removeprefix('refusing ')}", hint=SERVED_HINT) from None
 
 
 def publish_files(
@@ -150,12 +173,23 @@ class ServedWriter:
     No path is resolved again after the top is open, so a subdirectory swapped for a link
     after the served state was read cannot steer a temp file or a rename into the directory
     the link names (the operator's keys/): the swap is refused when the name is opened, or
-    the files land in the directory held and `check_still_served` refuses the push."""
+    the files land in the directory held and `check_still_served` refuses the push. The top
+    is checked to be the very directory whose lock the push holds (`push_lock` takes the lock
+    relative to the descriptor it opened): a served directory swapped whole is refused too."""
 
     def __init__(self, destination: Path) -> None:
         self.destination = destination
-        self.top = self._guarded(lambda: OpenDir.open(destination, create=True))
+        self.top = _open_top(destination)
         self.held: dict[str, OpenDir] = {}
+        locked = _LOCKED.get(str(destination.absolute()))
+        opened = os.fstat(self.top.fd)
+        if locked is not None and locked != (opened.st_dev, opened.st_ino):
+            self.top.close()
+            raise RepoError(
+                f"refused: {destination} is no longer the directory this push locked (it was "
+                "replaced or moved while the push ran)",
+                hint=SWAPPED_HINT,
+            )
 
     def __enter__(self) -> ServedWriter:
         return self

@@ -22,15 +22,20 @@ from tests.e2e.conftest import Client
 from tests.e2e.operators import operator_env, publish_demo_content, repo
 
 # argv: MODE TOP VICTIM HELD NAMES -- trust ARGS...
-#   MODE "top":    right after TOP itself is opened, every NAME under it is moved into HELD and
-#                  replaced by a link to VICTIM
-#   MODE "subdir": the same for one NAME, right after that subdirectory was opened under TOP
+#   "top:N"   right after TOP is opened for the N-th time, every NAME under it is moved into
+#             HELD and replaced by a link to VICTIM (a push opens its served directory twice:
+#             to lock it, then to write the files it read and verified)
+#   "self:N"  the same, but TOP itself is moved into HELD and replaced by a link to VICTIM
+#   "subdir"  every NAME right after that subdirectory of TOP was opened
+#   "staging" the first hidden (".") subdirectory of TOP right after it was opened (a staging
+#             directory with a random name); NAMES unused
 HOOK = r"""
 import os, sys
 from stella_trust._internal import fs
 
 mode, top, victim, held, names = sys.argv[1:6]
 pending = names.split(",")
+opened = []
 real_open = fs.OpenDir.open.__func__
 real_subdir = fs.OpenDir.subdir
 
@@ -38,20 +43,29 @@ real_subdir = fs.OpenDir.subdir
 def swap(name):
     os.rename(os.path.join(top, name), os.path.join(held, name))
     os.symlink(victim, os.path.join(top, name))
-    pending.remove(name)
 
 
 def open_then_swap(cls, path, **options):
     handle = real_open(cls, path, **options)
-    if mode == "top" and os.fspath(path) == top:
-        for name in list(pending):
-            swap(name)
+    if os.fspath(path) == top:
+        opened.append(path)
+        kind, _, nth = mode.partition(":")
+        if kind == "top" and len(opened) == int(nth):
+            for name in pending:
+                swap(name)
+        if kind == "self" and len(opened) == int(nth):
+            os.rename(top, os.path.join(held, os.path.basename(top)))
+            os.symlink(victim, top)
     return handle
 
 
 def subdir_then_swap(self, name, **options):
     handle = real_subdir(self, name, **options)
-    if mode == "subdir" and self.shown == top and name in pending:
+    if self.shown == top and name in pending and mode == "subdir":
+        pending.remove(name)
+        swap(name)
+    if self.shown == top and name.startswith(".") and mode == "staging" and pending:
+        pending.clear()
         swap(name)
     return handle
 
@@ -65,7 +79,9 @@ main()
 """
 
 
-def hooked(mode: str, top: Path, victim: Path, held: Path, names: str, *trust: str) -> Result:
+def hooked(
+    mode: str, top: Path, victim: Path, held: Path, names: str, *trust: str, env: dict[str, str] | None = None
+) -> Result:
     """`trust ARGS` with the layer hooked (see HOOK)."""
     held.mkdir(exist_ok=True)
     argv = [sys.executable, "-c", HOOK, mode, str(top), str(victim), str(held), names, "--", *trust]
@@ -73,7 +89,7 @@ def hooked(mode: str, top: Path, victim: Path, held: Path, names: str, *trust: s
         argv,
         capture_output=True,
         text=True,
-        env=operator_env(),
+        env=env or operator_env(),
         timeout=120,
         check=False,
         stdin=subprocess.DEVNULL,
@@ -144,7 +160,7 @@ def test_push_refuses_subdirectories_swapped_for_links_after_the_top_was_opened(
         served_before, victim_before = tree(served), tree(victim)
 
         result = hooked(
-            "top",
+            "top:2",
             served,
             victim,
             held,
@@ -221,6 +237,36 @@ def test_push_into_a_directory_swapped_after_it_was_opened_writes_only_there_and
     assert tree(victim) == victim_before
 
 
+def test_push_refuses_a_served_directory_swapped_whole_after_it_was_locked(tmp_path: Path) -> None:
+    """Whoever can write the served directory's parent moves it away right after the push took
+    its lock and leaves a link to the operator's keys directory in its place: the push reads
+    nothing served there, so it would write every file; it refuses, because the directory it
+    would write into is not the one whose lock it holds."""
+    workspace, served = served_release(tmp_path)
+    victim, held = victim_keys(tmp_path), tmp_path / "held"
+    with RepositoryServer(served) as server:
+        client = client_of(tmp_path, served, server.url)
+        published = targets_version(client)
+        served_before, victim_before = tree(served), tree(victim)
+
+        result = hooked(
+            "self:1", served, victim, held, "", "repo", "push", "--to", str(served), "--path", str(workspace)
+        )
+        refused(result, 1, "no longer the directory this push locked")
+        assert served.is_symlink(), "the hook never swapped"
+        assert tree(victim) == victim_before
+        assert tree(held / served.name) == served_before
+
+        served.unlink()
+        (held / served.name).rename(served)
+        ok(client.run("sync"))
+        assert targets_version(client) == published
+        ok(repo(workspace, "push", "--to", str(served)))
+        ok(client.run("sync"))
+        assert targets_version(client) == published + 1
+    assert tree(victim) == victim_before
+
+
 def test_export_keys_refuses_a_keys_directory_swapped_for_a_link_after_the_drive_was_opened(
     tmp_path: Path,
 ) -> None:
@@ -236,7 +282,7 @@ def test_export_keys_refuses_a_keys_directory_swapped_for_a_link_after_the_drive
     os.chmod(preparers, 0o777)
 
     result = hooked(
-        "top",
+        "top:1",
         drive,
         preparers,
         held,
@@ -258,3 +304,38 @@ def test_export_keys_refuses_a_keys_directory_swapped_for_a_link_after_the_drive
     exported = drive / "keys" / "timestamp.pem"
     assert exported.read_bytes() == (workspace / "keys" / "timestamp.pem").read_bytes()
     assert stat.S_IMODE(exported.stat().st_mode) == 0o600 and os.listdir(preparers) == []
+
+
+def test_directory_export_refuses_a_staging_directory_swapped_for_a_link_while_written(
+    synced: Client, tmp_path: Path
+) -> None:
+    """`trust export --out DRIVE/trust`: whoever can write the drive swaps the export's staging
+    directory for a link to a directory of their choosing right after it was made. The files
+    go only into the directory the export holds, the link is never renamed into OUT, and the
+    export refuses in one line; the next export works and a host initialises from it."""
+    drive, held = tmp_path / "drive", tmp_path / "held"
+    drive.mkdir()
+    os.chmod(drive, 0o777)  # a drive anyone could write
+    victim = tmp_path / "theirs"
+    victim.mkdir()
+    out = drive / "trust"
+    cli = ["--config", str(synced.config), "--cache-dir", str(synced.cache)]
+
+    result = hooked("staging", drive, victim, held, "-", *cli, "export", "--out", str(out), env=synced.env)
+    refused(result, 2, "moved or replaced while the export was written")
+    assert os.listdir(victim) == []  # not a byte through the link
+    (staging,) = held.iterdir()
+    assert staging.name.startswith(".trust.") and (staging / "manifest.json").is_file()  # written there
+    assert os.listdir(drive) == []  # no OUT, no link, no staging left behind
+
+    summary = ok(synced.run("export", "--out", str(out), "--json")).json()
+    assert (out / "manifest.json").is_file() and summary["files"] >= 8 and not out.is_symlink()
+    host = Client(home=tmp_path / "fromdrive", url=out.as_uri(), root=synced.root, env=synced.env)
+    host.home.mkdir()
+    ok(
+        host.run(
+            "init", "--tuf-url", host.url, "--offline", "--root", str(synced.root), "--pin", "rekor-key-v1"
+        )
+    )
+    assert ok(host.status()).json()["freshness"]["state"] == "fresh"
+    assert os.listdir(victim) == []
