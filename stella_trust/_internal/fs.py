@@ -626,3 +626,11 @@ class OpenDir:
     def sync(self) -> None:
         """Make the entries created or renamed here durable."""
         os.fsync(self.fd)
+
+
+def write_output(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """An operator's `--out FILE` (often on a drive others prepared): written through an
+    `OpenDir` of its directory, created O_EXCL beside FILE and renamed over it; a link standing
+    at FILE is replaced, never written through."""
+    with OpenDir.open(path.parent, create=True) as parent:
+        parent.write(path.name, data, mode)

@@ -66,6 +66,8 @@ def test_the_top_itself_is_followed_only_when_asked_and_names_stay_plain(
     (tmp_path / "link").symlink_to(victim)
     with pytest.raises(UnsafeFileError, match="link or not a directory"):
         OpenDir.open(tmp_path / "link", follow=False)
+    with OpenDir.open(tmp_path / "link") as followed:  # the operator's own path (`--to /srv/tuf`)
+        assert followed.names() == ["root.pem"]
     with OpenDir.open(tmp_path / "made" / "here", create=True) as made:
         for bad in ("..", "a/b", "", "."):
             with pytest.raises(UnsafeFileError, match="not a plain file name"):
