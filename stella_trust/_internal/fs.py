@@ -405,8 +405,8 @@ class OpenDir:
     handle holds, and `still_at` tells a writer that the name it published under moved.
 
     Files are created O_CREAT|O_EXCL|O_NOFOLLOW (never through a planted name), their mode
-    and group set on the descriptor (never by name), and replaced by rename between held
-    descriptors; `write` checks afterwards that the name it renamed to is still its file.
+    set on the descriptor (never by name), and replaced by rename between held descriptors;
+    `replacing` checks afterwards that the name it renamed to is still its file.
     """
 
     def __init__(self, fd: int, shown: str) -> None:

@@ -247,13 +247,6 @@ class ServedWriter:
                 )
 
 
-def _write_served(destination: Path, relative: str, data: bytes) -> None:
-    """One served file written on its own (tests, one-off repairs): `ServedWriter.write`."""
-    with ServedWriter(destination) as served:
-        served.write(relative, data)
-        served.check_still_served()
-
-
 def _push_order(relative: str) -> tuple[int, str]:
     """targets/, then root history, versioned roles, unversioned roles, timestamp.json last."""
     if relative.startswith("targets/"):
