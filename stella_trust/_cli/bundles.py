@@ -114,13 +114,13 @@ def _export_trust_file(settings: Any, store: Any, fmt: str, out: Path, env: Enve
     """`export --format trusted-root|client-trust-config`: the file a Sigstore verifier reads, made
     from the re-verified view only and refused when stale (decision 7), written atomically so a
     verifier never reads half a file."""
-    from stella_trust._internal.fs import atomic_write
+    from stella_trust._internal.fs import write_output
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.verifiers import trust_file
 
     view = load_view(settings, store)
     data = trust_file(view, fmt)
-    atomic_write(out.absolute(), data)  # a link at OUT is replaced, never written through
+    write_output(out.absolute(), data)  # a link at OUT is replaced, never written through
     env.result = {
         "format": fmt,
         "path": str(out),

@@ -71,9 +71,9 @@ def get(
             return
         import hashlib
 
-        from stella_trust._internal.fs import atomic_write
+        from stella_trust._internal.fs import write_output
 
-        atomic_write(out.absolute(), data)  # a link at OUT is replaced, never written through
+        write_output(out.absolute(), data)  # a link at OUT is replaced, never written through
         digest = hashlib.sha256(data).hexdigest()
         env.result = {
             "name": entry.name,

@@ -135,9 +135,9 @@ def payload(
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
         else:
-            from stella_trust._internal.fs import atomic_write
+            from stella_trust._internal.fs import write_output
 
-            atomic_write(out, data)
+            write_output(out.absolute(), data)  # a link at OUT is replaced, never written through
 
     run(False, action)
 

@@ -5,13 +5,14 @@ query (`?X-Amz-Signature=...`, `?token=...`). httpx needs them to fetch, and the
 them; nothing else may: not the CLI's output or JSON, not a log line, not `state.json` (group
 readable), not a metrics file, not a bundle's manifest (which travels to other sites). Every
 such boundary passes its text through `redact`, which replaces the userinfo of any URL and the
-value of any query parameter whose name looks like a secret with `***`.
+value of any query parameter whose name (percent-decoded) looks like a secret with `***`.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 HIDDEN = "***"
 # scheme://userinfo@ — userinfo is everything up to the LAST '@' before any '/', '?', '#' (a
@@ -20,12 +21,17 @@ _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[
 # a query parameter is a secret if its name holds one of these words anywhere (private_token,
 # client_secret, api-key, X-Amz-Credential, ...), or is one of the short names signed URLs use
 _SECRET_WORDS = (
-    r"token|secret|pass|pwd|auth|credential|signature|api[_\-]?key|access[_\-]?key"
+    r"token|secret|pass|pwd|auth|credential|signature|api[_\-\s]?key|access[_\-\s]?key"
     r"|session|private|jwt|bearer"
 )
 _SHORT_NAMES = "key|sig|sv|se|sp|skoid|sktid|code"
-_SECRET_NAME = rf"[\w.\-]*(?:{_SECRET_WORDS})[\w.\-]*|(?:{_SHORT_NAMES})"
-_SECRET_QUERY = re.compile(rf"(?P<lead>[?&;](?:{_SECRET_NAME})=)(?P<value>[^&#\s\"']*)", re.IGNORECASE)
+_SECRET_WORD = re.compile(_SECRET_WORDS, re.IGNORECASE)
+_SHORT_NAME = re.compile(_SHORT_NAMES, re.IGNORECASE)
+# a query parameter's name as it is written (percent-encoded or not); its value runs to the next
+# '&', '#', space or quote (a ';' inside a secret value is hidden with it)
+_QUERY_NAME = re.compile(r"[?&;](?P<name>[^=&;?#\s\"'<>]+)=")
+_VALUE_END = re.compile(r"[&#\s\"']")
+_DECODE_ROUNDS = 4  # `%2574oken` is `%74oken` after one decoding, `token` after two
 
 
 def redact(text: str) -> str:
@@ -33,7 +39,39 @@ def redact(text: str) -> str:
     if "://" not in text and "=" not in text:
         return text  # the common case costs one scan
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group('lead')}{HIDDEN}", text)
+    return _hide_secret_values(text)
+
+
+def secret_name(name: str) -> bool:
+    """Whether a query parameter named `name` (as written in a URL) carries a secret. The name
+    is percent-decoded first (RFC 3986 section 2.1; '+' as a space, as form encoding has it),
+    repeatedly: a server decodes `%74oken` to `token`, so `?%74oken=abc` is a token too, and
+    hiding the value of a doubly encoded name costs nothing."""
+    seen = name
+    for _ in range(_DECODE_ROUNDS):
+        if _SECRET_WORD.search(seen) or _SHORT_NAME.fullmatch(seen):
+            return True
+        decoded = unquote_plus(seen)
+        if decoded == seen:
+            return False
+        seen = decoded
+    return bool(_SECRET_WORD.search(seen) or _SHORT_NAME.fullmatch(seen))
+
+
+def _hide_secret_values(text: str) -> str:
+    """Every query name is found first (names never overlap; a non-secret value is never
+    consumed, so `?a=1;token=2` still finds `token`), then each secret one's value is hidden."""
+    parts: list[str] = []
+    shown = 0  # text[:shown] is decided
+    for match in _QUERY_NAME.finditer(text):
+        if match.start() < shown or not secret_name(match.group("name")):
+            continue  # inside a value already hidden, or a name that holds no secret
+        end = _VALUE_END.search(text, match.end())
+        value_end = end.start() if end else len(text)
+        parts += [text[shown : match.end()], HIDDEN]
+        shown = value_end
+    parts.append(text[shown:])
+    return "".join(parts)
 
 
 def redact_all(value: Any) -> Any:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib import parse
 
-from stella_trust._internal.fs import exclusive_lock
+from stella_trust._internal.fs import OpenDir, exclusive_lock
+from stella_trust.errors import UnsafeFileError
 from stella_trust.repository.clientcheck import verify_as_client
 from stella_trust.repository.ledger import Ledger
 from stella_trust.repository.metadata import Repository
@@ -30,7 +30,7 @@ from stella_trust.repository.published import (
     served_directory,
     workspace_of,
 )
-from stella_trust.repository.source import UnsafeFile, clean_target_name, open_regular, versions_in
+from stella_trust.repository.source import UnsafeFile, clean_target_name, open_regular, versions_among
 
 PUSH_LOCK = ".stella-trust-push.lock"
 PUSH_LOCK_TIMEOUT = 60.0  # seconds a push waits for another one into the same directory
@@ -46,9 +46,32 @@ def push_lock(destination: Path, timeout: float | None = None) -> Iterator[None]
             hint="wait for it to finish, then run the same command again",
         )
 
-    destination.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT if timeout is None else timeout, busy):
-        yield
+    key = str(destination.absolute())
+    with (
+        _open_top(destination) as top,
+        exclusive_lock(
+            destination / PUSH_LOCK, PUSH_LOCK_TIMEOUT if timeout is None else timeout, busy, within=top
+        ),
+    ):
+        held = os.fstat(top.fd)
+        _LOCKED[key] = (held.st_dev, held.st_ino)
+        try:
+            yield
+        finally:
+            _LOCKED.pop(key, None)
+
+
+# the served directories this process holds the push lock of: (device, inode) of the directory
+# the lock was taken in, so every write can check it goes into that very directory
+_LOCKED: dict[str, tuple[int, int]] = {}
+
+
+def _open_top(destination: Path) -> OpenDir:
+    """The served directory itself (made if absent), as the operator named it."""
+    try:
+        return OpenDir.open(destination, create=True)
+    except UnsafeFileError as exc:
+        raise RepoError(f"refused: {exc.message.removeprefix('refusing ')}", hint=SERVED_HINT) from None
 
 
 def publish_files(
@@ -75,11 +98,13 @@ def publish_files(
         on_disk=destination if published else None,
         overlay=dict(result.changed) if published else dict(files),
     )
-    for relative, content in sorted(result.changed, key=lambda item: _push_order(item[0])):
-        data = content if isinstance(content, bytes) else content.read_bytes()
-        if relative == "metadata/timestamp.json":
-            _timestamp_mark(destination, repo.timestamp.signed.version, data)
-        _write_served(destination, relative, data)
+    with ServedWriter(destination) as served:
+        for relative, content in sorted(result.changed, key=lambda item: _push_order(item[0])):
+            data = content if isinstance(content, bytes) else content.read_bytes()
+            if relative == "metadata/timestamp.json":
+                _timestamp_mark(served, repo.timestamp.signed.version, data)
+            served.write(relative, data)
+        served.check_still_served()
     if ledger is not None:
         note_published(ledger, repo)
     warnings = [
@@ -98,15 +123,15 @@ def publish_files(
 MARKS_KEPT = 8
 
 
-def _timestamp_mark(destination: Path, version: int, data: bytes) -> None:
+def _timestamp_mark(served: ServedWriter, version: int, data: bytes) -> None:
     """`metadata/N.timestamp.json` beside `timestamp.json`: no client reads it, but a plain
     copy of an older drive (which overwrites `timestamp.json` and deletes nothing) cannot take
     it away, so any machine that publishes here later still sees which timestamp version
     clients may hold and signs above it (the snapshot and targets have their `N.role.json`
     for the same reason). The newest few are kept."""
-    _write_served(destination, f"metadata/{version}.timestamp.json", data)
-    for old in versions_in(destination / "metadata", "timestamp")[:-MARKS_KEPT]:
-        (destination / "metadata" / f"{old}.timestamp.json").unlink(missing_ok=True)
+    served.write(f"metadata/{version}.timestamp.json", data)
+    for old in versions_among(served.names("metadata"), "timestamp")[:-MARKS_KEPT]:
+        served.remove(f"metadata/{old}.timestamp.json")
 
 
 def note_published(ledger: Ledger, repo: Repository) -> None:
@@ -133,37 +158,93 @@ def note_signed(ledger: Ledger, repo: Repository) -> None:
         ledger.signed_here(name, md.signed.version, repo._bytes_of(name, md, serializer))
 
 
-def _write_served(destination: Path, relative: str, data: bytes) -> None:
-    """Replace one served file (mode 0644), refusing a link anywhere on its way."""
-    parts = relative.split("/")
-    directory = destination
-    for part in parts[:-1]:
-        directory = directory / part
-        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+SERVED_HINT = "someone with write access to the served directory planted it; remove it and run again"
+SWAPPED_HINT = (
+    "someone with write access to the served directory is changing it: stop them, put the real "
+    "directory back, and push again"
+)
+
+
+class ServedWriter:
+    """Every write of a push into the served directory, through one descriptor-relative
+    layer (fs.OpenDir, docs/design.md decision 18): the top directory is opened once, each
+    subdirectory (`metadata/`, `targets/...`) once, relative to its parent and never through
+    a link, and every file is created, renamed and removed relative to the directory held.
+    No path is resolved again after the top is open, so a subdirectory swapped for a link
+    after the served state was read cannot steer a temp file or a rename into the directory
+    the link names (the operator's keys/): the swap is refused when the name is opened, or
+    the files land in the directory held and `check_still_served` refuses the push. The top
+    is checked to be the very directory whose lock the push holds (`push_lock` takes the lock
+    relative to the descriptor it opened): a served directory swapped whole is refused too."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.top = _open_top(destination)
+        self.held: dict[str, OpenDir] = {}
+        locked = _LOCKED.get(str(destination.absolute()))
+        opened = os.fstat(self.top.fd)
+        if locked is not None and locked != (opened.st_dev, opened.st_ino):
+            self.top.close()
             raise RepoError(
-                f"refused: {destination}/{relative}: {part} is a link or not a directory",
-                hint="someone with write access to the served directory planted it; remove it and run again",
+                f"refused: {destination} is no longer the directory this push locked (it was "
+                "replaced or moved while the push ran)",
+                hint=SWAPPED_HINT,
             )
-        directory.mkdir(exist_ok=True)
-    target = directory / parts[-1]
-    # The mode is set on the descriptor, never by name: whoever can write the served directory
-    # can swap the temp name for a link while it is written, and a chmod by name would make
-    # what the link names (the operator's key) world-readable.
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{parts[-1]}.", delete=False) as handle:
-        os.fchmod(handle.fileno(), 0o644)
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-        ours = os.fstat(handle.fileno())
-    os.replace(handle.name, target)
-    served = os.lstat(target)
-    if (served.st_dev, served.st_ino) != (ours.st_dev, ours.st_ino):  # the swap, after the fact
-        with contextlib.suppress(OSError):
-            os.unlink(target)
-        raise RepoError(
-            f"refused: {destination}/{relative} was replaced while it was written",
-            hint="someone with write access to the served directory is changing it; stop them and push again",
-        )
+
+    def __enter__(self) -> ServedWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for directory in self.held.values():
+            directory.close()
+        self.top.close()
+
+    def _guarded(self, step: Callable[[], OpenDir]) -> OpenDir:
+        """`step` (an open), a refusal of the one rule as a push's one line and hint."""
+        try:
+            opened = step()
+        except UnsafeFileError as exc:
+            raise RepoError(f"refused: {exc.message.removeprefix('refusing ')}", hint=SERVED_HINT) from None
+        return opened
+
+    def directory(self, relative: str) -> OpenDir:
+        """The served subdirectory `relative` ("" for the top), made 0755 when absent."""
+        if not relative:
+            return self.top
+        if relative not in self.held:
+            parent, _, name = relative.rpartition("/")
+            above = self.directory(parent)
+            self.held[relative] = self._guarded(lambda: above.subdir(name, create=True))
+        return self.held[relative]
+
+    def write(self, relative: str, data: bytes) -> None:
+        """Replace one served file (mode 0644), refusing a link anywhere on its way."""
+        parent, _, name = relative.rpartition("/")
+        directory = self.directory(parent)
+        try:
+            directory.write(name, data, 0o644)
+        except UnsafeFileError as exc:
+            raise RepoError(f"refused: {exc.message.removeprefix('refusing ')}", hint=SWAPPED_HINT) from None
+
+    def names(self, relative: str) -> list[str]:
+        """The entries of a served subdirectory, listed through its descriptor."""
+        return self.directory(relative).names()
+
+    def remove(self, relative: str) -> None:
+        """Remove one served entry (never what a link there names)."""
+        parent, _, name = relative.rpartition("/")
+        self.directory(parent).unlink(name)
+
+    def check_still_served(self) -> None:
+        """Refuse the push when a directory it wrote into is no longer at its name (moved
+        away, or swapped for a link, after it was opened): clients would not see the files."""
+        for relative, directory in sorted(self.held.items()):
+            parent, _, name = relative.rpartition("/")
+            if not directory.still_at(self.directory(parent), name):
+                raise RepoError(
+                    f"refused: {self.destination}/{relative} was replaced while the push wrote into it",
+                    hint=SWAPPED_HINT,
+                )
 
 
 def _push_order(relative: str) -> tuple[int, str]:

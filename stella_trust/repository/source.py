@@ -25,7 +25,7 @@ from urllib import parse
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
-from stella_trust._internal.fs import open_beneath
+from stella_trust._internal.fs import OpenDir, open_beneath
 from stella_trust.errors import UnsafeFileError, UsageError
 
 LOCAL_BASE = "http://repository.invalid/"
@@ -195,12 +195,19 @@ UNSAFE_HINT = (
 
 
 def versions_in(metadata: Path, role: str) -> list[int]:
-    """`N` of every `N.<role>.json` entry in a directory listing (never opened)."""
-    suffix = f".{parse.quote(role, safe='')}.json"
+    """`N` of every `N.<role>.json` entry in a directory listing (never opened). The listing
+    is of `metadata` itself, never of what a link there names."""
     try:
-        names = os.listdir(metadata)
-    except OSError:
+        with OpenDir.open(metadata.parent) as parent, parent.subdir(metadata.name) as held:
+            names = held.names()
+    except (OSError, UnsafeFileError):
         return []
+    return versions_among(names, role)
+
+
+def versions_among(names: list[str], role: str) -> list[int]:
+    """`N` of every `N.<role>.json` among `names`, in order."""
+    suffix = f".{parse.quote(role, safe='')}.json"
     found = []
     for name in names:
         number = name[: -len(suffix)] if name.endswith(suffix) else ""

@@ -43,3 +43,30 @@ def test_query_names_that_hold_a_secret_word_are_hidden() -> None:
     shown = redact(url)
     assert not any(secret in shown for secret in ("A1", "B2", "C3", "D4", "E5", "F6", "G7", "H8")), shown
     assert shown.endswith("&page=2")
+
+
+def test_percent_encoded_secret_names_are_decoded_before_they_are_judged() -> None:
+    """A server decodes `%74oken` to `token` (RFC 3986 2.1) and `+` to a space: the name as
+    written must not hide the secret (the reviewers' `?%74oken=abc`, `?client%5Fsecret=x`)."""
+    cases = {
+        "https://m.example/t?%74oken=abc1": "https://m.example/t?%74oken=***",
+        "https://m.example/t?client%5Fsecret=xyz2": "https://m.example/t?client%5Fsecret=***",
+        "https://m.example/t?page=1&%6B%65%79=q3": "https://m.example/t?page=1&%6B%65%79=***",
+        "https://m.example/t?X%2DAmz%2DSignature=s4#f": "https://m.example/t?X%2DAmz%2DSignature=***#f",
+        "https://m.example/t?api+key=k5": "https://m.example/t?api+key=***",
+        "https://m.example/t?%2574oken=d6": "https://m.example/t?%2574oken=***",  # encoded twice
+    }
+    for url, expected in cases.items():
+        assert redact(url) == expected, url
+
+
+def test_non_secret_names_stay_readable_encoded_or_not() -> None:
+    url = "https://m.example/t?page=2&%70age=3&region%5Fname=eu&q=a%20b&sort=+name"
+    assert redact(url) == url
+    assert redact("see ?lang=en and ?%6Cang=de") == "see ?lang=en and ?%6Cang=de"
+
+
+def test_a_secret_after_a_semicolon_inside_a_plain_value_is_still_hidden() -> None:
+    """Names are found before values are read: a non-secret value never swallows the
+    `;token=` that follows it."""
+    assert redact("https://m.example/t?a=1;%74oken=z7&b=2") == "https://m.example/t?a=1;%74oken=***&b=2"

@@ -231,12 +231,16 @@ def test_a_served_file_swapped_for_a_link_while_pushed_never_changes_what_it_nam
             os.symlink(key, name)  # whoever can write the served directory
 
     monkeypatch.setattr(os, "fsync", swap_then_fsync)
-    with pytest.raises(RepoError, match="replaced while it was written"):
-        pushing._write_served(served, "metadata/timestamp.json", b"{}")
+    with (
+        pytest.raises(RepoError, match="replaced while it was written"),
+        pushing.ServedWriter(served) as writer,
+    ):
+        writer.write("metadata/timestamp.json", b"{}")
     monkeypatch.undo()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.read_bytes() == b"encrypted key"
     assert not (served / "metadata" / "timestamp.json").exists()  # the planted link is gone
-    pushing._write_served(served, "metadata/timestamp.json", b"{}")  # the next push works
+    with pushing.ServedWriter(served) as writer:  # the next push works
+        writer.write("metadata/timestamp.json", b"{}")
     assert stat.S_IMODE((served / "metadata" / "timestamp.json").stat().st_mode) == 0o644
 
 

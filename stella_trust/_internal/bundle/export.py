@@ -9,9 +9,8 @@ format, before compression).
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from stella_trust._internal.bundle.layout import (
     write_archive,
 )
 from stella_trust._internal.bundle.manifest import FORMAT, FORMAT_VERSION, manifest_bytes
-from stella_trust._internal.fs import replaced_atomically
+from stella_trust._internal.fs import OpenDir
 from stella_trust._internal.hostpolicy import freshness as freshness_at
 from stella_trust._internal.hostpolicy import view_of
 from stella_trust._internal.reader import verified_current
@@ -109,34 +108,82 @@ def export_directory(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> BundleSummary:
-    """The bundle layout, uncompressed: also a valid `file://` TUF repository."""
+    """The bundle layout, uncompressed: also a valid `file://` TUF repository.
+
+    OUT's parent may be a drive others prepared: it is opened once, and the export is built
+    in a private staging directory made there and written relative to the descriptors held
+    (fs.OpenDir: no path below the parent is resolved again), then switched in for OUT. A
+    staging directory moved away or swapped for a link meanwhile is refused, never renamed
+    into OUT; a link at OUT is refused, never written through."""
     now = now or utcnow()
     out = out.absolute()  # never resolved: a link at OUT is refused, not written through
-    if out.is_symlink():
-        raise errors.UsageError(f"{out} is a symbolic link; refusing to write the export through it")
-    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
-        raise errors.UsageError(f"{out} exists and is not a previous trust export; refusing to overwrite it")
     # Readers may export: no writer lock (a generation is never modified in place).
     verified = verified_current(store)
     entries = _entries(verified)
     manifest = _manifest(verified, settings, entries, now, depth=None, compressed=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with measure(progress, "write", len(manifest) + sum(e.length for e in entries)) as counted:
-            for entry in entries:
-                target = staging.joinpath(*entry.path.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with entry.open() as src, target.open("wb") as dst:
-                    _copy(src, dst, counted)
-            (staging / MANIFEST).write_bytes(manifest)
-            if counted is not None:
-                counted(len(manifest))
-        _replace_directory(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with OpenDir.open(out.parent, create=True) as parent:
+            _refuse_other_output(parent, out)
+            staging_name = f".{out.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                with parent.new_subdir(staging_name, 0o700) as staging:
+                    total = len(manifest) + sum(e.length for e in entries)
+                    with measure(progress, "write", total) as counted:
+                        _write_entries(staging, entries, manifest, counted)
+                    if not staging.still_at(parent, staging_name):
+                        raise errors.UnsafeFileError(
+                            f"refusing {out.parent}/{staging_name}: it was moved or replaced while "
+                            "the export was written"
+                        )
+                parent.exchange_in(staging_name, out.name)
+            except BaseException:
+                parent.remove_tree(staging_name)
+                raise
+    except errors.UnsafeFileError as exc:
+        raise errors.UsageError(
+            f"refused: {exc.message.removeprefix('refusing ')}",
+            hint="someone with write access to that directory is changing it: write the export "
+            "where only you can write, or stop them and run the command again",
+        ) from None
     return _export_summary("export", out, entries, verified, settings, now)
+
+
+def _refuse_other_output(parent: OpenDir, out: Path) -> None:
+    """OUT may be absent, empty, or a previous trust export; never a link or anything else."""
+    st = parent.lstat(out.name)
+    if st is None:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise errors.UsageError(f"{out} is a symbolic link; refusing to write the export through it")
+    previous = False
+    if stat.S_ISDIR(st.st_mode):
+        with parent.subdir(out.name) as existing:
+            names = existing.names()
+            manifest = existing.lstat(MANIFEST) if MANIFEST in names else None
+            previous = not names or (manifest is not None and stat.S_ISREG(manifest.st_mode))
+    if not previous:
+        raise errors.UsageError(f"{out} exists and is not a previous trust export; refusing to overwrite it")
+
+
+def _write_entries(
+    staging: OpenDir, entries: list[Entry], manifest: bytes, counted: Callable[[int], None] | None
+) -> None:
+    """Every entry and the manifest, each file created O_EXCL relative to its held directory."""
+    held: dict[str, OpenDir] = {}
+    try:
+        for entry in entries:
+            folder, _, name = entry.path.rpartition("/")
+            if folder not in held:
+                held[folder] = staging.descend(folder, create=True, mode=0o755)
+            with entry.open() as src, held[folder].create(name, 0o644) as dst:
+                _copy(src, dst, counted)
+        with staging.create(MANIFEST, 0o644) as handle:
+            handle.write(manifest)
+        if counted is not None:
+            counted(len(manifest))
+    finally:
+        for directory in held.values():
+            directory.close()
 
 
 def _copy(src: Any, dst: Any, counted: Callable[[int], None] | None) -> None:
@@ -144,16 +191,6 @@ def _copy(src: Any, dst: Any, counted: Callable[[int], None] | None) -> None:
         dst.write(chunk)
         if counted is not None:
             counted(len(chunk))
-
-
-def _replace_directory(new: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(new, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, out)
 
 
 def export_archive(
@@ -177,10 +214,15 @@ def export_archive(
         for name, data in sorted(log.files.items()):
             entries.append(_bytes_entry(f"{TLOG_PREFIX}{log.log_id}/{name}", data))
     manifest = _manifest(verified, settings, entries, now, depth=depth, compressed=True, sealed_logs=sealed)
-    out.parent.mkdir(parents=True, exist_ok=True)
     total = len(manifest) + sum(e.length for e in entries)
-    with replaced_atomically(out) as tmp, measure(progress, "write", total) as counted:
-        write_archive(tmp, manifest, entries, now.timestamp(), counted)
+    # OUT's parent may be a drive others prepared: the archive is created O_EXCL beside OUT
+    # relative to the parent's descriptor, and renamed over OUT (a link there is replaced)
+    with (
+        OpenDir.open(out.parent, create=True) as parent,
+        measure(progress, "write", total) as counted,
+        parent.replacing(out.name, 0o644) as raw,
+    ):
+        write_archive(out, manifest, entries, now.timestamp(), counted, into=raw)
     summary = _export_summary("snapshot-export", out, entries, verified, settings, now)
     summary.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
     summary.sealed_logs = [log.to_json() for log in sealed]

@@ -13,7 +13,7 @@ import hashlib
 import io
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -198,9 +198,13 @@ def write_archive(
     entries: Iterable[Entry],
     mtime: float,
     progress: Callable[[int], None] | None = None,
+    *,
+    into: IO[bytes] | None = None,
 ) -> None:
     """Stream manifest first, then every entry, through zstd into `out` (one frame);
     `progress(n)` counts the content bytes written (the manifest's and every entry's).
+    `into`: the file already opened for `out` (fs.OpenDir.replacing, where others can write
+    beside it); `out` then only names it.
 
     A full disk or an unwritable `--out` is the operator's to fix: one line, not a traceback.
     """
@@ -211,7 +215,7 @@ def write_archive(
         # Leaving the writer ends the one frame. (Ending it explicitly first, as version 0.1.0
         # did, appended a second, empty frame: LEGACY_EMPTY_FRAME.)
         with (
-            out.open("wb") as raw,
+            out.open("wb") if into is None else nullcontext(into) as raw,
             compressor.stream_writer(raw, closefd=False) as zstd_out,
             tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
@@ -219,6 +223,8 @@ def write_archive(
             for entry in entries:
                 with entry.open() as handle:
                     _add(tar, entry.path, entry.length, _Counting(handle, progress), mtime)
+        if into is not None:
+            into.flush()  # a full disk is said here, as one line
     except OSError as exc:
         where = exc.filename or out
         raise BundleIOError(

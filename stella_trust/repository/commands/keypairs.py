@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stella_trust._internal.fs import write_into
+from stella_trust._internal.fs import OpenDir
 from stella_trust.errors import UsageError
 from stella_trust.repository.keyring import public_block
 from stella_trust.repository.keys import (
@@ -38,9 +38,12 @@ def export_keys(ws: Workspace, roles: list[str], out: Path) -> Outcome:
     chosen = sorted({name for role in roles for name in ws.keys.at_hand(role, repo)})
     if not chosen:
         raise UsageError(f"no keys at hand for {', '.join(roles)}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in chosen:  # the drive's preparer may have planted links: the one rule (fs.py)
-        write_into(out / "keys", f"{name}.pem", (ws.keys_dir / f"{name}.pem").read_bytes(), 0o600)
+    # the drive's preparer may have planted links, and may swap keys/ for one while we write:
+    # the drive is opened once, keys/ relative to it (never through a link), every key
+    # created O_EXCL beside its name and renamed between held descriptors (fs.OpenDir)
+    with OpenDir.open(out, create=True) as drive, drive.subdir("keys", create=True, mode=0o700) as keys:
+        for name in chosen:
+            keys.write(f"{name}.pem", (ws.keys_dir / f"{name}.pem").read_bytes(), 0o600)
     return Outcome(f"exported {', '.join(chosen)} to {out / 'keys'}")
 
 
