@@ -273,7 +273,7 @@ def test_share_tree_never_follows_a_directory_swapped_for_a_link_mid_walk(
             os.rename(cache / "bait" / "link", cache / "bait" / "d")
         return result
 
-    monkeypatch.setattr(fs.os, "stat", stat_then_swap)
+    monkeypatch.setattr(os, "stat", stat_then_swap)  # the os module every fs part uses
     fs.share_tree(cache, 0o750, 0o640, None)
     monkeypatch.undo()
     assert swapped, "the walk never reached the bait"
