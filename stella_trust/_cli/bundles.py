@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from stella_trust._cli.envelope import Envelope
-from stella_trust._cli.options import JsonOption, duration_option, load, reported
+from stella_trust._cli.options import InstanceOption, JsonOption, duration_option, load, reported
 from stella_trust._cli.progress import QuietOption, bundle_progress
 from stella_trust.errors import StellaError, UsageError
 
@@ -66,6 +66,7 @@ def export_command(
         ),
     ] = "tuf-repository",
     quiet: QuietOption = False,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write the verified trust for another host or another verifier.
@@ -147,6 +148,7 @@ def snapshot_export(
         ),
     ] = None,
     quiet: QuietOption = False,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Seal the verified trust into a zstd-compressed tar (manifest.json first).
@@ -195,6 +197,7 @@ def import_command(
         typer.Option("--offline", help="State that no network may be used (import never does)."),
     ] = False,
     quiet: QuietOption = False,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Verify a bundle from this host's own trust anchor and make it the current trust.

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli.options import JsonOption, load, reported
+from stella_trust._cli.options import InstanceOption, JsonOption, load, reported
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,6 +51,7 @@ def verify(
         Path | None,
         typer.Option("--trusted-root", help="Use this trusted_root.json instead of the cache (one-off use)."),
     ] = None,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Verify a Sigstore bundle offline: never opens a socket.

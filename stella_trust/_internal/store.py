@@ -69,6 +69,7 @@ GENERATIONS_DIR = "generations"
 SEALED_LOGS_DIR = "tlogs"
 COMMITTED_ROOTS_DIR = "roots"
 WORK_PREFIX = ".work-"
+INSTANCES_DIR = "instances"  # named instances' caches (settings.INSTANCES_DIR): never this Store's
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
 # Readers (attestors) are members of the group that owns the cache directory (the
 # `stella-trust` group in the README's deployment): they may read, never write.
@@ -186,12 +187,27 @@ class Store:
             """The refusal after `timeout`: names the holder's pid, so an operator can find it."""
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 
+        self._prepare_instances_dir()
         self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
         with exclusive_lock(self.lock_path, timeout, busy):
             self._refuse_planted_links()
             self._remove_abandoned_work()
             self._share_with_readers()
             yield
+
+    def _prepare_instances_dir(self) -> None:
+        """A named instance's cache is `<default cache>/instances/<NAME>/` (decision 26): the
+        `instances` directory is made like the cache (0750, the default cache's group), and one
+        replaced by a link is refused, as the cache's own subdirectories are (a link would steer
+        this writer into the directory it names)."""
+        parent = self.root.parent
+        if parent.name != INSTANCES_DIR:
+            return
+        if not real_directory(parent):
+            parent.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+            real_directory(parent)
+            with contextlib.suppress(PermissionError):  # not the owner: the owner's modes stand
+                set_access(parent, CACHE_DIR_MODE, os.stat(parent.parent).st_gid)
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:
@@ -246,7 +262,8 @@ class Store:
                 continue
             wanted = CACHE_DIR_MODE if entry.is_dir() else CACHE_FILE_MODE
             if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
-                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid)
+                # named instances' caches under it are theirs (each its own writer and rules)
+                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid, skip_dirs={INSTANCES_DIR})
                 return
 
     def _shared_dir(self, path: Path) -> None:
