@@ -1,0 +1,241 @@
+"""Named instances (issue 23, items 1, 2 and 5): one host trusting two TUF repositories served on
+127.0.0.1, each with its own anchor, URL, pins and cache, driven through the real CLI.
+
+Every event is followed by the steady state: the other instance's next sync, status and reads
+still work, and a refusal in one instance leaves both instances' trust as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import stella_trust
+from stella_trust._internal.store import Store
+from stella_trust.demo.repository import DemoRepository
+from tests.conftest import FaultyServer, ok, refused
+from tests.e2e.conftest import Client
+from tests.e2e.test_agent import AgentProcess, wait_for
+
+
+@pytest.fixture
+def second_demo(tmp_path: Path) -> DemoRepository:
+    return DemoRepository(tmp_path / "repository-b")
+
+
+@pytest.fixture
+def second_server(second_demo: DemoRepository) -> Iterator[FaultyServer]:
+    srv = FaultyServer(second_demo.repo.path).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _section(client: Client) -> dict[str, Any]:
+    section: dict[str, Any] = yaml.safe_load(client.config.read_text())["attestor"]["trust_repo"]
+    return section
+
+
+def _add_b(client: Client, server: FaultyServer, demo: DemoRepository, *extra: str) -> Any:
+    args = ["init", "--instance", "b", "--tuf-url", server.url, "--root", str(demo.root_path)]
+    return ok(client.run(*args, *extra, "--json")).json()
+
+
+@pytest.fixture
+def two(synced: Client, second_server: FaultyServer, second_demo: DemoRepository) -> Client:
+    """A host made by today's README commands (instance `default`), plus the instance `b`."""
+    _add_b(synced, second_server, second_demo, "--pin", "rekor-key-v1")
+    return synced
+
+
+def _current(cache: Path) -> str:
+    generation = Store(cache).current()
+    assert generation is not None
+    return generation.path.name
+
+
+# ---- item 1: today's config is the instance `default`, unchanged --------------------------------
+def test_todays_config_and_cache_are_the_default_instance_unchanged(
+    synced: Client, second_server: FaultyServer, second_demo: DemoRepository
+) -> None:
+    """A config and cache made by the README's commands (`trust --config --cache-dir init
+    --tuf-url --root --pin`) read, sync and report exactly as before, and stay so when a
+    named instance is added beside them: no migration, no new key in the top level."""
+    before_config = _section(synced)
+    assert "instances" not in before_config
+    status = ok(synced.status()).json()
+    assert "instances" not in status and status["freshness"]["state"] == "fresh"  # today's shape
+    assert status["tuf_url"] == synced.url
+    sync = ok(synced.run("sync", "--json")).json()
+    assert "instances" not in sync and sync["requests"] == 2  # today's idle sync, today's JSON
+    assert ok(synced.run("status", "--instance", "default", "--json")).json()["tuf_url"] == synced.url
+
+    added = _add_b(synced, second_server, second_demo)
+    assert added["instance"] == "b" and added["cache"] == str(synced.cache / "instances" / "b")
+    after = _section(synced)
+    named = after.pop("instances")
+    assert after == before_config  # the default's fields are untouched
+    assert named["b"]["tuf_url"] == second_server.url and named["b"]["anchor_sha256"] == added["root_sha256"]
+    assert named["b"]["local_cache_path"] == str(synced.cache / "instances" / "b")
+
+    # the default instance still reads, syncs and answers queries with and without the flag
+    assert ok(synced.run("sync", "--instance", "default", "--json")).json()["requests"] == 2
+    default_status = ok(synced.status("--instance", "default")).json()
+    assert default_status["tuf_url"] == synced.url and "instances" not in default_status
+    key = ok(synced.run("get", "rekor-key-v1")).out
+    assert key == ok(synced.run("get", "rekor-key-v1", "--instance", "default")).out
+    keys_a = ok(synced.run("keys", "--json")).json()
+    keys_b = ok(synced.run("keys", "--instance", "b", "--json")).json()
+    assert keys_a != keys_b  # two repositories, two key sets, each read from its own cache
+
+    # without --instance, status and sync report each instance under its name
+    both = ok(synced.status()).json()["instances"]
+    assert set(both) == {"default", "b"} and all(v["ok"] for v in both.values())
+    assert both["default"]["result"]["tuf_url"] == synced.url
+    assert both["b"]["result"]["tuf_url"] == second_server.url
+    text = ok(synced.run("status")).out
+    assert "instance default:" in text and "instance b:" in text
+
+
+def test_each_instance_has_its_own_cache_made_like_the_cache(two: Client) -> None:
+    instances_dir = two.cache / "instances"
+    cache_b = instances_dir / "b"
+    for directory in (instances_dir, cache_b):
+        st = os.lstat(directory)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
+        assert st.st_gid == os.stat(two.cache).st_gid
+    assert Store(cache_b).is_initialised() and Store(cache_b).current() is not None
+    assert (two.cache / "anchor.root.json").read_bytes() != (cache_b / "anchor.root.json").read_bytes()
+
+    # the default Store's writers leave it alone: a forced sync (new generation, prune of
+    # the old ones, abandoned-work sweep, modes put right) keeps b's cache byte for byte
+    before = {p.relative_to(cache_b): p.read_bytes() for p in cache_b.rglob("*") if p.is_file()}
+    b_current = _current(cache_b)
+    os.chmod(two.cache / "state.json", 0o600)  # makes the default's writer walk its tree
+    ok(two.run("sync", "--force", "--instance", "default"))
+    ok(two.run("sync", "--force", "--instance", "default"))
+    assert _current(cache_b) == b_current
+    assert {p.relative_to(cache_b): p.read_bytes() for p in cache_b.rglob("*") if p.is_file()} == before
+    ok(two.status("--instance", "b"))
+
+
+def test_a_link_planted_for_the_instances_directory_is_refused(
+    synced: Client, second_server: FaultyServer, second_demo: DemoRepository, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (synced.cache / "instances").symlink_to(elsewhere)
+    args = ["init", "--instance", "b", "--tuf-url", second_server.url, "--root", str(second_demo.root_path)]
+    refused(synced.run(*args), 1, "instances", "link")
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    ok(synced.status())  # the default instance is untouched and usable
+    assert "instances" not in _section(synced)
+
+
+def test_bad_and_unknown_instance_names_are_one_line(two: Client) -> None:
+    error = two.run("status", "--instance", "../etc")
+    assert error.code == 2 and "not allowed" in error.err and "Traceback" not in error.err
+    _, hint = refused(two.run("status", "--instance", "nope"), 3, "no instance 'nope'", "default, b")
+    assert "init --instance nope --tuf-url URL" in hint
+    bad = ["init", "--instance", "default2", "--tuf-url", two.url, "--root", "/nonexistent/root.json"]
+    refused(two.run(*bad), 1, "cannot read root file")
+    assert set(_section(two)["instances"]) == {"b"}  # a refused init records nothing
+    ok(two.status())
+
+
+# ---- a refusal in one instance never touches another's trust ----------------------------------
+def test_a_failing_instance_leaves_the_other_syncing(two: Client, second_server: FaultyServer) -> None:
+    default_before, b_before = _current(two.cache), _current(two.cache / "instances" / "b")
+    second_server.inject("timestamp.json", "status", 503)
+    failed = two.run("sync", "--json")
+    _, hint = refused(two.run("sync"), 1, "1 of 2 instances failed (b)", "instance b")
+    assert "the other instances' trust is unaffected" in hint
+    document = failed.envelope()
+    per = document["result"]["instances"]
+    assert per["default"]["ok"] and per["default"]["result"]["requests"] == 2
+    assert not per["b"]["ok"] and "503" in per["b"]["error"]["message"]
+    assert document["error"]["exit_code"] == 1
+
+    # steady state: default keeps syncing and reading; b keeps serving the trust it had
+    ok(two.run("sync", "--instance", "default"))
+    ok(two.status("--instance", "default"))
+    assert ok(two.status("--instance", "b")).json()["last_error"] is not None
+    assert _current(two.cache) == default_before and _current(two.cache / "instances" / "b") == b_before
+    second_server.heal()
+    assert all(v["ok"] for v in ok(two.run("sync", "--json")).json()["instances"].values())
+
+
+def test_tampered_metadata_in_one_instance_is_refused_and_the_other_is_untouched(
+    two: Client, second_server: FaultyServer, second_demo: DemoRepository
+) -> None:
+    document = json.loads((second_demo.repo.path / "metadata" / "timestamp.json").read_bytes())
+    document["signed"]["version"] += 5  # edited after signing: no threshold of signatures holds
+    second_server.inject("timestamp.json", "body", json.dumps(document).encode())
+    b_before = _current(two.cache / "instances" / "b")
+    refused(two.run("sync", "--instance", "b"), 1)
+    refused(two.run("sync"), 1, "(b)")
+    assert _current(two.cache / "instances" / "b") == b_before
+    ok(two.status("--instance", "b"))  # b's trust from before is intact and usable
+    ok(two.run("sync", "--instance", "default"))
+    second_server.heal()
+    ok(two.run("sync"))
+
+
+# ---- the library --------------------------------------------------------------------------
+def test_open_trust_and_the_watcher_read_the_named_instance(two: Client, second_server: FaultyServer) -> None:
+    default = stella_trust.open_trust(config_path=two.config)
+    named = stella_trust.open_trust(config_path=two.config, instance="b")
+    assert default.tuf_url == two.url and default.instance == "default"
+    assert named.tuf_url == second_server.url and named.instance == "b"
+    via_cache_dir = stella_trust.open_trust(two.cache, config_path=two.config, instance="b")
+    assert via_cache_dir.rekor_log_id == named.rekor_log_id != default.rekor_log_id
+    watcher = stella_trust.TrustWatcher(config_path=two.config, instance="b")
+    assert watcher.view().tuf_url == second_server.url and not watcher.changed
+    with pytest.raises(stella_trust.NotInitialisedError, match="no instance 'c'"):
+        stella_trust.open_trust(config_path=two.config, instance="c")
+
+
+# ---- the agent ----------------------------------------------------------------------------
+def test_agent_once_runs_every_instance_and_reports_each(two: Client, second_server: FaultyServer) -> None:
+    per = ok(two.run("agent", "--once", "--json")).json()["instances"]
+    assert set(per) == {"default", "b"}
+    assert all(v["result"]["freshness"]["state"] == "fresh" for v in per.values())
+    second_server.inject("timestamp.json", "status", 503)
+    failed = two.run("agent", "--once", "--json")
+    assert failed.code == 1
+    per = failed.envelope()["result"]["instances"]
+    assert per["default"]["ok"] and not per["b"]["ok"]
+    assert per["b"]["result"]["freshness"]["state"] == "fresh"  # b still serves its cached trust
+    one = ok(two.run("agent", "--once", "--instance", "default", "--json")).json()
+    assert "instances" not in one and one["freshness"]["state"] == "fresh"
+
+
+def test_long_running_agent_keeps_every_instance_current(two: Client, second_server: FaultyServer) -> None:
+    fast = {"refresh_interval_minutes": 0.01, "retry_initial_seconds": 0.2, "jitter_fraction": 0.1}
+    two.set_config(**fast)
+    document = yaml.safe_load(two.config.read_text())
+    document["attestor"]["trust_repo"]["instances"]["b"].update(fast)
+    two.config.write_text(yaml.safe_dump(document))
+    agent = AgentProcess(two)
+    try:
+        wait_for(lambda: agent.count("agent started") >= 2, what=f"two loops started in {agent.lines}")
+        assert agent.count(two.url) >= 1 and agent.count(second_server.url) >= 1
+        b_state = Store(two.cache / "instances" / "b")
+        seen = b_state.read_state().last_attempt
+        wait_for(lambda: b_state.read_state().last_attempt != seen, what="a cycle of instance b")
+        default_state = Store(two.cache)
+        seen = default_state.read_state().last_attempt
+        wait_for(lambda: default_state.read_state().last_attempt != seen, what="a cycle of default")
+        agent.signal(signal.SIGTERM)
+        assert agent.proc.wait(timeout=20) == 0
+    finally:
+        agent.kill()
+    ok(two.status())
