@@ -20,9 +20,12 @@ import yaml
 import stella_trust
 from stella_trust._internal.store import Store
 from stella_trust.demo.repository import DemoRepository
+from stella_trust.repository import Repository
+from stella_trust.repository.serve import RepositoryServer
 from tests.conftest import FaultyServer, ok, refused
 from tests.e2e.conftest import Client
 from tests.e2e.test_agent import AgentProcess, wait_for
+from tests.e2e.test_sigstore_native import CASES, PUBLIC_GOOD, SIGN_OFF, STAGING, _verify_args, needs_faketime
 
 
 @pytest.fixture
@@ -239,3 +242,106 @@ def test_long_running_agent_keeps_every_instance_current(two: Client, second_ser
     finally:
         agent.kill()
     ok(two.status())
+
+
+# ---- item 2: verify picks the instance whose trust holds the bundle's keys ------------------
+@pytest.fixture
+def staging_server(tmp_path: Path) -> Iterator[tuple[FaultyServer, Path]]:
+    """Sigstore staging's real trusted_root.json published in a TUF repository we build."""
+    repo = Repository.create(tmp_path / "staging-repository")
+    for name in ("trusted_root.json", "signing_config.v0.2.json"):
+        repo.add_target(name, (STAGING / name).read_bytes())
+    repo.publish()
+    with FaultyServer(repo.path) as server:
+        yield server, repo.metadata_dir / "1.root.json"
+
+
+@pytest.fixture
+def public_good_host(tmp_path: Path) -> Iterator[Client]:
+    """A host whose instance `default` is the real public-good repository (faketime'd)."""
+    with RepositoryServer(PUBLIC_GOOD) as server:
+        home = tmp_path / "pg-host"
+        home.mkdir()
+        host = Client(
+            home=home, url=server.url, root=PUBLIC_GOOD / "metadata" / "5.root.json", clock=SIGN_OFF
+        )
+        ok(host.run("init", "--tuf-url", host.url, "--root", str(host.root)))
+        yield host
+
+
+@needs_faketime
+def test_verify_picks_the_instance_holding_the_bundles_log_key(
+    public_good_host: Client, staging_server: tuple[FaultyServer, Path]
+) -> None:
+    host, case = public_good_host, CASES[0]
+    # public-good trust alone: today's refusal, naming the cause
+    refused(host.run(*_verify_args(case, False)), 1, "another Sigstore instance")
+
+    server, root = staging_server
+    ok(host.run("init", "--instance", "staging", "--tuf-url", server.url, "--root", str(root)))
+    for each in (CASES[0], CASES[3]):  # Rekor v1 and Rekor v2 bundles, by path
+        text = ok(host.run(*_verify_args(each, False))).out
+        assert (
+            text.startswith("verified: sha256:")
+            and "instance staging: its trust holds the bundle's log key" in text
+        )
+    result = ok(host.run(*_verify_args(case, True), "--json")).json()
+    assert result["instance"] == "staging" and result["trust"].endswith("instances/staging")
+
+    # --instance forces one: public-good's trust refuses the staging bundle, in its words
+    refused(
+        host.run(*_verify_args(case, False)[:1], "--instance", "default", *_verify_args(case, False)[1:]),
+        1,
+        "another Sigstore instance",
+    )
+    forced = ok(host.run(*_verify_args(case, False), "--instance", "staging", "--json")).json()
+    assert forced["instance"] == "staging"
+
+    # a bundle naming no log is matched by its certificate's CA (staging's), then refused by
+    # the verification itself, not by the choice
+    no_log = next(c for c in CASES if c["bundle"] == "bundle_no_log_entry.txt.sigstore.json")
+    error, _ = refused(host.run(*_verify_args(no_log, False)), 1)
+    assert "no instance's trust holds" not in error
+
+    # steady state: both instances still sync, report and verify
+    per = ok(host.run("sync", "--json")).json()["instances"]
+    assert per["default"]["ok"] and per["staging"]["ok"] and per["default"]["result"]["requests"] == 2
+    assert set(ok(host.status()).json()["instances"]) == {"default", "staging"}
+    ok(host.run(*_verify_args(case, False)))
+
+
+@needs_faketime
+def test_verify_refuses_when_no_instance_holds_the_bundle(
+    public_good_host: Client, second_server: FaultyServer, second_demo: DemoRepository
+) -> None:
+    """A staging bundle on a host trusting public-good and a private (service-map) instance:
+    one line naming both instances tried and the logs each holds, a hint, nothing changed."""
+    host = public_good_host
+    ok(
+        host.run(
+            "init",
+            "--instance",
+            "private",
+            "--tuf-url",
+            second_server.url,
+            "--root",
+            str(second_demo.root_path),
+        )
+    )
+    before = {
+        name: _current(cache)
+        for name, cache in (("d", host.cache), ("p", host.cache / "instances" / "private"))
+    }
+    error, hint = refused(
+        host.run(*_verify_args(CASES[0], False)), 1, "no instance's trust holds the bundle's log"
+    )
+    assert "tried default (logs https://log2025-1.rekor.sigstore.dev, https://rekor.sigstore.dev)" in error
+    assert "private (logs " in error
+    assert "trust init --instance NAME" in hint and "--instance NAME" in hint
+    document = host.run(*_verify_args(CASES[0], False), "--json").envelope()
+    assert document["error"]["exit_code"] == 1 and "tried default" in document["error"]["message"]
+    assert {
+        n: _current(c) for n, c in (("d", host.cache), ("p", host.cache / "instances" / "private"))
+    } == before
+    per = ok(host.run("sync", "--json")).json()["instances"]
+    assert per["default"]["ok"] and per["private"]["ok"]
