@@ -42,10 +42,13 @@ class InstanceEnvelope(Envelope):
         self.parent.warn(f"instance {self.instance}: {text}")
 
 
-def each_instance(ctx: typer.Context, as_json: bool, one: Callable[[str, Envelope], Any]) -> None:
-    """Run `one(name, env)` for every instance of the host; it returns the instance's result.
-    The command fails (with the highest exit code met) when any instance failed, after all ran."""
-    names = instances_of(ctx)
+def each_instance(
+    ctx: typer.Context, as_json: bool, one: Callable[[str, Envelope], Any], names: list[str] | None = None
+) -> None:
+    """Run `one(name, env)` for every instance of the host (or `names`); it returns the
+    instance's result. The command fails (with the highest exit code met) when any instance
+    failed, after all ran."""
+    names = names if names is not None else instances_of(ctx)
     with reported(as_json) as env:
         per: dict[str, dict[str, Any]] = {}
         failures: list[tuple[str, StellaError]] = []
