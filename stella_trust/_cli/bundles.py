@@ -277,7 +277,7 @@ def import_command(
         window = duration_option(reject_if_stale, "--reject-if-stale")
         if (root is not None or root_sha256 is not None) and add_instance is None:
             raise UsageError("--root and --root-sha256 go with --add-instance NAME")
-        carried = carried_instances(bundle, load(ctx, None, **flags).bundle_limits)
+        carried = carried_instances(bundle, load(ctx, "default", **flags).bundle_limits)
         names = _import_names(ctx, carried, add_instance)
         if add_instance is not None:
             _add_instance(ctx, bundle, carried, add_instance, root, root_sha256)
@@ -288,7 +288,8 @@ def import_command(
         _import_one(ctx, name, carried, bundle, flags, verify_manifest, window, quiet or as_json, env)
         return env.result
 
-    if carried.named is None and len(names) == 1:  # a one-instance bundle: as before
+    if len(names) == 1 and (carried.named is None or globals_of(ctx).instance is not None):
+        # a one-instance bundle, or the one instance named: the result as before
         with reported(as_json) as env:
             _import_one(ctx, names[0], carried, bundle, flags, verify_manifest, window, quiet or as_json, env)
         return
@@ -361,7 +362,7 @@ def _add_instance(
     flags: dict[str, Any] = {"offline_mode": True}
     if g.cache_dir is not None:
         flags["local_cache_path"] = instance_cache_path(g.cache_dir, name)
-    limits = load(ctx, None).bundle_limits
+    limits = load(ctx, "default").bundle_limits
     with tempfile.TemporaryDirectory(prefix="stella-anchor-") as scratch:
         anchor_file = root
         if root_sha256 is not None:

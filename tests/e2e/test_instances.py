@@ -6,6 +6,7 @@ still work, and a refusal in one instance leaves both instances' trust as it was
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -345,3 +346,162 @@ def test_verify_refuses_when_no_instance_holds_the_bundle(
     } == before
     per = ok(host.run("sync", "--json")).json()["instances"]
     assert per["default"]["ok"] and per["private"]["ok"]
+
+
+# ---- item 5: bundles carry every instance ---------------------------------------------------
+def _bundle_only_host(tmp_path: Path, name: str, root: Path) -> Client:
+    """An air-gapped host: instance `default` anchored on `root`, no repository."""
+    home = tmp_path / name
+    home.mkdir()
+    host = Client(home=home, url=(tmp_path / "nowhere").as_uri(), root=root)
+    ok(host.run("init", "--root", str(root), "--pin", "rekor-key-v1,rekor-key-v2"))  # as Client.init's
+    return host
+
+
+def _manifest(bundle: Path) -> dict[str, Any]:
+    if bundle.is_dir():
+        document: dict[str, Any] = json.loads((bundle / "manifest.json").read_text())
+        return document
+    import tarfile
+
+    import zstandard
+
+    with (
+        bundle.open("rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        member = next(iter(tar))
+        handle = tar.extractfile(member)
+        assert member.name == "manifest.json" and handle is not None
+        document = json.loads(handle.read())
+        return document
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["tar.zst", "directory"])
+def test_a_bundle_carries_every_instance_and_import_restores_each(
+    tmp_path: Path, two: Client, demo: DemoRepository, second_demo: DemoRepository, sealed: bool
+) -> None:
+    bundle = tmp_path / ("all.tar.zst" if sealed else "all-dir")
+    export = ["snapshot", "export", "--out", str(bundle)] if sealed else ["export", "--out", str(bundle)]
+    summary = ok(two.run(*export, "--json")).json()
+    assert set(summary["instances"]) == {"default", "b"}
+    carried = _manifest(bundle)["instances"]
+    assert set(carried) == {"b"} and carried["b"]["path"] == (
+        "instances/b.tar.zst" if sealed else "instances/b"
+    )
+
+    host = _bundle_only_host(tmp_path, "airgap", demo.root_path)
+    # an instance this host does not have: refused before anything is imported
+    _, hint = refused(
+        host.run("import", str(bundle)), 3, "does not have the instance(s) b", "nothing was imported"
+    )
+    assert "--add-instance b --root ROOT.json" in hint
+    assert Store(host.cache).current() is None and "instances" not in _section(host)
+
+    # with its anchor: both restored, each under its name, each from its own anchor
+    added = host.run(
+        "import", str(bundle), "--add-instance", "b", "--root", str(second_demo.root_path), "--json"
+    )
+    per = ok(added).json()["instances"]
+    assert per["default"]["ok"] and per["b"]["ok"] and per["b"]["result"]["changed"]
+    section = _section(host)
+    assert section["instances"]["b"]["offline_mode"] is True and "tuf_url" not in section["instances"]["b"]
+    status = ok(host.status()).json()["instances"]
+    assert status["default"]["result"]["freshness"]["state"] == "fresh"
+    assert status["b"]["result"]["freshness"]["state"] == "fresh"
+
+    def keys(client: Client, *extra: str) -> Any:
+        document = ok(client.run("keys", "--json", *extra)).json()
+        document.pop("at")  # when each was read
+        return document
+
+    assert keys(host, "--instance", "b") == keys(two, "--instance", "b") != keys(two)
+    assert keys(host) == keys(two)
+
+    # steady state: the same bundle again changes nothing; the source host keeps syncing
+    again = ok(host.run("import", str(bundle), "--json")).json()["instances"]
+    assert not again["default"]["result"]["changed"] and not again["b"]["result"]["changed"]
+    assert all(v["ok"] for v in ok(two.run("sync", "--json")).json()["instances"].values())
+
+
+def test_each_instance_is_checked_against_its_own_anchor(
+    tmp_path: Path, two: Client, demo: DemoRepository
+) -> None:
+    """A host whose `b` trusts another root (here: default's): b's part is refused, default's
+    is imported, and b's trust is untouched."""
+    bundle = tmp_path / "all.tar.zst"
+    ok(two.run("snapshot", "export", "--out", str(bundle)))
+    host = _bundle_only_host(tmp_path, "airgap", demo.root_path)
+    first = host.run("import", str(bundle), "--add-instance", "b", "--root", str(demo.root_path), "--json")
+    assert first.code == 1 and first.envelope()["result"]["instances"]["default"]["ok"]
+    result = host.run("import", str(bundle), "--json")
+    per = result.envelope()["result"]["instances"]
+    assert result.code == 1 and per["default"]["ok"] and not per["b"]["ok"]
+    assert "differs from this host's trust anchor" in per["b"]["error"]["message"]
+    assert Store(host.cache / "instances" / "b").current() is None
+    ok(host.status("--instance", "default"))
+    refused(host.run("import", str(bundle), "--instance", "b"), 1, "differs from this host's trust anchor")
+
+
+def test_import_of_one_named_instance_and_an_anchor_by_digest(
+    tmp_path: Path, two: Client, demo: DemoRepository, second_demo: DemoRepository
+) -> None:
+    bundle = tmp_path / "all.tar.zst"
+    ok(two.run("snapshot", "export", "--out", str(bundle)))
+    host = _bundle_only_host(tmp_path, "airgap", demo.root_path)
+    digest = hashlib.sha256(second_demo.root_path.read_bytes()).hexdigest()
+
+    # a digest the bundle carries no root for: one line, and no instance recorded
+    wrong = ["import", str(bundle), "--instance", "b", "--add-instance", "b", "--root-sha256", "ab" * 32]
+    refused(host.run(*wrong), 1, "carries no root with SHA-256 " + "ab" * 32)
+    assert "instances" not in _section(host)
+    refused(host.run("import", str(bundle), "--instance", "c"), 2, "carries no instance 'c'")
+
+    # --instance b: only b's part, anchored on the root the bundle carries with that digest
+    good = ["import", str(bundle), "--instance", "b", "--add-instance", "b", "--root-sha256", digest]
+    imported = ok(host.run(*good, "--json")).json()
+    assert "instances" not in imported and imported["path"].endswith("all.tar.zst#instances/b.tar.zst")
+    assert _section(host)["instances"]["b"]["anchor_sha256"] == digest
+    assert Store(host.cache).current() is None  # default's part was not imported
+    assert ok(host.status("--instance", "b")).json()["source"]["kind"] == "bundle"
+    refused(host.status("--instance", "default"), 3)
+    ok(host.run("import", str(bundle)))  # then everything, default included
+    assert all(v["ok"] for v in ok(host.status()).json()["instances"].values())
+
+
+def test_a_one_instance_bundle_still_imports_into_any_instance(
+    tmp_path: Path, two: Client, second_server: FaultyServer, second_demo: DemoRepository
+) -> None:
+    """A bundle from a host with only `default` is exactly what every earlier version wrote
+    (no `instances` in its manifest): a host with several instances imports it into default,
+    or into the instance named with --instance, from that instance's anchor."""
+    home = tmp_path / "single"
+    home.mkdir()
+    single = Client(home=home, url=second_server.url, root=second_demo.root_path)
+    ok(single.init())
+    old = tmp_path / "old.tar.zst"
+    ok(single.run("snapshot", "export", "--out", str(old)))
+    assert "instances" not in _manifest(old) and _manifest(old)["format_version"] == 1
+    b_before = _current(two.cache / "instances" / "b")
+    refused(two.run("import", str(old)), 1, "differs from this host's trust anchor")  # into default
+    ok(two.status("--instance", "default"))
+    result = ok(two.run("import", str(old), "--instance", "b", "--json")).json()
+    assert "instances" not in result and result["changed"] is False  # b already holds that trust
+    assert _current(two.cache / "instances" / "b") == b_before
+    assert all(v["ok"] for v in ok(two.run("sync", "--json")).json()["instances"].values())
+
+
+def test_a_link_planted_for_a_nested_export_directory_is_refused(
+    tmp_path: Path, two: Client, demo: DemoRepository
+) -> None:
+    bundle = tmp_path / "all-dir"
+    ok(two.run("export", "--out", str(bundle)))
+    moved = tmp_path / "elsewhere"
+    (bundle / "instances" / "b").rename(moved)
+    (bundle / "instances" / "b").symlink_to(moved)
+    host = _bundle_only_host(tmp_path, "airgap", demo.root_path)
+    ok(host.run("init", "--instance", "b", "--root", str(two.root)))  # any anchor: the link is refused first
+    result = host.run("import", str(bundle), "--instance", "b")
+    refused(result, 1, "Unsafe bundle", "link")
+    assert Store(host.cache / "instances" / "b").current() is None
