@@ -505,3 +505,70 @@ def test_a_link_planted_for_a_nested_export_directory_is_refused(
     result = host.run("import", str(bundle), "--instance", "b")
     refused(result, 1, "Unsafe bundle", "link")
     assert Store(host.cache / "instances" / "b").current() is None
+
+
+# ---- a config, cache and bundle written by the code before instances existed -------------------
+BEFORE_INSTANCES = "cfe97f4"  # main before issue 23: its `trust` wrote every config and cache in use
+
+
+@pytest.fixture
+def code_before_instances(tmp_path: Path) -> Path:
+    """That commit's stella_trust package, from this repository's own history."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    if (
+        shutil.which("git") is None
+        or subprocess.run(
+            ["git", "-C", str(repo), "cat-file", "-e", f"{BEFORE_INSTANCES}^{{commit}}"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip(f"commit {BEFORE_INSTANCES} is not in this checkout (a shallow clone)")
+    tree = tmp_path / "before"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", BEFORE_INSTANCES, "stella_trust"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def test_config_cache_and_bundle_written_before_instances_need_no_migration(
+    tmp_path: Path,
+    client: Client,
+    demo: DemoRepository,
+    second_server: FaultyServer,
+    second_demo: DemoRepository,
+    code_before_instances: Path,
+) -> None:
+    """The README's commands run by the code before instances existed (init, snapshot export);
+    this code then reads, syncs, adds an instance and imports the old bundle, unchanged."""
+    import subprocess
+
+    def before(*args: str) -> subprocess.CompletedProcess[str]:
+        """The old code's `trust` (run from elsewhere: `python -m` puts the cwd first on sys.path)."""
+        env = {**client.env, "PYTHONPATH": str(code_before_instances)}
+        argv = client.argv(*args)
+        return subprocess.run(
+            argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    assert "No such option: --instance" in before("status", "--instance", "x").stderr  # it is the old code
+    init = before(
+        "init", "--tuf-url", client.url, "--root", str(client.root), "--pin", "rekor-key-v1,rekor-key-v2"
+    )
+    assert init.returncode == 0, init.stderr
+    bundle = tmp_path / "old.tar.zst"
+    assert before("snapshot", "export", "--out", str(bundle)).returncode == 0
+    written = client.config.read_text()
+
+    assert ok(client.run("sync", "--json")).json()["requests"] == 2  # no migration: an idle sync
+    assert ok(client.status()).json()["freshness"]["state"] == "fresh"
+    assert client.config.read_text() == written
+    _add_b(client, second_server, second_demo)
+    assert all(v["ok"] for v in ok(client.run("sync", "--json")).json()["instances"].values())
+    assert ok(client.run("import", str(bundle), "--instance", "default", "--json")).json()["changed"] is False
+    host = _bundle_only_host(tmp_path, "airgap", demo.root_path)
+    assert ok(host.run("import", str(bundle), "--json")).json()["changed"] is True
+    assert ok(host.status()).json()["freshness"]["state"] == "fresh"
