@@ -196,7 +196,7 @@ class Store:
             yield
 
     def _prepare_instances_dir(self) -> None:
-        """A named instance's cache is `<default cache>/instances/<NAME>/` (decision 26): the
+        """A named instance's cache is `<default cache>/instances/<NAME>/` (decision 21): the
         `instances` directory is made like the cache (0750, the default cache's group), and one
         replaced by a link is refused, as the cache's own subdirectories are (a link would steer
         this writer into the directory it names)."""
