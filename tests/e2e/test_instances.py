@@ -123,11 +123,16 @@ def test_each_instance_has_its_own_cache_made_like_the_cache(two: Client) -> Non
     # the old ones, abandoned-work sweep, modes put right) keeps b's cache byte for byte
     before = {p.relative_to(cache_b): p.read_bytes() for p in cache_b.rglob("*") if p.is_file()}
     b_current = _current(cache_b)
-    os.chmod(two.cache / "state.json", 0o600)  # makes the default's writer walk its tree
+    os.chmod(two.cache / "state.json", 0o600)  # makes the default's writer walk its own tree
+    os.chmod(cache_b / "state.json", 0o600)  # b's own business: the default's writer leaves it
     ok(two.run("sync", "--force", "--instance", "default"))
     ok(two.run("sync", "--force", "--instance", "default"))
+    assert stat.S_IMODE(os.stat(two.cache / "state.json").st_mode) == 0o640  # the walk ran
+    assert stat.S_IMODE(os.stat(cache_b / "state.json").st_mode) == 0o600  # and skipped b's cache
     assert _current(cache_b) == b_current
     assert {p.relative_to(cache_b): p.read_bytes() for p in cache_b.rglob("*") if p.is_file()} == before
+    ok(two.run("sync", "--instance", "b"))  # b's own writer puts its modes right
+    assert stat.S_IMODE(os.stat(cache_b / "state.json").st_mode) == 0o640
     ok(two.status("--instance", "b"))
 
 
