@@ -346,7 +346,10 @@ def instance_section(path: Path, name: str) -> dict[str, Any]:
     """The fields of one instance: the section's top level without `instances` for the default,
     `instances.<NAME>` otherwise (an instance the file does not have is refused, exit 3)."""
     if name == DEFAULT_INSTANCE:
-        return {k: v for k, v in read_section(path).items() if k != INSTANCES_KEY}
+        section = read_section(path)
+        if INSTANCES_KEY in section:
+            named_instances(path)  # a malformed `instances:` is an error for every instance
+        return {k: v for k, v in section.items() if k != INSTANCES_KEY}
     named = named_instances(path)
     if name not in named and name == _adding_var.get():
         return {}
