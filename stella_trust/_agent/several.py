@@ -5,6 +5,7 @@ touches another's trust. The main thread owns the signals and hands each to ever
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType
@@ -35,3 +36,27 @@ def run_all(agents: list[Agent]) -> int:
         for thread in threads:
             thread.join(TICK_SECONDS)
     return EXIT_OK
+
+
+class _Named(logging.Filter):
+    """Each line of one instance's loop says which instance it is about, and counts as the
+    agent's own line (logs.RepeatFilter deduplicates only libraries' lines)."""
+
+    def __init__(self, owner: str, instance: str) -> None:
+        super().__init__()
+        self.owner, self.prefix = owner, f"instance {instance}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always True: the record is named, never dropped."""
+        if isinstance(record.msg, str) and not record.msg.startswith(self.prefix):
+            record.msg = self.prefix + record.msg  # instance names hold no '%' (INSTANCE_NAME)
+        record.name = self.owner
+        return True
+
+
+def instance_logger(base: logging.Logger, instance: str) -> logging.Logger:
+    """The agent's logger for one instance's loop: its lines go to the agent's handlers."""
+    child = base.getChild(f"instance.{instance}")
+    if not any(isinstance(f, _Named) for f in child.filters):
+        child.addFilter(_Named(base.name, instance))
+    return child

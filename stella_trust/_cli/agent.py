@@ -66,20 +66,24 @@ def agent(
     # failures, an abandoned refresh thread), for a person watching why an agent waits
     logger = configure(log_format, level=logging.DEBUG if debugging() else logging.INFO)
     if once and several(ctx):
+        from stella_trust._agent.several import instance_logger
         from stella_trust._cli.instances import each_instance
 
-        each_instance(ctx, as_json, lambda name, env: _once(Agent(_loader(ctx, name), logger=logger), env))
+        def one(name: str, env: Envelope) -> dict[str, Any]:
+            return _once(Agent(_loader(ctx, name), logger=instance_logger(logger, name)), env)
+
+        each_instance(ctx, as_json, one)
         return
     with reported(as_json) as env:
         if once:
             _once(Agent(lambda: load(ctx), logger=logger), env)
             return
         if several(ctx):
-            from stella_trust._agent.several import run_all
+            from stella_trust._agent.several import instance_logger, run_all
 
-            raise typer.Exit(
-                run_all([Agent(_loader(ctx, name), logger=logger) for name in instances_of(ctx)])
-            )
+            names = instances_of(ctx)
+            agents = [Agent(_loader(ctx, name), logger=instance_logger(logger, name)) for name in names]
+            raise typer.Exit(run_all(agents))
         runner = Agent(lambda: load(ctx), logger=logger)
         runner.install_signal_handlers()
         raise typer.Exit(runner.run())

@@ -236,7 +236,8 @@ def test_long_running_agent_keeps_every_instance_current(two: Client, second_ser
     agent = AgentProcess(two)
     try:
         wait_for(lambda: agent.count("agent started") >= 2, what=f"two loops started in {agent.lines}")
-        assert agent.count(two.url) >= 1 and agent.count(second_server.url) >= 1
+        assert agent.count(f"instance default: agent started: {two.url}") == 1
+        assert agent.count(f"instance b: agent started: {second_server.url}") == 1
         b_state = Store(two.cache / "instances" / "b")
         seen = b_state.read_state().last_attempt
         wait_for(lambda: b_state.read_state().last_attempt != seen, what="a cycle of instance b")
