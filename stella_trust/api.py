@@ -36,6 +36,7 @@ def open_trust(
     now: datetime | None = None,
     allow_stale: bool = False,
     allow_env_service_map: bool = False,
+    instance: str | None = None,
 ) -> TrustView:
     """Verified, fresh (or in-grace) trust for an attestor; raises StellaError otherwise.
 
@@ -43,6 +44,8 @@ def open_trust(
     `StaleTrustError` unless `allow_stale=True` (for display, never for verification).
     STELLA_SIGSTORE_SERVICE_MAP (which replaces the signed service map) is ignored unless
     `allow_env_service_map=True`: an attestor's environment is not the operator's word.
+    `instance` names one of the config's `instances:` (None: the instance `default`); with
+    `cache_dir` it reads `<cache_dir>/instances/<NAME>/`, as `trust --cache-dir` does.
     """
     return reader.open_trust(
         cache_dir,
@@ -51,6 +54,7 @@ def open_trust(
         allow_stale=allow_stale,
         allow_env_service_map=allow_env_service_map,
         memo=_PROCESS,
+        instance=instance,
     )
 
 
@@ -109,12 +113,14 @@ class TrustWatcher:
         *,
         config_path: Path | str | None = None,
         allow_env_service_map: bool = False,
+        instance: str | None = None,
     ) -> None:
         """Nothing is read until the first `view()`; the watcher keeps its own memo for its life, so
         an unchanged cache costs a look-up, not a verification (decision 13).
         STELLA_SIGSTORE_SERVICE_MAP is ignored unless `allow_env_service_map`: an attestor's
-        environment is not the operator's word."""
+        environment is not the operator's word. `instance`: as for open_trust()."""
         self._cache_dir = cache_dir
+        self._instance = instance
         self._config_path = config_path
         self._allow_env_service_map = allow_env_service_map
         self._lock = threading.Lock()
@@ -131,6 +137,7 @@ class TrustWatcher:
             allow_stale=allow_stale,
             allow_env_service_map=self._allow_env_service_map,
             memo=self._memo,
+            instance=self._instance,
         )
         material = _material(current)
         with self._lock:

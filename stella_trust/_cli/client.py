@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stella_trust._cli.options import (
+    InstanceOption,
     JsonOption,
     config_path,
     globals_of,
     init_command,
     load,
     reported,
+    several,
     split_list,
 )
 from stella_trust._cli.progress import QuietOption
@@ -56,6 +58,14 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a different trust anchor already cached.")
     ] = False,
+    instance: Annotated[
+        str | None,
+        typer.Option(
+            "--instance",
+            help="Add (or re-initialise) the named instance: its own anchor, URL, pins and cache "
+            "(instances.NAME in the config); without it, the instance `default`.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Store the trust anchor, write the config section, then run a first sync.
@@ -70,10 +80,13 @@ def init(
       trust init --tuf-url file:///media/usb/trust-bundle --offline --root ./root.json
 
       trust init --tuf-url https://tuf.example --mirror http://tuf-relay.site:8080 --root ./1.root.json
+      trust init --instance staging --tuf-url https://tuf-repo.sigstage.dev --root ./staging-root.json
     """
     from stella_trust._internal.anchor import initialise, record_sources
+    from stella_trust._internal.settings import DEFAULT_INSTANCE, check_instance_name, instance_cache_path
 
     g = globals_of(ctx)
+    named = instance is not None and instance != DEFAULT_INSTANCE
     flags: dict[str, Any] = {
         "tuf_url": tuf_url,
         "mirrors": split_list(mirror),
@@ -84,6 +97,11 @@ def init(
         "local_cache_path": g.cache_dir,
     }
     with reported(as_json) as env:
+        if named:
+            assert instance is not None
+            check_instance_name(instance)
+            if g.cache_dir is not None:
+                flags["local_cache_path"] = instance_cache_path(g.cache_dir, instance)
         settings, anchor = initialise(
             config_path(ctx),
             flags,
@@ -91,6 +109,7 @@ def init(
             root_sha256=root_sha256,
             trust_on_first_use=trust_on_first_use,
             force=force,
+            instance=instance if named else None,
         )
         if anchor.how == "tofu":
             env.warn(
@@ -98,6 +117,7 @@ def init(
                 f"sha256 {anchor.sha256} — verify it out of band"
             )
         summary: dict[str, Any] = {
+            **({"instance": instance} if named else {}),
             "config": str(config_path(ctx)),
             "cache": str(settings.local_cache_path),
             "root_version": anchor.version,
@@ -107,7 +127,8 @@ def init(
         }
         env.result = summary
         env.say(
-            f"initialised {settings.local_cache_path}: trusting root v{anchor.version} "
+            (f"instance {instance}: " if named else "")
+            + f"initialised {settings.local_cache_path}: trusting root v{anchor.version} "
             f"(sha256 {anchor.sha256}); config {config_path(ctx)}"
         )
         if no_sync or settings.tuf_url is None or not settings.network_allowed:
@@ -120,12 +141,13 @@ def init(
         try:
             result = _run_sync(settings, force=False, quiet=as_json)
         except StellaError as error:
+            again = f"trust sync --instance {instance}" if named else "trust sync"
             raise StellaError(
                 f"initialised, but the first sync failed: {error.message} — no trust yet",
-                hint=f"fix that, then run `trust sync` (the anchor is stored). {error.hint}".strip(),
+                hint=f"fix that, then run `{again}` (the anchor is stored). {error.hint}".strip(),
                 exit_code=error.exit_code,
             ) from error
-        record_sources(config_path(ctx), settings, result.sources)
+        record_sources(config_path(ctx), settings, result.sources, instance if named else None)
         summary["sync"] = result.to_json()
         _report_sync(env, result)
 
@@ -168,18 +190,32 @@ def sync(
         bool, typer.Option("--force", help="Re-download and re-verify all metadata and targets.")
     ] = False,
     quiet: QuietOption = False,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Refresh trust from the repository (idle: two requests, nothing re-downloaded).
 
-    Any failure leaves the previous trust untouched and usable.
+    Any failure leaves the previous trust untouched and usable. Without --instance, every
+    instance of the config is synced in turn; one's failure never touches another's trust.
 
     Examples:
 
       trust sync
 
       trust sync --force --json
+
+      trust sync --instance staging
     """
+    if several(ctx):
+        from stella_trust._cli.instances import each_instance
+
+        def one(name: str, env: Envelope) -> Any:
+            result = _run_sync(load(ctx, name), force, quiet or as_json)
+            _report_sync(env, result)
+            return result.to_json()
+
+        each_instance(ctx, as_json, one)
+        return
     with reported(as_json) as env:
         settings = load(ctx)
         path = config_path(ctx)
@@ -229,11 +265,14 @@ def status(
     show_endpoints: Annotated[
         bool, typer.Option("--show-endpoints", help="List Rekor/Fulcio URLs after overrides.")
     ] = False,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Re-verify the cache offline and report freshness, versions, keys and endpoints.
 
-    Exit code 0 when fresh or in grace, 3 when stale, not initialised or tampered.
+    Exit code 0 when fresh or in grace, 3 when stale, not initialised or tampered. Without
+    --instance, every instance of the config (with --json, each under its name in
+    .result.instances when there is more than one).
 
     Examples:
 
@@ -242,50 +281,67 @@ def status(
       trust status --show-keys --show-endpoints
 
       trust status --json | jq .result.freshness.state
+
+      trust status --instance staging
     """
+    if several(ctx):
+        from stella_trust._cli.instances import each_instance
+
+        def one(name: str, env: Envelope) -> Any:
+            _status_of(load(ctx, name), env, show_keys, show_endpoints)
+            return env.result
+
+        each_instance(ctx, as_json, one)
+        return
+    with reported(as_json) as env:
+        _status_of(load(ctx), env, show_keys, show_endpoints)
+
+
+def _status_of(settings: TrustRepoSettings, env: Envelope, show_keys: bool, show_endpoints: bool) -> None:
+    """One instance's status into `env`: the view as JSON, its text, its warnings, and a
+    failure (exit 3) when its trust is not usable."""
     from stella_trust._internal.reader import load_view
     from stella_trust._internal.store import Store
 
-    with reported(as_json) as env:
-        settings = load(ctx)
-        store = Store.of(settings)
-        try:
-            view = load_view(settings, store)
-        except StellaError as error:
-            if error.exit_code == 1:  # a cache that cannot be served is "trust not usable"
-                error.exit_code = EXIT_UNUSABLE
-            raise
-        env.result = view.to_json()
-        sealed = _sealed_logs(store, view)
-        env.result["sealed_logs"] = sealed
-        mirrors = _mirror_health(settings, store)
+    as_json = env.as_json
+    store = Store.of(settings)
+    try:
+        view = load_view(settings, store)
+    except StellaError as error:
+        if error.exit_code == 1:  # a cache that cannot be served is "trust not usable"
+            error.exit_code = EXIT_UNUSABLE
+        raise
+    env.result = view.to_json()
+    sealed = _sealed_logs(store, view)
+    env.result["sealed_logs"] = sealed
+    mirrors = _mirror_health(settings, store)
+    if mirrors:
+        env.result["mirrors"] = mirrors
+    if not as_json:  # the text is for people; --json prints the envelope only
+        from stella_trust._cli.render import render_status
+
+        env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
         if mirrors:
-            env.result["mirrors"] = mirrors
-        if not as_json:  # the text is for people; --json prints the envelope only
-            from stella_trust._cli.render import render_status
+            from stella_trust._cli.render import render_mirrors
 
-            env.say(render_status(view, show_keys=show_keys, show_endpoints=show_endpoints))
-            if mirrors:
-                from stella_trust._cli.render import render_mirrors
-
-                env.say(render_mirrors(mirrors))
-            for log in sealed:
-                env.say(
-                    f"sealed log {log['origin']}: tree size {log['tree_size']}, last {log['depth']} "
-                    f"entries, fetched {log['fetched_at'] or 'at an unknown time'}"
-                    + (f" ({log['age_seconds'] // 3600} h ago)" if "age_seconds" in log else "")
-                )
-        for pin in view.missing_pins:
-            why = (
-                "was retired by the repository (remove it from pinned_targets)"
-                if pin in view.retired_pins
-                else "is not in the cache yet (run `trust sync`)"
+            env.say(render_mirrors(mirrors))
+        for log in sealed:
+            env.say(
+                f"sealed log {log['origin']}: tree size {log['tree_size']}, last {log['depth']} "
+                f"entries, fetched {log['fetched_at'] or 'at an unknown time'}"
+                + (f" ({log['age_seconds'] // 3600} h ago)" if "age_seconds" in log else "")
             )
-            env.warn(f"pinned target {pin!r} {why}")
-        if view.freshness.state == "grace":
-            env.warn(
-                f"signed metadata expired at {env.result['freshness']['expires']}; "
-                f"trust stays usable until {env.result['freshness']['stale_after']}"
-            )
-        if not view.usable:
-            env.fail(StaleTrustError("trust is stale and must not be used"))
+    for pin in view.missing_pins:
+        why = (
+            "was retired by the repository (remove it from pinned_targets)"
+            if pin in view.retired_pins
+            else "is not in the cache yet (run `trust sync`)"
+        )
+        env.warn(f"pinned target {pin!r} {why}")
+    if view.freshness.state == "grace":
+        env.warn(
+            f"signed metadata expired at {env.result['freshness']['expires']}; "
+            f"trust stays usable until {env.result['freshness']['stale_after']}"
+        )
+    if not view.usable:
+        env.fail(StaleTrustError("trust is stale and must not be used"))

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from stella_trust._cli.options import JsonOption, config_path, globals_of, load, reported
+from stella_trust._cli.options import InstanceOption, JsonOption, config_path, globals_of, load, reported
 from stella_trust.errors import StellaError
 
 config_app = typer.Typer(
@@ -26,7 +26,7 @@ config_app = typer.Typer(
 )
 
 
-def doctor(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def doctor(ctx: typer.Context, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """Check this host end to end: config, cache, anchor, trust, repository, clock, metrics.
 
     One line per check, `ok`, `warn` or `fail`, with a hint under anything not ok: the
@@ -77,7 +77,7 @@ def doctor(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @config_app.command("show")
-def config_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def config_show(ctx: typer.Context, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """The effective settings (attestor.trust_repo) and the source of each.
 
     Sources, highest first: `flag` (e.g. --cache-dir), `env` (STELLA_TUF_ROOT_URL,
@@ -97,7 +97,7 @@ def config_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
         path = config_path(ctx)
         settings = load(ctx)
         flags = {"local_cache_path": "--cache-dir"} if globals_of(ctx).cache_dir is not None else {}
-        sources = setting_sources(path, flags)
+        sources = setting_sources(path, flags, instance=globals_of(ctx).instance or "default")
         values = settings.model_dump(mode="json")
         rows: list[dict[str, Any]] = [
             {"name": name, "value": values[name], "source": source, "detail": detail}

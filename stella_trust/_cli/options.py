@@ -42,12 +42,40 @@ class Globals:
     config: Path | None
     cache_dir: Path | None
     debug: bool = False
+    instance: str | None = None  # `--instance NAME` of the subcommand (issue 23); None: all / default
+
+
+def _choose_instance(ctx: typer.Context, value: str | None) -> str | None:
+    """`--instance NAME`, remembered beside the global options so every settings load of this
+    run (`load`) reads that instance."""
+    if value is not None:
+        from stella_trust._internal.settings import check_instance_name
+
+        try:
+            check_instance_name(value)
+        except StellaError as exc:
+            raise typer.BadParameter(exc.message) from None
+        globals_of(ctx).instance = value
+    return value
+
+
+InstanceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--instance",
+        help="The named instance to act on (default: the instance `default`; sync, status and "
+        "agent: every instance).",
+        callback=_choose_instance,
+    ),
+]
 
 
 def globals_of(ctx: typer.Context) -> Globals:
     """The global options from typer's root context (none given: defaults)."""
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, Globals) else Globals(None, None)
+    root = ctx.find_root()
+    if not isinstance(root.obj, Globals):
+        root.obj = Globals(None, None)
+    return root.obj
 
 
 def config_path(ctx: typer.Context) -> Path:
@@ -58,13 +86,17 @@ def config_path(ctx: typer.Context) -> Path:
     return globals_of(ctx).config or default_config_path()
 
 
-def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
-    """The merged settings (file < environment < these flags), `--cache-dir` applied."""
-    from stella_trust._internal.settings import load_settings
+def load(ctx: typer.Context, instance: str | None = None, /, **flags: Any) -> TrustRepoSettings:
+    """The merged settings (file < environment < these flags), `--cache-dir` applied, of
+    `instance` (else `--instance`, else the default instance). `--cache-dir` names the host's
+    cache: a named instance's is `instances/<NAME>/` under it."""
+    from stella_trust._internal.settings import DEFAULT_INSTANCE, instance_cache_path, load_settings
 
     g = globals_of(ctx)
+    name = instance or g.instance or DEFAULT_INSTANCE
     if g.cache_dir is not None:
-        flags["local_cache_path"] = g.cache_dir
+        named = name != DEFAULT_INSTANCE
+        flags["local_cache_path"] = instance_cache_path(g.cache_dir, name) if named else g.cache_dir
     path = config_path(ctx)
     named = g.config is not None or bool(os.environ.get("STELLA_TRUST_CONFIG"))
     if named and not path.exists():
@@ -72,10 +104,27 @@ def load(ctx: typer.Context, **flags: Any) -> TrustRepoSettings:
             f"config {path} does not exist: this host is not initialised with it",
             hint=f"check --config / STELLA_TRUST_CONFIG, or run `{init_command(g)}`",
         )
-    settings = load_settings(path, flags)
+    settings = load_settings(path, flags, instance=name)
     if settings.tuf_url or path.exists():  # else nothing says what kind of host this is
         HOST.kind = "bundle-only" if settings.bundle_only else "connected"
     return settings
+
+
+def instances_of(ctx: typer.Context) -> list[str]:
+    """The instances a command that acts on all of them runs over: `--instance NAME` alone, else
+    every instance of the config (settings.host_instances: only `default` on a host without
+    `instances:`, so such a host behaves exactly as before)."""
+    from stella_trust._internal.settings import host_instances
+
+    g = globals_of(ctx)
+    if g.instance is not None:
+        return [g.instance]
+    return host_instances(config_path(ctx))
+
+
+def several(ctx: typer.Context) -> bool:
+    """Whether this run reports per instance (more than one instance, none named)."""
+    return globals_of(ctx).instance is None and len(instances_of(ctx)) > 1
 
 
 def init_command(g: Globals | None = None) -> str:

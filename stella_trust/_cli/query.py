@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from stella_trust._cli.options import JsonOption, load, reported
+from stella_trust._cli.options import InstanceOption, JsonOption, load, reported
 from stella_trust.errors import EXIT_UNUSABLE, StellaError, TrustUnusableError, UnknownTargetError, UsageError
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def get(
         Path | None,
         typer.Option("--out", metavar="FILE", help="Write the bytes to FILE (replaced atomically)."),
     ] = None,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print the verified bytes of one cached target (binary-safe), or write them to --out.
@@ -85,7 +86,7 @@ def get(
         env.say(f"get: {entry.name}: {len(data)} bytes, sha256 {digest} -> {out}")
 
 
-def keys(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def keys(ctx: typer.Context, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """List the keys and certificates of the verified trust, with their status.
 
     One row per Rekor log, CT log, certificate authority (Fulcio) and timestamp authority
@@ -108,7 +109,7 @@ def keys(ctx: typer.Context, as_json: JsonOption = False) -> None:
         _refuse_stale(env, view)
 
 
-def diff(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def diff(ctx: typer.Context, instance: InstanceOption = None, as_json: JsonOption = False) -> None:
     """What the last change of the trust did: the previous generation against the current.
 
     The store keeps the generation a sync or import replaced until the next change; it is

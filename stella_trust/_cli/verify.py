@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli.options import JsonOption, load, reported
+from stella_trust._cli.options import (
+    InstanceOption,
+    JsonOption,
+    globals_of,
+    instances_of,
+    load,
+    reported,
+    several,
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,12 +59,15 @@ def verify(
         Path | None,
         typer.Option("--trusted-root", help="Use this trusted_root.json instead of the cache (one-off use)."),
     ] = None,
+    instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Verify a Sigstore bundle offline: never opens a socket.
 
     Trust is this host's re-verified cache (stale trust is refused, exit 3), or
-    --trusted-root FILE. Bundles v0.1-v0.3, message signatures and DSSE in-toto
+    --trusted-root FILE. On a host with several instances, the one whose trust holds the
+    bundle's log key (or, for a bundle naming no log, its certificate's CA) verifies it, and
+    the output names it; --instance NAME forces one. Bundles v0.1-v0.3, message signatures and DSSE in-toto
     statements (a subject must carry the artifact's digest), Rekor v1 and v2 entries,
     SCTs, RFC 3161 timestamps. A failure exits 1 naming the check: identity, digest,
     signature, log inclusion, SCT, timestamp or chain.
@@ -71,10 +82,11 @@ def verify(
       sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
+
+      trust verify --instance staging --bundle c.sigstore.json --certificate-identity I
+      --certificate-oidc-issuer U c.txt
     """
     with reported(as_json) as env:
-        from stella_trust._internal.policy.freshness import require_usable
-        from stella_trust._internal.timefmt import utcnow
         from stella_trust._internal.verifiers import verify_with_trust
         from stella_trust._internal.verify_inputs import artifact_input, make_policy, read_input
 
@@ -90,26 +102,98 @@ def verify(
         data = read_input(bundle, "bundle")
         if trusted_root is not None:
             root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
-        else:
-            from stella_trust._internal.reader import load_view
-            from stella_trust._internal.store import Store
-
-            settings = load(ctx)
-            store = Store.of(settings)
-            view = require_usable(load_view(settings, store), utcnow())
-            root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
+        chosen: Chosen | None = None
+        if trusted_root is None:
+            chosen = _trust_for(ctx, data)
+            view, store = chosen.view, chosen.store
+            root, source = view.trusted_root_json, f"cache {chosen.settings.local_cache_path}"
         outcome = verify_with_trust(root, data, subject, policy)
         log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []
         document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
-        env.result = {"verified": True, "trust": source, **document, "sealed_log_checks": log_checks}
+        named = {"instance": chosen.name} if chosen is not None and chosen.said else {}
+        env.result = {"verified": True, "trust": source, **named, **document, "sealed_log_checks": log_checks}
         who = outcome.signer or outcome.key_id or "?"
         issuer = f" ({outcome.issuer})" if outcome.issuer else ""
         env.say(
             f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
             f"checks: {', '.join(outcome.checks)}"
         )
+        if chosen is not None and chosen.said:
+            env.say(f"  instance {chosen.name}: {chosen.why}")
         for said in log_checks:
             env.say(f"  {said}")
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The instance whose trust verifies the bundle; `said`: name it in the output (a host with
+    several instances, or `--instance`); a host with only `default` prints what it always did."""
+
+    name: str
+    settings: Any
+    store: Any
+    view: Any
+    said: bool
+    why: str
+
+
+def _trust_for(ctx: typer.Context, bundle: bytes) -> Chosen:
+    """The usable trust to verify `bundle` with (issue 23, item 2): `--instance`'s, the only
+    instance's, else the first instance (in `host_instances` order) whose trust holds the
+    bundle's log key, or, for a bundle naming no log, the CA that issued its certificate. None
+    holding them is refused in one line naming every instance tried; a bundle that does not
+    parse goes to the first usable instance, whose verification refuses it in its own words."""
+    from stella_trust._internal.policy.freshness import require_usable
+    from stella_trust._internal.reader import load_view
+    from stella_trust._internal.sigstore.instance import bundle_origin, holds
+    from stella_trust._internal.store import Store
+    from stella_trust._internal.timefmt import utcnow
+    from stella_trust.errors import StellaError
+
+    forced = globals_of(ctx).instance
+    if forced is not None or not several(ctx):
+        settings = load(ctx)
+        store = Store.of(settings)
+        view = require_usable(load_view(settings, store), utcnow())
+        name = forced or "default"
+        return Chosen(name, settings, store, view, forced is not None, "named with --instance")
+    origin = bundle_origin(bundle)
+    tried: list[str] = []
+    unusable: list[StellaError] = []
+    for name in instances_of(ctx):
+        try:
+            settings = load(ctx, name)
+            store = Store.of(settings)
+            view = load_view(settings, store)
+        except StellaError as exc:
+            tried.append(f"{name} (unusable: {exc.message})")
+            exc.message = f"instance {name}: {exc.message}"
+            unusable.append(exc)
+            continue
+        logs = view.sigstore.transparency_logs
+        cas = [authority.chain_pems for authority in view.sigstore.certificate_authorities]
+        if origin is None or holds(origin, (log.log_id for log in logs), cas):
+            what = "log key" if origin is None or origin.log_ids else "certificate authority"
+            return Chosen(
+                name,
+                settings,
+                store,
+                require_usable(view, utcnow()),
+                True,
+                f"its trust holds the bundle's {what}",
+            )
+        tried.append(f"{name} (logs {', '.join(sorted({log.base_url for log in logs})) or 'none'})")
+    from stella_trust._internal.sigstore.errors import BundleVerificationError
+
+    if origin is None:  # no instance is usable at all: the first one's reason
+        raise unusable[0]
+    named = f"log {origin.log_ids[0][:16]}…" if origin.log_ids else "the CA of its certificate"
+    raise BundleVerificationError(
+        "log inclusion",
+        f"no instance's trust holds the bundle's {named}; tried {'; '.join(tried)}",
+        hint="the bundle was signed on another Sigstore instance: add its trust with "
+        "`trust init --instance NAME --tuf-url URL --root ROOT.json`, or force one with --instance NAME",
+    )
 
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")

@@ -138,9 +138,13 @@ def initialise(
     root_sha256: str | None,
     trust_on_first_use: bool,
     force: bool,
+    instance: str | None = None,
 ) -> tuple[TrustRepoSettings, Anchor]:
-    """Validate the new settings, obtain the anchor, then record both (config, cache)."""
-    settings = load_settings(config_path, flags)
+    """Validate the new settings, obtain the anchor, then record both (config, cache).
+    `instance` names a named instance (issue 23): its fields go under `instances.<NAME>`, its
+    cache is its own, and no other instance's config or cache is touched."""
+    named = instance is not None and instance != "default"
+    settings = load_settings(config_path, flags, instance=instance, adding=True)
     if not settings.tuf_url:
         if root_file is None:
             raise errors.UsageError(
@@ -166,15 +170,19 @@ def initialise(
     recorded = {key: value for key, value in flags.items() if value is not None}
     recorded["enabled"] = True
     recorded["anchor_sha256"] = anchor.sha256  # every read compares the cache's anchor with it
+    if named:  # its own cache, recorded like `--cache-dir` is for the default instance
+        recorded["local_cache_path"] = settings.local_cache_path
     for key, value in list(recorded.items()):
         if isinstance(value, Path):
             recorded[key] = str(value.resolve())
-    write_section(config_path, recorded)
+    write_section(config_path, recorded, instance)
     return settings.model_copy(update={"anchor_sha256": anchor.sha256}), anchor
 
 
-def record_sources(config_path: Path, settings: TrustRepoSettings, sources: tuple[str, ...]) -> None:
+def record_sources(
+    config_path: Path, settings: TrustRepoSettings, sources: tuple[str, ...], instance: str | None = None
+) -> None:
     """After the first sync, `trust_source: auto` becomes what the repository publishes,
     so a later change of the repository's layout is an error, not a silent switch."""
     if settings.trust_source == "auto" and sources:
-        write_section(config_path, {"trust_source": "both" if len(sources) > 1 else sources[0]})
+        write_section(config_path, {"trust_source": "both" if len(sources) > 1 else sources[0]}, instance)

@@ -12,6 +12,7 @@ from stella_trust._internal.fs import atomic_write, read_untrusted
 from stella_trust.errors import ConfigError, UnsafeFileError
 
 SECTION = ("attestor", "trust_repo")
+INSTANCES_KEY = "instances"  # named instances (issue 23); the section's top level is `default`
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -132,8 +133,9 @@ def _kind(value: Any) -> str:
     )
 
 
-def write_section(path: Path, values: dict[str, Any]) -> None:
-    """Merge `values` into the config's `attestor.trust_repo`, keeping every other key."""
+def write_section(path: Path, values: dict[str, Any], instance: str | None = None) -> None:
+    """Merge `values` into the config's `attestor.trust_repo` (or its `instances.<instance>`),
+    keeping every other key."""
     import yaml
 
     document = read_document(path)
@@ -143,6 +145,14 @@ def write_section(path: Path, values: dict[str, Any]) -> None:
     section = attestor.setdefault("trust_repo", {})
     if not isinstance(section, dict):
         raise ConfigError(f"config {path}: attestor.trust_repo must be a mapping")
+    if instance is not None and instance != "default":
+        named = section.setdefault(INSTANCES_KEY, {})
+        if not isinstance(named, dict):
+            raise ConfigError(f"config {path}: attestor.trust_repo.{INSTANCES_KEY} must be a mapping")
+        section = named.setdefault(instance, {})
+        if not isinstance(section, dict):
+            where = f"attestor.trust_repo.{INSTANCES_KEY}.{instance}"
+            raise ConfigError(f"config {path}: {where} must be a mapping")
     section.update(values)
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     path.parent.mkdir(parents=True, exist_ok=True)

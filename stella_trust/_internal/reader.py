@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -201,6 +202,7 @@ def open_trust(
     allow_stale: bool = False,
     allow_env_service_map: bool = False,
     memo: VerificationMemo | None = None,
+    instance: str | None = None,
 ) -> TrustView:
     """Verified, fresh (or in-grace) trust for an attestor; raises StellaError otherwise.
 
@@ -209,12 +211,20 @@ def open_trust(
     STELLA_SIGSTORE_SERVICE_MAP (which replaces the signed service map) is ignored unless
     `allow_env_service_map=True`: an attestor's environment is not the operator's word.
     `memo`: what this process remembers (stella_trust.api keeps one per process).
+    `instance`: a named instance of the config (issue 23); `cache_dir` then names the host's
+    cache, as `--cache-dir` does, and the instance's own is `instances/<NAME>/` under it.
     """
+    from stella_trust._internal.settings import DEFAULT_INSTANCE, instance_cache_path
+
     memo = memo or VerificationMemo()
+    name = instance or DEFAULT_INSTANCE
     overrides: dict[str, Any] = {}
     if cache_dir is not None:
-        overrides["local_cache_path"] = Path(cache_dir)
-    settings = _settings(Path(config_path) if config_path else None, overrides, allow_env_service_map, memo)
+        base = Path(cache_dir)
+        overrides["local_cache_path"] = base if name == DEFAULT_INSTANCE else instance_cache_path(base, name)
+    settings = _settings(
+        Path(config_path) if config_path else None, overrides, allow_env_service_map, memo, name
+    )
     try:
         view = load_view(settings, Store.of(settings), now, memo)
     except OSError as exc:
@@ -222,13 +232,19 @@ def open_trust(
             f"cache {settings.local_cache_path} is unreadable: {exc.strerror or exc}",
             hint="readers need the stella-trust group (the cache directory is 0750)",
         ) from exc
+    if name != DEFAULT_INSTANCE:
+        view = replace(view, instance=name)
     if allow_stale:
         return view
     return require_usable(view, utcnow())
 
 
 def _settings(
-    config_path: Path | None, overrides: dict[str, Any], env_service_map: bool, memo: VerificationMemo
+    config_path: Path | None,
+    overrides: dict[str, Any],
+    env_service_map: bool,
+    memo: VerificationMemo,
+    instance: str = "default",
 ) -> TrustRepoSettings:
     """Settings for open_trust, re-read only when the config file (its identity), the
     STELLA_* environment or the arguments change: parsing YAML was half of every read."""
@@ -246,10 +262,11 @@ def _settings(
         environment,
         tuple(sorted((k, str(v)) for k, v in overrides.items())),
         env_service_map,
+        instance,
     )
     cached = memo.settings.get(key)
     if cached is None:
-        cached = load_settings(config_path, overrides, env_service_map=env_service_map)
+        cached = load_settings(config_path, overrides, env_service_map=env_service_map, instance=instance)
         memo.settings.put(key, cached)
     return cast(TrustRepoSettings, cached)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from stella_trust._internal.configfile import SECTION, read_section
-from stella_trust.errors import ConfigError, OfflineModeError
+from stella_trust._internal.configfile import INSTANCES_KEY, SECTION, read_section
+from stella_trust.errors import ConfigError, NotInitialisedError, OfflineModeError
 
 # What a repository publishes: a StellaOps service map (+ the keys and chain it names),
 # Sigstore's own trusted_root.json (+ signing config), or both. `auto` detects it.
@@ -94,6 +95,15 @@ class BundleLimits(BaseModel):
 _config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stella_config_path", default=None
 )
+# Which instance a load reads (issue 23): "default" is the section's top level, as always.
+_instance_var: contextvars.ContextVar[str] = contextvars.ContextVar("stella_instance", default="default")
+# An instance `init --instance NAME` is adding: not in the file yet, so it reads as empty.
+_adding_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("stella_adding", default=None)
+
+DEFAULT_INSTANCE = "default"
+# A name that is safe as a directory, a YAML key, a metrics label and a word in a message.
+INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+INSTANCES_DIR = "instances"  # <default cache>/instances/<NAME>/: a named instance's own cache
 # STELLA_SIGSTORE_SERVICE_MAP replaces the signed service map: an operator's choice for the
 # CLI and the agent, but a library caller must opt in (an attestor's environment is not the
 # operator's word).
@@ -253,6 +263,8 @@ class _FixedNameEnvSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         """The set, non-empty variables by field; STELLA_SIGSTORE_SERVICE_MAP only when the caller
         opted in (a library caller's environment is not the operator's word)."""
+        if _instance_var.get() != DEFAULT_INSTANCE:
+            return {}  # the fixed variables are the default instance's, as they always were
         allowed = {
             name: field
             for name, field in ENV_VARIABLES.items()
@@ -277,7 +289,7 @@ class _YamlSectionSource(PydanticBaseSettingsSource):
         """The section's fields, read by the one rule for the config file (`read_document`)."""
         if self.path is None:
             return {}
-        return read_section(self.path)
+        return instance_section(self.path, _instance_var.get())
 
 
 def load_settings(
@@ -285,26 +297,131 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
     *,
     env_service_map: bool = True,
+    instance: str | None = None,
+    adding: bool = False,
 ) -> TrustRepoSettings:
     """Validate the merged settings; flags (`overrides`, None values ignored) win over all.
-    `env_service_map=False` ignores STELLA_SIGSTORE_SERVICE_MAP (the library's default)."""
+    `env_service_map=False` ignores STELLA_SIGSTORE_SERVICE_MAP (the library's default).
+    `instance` names one under `instances:` (None or "default": the section's top level, today's
+    settings); a named instance's cache defaults to `<default cache>/instances/<NAME>/`.
+    `adding`: `init --instance NAME` may name an instance the file does not have yet."""
     path = config_path if config_path is not None else default_config_path()
+    name = instance or DEFAULT_INSTANCE
+    if adding and name != DEFAULT_INSTANCE and name not in named_instances(path):
+        check_instance_name(name)
+        adding_token = _adding_var.set(name)
+        try:
+            return load_settings(path, overrides, env_service_map=env_service_map, instance=name)
+        finally:
+            _adding_var.reset(adding_token)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    named = name != DEFAULT_INSTANCE
+    if named and "local_cache_path" not in flags and "local_cache_path" not in instance_section(path, name):
+        flags["local_cache_path"] = instance_cache_path(_default_cache(path), name)
     token = _config_path_var.set(path)
     env_token = _env_service_map_var.set(env_service_map)
+    instance_token = _instance_var.set(name)
     try:
         return TrustRepoSettings(**flags)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, flags)) from exc
+        raise ConfigError(_describe(exc, path, flags, name)) from exc
     finally:
+        _instance_var.reset(instance_token)
         _env_service_map_var.reset(env_token)
         _config_path_var.reset(token)
 
 
-def _describe(exc: ValidationError, path: Path, flags: dict[str, Any]) -> str:
+def check_instance_name(name: str) -> str:
+    """An instance name must be a plain word: it becomes a directory, a YAML key and a label."""
+    if not INSTANCE_NAME.match(name):
+        raise ConfigError(
+            f"instance name {name!r} is not allowed: use 1-32 of a-z, 0-9, '-' and '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def instance_cache_path(default_cache: Path, name: str) -> Path:
+    """A named instance's own cache, beside nothing the default Store owns: the Store prunes,
+    locks and checks only its own entries (generations/, roots/, tlogs/, the link and files)."""
+    return Path(default_cache) / INSTANCES_DIR / check_instance_name(name)
+
+
+def _default_cache(path: Path) -> Path:
+    """The default instance's cache as the file says (or the platform default): the named
+    instances' caches live under it unless they name their own."""
+    top = read_section(path).get("local_cache_path")
+    return Path(top) if isinstance(top, str) and top else default_cache_path()
+
+
+def named_instances(path: Path) -> dict[str, dict[str, Any]]:
+    """`instances:` of the section, each name checked (`default` is the top level, never listed)."""
+    section = read_section(path)
+    found = section.get(INSTANCES_KEY)
+    if found is None:
+        return {}
+    where = f"config {path}: {'.'.join(SECTION)}.{INSTANCES_KEY}"
+    if not isinstance(found, dict):
+        raise ConfigError(f"{where} must be a mapping of instance names to settings")
+    for name, fields in found.items():
+        if not isinstance(name, str) or not INSTANCE_NAME.match(name) or name == DEFAULT_INSTANCE:
+            raise ConfigError(
+                f"{where}: {name!r} is not an instance name (1-32 of a-z, 0-9, '-', '_'; "
+                "'default' is the section's top level)"
+            )
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{where}.{name} must be a mapping of settings")
+    return {str(name): dict(fields) for name, fields in found.items()}
+
+
+def instance_section(path: Path, name: str) -> dict[str, Any]:
+    """The fields of one instance: the section's top level without `instances` for the default,
+    `instances.<NAME>` otherwise (an instance the file does not have is refused, exit 3)."""
+    if name == DEFAULT_INSTANCE:
+        section = read_section(path)
+        if INSTANCES_KEY in section:
+            named_instances(path)  # a malformed `instances:` is an error for every instance
+        return {k: v for k, v in section.items() if k != INSTANCES_KEY}
+    named = named_instances(path)
+    if name not in named and name == _adding_var.get():
+        return {}
+    if name not in named:
+        check_instance_name(name)
+        known = ", ".join([DEFAULT_INSTANCE, *sorted(named)])
+        raise NotInitialisedError(
+            f"no instance {name!r} in config {path} (it has: {known})",
+            hint=f"add it with `trust init --instance {name} --tuf-url URL --root ROOT.json`",
+        )
+    return named[name]
+
+
+def default_instance_configured(path: Path) -> bool:
+    """Whether the section's top level sets anything (or STELLA_TUF_ROOT_URL is set): a host set
+    up only with `init --instance NAME` has no default instance to sync."""
+    top = instance_section(path, DEFAULT_INSTANCE)
+    return bool(top) or bool(os.environ.get("STELLA_TUF_ROOT_URL"))
+
+
+def host_instances(path: Path | None) -> list[str]:
+    """Every instance of this host, `default` first: the default whenever it is configured or
+    nothing else is (so a host without `instances:` behaves exactly as before), then the named
+    ones by name."""
+    path = path if path is not None else default_config_path()
+    named = sorted(named_instances(path))
+    if not named or default_instance_configured(path):
+        return [DEFAULT_INSTANCE, *named]
+    return named
+
+
+def _describe(
+    exc: ValidationError, path: Path, flags: dict[str, Any], instance: str = DEFAULT_INSTANCE
+) -> str:
     """One line per problem, each naming where the bad value came from (flag, environment variable
     or file and key): a fleet operator debugging one host has nothing else to go on."""
     env_fields = {field: name for name, field in ENV_VARIABLES.items() if os.environ.get(name)}
+    if instance != DEFAULT_INSTANCE:
+        env_fields = {}
+    where = ".".join([*SECTION, *([INSTANCES_KEY, instance] if instance != DEFAULT_INSTANCE else [])])
     problems = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
@@ -319,7 +436,7 @@ def _describe(exc: ValidationError, path: Path, flags: dict[str, Any]) -> str:
         elif field in env_fields:
             origin = f"environment variable {env_fields[field]}"
         else:
-            origin = f"config {path}: {'.'.join(SECTION)}.{dotted}"
+            origin = f"config {path}: {where}.{dotted}"
             problems.append(f"{origin}: {message}")
             continue
         problems.append(f"{origin} ({dotted}): {message}")
@@ -334,6 +451,7 @@ def setting_sources(
     flag_names: dict[str, str] | None = None,
     *,
     env_service_map: bool = True,
+    instance: str = DEFAULT_INSTANCE,
 ) -> dict[str, tuple[SettingSource, str | None]]:
     """Where each field's effective value comes from, by the precedence `load_settings`
     applies (flags < environment < file < default, first wins): `("flag", "--cache-dir")`,
@@ -346,9 +464,11 @@ def setting_sources(
     env = {
         field: name
         for name, field in ENV_VARIABLES.items()
-        if (field != "service_map_file" or env_service_map) and os.environ.get(name, "") != ""
+        if (field != "service_map_file" or env_service_map)
+        and os.environ.get(name, "") != ""
+        and instance == DEFAULT_INSTANCE
     }
-    in_file = read_section(path)
+    in_file = instance_section(path, instance)
     sources: dict[str, tuple[SettingSource, str | None]] = {}
     for field in TrustRepoSettings.model_fields:
         if field in flags:

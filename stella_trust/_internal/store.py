@@ -70,6 +70,7 @@ GENERATIONS_DIR = "generations"
 SEALED_LOGS_DIR = "tlogs"
 COMMITTED_ROOTS_DIR = "roots"
 WORK_PREFIX = ".work-"
+INSTANCES_DIR = "instances"  # named instances' caches (settings.INSTANCES_DIR): never this Store's
 SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
 # Readers (attestors) are members of the group that owns the cache directory (the
 # `stella-trust` group in the README's deployment): they may read, never write.
@@ -187,8 +188,11 @@ class Store:
             """The refusal after `timeout`: names the holder's pid, so an operator can find it."""
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
 
-        self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
-        owner = Owner.to_act_as(self.root)
+        # A named instance lives inside the default cache (instances/NAME): its owner decides,
+        # and nothing below it is made or walked before root has taken that owner's uid.
+        top = self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
+        top.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+        owner = Owner.to_act_as(top)
         if owner is not None:
             self._adopt(owner)
         with contextlib.ExitStack() as held:
@@ -196,6 +200,8 @@ class Store:
                 held.enter_context(acting_as(owner))
             except OSError as exc:  # a container that will not let root give up its uid
                 raise self._cannot_act_as(owner, exc) from None
+            self._prepare_instances_dir()
+            self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             self._refuse_planted_links()
             self._remove_abandoned_work()
@@ -217,6 +223,8 @@ class Store:
         given to the cache owner (who must be able to replace and prune them). The check is a
         few stats of the top-level entries and the generations; the walk (descriptor-relative,
         share_tree) runs only when one of them is someone else's."""
+        if not real_directory(self.root):
+            return  # an instance's cache not made yet (or a link, refused under the lock)
         entries = [self.root / name for name in (ANCHOR_FILE, STATE_FILE, LOCK_FILE)]
         for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
             entries.append(directory)
@@ -228,8 +236,29 @@ class Store:
             except FileNotFoundError:
                 continue
             if foreign:
-                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, owner.gid, uid=owner.uid)
+                share_tree(
+                    self.root,
+                    CACHE_DIR_MODE,
+                    CACHE_FILE_MODE,
+                    owner.gid,
+                    uid=owner.uid,
+                    skip_dirs={INSTANCES_DIR},
+                )
                 return
+
+    def _prepare_instances_dir(self) -> None:
+        """A named instance's cache is `<default cache>/instances/<NAME>/` (decision 23): the
+        `instances` directory is made like the cache (0750, the default cache's group), and one
+        replaced by a link is refused, as the cache's own subdirectories are (a link would steer
+        this writer into the directory it names)."""
+        parent = self.root.parent
+        if parent.name != INSTANCES_DIR:
+            return
+        if not real_directory(parent):
+            parent.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+            real_directory(parent)
+            with contextlib.suppress(PermissionError):  # not the owner: the owner's modes stand
+                set_access(parent, CACHE_DIR_MODE, os.stat(parent.parent).st_gid)
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:
@@ -284,7 +313,8 @@ class Store:
                 continue
             wanted = CACHE_DIR_MODE if entry.is_dir() else CACHE_FILE_MODE
             if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
-                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid)
+                # named instances' caches under it are theirs (each its own writer and rules)
+                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid, skip_dirs={INSTANCES_DIR})
                 return
 
     def _shared_dir(self, path: Path) -> None:

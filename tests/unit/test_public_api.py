@@ -71,3 +71,13 @@ def test_every_error_is_one_of_three_kinds_or_the_base() -> None:
         assert issubclass(unusable, errors.TrustUnusableError) and unusable.exit_code == 3
     grouped = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, kinds)]
     assert len(grouped) >= 15
+
+
+def test_open_trust_and_the_watcher_take_an_instance_by_keyword() -> None:
+    """Issue 23: a program names the instance it wants; without it, `default` (today's)."""
+    import inspect
+
+    for call in (stella_trust.open_trust, stella_trust.TrustWatcher):
+        parameter = inspect.signature(call).parameters["instance"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
+    assert stella_trust.TrustView.__dataclass_fields__["instance"].default == "default"

@@ -3,6 +3,7 @@ field and problem; the shipped example config is valid."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,55 @@ def test_shipped_example_config_is_valid() -> None:
     settings = load_settings(example)
     assert settings.tuf_url == "https://tuf.example.internal"
     assert settings.metadata_limits.snapshot == 2_000_000
+
+
+# ---- named instances (issue 23) -------------------------------------------------------------
+def _instances_config(tmp_path: Path, instances: object) -> Path:
+    import yaml
+
+    config = tmp_path / "trust.yaml"
+    section = {
+        "tuf_url": "https://a.example",
+        "local_cache_path": str(tmp_path / "cache"),
+        "instances": instances,
+    }
+    config.write_text(yaml.safe_dump({"attestor": {"trust_repo": section}}))
+    return config
+
+
+def test_a_named_instance_reads_its_own_fields_and_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stella_trust._internal.settings import host_instances, load_settings
+
+    monkeypatch.setenv("STELLA_TUF_ROOT_URL", "https://env.example")
+    config = _instances_config(
+        tmp_path, {"b": {"tuf_url": "https://b.example", "freshness_threshold_days": 2}}
+    )
+    default = load_settings(config)
+    named = load_settings(config, instance="b")
+    assert default.tuf_url == "https://env.example"  # the fixed variables are the default's
+    assert named.tuf_url == "https://b.example" and named.freshness_threshold_days == 2
+    assert named.local_cache_path == tmp_path / "cache" / "instances" / "b"
+    assert default.local_cache_path == tmp_path / "cache"
+    assert host_instances(config) == ["default", "b"]
+
+
+@pytest.mark.parametrize(
+    ("instances", "words"),
+    [
+        ({"default": {}}, "'default' is the section's top level"),
+        ({"../x": {}}, "is not an instance name"),
+        ({"b": "https://b.example"}, "instances.b must be a mapping"),
+        (["b"], "must be a mapping of instance names"),
+        ({"b": {"tuf_ulr": "https://b.example"}}, "instances.b.tuf_ulr: unknown field"),
+    ],
+)
+def test_a_malformed_instances_section_is_one_line_for_every_instance(
+    tmp_path: Path, instances: object, words: str
+) -> None:
+    from stella_trust._internal.settings import load_settings
+
+    config = _instances_config(tmp_path, instances)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_settings(config, instance="b" if "tuf_ulr" in words else None)

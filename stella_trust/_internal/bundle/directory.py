@@ -153,6 +153,8 @@ def _directory_files(top: int, options: ReadOptions, manifest: Manifest) -> list
                     continue
                 if name == MANIFEST and stat.S_ISREG(mode):
                     continue
+                if not prefix and name == "instances" and manifest.described.get("instances"):
+                    continue  # named instances' own export directories, each read by its own pass
                 check_member_name(name)
                 if stat.S_ISDIR(mode) and prefix.startswith("targets/"):
                     _descend(fd, entry.name, name, depth)

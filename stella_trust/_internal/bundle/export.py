@@ -9,8 +9,10 @@ format, before compression).
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import Any
 
 from stella_trust import errors
 from stella_trust._internal.bundle.layout import (
+    INSTANCES_PREFIX,
     MANIFEST,
+    NESTED_SUFFIX,
     TLOG_PREFIX,
     ZSTD_LEVEL,
     BundleSummary,
@@ -71,26 +75,33 @@ def _entries(verified: VerifiedTrust) -> list[Entry]:
 
 
 def _manifest(
-    verified: VerifiedTrust,
-    settings: TrustRepoSettings,
+    verified: VerifiedTrust | None,
+    settings: TrustRepoSettings | None,
     entries: list[Entry],
     now: datetime,
     *,
     depth: int | None,
     compressed: bool,
     sealed_logs: list[SealedLog] | None = None,
+    instances: dict[str, Any] | None = None,
 ) -> bytes:
+    """The manifest; `verified` None for a bundle whose top level carries no trust (a host
+    without the instance `default`), `instances` the named instances it carries (issue 23)."""
     sealed_logs = sealed_logs or []
-    md = verified.metadata
+    roles: dict[str, Any] = {}
+    if verified is not None:
+        md = verified.metadata
+        roles = {
+            role: {"version": md.versions[role], "expires": iso(md.expiries[role])} for role in md.versions
+        }
+    url = settings.tuf_url if settings is not None else None
     document: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
         "created_at": iso(now),  # informational only: freshness uses signed expiry
-        "source": {"tuf_url": redact(settings.tuf_url) if settings.tuf_url else None},  # travels
-        "roles": {
-            role: {"version": md.versions[role], "expires": iso(md.expiries[role])} for role in md.versions
-        },
+        "source": {"tuf_url": redact(url) if url else None},  # travels
+        "roles": roles,
         "depth": depth,
         # transparency-log states (`--depth`): unsigned description; import verifies the files
         "tiles": [{**log.to_json(), "prefix": f"{TLOG_PREFIX}{log.log_id}/"} for log in sealed_logs],
@@ -98,6 +109,8 @@ def _manifest(
     }
     if compressed:
         document["compression"] = {"algorithm": "zstd", "level": ZSTD_LEVEL}
+    if instances:
+        document["instances"] = instances
     return manifest_bytes(document)
 
 
@@ -121,6 +134,13 @@ def export_directory(
     verified = verified_current(store)
     entries = _entries(verified)
     manifest = _manifest(verified, settings, entries, now, depth=None, compressed=False)
+    _write_directory(out, entries, manifest, progress)
+    return _export_summary("export", out, entries, verified, settings, now)
+
+
+def _write_directory(out: Path, entries: list[Entry], manifest: bytes, progress: Progress | None) -> None:
+    """An exported directory at OUT: built in a private staging directory made in OUT's parent
+    and written relative to the descriptors held (fs.OpenDir), then switched in for OUT."""
     try:
         with OpenDir.open(out.parent, create=True) as parent:
             _refuse_other_output(parent, out)
@@ -145,7 +165,6 @@ def export_directory(
             hint="someone with write access to that directory is changing it: write the export "
             "where only you can write, or stop them and run the command again",
         ) from None
-    return _export_summary("export", out, entries, verified, settings, now)
 
 
 def _refuse_other_output(parent: OpenDir, out: Path) -> None:
@@ -272,3 +291,126 @@ def _export_summary(
             f"the exported trust is {freshness.state}: signed metadata expired at {iso(freshness.expires)}"
         )
     return summary
+
+
+# ---- several instances (issue 23): the default's trust at the top, each named one nested ----
+Part = tuple[str, TrustRepoSettings, Store]
+
+
+def export_instances(
+    parts: list[Part],
+    out: Path,
+    *,
+    sealed: bool,
+    depth: int | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> BundleSummary:
+    """A bundle of several instances. The instance `default`'s trust sits where a one-instance
+    bundle has it (so an exported directory is still a `file://` repository for it); each named
+    instance is a complete one-instance bundle of its own: `instances/<NAME>.tar.zst` in a
+    sealed bundle, the directory `instances/<NAME>/` in an exported one. The manifest names
+    them (`instances`); each is verified on import from the importing host's anchor for it."""
+    now = now or utcnow()
+    out = out.absolute()  # never resolved: a link at OUT is refused or replaced, as for one instance
+    # The nested parts are built in a private directory of this user's (mkdtemp: 0700), never in
+    # OUT's parent, which others may write; what reaches OUT's parent goes through fs.OpenDir.
+    with tempfile.TemporaryDirectory(prefix="stella-export-") as private:
+        nested = Path(private)
+        carried: dict[str, Any] = {}
+        summaries: dict[str, BundleSummary] = {}
+        entries: list[Entry] = []
+        for name, settings, store in parts:
+            if name == "default":
+                continue
+            if sealed:
+                member = f"{INSTANCES_PREFIX}{name}{NESTED_SUFFIX}"
+                path = nested / f"{name}{NESTED_SUFFIX}"
+                summary = export_archive(settings, store, path, depth=depth, now=now)
+                entries.append(Entry(member, path.stat().st_size, sha256_file(path), source=path))
+            else:
+                member = f"{INSTANCES_PREFIX}{name}"
+                summary = export_directory(settings, store, nested / name, now)
+                entries.extend(_files_under(nested / name, member))
+            summaries[name] = summary
+            carried[name] = {
+                "path": member,
+                "source": {"tuf_url": redact(settings.tuf_url) if settings.tuf_url else None},
+                "versions": summary.versions,
+            }
+        default = next(((s, st) for n, s, st in parts if n == "default"), None)
+        verified = verified_current(default[1]) if default is not None else None
+        top = _entries(verified) if verified is not None else []
+        notes: list[str] = []
+        logs: list[SealedLog] = []
+        if sealed and depth and default is not None and verified is not None:
+            logs = _sealed_logs(default[0], default[1], verified, depth, now, notes.append)
+            top += [
+                _bytes_entry(f"{TLOG_PREFIX}{log.log_id}/{name}", data)
+                for log in logs
+                for name, data in sorted(log.files.items())
+            ]
+        settings_top = default[0] if default is not None else None
+        listed = [*top, *entries] if sealed else top  # a directory's nested parts list themselves
+        manifest = _manifest(
+            verified,
+            settings_top,
+            listed,
+            now,
+            depth=depth if sealed else None,
+            compressed=sealed,
+            sealed_logs=logs,
+            instances=carried,
+        )
+        written = [*top, *entries]
+        total = len(manifest) + sum(e.length for e in written)
+        if sealed:
+            with (
+                OpenDir.open(out.parent, create=True) as parent,
+                measure(progress, "write", total) as counted,
+                parent.replacing(out.name, 0o644) as raw,
+            ):
+                write_archive(out, manifest, listed, now.timestamp(), counted, into=raw)
+        else:
+            _write_directory(out, written, manifest, progress)
+    first = summaries[next(iter(summaries))] if summaries else None
+    if verified is not None and default is not None:
+        whole = _export_summary(
+            "snapshot-export" if sealed else "export", out, listed, verified, default[0], now
+        )
+    else:
+        assert first is not None
+        whole = BundleSummary(
+            "snapshot-export" if sealed else "export", str(out), len(listed), 0, {}, first.freshness
+        )
+    whole.files = len(listed) + sum(s.files for n, s in summaries.items() if not sealed)
+    whole.bytes = sum(e.length for e in listed) + sum(s.bytes for s in summaries.values() if not sealed)
+    whole.manifest_sha256 = hashlib.sha256(manifest).hexdigest() if sealed else None
+    whole.sealed_logs = [log.to_json() for log in logs]
+    whole.warnings.extend(notes)
+    for name, summary in summaries.items():
+        whole.warnings.extend(f"instance {name}: {warning}" for warning in summary.warnings)
+    whole.instances = {
+        **(
+            {"default": {"versions": whole.versions, "freshness": whole.freshness.to_json()}}
+            if default
+            else {}
+        ),
+        **{
+            n: {"versions": s.versions, "freshness": s.freshness.to_json(), "files": s.files}
+            for n, s in summaries.items()
+        },
+    }
+    return whole
+
+
+def _files_under(root: Path, member: str) -> list[Entry]:
+    """Every file of a nested directory export (our own private build), as entries under
+    `member` in the whole export (not listed in its manifest: the nested part's own lists it)."""
+    found = []
+    for directory, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            path = Path(directory, name)
+            relative = path.relative_to(root).as_posix()
+            found.append(Entry(f"{member}/{relative}", path.stat().st_size, sha256_file(path), source=path))
+    return found

@@ -149,17 +149,23 @@ def import_bundle(
     reject_if_stale: timedelta | None = None,
     now: datetime | None = None,
     progress: Progress | None = None,
+    shown_as: str | None = None,
 ) -> BundleSummary:
     """Verify `bundle` (a `.tar.zst`, or a directory `trust export` wrote) from this host's
     anchor and make it the current trust, atomically. `progress` sees each read of the
-    bundle ("metadata", then "targets") and each staged target's hashing ("hash NAME")."""
+    bundle ("metadata", then "targets") and each staged target's hashing ("hash NAME").
+    `shown_as`: what the summary and the state's source call the bundle (a named instance's
+    part: `<bundle>#instances/<NAME>.tar.zst`, not the private copy it was read from)."""
     try:
-        return _import(settings, store, bundle, verify_manifest, reject_if_stale, now or utcnow(), progress)
+        summary = _import(
+            settings, store, bundle, verify_manifest, reject_if_stale, now or utcnow(), progress, shown_as
+        )
     except OSError as exc:  # a full or read-only cache filesystem: the disk's fault, not the bundle's
         where = f": {exc.filename}" if exc.filename else ""
         raise BundleIOError(f"Cannot import the bundle: {exc.strerror or exc}{where}") from exc
     except RecursionError:  # a JSON document nested past the parser's depth
         raise BundleError("Bundle holds a JSON document nested too deeply to parse") from None
+    return summary
 
 
 def _import(
@@ -170,6 +176,7 @@ def _import(
     reject_if_stale: timedelta | None,
     now: datetime,
     progress: Progress | None,
+    shown_as: str | None = None,
 ) -> BundleSummary:
     anchor = store.read_anchor()
     with store.lock(settings.lock_timeout_seconds):
@@ -202,7 +209,7 @@ def _import(
             freshness = freshness_at(verified.metadata, settings, now)
             summary = BundleSummary(  # files and bytes carried, manifest.json not counted (as export)
                 "import",
-                str(bundle),
+                shown_as or str(bundle),
                 len(extracted.files),  # every member after manifest.json: the whole pass read them all
                 extracted.total_bytes,
                 verified.metadata.versions,
@@ -228,7 +235,7 @@ def _import(
             state.floor = verified.metadata.floor()
             state.source = {
                 "kind": "bundle",
-                "path": str(bundle.resolve()),
+                "path": shown_as or str(bundle.resolve()),
                 "manifest_sha256": extracted.manifest_sha256,
                 "created_at": extracted.manifest.created_at,
                 "at": iso(now),

@@ -77,6 +77,7 @@ class BundleSummary:
     manifest_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (decision 15)
+    instances: dict[str, Any] = field(default_factory=dict)  # per named instance (issue 23), when several
 
     def to_json(self) -> dict[str, Any]:
         """The summary as `--json` shows it: the one shape export, import and inspect share."""
@@ -91,6 +92,8 @@ class BundleSummary:
             "manifest_sha256": self.manifest_sha256,
             "warnings": self.warnings,
             "sealed_logs": self.sealed_logs,
+            # only when the bundle carries several instances: a one-instance summary is as before
+            **({"instances": self.instances} if self.instances else {}),
         }
 
 
@@ -110,7 +113,9 @@ def target_path(name: str, info: TargetFile, consistent: bool) -> str:
 # ---- the sealed format: what the writer emits and the hostile reader accepts -----------
 MANIFEST = "manifest.json"
 TLOG_PREFIX = "tlogs/"  # tlogs/<log id hex>/checkpoint and tile/... (C2SP tlog-tiles)
-PREFIXES = ("metadata/", "targets/", TLOG_PREFIX)
+INSTANCES_PREFIX = "instances/"  # instances/<NAME>.tar.zst: a named instance's own bundle (issue 23)
+NESTED_SUFFIX = ".tar.zst"
+PREFIXES = ("metadata/", "targets/", TLOG_PREFIX, INSTANCES_PREFIX)
 MAX_COMPONENT_BYTES = 255  # NAME_MAX: a longer component fails with ENAMETOOLONG, not a refusal
 MAX_NAME_BYTES = 1024  # leaves room for the cache path inside PATH_MAX
 ZSTD_LEVEL = 3  # fast: most bytes are already-compressed keys and certificates
@@ -156,12 +161,21 @@ def check_member_name(name: str) -> str:
         )
     if parts[0] == "metadata" and len(parts) != 2:
         raise BundleError(f"Unsafe bundle: member {name!r} nests below metadata/")
+    if parts[0] == "instances" and (len(parts) != 2 or not _nested_bundle_name(parts[1])):
+        raise BundleError(f"Unsafe bundle: member {name!r} is not instances/<NAME>{NESTED_SUFFIX}")
     if len(encoded) > MAX_NAME_BYTES or any(len(p.encode()) > MAX_COMPONENT_BYTES for p in parts):
         raise BundleError(
             f"Unsafe bundle: member name {name[:60]!r}… is too long "
             f"(over {MAX_COMPONENT_BYTES} bytes a component or {MAX_NAME_BYTES} in all)"
         )
     return name
+
+
+def _nested_bundle_name(base: str) -> bool:
+    """`<NAME>.tar.zst` with NAME an instance name (settings.INSTANCE_NAME's rule)."""
+    import re
+
+    return re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}" + re.escape(NESTED_SUFFIX), base) is not None
 
 
 def sha256_file(path: Path) -> str:

@@ -20,17 +20,21 @@ def share_tree(
     gid: int | None,
     skip: frozenset[tuple[int, int]] = frozenset(),
     uid: int | None = None,
+    skip_dirs: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """Give every directory under `root` (itself included) `dir_mode` and every regular file
     `file_mode`, group-owned by `gid` (None: leave the group). Symlinks are never followed
     (chmod would act on what they point to). `skip`: (device, inode) of files already set,
     e.g. hard links into a generation that was shared when it was committed. `uid` (root
     only): the owner every entry is given, e.g. the cache owner, for files an older root-run
-    writer left root's."""
+    writer left root's. `skip_dirs`: directories directly under `root` left out of the walk
+    (another writer's tree, e.g. a named instance's cache)."""
     # os.fwalk holds each directory open and never follows a link, and every entry is opened
     # relative to its directory's descriptor: a directory in the middle of a path swapped for a
     # link (by whoever owns the cache) cannot send root's chown/chmod outside the tree.
-    for _directory, _dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+    for directory, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        if skip_dirs and directory == os.fspath(root):
+            dirs[:] = [name for name in dirs if name not in skip_dirs]
         _set_access_fd(dir_fd, os.fstat(dir_fd), dir_mode, gid, uid)
         for name in files:
             try:
