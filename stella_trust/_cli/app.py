@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "sync": ("client", "sync", False),
     "status": ("client", "status", False),
     "export": ("bundles", "export_command", False),
-    "import": ("bundles", "import_command", False),
+    "import": ("importing", "import_command", False),
     "verify": ("verify", "verify", False),
     "snapshot": ("bundles", "snapshot_app", True),
     "agent": ("agent", "agent", False),

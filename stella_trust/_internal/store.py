@@ -26,13 +26,15 @@ import grp
 import hashlib
 import json
 import os
-import pwd
 import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stella_trust._internal.cacheowner import CACHE_DIR_MODE as CACHE_DIR_MODE
+from stella_trust._internal.cacheowner import CACHE_FILE_MODE as CACHE_FILE_MODE
+from stella_trust._internal.cacheowner import adopt_for, cannot_act_as, prepare_instances_dir, user_name
 from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.credentials import Owner, acting_as
 from stella_trust._internal.fs import (
@@ -76,8 +78,6 @@ SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next on
 # `stella-trust` group in the README's deployment): they may read, never write.
 MAX_ANCHOR_BYTES = 16 << 20  # a root (the anchor) of any sane size
 MAX_STATE_BYTES = 1 << 20
-CACHE_DIR_MODE = 0o750
-CACHE_FILE_MODE = 0o640
 
 
 def _group_name(gid: int | None) -> str:
@@ -88,14 +88,6 @@ def _group_name(gid: int | None) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
-
-
-def _user_name(uid: int) -> str:
-    """This user's name, for the `usermod` line a refused reader is given."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 class Store:
@@ -194,71 +186,19 @@ class Store:
         top.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
         owner = Owner.to_act_as(top)
         if owner is not None:
-            self._adopt(owner)
+            adopt_for(self, owner)
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(acting_as(owner))
             except OSError as exc:  # a container that will not let root give up its uid
-                raise self._cannot_act_as(owner, exc) from None
-            self._prepare_instances_dir()
+                raise cannot_act_as(self.root, owner, exc) from None
+            prepare_instances_dir(self.root)
             self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             self._refuse_planted_links()
             self._remove_abandoned_work()
             self._share_with_readers()
             yield
-
-    def _cannot_act_as(self, owner: Owner | None, exc: OSError) -> UnsafeFileError:
-        """Root writes the cache with its owner's uid and groups (decision 17: a planted link
-        can then reach only what the owner could reach already); a system that will not let
-        root give them up is told to run the writer as the owner instead."""
-        name = _user_name(owner.uid) if owner is not None else "its owner"
-        return UnsafeFileError(
-            f"cannot write the cache {self.root} as its owner {name}: {exc.strerror or exc}",
-            hint=f"run the writer as that user (`sudo -u {name} trust ...`)",
-        )
-
-    def _adopt(self, owner: Owner) -> None:
-        """Root, before it gives up its uid: entries an older root-run writer left root's are
-        given to the cache owner (who must be able to replace and prune them). The check is a
-        few stats of the top-level entries and the generations; the walk (descriptor-relative,
-        share_tree) runs only when one of them is someone else's."""
-        if not real_directory(self.root):
-            return  # an instance's cache not made yet (or a link, refused under the lock)
-        entries = [self.root / name for name in (ANCHOR_FILE, STATE_FILE, LOCK_FILE)]
-        for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
-            entries.append(directory)
-            with contextlib.suppress(OSError):
-                entries.extend(directory.iterdir())
-        for entry in entries:
-            try:
-                foreign = os.lstat(entry).st_uid != owner.uid
-            except FileNotFoundError:
-                continue
-            if foreign:
-                share_tree(
-                    self.root,
-                    CACHE_DIR_MODE,
-                    CACHE_FILE_MODE,
-                    owner.gid,
-                    uid=owner.uid,
-                    skip_dirs={INSTANCES_DIR},
-                )
-                return
-
-    def _prepare_instances_dir(self) -> None:
-        """A named instance's cache is `<default cache>/instances/<NAME>/` (decision 23): the
-        `instances` directory is made like the cache (0750, the default cache's group), and one
-        replaced by a link is refused, as the cache's own subdirectories are (a link would steer
-        this writer into the directory it names)."""
-        parent = self.root.parent
-        if parent.name != INSTANCES_DIR:
-            return
-        if not real_directory(parent):
-            parent.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
-            real_directory(parent)
-            with contextlib.suppress(PermissionError):  # not the owner: the owner's modes stand
-                set_access(parent, CACHE_DIR_MODE, os.stat(parent.parent).st_gid)
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:
@@ -271,7 +211,7 @@ class Store:
     def unreadable(self, detail: str) -> CacheUnreadableError:
         """A reader without access: one line naming the readers' group, never "sync"."""
         group = _group_name(self.readers_gid())
-        user = _user_name(os.geteuid())
+        user = user_name(os.geteuid())
         return CacheUnreadableError(
             f"cannot read the cache {self.root}: {detail}; readers must be in the group {group}",
             hint=f"add this user to it (`sudo usermod -aG {group} {user}`), then log in again; "

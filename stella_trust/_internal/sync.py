@@ -11,11 +11,9 @@ and describes nothing. Any failure discards it, so the previous trust stays exac
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from stella_trust import errors
 from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.cachestate import CacheState, Floor
 from stella_trust._internal.fs import read_untrusted
+from stella_trust._internal.gcpause import cyclic_gc_paused
 from stella_trust._internal.hostpolicy import trust_policy, view_of
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
@@ -124,7 +123,7 @@ def sync(
     store.read_anchor()  # NotInitialisedError before any network use
     fetcher = fetcher or make_fetcher(settings, should_stop, memo)
     run = MirrorRun.of(settings, fetcher)
-    with store.lock(settings.lock_timeout_seconds), _cyclic_gc_paused():
+    with store.lock(settings.lock_timeout_seconds), cyclic_gc_paused():
         state = store.read_state()
         moment = now or utcnow()
         state.last_attempt = iso(moment)
@@ -169,27 +168,6 @@ def sync(
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
         store.write_state(state, durable=durable)
     return result
-
-
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a sync runs (reference counting still frees
-    everything as usual).
-
-    Parsing a large targets role creates about ten objects per target, almost none of them
-    in reference cycles, and CPython's collector scans every tracked object again at each
-    full collection: with a large repository, a good share of python-tuf's own refresh was
-    the collector (docs/design.md, decision 14, has the measurement). `sync` runs only in
-    processes stella-trust owns (the CLI and the agent), for seconds at most, so the pause
-    cannot starve an application's collector; the few cycles a sync leaves (exception
-    tracebacks) are collected as soon as the collector runs again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _holds_trust(store: Store) -> bool:

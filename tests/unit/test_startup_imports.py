@@ -47,6 +47,7 @@ NETWORK_AND_EXTRAS = (
 OTHER_COMMANDS = (
     "stella_trust._cli.repo",
     "stella_trust._cli.bundles",
+    "stella_trust._cli.importing",
     "stella_trust._cli.verify",
     "stella_trust._cli.agent",
     "stella_trust._cli.query",

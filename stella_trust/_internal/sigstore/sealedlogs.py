@@ -55,6 +55,7 @@ from stella_trust._internal.sigstore.tiles import (
     root_at,
     verify_tiles,
 )
+from stella_trust._internal.sigstore.tlogerrors import LogForkError as LogForkError
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 from stella_trust.errors import CacheVerificationError, UnsafeFileError
 from stella_trust.sigstore_types import TransparencyLog
@@ -63,24 +64,6 @@ CHECKPOINT = "checkpoint"
 RECORD = "sealed.json"  # unsigned facts for display: when the state was fetched, from where
 MAX_CHECKPOINT_BYTES = 64 * 1024
 MAX_LOG_BYTES = 256 * 1024 * 1024  # all tiles and entry bundles of one log state
-
-
-class LogForkError(TransparencyLogError):
-    """Two verified states of one log disagree: the log signed two histories.
-
-    Evidence against the log, not against the bundle's TUF trust: the importer refuses the
-    carried log state and keeps the held one, and says so in the import's warnings; `trust
-    verify` refuses the bundle whose tree it is (logcheck.py), the held state unchanged."""
-
-    default_hint = (
-        "the log showed two histories: keep this bundle as evidence and report it to the log's "
-        "operator; the held log state is kept and `trust verify` still checks against it"
-    )
-
-    def __init__(self, where: str, problem: str, *, held_root: bytes, carried_root: bytes) -> None:
-        super().__init__(where, problem)
-        self.held_root = held_root
-        self.carried_root = carried_root
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,21 @@ class TransparencyLogError(VerificationError):
 def _one_line(text: str) -> str:
     """Quoted input may hold newlines; a user sees exactly one line."""
     return " ".join(text.split())
+
+
+class LogForkError(TransparencyLogError):
+    """Two verified states of one log disagree: the log signed two histories.
+
+    Evidence against the log, not against the bundle's TUF trust: the importer refuses the
+    carried log state and keeps the held one, and says so in the import's warnings; `trust
+    verify` refuses the bundle whose tree it is (logcheck.py), the held state unchanged."""
+
+    default_hint = (
+        "the log showed two histories: keep this bundle as evidence and report it to the log's "
+        "operator; the held log state is kept and `trust verify` still checks against it"
+    )
+
+    def __init__(self, where: str, problem: str, *, held_root: bytes, carried_root: bytes) -> None:
+        super().__init__(where, problem)
+        self.held_root = held_root
+        self.carried_root = carried_root
