@@ -185,7 +185,7 @@ class TrustView:
     last_sync: datetime | None = None  # the last successful sync or import, like `at`
     last_error: str | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
-    instance: str = "default"  # the config's instance this trust belongs to (issue 23)
+    instance: str = "default"  # the config's instance this trust belongs to (decision 23)
 
     @property
     def usable(self) -> bool:

@@ -9,7 +9,7 @@ next minute are the hosts' normal cadence plus every retry the fleet still has p
 is the number of retries a host makes within the outage's length. The former ladder
 (retry_initial_seconds doubling, capped at the interval) makes six retries in the first hour
 of a failure, and 1,000 hosts met a returning origin with 4.9x the requests of an average
-minute (bench_fleet.py; issue 23 asks for at most 2x; this schedule: 1.6x). Jitter (full,
+minute (bench_fleet.py; the fleet goal is at most 2x; this schedule: 1.6x). Jitter (full,
 equal or decorrelated) only moves those retries in time: it does not lower their count, and a
 simulation of the same fleet with full-jitter doubling still gave 5-6x. So the count is
 bounded instead: one spread retry after about retry_initial_seconds rides out a blip, and from

@@ -1,4 +1,4 @@
-"""`trust agent` on a host with several instances (issue 23): one refresh loop per instance,
+"""`trust agent` on a host with several instances (decision 23): one refresh loop per instance,
 each on its own schedule, jitter and backoff, so one instance's outage never delays or
 touches another's trust. The main thread owns the signals and hands each to every loop
 (SIGTERM stops all, SIGHUP reloads all, SIGUSR1 refreshes all)."""

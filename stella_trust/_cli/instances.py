@@ -1,5 +1,5 @@
 """Commands that act on every instance of a host (`sync`, `status`, `agent --once` without
-`--instance`; issue 23): each instance runs on its own, in order, and a failure of one is
+`--instance`; decision 23): each instance runs on its own, in order, and a failure of one is
 reported under its name without stopping or touching the others.
 
 With `--json` the envelope keeps its one shape; `result` is `{"instances": {NAME: {"ok",

@@ -42,7 +42,7 @@ class Globals:
     config: Path | None
     cache_dir: Path | None
     debug: bool = False
-    instance: str | None = None  # `--instance NAME` of the subcommand (issue 23); None: all / default
+    instance: str | None = None  # `--instance NAME` of the subcommand (decision 23); None: all / default
 
 
 def _choose_instance(ctx: typer.Context, value: str | None) -> str | None:

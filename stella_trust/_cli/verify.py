@@ -138,7 +138,7 @@ class Chosen:
 
 
 def _trust_for(ctx: typer.Context, bundle: bytes) -> Chosen:
-    """The usable trust to verify `bundle` with (issue 23, item 2): `--instance`'s, the only
+    """The usable trust to verify `bundle` with (decision 23): `--instance`'s, the only
     instance's, else the first instance (in `host_instances` order) whose trust holds the
     bundle's log key, or, for a bundle naming no log, the CA that issued its certificate. None
     holding them is refused in one line naming every instance tried; a bundle that does not

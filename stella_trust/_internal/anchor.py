@@ -141,7 +141,7 @@ def initialise(
     instance: str | None = None,
 ) -> tuple[TrustRepoSettings, Anchor]:
     """Validate the new settings, obtain the anchor, then record both (config, cache).
-    `instance` names a named instance (issue 23): its fields go under `instances.<NAME>`, its
+    `instance` names a named instance (decision 23): its fields go under `instances.<NAME>`, its
     cache is its own, and no other instance's config or cache is touched."""
     named = instance is not None and instance != "default"
     settings = load_settings(config_path, flags, instance=instance, adding=True)

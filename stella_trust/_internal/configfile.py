@@ -12,7 +12,7 @@ from stella_trust._internal.fs import atomic_write, read_untrusted
 from stella_trust.errors import ConfigError, UnsafeFileError
 
 SECTION = ("attestor", "trust_repo")
-INSTANCES_KEY = "instances"  # named instances (issue 23); the section's top level is `default`
+INSTANCES_KEY = "instances"  # named instances (decision 23); the section's top level is `default`
 MAX_CONFIG_BYTES = 1 << 20
 
 

@@ -1,4 +1,4 @@
-"""Named instances in the config (issue 23, docs/design.md decision 23): their names, their
+"""Named instances in the config (docs/design.md decision 23): their names, their
 sections and their caches. The section's top level is the instance `default`."""
 
 from __future__ import annotations

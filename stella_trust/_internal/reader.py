@@ -211,7 +211,7 @@ def open_trust(
     STELLA_SIGSTORE_SERVICE_MAP (which replaces the signed service map) is ignored unless
     `allow_env_service_map=True`: an attestor's environment is not the operator's word.
     `memo`: what this process remembers (stella_trust.api keeps one per process).
-    `instance`: a named instance of the config (issue 23); `cache_dir` then names the host's
+    `instance`: a named instance of the config (decision 23); `cache_dir` then names the host's
     cache, as `--cache-dir` does, and the instance's own is `instances/<NAME>/` under it.
     """
     from stella_trust._internal.settings import DEFAULT_INSTANCE, instance_cache_path

@@ -103,7 +103,7 @@ class BundleLimits(BaseModel):
 _config_path_var: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stella_config_path", default=None
 )
-# Which instance a load reads (issue 23): "default" is the section's top level, as always.
+# Which instance a load reads (decision 23): "default" is the section's top level, as always.
 _instance_var: contextvars.ContextVar[str] = contextvars.ContextVar("stella_instance", default="default")
 # STELLA_SIGSTORE_SERVICE_MAP replaces the signed service map: an operator's choice for the
 # CLI and the agent, but a library caller must opt in (an attestor's environment is not the

@@ -1,4 +1,4 @@
-"""Which instances a bundle carries, and each named one's own part (issue 23, item 5).
+"""Which instances a bundle carries, and each named one's own part (decision 23).
 
 A bundle of several instances holds the instance `default`'s trust where every bundle holds
 it, and each named instance as a complete one-instance bundle of its own

@@ -86,7 +86,7 @@ def _manifest(
     instances: dict[str, Any] | None = None,
 ) -> bytes:
     """The manifest; `verified` None for a bundle whose top level carries no trust (a host
-    without the instance `default`), `instances` the named instances it carries (issue 23)."""
+    without the instance `default`), `instances` the named instances it carries (decision 23)."""
     sealed_logs = sealed_logs or []
     roles: dict[str, Any] = {}
     if verified is not None:
@@ -293,7 +293,7 @@ def _export_summary(
     return summary
 
 
-# ---- several instances (issue 23): the default's trust at the top, each named one nested ----
+# ---- several instances (decision 23): the default's trust at the top, each named one nested ----
 Part = tuple[str, TrustRepoSettings, Store]
 
 

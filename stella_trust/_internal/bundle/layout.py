@@ -77,7 +77,7 @@ class BundleSummary:
     manifest_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
     sealed_logs: list[dict[str, Any]] = field(default_factory=list)  # tile-log states carried (decision 15)
-    instances: dict[str, Any] = field(default_factory=dict)  # per named instance (issue 23), when several
+    instances: dict[str, Any] = field(default_factory=dict)  # per named instance (decision 23), when several
 
     def to_json(self) -> dict[str, Any]:
         """The summary as `--json` shows it: the one shape export, import and inspect share."""
@@ -113,7 +113,7 @@ def target_path(name: str, info: TargetFile, consistent: bool) -> str:
 # ---- the sealed format: what the writer emits and the hostile reader accepts -----------
 MANIFEST = "manifest.json"
 TLOG_PREFIX = "tlogs/"  # tlogs/<log id hex>/checkpoint and tile/... (C2SP tlog-tiles)
-INSTANCES_PREFIX = "instances/"  # instances/<NAME>.tar.zst: a named instance's own bundle (issue 23)
+INSTANCES_PREFIX = "instances/"  # instances/<NAME>.tar.zst: a named instance's own bundle (decision 23)
 NESTED_SUFFIX = ".tar.zst"
 PREFIXES = ("metadata/", "targets/", TLOG_PREFIX, INSTANCES_PREFIX)
 MAX_COMPONENT_BYTES = 255  # NAME_MAX: a longer component fails with ENAMETOOLONG, not a refusal
