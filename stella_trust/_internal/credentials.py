@@ -20,13 +20,17 @@ the open (`as_invoker`), never for a write into the cache.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
+import stat
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+NO_GROUP = 65534  # the kernel's overflow gid ("nogroup"): no file of the host's is its
 
 
 @dataclass(frozen=True)
@@ -45,15 +49,19 @@ class Owner:
         st = os.stat(directory)
         return None if st.st_uid == 0 else cls(st.st_uid, st.st_gid)
 
-    def groups(self) -> list[int]:
-        """The owner's groups as a login would have them, plus the directory's group (files the
-        writer makes are chgrp'd to it, which the kernel allows only to its members)."""
+    def group_ids(self) -> tuple[int, list[int]]:
+        """The effective gid and groups root takes: the owner's groups as a login would have
+        them, never more. The directory's group (the readers', which files are chgrp'd to) is
+        the effective gid when the owner is a member; a cache whose group the owner is not in
+        (`chown stella-trust` left it root's) gives the writer only the owner's own groups. A
+        bare uid with no passwd entry gets the directory's group unless that is root's."""
         try:
             entry = pwd.getpwuid(self.uid)
-            groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
-        except KeyError:  # a bare uid with no passwd entry: only the directory's group
-            groups = []
-        return sorted({self.gid, *groups})
+        except KeyError:
+            own = [self.gid] if self.gid != 0 else []
+            return (own[0] if own else NO_GROUP), own
+        groups = sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+        return (self.gid if self.gid in groups else entry.pw_gid), groups
 
 
 @contextlib.contextmanager
@@ -68,9 +76,10 @@ def acting_as(owner: Owner | None) -> Iterator[bool]:
         return
     saved_groups, saved_egid = os.getgroups(), os.getegid()
     needed = _import_dirs()
+    egid, groups = owner.group_ids()
     try:
-        os.setgroups(owner.groups())
-        os.setegid(owner.gid)
+        os.setgroups(groups)
+        os.setegid(egid)
         os.seteuid(owner.uid)
         if not _can_import_here(needed):
             _restore(saved_groups, saved_egid)
@@ -138,6 +147,16 @@ def as_invoker() -> Iterator[None]:
 
 
 def open_input(path: Path) -> BinaryIO:
-    """A file the invoker named, opened for reading with the invoker's rights (see as_invoker)."""
+    """A file the invoker named, opened for reading with the invoker's rights (see as_invoker):
+    O_NONBLOCK, then it must be a regular file (a FIFO swapped in after the caller's stat would
+    hold the cache lock for ever), then blocking reads as usual."""
     with as_invoker():
-        return path.open("rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -244,12 +244,19 @@ class TrustRepoSettings(BaseSettings):
         )
 
 
+_URL_FIELDS = ("tuf_url", "mirrors")  # may carry credentials: never echoed when refused
+
+
 def _repository_url(value: str) -> str:
     """Only the schemes the fetcher serves (http, https, file://), without the trailing slash, so the
     metadata/ and targets/ URLs built from it have exactly one."""
     value = value.strip()
     if not value.startswith(("http://", "https://", "file://")):
         raise ValueError("must start with http://, https:// or file://")
+    if any(char.isspace() or char in "\"'<>\\^`{|}" for char in value):
+        # httpx would send it (encoding it itself), but text holding it could not be told
+        # apart from the text around it, so a password there could not be redacted
+        raise ValueError("must be percent-encoded (a space, quote or bracket in it is not allowed)")
     return value.rstrip("/")
 
 
@@ -368,6 +375,8 @@ def _describe(
             message = "unknown field (typo?)"
         else:
             message = f"{error['msg']} (got {error.get('input')!r})"
+            if field in _URL_FIELDS:  # a URL that did not parse may hide its password anywhere
+                message = error["msg"]
         if field in flags:
             origin = f"--{field.replace('_', '-')}"
         elif field in env_fields:

@@ -11,6 +11,7 @@ still counted. The writer is in layout.py, beside the format it emits.
 
 from __future__ import annotations
 
+import os
 import stat
 import tarfile
 from pathlib import Path
@@ -71,8 +72,15 @@ def extract_archive(bundle: Path, dest: Path, options: ReadOptions) -> Extracted
             hint="raise bundle_limits.max_compressed_bytes if this size is expected",
         )
     decompressor = zstandard.ZstdDecompressor(max_window_size=1 << limits.max_window_log)
+    try:  # a FIFO or another file swapped in after the stat above: refused, never waited on
+        raw_input = open_input(bundle)
+    except OSError as exc:
+        raise BundleError(f"Cannot read bundle {bundle}: {exc.strerror}", hint="") from exc
+    if os.fstat(raw_input.fileno()).st_size != size:
+        raw_input.close()
+        raise BundleError(f"Bundle {bundle} changed while it was being opened", hint="")
     try:
-        with open_input(bundle) as raw, measure(options.progress, options.label, size) as counted:
+        with raw_input as raw, measure(options.progress, options.label, size) as counted:
             frame = OneFrame(raw, counted)
             # Both wrappers are duck-typed files: the decoder and tarfile only call read().
             with decompressor.stream_reader(cast(IO[bytes], frame), read_across_frames=False) as stream:

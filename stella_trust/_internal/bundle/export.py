@@ -155,7 +155,14 @@ def _write_directory(out: Path, entries: list[Entry], manifest: bytes, progress:
                             f"refusing {out.parent}/{staging_name}: it was moved or replaced while "
                             "the export was written"
                         )
-                parent.exchange_in(staging_name, out.name)
+                    parent.exchange_in(staging_name, out.name)
+                    if not staging.still_at(parent, out.name):  # swapped between check and rename
+                        if (st := parent.lstat(out.name)) is not None and stat.S_ISLNK(st.st_mode):
+                            parent.unlink(out.name)
+                        raise errors.UnsafeFileError(
+                            f"refusing {out}: what was renamed there is not the export written "
+                            "(the staging directory was swapped)"
+                        )
             except BaseException:
                 parent.remove_tree(staging_name)
                 raise

@@ -76,6 +76,11 @@ def set_access_at(
 def _set_access_fd(fd: int, now: os.stat_result, mode: int, gid: int | None, uid: int | None = None) -> None:
     """chown/chgrp/chmod an open file or directory where it differs (a setgid directory stays
     one; chown clears set-id bits, so the mode is set after it)."""
+    if stat.S_ISREG(now.st_mode) and now.st_nlink > 1 and os.geteuid() == 0:
+        # A hard link a cache's owner planted to a file outside the tree (a symlink is never
+        # followed, a hard link is the file): root never chowns/chmods one. A file a generation
+        # shares with another was set when its first generation was committed.
+        return
     if stat.S_ISDIR(now.st_mode):
         mode |= now.st_mode & stat.S_ISGID
     if (gid is not None and now.st_gid != gid) or (uid is not None and now.st_uid != uid):
