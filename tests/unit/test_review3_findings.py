@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from stella_trust._internal.bundle.export import export_directory
+from stella_trust._internal.cacheowner import adopt_for
 from stella_trust._internal.credentials import NO_GROUP, Owner, open_input
 from stella_trust._internal.fs import OpenDir
 from stella_trust._internal.reader import load_view
@@ -40,7 +41,7 @@ def shared_tmp() -> Iterator[Path]:
 @as_root
 def test_root_never_adopts_a_hard_link_the_owner_planted(shared_tmp: Path) -> None:
     """Finding 1 (HIGH): the owner hard-links a root file into generations/; root's adoption
-    walk (chown to the owner) and its readers' walk (chmod 0640) leave that file alone."""
+    walk (chown to the owner, before root takes the owner's uid) leaves that file alone."""
     victim = shared_tmp / "victim"
     victim.write_bytes(b"root's")
     victim.chmod(0o666)
@@ -51,8 +52,9 @@ def test_root_never_adopts_a_hard_link_the_owner_planted(shared_tmp: Path) -> No
     for path in (cache, cache / "generations"):
         os.chown(path, OWNER, OWNER)
     store = Store(cache)
-    with store.lock(5):
-        pass
+    owner = Owner.to_act_as(cache)
+    assert owner == Owner(OWNER, OWNER)
+    adopt_for(store, owner)
     st = victim.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666)
     assert (cache / "state.json").stat().st_uid == OWNER  # the real leftover was adopted

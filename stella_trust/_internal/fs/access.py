@@ -69,6 +69,10 @@ def set_access_at(
         now = os.fstat(fd)
         if stat.S_ISREG(now.st_mode):
             _set_access_fd(fd, now, mode, gid, uid)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        # not the writer's file (a hard link someone planted to another user's): left alone
     finally:
         os.close(fd)
 
@@ -76,10 +80,11 @@ def set_access_at(
 def _set_access_fd(fd: int, now: os.stat_result, mode: int, gid: int | None, uid: int | None = None) -> None:
     """chown/chgrp/chmod an open file or directory where it differs (a setgid directory stays
     one; chown clears set-id bits, so the mode is set after it)."""
-    if stat.S_ISREG(now.st_mode) and now.st_nlink > 1 and os.geteuid() == 0:
-        # A hard link a cache's owner planted to a file outside the tree (a symlink is never
-        # followed, a hard link is the file): root never chowns/chmods one. A file a generation
-        # shares with another was set when its first generation was committed.
+    if uid is not None and stat.S_ISREG(now.st_mode) and now.st_nlink > 1:
+        # Root giving a tree to its owner: a hard link the owner planted to a file outside the
+        # tree (a symlink is never followed, a hard link is the file) would be given away too.
+        # A multiply-linked file stays root's: the owner can still unlink and (as a reader)
+        # read it, and every file is replaced by rename, never rewritten.
         return
     if stat.S_ISDIR(now.st_mode):
         mode |= now.st_mode & stat.S_ISGID
