@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stella_trust._cli.options import JsonOption, load, reported
 
-
-def _jsonable(value: Any) -> Any:
-    """Datetimes as ISO 8601 with Z (and inside lists), so a verification result prints as JSON."""
-    if isinstance(value, datetime):
-        from stella_trust._internal.timefmt import iso
-
-        return iso(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+if TYPE_CHECKING:
+    from stella_trust._cli.envelope import Envelope
+    from stella_trust._internal.sigstore.outcome import VerificationOutcome
+    from stella_trust._internal.sigstore.signers import Policy
+    from stella_trust._internal.verify_many import Prepared, SealedCheck, Subject
 
 
 def verify(
     ctx: typer.Context,
-    artifact: Annotated[
-        str, typer.Argument(metavar="ARTIFACT|sha256:HEX", help="The artifact, or its SHA-256 digest.")
+    artifacts: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ARTIFACT|sha256:HEX...",
+            help="The artifacts (each with its bundle at ARTIFACT.sigstore.json), or one artifact or "
+            "SHA-256 digest with --bundle.",
+        ),
     ],
-    bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle (.sigstore.json).")],
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle", help="The Sigstore bundle of a single artifact (default: ARTIFACT.sigstore.json)."
+        ),
+    ] = None,
     certificate_identity: Annotated[
         str | None, typer.Option("--certificate-identity", help="Expected signer identity (SAN), exact.")
     ] = None,
@@ -53,7 +57,12 @@ def verify(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Verify a Sigstore bundle offline: never opens a socket.
+    """Verify Sigstore bundles offline: never opens a socket.
+
+    Several artifacts in one run (a release): each bundle is read from ARTIFACT.sigstore.json
+    (sigstore-python's convention), the trust is read and re-verified once, one line per
+    artifact, exit 1 if any failed (the others are still checked). --bundle names the bundle
+    of a single artifact.
 
     Trust is this host's re-verified cache (stale trust is refused, exit 3), or
     --trusted-root FILE. Bundles v0.1-v0.3, message signatures and DSSE in-toto
@@ -71,12 +80,15 @@ def verify(
       sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 
       trust verify --bundle b.sigstore.json --key rekor-signed-key.pem b.tar.gz --json
+
+      trust verify --certificate-identity ci@example.com
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com dist/*.tar.gz
     """
     with reported(as_json) as env:
         from stella_trust._internal.policy.freshness import require_usable
         from stella_trust._internal.timefmt import utcnow
-        from stella_trust._internal.verifiers import verify_with_trust
-        from stella_trust._internal.verify_inputs import artifact_input, make_policy, read_input
+        from stella_trust._internal.verify_inputs import make_policy, read_input
+        from stella_trust._internal.verify_many import prepare, sealed_log_check, subjects
 
         policy = make_policy(
             identity=certificate_identity,
@@ -85,11 +97,13 @@ def verify(
             issuer_regexp=certificate_oidc_issuer_regexp,
             key_pem=read_input(key, "public key") if key is not None else None,
         )
-        _refuse_malformed_digest(artifact)
-        subject = artifact_input(artifact, need_bytes=key is not None)
-        data = read_input(bundle, "bundle")
+        for artifact in artifacts:
+            _refuse_malformed_digest(artifact)
+        items = subjects(artifacts, bundle)
+        single = prepare(items[0], policy) if len(items) == 1 else None  # its input errors first, as ever
         if trusted_root is not None:
             root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
+            sealed = sealed_log_check(None, ())
         else:
             from stella_trust._internal.reader import load_view
             from stella_trust._internal.store import Store
@@ -98,18 +112,52 @@ def verify(
             store = Store.of(settings)
             view = require_usable(load_view(settings, store), utcnow())
             root, source = view.trusted_root_json, f"cache {settings.local_cache_path}"
-        outcome = verify_with_trust(root, data, subject, policy)
-        log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []
-        document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
-        env.result = {"verified": True, "trust": source, **document, "sealed_log_checks": log_checks}
-        who = outcome.signer or outcome.key_id or "?"
-        issuer = f" ({outcome.issuer})" if outcome.issuer else ""
-        env.say(
-            f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
-            f"checks: {', '.join(outcome.checks)}"
-        )
-        for said in log_checks:
+            sealed = sealed_log_check(store.sealed_logs_dir, view.sigstore.transparency_logs)
+        _report(env, items, single, root, source, policy, sealed)
+
+
+def _report(
+    env: Envelope,
+    items: Sequence[Subject],
+    single: Prepared | None,
+    root: bytes,
+    source: str,
+    policy: Policy,
+    sealed: SealedCheck,
+) -> None:
+    """One line per artifact (the single-artifact line and JSON as before, plus `artifacts[]`);
+    a run with any failure ends with one error naming them (exit 1)."""
+    from stella_trust._internal.verify_many import failed_summary, verify_each, verify_one
+
+    if single is not None:
+        checked = verify_one(single, root, policy, sealed)  # a failure is the command's error, as ever
+        assert checked.outcome is not None
+        entry = checked.document()
+        env.result = {"verified": True, "trust": source, **entry, "artifacts": [entry]}
+        del env.result["artifact"], env.result["bundle"]
+        env.say(_line(checked.outcome))
+        for said in checked.log_checks:
             env.say(f"  {said}")
+        return
+    results = verify_each(items, root, policy, sealed)
+    failure = failed_summary(results)
+    env.result = {"verified": failure is None, "trust": source, "artifacts": [r.document() for r in results]}
+    for result in results:
+        if result.outcome is not None:
+            env.say(f"{result.subject.artifact}: {_line(result.outcome)}")
+            for said in result.log_checks:
+                env.say(f"  {said}")
+        else:
+            assert result.error is not None
+            env.say(f"{result.subject.artifact}: FAILED: {result.error.message}")
+    if failure is not None:
+        env.fail(failure)
+
+
+def _line(outcome: VerificationOutcome) -> str:
+    who = outcome.signer or outcome.key_id or "?"
+    issuer = f" ({outcome.issuer})" if outcome.issuer else ""
+    return f"verified: {outcome.artifact_digest} signed by {who}{issuer}; checks: {', '.join(outcome.checks)}"
 
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -139,27 +187,3 @@ def _refuse_malformed_digest(artifact: str) -> None:
         f"malformed digest {''.join(c if c.isprintable() else '?' for c in shown)!r}: {problem}",
         hint="give the artifact's path, or its digest as sha256:<64 hex> (`sha256sum FILE` prints it)",
     )
-
-
-def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:
-    """The bundle's log entries against the sealed log states this host holds (decision 15:
-    re-verified now with the view's log keys). A contradiction fails the verification."""
-    from stella_trust._internal.sigstore.errors import BundleVerificationError
-    from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
-    from stella_trust._internal.sigstore.sealedlogs import LogForkError, read_sealed
-    from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-
-    sealed = read_sealed(store.sealed_logs_dir, view.sigstore.transparency_logs)
-    try:
-        return check_entries(entry_facts(bundle), sealed)
-    except TransparencyLogError as exc:
-        hint = (
-            "the log showed this bundle another history than the sealed one: do not use the artifact; "
-            "keep the bundle as evidence and report it to the log's operator (the held trust and "
-            "log state are unchanged)"
-            if isinstance(exc, LogForkError)
-            else None
-        )
-        raise BundleVerificationError(
-            "log inclusion", f"the entry contradicts the sealed log state: {exc.message}", hint
-        ) from exc
