@@ -22,7 +22,7 @@ def verify(
     artifacts: Annotated[
         list[str],
         typer.Argument(
-            metavar="ARTIFACT|sha256:HEX...",
+            metavar="ARTIFACT|sha256:HEX",
             help="The artifacts (each with its bundle at ARTIFACT.sigstore.json), or one artifact or "
             "SHA-256 digest with --bundle.",
         ),
