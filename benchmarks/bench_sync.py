@@ -183,7 +183,8 @@ def main() -> None:
             )
             print(
                 f"  same bare Updater with stella-trust's httpx fetcher: {bare_httpx * 1000:.2f} ms; "
-                f"stella-trust / that = {ours / bare_httpx:.2f}x (goal <= 1.10x, issue 24: generations, lock, state)"
+                f"stella-trust / that = {ours / bare_httpx:.2f}x "
+                "(goal <= 1.10x, issue 24: generations, lock, state)"
             )
 
             config.write_text(
