@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,24 +19,32 @@ from stella_trust._cli.options import (
     several,
 )
 
-
-def _jsonable(value: Any) -> Any:
-    """Datetimes as ISO 8601 with Z (and inside lists), so a verification result prints as JSON."""
-    if isinstance(value, datetime):
-        from stella_trust._internal.timefmt import iso
-
-        return iso(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+if TYPE_CHECKING:
+    from stella_trust._cli.envelope import Envelope
+    from stella_trust._internal.settings import TrustRepoSettings
+    from stella_trust._internal.sigstore.outcome import VerificationOutcome
+    from stella_trust._internal.sigstore.signers import Policy
+    from stella_trust._internal.store import Store
+    from stella_trust._internal.verify_many import Prepared, SealedCheck, Subject
+    from stella_trust.view import TrustView
 
 
 def verify(
     ctx: typer.Context,
-    artifact: Annotated[
-        str, typer.Argument(metavar="ARTIFACT|sha256:HEX", help="The artifact, or its SHA-256 digest.")
+    artifacts: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ARTIFACT|sha256:HEX",
+            help="The artifacts (each with its bundle at ARTIFACT.sigstore.json), or one artifact or "
+            "SHA-256 digest with --bundle.",
+        ),
     ],
-    bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle (.sigstore.json).")],
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle", help="The Sigstore bundle of a single artifact (default: ARTIFACT.sigstore.json)."
+        ),
+    ] = None,
     certificate_identity: Annotated[
         str | None, typer.Option("--certificate-identity", help="Expected signer identity (SAN), exact.")
     ] = None,
@@ -62,7 +70,12 @@ def verify(
     instance: InstanceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Verify a Sigstore bundle offline: never opens a socket.
+    """Verify Sigstore bundles offline: never opens a socket.
+
+    Several artifacts in one run (a release): each bundle is read from ARTIFACT.sigstore.json
+    (sigstore-python's convention), the trust is read and re-verified once, one line per
+    artifact, exit 1 if any failed (the others are still checked). --bundle names the bundle
+    of a single artifact.
 
     Trust is this host's re-verified cache (stale trust is refused, exit 3), or
     --trusted-root FILE. On a host with several instances, the one whose trust holds the
@@ -85,10 +98,13 @@ def verify(
 
       trust verify --instance staging --bundle c.sigstore.json --certificate-identity I
       --certificate-oidc-issuer U c.txt
+
+      trust verify --certificate-identity ci@example.com
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com dist/*.tar.gz
     """
     with reported(as_json) as env:
-        from stella_trust._internal.verifiers import verify_with_trust
-        from stella_trust._internal.verify_inputs import artifact_input, make_policy, read_input
+        from stella_trust._internal.verify_inputs import make_policy, read_input
+        from stella_trust._internal.verify_many import prepare, sealed_log_check, subjects
 
         policy = make_policy(
             identity=certificate_identity,
@@ -97,31 +113,91 @@ def verify(
             issuer_regexp=certificate_oidc_issuer_regexp,
             key_pem=read_input(key, "public key") if key is not None else None,
         )
-        _refuse_malformed_digest(artifact)
-        subject = artifact_input(artifact, need_bytes=key is not None)
-        data = read_input(bundle, "bundle")
+        for artifact in artifacts:
+            _refuse_malformed_digest(artifact)
+        items = subjects(artifacts, bundle)
+        single = prepare(items[0], policy) if len(items) == 1 else None  # its input errors first, as ever
         if trusted_root is not None:
             root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
-        chosen: Chosen | None = None
-        if trusted_root is None:
-            chosen = _trust_for(ctx, data)
+            sealed = sealed_log_check(None, ())
+            chosen = None
+        else:  # one trust for the run: the instance the first artifact's bundle names (a release)
+            first = single.bundle if single is not None else _first_readable(items)
+            chosen = _trust_for(ctx, first)
             view, store = chosen.view, chosen.store
             root, source = view.trusted_root_json, f"cache {chosen.settings.local_cache_path}"
-        outcome = verify_with_trust(root, data, subject, policy)
-        log_checks = _sealed_log_checks(data, view, store) if trusted_root is None else []
-        document = {k: _jsonable(v) for k, v in asdict(outcome).items()}
-        named = {"instance": chosen.name} if chosen is not None and chosen.said else {}
-        env.result = {"verified": True, "trust": source, **named, **document, "sealed_log_checks": log_checks}
-        who = outcome.signer or outcome.key_id or "?"
-        issuer = f" ({outcome.issuer})" if outcome.issuer else ""
-        env.say(
-            f"verified: {outcome.artifact_digest} signed by {who}{issuer}; "
-            f"checks: {', '.join(outcome.checks)}"
-        )
+            sealed = sealed_log_check(store.sealed_logs_dir, view.sigstore.transparency_logs)
+        _report(env, items, single, root, source, policy, sealed, chosen)
+
+
+def _first_readable(items: Sequence[Subject]) -> bytes:
+    """The first bundle of the run that reads (which instance to use); a missing or unreadable
+    one is that artifact's own failure, reported in its line, never the run's."""
+    from stella_trust._internal.verify_inputs import read_input
+    from stella_trust.errors import StellaError
+
+    for item in items:
+        try:
+            return read_input(item.bundle, "bundle")
+        except (StellaError, OSError):
+            continue
+    return b""  # none reads: the first usable instance, whose run reports each failure
+
+
+def _report(
+    env: Envelope,
+    items: Sequence[Subject],
+    single: Prepared | None,
+    root: bytes,
+    source: str,
+    policy: Policy,
+    sealed: SealedCheck,
+    chosen: Chosen | None = None,
+) -> None:
+    """One line per artifact (the single-artifact line and JSON as before, plus `artifacts[]`);
+    a run with any failure ends with one error naming them (exit 1). On a host with several
+    instances (or with --instance) the instance used is named, in text and JSON."""
+    from stella_trust._internal.verify_many import failed_summary, verify_each, verify_one
+
+    named = {"instance": chosen.name} if chosen is not None and chosen.said else {}
+    if single is not None:
+        checked = verify_one(single, root, policy, sealed)  # a failure is the command's error, as ever
+        assert checked.outcome is not None
+        entry = checked.document()
+        env.result = {"verified": True, "trust": source, **named, **entry, "artifacts": [entry]}
+        del env.result["artifact"], env.result["bundle"]
+        env.say(_line(checked.outcome))
         if chosen is not None and chosen.said:
             env.say(f"  instance {chosen.name}: {chosen.why}")
-        for said in log_checks:
+        for said in checked.log_checks:
             env.say(f"  {said}")
+        return
+    results = verify_each(items, root, policy, sealed)
+    failure = failed_summary(results)
+    env.result = {
+        "verified": failure is None,
+        "trust": source,
+        **named,
+        "artifacts": [r.document() for r in results],
+    }
+    if chosen is not None and chosen.said:
+        env.say(f"instance {chosen.name}: {chosen.why}")
+    for result in results:
+        if result.outcome is not None:
+            env.say(f"{result.subject.artifact}: {_line(result.outcome)}")
+            for said in result.log_checks:
+                env.say(f"  {said}")
+        else:
+            assert result.error is not None
+            env.say(f"{result.subject.artifact}: FAILED: {result.error.message}")
+    if failure is not None:
+        env.fail(failure)
+
+
+def _line(outcome: VerificationOutcome) -> str:
+    who = outcome.signer or outcome.key_id or "?"
+    issuer = f" ({outcome.issuer})" if outcome.issuer else ""
+    return f"verified: {outcome.artifact_digest} signed by {who}{issuer}; checks: {', '.join(outcome.checks)}"
 
 
 @dataclass(frozen=True)
@@ -130,9 +206,9 @@ class Chosen:
     several instances, or `--instance`); a host with only `default` prints what it always did."""
 
     name: str
-    settings: Any
-    store: Any
-    view: Any
+    settings: TrustRepoSettings
+    store: Store
+    view: TrustView
     said: bool
     why: str
 
@@ -223,27 +299,3 @@ def _refuse_malformed_digest(artifact: str) -> None:
         f"malformed digest {''.join(c if c.isprintable() else '?' for c in shown)!r}: {problem}",
         hint="give the artifact's path, or its digest as sha256:<64 hex> (`sha256sum FILE` prints it)",
     )
-
-
-def _sealed_log_checks(bundle: bytes, view: Any, store: Any) -> list[str]:
-    """The bundle's log entries against the sealed log states this host holds (decision 15:
-    re-verified now with the view's log keys). A contradiction fails the verification."""
-    from stella_trust._internal.sigstore.errors import BundleVerificationError
-    from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
-    from stella_trust._internal.sigstore.sealedlogs import LogForkError, read_sealed
-    from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
-
-    sealed = read_sealed(store.sealed_logs_dir, view.sigstore.transparency_logs)
-    try:
-        return check_entries(entry_facts(bundle), sealed)
-    except TransparencyLogError as exc:
-        hint = (
-            "the log showed this bundle another history than the sealed one: do not use the artifact; "
-            "keep the bundle as evidence and report it to the log's operator (the held trust and "
-            "log state are unchanged)"
-            if isinstance(exc, LogForkError)
-            else None
-        )
-        raise BundleVerificationError(
-            "log inclusion", f"the entry contradicts the sealed log state: {exc.message}", hint
-        ) from exc

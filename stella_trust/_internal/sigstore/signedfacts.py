@@ -71,12 +71,16 @@ def bind_entries(tlogs: Sequence[TransparencyLogInstance], entries: Iterable[Ent
 
 
 def _bind(tlogs: Sequence[TransparencyLogInstance], entry: EntryModel) -> BoundEntry:
-    signers = [tlog for tlog in tlogs if _verified_by(entry, tlog)]
     named = entry.log_id.key_id
-    if not signers:
-        _refuse("log inclusion", "no transparency log key in the trust verifies the entry's checkpoint")
-    log = next((tlog for tlog in signers if tlog.log_id.key_id == named), None)
+    # The log the bundle names is tried first: when its key verifies the entry it is the one
+    # bound, whatever the other keys would say, so they are not tried (issue 24: one entry
+    # verification per bundle instead of one per log of the trust). Otherwise every other key
+    # is tried, for the refusal's words: the outcome is that of trying them all, in order.
+    log = next((tlog for tlog in tlogs if tlog.log_id.key_id == named and _verified_by(entry, tlog)), None)
     if log is None:
+        signers = [tlog for tlog in tlogs if tlog.log_id.key_id != named and _verified_by(entry, tlog)]
+        if not signers:
+            _refuse("log inclusion", "no transparency log key in the trust verifies the entry's checkpoint")
         signer = signers[0]
         held = any(tlog.log_id.key_id == named for tlog in tlogs)
         _refuse(
