@@ -189,7 +189,20 @@ def out_dir_for(user: AsUser, shared_home: Path) -> Path:
 # own interpreter may live in root's home (pyenv under /root). Root's writer can give up its
 # uid only where the owner can read the modules it imports, so the test runs root's CLI on
 # the distribution's interpreter with this checkout and its packages on the path.
-SHARED_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+def _python_the_writer_can_read() -> Path:
+    """This interpreter when the writer's uid can read its standard library (a packaged install),
+    else the distribution's python3 of the same version (this interpreter lives under /root)."""
+    stdlib = os.path.dirname(os.__file__)
+    readable = subprocess.run(
+        ["setpriv", "--reuid", str(WRITER), "--regid", str(GROUP), "--clear-groups", "test", "-r", stdlib],
+        check=False,
+    )
+    if readable.returncode == 0:
+        return Path(sys.executable)
+    return Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+
+
+SHARED_PYTHON = _python_the_writer_can_read() if shutil.which("setpriv") else Path(sys.executable)
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
 
 
