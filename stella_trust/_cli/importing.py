@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -21,9 +21,6 @@ from stella_trust._cli.options import (
 )
 from stella_trust._cli.progress import QuietOption, bundle_progress
 from stella_trust.errors import StellaError, UsageError
-
-if TYPE_CHECKING:
-    pass
 
 
 def import_command(

@@ -88,6 +88,13 @@ def acting_as(owner: Owner | None) -> Iterator[bool]:
         _restore(saved_groups, saved_egid)
 
 
+def acts_as_owner(owner: Owner) -> bool:
+    """Whether a root writer here would act as `owner` (`acting_as` yields True), or keep root's
+    checked writes: what `doctor` reports."""
+    with acting_as(owner) as as_owner:
+        return as_owner
+
+
 def _restore(groups: list[int], egid: int) -> None:
     """Root's effective ids and groups back (seteuid(0) is allowed: the saved uid is still 0)."""
     if os.geteuid() != 0:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stella_trust._internal.credentials import Owner, acting_as
+from stella_trust._internal.credentials import Owner, acts_as_owner
 from stella_trust._internal.diagnose.result import Check, fail, ok, warn
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
@@ -355,8 +355,7 @@ def _sample(text: str, name: str) -> float | None:
 def _root_in_anothers_cache(path: Path, info: os.stat_result, owner: str) -> Check:
     """Root's writers act as the cache owner (decision 17) where the owner can read this Python
     installation; said here, since the fallback keeps root's own (checked) writes."""
-    with acting_as(Owner(info.st_uid, info.st_gid)) as as_owner:
-        pass
+    as_owner = acts_as_owner(Owner(info.st_uid, info.st_gid))
     name = _user(info.st_uid)
     if as_owner:
         return ok("cache", f"{path} is a writable directory ({owner}); root writes it as {name}")
