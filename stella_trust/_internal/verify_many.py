@@ -28,6 +28,7 @@ from stella_trust._internal.verify_inputs import DIGEST_PREFIX, artifact_input, 
 from stella_trust.errors import StellaError, TrustUnusableError, UsageError
 
 if TYPE_CHECKING:
+    from stella_trust._internal.memo import VerificationMemo
     from stella_trust._internal.sigstore.sealedlogs import SealedLog
     from stella_trust.sigstore_types import TransparencyLog
 
@@ -108,9 +109,16 @@ def prepare(subject: Subject, policy: Policy) -> Prepared:
 SealedCheck = Callable[[bytes], list[str]]
 
 
-def verify_one(prepared: Prepared, trusted_root_json: bytes, policy: Policy, sealed: SealedCheck) -> Checked:
-    """Every check for one artifact; raises what it meets (the caller decides what ends the run)."""
-    outcome = verify_with_trust(trusted_root_json, prepared.bundle, prepared.artifact, policy)
+def verify_one(
+    prepared: Prepared,
+    trusted_root_json: bytes,
+    policy: Policy,
+    sealed: SealedCheck,
+    memo: VerificationMemo | None = None,
+) -> Checked:
+    """Every check for one artifact; raises what it meets (the caller decides what ends the run).
+    `memo` holds the run's verifier: one per trusted-root content (decision 13)."""
+    outcome = verify_with_trust(trusted_root_json, prepared.bundle, prepared.artifact, policy, memo=memo)
     return Checked(prepared.subject, outcome, tuple(sealed(prepared.bundle)))
 
 
@@ -120,11 +128,14 @@ def verify_each(
     """Each artifact verified in turn with the same trust; an artifact's own failure (its files
     unreadable, its bundle refused, a check failed) is recorded and the next one is checked.
     Trust that became unusable mid-run (TrustUnusableError) ends the run: no later line may
-    pass on trust that no longer holds."""
+    pass on trust that no longer holds. sigstore-python's verifier is built once for the run."""
+    from stella_trust._internal.memo import VerificationMemo
+
+    run = VerificationMemo()
     results = []
     for subject in items:
         try:
-            results.append(verify_one(prepare(subject, policy), trusted_root_json, policy, sealed))
+            results.append(verify_one(prepare(subject, policy), trusted_root_json, policy, sealed, run))
         except TrustUnusableError:
             raise
         except StellaError as error:
@@ -139,6 +150,8 @@ def sealed_log_check(sealed_logs_dir: Path | None, logs: Sequence[TransparencyLo
     user named): no sealed state applies."""
     if sealed_logs_dir is None:
         return lambda _bundle: []
+    if not sealed_logs_dir.is_dir():  # none held: nothing to re-verify (sealedlogs.py not loaded)
+        return lambda bundle: check_against(bundle, {})
     from stella_trust._internal.sigstore.sealedlogs import read_sealed
 
     held = read_sealed(sealed_logs_dir, logs)
@@ -149,8 +162,7 @@ def check_against(bundle: bytes, held: Mapping[str, SealedLog]) -> list[str]:
     """One bundle's entries against held sealed states; a fork or contradiction is a failed
     "log inclusion" check with the hint a fork deserves."""
     from stella_trust._internal.sigstore.logcheck import check_entries, entry_facts
-    from stella_trust._internal.sigstore.sealedlogs import LogForkError
-    from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
+    from stella_trust._internal.sigstore.tlogerrors import LogForkError, TransparencyLogError
 
     try:
         return check_entries(entry_facts(bundle), dict(held))

@@ -64,3 +64,39 @@ def test_trust_that_becomes_unusable_ends_the_run(tmp_path: Path) -> None:
     root = (STAGING / "trusted_root.json").read_bytes()
     with pytest.raises(StaleTrustError):
         verify_each(subjects([str(tmp_path / "a.txt")] * 2, None), root, POLICY, stale)
+
+
+def test_one_verifier_serves_every_artifact_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sigstore-python's verifier is built once per trusted-root content and run (decision 13),
+    and every artifact still gets its own full verification (a bad one among good ones fails)."""
+    from stella_trust._internal.sigstore import verify as verify_module
+
+    built: list[bytes] = []
+    real = verify_module._build_verifier
+
+    def counting(trusted_root: bytes) -> object:
+        built.append(trusted_root)
+        return real(trusted_root)
+
+    monkeypatch.setattr(verify_module, "_build_verifier", counting)
+    names = []
+    for index in range(5):
+        name = "bundle_cve_2022_36056.txt" if index == 3 else "bundle_v3.txt"
+        shutil.copy(STAGING / "bundles" / name, tmp_path / f"a{index}.txt")
+        shutil.copy(STAGING / "bundles" / f"{name}.sigstore.json", tmp_path / f"a{index}.txt.sigstore.json")
+        names.append(str(tmp_path / f"a{index}.txt"))
+    root = (STAGING / "trusted_root.json").read_bytes()
+    results = verify_each(subjects(names, None), root, POLICY, lambda _bundle: [])
+    assert [r.error is None for r in results] == [True, True, True, False, True]
+    assert built == [root]
+
+
+def test_an_oversized_trusted_root_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    """The bounds of decision 5 still apply to the trusted root now that they are checked where
+    the verifier is built (a remembered verifier was built from identical bytes that met them)."""
+    shutil.copy(STAGING / "bundles" / "bundle_v3.txt", tmp_path / "a.txt")
+    shutil.copy(STAGING / "bundles" / "bundle_v3.txt.sigstore.json", tmp_path / "a.txt.sigstore.json")
+    deep = b"[" * 200 + b"]" * 200
+    results = verify_each(subjects([str(tmp_path / "a.txt")], None), deep, POLICY, lambda _bundle: [])
+    assert results[0].error is not None
+    assert results[0].error.message.startswith("trusted root nests arrays and objects more than 64 deep")

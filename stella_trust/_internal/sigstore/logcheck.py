@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stella_trust._internal.sigstore.merkle import Subtree, inclusion_subtrees, leaf_hash
-from stella_trust._internal.sigstore.sealedlogs import SealedLog, fork_error, log_key_der
+from stella_trust._internal.sigstore.merkle import leaf_hash
 from stella_trust._internal.sigstore.signednote import (
     Checkpoint,
     load_log_key,
@@ -37,8 +37,14 @@ from stella_trust._internal.sigstore.signednote import (
     parse_note,
     signed_by,
 )
-from stella_trust._internal.sigstore.tiles import check_leaf, check_root, shared_subtrees
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
+
+if TYPE_CHECKING:
+    from stella_trust._internal.sigstore.merkle import Subtree
+    from stella_trust._internal.sigstore.sealedlogs import SealedLog
+
+# sealedlogs.py and tiles.py are imported where a held state is compared, not at import: a
+# host without sealed log state (most hosts) never loads them during `trust verify`.
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,10 @@ def entry_facts(bundle: bytes) -> list[EntryFacts]:
 def signer_of(fact: EntryFacts, sealed: Mapping[str, SealedLog]) -> SealedLog | None:
     """The held state whose log key verifies the entry's checkpoint (never looked up by the
     bundle's `logId`), or None when no held state's key signed it."""
-    if fact.checkpoint is None:
+    if fact.checkpoint is None or not sealed:
         return None
+    from stella_trust._internal.sigstore.sealedlogs import log_key_der
+
     note = parse_note(fact.checkpoint, where="bundle checkpoint")
     for state in sealed.values():
         if signed_by(note, load_log_key(log_key_der(state.log))):
@@ -112,6 +120,8 @@ def check_entries(facts: list[EntryFacts], sealed: Mapping[str, SealedLog]) -> l
 
 
 def _check_one(fact: EntryFacts, state: SealedLog) -> str:
+    from stella_trust._internal.sigstore.tiles import check_leaf, check_root
+
     name, size = state.name, state.checkpoint.size
     assert fact.checkpoint is not None  # signer_of found the key that signed it
     if fact.log_id != state.log_id:
@@ -175,6 +185,10 @@ def _shared_with_sealed(fact: EntryFacts, checkpoint: Checkpoint, state: SealedL
     the entry's own ancestors, which carry a rewritten entry upwards. Agreement on these is
     not a consistency proof (the bundle's tree is never recomputed whole), and is said as such.
     """
+    from stella_trust._internal.sigstore.merkle import inclusion_subtrees
+    from stella_trust._internal.sigstore.sealedlogs import fork_error
+    from stella_trust._internal.sigstore.tiles import shared_subtrees
+
     if fact.proof is None:
         return []
     nodes = inclusion_subtrees(

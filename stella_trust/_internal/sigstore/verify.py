@@ -68,11 +68,14 @@ def _verifier(trusted_root: bytes, memo: VerificationMemo | None) -> IntotoVerif
 
 
 def _build_verifier(trusted_root: bytes) -> IntotoVerifier:
-    """A Verifier for `trusted_root`, with the TSA validity window read as protobuf-specs says."""
+    """A Verifier for `trusted_root`, with the TSA validity window read as protobuf-specs says.
+    The bounds of decision 5 apply before it is parsed; a remembered verifier was built from
+    byte-identical input that met them."""
     from sigstore.errors import Error
 
     from stella_trust._internal.sigstore.intoto_entry import IntotoVerifier
 
+    require_bounded_json(trusted_root, "trusted root")
     root = load_trusted_root(trusted_root)
     # TimeRange is a closed interval (protobuf-specs), but sigstore 4.5.1 compares a TSA's
     # `genTime < end`. Moving `end` by one microsecond (datetime's resolution) makes its
@@ -114,7 +117,6 @@ def verify_bundle(
     failed), TrustMaterialError (trusted root unreadable) or UsageError (bad digest string).
     """
     require_bounded_json(bundle, "bundle")
-    require_bounded_json(trusted_root, "trusted root")
     verifier = _verifier(trusted_root, memo)
     hashed, artifact_bytes = _hashed(artifact)
     if isinstance(policy, KeyPolicy):
