@@ -11,6 +11,9 @@
 3. A release of 20 artifacts (issue 24), each with its bundle at FILE.sigstore.json: one
    `trust verify FILE...` against one `sigstore verify identity --offline FILE...`, same
    trust, interleaved. Goal: ratio <= 0.9.
+4. The floors, in the same rounds: `import sigstore.verify` (both sides pay it) and the
+   import line of trust verify's stack (STACK_FLOOR: sigstore's verifier, typer,
+   pydantic-settings, PyYAML), each as a ratio of sigstore-python's one-artifact run.
 
 CPU time is printed beside wall time because the shared machine is loaded: wall time there
 is mostly waiting for a core, CPU time is what each process asked for.
@@ -140,7 +143,10 @@ def processes(rounds: int) -> None:
             ISSUER,
             *map(str, release),
         ]
+        python = str(BIN / "python")
         runs = {
+            "verifier import": [python, "-c", "import sigstore.verify"],
+            "stack floor": [python, "-c", STACK_FLOOR],
             "trust verify": trust_verify,
             "ours": ours,
             "sigstore": theirs,
@@ -160,6 +166,8 @@ def processes(rounds: int) -> None:
     w = {name: statistics.median(values) for name, values in wall.items()}
     c = {name: statistics.median(values) for name, values in cpu.items()}
     rows = (
+        ("verifier import", "import sigstore.verify (both pay it)", "sigstore", "floor"),
+        ("stack floor", "import line of trust verify's stack", "sigstore", "floor"),
         ("sigstore", "sigstore verify identity --offline", "sigstore", None),
         ("trust verify", "trust verify (cache)", "sigstore", "<= 1.0"),
         ("ours", "trust-sigstore-client", "sigstore", "<= 1.0"),
@@ -167,15 +175,25 @@ def processes(rounds: int) -> None:
         ("trust verify x20", f"trust verify {RELEASE_SIZE} artifacts", "sigstore x20", "<= 0.9"),
     )
     for name, label, base, goal in rows:
-        ratio = (
-            ""
-            if goal is None
-            else f"  ratio wall {w[name] / w[base]:.3f}, cpu {c[name] / c[base]:.3f} (goal {goal})"
-        )
+        if goal is None:
+            ratio = ""
+        elif goal == "floor":
+            ratio = (
+                f"  = {w[name] / w['sigstore']:.3f}x sigstore's one artifact, "
+                f"{w[name] / w['sigstore x20']:.3f}x its {RELEASE_SIZE} (wall)"
+            )
+        else:
+            ratio = f"  ratio wall {w[name] / w[base]:.3f}, cpu {c[name] / c[base]:.3f} (goal {goal})"
         print(f"process     {label:<36} wall {w[name] * 1000:8.1f} ms  cpu {c[name] * 1000:7.1f} ms{ratio}")
 
 
 RELEASE_SIZE = 20
+# The third-party modules `trust verify` cannot run without and sigstore-python's CLI does not
+# import: the CLI (typer, which builds its parameters with pydantic), settings
+# (pydantic-settings, PyYAML); plus sigstore-python's verifier, which both import. With zero
+# work of our own a `trust verify` process costs at least this (printed as a ratio beside
+# the goals: issue 24's "<= 1.0x" and "<= 0.9x" are below it).
+STACK_FLOOR = "import sigstore.verify, typer.main, typer._adapters, pydantic_settings, yaml"
 # Every process reads compiled bytecode, as an installed package does (pip compiles it; an
 # editable checkout under PYTHONDONTWRITEBYTECODE would compile stella-trust from source in
 # every run): a private PYTHONPYCACHEPREFIX, filled by the warm-up round (bench_sync.py's rule).
