@@ -24,12 +24,6 @@ from stella_trust._internal.policy.inputs import (
     VerifiedTargets,
 )
 from stella_trust._internal.policy.names import match_name
-from stella_trust._internal.policy.servicemap import (
-    local_service_map,
-    parse_service_map,
-    referenced_targets,
-    resolve_endpoints,
-)
 from stella_trust._internal.policy.sources import lists, source_kinds
 from stella_trust._internal.policy.trustroot import (
     SigstoreSource,
@@ -117,6 +111,13 @@ def build_parts(
     service_map = None
     judged_sigstore: SigstoreSource | None = None
     if SERVICE_MAP in sources:
+        from stella_trust._internal.policy.servicemap import (
+            local_service_map,
+            parse_service_map,
+            referenced_targets,
+            resolve_endpoints,
+        )
+
         if policy.local_service_map is not None:
             service_map = local_service_map(policy.local_service_map)
         else:
