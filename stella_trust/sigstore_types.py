@@ -3,7 +3,8 @@ services (part of the TrustView).
 
 These frozen dataclasses are what the trust view and the CLI show; they are plain data
 (stdlib only, no sigstore or cryptography import) so that `trust status` can render them
-without paying for the verifier's imports. Parsing lives in `_internal/sigstore/trusted_root.py`.
+without paying for the verifier's imports (equality, hashing and repr from `Record`, as in
+view.py). Parsing lives in `_internal/sigstore/trusted_root.py`.
 
 Validity is judged against a caller-supplied `now` (docs/design.md: time is a parameter), and
 retired entries are kept and labelled rather than dropped: an expired Rekor or Fulcio key
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from stella_trust._internal.records import Record
 from stella_trust._internal.timefmt import iso
 
 Status = Literal["active", "retired", "not-yet-valid"]
@@ -32,8 +34,8 @@ def validity_status(valid_from: datetime | None, valid_until: datetime | None, n
     return "active"
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Windowed:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # ==, hash, repr: Record
+class _Windowed(Record):
     """Shared validity-window behaviour (subclasses add their own fields)."""
 
     valid_from: datetime | None
@@ -49,7 +51,7 @@ class _Windowed:
         return self.status(now) == "active"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TransparencyLog(_Windowed):
     """A Rekor log or a CT log named by the trusted root.
 
@@ -87,7 +89,7 @@ class TransparencyLog(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class CertificateChainFacts(_Windowed):
     """A certificate chain as the trusted root lists it: leaf-most first, root last.
 
@@ -116,17 +118,17 @@ class CertificateChainFacts(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class CertificateAuthority(CertificateChainFacts):
     """A Fulcio CA: its chain issues the short-lived signing certificates."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class TimestampAuthority(CertificateChainFacts):
     """An RFC 3161 timestamp authority: its chain signs timestamps that establish signing time."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ServiceUrl(_Windowed):
     """A service endpoint from the signing config (where clients sign, not what they trust)."""
 
@@ -148,16 +150,16 @@ class ServiceUrl(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class SigningConfigFacts:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class SigningConfigFacts(Record):
     """The services a signing config lists, and which format it was (v0.2 or the older v0.1)."""
 
     media_type: str
     services: tuple[ServiceUrl, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
-class SigstoreTrust:
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class SigstoreTrust(Record):
     """Everything one trusted_root.json (plus optional signing config) says, as typed facts."""
 
     transparency_logs: tuple[TransparencyLog, ...]

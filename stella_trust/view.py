@@ -3,6 +3,8 @@
 Every value here was computed from bytes that re-verified from the trust anchor
 (docs/design.md, decision 2); the types are frozen so a consumer cannot mistake a
 local edit for trust. `to_json()` is the one JSON shape `trust status --json` prints.
+Equality, hashing and repr come from `Record`, written once rather than compiled per class at
+every start-up; they answer what dataclass's own would (_internal/records.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from stella_trust._internal.records import Record
 from stella_trust._internal.timefmt import iso
 from stella_trust.errors import UnknownTargetError
 from stella_trust.sigstore_types import SigstoreTrust
@@ -26,8 +29,8 @@ class FreshnessState(StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True)
-class Freshness:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class Freshness(Record):
     state: FreshnessState
     expires: datetime  # E: the earliest signed expiry
     stale_after: datetime  # E + freshness threshold
@@ -42,8 +45,8 @@ class Freshness:
         }
 
 
-@dataclass(frozen=True)
-class KeyFact:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class KeyFact(Record):
     """A public key target: for Rekor, `spki_sha256` is the log ID."""
 
     target: str
@@ -60,8 +63,8 @@ class KeyFact:
         }
 
 
-@dataclass(frozen=True)
-class CertFact:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class CertFact(Record):
     """One certificate of a chain target, in file order."""
 
     target: str
@@ -86,14 +89,14 @@ class CertFact:
         }
 
 
-@dataclass(frozen=True)
-class RoleInfo:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class RoleInfo(Record):
     version: int
     expires: datetime
 
 
-@dataclass(frozen=True)
-class TargetEntry:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class TargetEntry(Record):
     name: str
     length: int
     sha256: str
@@ -114,29 +117,29 @@ class TargetEntry:
         }
 
 
-@dataclass(frozen=True)
-class ServiceMap:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class ServiceMap(Record):
     """The service map document as signed (or as the operator's local file)."""
 
     source: str  # target name, or "file:<path>" for a local override
     document: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class RekorEndpoint:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class RekorEndpoint(Record):
     url: str
     log_id: str
     public_key_target: str
 
 
-@dataclass(frozen=True)
-class FulcioEndpoint:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class FulcioEndpoint(Record):
     url: str
     root_cert_target: str
 
 
-@dataclass(frozen=True)
-class Endpoints:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class Endpoints(Record):
     """Service endpoints after the environment's overrides, target names resolved.
 
     `rekor` and `fulcio` are typed; `services` holds every service's fields (unknown
@@ -154,8 +157,8 @@ class Endpoints:
         return {name: dict(fields) for name, fields in self.services.items()}
 
 
-@dataclass(frozen=True)
-class TrustView:
+@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+class TrustView(Record):
     """What an attestor needs, computed from verified bytes only.
 
     `sources` says what the repository publishes ("service-map", "sigstore" or both, or

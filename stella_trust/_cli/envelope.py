@@ -21,7 +21,6 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import typer
@@ -36,12 +35,16 @@ OS_HINT = (
 INTERRUPTED_HINT = "nothing half-done was kept; cached trust is unchanged"
 
 
-@dataclass
 class HostKind:
     """What the command's settings said about this host (set once they are loaded): the
-    hints printed are the ones that lead out of the state on this kind of host."""
+    hints printed are the ones that lead out of the state on this kind of host. (The CLI's
+    own records are plain classes: a dataclass costs every start-up ~0.5 ms to build.)"""
 
-    kind: str = "unknown"  # "connected", "bundle-only" or "unknown" (no config read)
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str = "unknown") -> None:
+        """`kind`: "connected", "bundle-only" or "unknown" (no config read)."""
+        self.kind = kind
 
 
 HOST = HostKind()
@@ -56,15 +59,16 @@ class CommandFailed(Exception):
         self.error = error
 
 
-@dataclass
 class Envelope:
     """What a command reports: its name, its typed result and its warnings, printed as one JSON
     object with `--json` or as text without."""
 
-    command: str
-    as_json: bool
-    result: Any = None
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self, command: str, as_json: bool, result: Any = None) -> None:
+        """An envelope with no warnings yet; the command sets `result`."""
+        self.command = command
+        self.as_json = as_json
+        self.result = result
+        self.warnings: list[str] = []
 
     def warn(self, text: str) -> None:
         """A warning: on stderr now, and in the JSON envelope."""

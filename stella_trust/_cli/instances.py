@@ -10,7 +10,6 @@ exactly what it was before instances existed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import typer
@@ -23,13 +22,15 @@ from stella_trust.errors import StellaError
 INSTANCE_FAILED_HINT = "the other instances' trust is unaffected; see `trust status --instance NAME`"
 
 
-@dataclass
 class InstanceEnvelope(Envelope):
     """One instance's share of the command's envelope: its text indented under its name, its
     warnings named after it in the command's own list."""
 
-    parent: Envelope | None = None
-    instance: str = "default"
+    def __init__(self, command: str, as_json: bool, *, parent: Envelope, instance: str) -> None:
+        """The share of `parent` (the command's envelope) that instance `instance` fills."""
+        super().__init__(command, as_json)
+        self.parent = parent
+        self.instance = instance
 
     def say(self, text: str) -> None:
         """Human output, indented under the instance's heading."""
@@ -38,7 +39,6 @@ class InstanceEnvelope(Envelope):
 
     def warn(self, text: str) -> None:
         """A warning, named after its instance (on stderr now and in the envelope)."""
-        assert self.parent is not None
         self.parent.warn(f"instance {self.instance}: {text}")
 
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def missing() -> list[str]:
@@ -51,8 +50,7 @@ def ignore_expiry(updater: Any) -> bool:
 # before the commit meets, python-tuf's check is that check (decision 14).
 
 
-@dataclass(frozen=True)
-class UpdaterChecks:
+class UpdaterChecks(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
     """Top-level files python-tuf's refresh verified, by content, and the root it used.
 
     `root_digest` is the SHA-256 of the root python-tuf trusted when it verified timestamp,

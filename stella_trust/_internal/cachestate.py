@@ -5,7 +5,7 @@ ever cause a refusal, never trust."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from stella_trust.errors import CacheVerificationError
 
@@ -15,8 +15,7 @@ FLOOR_EDITED_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class RoleFloor:
+class RoleFloor(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
     """The highest version of one role this host committed, with the keyids that signed it
     (decision 4: a rotated key set exempts the role, TUF spec 5.3.11)."""
 

@@ -26,15 +26,13 @@ import pwd
 import stat
 import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 NO_GROUP = 65534  # the kernel's overflow gid ("nogroup"): no file of the host's is its
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
     """The uid and group that own a directory another user writes for."""
 
     uid: int

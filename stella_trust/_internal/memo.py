@@ -23,15 +23,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
+class FileIdentity(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
     """What changes whenever a file's content may have: any write, in place or by rename,
     changes ctime, which no writer can set back (decision 13)."""
 

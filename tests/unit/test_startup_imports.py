@@ -129,6 +129,67 @@ def test_status_of_a_tampered_cache_still_fails_verification(config: Path, tmp_p
     assert imported(modules, NETWORK_AND_EXTRAS) == []
 
 
+# Modules whose dataclasses `trust status` may build (Python 3.11 compiles each generated method
+# with exec(), ~0.8 ms a frozen class, at every start-up; issue 24): the public types (their ==,
+# hash and repr come from records.Record, tests/unit/test_records.py) and the cache's own records.
+# The policy's inputs and the CLI's records are NamedTuples or plain classes.
+DATACLASSES_ALLOWED = {
+    "stella_trust.view",
+    "stella_trust.sigstore_types",
+    "stella_trust._internal.cachestate",  # CacheState, MirrorHealth (mutable, read and written)
+    "stella_trust._internal.tuf.offline",  # VerifiedMetadata, VerifiedTrust (mutable)
+}
+_LIST_DATACLASSES = """
+import atexit, dataclasses, inspect, json, os, runpy, sys
+
+def report():
+    built = sorted(
+        f"{name}.{cls.__qualname__}"
+        for name, module in list(sys.modules.items())
+        if name.startswith("stella_trust")
+        for cls in vars(module).values()
+        if inspect.isclass(cls) and cls.__module__ == name and dataclasses.is_dataclass(cls)
+    )
+    with open(os.environ["DATACLASSES_OUT"], "w") as out:
+        json.dump(built, out)
+
+atexit.register(report)
+sys.argv = ["trust", *sys.argv[1:]]
+runpy.run_module("stella_trust", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_status_builds_no_dataclass_but_the_public_types_and_the_cache_records(
+    config: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "dataclasses.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _LIST_DATACLASSES, "--config", str(config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={**clean_env(), "DATACLASSES_OUT": str(out)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    built = json.loads(out.read_text())
+    assert "stella_trust.view.TrustView" in built  # the report sees what the run built
+    assert sorted(c for c in built if c.rsplit(".", 1)[0] not in DATACLASSES_ALLOWED) == []
+
+
+def test_settings_default_factories_are_never_builtins() -> None:
+    """pydantic reads a default factory's signature when the model is built; a builtin's
+    (`list`, `dict`) is parsed from its text signature by `tokenize`, whose first use compiles a
+    large regular expression (~3.5 ms of every `trust status`)."""
+    import types
+
+    from stella_trust._internal.settings import BundleLimits, MetadataLimits, TrustRepoSettings
+
+    for model in (TrustRepoSettings, MetadataLimits, BundleLimits):
+        for name, field in model.model_fields.items():
+            factory = field.default_factory
+            assert not isinstance(factory, type | types.BuiltinFunctionType), (model.__name__, name)
+
+
 def test_help_imports_no_trust_logic() -> None:
     done, modules = loaded("--help")
     assert done.returncode == 0 and "Commands" in done.stdout

@@ -8,10 +8,10 @@ never replaces the trust a host holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
 from stella_trust._internal.policy.freshness import compute_freshness
@@ -23,14 +23,7 @@ from stella_trust._internal.policy.inputs import (
     TrustPolicy,
     VerifiedTargets,
 )
-from stella_trust._internal.policy.legacy import from_legacy, legacy_targets, publishes_legacy
 from stella_trust._internal.policy.names import match_name
-from stella_trust._internal.policy.servicemap import (
-    local_service_map,
-    parse_service_map,
-    referenced_targets,
-    resolve_endpoints,
-)
 from stella_trust._internal.policy.sources import lists, source_kinds
 from stella_trust._internal.policy.trustroot import (
     SigstoreSource,
@@ -49,8 +42,7 @@ def freshness_of(md: VerifiedMetadata, policy: TrustPolicy, now: datetime) -> Fr
     return compute_freshness(expiries, policy.freshness_threshold, now)
 
 
-@dataclass(frozen=True)
-class ViewParts:
+class ViewParts(NamedTuple):
     """A view and what judging it at another `now` needs (`view_at`): only freshness, `at`
     and, without a service map, the endpoints (validity windows) depend on the time."""
 
@@ -103,7 +95,7 @@ def build_parts(
                 f"{exc.message} (not in the cache)", hint="run `trust sync`"
             ) from exc
 
-    sources = source_kinds(policy, stored, lambda: publishes_legacy(legacy_targets(targets.info)))
+    sources = source_kinds(policy, stored, lambda: _publishes_legacy(targets))
     keys: dict[str, KeyFact] = {}
     certificates: list[CertFact] = []
     for name in stored:
@@ -119,6 +111,13 @@ def build_parts(
     service_map = None
     judged_sigstore: SigstoreSource | None = None
     if SERVICE_MAP in sources:
+        from stella_trust._internal.policy.servicemap import (
+            local_service_map,
+            parse_service_map,
+            referenced_targets,
+            resolve_endpoints,
+        )
+
         if policy.local_service_map is not None:
             service_map = local_service_map(policy.local_service_map)
         else:
@@ -134,6 +133,8 @@ def build_parts(
             for digest, text in recorded.legacy_expired.items()
             if (moment := _recorded_moment(text)) is not None
         }
+        from stella_trust._internal.policy.legacy import from_legacy
+
         sigstore, legacy_roles = from_legacy(targets, seen, now)
         roles_of.update(legacy_roles)
         endpoints = endpoints_from_sigstore(sigstore, now)
@@ -199,6 +200,14 @@ def build_parts(
         source=MappingProxyType(dict(recorded.source)),
     )
     return ViewParts(view, md, policy, judged_sigstore)
+
+
+def _publishes_legacy(targets: VerifiedTargets) -> bool:
+    """Whether the targets' signed custom metadata marks a legacy Rekor key (policy/legacy.py),
+    imported only when asked: a host with a service map or a trusted root never needs it."""
+    from stella_trust._internal.policy.legacy import legacy_targets, publishes_legacy
+
+    return publishes_legacy(legacy_targets(targets.info))
 
 
 def _recorded_moment(text: str | None) -> datetime | None:

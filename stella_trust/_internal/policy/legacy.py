@@ -18,9 +18,9 @@ status other than these two is treated as Expired (its window bounded, never ope
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from tuf.api.metadata import TargetFile
 
@@ -32,8 +32,7 @@ USAGES = {"rekor": "Rekor", "fulcio": "Fulcio", "ctfe": "CTFE", "tsa": "TSA"}
 ACTIVE, EXPIRED = "Active", "Expired"
 
 
-@dataclass(frozen=True)
-class LegacyTarget:
+class LegacyTarget(NamedTuple):
     """One target marked for Sigstore: its usage and status as cosign spells them, the service
     URL it names (may be empty) and the SHA-256 that identifies its bytes."""
 

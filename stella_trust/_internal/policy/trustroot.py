@@ -9,22 +9,22 @@ of the key's SPKI), so `status`, `export` and `verify` work the same for both.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
+from typing import NamedTuple
 
 from stella_trust._internal.policy.inputs import TrustPolicy, VerifiedTargets
 from stella_trust._internal.policy.sources import lists
-from stella_trust._internal.sigstore.exports import synthesize_trusted_root
 from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust.errors import ServiceMapError
 from stella_trust.sigstore_types import SigstoreTrust, TransparencyLog
 from stella_trust.view import Endpoints, FulcioEndpoint, KeyFact, RekorEndpoint
 
 
-@dataclass(frozen=True)
-class SigstoreSource:
+class SigstoreSource(NamedTuple):
     """What the verifiers' trust is made of: the parsed facts, and the exact bytes they were parsed
-    from (handed on to sigstore-python unchanged), with the targets they came from."""
+    from (handed on to sigstore-python unchanged), with the targets they came from. A NamedTuple,
+    as policy/inputs.py's values are (a frozen dataclass costs every start-up ~0.8 ms)."""
 
     trust: SigstoreTrust
     trusted_root_json: bytes
@@ -32,7 +32,7 @@ class SigstoreSource:
     trusted_root_target: str | None  # None when synthesised from a service map or legacy targets
     signing_config_target: str | None
     # synthesised from legacy targets: the target each log ID came from, and the active Fulcio chain's
-    log_targets: Mapping[str, str] = field(default_factory=dict)
+    log_targets: Mapping[str, str] = MappingProxyType({})
     ca_target: str | None = None
 
 
@@ -67,6 +67,8 @@ def from_service_map(
                 f"Service map: ctlog.public_key_target {ctlog['public_key_target']!r} is not a PEM public key"
             )
         ctlog_keys.append((ctlog["url"], fact.pem))
+    from stella_trust._internal.sigstore.exports import synthesize_trusted_root  # service maps only
+
     data = synthesize_trusted_root(
         rekor.url, keys[rekor.public_key_target].pem, endpoints.fulcio.url, [chain], ctlog_keys, check=False
     )
