@@ -14,10 +14,10 @@ own line; the others are still checked and reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stella_trust._internal.sigstore.errors import BundleVerificationError
 from stella_trust._internal.sigstore.outcome import VerificationOutcome
@@ -35,16 +35,14 @@ if TYPE_CHECKING:
 BUNDLE_SUFFIX = ".sigstore.json"  # sigstore-python's (and cosign's --new-bundle-format) convention
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
     """One artifact as named on the command line, and where its bundle is read from."""
 
     artifact: str
     bundle: Path
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """One artifact's result: what its verification established, or the error that ended it."""
 
     subject: Subject
@@ -91,8 +89,7 @@ def subjects(artifacts: Sequence[str], bundle: Path | None) -> list[Subject]:
     return [Subject(artifact, Path(artifact + BUNDLE_SUFFIX)) for artifact in artifacts]
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """One artifact's inputs, read and bounded before any cryptography runs."""
 
     subject: Subject

@@ -14,13 +14,17 @@ from typing import Any
 
 import pytest
 
+import stella_trust._internal.sigstore.outcome as outcome
+import stella_trust._internal.sigstore.signedfacts as signedfacts
 import stella_trust.sigstore_types as sigstore_types
 import stella_trust.view as view
 from stella_trust._internal.records import Record
 
+# the public types, plus trust verify's result (public as stella_trust.VerificationOutcome) and
+# the bound log entry it is built from
 PUBLIC_TYPES = [
     cls
-    for module in (view, sigstore_types)
+    for module in (view, sigstore_types, outcome, signedfacts)
     for _, cls in inspect.getmembers(module, inspect.isclass)
     if cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls)
 ]
@@ -29,7 +33,8 @@ PUBLIC_TYPES = [
 def test_every_public_dataclass_takes_the_shared_methods_and_stays_frozen() -> None:
     names = {cls.__name__ for cls in PUBLIC_TYPES}
     assert {"TrustView", "Freshness", "TargetEntry", "SigstoreTrust", "TransparencyLog"} <= names
-    assert len(PUBLIC_TYPES) >= 18  # view.py 10, sigstore_types.py 8 (with its two bases)
+    assert {"VerificationOutcome", "BoundEntry"} <= names
+    assert len(PUBLIC_TYPES) >= 20  # view.py 10, sigstore_types.py 8 (with its two bases), 2 of verify
     for cls in PUBLIC_TYPES:
         assert issubclass(cls, Record), cls
         assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]

@@ -219,7 +219,7 @@ def entry_in(log: SyntheticLog, index: int, size: int, **changes: object) -> Ent
         checkpoint=log.checkpoint(size).encode(),
         proof=tuple(log.inclusion_path(index, size)),
     )
-    return replace(fact, **changes)  # type: ignore[arg-type]
+    return fact._replace(**changes)  # type: ignore[arg-type]
 
 
 def test_a_fork_below_the_sealed_depth_in_a_larger_tree_is_refused_at_verify(log: SyntheticLog) -> None:
@@ -286,10 +286,10 @@ def test_verify_time_proof_hashes_count_only_once_verified(log: SyntheticLog) ->
     assert honest.proof is not None
     tampered = (honest.proof[0], b"\7" * 32, *honest.proof[2:])
     with pytest.raises(TransparencyLogError, match="inclusion proof: leaf 100 does not hash to root"):
-        check_entries([replace(honest, proof=tampered)], held)
+        check_entries([honest._replace(proof=tampered)], held)
     with pytest.raises(TransparencyLogError, match="proof hashes, expected"):
-        check_entries([replace(honest, proof=honest.proof[:-1])], held)
-    said = check_entries([replace(honest, proof=None)], held)  # no proof carried: nothing compared
+        check_entries([honest._replace(proof=honest.proof[:-1])], held)
+    said = check_entries([honest._replace(proof=None)], held)  # no proof carried: nothing compared
     assert said == [
         f"{log.origin}: sealed-log check not made: its tree (size 3500) is newer than the sealed one "
         "(size 3000)"
@@ -316,25 +316,25 @@ def test_verify_time_checks_use_signed_facts_not_bundle_claims(log: SyntheticLog
     with pytest.raises(
         TransparencyLogError, match="names log 0000000000000000… but its checkpoint is signed"
     ):
-        check_entries([replace(forked, log_id="00" * 32)], held)  # was: "no sealed state"
+        check_entries([forked._replace(log_id="00" * 32)], held)  # was: "no sealed state"
     with pytest.raises(TransparencyLogError, match="logIndex 7 is not its inclusion proof's index 4900"):
-        check_entries([replace(forked, entry_index=7)], held)  # was: "not covered", passed
+        check_entries([forked._replace(entry_index=7)], held)  # was: "not covered", passed
     with pytest.raises(TransparencyLogError, match="another leaf at index 4900"):
-        check_entries([replace(forked, entry_index=7, index_signed=True)], held)  # a SET-signed index
+        check_entries([forked._replace(entry_index=7, index_signed=True)], held)  # a SET-signed index
     with pytest.raises(TransparencyLogError, match="tree size 4950 is not its signed checkpoint's 5000"):
-        check_entries([replace(forked, proof_size=4950)], held)
+        check_entries([forked._replace(proof_size=4950)], held)
     other_tree = SyntheticLog(5000, "other.tree", log.key)  # the same key, another name
     with pytest.raises(TransparencyLogError, match="names another tree"):
         check_entries(
             [
-                replace(
-                    forked, checkpoint=sign_note(other_tree.checkpoint_text(), log.origin, log.key).encode()
+                forked._replace(
+                    checkpoint=sign_note(other_tree.checkpoint_text(), log.origin, log.key).encode()
                 )
             ],
             held,
         )
     stranger = SyntheticLog(5000, log.origin)  # another key: not this host's log
-    said = check_entries([replace(forked, checkpoint=stranger.checkpoint().encode())], held)
+    said = check_entries([forked._replace(checkpoint=stranger.checkpoint().encode())], held)
     assert said == [f"log {sealed.log_id[:16]}…: no sealed state on this host; sealed-log check not made"]
 
 

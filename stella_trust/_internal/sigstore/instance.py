@@ -11,7 +11,7 @@ only to explain a verification that was refused anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 def foreign_log_ids(bundle: bytes, trusted_log_ids: Iterable[str]) -> list[str]:
@@ -27,8 +27,7 @@ def foreign_log_ids(bundle: bytes, trusted_log_ids: Iterable[str]) -> list[str]:
     return named if named and not trusted.intersection(named) else []
 
 
-@dataclass(frozen=True)
-class BundleOrigin:
+class BundleOrigin(NamedTuple):
     """Where a bundle says it was signed: the hex IDs of the logs its entries name, and the
     issuer (DER name) of its signing certificate (None for a managed key). Unsigned fields,
     read only to choose which instance's trust verifies it: the verification that follows

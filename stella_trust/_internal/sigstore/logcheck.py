@@ -26,8 +26,7 @@ refuses an entry naming a log the trust does not hold). The bundle is read with
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from stella_trust._internal.sigstore.merkle import leaf_hash
 from stella_trust._internal.sigstore.signednote import (
@@ -47,8 +46,7 @@ if TYPE_CHECKING:
 # host without sealed log state (most hosts) never loads them during `trust verify`.
 
 
-@dataclass(frozen=True)
-class EntryFacts:
+class EntryFacts(NamedTuple):
     """A bundle's log entry as carried: claims, to be checked against signed data."""
 
     log_id: str  # hex, as the bundle names it (a claim)

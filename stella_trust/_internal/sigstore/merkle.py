@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
 
@@ -124,8 +124,7 @@ def verify_inclusion(
         )
 
 
-@dataclass(frozen=True)
-class Subtree:
+class Subtree(NamedTuple):
     """One node of a Merkle tree: `hash` is MTH(D[start:end]) (RFC 6962 §2.1)."""
 
     start: int

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from stella_trust._internal.records import Record
 
-@dataclass(frozen=True, kw_only=True)
-class VerificationOutcome:
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # ==, hash, repr: Record
+class VerificationOutcome(Record):
     """What a successful verification established (only built once every check passed)."""
 
     checks: tuple[str, ...]

@@ -25,7 +25,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -55,8 +55,7 @@ LogPublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 LogPrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
-@dataclass(frozen=True)
-class NoteSignature:
+class NoteSignature(NamedTuple):
     """One signature line: key name, 4-byte key ID, and the signature proper."""
 
     name: str
@@ -64,16 +63,14 @@ class NoteSignature:
     signature: bytes
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     """A parsed, not yet verified, signed note. `text` ends with its final newline."""
 
     text: str
     signatures: tuple[NoteSignature, ...]
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
     """tlog-checkpoint §"Note text": origin, tree size, root hash, extension lines."""
 
     origin: str
@@ -82,8 +79,7 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class NoteVerifier:
+class NoteVerifier(NamedTuple):
     """A known key: the (name, key ID) pair signature lines are matched on, and the key."""
 
     name: str
