@@ -125,6 +125,7 @@ class VerificationMemo:
             FILES, 4 << 20, lambda found: len(found[0])
         )
         self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
+        self.role_versions: Bounded[FileIdentity, dict[str, int]] = Bounded(64)  # workcopy.versions_of
         # the reader: verified generations, the views built from them, settings
         self.generations: Bounded[tuple[Any, ...], Any] = Bounded(8)
         self.views: Bounded[tuple[int, int, int], Any] = Bounded(8)

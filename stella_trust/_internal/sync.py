@@ -12,6 +12,7 @@ and describes nothing. Any failure discards it, so the previous trust stays exac
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -286,7 +287,7 @@ def _attempt(
             refuse_rollback(
                 None, anchor, floor, _verify_downloaded(work, anchor, None, checked, memo).metadata
             )
-            versions, new_floor = versions_of(work.metadata_dir), {}
+            versions, new_floor = versions_of(work.metadata_dir, memo), {}
             store.keep_as_spare(work)
         elif changed:
             verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
@@ -298,7 +299,7 @@ def _attempt(
             changes = _describe(settings, store, state, base, anchor, after, now, memo)
             store.commit(work)
         else:
-            versions = versions_of(work.metadata_dir)  # the Updater just verified these files
+            versions = versions_of(work.metadata_dir, memo)  # the Updater just verified these files
             if below_floor(versions, floor):  # cheap look first; the full check decides
                 verified_work = _verify_downloaded(work, anchor, None, checked, memo)
                 refuse_rollback(None, anchor, floor, verified_work.metadata)
@@ -402,9 +403,11 @@ class _SessionTargets(TargetSelection):
         """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
         if self._names is None:
             names: dict[str, None] = {}
-            for path in sorted(self.work.metadata_dir.glob("*.json")):
-                if path.name not in ("root.json", "timestamp.json", "snapshot.json"):
-                    names.update(dict.fromkeys(listed_names(path, self.memo)))
+            with os.scandir(self.work.metadata_dir) as entries:
+                roles = sorted(entry.name for entry in entries if entry.name.endswith(".json"))
+            for role in roles:
+                if role not in ("root.json", "timestamp.json", "snapshot.json"):
+                    names.update(dict.fromkeys(listed_names(self.work.metadata_dir / role, self.memo)))
             self._names = list(names)
         return self._names
 
