@@ -124,6 +124,11 @@ class VerificationMemo:
         self.root_files: Bounded[FileIdentity, tuple[bytes, bytes]] = Bounded(
             FILES, 4 << 20, lambda found: len(found[0])
         )
+        # the last root walk from each anchor (rootchain.py): per root, in order, the identity of
+        # its file and the bytes that identity names (the same bytes objects as root_files')
+        self.root_walks: Bounded[bytes, tuple[tuple[tuple[int, ...], bytes, bytes], ...]] = Bounded(
+            16, 4 << 20, lambda steps: sum(len(step[1]) for step in steps)
+        )
         self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
         self.role_versions: Bounded[FileIdentity, dict[str, int]] = Bounded(64)  # workcopy.versions_of
         # the reader: verified generations, the views built from them, settings

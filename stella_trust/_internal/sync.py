@@ -393,11 +393,20 @@ class _SessionTargets(TargetSelection):
         self.should_stop = should_stop
         self.downloaded: list[str] = []
         self._names: list[str] | None = None
+        self._found: dict[str, TargetFile | None] = {}
 
     def find(self, name: str) -> TargetFile | None:
         """Target info as python-tuf's walk of the delegations finds it (TUF spec 5.6.7): only that
-        decides whether a target exists."""
-        return self.session.find(name)
+        decides whether a target exists. Asked once per name and sync: the selection asks for the
+        same names several times (is it offered, look it up, pull it), and one Updater's walk after
+        its refresh always answers the same. At most a few dozen answers are kept (a legacy
+        repository's marks are read by asking for every listed name)."""
+        if name in self._found:
+            return self._found[name]
+        info = self.session.find(name)
+        if len(self._found) < 64:
+            self._found[name] = info
+        return info
 
     def names(self) -> list[str]:
         """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
@@ -415,6 +424,7 @@ class _SessionTargets(TargetSelection):
         """Drop the listing read for stem matching: a large repository's names are not kept past
         selection."""
         self._names = None
+        self._found.clear()
 
     def read_stored(self, path: Path) -> bytes:
         """A stored target read back by fs.py's rule (decision 18), bounded like a metadata file:

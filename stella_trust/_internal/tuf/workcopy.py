@@ -40,15 +40,15 @@ def listed_names(path: Path, memo: VerificationMemo) -> tuple[str, ...]:
 
 
 def versions_of(metadata_dir: Path, memo: VerificationMemo | None = None) -> dict[str, int]:
-    """Role versions for the report, read from files python-tuf verified in this sync.
+    """Role versions for the report, read from what python-tuf verified and wrote in this sync.
 
     The targets version is the one snapshot pins: python-tuf refuses a targets.json whose
     version differs from it (TUF spec 5.6.5), and reading it from targets.json itself would
     parse a file of 100k targets again for one number. What a file says is remembered under
     its identity (decision 13's argument: any write changes it), so an idle sync does not
     parse the timestamp and snapshot it parsed last time."""
-    versions = {}
-    for role in ("root", "timestamp", "snapshot"):
+    versions = {"root": _root_version(metadata_dir)}
+    for role in ("timestamp", "snapshot"):
         path = role_file(metadata_dir, role)
         identity = _identity(path) if memo is not None else None
         known = memo.role_versions.get(identity) if memo is not None and identity is not None else None
@@ -67,6 +67,20 @@ def versions_of(metadata_dir: Path, memo: VerificationMemo | None = None) -> dic
                 memo.role_versions.put(identity, known)
         versions.update(known)
     return versions
+
+
+def _root_version(metadata_dir: Path) -> int:
+    """The version of the root python-tuf trusts: the one its `root.json` link names. python-tuf
+    writes `root_history/N.root.json` only with a root whose version is N (the bootstrap under
+    its own version, a walked root after `update_root` checked it is N) and points the link at
+    the root it ended with (`_update_root_symlink`). Read from the name: python-tuf rewrites that
+    file on every sync (`_persist_root`), so its identity is new each time and parsing it would
+    be this report's largest cost."""
+    name = role_file(metadata_dir, "root").name
+    version = name.removesuffix(".root.json")
+    if not version.isdigit() or version != str(int(version)):
+        raise errors.CacheVerificationError(f"{metadata_dir / 'root.json'} names no root version ({name})")
+    return int(version)
 
 
 def _identity(path: Path) -> FileIdentity | None:
@@ -121,6 +135,8 @@ def same_tree(left: Path, right: Path) -> bool:
             return False
         for name, a in a_entries.items():
             b = b_entries[name]
+            if a.inode() == b.inode():  # one file (or link) hard-linked into both: same bytes
+                continue
             a_link, b_link = a.is_symlink(), b.is_symlink()
             if a_link or b_link:
                 if not (a_link and b_link) or os.readlink(a.path) != os.readlink(b.path):
@@ -129,7 +145,7 @@ def same_tree(left: Path, right: Path) -> bool:
                 if not b.is_dir():
                     return False
                 pending.append((a.path, b.path))
-            elif a.inode() != b.inode() and not same_bytes(a.path, b.path):
+            elif not same_bytes(a.path, b.path):
                 return False
     return True
 
