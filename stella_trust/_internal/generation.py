@@ -47,10 +47,10 @@ def keep_only_our_kinds(work: Path) -> None:
                 entries = list(listing)
         except OSError:
             continue  # as os.walk: a directory that cannot be listed is skipped
-        for entry in entries:
+        for entry in [entry for entry in entries if not entry.is_file(follow_symlinks=False)]:
             if entry.is_dir(follow_symlinks=False):
                 pending.append(entry.path)
-            elif not entry.is_file(follow_symlinks=False) and not _tuf_root_link(entry, root_link):
+            elif not _tuf_root_link(entry, root_link):
                 os.unlink(entry.path)
 
 

@@ -232,3 +232,82 @@ def test_the_newest_root_edited_after_a_remembered_walk_is_refused_and_the_held_
     offline.verify_generation(
         rebuilt, store.read_anchor(), store.committed_roots_dir, memo=VerificationMemo()
     )
+
+
+def _edit_in_place(victim: Path) -> None:
+    """Same size, other bytes (an unknown field: the signatures break), mtime set back: only the
+    ctime tells, as decision 13's argument requires."""
+    data = bytearray(victim.read_bytes())
+    position = data.index(b'"version"')
+    data[position + 1] = ord("V")
+    before = victim.stat()
+    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with victim.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_an_intermediate_root_edited_after_the_proof_is_caught_by_the_next_read_and_healed(
+    host: tuple[TrustRepoSettings, Store],
+    rotated: tuple[DemoRepository, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sync starts python-tuf from the newest root this process proved, looking at that root's
+    file only (decision 14): an intermediate root edited on disk does not change where it starts.
+    Every read still walks every root file: this process's next read refuses the edit in one line,
+    which makes the next sync walk from the anchor again, and python-tuf fetches that root anew."""
+    from stella_trust._internal.reader import load_view
+    from stella_trust._internal.tuf import keptroots, updater
+
+    settings, store = host
+    demo, _ = rotated
+    store.write_anchor(demo.repo.root_bytes(1))
+    memo = VerificationMemo()  # the agent's, for its life
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert load_view(settings, store, memo=memo).usable
+    current = store.current()
+    assert current is not None
+    _edit_in_place(current.metadata_dir / "root_history" / "4.root.json")  # shared with the spare
+
+    starts: list[bytes] = []
+    real = keptroots.newest_start
+
+    def recording(*args: object) -> bytes:
+        started = real(*args)  # type: ignore[arg-type]
+        starts.append(started)
+        return started
+
+    monkeypatch.setattr(keptroots, "newest_start", recording)
+    idle = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not idle.changed and starts == [demo.repo.root_bytes(ROOTS)]  # the proven end, as before
+    with pytest.raises(CacheVerificationError, match=r"root v4") as refused:
+        load_view(settings, store, memo=memo)  # every read walks every root file
+    assert refused.value.hint  # one line and a hint, never a traceback
+    with pytest.raises(CacheVerificationError, match=r"root v4"):
+        load_view(settings, store, memo=VerificationMemo())  # a fresh process refuses it too
+
+    fetched: list[str] = []
+    fetcher = RepositoryFetcher(demo.repo)
+    real_fetch = fetcher._fetch
+
+    def fetching(url: str) -> object:
+        fetched.append(url.rsplit("/", 1)[-1])
+        return real_fetch(url)
+
+    monkeypatch.setattr(fetcher, "_fetch", fetching)
+    bootstraps: list[int] = []
+    real_new = updater.new_updater
+
+    def new_updater(*args: object) -> object:
+        made = real_new(*args)  # type: ignore[arg-type]
+        bootstraps.append(made._trusted_set.root.version)
+        return made
+
+    monkeypatch.setattr(updater, "new_updater", new_updater)
+    healed = sync(settings, store, fetcher=fetcher, memo=memo)
+    assert bootstraps == [1] and "4.root.json" in fetched  # walked from the anchor, v4 fetched anew
+    assert healed.changed and healed.versions["root"] == ROOTS
+    assert load_view(settings, store, memo=memo).usable
+    assert load_view(settings, store, memo=VerificationMemo()).usable  # and for a fresh process

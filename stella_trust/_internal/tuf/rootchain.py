@@ -110,6 +110,23 @@ def prove_root_chain(
     parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
     memo = memo or VerificationMemo()
     anchor_digest = proofs.digest(anchor)
+    try:
+        return _walk(anchor, anchor_digest, root_history, committed_roots, memo)
+    except BaseException:
+        # A chain from this anchor failed to verify here (an edited or missing root): no sync of
+        # this process starts python-tuf from a remembered end any more, it walks (newest_start).
+        memo.chain_ends.discard(anchor_digest)
+        raise
+
+
+def _walk(
+    anchor: bytes,
+    anchor_digest: bytes,
+    root_history: Path,
+    committed_roots: Path | None,
+    memo: VerificationMemo,
+) -> tuple[Metadata[Root] | None, list[bytes]]:
+    """prove_root_chain's walk."""
     history = os.fspath(root_history)
     committed = None if committed_roots is None else os.fspath(committed_roots)
     chain = [anchor]
@@ -173,3 +190,33 @@ def prove_root_chain(
     if steps and tuple(steps) != walked:
         memo.root_walks.put(anchor_digest, tuple(steps))
     return trusted, chain
+
+
+def newest_start(anchor: bytes, root_history: Path, memo: VerificationMemo) -> bytes:
+    """Where a sync starts python-tuf: the newest root this process proved from `anchor` that
+    `root_history` holds at its version, byte for byte, with no successor file (decision 14).
+
+    Only that root's file and its successor's name are looked at, not every root before it: the
+    chain to it is a pure function of bytes this process hashed and checked. It only chooses
+    python-tuf's bootstrap; every verification (reads, the commit's, export) walks every root
+    file. A chain that fails any walk here forgets the remembered ends (prove_root_chain), so an
+    intermediate root edited on disk, which the next read or commit refuses, sends the next sync
+    through the whole walk again, and python-tuf fetches that root anew. Raises like
+    prove_root_chain when nothing is remembered and the walk fails."""
+    anchor_digest = proofs.digest(anchor)
+    history = os.fspath(root_history)
+    for version, digest, data in memo.chain_ends.get(anchor_digest) or ():
+        found = _root_file(memo, f"{history}/{version}.root.json", f"root v{version}")
+        if found is None or found[1] != digest:
+            continue
+        if _stat_identity(f"{history}/{version + 1}.root.json", f"root v{version + 1}") is None:
+            return data
+        break  # a successor on disk: the walk decides how far it goes
+    _, chain = prove_root_chain(anchor, root_history, None, memo)
+    if len(chain) > 1:
+        first = memo.anchor_versions.get(anchor_digest)
+        if first is not None:
+            end = (first + len(chain) - 1, proofs.digest(chain[-1]), chain[-1])
+            kept = [e for e in memo.chain_ends.get(anchor_digest) or () if e[0] != end[0]]
+            memo.chain_ends.put(anchor_digest, tuple(sorted([end, *kept], reverse=True)[:4]))
+    return chain[-1]

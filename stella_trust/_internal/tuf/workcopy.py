@@ -133,10 +133,11 @@ def same_tree(left: Path, right: Path) -> bool:
             b_entries = {e.name: e for e in it_b}
         if a_entries.keys() != b_entries.keys():
             return False
-        for name, a in a_entries.items():
-            b = b_entries[name]
-            if a.inode() == b.inode():  # one file (or link) hard-linked into both: same bytes
-                continue
+        a_inodes = {name: entry.inode() for name, entry in a_entries.items()}
+        b_inodes = {name: entry.inode() for name, entry in b_entries.items()}
+        # one file (or link) hard-linked into both holds the same bytes; only the others are looked at
+        for name, _ in a_inodes.items() - b_inodes.items():
+            a, b = a_entries[name], b_entries[name]
             a_link, b_link = a.is_symlink(), b.is_symlink()
             if a_link or b_link:
                 if not (a_link and b_link) or os.readlink(a.path) != os.readlink(b.path):
