@@ -275,7 +275,8 @@ def _attempt(
         collected = puller.collect(trust_policy(settings), held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         expired = expired_record(state.legacy_expired, collected.legacy, now)
-        checked = session.updater_checks()  # what python-tuf verified, by content (decision 14)
+        # what python-tuf verified, by content (decision 14): worked out only where a check reads it
+        checked = session.updater_checks
         session.close()  # the Updater's parsed metadata is not needed past this point
         puller.forget_names()
         for name in work.stored_target_names():
@@ -285,12 +286,12 @@ def _attempt(
         changes: tuple[str, ...] = ()
         if not changed and force:  # re-downloaded and identical: verified in full, not committed
             refuse_rollback(
-                None, anchor, floor, _verify_downloaded(work, anchor, None, checked, memo).metadata
+                None, anchor, floor, _verify_downloaded(work, anchor, None, checked(), memo).metadata
             )
             versions, new_floor = versions_of(work.metadata_dir, memo), {}
             store.keep_as_spare(work)
         elif changed:
-            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
+            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked(), memo)
             # the new trust must yield a usable view, judged with the record it will be committed with
             after = view_of(verified, settings, CacheState(legacy_expired=expired), now)
             refuse_rollback(base, anchor, floor, verified.metadata, memo)
@@ -301,7 +302,7 @@ def _attempt(
         else:
             versions = versions_of(work.metadata_dir, memo)  # the Updater just verified these files
             if below_floor(versions, floor):  # cheap look first; the full check decides
-                verified_work = _verify_downloaded(work, anchor, None, checked, memo)
+                verified_work = _verify_downloaded(work, anchor, None, checked(), memo)
                 refuse_rollback(None, anchor, floor, verified_work.metadata)
             new_floor = {}
             store.keep_as_spare(work)
