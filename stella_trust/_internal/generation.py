@@ -4,11 +4,15 @@ does). Paths and names only: the store writes generations, the verifier reads th
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from urllib import parse
 
 from stella_trust.errors import CacheVerificationError
+
+# What Path.is_dir() answers False for (pathlib's ignored errors): absent, not a directory, a loop.
+_NOT_A_DIRECTORY = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
 def target_filename(name: str) -> str:
@@ -90,8 +94,10 @@ class Generation:
         try:
             with os.scandir(self.targets_dir) as listing:
                 entries = list(listing)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        except OSError as exc:
+            if exc.errno in _NOT_A_DIRECTORY:
+                return []  # as Path.is_dir() said before: no targets directory, nothing held
+            raise
         names = []
         for entry in entries:
             name = target_name(entry.name)
