@@ -311,3 +311,13 @@ def test_an_intermediate_root_edited_after_the_proof_is_caught_by_the_next_read_
     assert healed.changed and healed.versions["root"] == ROOTS
     assert load_view(settings, store, memo=memo).usable
     assert load_view(settings, store, memo=VerificationMemo()).usable  # and for a fresh process
+
+
+def test_a_targets_directory_that_is_a_link_loop_or_a_file_holds_nothing(tmp_path: Path) -> None:
+    generation = Generation(tmp_path / "generation")
+    generation.path.mkdir()
+    generation.targets_dir.symlink_to(generation.targets_dir)  # a loop: as pathlib's is_dir(), none held
+    assert generation.stored_target_names() == []
+    generation.targets_dir.unlink()
+    generation.targets_dir.write_text("a file")
+    assert generation.stored_target_names() == []
