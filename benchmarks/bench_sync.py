@@ -4,7 +4,8 @@
         [--no-bytecode-cache]
 
 Reports: requests and bytes of a cold and an idle sync; the median idle sync in process
-against the same refresh with a bare python-tuf Updater (ratio; target <= 1.1x); then the
+against the same refresh with a bare python-tuf Updater, default and given stella-trust's fetcher
+(interleaved rounds; goal, issue 24: <= 1.1x the one with our fetcher); then the
 start-up of `trust status --json` and `trust --help` as processes against the import line
 `python -c "import tuf.ngclient, httpx, pydantic_settings, typer"` and the import line of only
 the modules status needs (STATUS_FLOOR, printed in the same run; goal, issue 24: status <= 1.1x
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stella_trust._internal.memo import VerificationMemo
@@ -51,13 +53,19 @@ STATUS_FLOOR = (
 )
 
 
-def median_seconds(fn: object, rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()  # type: ignore[operator]
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+def interleaved_in_process(calls: list[Callable[[], object]], rounds: int) -> list[float]:
+    """Median seconds of each call, one of each per round (the order rotating), after one warm-up
+    each: drift on a shared machine slows every call alike (issue 24's rule for benchmarks)."""
+    for call in calls:
+        call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for index in range(rounds):
+        shift = index % len(calls)
+        for position in [*range(shift, len(calls)), *range(shift)]:
+            started = time.perf_counter()
+            calls[position]()
+            samples[position].append(time.perf_counter() - started)
+    return [statistics.median(values) for values in samples]
 
 
 def interleaved_medians(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, float]:
@@ -169,13 +177,10 @@ def main() -> None:
                 f"{len(idle.downloaded)} targets downloaded"
             )
 
-            ours = median_seconds(lambda: sync(settings, store, memo=agent), args.rounds)
-            bare = median_seconds(
-                bare_updater_factory(work, server.url, demo.root_path.read_bytes()), args.rounds
-            )
-            bare_httpx = median_seconds(
-                bare_updater_factory(work, server.url, demo.root_path.read_bytes(), True),
-                args.rounds,
+            bare_idle = bare_updater_factory(work, server.url, demo.root_path.read_bytes())
+            bare_httpx_idle = bare_updater_factory(work, server.url, demo.root_path.read_bytes(), True)
+            ours, bare, bare_httpx = interleaved_in_process(
+                [lambda: sync(settings, store, memo=agent), bare_idle, bare_httpx_idle], args.rounds
             )
             print(
                 f"idle sync median: stella-trust {ours * 1000:.2f} ms, bare python-tuf Updater "

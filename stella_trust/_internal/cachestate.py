@@ -136,8 +136,15 @@ class CacheState:
         return cls(**known)
 
     def to_json(self) -> dict[str, Any]:
-        """The document state.json holds (`Store.write_state` redacts the URLs in it, decision 18)."""
-        document = asdict(self)
+        """The document state.json holds (`Store.write_state` redacts the URLs in it, decision 18).
+        Copied one level deep (every sync writes it; `asdict`'s recursive copy cost more than the
+        write): the caller gets its own dicts and lists, the entries in them are strings."""
+        document: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, dict | list):
+                value = type(value)(value)
+            document[name] = value
         document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
         document["mirrors"] = [entry.to_json() for entry in self.mirrors]
         return document

@@ -4,12 +4,15 @@ does). Paths and names only: the store writes generations, the verifier reads th
 
 from __future__ import annotations
 
+import errno
 import os
-import stat
 from pathlib import Path
 from urllib import parse
 
 from stella_trust.errors import CacheVerificationError
+
+# What Path.is_dir() answers False for (pathlib's ignored errors): absent, not a directory, a loop.
+_NOT_A_DIRECTORY = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
 def target_filename(name: str) -> str:
@@ -34,18 +37,34 @@ def keep_only_our_kinds(work: Path) -> None:
     opens its local metadata without O_NOFOLLOW (a planted FIFO would hang a root-run sync,
     a link would be read through). Only directories, regular files and the one link python-tuf
     itself makes (`metadata/root.json` -> `root_history/N.root.json`) are kept; anything else
-    is dropped, so python-tuf downloads it again and the commit verifies it (decision 18)."""
-    for directory, dirs, files in os.walk(work):
-        for name in [*dirs, *files]:
-            path = Path(directory, name)
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
-                continue
-            if stat.S_ISLNK(st.st_mode) and path == work / "metadata" / "root.json":
-                head, _, rest = os.readlink(path).partition("/")
-                if head == "root_history" and rest and "/" not in rest:
-                    continue
-            path.unlink()
+    is dropped, so python-tuf downloads it again and the commit verifies it (decision 18).
+
+    Every sync runs this over its working copy (a host anchored 200 roots back: 200 files), so
+    the kinds come from the directory entries themselves (`d_type`, an `lstat` only where the
+    file system does not say), never a `stat` and a path object per file."""
+    top = os.fspath(work)
+    root_link = os.path.join(top, "metadata", "root.json")
+    pending = [top]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as listing:
+                entries = list(listing)
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed is skipped
+        for entry in [entry for entry in entries if not entry.is_file(follow_symlinks=False)]:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif not _tuf_root_link(entry, root_link):
+                os.unlink(entry.path)
+
+
+def _tuf_root_link(entry: os.DirEntry[str], root_link: str) -> bool:
+    """python-tuf's own `metadata/root.json` link to `root_history/N.root.json`, one component
+    below."""
+    if not entry.is_symlink() or entry.path != root_link:
+        return False
+    head, _, rest = os.readlink(entry.path).partition("/")
+    return head == "root_history" and bool(rest) and "/" not in rest
 
 
 def generation_sequence(name: str) -> int | None:
@@ -70,13 +89,19 @@ class Generation:
         return self.targets_dir / target_filename(name)
 
     def stored_target_names(self) -> list[str]:
-        """Names of the stored targets; a file whose name is not our encoding is refused."""
-        if not self.targets_dir.is_dir():
-            return []
+        """Names of the stored targets; a file whose name is not our encoding is refused (read from
+        the directory's entries: every sync lists the held and the working generation)."""
+        try:
+            with os.scandir(self.targets_dir) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            if exc.errno in _NOT_A_DIRECTORY:
+                return []  # as Path.is_dir() said before: no targets directory, nothing held
+            raise
         names = []
-        for path in self.targets_dir.iterdir():
-            name = target_name(path.name)
-            if not path.is_file() or target_filename(name) != path.name:
-                raise CacheVerificationError(f"unexpected entry in the cache: {path}")
+        for entry in entries:
+            name = target_name(entry.name)
+            if not entry.is_file() or target_filename(name) != entry.name:
+                raise CacheVerificationError(f"unexpected entry in the cache: {entry.path}")
             names.append(name)
         return sorted(names)

@@ -91,6 +91,13 @@ class Bounded(Generic[K, V]):
                 if self._cost is not None:
                     self._total -= self._cost(evicted)
 
+    def discard(self, key: K) -> None:
+        """Forget one entry, if present."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None and self._cost is not None:
+                self._total -= self._cost(old)
+
     def clear(self) -> None:
         """Forget every entry (the memo's `forget`)."""
         with self._lock:
@@ -122,7 +129,19 @@ class VerificationMemo:
         self.root_files: Bounded[FileIdentity, tuple[bytes, bytes]] = Bounded(
             FILES, 4 << 20, lambda found: len(found[0])
         )
+        # the last root walk from each anchor (rootchain.py): per root, in order, the identity of
+        # its file and the bytes that identity names (the same bytes objects as root_files')
+        self.root_walks: Bounded[bytes, tuple[tuple[tuple[int, ...], bytes, bytes], ...]] = Bounded(
+            16, 4 << 20, lambda steps: sum(len(step[1]) for step in steps)
+        )
+        # where a sync starts python-tuf (keptroots.newest_proven_root): per anchor, the newest
+        # roots a full walk proved, (version, SHA-256, bytes), newest first; forgotten by any walk
+        # from that anchor that fails (decision 14)
+        self.chain_ends: Bounded[bytes, tuple[tuple[int, bytes, bytes], ...]] = Bounded(
+            16, 4 << 20, lambda ends: sum(len(end[2]) for end in ends)
+        )
         self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
+        self.role_versions: Bounded[FileIdentity, dict[str, int]] = Bounded(64)  # workcopy.versions_of
         # the reader: verified generations, the views built from them, settings
         self.generations: Bounded[tuple[Any, ...], Any] = Bounded(8)
         self.views: Bounded[tuple[int, int, int], Any] = Bounded(8)

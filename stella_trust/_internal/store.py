@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,14 @@ def _group_name(gid: int | None) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory itself, not a link to one (one lstat)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 class Store:
@@ -238,7 +247,9 @@ class Store:
             self.generations_dir,
             self.committed_roots_dir,
             self.sealed_logs_dir,
-            *(p for p in (self.anchor_path, self.state_path, self.lock_path) if p.is_file()),
+            self.anchor_path,
+            self.state_path,
+            self.lock_path,
         ]
         try:
             current = self.current()
@@ -246,12 +257,20 @@ class Store:
             current = None
         if current is not None:
             entries.append(current.path)
+        files = (self.anchor_path, self.state_path, self.lock_path)  # only when they are files
         for entry in entries:
             try:
                 st = os.lstat(entry)
             except FileNotFoundError:
                 continue
-            wanted = CACHE_DIR_MODE if entry.is_dir() else CACHE_FILE_MODE
+            if stat.S_ISLNK(st.st_mode):  # one lstat each; a link is never as wanted
+                if entry in files and not entry.is_file():
+                    continue
+                wanted = -1
+            elif entry in files and not stat.S_ISREG(st.st_mode):
+                continue
+            else:
+                wanted = CACHE_DIR_MODE if stat.S_ISDIR(st.st_mode) else CACHE_FILE_MODE
             if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
                 # named instances' caches under it are theirs (each its own writer and rules)
                 share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid, skip_dirs={INSTANCES_DIR})
@@ -317,7 +336,7 @@ class Store:
         spare = self.generations_dir / SPARE_DIR
         if base is None:
             shutil.rmtree(spare, ignore_errors=True)
-        elif spare.is_dir() and not spare.is_symlink():
+        elif _is_real_dir(spare):
             os.rename(spare, work)
             keep_only_our_kinds(work)
             return Generation(work)
@@ -410,6 +429,8 @@ class Store:
     def _remove_abandoned_work(self) -> None:
         """A writer killed mid-sync leaves a work directory (or a temp link); the lock
         holder removes them."""
-        for link in self.root.glob(f".{CURRENT_LINK}.*"):
-            link.unlink(missing_ok=True)
+        with os.scandir(self.root) as entries:
+            abandoned = [entry.path for entry in entries if entry.name.startswith(f".{CURRENT_LINK}.")]
+        for link in abandoned:
+            Path(link).unlink(missing_ok=True)
         remove_entries(self.generations_dir, lambda name: name.startswith(WORK_PREFIX))

@@ -12,6 +12,7 @@ and describes nothing. Any failure discards it, so the previous trust stays exac
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,7 +275,8 @@ def _attempt(
         collected = puller.collect(trust_policy(settings), held, state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         expired = expired_record(state.legacy_expired, collected.legacy, now)
-        checked = session.updater_checks()  # what python-tuf verified, by content (decision 14)
+        # what python-tuf verified, by content (decision 14): worked out only where a check reads it
+        checked = session.updater_checks
         session.close()  # the Updater's parsed metadata is not needed past this point
         puller.forget_names()
         for name in work.stored_target_names():
@@ -284,12 +286,12 @@ def _attempt(
         changes: tuple[str, ...] = ()
         if not changed and force:  # re-downloaded and identical: verified in full, not committed
             refuse_rollback(
-                None, anchor, floor, _verify_downloaded(work, anchor, None, checked, memo).metadata
+                None, anchor, floor, _verify_downloaded(work, anchor, None, checked(), memo).metadata
             )
-            versions, new_floor = versions_of(work.metadata_dir), {}
+            versions, new_floor = versions_of(work.metadata_dir, memo), {}
             store.keep_as_spare(work)
         elif changed:
-            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked, memo)
+            verified = _verify_downloaded(work, anchor, store.committed_roots_dir, checked(), memo)
             # the new trust must yield a usable view, judged with the record it will be committed with
             after = view_of(verified, settings, CacheState(legacy_expired=expired), now)
             refuse_rollback(base, anchor, floor, verified.metadata, memo)
@@ -298,9 +300,9 @@ def _attempt(
             changes = _describe(settings, store, state, base, anchor, after, now, memo)
             store.commit(work)
         else:
-            versions = versions_of(work.metadata_dir)  # the Updater just verified these files
+            versions = versions_of(work.metadata_dir, memo)  # the Updater just verified these files
             if below_floor(versions, floor):  # cheap look first; the full check decides
-                verified_work = _verify_downloaded(work, anchor, None, checked, memo)
+                verified_work = _verify_downloaded(work, anchor, None, checked(), memo)
                 refuse_rollback(None, anchor, floor, verified_work.metadata)
             new_floor = {}
             store.keep_as_spare(work)
@@ -392,19 +394,30 @@ class _SessionTargets(TargetSelection):
         self.should_stop = should_stop
         self.downloaded: list[str] = []
         self._names: list[str] | None = None
+        self._found: dict[str, TargetFile | None] = {}
 
     def find(self, name: str) -> TargetFile | None:
         """Target info as python-tuf's walk of the delegations finds it (TUF spec 5.6.7): only that
-        decides whether a target exists."""
-        return self.session.find(name)
+        decides whether a target exists. Asked once per name and sync: the selection asks for the
+        same names several times (is it offered, look it up, pull it), and one Updater's walk after
+        its refresh always answers the same. At most a few dozen answers are kept (a legacy
+        repository's marks are read by asking for every listed name)."""
+        if name in self._found:
+            return self._found[name]
+        info = self.session.find(name)
+        if len(self._found) < 64:
+            self._found[name] = info
+        return info
 
     def names(self) -> list[str]:
         """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
         if self._names is None:
             names: dict[str, None] = {}
-            for path in sorted(self.work.metadata_dir.glob("*.json")):
-                if path.name not in ("root.json", "timestamp.json", "snapshot.json"):
-                    names.update(dict.fromkeys(listed_names(path, self.memo)))
+            with os.scandir(self.work.metadata_dir) as entries:
+                roles = sorted(entry.name for entry in entries if entry.name.endswith(".json"))
+            for role in roles:
+                if role not in ("root.json", "timestamp.json", "snapshot.json"):
+                    names.update(dict.fromkeys(listed_names(self.work.metadata_dir / role, self.memo)))
             self._names = list(names)
         return self._names
 
@@ -412,6 +425,7 @@ class _SessionTargets(TargetSelection):
         """Drop the listing read for stem matching: a large repository's names are not kept past
         selection."""
         self._names = None
+        self._found.clear()
 
     def read_stored(self, path: Path) -> bytes:
         """A stored target read back by fs.py's rule (decision 18), bounded like a metadata file:

@@ -160,8 +160,12 @@ def exclusive_lock(
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     raise on_busy(holder) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid over the old one, then cut to its length: never truncated to zero first, which
+        # ext4 (auto_da_alloc) answers with a flush at close on every lock taken.
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, pid, 0)
+        if os.fstat(fd).st_size != len(pid):
+            os.ftruncate(fd, len(pid))
         yield
     finally:
         os.close(fd)

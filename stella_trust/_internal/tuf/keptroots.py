@@ -17,10 +17,10 @@ from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.store import Generation, Store
 from stella_trust._internal.tuf.offline import (
     check_root_rules,
-    prove_root_chain,
     verify_metadata,
     verify_root_chain,
 )
+from stella_trust._internal.tuf.rootchain import newest_start
 
 log = logging.getLogger("stella_trust._internal.sync")
 
@@ -33,7 +33,7 @@ def newest_proven_root(anchor: bytes, work: Generation, memo: VerificationMemo) 
     to python-tuf's own walk from the anchor, which skips invalid local roots and fetches
     them from the repository."""
     try:
-        return prove_root_chain(anchor, work.metadata_dir / "root_history", None, memo)[1][-1]
+        return newest_start(anchor, work.metadata_dir / "root_history", memo)
     except errors.StellaError:
         return anchor
 

@@ -22,9 +22,12 @@ from stella_trust._internal.tuf.checks import (
 )
 from stella_trust.errors import CacheVerificationError, UnsafeFileError
 
+Identity = tuple[int, int, int, int, int]  # FileIdentity's fields, as a plain tuple (the walk's)
 
-def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, bytes] | None:
-    """A root file's bytes and SHA-256, or None if there is no such file.
+
+def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, bytes, Identity | None] | None:
+    """A root file's bytes, SHA-256 and the identity that names them (None when they were not
+    remembered), or None if there is no such file.
 
     A root file whose identity (device, inode, size, mtime_ns, ctime_ns) this process saw
     before is not read again: any write, in place or by replacement, changes its ctime,
@@ -33,13 +36,14 @@ def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, byt
     whose identity held still across the read are remembered; what they prove is still
     decided by their digest (proofs.py)."""
     try:
-        known = memo.root_files.get(FileIdentity.of(os.stat(path)))
+        identity = FileIdentity.of(os.stat(path))
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise unreadable(exc, what, path) from exc
+    known = memo.root_files.get(identity)
     if known is not None:
-        return known
+        return (*known, _plain(identity))
     try:
         with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
             before = FileIdentity.of(os.fstat(file.fileno()))
@@ -56,7 +60,24 @@ def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, byt
     found = (data, proofs.digest(data))
     if before == after and len(data) <= MAX_REMEMBERED_ROOT:
         memo.root_files.put(after, found)
-    return found
+        return (*found, _plain(after))
+    return (*found, None)
+
+
+def _plain(identity: FileIdentity) -> Identity:
+    """The identity as the walk compares it."""
+    return (identity.device, identity.inode, identity.size, identity.mtime_ns, identity.ctime_ns)
+
+
+def _stat_identity(path: str, what: str) -> Identity | None:
+    """The identity `_root_file` would find at `path` (None: no file there)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise unreadable(exc, what, path) from exc
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def verify_root_chain(
@@ -89,6 +110,23 @@ def prove_root_chain(
     parsed only if a check parsed it (the bytes of every root, anchor first, always)."""
     memo = memo or VerificationMemo()
     anchor_digest = proofs.digest(anchor)
+    try:
+        return _walk(anchor, anchor_digest, root_history, committed_roots, memo)
+    except BaseException:
+        # A chain from this anchor failed to verify here (an edited or missing root): no sync of
+        # this process starts python-tuf from a remembered end any more, it walks (newest_start).
+        memo.chain_ends.discard(anchor_digest)
+        raise
+
+
+def _walk(
+    anchor: bytes,
+    anchor_digest: bytes,
+    root_history: Path,
+    committed_roots: Path | None,
+    memo: VerificationMemo,
+) -> tuple[Metadata[Root] | None, list[bytes]]:
+    """prove_root_chain's walk."""
     history = os.fspath(root_history)
     committed = None if committed_roots is None else os.fspath(committed_roots)
     chain = [anchor]
@@ -103,15 +141,34 @@ def prove_root_chain(
     if version is None:
         version = (trusted or load_role(anchor, Root, "trust anchor")).signed.version
         memo.anchor_versions.put(anchor_digest, version)
-    for _ in range(MAX_ROOT_CHAIN):
+    # The last walk from this anchor, in order: each root file's identity with the bytes it
+    # names. While this walk meets the same identities from the first root on, each link is one
+    # that walk proved (same predecessor bytes, same anchor): only the identity is compared.
+    walked = memo.root_walks.get(anchor_digest) or ()
+    steps: list[tuple[tuple[int, ...], bytes, bytes]] = []
+    same = True
+    for index in range(MAX_ROOT_CHAIN):
         version += 1
         what = f"root v{version}"
+        if same and index < len(walked):
+            path = f"{history}/{version}.root.json"
+            identity = _stat_identity(path, what)
+            if identity is None and committed is not None:
+                identity = _stat_identity(f"{committed}/{version}.root.json", what)
+            if identity is not None and identity == walked[index][0]:
+                _, data, data_digest = walked[index]
+                steps.append(walked[index])
+                trusted = None  # parsed only if a later link needs it
+                chain.append(data)
+                digests.append(data_digest)
+                continue
+        same = False
         found = _root_file(memo, f"{history}/{version}.root.json", what)
         if found is None and committed is not None:
             found = _root_file(memo, f"{committed}/{version}.root.json", what)
         if found is None:
             break
-        data, data_digest = found
+        data, data_digest, identity = found
         if (anchor_digest, digests[-1], data_digest) in memo.root_links:
             trusted = None  # parsed only if a later link needs it
         else:
@@ -124,8 +181,42 @@ def prove_root_chain(
                 raise CacheVerificationError(f"{what}: file holds version {new.signed.version}")
             trusted = new
             proved.append((digests[-1], data_digest))
+        if identity is not None and len(steps) == index:  # a prefix of identities naming bytes
+            steps.append((identity, data, data_digest))
         chain.append(data)
         digests.append(data_digest)
     for previous, current in proved:
         memo.root_links.put((anchor_digest, previous, current), True)
+    if steps and tuple(steps) != walked:
+        memo.root_walks.put(anchor_digest, tuple(steps))
     return trusted, chain
+
+
+def newest_start(anchor: bytes, root_history: Path, memo: VerificationMemo) -> bytes:
+    """Where a sync starts python-tuf: the newest root this process proved from `anchor` that
+    `root_history` holds at its version, byte for byte, with no successor file (decision 14).
+
+    Only that root's file and its successor's name are looked at, not every root before it: the
+    chain to it is a pure function of bytes this process hashed and checked. It only chooses
+    python-tuf's bootstrap; every verification (reads, the commit's, export) walks every root
+    file. A chain that fails any walk here forgets the remembered ends (prove_root_chain), so an
+    intermediate root edited on disk, which the next read or commit refuses, sends the next sync
+    through the whole walk again, and python-tuf fetches that root anew. Raises like
+    prove_root_chain when nothing is remembered and the walk fails."""
+    anchor_digest = proofs.digest(anchor)
+    history = os.fspath(root_history)
+    for version, digest, data in memo.chain_ends.get(anchor_digest) or ():
+        found = _root_file(memo, f"{history}/{version}.root.json", f"root v{version}")
+        if found is None or found[1] != digest:
+            continue
+        if _stat_identity(f"{history}/{version + 1}.root.json", f"root v{version + 1}") is None:
+            return data
+        break  # a successor on disk: the walk decides how far it goes
+    _, chain = prove_root_chain(anchor, root_history, None, memo)
+    if len(chain) > 1:
+        first = memo.anchor_versions.get(anchor_digest)
+        if first is not None:
+            end = (first + len(chain) - 1, proofs.digest(chain[-1]), chain[-1])
+            kept = [e for e in memo.chain_ends.get(anchor_digest) or () if e[0] != end[0]]
+            memo.chain_ends.put(anchor_digest, tuple(sorted([end, *kept], reverse=True)[:4]))
+    return chain[-1]

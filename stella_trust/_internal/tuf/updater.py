@@ -102,9 +102,22 @@ def ensure_target(
 def _fast_forward_keys(metadata_dir: Path) -> dict[str, list[str]]:
     """Timestamp and snapshot keyids in the trusted root python-tuf keeps in `metadata_dir`."""
     try:
-        root = Metadata[Root].from_file(str(metadata_dir / "root.json")).signed
+        return _keys_of(Metadata[Root].from_file(str(metadata_dir / "root.json")).signed)
     except (OSError, ValueError, DeserializationError):
         return {}
+
+
+def _bootstrap_keys(bootstrap: bytes) -> dict[str, list[str]]:
+    """The same for the root an Updater was started from: python-tuf persists exactly these bytes
+    as the `root.json` its refresh begins with (Updater.__init__, `_persist_root`)."""
+    try:
+        return _keys_of(Metadata[Root].from_bytes(bootstrap).signed)
+    except (ValueError, DeserializationError):
+        return {}
+
+
+def _keys_of(root: Root) -> dict[str, list[str]]:
+    """Timestamp and snapshot keyids of a root (what a fast-forward recovery rotates)."""
     return {role: sorted(root.roles[role].keyids) for role in (Timestamp.type, Snapshot.type)}
 
 
@@ -187,7 +200,6 @@ class RepositorySession:
         dropped and the refresh runs once more on a new Updater (which re-walks nothing: the
         new roots are already in the trusted set).
         """
-        before = _fast_forward_keys(self._metadata_dir)
         asked, got = len(self.fetcher.attempted), len(self.fetcher.delivered)
         try:
             self._updater.refresh()
@@ -196,7 +208,13 @@ class RepositorySession:
                 (got, len(self.fetcher.delivered)),
             )
         except BadVersionNumberError:
-            if self._renew is None or _fast_forward_keys(self._metadata_dir) == before:
+            # The keys before the walk are the bootstrap's (the root.json the refresh started
+            # from), read only on this rare path rather than parsed before every refresh.
+            if (
+                self._renew is None
+                or self._bootstrap is None
+                or _fast_forward_keys(self._metadata_dir) == _bootstrap_keys(self._bootstrap)
+            ):
                 raise
             for name in ("timestamp.json", "snapshot.json"):
                 (self._metadata_dir / name).unlink(missing_ok=True)

@@ -39,19 +39,56 @@ def listed_names(path: Path, memo: VerificationMemo) -> tuple[str, ...]:
     return names
 
 
-def versions_of(metadata_dir: Path) -> dict[str, int]:
-    """Role versions for the report, read from files python-tuf verified in this sync.
+def versions_of(metadata_dir: Path, memo: VerificationMemo | None = None) -> dict[str, int]:
+    """Role versions for the report, read from what python-tuf verified and wrote in this sync.
 
     The targets version is the one snapshot pins: python-tuf refuses a targets.json whose
     version differs from it (TUF spec 5.6.5), and reading it from targets.json itself would
-    parse a file of 100k targets again for one number."""
-    versions = {}
-    for role in ("root", "timestamp", "snapshot"):
-        document = json.loads(read_untrusted(role_file(metadata_dir, role), MAX_METADATA_FILE))
-        versions[role] = int(document["signed"]["version"])
-        if role == "snapshot":
-            versions["targets"] = int(document["signed"]["meta"]["targets.json"]["version"])
+    parse a file of 100k targets again for one number. What a file says is remembered under
+    its identity (decision 13's argument: any write changes it), so an idle sync does not
+    parse the timestamp and snapshot it parsed last time."""
+    versions = {"root": _root_version(metadata_dir)}
+    for role in ("timestamp", "snapshot"):
+        path = role_file(metadata_dir, role)
+        identity = _identity(path) if memo is not None else None
+        known = memo.role_versions.get(identity) if memo is not None and identity is not None else None
+        if known is None:
+            with open_untrusted(path, MAX_METADATA_FILE) as handle:
+                before = FileIdentity.of(os.fstat(handle.fileno()))
+                data = handle.read(MAX_METADATA_FILE + 1)
+                after = FileIdentity.of(os.fstat(handle.fileno()))
+            if len(data) > MAX_METADATA_FILE:
+                raise errors.UnsafeFileError(f"refusing {path}: it grew past {MAX_METADATA_FILE} bytes")
+            signed = json.loads(data)["signed"]
+            known = {role: int(signed["version"])}
+            if role == "snapshot":
+                known["targets"] = int(signed["meta"]["targets.json"]["version"])
+            if memo is not None and identity == before == after:  # the bytes the identity names
+                memo.role_versions.put(identity, known)
+        versions.update(known)
     return versions
+
+
+def _root_version(metadata_dir: Path) -> int:
+    """The version of the root python-tuf trusts: the one its `root.json` link names. python-tuf
+    writes `root_history/N.root.json` only with a root whose version is N (the bootstrap under
+    its own version, a walked root after `update_root` checked it is N) and points the link at
+    the root it ended with (`_update_root_symlink`). Read from the name: python-tuf rewrites that
+    file on every sync (`_persist_root`), so its identity is new each time and parsing it would
+    be this report's largest cost."""
+    name = role_file(metadata_dir, "root").name
+    version = name.removesuffix(".root.json")
+    if not version.isdigit() or version != str(int(version)):
+        raise errors.CacheVerificationError(f"{metadata_dir / 'root.json'} names no root version ({name})")
+    return int(version)
+
+
+def _identity(path: Path) -> FileIdentity | None:
+    """A file's identity without following a link (None: not there)."""
+    try:
+        return FileIdentity.of(os.stat(path, follow_symlinks=False))
+    except OSError:
+        return None
 
 
 def role_file(metadata_dir: Path, role: str) -> Path:
@@ -84,8 +121,11 @@ def below_floor(versions: dict[str, int], floor: Floor) -> bool:
 
 
 def same_tree(left: Path, right: Path) -> bool:
-    """True if both trees hold the same files with the same bytes (hard links short-cut)."""
-    pending = [(left, right)]
+    """True if both trees hold the same files with the same bytes (hard links short-cut).
+
+    Read from the directory entries (name, kind and inode come with the listing), since an idle
+    sync compares its whole working copy with the held generation every interval."""
+    pending = [(os.fspath(left), os.fspath(right))]
     while pending:
         a_dir, b_dir = pending.pop()
         with os.scandir(a_dir) as it_a, os.scandir(b_dir) as it_b:
@@ -93,16 +133,20 @@ def same_tree(left: Path, right: Path) -> bool:
             b_entries = {e.name: e for e in it_b}
         if a_entries.keys() != b_entries.keys():
             return False
-        for name, a in a_entries.items():
-            b = b_entries[name]
-            if a.is_symlink() or b.is_symlink():
-                if not (a.is_symlink() and b.is_symlink()) or os.readlink(a) != os.readlink(b):
+        a_inodes = {name: entry.inode() for name, entry in a_entries.items()}
+        b_inodes = {name: entry.inode() for name, entry in b_entries.items()}
+        # one file (or link) hard-linked into both holds the same bytes; only the others are looked at
+        for name, _ in a_inodes.items() - b_inodes.items():
+            a, b = a_entries[name], b_entries[name]
+            a_link, b_link = a.is_symlink(), b.is_symlink()
+            if a_link or b_link:
+                if not (a_link and b_link) or os.readlink(a.path) != os.readlink(b.path):
                     return False
             elif a.is_dir():
                 if not b.is_dir():
                     return False
-                pending.append((Path(a.path), Path(b.path)))
-            elif a.inode() != b.inode() and not same_bytes(a.path, b.path):
+                pending.append((a.path, b.path))
+            elif not same_bytes(a.path, b.path):
                 return False
     return True
 

@@ -1,0 +1,323 @@
+"""What every sync does around python-tuf, made cheap without changing what it decides (issue 24):
+the working copy's kinds, the stored names, the tree comparison, the reported versions, the lock
+and the root walk remembered by identities (decision 14). Each test pins the decision the faster
+code must still make, including the refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stella_trust._internal.fs import exclusive_lock
+from stella_trust._internal.generation import Generation, keep_only_our_kinds, target_filename
+from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.store import Store
+from stella_trust._internal.sync import sync
+from stella_trust._internal.tuf import offline
+from stella_trust._internal.tuf.workcopy import same_tree, versions_of
+from stella_trust.demo.repository import DemoRepository
+from stella_trust.errors import CacheVerificationError
+from tests.unit.simulator import RepositoryFetcher
+
+ROOTS = 8
+
+
+def test_the_working_copy_keeps_only_directories_files_and_python_tufs_root_link(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    history = work / "metadata" / "root_history"
+    history.mkdir(parents=True)
+    (history / "1.root.json").write_text("root")
+    (work / "metadata" / "root.json").symlink_to("root_history/1.root.json")  # python-tuf's own: kept
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not ours")
+    (work / "metadata" / "timestamp.json").symlink_to(outside / "secret")  # planted link: dropped
+    os.mkfifo(work / "metadata" / "snapshot.json")  # a FIFO would hang python-tuf: dropped
+    (work / "targets" / "nested").mkdir(parents=True)
+    (work / "targets" / "nested" / "kept.pub").write_text("kept")
+    (work / "targets" / "into-outside").symlink_to(outside)  # a link to a directory: never followed
+
+    keep_only_our_kinds(work)
+
+    left = sorted(str(path.relative_to(work)) for path in work.rglob("*"))
+    assert left == [
+        "metadata",
+        "metadata/root.json",
+        "metadata/root_history",
+        "metadata/root_history/1.root.json",
+        "targets",
+        "targets/nested",
+        "targets/nested/kept.pub",
+    ]
+    assert (outside / "secret").read_text() == "not ours"  # nothing removed through a link
+
+
+def test_a_root_link_python_tuf_did_not_make_is_dropped(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "metadata").mkdir(parents=True)
+    (tmp_path / "elsewhere.json").write_text("{}")
+    (work / "metadata" / "root.json").symlink_to(tmp_path / "elsewhere.json")
+    keep_only_our_kinds(work)
+    assert not (work / "metadata" / "root.json").is_symlink()
+    assert (tmp_path / "elsewhere.json").exists()
+
+
+def test_stored_names_are_decoded_and_a_foreign_entry_is_refused(tmp_path: Path) -> None:
+    generation = Generation(tmp_path / "generation")
+    assert generation.stored_target_names() == []  # no targets directory: nothing held
+    generation.targets_dir.mkdir(parents=True)
+    for name in ("b/key.pub", ".hidden", "a.json"):
+        generation.target_path(name).write_text(name)
+    assert generation.stored_target_names() == [".hidden", "a.json", "b/key.pub"]
+    (generation.targets_dir / "not%2fencoded%2Fthis-way").write_text("planted")
+    with pytest.raises(CacheVerificationError, match="unexpected entry in the cache"):
+        generation.stored_target_names()
+    assert target_filename(".hidden").startswith("%2E")
+
+
+def test_trees_are_the_same_only_with_the_same_files_and_bytes(tmp_path: Path) -> None:
+    left = tmp_path / "left"
+    (left / "metadata" / "root_history").mkdir(parents=True)
+    (left / "metadata" / "root_history" / "1.root.json").write_text("root one")
+    (left / "metadata" / "root.json").symlink_to("root_history/1.root.json")
+    (left / "targets").mkdir()
+    (left / "targets" / "key.pub").write_text("key")
+    right = tmp_path / "right"
+    shutil.copytree(left, right, symlinks=True, copy_function=os.link)  # a sync's working copy
+    assert same_tree(left, right)
+
+    rewritten = right / "metadata" / "root_history" / "1.root.json"  # python-tuf re-persists it
+    rewritten.unlink()
+    rewritten.write_text("root one")
+    assert same_tree(left, right)  # another inode, the same bytes
+
+    rewritten.unlink()
+    rewritten.write_text("root One")
+    assert not same_tree(left, right)
+    rewritten.unlink()
+    os.link(left / "metadata" / "root_history" / "1.root.json", rewritten)
+
+    (right / "targets" / "extra.pub").write_text("extra")
+    assert not same_tree(left, right)
+    (right / "targets" / "extra.pub").unlink()
+
+    (right / "metadata" / "root.json").unlink()
+    (right / "metadata" / "root.json").symlink_to("root_history/2.root.json")
+    assert not same_tree(left, right)  # a link naming another root
+    (right / "metadata" / "root.json").unlink()
+    shutil.copy(left / "metadata" / "root_history" / "1.root.json", right / "metadata" / "root.json")
+    assert not same_tree(left, right)  # a file where the other holds a link
+    assert same_tree(left, left)
+
+
+def test_versions_are_those_python_tuf_left_and_a_changed_file_is_read_again(
+    host: tuple[TrustRepoSettings, Store], simulated: tuple[DemoRepository, RepositoryFetcher]
+) -> None:
+    settings, store = host
+    demo, fetcher = simulated
+    store.write_anchor(demo.root_path.read_bytes())
+    memo = VerificationMemo()
+    first = sync(settings, store, fetcher=fetcher, memo=memo)
+    current = store.current()
+    assert current is not None
+    assert versions_of(current.metadata_dir, memo) == first.versions == versions_of(current.metadata_dir)
+
+    demo.repo.resign_timestamp()  # a renewal: a new timestamp version, nothing else
+    renewed = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert renewed.changed and renewed.versions["timestamp"] == first.versions["timestamp"] + 1
+    idle = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not idle.changed and idle.versions == renewed.versions  # what the new files say
+
+    demo.rotate("root")
+    rotated = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert rotated.versions["root"] == first.versions["root"] + 1
+    again = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not again.changed and again.versions == rotated.versions
+
+
+def test_a_root_link_naming_no_version_is_refused(tmp_path: Path) -> None:
+    metadata = tmp_path / "metadata"
+    (metadata / "root_history").mkdir(parents=True)
+    (metadata / "root_history" / "x.root.json").write_text("{}")
+    (metadata / "root.json").symlink_to("root_history/x.root.json")
+    with pytest.raises(CacheVerificationError, match="names no root version"):
+        versions_of(metadata)
+
+
+def test_the_lock_file_holds_exactly_the_holders_pid(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    lock.write_text("99999999999\n")  # a longer pid left by an earlier holder
+
+    def busy(holder: str) -> Exception:
+        return RuntimeError(holder)
+
+    with exclusive_lock(lock, 1, busy):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    lock.write_text("1\n")  # a shorter one: written over, nothing of it left
+    with exclusive_lock(lock, 1, busy):
+        assert lock.read_text() == f"{os.getpid()}\n"
+
+
+@pytest.fixture
+def rotated(tmp_path: Path) -> tuple[DemoRepository, Path]:
+    demo = DemoRepository(tmp_path / "repository")
+    for _ in range(ROOTS - 1):
+        demo.rotate("root")
+    history = tmp_path / "history"
+    history.mkdir()
+    for version in range(2, ROOTS + 1):
+        (history / f"{version}.root.json").write_bytes(demo.repo.root_bytes(version))
+    return demo, history
+
+
+def test_a_remembered_walk_never_reaches_past_the_files_on_disk(rotated: tuple[DemoRepository, Path]) -> None:
+    demo, history = rotated
+    anchor = demo.repo.root_bytes(1)
+    memo = VerificationMemo()
+    assert offline.verify_root_chain(anchor, history, memo=memo)[0].signed.version == ROOTS
+    (history / "5.root.json").unlink()  # the chain on disk now ends at v4
+    newest, chain = offline.verify_root_chain(anchor, history, memo=memo)
+    assert newest.signed.version == 4 and len(chain) == 4
+    fresh, _ = offline.verify_root_chain(anchor, history, memo=VerificationMemo())
+    assert fresh.signed.version == 4  # what a fresh process finds
+
+
+def test_a_copy_of_the_chain_is_read_again_and_still_proven(
+    rotated: tuple[DemoRepository, Path], tmp_path: Path
+) -> None:
+    demo, history = rotated
+    anchor = demo.repo.root_bytes(1)
+    memo = VerificationMemo()
+    _, chain = offline.verify_root_chain(anchor, history, memo=memo)
+    copy = tmp_path / "copy"
+    shutil.copytree(history, copy)  # other identities, the same bytes (another generation's)
+    newest, again = offline.verify_root_chain(anchor, copy, memo=memo)
+    assert newest.signed.version == ROOTS and again == chain
+
+
+def test_the_newest_root_edited_after_a_remembered_walk_is_refused_and_the_held_trust_kept(
+    host: tuple[TrustRepoSettings, Store], rotated: tuple[DemoRepository, Path]
+) -> None:
+    """Through the sync: the walk is remembered (the idle syncs compare identities only), then the
+    held generation's newest root is edited in place: every later walk in this process reads it
+    again and refuses it in one line; a sync then rebuilds the trust from the repository."""
+    settings, store = host
+    demo, _ = rotated
+    store.write_anchor(demo.repo.root_bytes(1))
+    memo = VerificationMemo()
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)  # idle: walk remembered
+    current = store.current()
+    assert current is not None
+    victim = current.metadata_dir / "root_history" / f"{ROOTS}.root.json"
+    data = bytearray(victim.read_bytes())
+    position = data.index(b'"version"')
+    data[position + 1] = ord("V")  # same size: an unknown field, the signatures break
+    before = victim.stat()
+    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with victim.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime cannot be
+    with pytest.raises(CacheVerificationError, match=rf"root v{ROOTS}"):
+        offline.verify_generation(current, store.read_anchor(), store.committed_roots_dir, memo=memo)
+    result = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert result.changed and result.versions["root"] == ROOTS  # rebuilt from the repository
+    rebuilt = store.current()
+    assert rebuilt is not None
+    offline.verify_generation(
+        rebuilt, store.read_anchor(), store.committed_roots_dir, memo=VerificationMemo()
+    )
+
+
+def _edit_in_place(victim: Path) -> None:
+    """Same size, other bytes (an unknown field: the signatures break), mtime set back: only the
+    ctime tells, as decision 13's argument requires."""
+    data = bytearray(victim.read_bytes())
+    position = data.index(b'"version"')
+    data[position + 1] = ord("V")
+    before = victim.stat()
+    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with victim.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_an_intermediate_root_edited_after_the_proof_is_caught_by_the_next_read_and_healed(
+    host: tuple[TrustRepoSettings, Store],
+    rotated: tuple[DemoRepository, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sync starts python-tuf from the newest root this process proved, looking at that root's
+    file only (decision 14): an intermediate root edited on disk does not change where it starts.
+    Every read still walks every root file: this process's next read refuses the edit in one line,
+    which makes the next sync walk from the anchor again, and python-tuf fetches that root anew."""
+    from stella_trust._internal.reader import load_view
+    from stella_trust._internal.tuf import keptroots, updater
+
+    settings, store = host
+    demo, _ = rotated
+    store.write_anchor(demo.repo.root_bytes(1))
+    memo = VerificationMemo()  # the agent's, for its life
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert load_view(settings, store, memo=memo).usable
+    current = store.current()
+    assert current is not None
+    _edit_in_place(current.metadata_dir / "root_history" / "4.root.json")  # shared with the spare
+
+    starts: list[bytes] = []
+    real = keptroots.newest_start
+
+    def recording(*args: object) -> bytes:
+        started = real(*args)  # type: ignore[arg-type]
+        starts.append(started)
+        return started
+
+    monkeypatch.setattr(keptroots, "newest_start", recording)
+    idle = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not idle.changed and starts == [demo.repo.root_bytes(ROOTS)]  # the proven end, as before
+    with pytest.raises(CacheVerificationError, match=r"root v4") as refused:
+        load_view(settings, store, memo=memo)  # every read walks every root file
+    assert refused.value.hint  # one line and a hint, never a traceback
+    with pytest.raises(CacheVerificationError, match=r"root v4"):
+        load_view(settings, store, memo=VerificationMemo())  # a fresh process refuses it too
+
+    fetched: list[str] = []
+    fetcher = RepositoryFetcher(demo.repo)
+    real_fetch = fetcher._fetch
+
+    def fetching(url: str) -> object:
+        fetched.append(url.rsplit("/", 1)[-1])
+        return real_fetch(url)
+
+    monkeypatch.setattr(fetcher, "_fetch", fetching)
+    bootstraps: list[int] = []
+    real_new = updater.new_updater
+
+    def new_updater(*args: object) -> object:
+        made = real_new(*args)  # type: ignore[arg-type]
+        bootstraps.append(made._trusted_set.root.version)
+        return made
+
+    monkeypatch.setattr(updater, "new_updater", new_updater)
+    healed = sync(settings, store, fetcher=fetcher, memo=memo)
+    assert bootstraps == [1] and "4.root.json" in fetched  # walked from the anchor, v4 fetched anew
+    assert healed.changed and healed.versions["root"] == ROOTS
+    assert load_view(settings, store, memo=memo).usable
+    assert load_view(settings, store, memo=VerificationMemo()).usable  # and for a fresh process
+
+
+def test_a_targets_directory_that_is_a_link_loop_or_a_file_holds_nothing(tmp_path: Path) -> None:
+    generation = Generation(tmp_path / "generation")
+    generation.path.mkdir()
+    generation.targets_dir.symlink_to(generation.targets_dir)  # a loop: as pathlib's is_dir(), none held
+    assert generation.stored_target_names() == []
+    generation.targets_dir.unlink()
+    generation.targets_dir.write_text("a file")
+    assert generation.stored_target_names() == []
