@@ -13,11 +13,10 @@ still verifies bundles signed while it was valid, so operators need to see it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from stella_trust._internal.records import Record
+from stella_trust._internal.records import Record, record
 from stella_trust._internal.timefmt import iso
 
 Status = Literal["active", "retired", "not-yet-valid"]
@@ -34,7 +33,7 @@ def validity_status(valid_from: datetime | None, valid_until: datetime | None, n
     return "active"
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record(kw_only=True)
 class _Windowed(Record):
     """Shared validity-window behaviour (subclasses add their own fields)."""
 
@@ -51,7 +50,7 @@ class _Windowed(Record):
         return self.status(now) == "active"
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class TransparencyLog(_Windowed):
     """A Rekor log or a CT log named by the trusted root.
 
@@ -89,7 +88,7 @@ class TransparencyLog(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class CertificateChainFacts(_Windowed):
     """A certificate chain as the trusted root lists it: leaf-most first, root last.
 
@@ -118,17 +117,17 @@ class CertificateChainFacts(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class CertificateAuthority(CertificateChainFacts):
     """A Fulcio CA: its chain issues the short-lived signing certificates."""
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class TimestampAuthority(CertificateChainFacts):
     """An RFC 3161 timestamp authority: its chain signs timestamps that establish signing time."""
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class ServiceUrl(_Windowed):
     """A service endpoint from the signing config (where clients sign, not what they trust)."""
 
@@ -150,7 +149,7 @@ class ServiceUrl(_Windowed):
         }
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class SigningConfigFacts(Record):
     """The services a signing config lists, and which format it was (v0.2 or the older v0.1)."""
 
@@ -158,7 +157,7 @@ class SigningConfigFacts(Record):
     services: tuple[ServiceUrl, ...]
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@record(kw_only=True)
 class SigstoreTrust(Record):
     """Everything one trusted_root.json (plus optional signing config) says, as typed facts."""
 

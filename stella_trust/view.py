@@ -10,12 +10,12 @@ every start-up; they answer what dataclass's own would (_internal/records.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from stella_trust._internal.records import Record
+from stella_trust._internal.records import Record, record
 from stella_trust._internal.timefmt import iso
 from stella_trust.errors import UnknownTargetError
 from stella_trust.sigstore_types import SigstoreTrust
@@ -29,7 +29,7 @@ class FreshnessState(StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class Freshness(Record):
     state: FreshnessState
     expires: datetime  # E: the earliest signed expiry
@@ -45,7 +45,7 @@ class Freshness(Record):
         }
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class KeyFact(Record):
     """A public key target: for Rekor, `spki_sha256` is the log ID."""
 
@@ -63,7 +63,7 @@ class KeyFact(Record):
         }
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class CertFact(Record):
     """One certificate of a chain target, in file order."""
 
@@ -89,13 +89,13 @@ class CertFact(Record):
         }
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class RoleInfo(Record):
     version: int
     expires: datetime
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class TargetEntry(Record):
     name: str
     length: int
@@ -117,7 +117,7 @@ class TargetEntry(Record):
         }
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class ServiceMap(Record):
     """The service map document as signed (or as the operator's local file)."""
 
@@ -125,20 +125,20 @@ class ServiceMap(Record):
     document: dict[str, Any]
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class RekorEndpoint(Record):
     url: str
     log_id: str
     public_key_target: str
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class FulcioEndpoint(Record):
     url: str
     root_cert_target: str
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class Endpoints(Record):
     """Service endpoints after the environment's overrides, target names resolved.
 
@@ -157,7 +157,7 @@ class Endpoints(Record):
         return {name: dict(fields) for name, fields in self.services.items()}
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class TrustView(Record):
     """What an attestor needs, computed from verified bytes only.
 

@@ -1,6 +1,7 @@
-"""The public frozen types answer `==`, `hash()` and `repr()` exactly as the dataclasses they were
-(issue 24: they inherit the three from `_internal/records.Record` instead of compiling them at
-every start-up), and keep what a caller relies on: immutability, fields, asdict, replace.
+"""The public frozen types are built, and answer `==`, `hash()` and `repr()`, exactly as the frozen
+dataclasses they were (issue 24: `@record` takes every method from `_internal/records.Record`
+instead of compiling six per class at every start-up), and keep what a caller relies on:
+immutability, the constructor's signature and errors, fields, asdict, replace, match args.
 
 Each public type is compared with a twin: a dataclass with the same fields (names, order, repr,
 compare, hash, kw_only) built by `@dataclass(frozen=True)` itself, fed the same values.
@@ -37,15 +38,25 @@ def test_every_public_dataclass_takes_the_shared_methods_and_stays_frozen() -> N
     assert len(PUBLIC_TYPES) >= 20  # view.py 10, sigstore_types.py 8 (with its two bases), 2 of verify
     for cls in PUBLIC_TYPES:
         assert issubclass(cls, Record), cls
-        assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
-        for method in ("__eq__", "__hash__", "__repr__"):
+        for method in ("__init__", "__setattr__", "__delattr__", "__eq__", "__hash__", "__repr__"):
             assert method not in vars(cls), (cls, method)  # never compiled per class again
 
 
 def _twin(cls: type) -> type:
     """`cls`'s fields in a dataclass built the usual way (its own generated ==, hash, repr)."""
     specs = [
-        (f.name, Any, dataclasses.field(repr=f.repr, compare=f.compare, hash=f.hash, kw_only=f.kw_only))
+        (
+            f.name,
+            Any,
+            dataclasses.field(
+                default=f.default,
+                default_factory=f.default_factory,
+                repr=f.repr,
+                compare=f.compare,
+                hash=f.hash,
+                kw_only=f.kw_only,
+            ),
+        )
         for f in dataclasses.fields(cls)
     ]
     twin = dataclasses.make_dataclass(cls.__name__, specs, frozen=True)
@@ -99,3 +110,49 @@ def test_a_view_that_contains_itself_prints_without_recursing() -> None:
     entry = view.ServiceMap(source="target", document=holder)
     holder["self"] = entry
     assert repr(entry) == "ServiceMap(source='target', document={'self': ...})"
+
+
+def _shape(signature: inspect.Signature) -> list[tuple[str, Any, str]]:
+    """A signature's parameters by name, kind and default (annotations differ: the twin's are Any)."""
+    return [(p.name, p.kind, repr(p.default)) for p in signature.parameters.values()]
+
+
+@pytest.mark.parametrize("cls", PUBLIC_TYPES, ids=lambda cls: cls.__name__)
+def test_the_constructor_is_the_one_dataclass_generates(cls: type) -> None:
+    twin = _twin(cls)
+    assert _shape(inspect.signature(cls)) == _shape(inspect.signature(twin))
+    assert cls.__match_args__ == twin.__match_args__  # type: ignore[attr-defined]
+    params = list(inspect.signature(twin).parameters.values())
+    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    required = [p.name for p in params if p.default is inspect.Parameter.empty]
+    values = _values(cls, "1")
+    # positionally where dataclass allows it, the rest by keyword: the same fields either way
+    args = [values[name] for name in positional]
+    kwargs = {name: values[name] for name in values if name not in positional}
+    assert cls(*args, **kwargs) == cls(**values)
+    assert repr(cls(*args, **kwargs)) == repr(twin(*args, **kwargs))
+    # only the required fields: the defaults and default factories fill the rest as dataclass's do
+    only_required = {name: values[name] for name in required}
+    assert repr(cls(**only_required)) == repr(twin(**only_required))
+    # each call dataclass refuses is refused with a TypeError
+    refused: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((), {**values, "unexpected": 1}),  # an unknown field
+        ((*args, "surplus"), kwargs),  # one positional argument too many
+    ]
+    if required:
+        refused.append(((), {k: v for k, v in values.items() if k != required[-1]}))  # one missing
+    if positional:
+        refused.append(((values[positional[0]],), values))  # one field given twice
+    for call_args, call_kwargs in refused:
+        with pytest.raises(TypeError):
+            twin(*call_args, **call_kwargs)
+        with pytest.raises(TypeError):
+            cls(*call_args, **call_kwargs)
+
+
+def test_a_default_factory_gives_each_instance_its_own_value() -> None:
+    first = view.TrustView.__dataclass_fields__["source"]
+    assert first.default_factory is not dataclasses.MISSING  # the public type that has one
+    required = {f.name: f"{f.name}-1" for f in dataclasses.fields(view.TrustView) if f.name != "source"}
+    one, other = view.TrustView(**required), view.TrustView(**required)
+    assert one.source == {} and one.source is not other.source

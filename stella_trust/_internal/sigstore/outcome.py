@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from stella_trust._internal.records import Record
+from stella_trust._internal.records import Record, record
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record(kw_only=True)
 class VerificationOutcome(Record):
     """What a successful verification established (only built once every check passed)."""
 

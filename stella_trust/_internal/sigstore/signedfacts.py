@@ -34,11 +34,10 @@ times only — never the wall clock (decision 3): an expired key still verifies 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from stella_trust._internal.records import Record
+from stella_trust._internal.records import Record, record
 from stella_trust._internal.sigstore.errors import BundleVerificationError, Check
 from stella_trust._internal.sigstore.signednote import parse_checkpoint_text, parse_note
 from stella_trust._internal.sigstore.tlogerrors import TransparencyLogError
@@ -53,7 +52,7 @@ LOG_HINT = (
 CA_HINT = "the signing certificate's authority was not valid at the signing time; do not use the artifact"
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: Record
+@record
 class BoundEntry(Record):
     """A log entry as the trust and the signed data fix it."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -59,23 +58,34 @@ __all__ = [
 ]
 
 
-@dataclass
-class VerifiedMetadata:
+class VerifiedMetadata:  # a plain class, not a dataclass: built at every start-up (issue 24)
     """Top-level roles (and delegated roles on demand) that verified from the anchor."""
 
-    metadata_dir: Path
-    root: Metadata[Root]
-    root_chain: list[bytes]  # every root from the anchor to the newest, verified in order
-    timestamp: Metadata[Timestamp]
-    snapshot: Metadata[Snapshot]
-    targets: Metadata[Targets]
-    _delegated: dict[str, Metadata[Targets] | None] = field(default_factory=dict)
-    # Expiry of each delegated role visited by a target look-up (they count for freshness).
-    delegated_expiries: dict[str, datetime] = field(default_factory=dict)
-    # The verified bytes of each non-root role, by role name (for bundle export).
-    raw: dict[str, bytes] = field(default_factory=dict)
-    # What the verification that made this remembered (delegated roles verified later use it).
-    memo: VerificationMemo = field(default_factory=VerificationMemo, repr=False, compare=False)
+    def __init__(
+        self,
+        metadata_dir: Path,
+        root: Metadata[Root],
+        root_chain: list[bytes],
+        timestamp: Metadata[Timestamp],
+        snapshot: Metadata[Snapshot],
+        targets: Metadata[Targets],
+        *,
+        memo: VerificationMemo | None = None,
+    ) -> None:
+        """Roles that verified; delegated roles are added as target look-ups visit them."""
+        self.metadata_dir = metadata_dir
+        self.root = root
+        self.root_chain = root_chain  # every root from the anchor to the newest, verified in order
+        self.timestamp = timestamp
+        self.snapshot = snapshot
+        self.targets = targets
+        self._delegated: dict[str, Metadata[Targets] | None] = {}
+        # Expiry of each delegated role visited by a target look-up (they count for freshness).
+        self.delegated_expiries: dict[str, datetime] = {}
+        # The verified bytes of each non-root role, by role name (for bundle export).
+        self.raw: dict[str, bytes] = {}
+        # What the verification that made this remembered (delegated roles verified later use it).
+        self.memo = memo if memo is not None else VerificationMemo()
 
     @property
     def versions(self) -> dict[str, int]:
@@ -236,14 +246,21 @@ def verify_metadata(
     return verified
 
 
-@dataclass
-class VerifiedTrust:
+class VerifiedTrust:  # a plain class, not a dataclass: built at every start-up (issue 24)
     """A generation whose metadata and every stored target verified."""
 
-    generation: Generation
-    metadata: VerifiedMetadata
-    target_info: dict[str, TargetFile]
-    _contents: dict[str, bytes]
+    def __init__(
+        self,
+        generation: Generation,
+        metadata: VerifiedMetadata,
+        target_info: dict[str, TargetFile],
+        contents: dict[str, bytes],
+    ) -> None:
+        """What verified; targets too large to keep in memory are re-checked when read."""
+        self.generation = generation
+        self.metadata = metadata
+        self.target_info = target_info
+        self._contents = contents
 
     @property
     def contents(self) -> dict[str, bytes]:
