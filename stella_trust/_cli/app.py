@@ -5,9 +5,9 @@ command a run names (`trust status` imports and builds `status`, not `repo` or `
 and the whole tree only for `trust --help`, completion, an unknown word or no word at all.
 The module attribute `app` is that whole tree, built on first use. Heavy modules (python-
 tuf's client, httpx, cryptography, rich) are imported inside the commands that need them.
+No `from __future__ import annotations`: typer would evaluate the global options' annotation
+strings at every run (see client.py).
 """
-
-from __future__ import annotations
 
 import importlib
 import os

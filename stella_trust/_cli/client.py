@@ -1,6 +1,9 @@
-"""`trust init`, `trust sync`, `trust status`: the host's everyday commands."""
+"""`trust init`, `trust sync`, `trust status`: the host's everyday commands.
 
-from __future__ import annotations
+No `from __future__ import annotations` here (nor in app.py): typer reads every parameter's
+annotation of the command a run builds, and strings would be evaluated again at every run
+(issue 24: half of building `status`). Names imported only for type checking are quoted.
+"""
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -152,7 +155,7 @@ def init(
         _report_sync(env, result)
 
 
-def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> SyncResult:
+def _run_sync(settings: "TrustRepoSettings", force: bool, quiet: bool = False) -> "SyncResult":
     """A sync with progress bars when a person is watching; the bars' fetcher follows the sync's own
     rules."""
     from stella_trust._cli.progress import sync_progress
@@ -163,7 +166,7 @@ def _run_sync(settings: TrustRepoSettings, force: bool, quiet: bool = False) -> 
         return run_sync(settings, Store.of(settings), force=force, fetcher=fetcher)
 
 
-def _report_sync(env: Envelope, result: SyncResult) -> None:
+def _report_sync(env: "Envelope", result: "SyncResult") -> None:
     """The sync line (versions, requests, downloads), its changes in words, and a warning for each
     pin the repository retired, so the operator removes it from pinned_targets."""
     from stella_trust._internal.policy.selection import retired_pin_warning
@@ -209,7 +212,7 @@ def sync(
     if several(ctx):
         from stella_trust._cli.instances import each_instance
 
-        def one(name: str, env: Envelope) -> Any:
+        def one(name: str, env: "Envelope") -> Any:
             result = _run_sync(load(ctx, name), force, quiet or as_json)
             _report_sync(env, result)
             return result.to_json()
@@ -242,7 +245,7 @@ def _sealed_logs(store: Any, view: Any) -> list[dict[str, Any]]:
     return [log.to_json(view.at) for log in held.values()]
 
 
-def _mirror_health(settings: TrustRepoSettings, store: Any) -> list[dict[str, Any]]:
+def _mirror_health(settings: "TrustRepoSettings", store: Any) -> list[dict[str, Any]]:
     """Each configured mirror (and the origin after them) with its last success and last error
     from state.json (net/mirrors.py); nothing for a host without mirrors."""
     if not settings.mirrors:
@@ -287,7 +290,7 @@ def status(
     if several(ctx):
         from stella_trust._cli.instances import each_instance
 
-        def one(name: str, env: Envelope) -> Any:
+        def one(name: str, env: "Envelope") -> Any:
             _status_of(load(ctx, name), env, show_keys, show_endpoints)
             return env.result
 
@@ -297,7 +300,7 @@ def status(
         _status_of(load(ctx), env, show_keys, show_endpoints)
 
 
-def _status_of(settings: TrustRepoSettings, env: Envelope, show_keys: bool, show_endpoints: bool) -> None:
+def _status_of(settings: "TrustRepoSettings", env: "Envelope", show_keys: bool, show_endpoints: bool) -> None:
     """One instance's status into `env`: the view as JSON, its text, its warnings, and a
     failure (exit 3) when its trust is not usable."""
     from stella_trust._internal.reader import load_view

@@ -21,9 +21,9 @@ public type with a twin built by `@dataclass(frozen=True)` itself):
 
 For type checkers `@record` is a frozen dataclass (PEP 681 `dataclass_transform`, frozen by
 default): assigning a field is an error there too. One thing differs from `frozen=True`, and only
-for a caller subclassing a public type: `__dataclass_params__.frozen` is False (dataclass
-generated no frozen methods), so such a subclass is declared with plain `@dataclass`; its
-instances are immutable all the same.
+for a caller subclassing a public type (results, never documented as a base): its
+`__dataclass_params__` says frozen=False (dataclass generated no frozen methods), so a subclass
+must be declared with `@record` too, not `@dataclass`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import dataclasses
 import inspect
 import reprlib
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar, dataclass_transform, overload
+from typing import Any, NamedTuple, TypeVar, cast, dataclass_transform, overload
 
 RecordT = TypeVar("RecordT", bound=type)
 
@@ -96,7 +96,6 @@ def record(cls: RecordT | None = None, /, *, kw_only: bool = False) -> Any:
         if not issubclass(target, Record):
             raise TypeError(f"@record needs a subclass of Record, not {target.__qualname__}")
         dataclasses.dataclass(target, init=False, repr=False, eq=False, kw_only=kw_only)  # fields only
-        target._record_plan, target.__signature__ = _plan_and_signature(target)  # type: ignore[attr-defined]
         return target
 
     return make if cls is None else make(cls)
@@ -118,16 +117,35 @@ def _shown(record: Any) -> str:
     return ", ".join(f"{f.name}={getattr(record, f.name)!r}" for f in dataclasses.fields(record) if f.repr)
 
 
+def _plan_of(cls: type) -> _Plan:
+    """`cls`'s plan, worked out at its first instance (a class a process never builds costs
+    nothing at start-up) and kept on the class itself."""
+    plan = cls.__dict__.get("_record_plan")
+    if plan is None:
+        plan, signature = _plan_and_signature(cls)
+        cls._record_plan, cls._record_signature = plan, signature  # type: ignore[attr-defined]
+    return cast(_Plan, plan)
+
+
+class _Signature:
+    """`inspect.signature(cls)` for a record class: the one dataclass's `__init__` would have,
+    worked out when first asked."""
+
+    def __get__(self, instance: object, owner: type) -> inspect.Signature:
+        _plan_of(owner)
+        return cast(inspect.Signature, owner.__dict__["_record_signature"])
+
+
 class Record:
     """The base of every public frozen type (`@record`): its methods, as a frozen dataclass
     generates them (see the module docstring for why they are not generated)."""
 
     __slots__ = ()
-    _record_plan: _Plan
+    __signature__ = _Signature()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Each field from its argument, default or default factory, as dataclass's `__init__`."""
-        plan = self._record_plan
+        plan = _plan_of(type(self))
         name = f"{type(self).__qualname__}.__init__()"
         if len(args) > len(plan.positional):
             raise TypeError(

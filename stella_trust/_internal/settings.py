@@ -5,9 +5,10 @@ because the YAML section is nested two levels deep and the environment variable
 names are fixed by the operators' existing deployments (`STELLA_TUF_ROOT_URL`, not
 `STELLA_TUF_URL`). Errors name the file (or variable, or flag), the field, and what
 is wrong, because a fleet operator debugging one bad host has nothing else to go on.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: pydantic then reads the fields' types as objects
+instead of evaluating them from strings when the models are built, at every start-up (issue 24).
+"""
 
 import contextvars
 import os
