@@ -17,8 +17,6 @@ CLI command makes one `VerificationMemo` for its run, the agent and a `TrustWatc
 for their life, and the public `open_trust()` keeps one per process (`stella_trust.api`).
 """
 
-from __future__ import annotations
-
 import os
 import threading
 from collections import OrderedDict
@@ -40,7 +38,7 @@ class FileIdentity(NamedTuple):  # not a dataclass: built at every start-up (iss
     ctime_ns: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> FileIdentity:
+    def of(cls, st: os.stat_result) -> "FileIdentity":
         """The identity of a file from the `stat` taken when it was read (the one helper every cache
         uses)."""
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

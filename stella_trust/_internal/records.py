@@ -32,19 +32,32 @@ import dataclasses
 import inspect
 import reprlib
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar, cast, dataclass_transform, overload
+from typing import Any, TypeVar, cast, dataclass_transform, overload
 
 RecordT = TypeVar("RecordT", bound=type)
 
 
-class _Plan(NamedTuple):
-    """How `Record.__init__` fills one class's fields, worked out once when the class is made."""
+class _Plan:
+    """How `Record.__init__` fills one class's fields, worked out once per class (a plain class:
+    a NamedTuple's string annotations would be compiled at every start-up)."""
 
-    names: tuple[str, ...]  # every init field, in dataclass's order (positional ones first)
-    positional: tuple[str, ...]
-    required: tuple[str, ...]  # neither a default nor a default factory
-    defaults: dict[str, Any]
-    factories: dict[str, Callable[[], Any]]
+    __slots__ = ("defaults", "factories", "names", "positional", "required")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        positional: tuple[str, ...],
+        required: tuple[str, ...],
+        defaults: dict[str, Any],
+        factories: dict[str, Callable[[], Any]],
+    ) -> None:
+        """`names`: every init field in dataclass's order (positional ones first); `required`: the
+        ones with neither a default nor a default factory."""
+        self.names = names
+        self.positional = positional
+        self.required = required
+        self.defaults = defaults
+        self.factories = factories
 
 
 class _Factory:

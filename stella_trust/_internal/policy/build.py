@@ -6,8 +6,6 @@ yield a usable view (service map or trusted root missing, pins absent, log ID wr
 never replaces the trust a host holds.
 """
 
-from __future__ import annotations
-
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType

@@ -7,9 +7,9 @@ local service map, and hand `policy/` these values; `policy/` decides from them 
 They are NamedTuples, not frozen dataclasses: the same immutability and equality, and Python
 3.11 builds a frozen dataclass with six exec() calls (~0.8 ms each class) on every start-up
 of `trust status` (issue 24). The public types (view.py, sigstore_types.py) stay dataclasses.
+Nor are annotations postponed here: a NamedTuple's string annotations are compiled into
+`ForwardRef`s at every start-up.
 """
-
-from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta

@@ -6,8 +6,6 @@ Fulcio chain instead: the same trusted_root.json is synthesised from them (log I
 of the key's SPKI), so `status`, `export` and `verify` work the same for both.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
