@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 HIDDEN = "***"
 # scheme://userinfo@ — userinfo is everything up to the LAST '@' before any '/', '?', '#' (a
 # password may hold an unencoded '@', and httpx then still takes the last one as the separator)
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#\s\"'<>]+)@")
+_USERINFO = r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#\s\"'<>]+)@"
 # a query parameter is a secret if its name holds one of these words anywhere (private_token,
 # client_secret, api-key, X-Amz-Credential, ...), or is one of the short names signed URLs use
 _SECRET_WORDS = (
@@ -25,20 +25,20 @@ _SECRET_WORDS = (
     r"|session|private|jwt|bearer"
 )
 _SHORT_NAMES = "key|sig|sv|se|sp|skoid|sktid|code"
-_SECRET_WORD = re.compile(_SECRET_WORDS, re.IGNORECASE)
-_SHORT_NAME = re.compile(_SHORT_NAMES, re.IGNORECASE)
 # a query parameter's name as it is written (percent-encoded or not); its value runs to the next
 # '&', '#', space or quote (a ';' inside a secret value is hidden with it)
-_QUERY_NAME = re.compile(r"[?&;](?P<name>[^=&;?#\s\"'<>]+)=")
-_VALUE_END = re.compile(r"[&#\s\"']")
+_QUERY_NAME = r"[?&;](?P<name>[^=&;?#\s\"'<>]+)="
+_VALUE_END = r"[&#\s\"']"
 _DECODE_ROUNDS = 4  # `%2574oken` is `%74oken` after one decoding, `token` after two
+# The patterns are kept as text: `re` compiles each the first time a text needs it (and keeps it),
+# so a process that only ever redacts plain URLs never compiles the query ones (issue 24).
 
 
 def redact(text: str) -> str:
     """`text` with every URL's userinfo and every secret-looking query value replaced."""
     if "://" not in text and "=" not in text:
         return text  # the common case costs one scan
-    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    text = re.sub(_USERINFO, lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
     return _hide_secret_values(text)
 
 
@@ -49,13 +49,19 @@ def secret_name(name: str) -> bool:
     hiding the value of a doubly encoded name costs nothing."""
     seen = name
     for _ in range(_DECODE_ROUNDS):
-        if _SECRET_WORD.search(seen) or _SHORT_NAME.fullmatch(seen):
+        if _secret_word(seen):
             return True
         decoded = unquote_plus(seen)
         if decoded == seen:
             return False
         seen = decoded
-    return bool(_SECRET_WORD.search(seen) or _SHORT_NAME.fullmatch(seen))
+    return _secret_word(seen)
+
+
+def _secret_word(name: str) -> bool:
+    """Whether `name` holds a secret word or is one of the short names."""
+    found = re.search(_SECRET_WORDS, name, re.IGNORECASE) or re.fullmatch(_SHORT_NAMES, name, re.IGNORECASE)
+    return found is not None
 
 
 def _hide_secret_values(text: str) -> str:
@@ -63,10 +69,10 @@ def _hide_secret_values(text: str) -> str:
     consumed, so `?a=1;token=2` still finds `token`), then each secret one's value is hidden."""
     parts: list[str] = []
     shown = 0  # text[:shown] is decided
-    for match in _QUERY_NAME.finditer(text):
+    for match in re.finditer(_QUERY_NAME, text):
         if match.start() < shown or not secret_name(match.group("name")):
             continue  # inside a value already hidden, or a name that holds no secret
-        end = _VALUE_END.search(text, match.end())
+        end = re.compile(_VALUE_END).search(text, match.end())
         value_end = end.start() if end else len(text)
         parts += [text[shown : match.end()], HIDDEN]
         shown = value_end
