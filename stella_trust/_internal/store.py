@@ -31,6 +31,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from stella_trust._internal.cacheowner import CACHE_DIR_MODE as CACHE_DIR_MODE
@@ -44,6 +45,7 @@ from stella_trust._internal.fs import (
     file_ids,
     fsync_dir,
     fsync_tree,
+    open_untrusted,
     read_untrusted,
     real_directory,
     remove_entries,
@@ -56,6 +58,7 @@ from stella_trust._internal.generation import keep_only_our_kinds as keep_only_o
 from stella_trust._internal.generation import target_filename as target_filename
 from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.timefmt import epoch_ns, from_epoch_ns, iso, parse_iso
 from stella_trust.errors import (
     AnchorChangedError,
     CacheUnreadableError,
@@ -173,12 +176,31 @@ class Store:
     def read_state(self) -> CacheState:
         """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
         unsigned, so losing it loses only the floor it held (the generation's own versions stay a
-        floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`)."""
+        floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`).
+
+        The file's mtime is part of the record (`touch_state`): when the content records a success
+        and the mtime of the file read (fstat of the descriptor read, by decision 18's rule) is
+        later than it, an idle sync moved it there, and that moment is the last success and the
+        last attempt. Every reader of `last_sync` comes through here (the view, `trust status`,
+        `doctor`, the agent)."""
         try:
-            data = json.loads(read_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state"))
+            with open_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state") as handle:
+                raw = handle.read(MAX_STATE_BYTES + 1)
+                mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+            if len(raw) > MAX_STATE_BYTES:  # grew while read: as read_untrusted, refused
+                return CacheState()
+            data = json.loads(raw)
         except (FileNotFoundError, ValueError, UnsafeFileError):
             return CacheState()  # informational; the floor it held is then the generation's own
-        return CacheState.from_json(data) if isinstance(data, dict) else CacheState()
+        if not isinstance(data, dict):
+            return CacheState()
+        state = CacheState.from_json(data)
+        if state.records_success:
+            recorded = parse_iso(state.last_sync)
+            touched = from_epoch_ns(mtime_ns)
+            if recorded is not None and touched > recorded:
+                state.last_sync = state.last_attempt = iso(touched)
+        return state
 
     # ---- writing (callers hold the lock) --------------------------------------------
     @contextlib.contextmanager
@@ -281,10 +303,10 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         set_access(path, CACHE_DIR_MODE, self.readers_gid())
 
-    def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+    def _write(self, path: Path, data: bytes, *, durable: bool = True, mtime_ns: int | None = None) -> None:
         """Every cache file: written atomically (readers see old or new bytes, never a mix), 0640
         and group-owned by the readers' group (decision 17)."""
-        atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid())
+        atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid(), mtime_ns=mtime_ns)
 
     def write_anchor(self, data: bytes) -> None:
         """Record the trust anchor (`init` only: a sync never replaces it, decision 1); durable,
@@ -293,9 +315,26 @@ class Store:
 
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
         """Last sync / error / source are informational; `durable` when the rollback floor
-        changed (it must survive a power cut as surely as the generation it describes)."""
+        changed (it must survive a power cut as surely as the generation it describes). The new
+        file's mtime is the state's `last_attempt` (now when it has none, or it is not a time), so
+        "state.json's mtime is the moment of the last recorded attempt" holds for every writer,
+        an injected `now` included, and `touch_state` can move it later without a rewrite."""
         data = json.dumps(redact_all(state.to_json()), indent=2).encode() + b"\n"  # group-readable
-        self._write(self.state_path, data, durable=durable)
+        attempt = parse_iso(state.last_attempt)
+        stamp = epoch_ns(attempt) if attempt is not None else None
+        self._write(self.state_path, data, durable=durable, mtime_ns=stamp)
+
+    def touch_state(self, moment: datetime) -> None:
+        """Record `moment` as the last success and attempt without rewriting state.json: its mtime
+        only (`read_state` reads it back). For a sync that changed nothing but those two moments,
+        whose state already records a success (sync.py decides). One journaled inode update: atomic
+        for readers, no data written, nothing to tear at a power cut (the last touch may be lost,
+        which only makes the last sync read earlier), and the floor's bytes are never touched.
+        Under the lock, as the cache's owner, like every write; a link is never followed (one
+        planted there gets its own mtime; `read_state` refuses it anyway). OSError (a file this
+        user may not stamp, such as one root left) is the caller's cue to rewrite instead."""
+        stamp = epoch_ns(moment)
+        os.utime(self.state_path, ns=(stamp, stamp), follow_symlinks=False)
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:
         """Keep verified roots beyond the current generation's (each written durably)."""

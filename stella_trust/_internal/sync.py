@@ -37,7 +37,7 @@ from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
-from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.timefmt import iso, parse_iso, utcnow
 from stella_trust._internal.tuf.errors import in_host_terms, translate
 from stella_trust._internal.tuf.keptroots import (
     adopt_committed_roots,
@@ -126,6 +126,7 @@ def sync(
     run = MirrorRun.of(settings, fetcher)
     with store.lock(settings.lock_timeout_seconds), cyclic_gc_paused():
         state = store.read_state()
+        recorded = state.to_json() if state.records_success else None  # what an idle sync may leave
         moment = now or utcnow()
         state.last_attempt = iso(moment)
         try:
@@ -167,8 +168,40 @@ def sync(
         state.legacy_expired = result.legacy_expired
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
-        store.write_state(state, durable=durable)
+        if durable or not _only_moments_moved(recorded, state, moment):
+            store.write_state(state, durable=durable)
+        else:
+            _touch_or_write(store, state, moment)
     return result
+
+
+_MOMENTS = ("last_sync", "last_attempt")
+
+
+def _only_moments_moved(recorded: dict[str, Any] | None, state: CacheState, moment: datetime) -> bool:
+    """Whether this success changes state.json in its two moments only: the state read at the start
+    recorded a success (`recorded`, None otherwise), everything else is equal, and `moment` is not
+    earlier than the success recorded (a `now` set back is written into the content, which the
+    mtime cannot move backwards). Then the floor, the retired pins, the legacy record, the source
+    and the mirrors' health are the bytes already on disk (decision 4's note on state.json)."""
+    if recorded is None:
+        return False
+    last = parse_iso(recorded["last_sync"])
+    if last is None or moment < last:
+        return False
+    written = state.to_json()
+    return all(written[name] == value for name, value in recorded.items() if name not in _MOMENTS)
+
+
+def _touch_or_write(store: Store, state: CacheState, moment: datetime) -> None:
+    """An idle success: its moment as state.json's mtime (`Store.touch_state`), not a rewrite whose
+    rename over the file costs a flush on ext4 (auto_da_alloc) on every sync; a file this user may
+    not stamp is rewritten as before."""
+    try:
+        store.touch_state(moment)
+    except OSError as exc:
+        log.debug("state.json's mtime not set (%s); rewriting it", exc)
+        store.write_state(state)
 
 
 def _holds_trust(store: Store) -> bool:
