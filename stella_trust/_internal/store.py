@@ -45,8 +45,7 @@ from stella_trust._internal.fs import (
     file_ids,
     fsync_dir,
     fsync_tree,
-    open_untrusted,
-    read_untrusted,
+    read_untrusted_stat,
     real_directory,
     remove_entries,
     set_access,
@@ -56,6 +55,7 @@ from stella_trust._internal.generation import Generation as Generation
 from stella_trust._internal.generation import generation_sequence as generation_sequence
 from stella_trust._internal.generation import keep_only_our_kinds as keep_only_our_kinds
 from stella_trust._internal.generation import target_filename as target_filename
+from stella_trust._internal.memo import FileIdentity
 from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.timefmt import epoch_ns, from_epoch_ns, iso, parse_iso
@@ -136,8 +136,12 @@ class Store:
 
     def read_anchor(self) -> bytes:
         """The trust anchor; refused (exit 3) if its digest is not the one the config pins."""
+        return self.read_anchor_identified()[0]
+
+    def read_anchor_identified(self) -> tuple[bytes, FileIdentity]:
+        """`read_anchor`, with the identity of the file read (`anchor_is`)."""
         try:
-            data = read_untrusted(self.anchor_path, MAX_ANCHOR_BYTES, "the trust anchor")
+            data, st = read_untrusted_stat(self.anchor_path, MAX_ANCHOR_BYTES, "the trust anchor")
         except UnsafeFileError as exc:
             raise CacheVerificationError(exc.message, hint=AnchorChangedError.default_hint) from None
         except FileNotFoundError:
@@ -151,7 +155,18 @@ class Store:
                     f"trust anchor changed on disk: {self.anchor_path} has SHA-256 {digest[:16]}…, "
                     f"the config pins {self.anchor_sha256[:16]}…"
                 )
-        return data
+        return data, FileIdentity.of(st)
+
+    def anchor_is(self, identity: FileIdentity) -> bool:
+        """Whether the anchor file is still the one `read_anchor_identified` read: one `lstat`
+        instead of a read and a hash (decision 13's argument: any write, in place or by rename,
+        changes the identity, ctime included, which no writer can set back). A sync reads the
+        anchor before it takes the lock and checks this under it (`init --force` may have
+        replaced it meanwhile: then it is read, and compared with the pin, again)."""
+        try:
+            return FileIdentity.of(os.stat(self.anchor_path, follow_symlinks=False)) == identity
+        except OSError:
+            return False
 
     def current(self) -> Generation | None:
         """The current generation; `current` must be a relative link to generations/<id>
@@ -184,11 +199,7 @@ class Store:
         last attempt. Every reader of `last_sync` comes through here (the view, `trust status`,
         `doctor`, the agent)."""
         try:
-            with open_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state") as handle:
-                raw = handle.read(MAX_STATE_BYTES + 1)
-                mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
-            if len(raw) > MAX_STATE_BYTES:  # grew while read: as read_untrusted, refused
-                return CacheState()
+            raw, st = read_untrusted_stat(self.state_path, MAX_STATE_BYTES, "the cache state")
             data = json.loads(raw)
         except (FileNotFoundError, ValueError, UnsafeFileError):
             return CacheState()  # informational; the floor it held is then the generation's own
@@ -197,7 +208,7 @@ class Store:
         state = CacheState.from_json(data)
         if state.records_success:
             recorded = parse_iso(state.last_sync)
-            touched = from_epoch_ns(mtime_ns)
+            touched = from_epoch_ns(st.st_mtime_ns)
             if recorded is not None and touched > recorded:
                 state.last_sync = state.last_attempt = iso(touched)
         return state

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
@@ -28,7 +29,7 @@ from stella_trust._internal.cachestate import CacheState, Floor
 from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.gcpause import cyclic_gc_paused
 from stella_trust._internal.hostpolicy import trust_policy, view_of
-from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.net.mirrors import MirrorFetcher, MirrorRun
 from stella_trust._internal.policy.changes import describe_changes
@@ -48,6 +49,7 @@ from stella_trust._internal.tuf.keptroots import (
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,
     VerifiedTrust,
+    check_target_file,
     verify_generation,
 )
 from stella_trust._internal.tuf.rollback import refuse_rollback
@@ -121,7 +123,9 @@ def sync(
             "(or STELLA_TUF_ROOT_URL) to sync from a repository",
         )
     settings.require_network(f"not contacting {settings.tuf_url}")
-    store.read_anchor()  # NotInitialisedError before any network use
+    # NotInitialisedError before any network use (and before the lock makes the directory); under
+    # the lock, each attempt checks the file is still the one read (`_anchor_under_lock`)
+    anchor = store.read_anchor_identified()
     fetcher = fetcher or make_fetcher(settings, should_stop, memo)
     run = MirrorRun.of(settings, fetcher)
     with store.lock(settings.lock_timeout_seconds), cyclic_gc_paused():
@@ -135,6 +139,7 @@ def sync(
                 store,
                 state,
                 moment,
+                anchor,
                 force=force,
                 should_stop=should_stop,
                 run=run,
@@ -241,6 +246,7 @@ def _refresh(
     store: Store,
     state: CacheState,
     now: datetime,
+    anchor: tuple[bytes, FileIdentity],
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
@@ -256,7 +262,15 @@ def _refresh(
     for attempt in run.attempts():
         try:
             result = _attempt(
-                settings, store, state, now, force=force, should_stop=should_stop, fetcher=attempt, memo=memo
+                settings,
+                store,
+                state,
+                now,
+                _anchor_under_lock(store, anchor),
+                force=force,
+                should_stop=should_stop,
+                fetcher=attempt,
+                memo=memo,
             )
         except Exception as exc:
             if not run.several:
@@ -276,11 +290,21 @@ def _refresh(
     raise AssertionError("a mirror run yields at least one attempt")
 
 
+def _anchor_under_lock(store: Store, read: tuple[bytes, FileIdentity]) -> bytes:
+    """The anchor an attempt verifies from: the bytes `sync` read before taking the lock while the
+    file is still the one read (its identity, one `lstat`: `Store.anchor_is`), else read again and
+    compared with the config's pin again (an `init --force` that ran while this sync waited for the
+    lock: refused, as before, with AnchorChangedError)."""
+    data, identity = read
+    return data if store.anchor_is(identity) else store.read_anchor()
+
+
 def _attempt(
     settings: TrustRepoSettings,
     store: Store,
     state: CacheState,
     now: datetime,
+    anchor: bytes,
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
@@ -293,7 +317,6 @@ def _attempt(
     keeping a new root that revokes keys the held trust was signed with (TUF spec 5.3.11)."""
     started = time.perf_counter()
     floor = state.floor
-    anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
     drop_refused_committed_roots(store, anchor, base, memo)
@@ -304,8 +327,7 @@ def _attempt(
         session = RepositorySession.from_settings(settings, work.metadata_dir, start, should_stop, fetcher)
         session.refresh()
         puller = _SessionTargets(session, work, memo, force=force, should_stop=should_stop)
-        held = held_names(base)
-        collected = puller.collect(trust_policy(settings), held, state.retired_pins)
+        collected = puller.collect(trust_policy(settings), _HeldNames(base), state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         expired = expired_record(state.legacy_expired, collected.legacy, now)
         # what python-tuf verified, by content (decision 14): worked out only where a check reads it
@@ -406,6 +428,20 @@ def _describe(
     return tuple(describe_changes(before, after))
 
 
+class _HeldNames:
+    """The targets of the generation being replaced, listed when iterated: the selection asks only
+    when a pin is missing (a retired pin or a typo), so an idle sync does not list the held
+    generation's targets directory for nothing."""
+
+    def __init__(self, base: Generation | None) -> None:
+        """Nothing is read yet."""
+        self.base = base
+
+    def __iter__(self) -> Iterator[str]:
+        """The held names, read now (`workcopy.held_names`)."""
+        return iter(held_names(self.base))
+
+
 class _SessionTargets(TargetSelection):
     """Targets through python-tuf: info from the Updater, bytes downloaded unless cached."""
 
@@ -471,6 +507,22 @@ class _SessionTargets(TargetSelection):
         if self.should_stop is not None and self.should_stop():
             raise errors.SyncInterrupted("Sync interrupted")
         path = self.work.target_path(name)
+        if not self.force and self._checked(info, path):
+            return path
         if self.session.ensure(info, path, force=self.force, scratch_dir=self.work.path):
             self.downloaded.append(name)
         return path
+
+    def _checked(self, info: TargetFile, path: Path) -> bool:
+        """Whether the copy at `path` has the signed length and hashes (TUF spec 5.7.3): python-tuf's
+        `verify_length_and_hashes`, as its `find_cached_target` calls it, on the file opened by
+        decision 18's rule, and remembered under the file's identity in the caller's memo
+        (`offline.check_target_file`, decision 13's argument): an idle sync reuses the spare's
+        files, whose identity holds still, so the agent hashes each target once, not every
+        interval. Any other answer (absent, edited, a link) is python-tuf's to settle
+        (`session.ensure`: checked again, downloaded when it differs)."""
+        try:
+            check_target_file(info, path, memo=self.memo)
+        except (tuf_exceptions.LengthOrHashMismatchError, OSError, errors.UnsafeFileError):
+            return False
+        return True

@@ -241,6 +241,19 @@ def read_untrusted(path: Path | str, limit: int, what: str | None = None) -> byt
     return data
 
 
+def read_untrusted_stat(
+    path: Path | str, limit: int, what: str | None = None
+) -> tuple[bytes, os.stat_result]:
+    """`read_untrusted`, with the `fstat` of the very file read, taken after the read: its
+    identity (a later `stat` of the name could be another file's) and its mtime."""
+    with open_untrusted(path, limit, what) as handle:
+        data = handle.read(limit + 1)
+        st = os.fstat(handle.fileno())
+    if len(data) > limit:
+        raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
+    return data, st
+
+
 def create_exclusive(path: Path | str, mode: int = 0o600) -> BinaryIO:
     """A new file where nothing stands (O_EXCL: not through a planted link or file), for
     writing; `mode` exactly, whatever the umask."""
