@@ -84,6 +84,11 @@ MAX_ANCHOR_BYTES = 16 << 20  # a root (the anchor) of any sane size
 MAX_STATE_BYTES = 1 << 20
 
 
+# What every writer checks under the lock (`_share_with_readers`), besides the current generation.
+_SHARED_DIRS = (GENERATIONS_DIR, COMMITTED_ROOTS_DIR, SEALED_LOGS_DIR)
+_SHARED_FILES = (ANCHOR_FILE, STATE_FILE, LOCK_FILE)
+
+
 def _group_name(gid: int | None) -> str:
     """The readers' group by name, for the one line that tells a user which group to join."""
     if gid is None:
@@ -92,6 +97,13 @@ def _group_name(gid: int | None) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def _made(path: Path, mode: int = 0o777) -> None:
+    """`path.mkdir(parents=True, exist_ok=True, mode=mode)`, asked first with one stat: every writer
+    meets an existing directory, and mkdir's refusal costs an exception and a second stat."""
+    if not os.path.isdir(path):
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -171,6 +183,11 @@ class Store:
     def current(self) -> Generation | None:
         """The current generation; `current` must be a relative link to generations/<id>
         (anything else was not written by us and is refused, never followed)."""
+        name = self._current_name()
+        return None if name is None else Generation(self.generations_dir / name)
+
+    def _current_name(self) -> str | None:
+        """The name under generations/ that `current` links to (`current`'s rule), no path built."""
         try:
             target = os.readlink(self.current_link)
         except FileNotFoundError:
@@ -186,7 +203,7 @@ class Store:
             raise CacheVerificationError(
                 f"cache {self.current_link} points outside {GENERATIONS_DIR}/ ({target})"
             )
-        return Generation(self.generations_dir / name)
+        return name
 
     def read_state(self) -> CacheState:
         """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
@@ -225,7 +242,7 @@ class Store:
         # A named instance lives inside the default cache (instances/NAME): its owner decides,
         # and nothing below it is made or walked before root has taken that owner's uid.
         top = self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
-        top.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+        _made(top, CACHE_DIR_MODE)
         owner = Owner.to_act_as(top)
         if owner is not None:
             adopt_for(self, owner)
@@ -235,7 +252,7 @@ class Store:
             except OSError as exc:  # a container that will not let root give up its uid
                 raise cannot_act_as(self.root, owner, exc) from None
             prepare_instances_dir(self.root)
-            self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+            _made(self.root, CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             self._refuse_planted_links()
             self._remove_abandoned_work()
@@ -276,31 +293,25 @@ class Store:
         except PermissionError:
             return  # not the owner (e.g. a reader given the lock file): nothing to put right
         gid = self.readers_gid()
-        entries = [
-            self.generations_dir,
-            self.committed_roots_dir,
-            self.sealed_logs_dir,
-            self.anchor_path,
-            self.state_path,
-            self.lock_path,
-        ]
         try:
-            current = self.current()
+            current = self._current_name()
         except CacheVerificationError:
             current = None
+        top = os.fspath(self.root)
+        entries = [*_SHARED_DIRS, *_SHARED_FILES]
         if current is not None:
-            entries.append(current.path)
-        files = (self.anchor_path, self.state_path, self.lock_path)  # only when they are files
-        for entry in entries:
+            entries.append(os.path.join(GENERATIONS_DIR, current))
+        for entry in entries:  # names, not path objects: every writer runs this under the lock
+            path = os.path.join(top, entry)
             try:
-                st = os.lstat(entry)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue
             if stat.S_ISLNK(st.st_mode):  # one lstat each; a link is never as wanted
-                if entry in files and not entry.is_file():
+                if entry in _SHARED_FILES and not os.path.isfile(path):
                     continue
                 wanted = -1
-            elif entry in files and not stat.S_ISREG(st.st_mode):
+            elif entry in _SHARED_FILES and not stat.S_ISREG(st.st_mode):  # only when they are files
                 continue
             else:
                 wanted = CACHE_DIR_MODE if stat.S_ISDIR(st.st_mode) else CACHE_FILE_MODE
@@ -311,7 +322,7 @@ class Store:
 
     def _shared_dir(self, path: Path) -> None:
         """A directory of the cache, 0750 and the readers' group whatever the umask."""
-        path.mkdir(parents=True, exist_ok=True)
+        _made(path)
         set_access(path, CACHE_DIR_MODE, self.readers_gid())
 
     def _write(self, path: Path, data: bytes, *, durable: bool = True, mtime_ns: int | None = None) -> None:
