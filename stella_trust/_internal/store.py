@@ -225,7 +225,10 @@ class Store:
         state = CacheState.from_json(data)
         if state.records_success:
             recorded = parse_iso(state.last_sync)
-            touched = from_epoch_ns(st.st_mtime_ns)
+            try:
+                touched = from_epoch_ns(st.st_mtime_ns)
+            except OverflowError:  # an mtime past datetime's year 9999 (btrfs allows it): not ours
+                return state
             if recorded is not None and touched > recorded:
                 state.last_sync = state.last_attempt = iso(touched)
         return state
