@@ -193,3 +193,46 @@ def test_only_a_recorded_success_is_moved_by_the_mtime(tmp_path: Path) -> None:
     store.write_state(CacheState())  # no attempt recorded: stamped by the clock, nothing to move
     assert abs(os.stat(store.state_path).st_mtime_ns - epoch_ns(utcnow())) < 60 * 10**9
     assert store.read_state().last_sync is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="needs root to own files")
+def test_a_state_file_this_writer_may_not_stamp_is_rewritten_instead(tmp_path: Path) -> None:
+    """The writer acts as the cache's owner (decision 17); a state.json another user owns (not root:
+    root's leftovers are adopted at the lock) cannot have its mtime set by the owner, so the idle
+    success is written as content, as before, and reads back with its moment. The owner's uid is
+    taken with seteuid, as `credentials.acting_as` does (which keeps root's uid here when the
+    owner cannot read this interpreter, e.g. pyenv under /root); everything the block runs is
+    imported already."""
+    import shutil
+    import tempfile
+
+    from stella_trust._internal.sync import _touch_or_write
+
+    owner, other = 61001, 61002
+    home = Path(tempfile.mkdtemp(prefix="stella-idle-state-", dir="/tmp"))
+    try:
+        home.chmod(0o755)
+        store = Store(home / "cache")
+        store.root.mkdir(mode=0o750)
+        at = datetime.fromisoformat("2026-12-01T10:00:00+00:00")
+        store.write_state(CacheState(last_sync=iso(at), last_attempt=iso(at)))
+        os.chown(store.root, owner, owner)
+        os.chown(store.state_path, other, other)
+        later = at + timedelta(hours=1)
+        state = store.read_state()
+        state.last_sync = state.last_attempt = iso(later)
+        os.setegid(owner)
+        os.seteuid(owner)
+        try:
+            with pytest.raises(PermissionError):
+                store.touch_state(later)
+            _touch_or_write(store, state, later)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+        st = os.stat(store.state_path)
+        assert st.st_uid == owner and st.st_mtime_ns == epoch_ns(later)  # a new file, the owner's
+        assert json.loads(store.state_path.read_bytes())["last_sync"] == iso(later)
+        assert store.read_state().last_sync == iso(later)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
