@@ -135,6 +135,12 @@ class CacheState:
         known["mirrors"] = [entry for entry in parsed if entry is not None]
         return cls(**known)
 
+    @property
+    def records_success(self) -> bool:
+        """Whether the last attempt recorded is the last success: no error, both moments set and
+        equal. Only such a record is carried forward by state.json's mtime (`Store.read_state`)."""
+        return self.last_error is None and self.last_sync is not None and self.last_sync == self.last_attempt
+
     def to_json(self) -> dict[str, Any]:
         """The document state.json holds (`Store.write_state` redacts the URLs in it, decision 18).
         Copied one level deep (every sync writes it; `asdict`'s recursive copy cost more than the

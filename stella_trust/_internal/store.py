@@ -31,6 +31,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from stella_trust._internal.cacheowner import CACHE_DIR_MODE as CACHE_DIR_MODE
@@ -44,7 +45,7 @@ from stella_trust._internal.fs import (
     file_ids,
     fsync_dir,
     fsync_tree,
-    read_untrusted,
+    read_untrusted_stat,
     real_directory,
     remove_entries,
     set_access,
@@ -54,8 +55,10 @@ from stella_trust._internal.generation import Generation as Generation
 from stella_trust._internal.generation import generation_sequence as generation_sequence
 from stella_trust._internal.generation import keep_only_our_kinds as keep_only_our_kinds
 from stella_trust._internal.generation import target_filename as target_filename
+from stella_trust._internal.memo import FileIdentity
 from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
+from stella_trust._internal.timefmt import epoch_ns, from_epoch_ns, iso, parse_iso
 from stella_trust.errors import (
     AnchorChangedError,
     CacheUnreadableError,
@@ -81,6 +84,11 @@ MAX_ANCHOR_BYTES = 16 << 20  # a root (the anchor) of any sane size
 MAX_STATE_BYTES = 1 << 20
 
 
+# What every writer checks under the lock (`_share_with_readers`), besides the current generation.
+_SHARED_DIRS = (GENERATIONS_DIR, COMMITTED_ROOTS_DIR, SEALED_LOGS_DIR)
+_SHARED_FILES = (ANCHOR_FILE, STATE_FILE, LOCK_FILE)
+
+
 def _group_name(gid: int | None) -> str:
     """The readers' group by name, for the one line that tells a user which group to join."""
     if gid is None:
@@ -89,6 +97,13 @@ def _group_name(gid: int | None) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def _made(path: Path, mode: int = 0o777) -> None:
+    """`path.mkdir(parents=True, exist_ok=True, mode=mode)`, asked first with one stat: every writer
+    meets an existing directory, and mkdir's refusal costs an exception and a second stat."""
+    if not os.path.isdir(path):
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -133,8 +148,12 @@ class Store:
 
     def read_anchor(self) -> bytes:
         """The trust anchor; refused (exit 3) if its digest is not the one the config pins."""
+        return self.read_anchor_identified()[0]
+
+    def read_anchor_identified(self) -> tuple[bytes, FileIdentity]:
+        """`read_anchor`, with the identity of the file read (`anchor_is`)."""
         try:
-            data = read_untrusted(self.anchor_path, MAX_ANCHOR_BYTES, "the trust anchor")
+            data, st = read_untrusted_stat(self.anchor_path, MAX_ANCHOR_BYTES, "the trust anchor")
         except UnsafeFileError as exc:
             raise CacheVerificationError(exc.message, hint=AnchorChangedError.default_hint) from None
         except FileNotFoundError:
@@ -148,11 +167,27 @@ class Store:
                     f"trust anchor changed on disk: {self.anchor_path} has SHA-256 {digest[:16]}…, "
                     f"the config pins {self.anchor_sha256[:16]}…"
                 )
-        return data
+        return data, FileIdentity.of(st)
+
+    def anchor_is(self, identity: FileIdentity) -> bool:
+        """Whether the anchor file is still the one `read_anchor_identified` read: one `lstat`
+        instead of a read and a hash (decision 13's argument: any write, in place or by rename,
+        changes the identity, ctime included, which no writer can set back). A sync reads the
+        anchor before it takes the lock and checks this under it (`init --force` may have
+        replaced it meanwhile: then it is read, and compared with the pin, again)."""
+        try:
+            return FileIdentity.of(os.stat(self.anchor_path, follow_symlinks=False)) == identity
+        except OSError:
+            return False
 
     def current(self) -> Generation | None:
         """The current generation; `current` must be a relative link to generations/<id>
         (anything else was not written by us and is refused, never followed)."""
+        name = self._current_name()
+        return None if name is None else Generation(self.generations_dir / name)
+
+    def _current_name(self) -> str | None:
+        """The name under generations/ that `current` links to (`current`'s rule), no path built."""
         try:
             target = os.readlink(self.current_link)
         except FileNotFoundError:
@@ -168,17 +203,35 @@ class Store:
             raise CacheVerificationError(
                 f"cache {self.current_link} points outside {GENERATIONS_DIR}/ ({target})"
             )
-        return Generation(self.generations_dir / name)
+        return name
 
     def read_state(self) -> CacheState:
         """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
         unsigned, so losing it loses only the floor it held (the generation's own versions stay a
-        floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`)."""
+        floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`).
+
+        The file's mtime is part of the record (`touch_state`): when the content records a success
+        and the mtime of the file read (fstat of the descriptor read, by decision 18's rule) is
+        later than it, an idle sync moved it there, and that moment is the last success and the
+        last attempt. Every reader of `last_sync` comes through here (the view, `trust status`,
+        `doctor`, the agent)."""
         try:
-            data = json.loads(read_untrusted(self.state_path, MAX_STATE_BYTES, "the cache state"))
+            raw, st = read_untrusted_stat(self.state_path, MAX_STATE_BYTES, "the cache state")
+            data = json.loads(raw)
         except (FileNotFoundError, ValueError, UnsafeFileError):
             return CacheState()  # informational; the floor it held is then the generation's own
-        return CacheState.from_json(data) if isinstance(data, dict) else CacheState()
+        if not isinstance(data, dict):
+            return CacheState()
+        state = CacheState.from_json(data)
+        if state.records_success:
+            recorded = parse_iso(state.last_sync)
+            try:
+                touched = from_epoch_ns(st.st_mtime_ns)
+            except OverflowError:  # an mtime past datetime's year 9999 (btrfs allows it): not ours
+                return state
+            if recorded is not None and touched > recorded:
+                state.last_sync = state.last_attempt = iso(touched)
+        return state
 
     # ---- writing (callers hold the lock) --------------------------------------------
     @contextlib.contextmanager
@@ -192,7 +245,7 @@ class Store:
         # A named instance lives inside the default cache (instances/NAME): its owner decides,
         # and nothing below it is made or walked before root has taken that owner's uid.
         top = self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
-        top.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+        _made(top, CACHE_DIR_MODE)
         owner = Owner.to_act_as(top)
         if owner is not None:
             adopt_for(self, owner)
@@ -202,7 +255,7 @@ class Store:
             except OSError as exc:  # a container that will not let root give up its uid
                 raise cannot_act_as(self.root, owner, exc) from None
             prepare_instances_dir(self.root)
-            self.root.mkdir(parents=True, exist_ok=True, mode=CACHE_DIR_MODE)
+            _made(self.root, CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             self._refuse_planted_links()
             self._remove_abandoned_work()
@@ -243,31 +296,25 @@ class Store:
         except PermissionError:
             return  # not the owner (e.g. a reader given the lock file): nothing to put right
         gid = self.readers_gid()
-        entries = [
-            self.generations_dir,
-            self.committed_roots_dir,
-            self.sealed_logs_dir,
-            self.anchor_path,
-            self.state_path,
-            self.lock_path,
-        ]
         try:
-            current = self.current()
+            current = self._current_name()
         except CacheVerificationError:
             current = None
+        top = os.fspath(self.root)
+        entries = [*_SHARED_DIRS, *_SHARED_FILES]
         if current is not None:
-            entries.append(current.path)
-        files = (self.anchor_path, self.state_path, self.lock_path)  # only when they are files
-        for entry in entries:
+            entries.append(os.path.join(GENERATIONS_DIR, current))
+        for entry in entries:  # names, not path objects: every writer runs this under the lock
+            path = os.path.join(top, entry)
             try:
-                st = os.lstat(entry)
+                st = os.lstat(path)
             except FileNotFoundError:
                 continue
             if stat.S_ISLNK(st.st_mode):  # one lstat each; a link is never as wanted
-                if entry in files and not entry.is_file():
+                if entry in _SHARED_FILES and not os.path.isfile(path):
                     continue
                 wanted = -1
-            elif entry in files and not stat.S_ISREG(st.st_mode):
+            elif entry in _SHARED_FILES and not stat.S_ISREG(st.st_mode):  # only when they are files
                 continue
             else:
                 wanted = CACHE_DIR_MODE if stat.S_ISDIR(st.st_mode) else CACHE_FILE_MODE
@@ -278,13 +325,13 @@ class Store:
 
     def _shared_dir(self, path: Path) -> None:
         """A directory of the cache, 0750 and the readers' group whatever the umask."""
-        path.mkdir(parents=True, exist_ok=True)
+        _made(path)
         set_access(path, CACHE_DIR_MODE, self.readers_gid())
 
-    def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+    def _write(self, path: Path, data: bytes, *, durable: bool = True, mtime_ns: int | None = None) -> None:
         """Every cache file: written atomically (readers see old or new bytes, never a mix), 0640
         and group-owned by the readers' group (decision 17)."""
-        atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid())
+        atomic_write(path, data, CACHE_FILE_MODE, durable=durable, gid=self.readers_gid(), mtime_ns=mtime_ns)
 
     def write_anchor(self, data: bytes) -> None:
         """Record the trust anchor (`init` only: a sync never replaces it, decision 1); durable,
@@ -293,9 +340,26 @@ class Store:
 
     def write_state(self, state: CacheState, *, durable: bool = False) -> None:
         """Last sync / error / source are informational; `durable` when the rollback floor
-        changed (it must survive a power cut as surely as the generation it describes)."""
+        changed (it must survive a power cut as surely as the generation it describes). The new
+        file's mtime is the state's `last_attempt` (now when it has none, or it is not a time), so
+        "state.json's mtime is the moment of the last recorded attempt" holds for every writer,
+        an injected `now` included, and `touch_state` can move it later without a rewrite."""
         data = json.dumps(redact_all(state.to_json()), indent=2).encode() + b"\n"  # group-readable
-        self._write(self.state_path, data, durable=durable)
+        attempt = parse_iso(state.last_attempt)
+        stamp = epoch_ns(attempt) if attempt is not None else None
+        self._write(self.state_path, data, durable=durable, mtime_ns=stamp)
+
+    def touch_state(self, moment: datetime) -> None:
+        """Record `moment` as the last success and attempt without rewriting state.json: its mtime
+        only (`read_state` reads it back). For a sync that changed nothing but those two moments,
+        whose state already records a success (sync.py decides). One journaled inode update: atomic
+        for readers, no data written, nothing to tear at a power cut (the last touch may be lost,
+        which only makes the last sync read earlier), and the floor's bytes are never touched.
+        Under the lock, as the cache's owner, like every write; a link is never followed (one
+        planted there gets its own mtime; `read_state` refuses it anyway). OSError (a file this
+        user may not stamp, such as one root left) is the caller's cue to rewrite instead."""
+        stamp = epoch_ns(moment)
+        os.utime(self.state_path, ns=(stamp, stamp), follow_symlinks=False)
 
     def commit_roots(self, roots: dict[int, bytes]) -> None:
         """Keep verified roots beyond the current generation's (each written durably)."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import TargetFile
 
 from stella_trust import errors
@@ -28,7 +29,7 @@ from stella_trust._internal.cachestate import CacheState, Floor
 from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.gcpause import cyclic_gc_paused
 from stella_trust._internal.hostpolicy import trust_policy, view_of
-from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.net.fetcher import CountingFetcher
 from stella_trust._internal.net.mirrors import MirrorFetcher, MirrorRun
 from stella_trust._internal.policy.changes import describe_changes
@@ -37,7 +38,7 @@ from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
-from stella_trust._internal.timefmt import iso, utcnow
+from stella_trust._internal.timefmt import iso, parse_iso, utcnow
 from stella_trust._internal.tuf.errors import in_host_terms, translate
 from stella_trust._internal.tuf.keptroots import (
     adopt_committed_roots,
@@ -48,6 +49,7 @@ from stella_trust._internal.tuf.keptroots import (
 from stella_trust._internal.tuf.offline import (
     MAX_METADATA_FILE,
     VerifiedTrust,
+    check_target_file,
     verify_generation,
 )
 from stella_trust._internal.tuf.rollback import refuse_rollback
@@ -121,11 +123,14 @@ def sync(
             "(or STELLA_TUF_ROOT_URL) to sync from a repository",
         )
     settings.require_network(f"not contacting {settings.tuf_url}")
-    store.read_anchor()  # NotInitialisedError before any network use
+    # NotInitialisedError before any network use (and before the lock makes the directory); under
+    # the lock, each attempt checks the file is still the one read (`_anchor_under_lock`)
+    anchor = store.read_anchor_identified()
     fetcher = fetcher or make_fetcher(settings, should_stop, memo)
     run = MirrorRun.of(settings, fetcher)
     with store.lock(settings.lock_timeout_seconds), cyclic_gc_paused():
         state = store.read_state()
+        recorded = state.to_json() if state.records_success else None  # what an idle sync may leave
         moment = now or utcnow()
         state.last_attempt = iso(moment)
         try:
@@ -134,6 +139,7 @@ def sync(
                 store,
                 state,
                 moment,
+                anchor,
                 force=force,
                 should_stop=should_stop,
                 run=run,
@@ -167,8 +173,40 @@ def sync(
         state.legacy_expired = result.legacy_expired
         if result.changed or not state.source:
             state.source = {"kind": "sync", "url": settings.tuf_url, "at": iso(moment)}
-        store.write_state(state, durable=durable)
+        if durable or not _only_moments_moved(recorded, state, moment):
+            store.write_state(state, durable=durable)
+        else:
+            _touch_or_write(store, state, moment)
     return result
+
+
+_MOMENTS = ("last_sync", "last_attempt")
+
+
+def _only_moments_moved(recorded: dict[str, Any] | None, state: CacheState, moment: datetime) -> bool:
+    """Whether this success changes state.json in its two moments only: the state read at the start
+    recorded a success (`recorded`, None otherwise), everything else is equal, and `moment` is not
+    earlier than the success recorded (a `now` set back is written into the content, which the
+    mtime cannot move backwards). Then the floor, the retired pins, the legacy record, the source
+    and the mirrors' health are the bytes already on disk (decision 4's note on state.json)."""
+    if recorded is None:
+        return False
+    last = parse_iso(recorded["last_sync"])
+    if last is None or moment < last:
+        return False
+    written = state.to_json()
+    return all(written[name] == value for name, value in recorded.items() if name not in _MOMENTS)
+
+
+def _touch_or_write(store: Store, state: CacheState, moment: datetime) -> None:
+    """An idle success: its moment as state.json's mtime (`Store.touch_state`), not a rewrite whose
+    rename over the file costs a flush on ext4 (auto_da_alloc) on every sync; a file this user may
+    not stamp is rewritten as before."""
+    try:
+        store.touch_state(moment)
+    except OSError as exc:
+        log.debug("state.json's mtime not set (%s); rewriting it", exc)
+        store.write_state(state)
 
 
 def _holds_trust(store: Store) -> bool:
@@ -208,6 +246,7 @@ def _refresh(
     store: Store,
     state: CacheState,
     now: datetime,
+    anchor: tuple[bytes, FileIdentity],
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
@@ -223,7 +262,15 @@ def _refresh(
     for attempt in run.attempts():
         try:
             result = _attempt(
-                settings, store, state, now, force=force, should_stop=should_stop, fetcher=attempt, memo=memo
+                settings,
+                store,
+                state,
+                now,
+                _anchor_under_lock(store, anchor),
+                force=force,
+                should_stop=should_stop,
+                fetcher=attempt,
+                memo=memo,
             )
         except Exception as exc:
             if not run.several:
@@ -243,11 +290,21 @@ def _refresh(
     raise AssertionError("a mirror run yields at least one attempt")
 
 
+def _anchor_under_lock(store: Store, read: tuple[bytes, FileIdentity]) -> bytes:
+    """The anchor an attempt verifies from: the bytes `sync` read before taking the lock while the
+    file is still the one read (its identity, one `lstat`: `Store.anchor_is`), else read again and
+    compared with the config's pin again (an `init --force` that ran while this sync waited for the
+    lock: refused, as before, with AnchorChangedError)."""
+    data, identity = read
+    return data if store.anchor_is(identity) else store.read_anchor()
+
+
 def _attempt(
     settings: TrustRepoSettings,
     store: Store,
     state: CacheState,
     now: datetime,
+    anchor: bytes,
     *,
     force: bool,
     should_stop: Callable[[], bool] | None,
@@ -260,7 +317,6 @@ def _attempt(
     keeping a new root that revokes keys the held trust was signed with (TUF spec 5.3.11)."""
     started = time.perf_counter()
     floor = state.floor
-    anchor = store.read_anchor()
     base = store.current()
     work = store.begin(None if force else base)
     drop_refused_committed_roots(store, anchor, base, memo)
@@ -271,8 +327,7 @@ def _attempt(
         session = RepositorySession.from_settings(settings, work.metadata_dir, start, should_stop, fetcher)
         session.refresh()
         puller = _SessionTargets(session, work, memo, force=force, should_stop=should_stop)
-        held = held_names(base)
-        collected = puller.collect(trust_policy(settings), held, state.retired_pins)
+        collected = puller.collect(trust_policy(settings), _HeldNames(base), state.retired_pins)
         wanted, sources = collected.wanted, collected.sources
         expired = expired_record(state.legacy_expired, collected.legacy, now)
         # what python-tuf verified, by content (decision 14): worked out only where a check reads it
@@ -373,6 +428,20 @@ def _describe(
     return tuple(describe_changes(before, after))
 
 
+class _HeldNames:
+    """The targets of the generation being replaced, listed when iterated: the selection asks only
+    when a pin is missing (a retired pin or a typo), so an idle sync does not list the held
+    generation's targets directory for nothing."""
+
+    def __init__(self, base: Generation | None) -> None:
+        """Nothing is read yet."""
+        self.base = base
+
+    def __iter__(self) -> Iterator[str]:
+        """The held names, read now (`workcopy.held_names`)."""
+        return iter(held_names(self.base))
+
+
 class _SessionTargets(TargetSelection):
     """Targets through python-tuf: info from the Updater, bytes downloaded unless cached."""
 
@@ -438,6 +507,22 @@ class _SessionTargets(TargetSelection):
         if self.should_stop is not None and self.should_stop():
             raise errors.SyncInterrupted("Sync interrupted")
         path = self.work.target_path(name)
+        if not self.force and self._checked(info, path):
+            return path
         if self.session.ensure(info, path, force=self.force, scratch_dir=self.work.path):
             self.downloaded.append(name)
         return path
+
+    def _checked(self, info: TargetFile, path: Path) -> bool:
+        """Whether the copy at `path` has the signed length and hashes (TUF spec 5.7.3): python-tuf's
+        `verify_length_and_hashes`, as its `find_cached_target` calls it, on the file opened by
+        decision 18's rule, and remembered under the file's identity in the caller's memo
+        (`offline.check_target_file`, decision 13's argument): an idle sync reuses the spare's
+        files, whose identity holds still, so the agent hashes each target once, not every
+        interval. Any other answer (absent, edited, a link) is python-tuf's to settle
+        (`session.ensure`: checked again, downloaded when it differs)."""
+        try:
+            check_target_file(info, path, memo=self.memo)
+        except (tuf_exceptions.LengthOrHashMismatchError, OSError, errors.UnsafeFileError):
+            return False
+        return True

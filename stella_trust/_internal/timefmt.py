@@ -24,6 +24,34 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """A time `iso` wrote (state.json's informational fields) as an aware datetime; None when absent or
+    not a time: an unsigned file's damaged field reads as nothing recorded, never as an error."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def epoch_ns(moment: datetime) -> int:
+    """`moment` as a file time (nanoseconds since the epoch), exactly: integer arithmetic on the
+    microseconds a datetime holds, so `from_epoch_ns` gives the same moment back (a float
+    timestamp would round)."""
+    return (moment - _EPOCH) // _MICROSECOND * 1000
+
+
+def from_epoch_ns(ns: int) -> datetime:
+    """A file time as an aware UTC datetime, to the microsecond (what `epoch_ns` wrote)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
 def utcnow() -> datetime:
     """The wall clock, timezone-aware in UTC: where every `now` defaults from, so freshness is never
     judged against a naive local time."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 from stella_trust._internal.store import Store
+from stella_trust._internal.timefmt import epoch_ns
 from stella_trust._internal.tuf.offline import verify_metadata
 from stella_trust.demo.repository import DemoRepository, spki_sha256
 from tests.conftest import FaultyServer, ok
@@ -85,6 +87,26 @@ def test_idle_sync_costs_two_requests_and_no_downloads(synced: Client, server: F
     assert result["requests"] == 2
     assert result["downloaded"] == []
     assert result["changed"] is False
+
+
+def test_idle_syncs_leave_state_json_and_status_shows_the_last(synced: Client) -> None:
+    """Issue 24 (decision 4's note on state.json): idle `trust sync` runs record their moment as
+    state.json's mtime, never rewriting it; `trust status` and `trust doctor` show the last one."""
+    state = synced.cache / "state.json"
+    written, inode = state.read_bytes(), state.stat().st_ino
+    first = ok(synced.status()).json()["last_sync"]
+    for _ in range(2):
+        started = datetime.now(UTC)
+        assert ok(synced.run("sync", "--json")).json()["changed"] is False
+        ended = datetime.now(UTC)
+    assert (state.read_bytes(), state.stat().st_ino) == (written, inode)
+    shown = ok(synced.status()).json()["last_sync"]
+    moment = datetime.fromisoformat(shown.replace("Z", "+00:00"))
+    assert shown != first and started <= moment <= ended  # the second sync's own moment
+    assert state.stat().st_mtime_ns == epoch_ns(moment)
+    doctor = ok(synced.run("doctor", "--json")).envelope()["result"]["checks"]
+    check = next(entry for entry in doctor if entry["check"] == "sync")
+    assert check["state"] == "ok" and f"last successful sync {shown} " in check["detail"]
 
 
 def test_force_sync_downloads_and_verifies_everything(synced: Client, server: FaultyServer) -> None:

@@ -321,3 +321,81 @@ def test_a_targets_directory_that_is_a_link_loop_or_a_file_holds_nothing(tmp_pat
     generation.targets_dir.unlink()
     generation.targets_dir.write_text("a file")
     assert generation.stored_target_names() == []
+
+
+def _flip_in_place(victim: Path) -> None:
+    """One byte changed, same size, mtime set back: only the ctime tells (decision 13's argument)."""
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    before = victim.stat()
+    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with victim.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_target_edited_in_place_after_remembered_checks_is_hashed_again_and_restored(
+    host: tuple[TrustRepoSettings, Store], tmp_path: Path
+) -> None:
+    """An idle sync remembers each target's hash check under the file's identity in the agent's memo
+    (issue 24): the spare's files hold still, so later idle syncs do not hash them again. A target
+    edited in place (same size, mtime set back) has a new identity: the next sync checks it in full,
+    python-tuf downloads the signed bytes again and the sync commits them; the edit is never served."""
+    from stella_trust._internal.reader import load_view
+
+    settings, store = host
+    demo = DemoRepository(tmp_path / "repository")
+    store.write_anchor(demo.repo.root_bytes(1))
+    memo = VerificationMemo()  # the agent's, for its life
+    assert sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
+    for _ in range(2):
+        idle = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+        assert not idle.changed and idle.downloaded == []
+    current = store.current()
+    assert current is not None
+    name = "rekor-key-v2.pub"
+    _flip_in_place(current.target_path(name))  # shared with the spare, the next sync's start
+    with pytest.raises(CacheVerificationError, match=f"target {name}: length or hash mismatch") as refused:
+        load_view(settings, store, memo=VerificationMemo())
+    assert refused.value.hint
+    healed = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert healed.changed and healed.downloaded == [name]
+    view = load_view(settings, store, memo=VerificationMemo())
+    assert view.usable
+    restored = store.current()
+    assert restored is not None and restored.target_path(name).read_bytes() == demo.repo.target_data[name]
+    again = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not again.changed and again.downloaded == []
+
+
+def test_the_anchor_read_before_the_lock_is_read_again_when_its_file_changed(
+    tmp_path: Path, rotated: tuple[DemoRepository, Path]
+) -> None:
+    """A sync reads the anchor before it takes the lock and, under it, uses those bytes only while the
+    file is the one read (one lstat, `Store.anchor_is`); an anchor edited in place (same size, mtime
+    set back) or replaced meanwhile (`init --force` ran while the sync waited) is read again and
+    compared with the pin again: refused in one line."""
+    import hashlib
+
+    from stella_trust._internal.sync import _anchor_under_lock
+    from stella_trust.errors import AnchorChangedError
+
+    demo, _ = rotated
+    anchor = demo.repo.root_bytes(1)
+    store = Store(tmp_path / "cache", hashlib.sha256(anchor).hexdigest())
+    store.write_anchor(anchor)
+    read = store.read_anchor_identified()
+    assert read[0] == anchor and store.anchor_is(read[1])
+    assert _anchor_under_lock(store, read) == anchor
+    _flip_in_place(store.anchor_path)
+    assert not store.anchor_is(read[1])
+    with pytest.raises(AnchorChangedError, match="trust anchor changed on disk") as refused:
+        _anchor_under_lock(store, read)
+    assert "\n" not in refused.value.message and refused.value.hint
+    store.write_anchor(anchor)  # put back by rename: a new file, read again, and it matches the pin
+    assert not store.anchor_is(read[1]) and _anchor_under_lock(store, read) == anchor
+    replaced = store.read_anchor_identified()
+    store.write_anchor(demo.repo.root_bytes(2))  # another root, as `init --force` would write
+    with pytest.raises(AnchorChangedError):
+        _anchor_under_lock(store, replaced)

@@ -16,7 +16,7 @@ from stella_trust._internal.credentials import Owner, acts_as_owner
 from stella_trust._internal.diagnose.result import Check, fail, ok, warn
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
-from stella_trust._internal.timefmt import human_duration, iso
+from stella_trust._internal.timefmt import human_duration, iso, parse_iso
 from stella_trust.errors import StellaError
 from stella_trust.view import FreshnessState, TrustView
 
@@ -274,7 +274,7 @@ def check_last_sync(settings: TrustRepoSettings, store: Store, now: datetime) ->
             f"the last sync failed{streak}: {state.last_error}",
             "run `trust sync` for the error and its hint; cached trust is served while it is fresh",
         )
-    last = _parse_iso(state.last_sync)
+    last = parse_iso(state.last_sync)  # unsigned: a damaged time reads as none recorded
     if last is None:
         if expects_sync:
             return warn("sync", "no successful sync recorded", "run `trust sync`")
@@ -290,18 +290,6 @@ def check_last_sync(settings: TrustRepoSettings, store: Store, now: datetime) ->
             AGENT_HINT,
         )
     return ok("sync", f"last successful sync {iso(last)} ({ago})")
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    """A time state.json recorded; None when absent or unreadable, since the file is unsigned and
-    informational (a damaged time reads as no sync recorded, not as an error)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ---- the agent's metrics ----------------------------------------------------------------

@@ -54,6 +54,9 @@ from stella_trust._internal.fs.files import (
     read_untrusted as read_untrusted,
 )
 from stella_trust._internal.fs.files import (
+    read_untrusted_stat as read_untrusted_stat,
+)
+from stella_trust._internal.fs.files import (
     real_directory as real_directory,
 )
 from stella_trust._internal.fs.files import (

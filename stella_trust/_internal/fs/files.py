@@ -22,13 +22,22 @@ if TYPE_CHECKING:
 
 
 def atomic_write(
-    path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True, gid: int | None = None
+    path: Path,
+    data: bytes,
+    mode: int = 0o644,
+    *,
+    durable: bool = True,
+    gid: int | None = None,
+    mtime_ns: int | None = None,
 ) -> None:
     """Write via a temp file in the same directory and rename: readers see old or new.
 
     `durable` adds the fsyncs that make the new content survive a power cut; informational
     files rewritten on every run (the cache state, metrics) skip them. `gid`: the group the
     file must belong to (the cache's readers), whoever writes it (root's `trust import`).
+    `mtime_ns`: the new file's modification (and access) time, set on its descriptor after the
+    last byte and before the rename, so no reader sees the new content with another mtime (the
+    cache state's mtime is the moment of its last attempt, `Store.write_state`).
     The temp file is created with O_EXCL|O_NOFOLLOW: a name planted in the directory is
     never written through.
     """
@@ -41,8 +50,11 @@ def atomic_write(
         os.fchmod(fd, mode)  # exactly `mode`, whatever the umask (node_exporter reads metrics 0644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            if durable:
+            if durable or mtime_ns is not None:
                 handle.flush()
+            if mtime_ns is not None:
+                os.utime(handle.fileno(), ns=(mtime_ns, mtime_ns))
+            if durable:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -227,6 +239,19 @@ def read_untrusted(path: Path | str, limit: int, what: str | None = None) -> byt
     if len(data) > limit:
         raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
     return data
+
+
+def read_untrusted_stat(
+    path: Path | str, limit: int, what: str | None = None
+) -> tuple[bytes, os.stat_result]:
+    """`read_untrusted`, with the `fstat` of the very file read, taken after the read: its
+    identity (a later `stat` of the name could be another file's) and its mtime."""
+    with open_untrusted(path, limit, what) as handle:
+        data = handle.read(limit + 1)
+        st = os.fstat(handle.fileno())
+    if len(data) > limit:
+        raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
+    return data, st
 
 
 def create_exclusive(path: Path | str, mode: int = 0o600) -> BinaryIO:

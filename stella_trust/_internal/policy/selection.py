@@ -107,10 +107,10 @@ class TargetSelection(ABC):
         would freeze every host pinning it. It stays retired on every later sync (`retired_before`:
         the pins recorded as retired at the last commit, state.json) until the repository
         lists it again, when it is simply held again. A pin never held that does not exist
-        is a typo: still an error.
+        is a typo: still an error. `held` is iterated only when a pin is missing (a sync passes
+        a listing of the held generation that reads the directory then, not on every sync).
         """
         sources = source_kinds(policy, self.offers, lambda: publishes_legacy(self.legacy_marks()))
-        held_names = set(held) | set(retired_before)
         retired: list[str] = []
         wanted: dict[str, str] = {}
         if SERVICE_MAP in sources:
@@ -125,7 +125,7 @@ class TargetSelection(ABC):
             try:
                 name, info = self.lookup(pin)
             except errors.UnknownTargetError:
-                if not lists(pin, held_names):
+                if not lists(pin, {*held, *retired_before}):
                     raise
                 retired.append(pin)
                 continue

@@ -290,6 +290,11 @@ def _expected(info: TargetFile) -> bytes:
     return proofs.digest(repr((info.length, sorted(info.hashes.items()))).encode())
 
 
+def _identity(path: Path) -> FileIdentity:
+    """A stored file's identity, never through a link."""
+    return FileIdentity.of(os.stat(path, follow_symlinks=False))
+
+
 def check_target_file(
     info: TargetFile,
     path: Path,
@@ -301,9 +306,10 @@ def check_target_file(
 
     A file this process checked against the same length and hashes, whose identity (device,
     inode, size, mtime_ns, ctime_ns) has not changed since, is not hashed again (decision 13's
-    argument; `memo`). Raises python-tuf's LengthOrHashMismatchError, or OSError."""
+    argument; `memo`; the name is never followed: a link has its own identity, and the open
+    below refuses it). Raises python-tuf's LengthOrHashMismatchError, or OSError."""
     expected = _expected(info)
-    if memo is not None and (FileIdentity.of(os.stat(path)), expected) in memo.targets_checked:
+    if memo is not None and (_identity(path), expected) in memo.targets_checked:
         return
     with (open_file or _open_binary)(path) as handle:
         before = FileIdentity.of(os.fstat(handle.fileno()))
