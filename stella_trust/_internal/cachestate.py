@@ -4,7 +4,6 @@ ever cause a refusal, never trust."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from stella_trust.errors import CacheVerificationError
@@ -55,15 +54,44 @@ def parse_floor(raw: Any) -> Floor:
     return {str(role): RoleFloor.parse(str(role), entry) for role, entry in raw.items()}
 
 
-@dataclass
-class MirrorHealth:
+class _Mutable:
+    """`==` and `repr()` over `FIELDS`, as a mutable dataclass has them (no hash: mutable). The
+    two state records below are plain classes, not dataclasses: Python 3.11 compiles each method
+    `@dataclass` generates with exec() when the class is made, at every start-up (issue 24)."""
+
+    FIELDS: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        """Same class and equal fields."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
+
+    def __repr__(self) -> str:
+        """`Name(field=value, ...)`."""
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+        return f"{type(self).__qualname__}({shown})"
+
+
+class MirrorHealth(_Mutable):
     """One mirror as the last syncs found it (net/mirrors.py): informational, like the rest of
     state.json but the floor. `url` is redacted (decision 18)."""
 
-    url: str
-    last_success: str | None = None
-    last_error: str | None = None
-    last_error_at: str | None = None
+    FIELDS = ("url", "last_success", "last_error", "last_error_at")
+
+    def __init__(
+        self,
+        url: str,
+        last_success: str | None = None,
+        last_error: str | None = None,
+        last_error_at: str | None = None,
+    ) -> None:
+        """A mirror and its last outcomes (ISO 8601 UTC strings)."""
+        self.url = url
+        self.last_success = last_success
+        self.last_error = last_error
+        self.last_error_at = last_error_at
 
     @classmethod
     def parse(cls, entry: Any) -> MirrorHealth | None:
@@ -85,7 +113,7 @@ class MirrorHealth:
 
     def to_json(self) -> dict[str, Any]:
         """The entry as state.json holds it, with `healthy` for readers of `trust status --json`."""
-        return {**asdict(self), "healthy": self.healthy}
+        return {**{name: getattr(self, name) for name in self.FIELDS}, "healthy": self.healthy}
 
 
 def mirror_report(urls: list[str], recorded: list[MirrorHealth]) -> list[dict[str, Any]]:
@@ -99,32 +127,56 @@ def mirror_report(urls: list[str], recorded: list[MirrorHealth]) -> list[dict[st
     return report
 
 
-@dataclass
-class CacheState:
+class CacheState(_Mutable):
     """What happened last; informational, never a source of trust (but the floor)."""
 
-    last_sync: str | None = None
-    last_attempt: str | None = None
-    last_error: str | None = None
-    consecutive_failures: int = 0
-    source: dict[str, Any] = field(default_factory=dict)
-    # Highest role versions this host committed, with the keys that signed them: a
-    # rollback floor that survives a cache failing verification (unsigned, so it can
-    # only ever cause a refusal, never trust).
-    floor: Floor = field(default_factory=dict)
-    # Pins the repository stopped listing (retired upstream) at the last sync.
-    retired_pins: list[str] = field(default_factory=list)
-    # Legacy Sigstore targets (by SHA-256) first seen marked Expired, and when (decision 21): the
-    # end of their validity windows. Unsigned: a record can end a window no later than `now`.
-    legacy_expired: dict[str, str] = field(default_factory=dict)
-    # Each configured mirror's last success and last error (net/mirrors.py), in order.
-    mirrors: list[MirrorHealth] = field(default_factory=list)
+    FIELDS = (
+        "last_sync",
+        "last_attempt",
+        "last_error",
+        "consecutive_failures",
+        "source",
+        "floor",
+        "retired_pins",
+        "legacy_expired",
+        "mirrors",
+    )
+
+    def __init__(
+        self,
+        last_sync: str | None = None,
+        last_attempt: str | None = None,
+        last_error: str | None = None,
+        consecutive_failures: int = 0,
+        source: dict[str, Any] | None = None,
+        floor: Floor | None = None,
+        retired_pins: list[str] | None = None,
+        legacy_expired: dict[str, str] | None = None,
+        mirrors: list[MirrorHealth] | None = None,
+    ) -> None:
+        """Every field may be left out (a host that never synced); each gets its own containers."""
+        self.last_sync = last_sync
+        self.last_attempt = last_attempt
+        self.last_error = last_error
+        self.consecutive_failures = consecutive_failures
+        self.source: dict[str, Any] = {} if source is None else source
+        # Highest role versions this host committed, with the keys that signed them: a
+        # rollback floor that survives a cache failing verification (unsigned, so it can
+        # only ever cause a refusal, never trust).
+        self.floor: Floor = {} if floor is None else floor
+        # Pins the repository stopped listing (retired upstream) at the last sync.
+        self.retired_pins: list[str] = [] if retired_pins is None else retired_pins
+        # Legacy Sigstore targets (by SHA-256) first seen marked Expired, and when (decision 21):
+        # the end of their validity windows. Unsigned: a record can end a window no later than `now`.
+        self.legacy_expired: dict[str, str] = {} if legacy_expired is None else legacy_expired
+        # Each configured mirror's last success and last error (net/mirrors.py), in order.
+        self.mirrors: list[MirrorHealth] = [] if mirrors is None else mirrors
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CacheState:
         """The state file's fields; the floor parsed once, here (CacheVerificationError if
         it was edited into something else)."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known = {k: data[k] for k in cls.FIELDS if k in data}
         known["floor"] = parse_floor(known.get("floor", {}))
         expired = known.get("legacy_expired", {})
         known["legacy_expired"] = (
@@ -146,7 +198,7 @@ class CacheState:
         Copied one level deep (every sync writes it; `asdict`'s recursive copy cost more than the
         write): the caller gets its own dicts and lists, the entries in them are strings."""
         document: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
+        for name in self.FIELDS:
             value = getattr(self, name)
             if isinstance(value, dict | list):
                 value = type(value)(value)

@@ -285,7 +285,7 @@ def test_health_survives_state_json_and_feeds_status_and_metrics() -> None:
     assert [m.url for m in parsed.mirrors] == ["http://***@relay", "https://origin"]
     report = mirror_report(["http://***@relay", "https://origin", "http://new"], parsed.mirrors)
     assert [(r["position"], r["healthy"]) for r in report] == [(1, True), (2, False), (3, None)]
-    fields = MirrorHealth.__dataclass_fields__
+    fields = MirrorHealth.FIELDS
     text = AgentMetrics(mirrors=[MirrorHealth(**{k: r[k] for k in fields}) for r in report]).render()
     samples = {
         (s.name, s.labels.get("mirror")): s.value
