@@ -11,8 +11,6 @@ retired entries are kept and labelled rather than dropped: an expired Rekor or F
 still verifies bundles signed while it was valid, so operators need to see it.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Any, Literal
 

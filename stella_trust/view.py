@@ -7,8 +7,6 @@ Equality, hashing and repr come from `Record`, written once rather than compiled
 every start-up; they answer what dataclass's own would (_internal/records.py).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import datetime
