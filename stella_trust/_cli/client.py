@@ -13,6 +13,7 @@ import typer
 from stella_trust._cli.options import (
     InstanceOption,
     JsonOption,
+    QuietOption,
     config_path,
     globals_of,
     init_command,
@@ -21,7 +22,6 @@ from stella_trust._cli.options import (
     several,
     split_list,
 )
-from stella_trust._cli.progress import QuietOption
 from stella_trust.errors import EXIT_UNUSABLE, NotInitialisedError, StaleTrustError, StellaError
 
 if TYPE_CHECKING:

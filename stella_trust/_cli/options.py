@@ -29,6 +29,17 @@ JsonOption = Annotated[
         "--json", help='One JSON object on stdout: {"command", "ok", "result", "warnings", "error"}.'
     ),
 ]
+# here, not in progress.py: `trust sync` declares it, and `trust status` builds the module that
+# declares sync without drawing any progress
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars (they are drawn only on a terminal, on stderr, for transfers "
+        "over 1 MiB, and never with --json).",
+    ),
+]
 INTERNAL_HINT = InternalError.default_hint
 __all__ = ["INTERNAL_HINT", "debugging", "internal_error", "reported"]
 

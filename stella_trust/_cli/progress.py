@@ -17,9 +17,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
+
+from stella_trust._cli.options import QuietOption as QuietOption  # declared with the other options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,16 +31,6 @@ if TYPE_CHECKING:
     from stella_trust._internal.settings import TrustRepoSettings
 
 THRESHOLD = 1 << 20  # below ~1 MB a transfer is over before a bar is worth drawing
-
-QuietOption = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="No progress bars (they are drawn only on a terminal, on stderr, for transfers "
-        "over 1 MiB, and never with --json).",
-    ),
-]
 
 
 def _printable(text: str, limit: int = 60) -> str:

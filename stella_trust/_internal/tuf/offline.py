@@ -16,13 +16,12 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib import parse
 
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
-from stella_trust._internal._compat_tuf import UpdaterChecks
 from stella_trust._internal.cachestate import Floor, RoleFloor
 from stella_trust._internal.fs import open_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
@@ -42,6 +41,9 @@ from stella_trust._internal.tuf.checks import (
 )
 from stella_trust._internal.tuf.rootchain import prove_root_chain, verify_root_chain
 from stella_trust.errors import CacheVerificationError
+
+if TYPE_CHECKING:  # a read never runs python-tuf's client: only a sync hands its checks in
+    from stella_trust._internal._compat_tuf import UpdaterChecks
 
 __all__ = [
     "MAX_METADATA_FILE",
