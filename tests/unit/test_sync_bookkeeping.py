@@ -240,11 +240,17 @@ def _edit_in_place(victim: Path) -> None:
     data = bytearray(victim.read_bytes())
     position = data.index(b'"version"')
     data[position + 1] = ord("V")
+    _rewrite_keeping_mtime(victim, bytes(data))
+
+
+def _rewrite_keeping_mtime(victim: Path, data: bytes) -> None:
+    """`data` written over `victim` in place (same inode), its mtime set back after a new ctime
+    tick (coarse clocks), so only the ctime tells."""
     before = victim.stat()
-    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
+    while victim.stat().st_ctime_ns == before.st_ctime_ns:
         os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
     with victim.open("r+b") as handle:
-        handle.write(bytes(data))
+        handle.write(data)
     os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
@@ -327,12 +333,7 @@ def _flip_in_place(victim: Path) -> None:
     """One byte changed, same size, mtime set back: only the ctime tells (decision 13's argument)."""
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x01
-    before = victim.stat()
-    while victim.stat().st_ctime_ns == before.st_ctime_ns:  # a new ctime tick (coarse clocks)
-        os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
-    with victim.open("r+b") as handle:
-        handle.write(bytes(data))
-    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _rewrite_keeping_mtime(victim, bytes(data))
 
 
 def test_a_target_edited_in_place_after_remembered_checks_is_hashed_again_and_restored(
