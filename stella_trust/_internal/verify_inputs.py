@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from stella_trust._internal.fs.files import read_bounded
 from stella_trust._internal.sigstore.bundleinput import MAX_BUNDLE_BYTES
 from stella_trust._internal.sigstore.errors import BundleRefusedError
 from stella_trust._internal.sigstore.signers import IdentityPolicy, KeyPolicy, Policy
@@ -68,7 +69,7 @@ def read_input(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
         with handle:
             if size > limit:
                 raise BundleRefusedError(f"{what} {path} is {size} bytes, above the {limit}-byte limit")
-            data = handle.read(limit + 1)
+            data = read_bounded(handle, limit)
     except OSError as exc:
         raise StellaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > limit:

@@ -25,7 +25,7 @@ from urllib import parse
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
 
-from stella_trust._internal.fs import OpenDir, open_beneath
+from stella_trust._internal.fs import OpenDir, open_beneath, read_bounded
 from stella_trust.errors import UnsafeFileError, UsageError
 
 LOCAL_BASE = "http://repository.invalid/"
@@ -67,7 +67,7 @@ def read_regular(base: Path, relative: str, limit: int = MAX_FILE) -> bytes | No
     except (FileNotFoundError, NotADirectoryError):
         return None
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
+        data = read_bounded(handle, limit)
     if len(data) > limit:  # it grew while we read it
         raise UnsafeFile(f"{relative} is larger than {limit} bytes: not read")
     del size

@@ -15,6 +15,7 @@ from stella_trust._internal.fs import (
     create_exclusive,
     exclusive_lock,
     open_untrusted,
+    read_bounded,
     read_untrusted,
     remove_entries,
     set_access,
@@ -292,3 +293,40 @@ def test_a_config_that_repeats_aliases_is_refused_at_once(tmp_path: Path) -> Non
     config.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="more than 100000 values"):
         load_settings(config)
+
+
+def test_a_bounded_read_allocates_what_the_file_holds_not_the_limit(tmp_path: Path) -> None:
+    """`read(limit + 1)` made CPython allocate the whole bound first (512 MiB for a role file):
+    the one helper now reads what fstat says, and still sees a file grown past the bound."""
+    import tracemalloc
+
+    small = tmp_path / "small.json"
+    small.write_bytes(b"{}" * 1500)
+    tracemalloc.start()
+    try:
+        data = read_untrusted(small, 512 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert data == b"{}" * 1500
+    assert peak < 1 << 20  # was 512 MiB + 1
+
+
+def test_a_bounded_read_of_a_file_that_grows_while_read_stops_one_byte_past_the_bound(
+    tmp_path: Path,
+) -> None:
+    grower = tmp_path / "grower"
+    grower.write_bytes(b"a" * 10)
+    with grower.open("rb") as handle, grower.open("ab") as appender:
+        size_seen = os.fstat(handle.fileno()).st_size
+        appender.write(b"b" * 100)  # after the size was asked: the read must go on past it
+        appender.flush()
+        assert read_bounded(handle, 50) == b"a" * 10 + b"b" * 41  # limit + 1: "it grew past"
+    assert size_seen == 10
+    with grower.open("rb") as handle:
+        assert read_bounded(handle, 1000) == b"a" * 10 + b"b" * 100  # under the bound: all of it
+    read_end, write_end = os.pipe()  # no size to ask (0): read on to the bound
+    with os.fdopen(read_end, "rb") as pipe_out, os.fdopen(write_end, "wb") as pipe_in:
+        pipe_in.write(b"piped")
+        pipe_in.close()
+        assert read_bounded(pipe_out, 3) == b"pipe"

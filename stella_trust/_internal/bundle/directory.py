@@ -31,7 +31,7 @@ from stella_trust._internal.bundle.reading import (
     staging_target,
 )
 from stella_trust._internal.credentials import as_invoker
-from stella_trust._internal.fs import open_beneath
+from stella_trust._internal.fs import open_beneath, read_bounded
 from stella_trust.errors import UnsafeFileError
 
 MAX_DIRECTORY_DEPTH = 32  # below targets/; TUF target paths are a few levels at most
@@ -123,7 +123,7 @@ def _directory_manifest(top: int, root: Path, options: ReadOptions) -> tuple[Man
             ) from None
         raise
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
+        data = read_bounded(handle, limit)
     if len(data) > limit:
         raise BundleError("Bundle manifest is implausibly large")
     manifest, digest = options.manifest(data)

@@ -51,6 +51,9 @@ from stella_trust._internal.fs.files import (
     open_untrusted as open_untrusted,
 )
 from stella_trust._internal.fs.files import (
+    read_bounded as read_bounded,
+)
+from stella_trust._internal.fs.files import (
     read_untrusted as read_untrusted,
 )
 from stella_trust._internal.fs.files import (

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from stella_trust._internal.fs.files import (
     _DIR_FLAGS,
     open_beneath,
+    read_bounded,
 )
 from stella_trust.errors import UnsafeFileError
 
@@ -187,7 +188,7 @@ class OpenDir:
         except (FileNotFoundError, NotADirectoryError):
             return None
         with os.fdopen(fd, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = read_bounded(handle, limit)
         if len(data) > limit:
             raise UnsafeFileError(f"refusing {self.shown}/{relative}: it grew past the {limit}-byte limit")
         return data

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tuf.api.metadata import Metadata, Root
 
-from stella_trust._internal.fs import open_untrusted
+from stella_trust._internal.fs import open_untrusted, read_bounded
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.tuf import proofs
 from stella_trust._internal.tuf.checks import (
@@ -47,7 +47,7 @@ def _root_file(memo: VerificationMemo, path: str, what: str) -> tuple[bytes, byt
     try:
         with open_untrusted(path, MAX_ROOT_FILE, f"{what} ({path})") as file:
             before = FileIdentity.of(os.fstat(file.fileno()))
-            data = file.read(MAX_ROOT_FILE + 1)
+            data = read_bounded(file, MAX_ROOT_FILE)
             after = FileIdentity.of(os.fstat(file.fileno()))
     except FileNotFoundError:
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stella_trust import errors
 from stella_trust._internal.cachestate import Floor
-from stella_trust._internal.fs import open_untrusted, read_untrusted
+from stella_trust._internal.fs import open_untrusted, read_bounded, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import MAX_METADATA_FILE, MAX_TARGET_FILE
@@ -55,7 +55,7 @@ def versions_of(metadata_dir: Path, memo: VerificationMemo | None = None) -> dic
         if known is None:
             with open_untrusted(path, MAX_METADATA_FILE) as handle:
                 before = FileIdentity.of(os.fstat(handle.fileno()))
-                data = handle.read(MAX_METADATA_FILE + 1)
+                data = read_bounded(handle, MAX_METADATA_FILE)
                 after = FileIdentity.of(os.fstat(handle.fileno()))
             if len(data) > MAX_METADATA_FILE:
                 raise errors.UnsafeFileError(f"refusing {path}: it grew past {MAX_METADATA_FILE} bytes")
@@ -152,10 +152,16 @@ def same_tree(left: Path, right: Path) -> bool:
 
 
 def same_bytes(left: str, right: str) -> bool:
-    """Two regular files with the same bytes (anything else planted there differs)."""
+    """Two regular files with the same bytes (anything else planted there differs). Sizes are
+    compared first and read in pieces no larger than the file: an idle sync compares the root
+    python-tuf rewrote, a few kB, and a 1 MiB read would allocate 1 MiB twice."""
     try:
         with open_untrusted(left, MAX_TARGET_FILE) as fa, open_untrusted(right, MAX_TARGET_FILE) as fb:
-            while (chunk := fa.read(1 << 20)) == fb.read(1 << 20):
+            size = os.fstat(fa.fileno()).st_size
+            if size != os.fstat(fb.fileno()).st_size:
+                return False
+            piece = min(1 << 20, size + 1)
+            while (chunk := fa.read(piece)) == fb.read(piece):
                 if not chunk:
                     return True
             return False
