@@ -140,6 +140,8 @@ class VerificationMemo:
         )
         self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
         self.role_versions: Bounded[FileIdentity, dict[str, int]] = Bounded(64)  # workcopy.versions_of
+        # what a signed service map references, by (name, signed length, hashes, environment)
+        self.service_map_references: Bounded[tuple[Any, ...], tuple[str, ...]] = Bounded(16)
         # the reader: verified generations, the views built from them, settings
         self.generations: Bounded[tuple[Any, ...], Any] = Bounded(8)
         self.views: Bounded[tuple[int, int, int], Any] = Bounded(8)

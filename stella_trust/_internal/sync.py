@@ -35,6 +35,7 @@ from stella_trust._internal.net.mirrors import MirrorFetcher, MirrorRun
 from stella_trust._internal.policy.changes import describe_changes
 from stella_trust._internal.policy.legacy import expired_record
 from stella_trust._internal.policy.selection import TargetSelection
+from stella_trust._internal.policy.servicemap import parse_service_map, referenced_targets
 from stella_trust._internal.redact import redact
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Generation, Store
@@ -500,6 +501,20 @@ class _SessionTargets(TargetSelection):
         """A stored target read back by fs.py's rule (decision 18), bounded like a metadata file:
         the service map must be parsed to learn what it references."""
         return read_untrusted(path, MAX_METADATA_FILE)
+
+    def service_map_references(self, name: str, info: TargetFile, environment: str | None) -> list[str]:
+        """The selection's answer, remembered in the caller's memo under the map's signed length and
+        hashes and the environment: the bytes stored have them (checked or downloaded by `pull`,
+        TUF spec 5.7.3), and what they reference is a function of those bytes alone, so the agent
+        parses its service map once per publication, not every interval (decision 13). Only an
+        answer is remembered: a malformed map is refused on every sync."""
+        path = self.pull(name, info)
+        key = (name, info.length, tuple(sorted(info.hashes.items())), environment)
+        known = self.memo.service_map_references.get(key)
+        if known is None:
+            known = tuple(referenced_targets(parse_service_map(self.read_stored(path), name), environment))
+            self.memo.service_map_references.put(key, known)
+        return list(known)
 
     def store(self, name: str, info: TargetFile) -> Path:
         """Download a target into the working copy unless a verified copy is already there; a stop

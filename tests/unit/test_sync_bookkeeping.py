@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from stella_trust._internal import sync as sync_module
 from stella_trust._internal.fs import exclusive_lock
 from stella_trust._internal.generation import Generation, keep_only_our_kinds, target_filename
 from stella_trust._internal.memo import VerificationMemo
+from stella_trust._internal.reader import load_view
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf import offline
 from stella_trust._internal.tuf.workcopy import same_tree, versions_of
-from stella_trust.demo.repository import DemoRepository
-from stella_trust.errors import CacheVerificationError
+from stella_trust.demo.repository import SERVICE_MAP, DemoRepository
+from stella_trust.errors import CacheVerificationError, ServiceMapError
 from tests.unit.simulator import RepositoryFetcher
 
 ROOTS = 8
@@ -400,3 +402,53 @@ def test_the_anchor_read_before_the_lock_is_read_again_when_its_file_changed(
     store.write_anchor(demo.repo.root_bytes(2))  # another root, as `init --force` would write
     with pytest.raises(AnchorChangedError):
         _anchor_under_lock(store, replaced)
+
+
+def test_the_service_map_is_parsed_once_per_publication_and_a_malformed_one_refused_every_time(
+    host: tuple[TrustRepoSettings, Store],
+    simulated: tuple[DemoRepository, RepositoryFetcher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent's memo keeps what a signed service map references under its signed length and
+    hashes: five idle syncs parse nothing, a new publication is parsed (and followed), a malformed
+    map is refused on each sync with the held trust kept, and the next good one heals the host."""
+    settings, store = host
+    demo, _ = simulated
+    store.write_anchor(demo.root_path.read_bytes())
+    parsed: list[str] = []
+    real_parse = sync_module.parse_service_map
+
+    def counting(data: bytes, source: str) -> object:
+        parsed.append(source)
+        return real_parse(data, source)
+
+    monkeypatch.setattr(sync_module, "parse_service_map", counting)
+    memo = VerificationMemo()
+    first = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert "rekor-key-v1.pub" in first.targets and parsed == [SERVICE_MAP]
+    for _ in range(5):
+        idle = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+        assert not idle.changed and idle.targets == first.targets
+    assert parsed == [SERVICE_MAP]
+
+    demo.switch_to_rekor_v2()  # a new map: other hashes, parsed and followed
+    switched = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert switched.changed and switched.targets[SERVICE_MAP] == "service-map"
+    assert switched.targets["rekor-key-v2.pub"] in {"referenced", "pinned"}
+    assert len(parsed) == 2
+    held = store.current()
+    assert held is not None
+
+    demo.repo.add_target(SERVICE_MAP, b'["not", "a", "map"]')
+    demo.repo.publish()
+    for _ in range(2):  # refused on every sync, never remembered
+        with pytest.raises(ServiceMapError, match="must be a JSON object"):
+            sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert len(parsed) == 4
+    assert (now_held := store.current()) is not None and now_held.path == held.path
+    view = load_view(settings, store)  # the held trust still serves, the switched map's
+    assert view.service_map is not None and "rekor-key-v2" in str(view.service_map.document)
+
+    demo.switch_to_rekor_v2()  # the operator publishes a good map again: healed, no human action
+    healed = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert healed.changed and SERVICE_MAP in healed.targets

@@ -152,18 +152,24 @@ class TargetSelection(ABC):
         every target it references for this host's environment; a missing service map is a
         `ServiceMapError`, not an unknown pin."""
         if policy.local_service_map is not None:
-            service_map = local_service_map(policy.local_service_map)
+            references = referenced_targets(local_service_map(policy.local_service_map), policy.environment)
         else:
             try:
                 name, info = self.lookup(policy.service_map_target)
             except errors.UnknownTargetError as exc:
                 raise errors.ServiceMapError(f"Service map not found: {exc.message}") from exc
-            service_map = parse_service_map(self.read_stored(self.pull(name, info)), name)
+            references = self.service_map_references(name, info, policy.environment)
             wanted[name] = "service-map"
-        for reference in referenced_targets(service_map, policy.environment):
+        for reference in references:
             name, info = self.lookup(reference)
             self.pull(name, info)
             wanted.setdefault(name, "referenced")
+
+    def service_map_references(self, name: str, info: TargetFile, environment: str | None) -> list[str]:
+        """The targets the signed service map `name` references for `environment`, from its bytes
+        as stored (a malformed map is a `ServiceMapError`)."""
+        service_map = parse_service_map(self.read_stored(self.pull(name, info)), name)
+        return referenced_targets(service_map, environment)
 
     def _collect_sigstore(self, policy: TrustPolicy, wanted: dict[str, str]) -> None:
         """trusted_root.json is required; the first signing config the repository lists
