@@ -106,6 +106,15 @@ def test_trees_are_the_same_only_with_the_same_files_and_bytes(tmp_path: Path) -
     (right / "targets" / "extra.pub").write_text("extra")
     assert not same_tree(left, right)
     (right / "targets" / "extra.pub").unlink()
+    (right / "targets" / "key.pub").rename(right / "targets" / "other.pub")
+    assert not same_tree(left, right)  # as many entries, another name
+    (right / "targets" / "other.pub").rename(right / "targets" / "key.pub")
+
+    rewritten.unlink()
+    rewritten.write_text("root one, longer")  # the same start, more bytes
+    assert not same_tree(left, right)
+    rewritten.unlink()
+    os.link(left / "metadata" / "root_history" / "1.root.json", rewritten)
 
     (right / "metadata" / "root.json").unlink()
     (right / "metadata" / "root.json").symlink_to("root_history/2.root.json")

@@ -159,7 +159,7 @@ def exclusive_lock(
     killed holder never leaves the lock taken. `within`: the directory holding the lock file,
     already open (`path` then only names it in messages): the lock is taken in exactly that
     directory, whatever its path names by now."""
-    if within is None:
+    if within is None and not os.path.isdir(path.parent):  # one stat: every writer meets it made
         path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open_lock_file(path, None if within is None else within.fd)
     try:

@@ -48,8 +48,9 @@ def versions_of(metadata_dir: Path, memo: VerificationMemo | None = None) -> dic
     its identity (decision 13's argument: any write changes it), so an idle sync does not
     parse the timestamp and snapshot it parsed last time."""
     versions = {"root": _root_version(metadata_dir)}
+    top = os.fspath(metadata_dir)
     for role in ("timestamp", "snapshot"):
-        path = role_file(metadata_dir, role)
+        path = f"{top}/{role}.json"  # names, not path objects: every idle sync asks
         identity = _identity(path) if memo is not None else None
         known = memo.role_versions.get(identity) if memo is not None and identity is not None else None
         if known is None:
@@ -83,7 +84,7 @@ def _root_version(metadata_dir: Path) -> int:
     return int(version)
 
 
-def _identity(path: Path) -> FileIdentity | None:
+def _identity(path: str) -> FileIdentity | None:
     """A file's identity without following a link (None: not there)."""
     try:
         return FileIdentity.of(os.stat(path, follow_symlinks=False))
@@ -123,21 +124,24 @@ def below_floor(versions: dict[str, int], floor: Floor) -> bool:
 def same_tree(left: Path, right: Path) -> bool:
     """True if both trees hold the same files with the same bytes (hard links short-cut).
 
-    Read from the directory entries (name, kind and inode come with the listing), since an idle
-    sync compares its whole working copy with the held generation every interval."""
+    Read from the directory entries (name, kind and inode come with the listing), in one pass per
+    directory pair: an idle sync compares its whole working copy with the held generation every
+    interval (a host anchored 200 roots back lists 200 root files on each side)."""
     pending = [(os.fspath(left), os.fspath(right))]
     while pending:
         a_dir, b_dir = pending.pop()
-        with os.scandir(a_dir) as it_a, os.scandir(b_dir) as it_b:
-            a_entries = {e.name: e for e in it_a}
-            b_entries = {e.name: e for e in it_b}
-        if a_entries.keys() != b_entries.keys():
+        with os.scandir(a_dir) as listing:
+            a_entries = {entry.name: entry for entry in listing}
+        with os.scandir(b_dir) as listing:
+            b_entries = {entry.name: entry for entry in listing}
+        if len(a_entries) != len(b_entries):
             return False
-        a_inodes = {name: entry.inode() for name, entry in a_entries.items()}
-        b_inodes = {name: entry.inode() for name, entry in b_entries.items()}
-        # one file (or link) hard-linked into both holds the same bytes; only the others are looked at
-        for name, _ in a_inodes.items() - b_inodes.items():
-            a, b = a_entries[name], b_entries[name]
+        for name, a in a_entries.items():
+            b = b_entries.get(name)
+            if b is None:
+                return False
+            if a.inode() == b.inode():
+                continue  # one file (or link) hard-linked into both holds the same bytes
             a_link, b_link = a.is_symlink(), b.is_symlink()
             if a_link or b_link:
                 if not (a_link and b_link) or os.readlink(a.path) != os.readlink(b.path):
