@@ -257,9 +257,11 @@ class Store:
             prepare_instances_dir(self.root)
             _made(self.root, CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
-            self._refuse_planted_links()
-            self._remove_abandoned_work()
-            self._share_with_readers()
+            with os.scandir(self.root) as listing:  # one listing for the three checks below
+                entries = {entry.name: entry for entry in listing}
+            self._refuse_planted_links(entries)
+            self._remove_abandoned_work(entries)
+            self._share_with_readers(entries)
             yield
 
     # ---- readers' access (decision 17) ---------------------------------------------------
@@ -285,12 +287,12 @@ class Store:
         group and by nobody else: directories 0750, files 0640."""
         share_tree(path, CACHE_DIR_MODE, CACHE_FILE_MODE, self.readers_gid())
 
-    def _share_with_readers(self) -> None:
+    def _share_with_readers(self, top: dict[str, os.DirEntry[str]]) -> None:
         """Every writer, under the lock: the cache directory is 0750, and what readers read
         is 0640 and group-owned. A cache written before this rule (python-tuf writes 0600
         files; a root-run import made root-owned ones) is put right here, once: the check is
-        a few stats of the top-level entries, the tree walk only runs when one of them is
-        wrong."""
+        a few stats of the top-level entries (`top`: the cache directory's listing, taken under
+        the lock), the tree walk only runs when one of them is wrong."""
         try:
             set_access(self.root, CACHE_DIR_MODE, None)
         except PermissionError:
@@ -300,14 +302,14 @@ class Store:
             current = self._current_name()
         except CacheVerificationError:
             current = None
-        top = os.fspath(self.root)
-        entries = [*_SHARED_DIRS, *_SHARED_FILES]
+        root = os.fspath(self.root)
+        entries = [name for name in (*_SHARED_DIRS, *_SHARED_FILES) if name in top]
         if current is not None:
             entries.append(os.path.join(GENERATIONS_DIR, current))
         for entry in entries:  # names, not path objects: every writer runs this under the lock
-            path = os.path.join(top, entry)
+            path = os.path.join(root, entry)
             try:
-                st = os.lstat(path)
+                st = top[entry].stat(follow_symlinks=False) if entry in top else os.lstat(path)
             except FileNotFoundError:
                 continue
             if stat.S_ISLNK(st.st_mode):  # one lstat each; a link is never as wanted
@@ -426,7 +428,8 @@ class Store:
     def keep_as_spare(self, work: Generation) -> None:
         """After an idle sync: the working copy equals `current`; keep it for the next sync."""
         spare = self.generations_dir / SPARE_DIR
-        shutil.rmtree(spare, ignore_errors=True)
+        if os.path.lexists(spare):  # `begin` took it; only a writer killed in between leaves one
+            shutil.rmtree(spare, ignore_errors=True)
         os.rename(work.path, spare)
 
     def commit(self, work: Generation) -> Generation:
@@ -477,24 +480,26 @@ class Store:
         kept = self.generations()
         return (generation_sequence(kept[-1].path.name) or 0) + 1 if kept else 1
 
-    def _refuse_planted_links(self) -> None:
+    def _refuse_planted_links(self, top: dict[str, os.DirEntry[str]]) -> None:
         """The cache's subdirectories are ours: one replaced by a link (by whoever owns the
         cache, when root writes it) would steer root's writes and prunes into the directory
-        it names. Checked when the lock is taken; the removals below also go through a
-        descriptor that never follows a link, so a swap after this check removes nothing
-        outside the cache."""
+        it names. Checked when the lock is taken, from the listing taken then (`top`: its entries
+        say their kind; one that does not say a directory is looked at again by `real_directory`,
+        which refuses it); the removals below also go through a descriptor that never follows a
+        link, so a swap after this check removes nothing outside the cache."""
         for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
-            real_directory(directory)
+            entry = top.get(directory.name)
+            if entry is not None and not entry.is_dir(follow_symlinks=False):
+                real_directory(directory)
 
     def _prune(self, keep: set[str]) -> None:
         """Remove every finished generation except `keep` (scratch entries start with '.')."""
         remove_entries(self.generations_dir, lambda name: not name.startswith(".") and name not in keep)
 
-    def _remove_abandoned_work(self) -> None:
+    def _remove_abandoned_work(self, top: dict[str, os.DirEntry[str]]) -> None:
         """A writer killed mid-sync leaves a work directory (or a temp link); the lock
-        holder removes them."""
-        with os.scandir(self.root) as entries:
-            abandoned = [entry.path for entry in entries if entry.name.startswith(f".{CURRENT_LINK}.")]
+        holder removes them (`top`: the cache directory's listing, taken under the lock)."""
+        abandoned = [entry.path for name, entry in top.items() if name.startswith(f".{CURRENT_LINK}.")]
         for link in abandoned:
             Path(link).unlink(missing_ok=True)
         remove_entries(self.generations_dir, lambda name: name.startswith(WORK_PREFIX))

@@ -22,7 +22,7 @@ from stella_trust._internal.sync import sync
 from stella_trust._internal.tuf import offline
 from stella_trust._internal.tuf.workcopy import same_tree, versions_of
 from stella_trust.demo.repository import SERVICE_MAP, DemoRepository
-from stella_trust.errors import CacheVerificationError, ServiceMapError
+from stella_trust.errors import CacheVerificationError, ServiceMapError, UnsafeFileError
 from tests.unit.simulator import RepositoryFetcher
 
 ROOTS = 8
@@ -461,3 +461,35 @@ def test_the_service_map_is_parsed_once_per_publication_and_a_malformed_one_refu
     demo.switch_to_rekor_v2()  # the operator publishes a good map again: healed, no human action
     healed = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
     assert healed.changed and SERVICE_MAP in healed.targets
+
+
+def test_the_lock_takes_one_listing_and_still_tidies_refuses_and_shares(
+    host: tuple[TrustRepoSettings, Store], simulated: tuple[DemoRepository, RepositoryFetcher]
+) -> None:
+    """Under the lock, from one listing of the cache directory: a killed writer's temp link and
+    working copy are removed, a file where a cache subdirectory belongs is refused in one line
+    (the held trust still served), and what readers read is put back to 0640."""
+    settings, store = host
+    demo, _ = simulated
+    store.write_anchor(demo.root_path.read_bytes())
+    memo = VerificationMemo()
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    (store.root / ".current.dead").symlink_to("generations/nowhere")  # a writer killed mid-commit
+    (store.generations_dir / ".work-dead" / "targets").mkdir(parents=True)
+    store.state_path.chmod(0o600)
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    assert not os.path.lexists(store.root / ".current.dead")
+    assert not (store.generations_dir / ".work-dead").exists()
+    assert store.state_path.stat().st_mode & 0o777 == 0o640
+
+    held = store.current()
+    assert held is not None
+    store.committed_roots_dir.write_text("planted")  # a file where the kept roots' directory belongs
+    with pytest.raises(UnsafeFileError, match=r"roots: it is a link or not a directory"):
+        sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    after = store.current()
+    assert after is not None and after.path == held.path  # nothing written
+    store.committed_roots_dir.unlink()  # the hint followed
+    assert load_view(settings, store).usable
+    for _ in range(3):
+        assert not sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
