@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stella_trust._internal import sync as sync_module
+from stella_trust._internal import synctargets
 from stella_trust._internal.fs import exclusive_lock
 from stella_trust._internal.generation import Generation, keep_only_our_kinds, target_filename
 from stella_trust._internal.memo import VerificationMemo
@@ -425,13 +425,13 @@ def test_the_service_map_is_parsed_once_per_publication_and_a_malformed_one_refu
     demo, _ = simulated
     store.write_anchor(demo.root_path.read_bytes())
     parsed: list[str] = []
-    real_parse = sync_module.parse_service_map
+    real_parse = synctargets.parse_service_map
 
     def counting(data: bytes, source: str) -> object:
         parsed.append(source)
         return real_parse(data, source)
 
-    monkeypatch.setattr(sync_module, "parse_service_map", counting)
+    monkeypatch.setattr(synctargets, "parse_service_map", counting)
     memo = VerificationMemo()
     first = sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
     assert "rekor-key-v1.pub" in first.targets and parsed == [SERVICE_MAP]
