@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import grp
 import hashlib
 import json
 import os
@@ -34,9 +33,32 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from stella_trust._internal.cachelayout import (
+    ANCHOR_FILE,
+    COMMITTED_ROOTS_DIR,
+    CURRENT_LINK,
+    GENERATIONS_DIR,
+    INSTANCES_DIR,
+    LOCK_FILE,
+    MAX_ANCHOR_BYTES,
+    MAX_STATE_BYTES,
+    SEALED_LOGS_DIR,
+    SPARE_DIR,
+    STATE_FILE,
+    WORK_PREFIX,
+)
 from stella_trust._internal.cacheowner import CACHE_DIR_MODE as CACHE_DIR_MODE
 from stella_trust._internal.cacheowner import CACHE_FILE_MODE as CACHE_FILE_MODE
-from stella_trust._internal.cacheowner import adopt_for, cannot_act_as, prepare_instances_dir, user_name
+from stella_trust._internal.cacheowner import (
+    adopt_for,
+    cannot_act_as,
+    prepare_instances_dir,
+    readers_gid,
+    refuse_planted_links,
+    remove_abandoned_work,
+    share_with_readers,
+    unreadable,
+)
 from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.credentials import Owner, acting_as
 from stella_trust._internal.fs import (
@@ -46,7 +68,6 @@ from stella_trust._internal.fs import (
     fsync_dir,
     fsync_tree,
     read_untrusted_stat,
-    real_directory,
     remove_entries,
     set_access,
     share_tree,
@@ -67,36 +88,6 @@ from stella_trust.errors import (
     NotInitialisedError,
     UnsafeFileError,
 )
-
-ANCHOR_FILE = "anchor.root.json"
-STATE_FILE = "state.json"
-LOCK_FILE = "lock"
-CURRENT_LINK = "current"
-GENERATIONS_DIR = "generations"
-SEALED_LOGS_DIR = "tlogs"
-COMMITTED_ROOTS_DIR = "roots"
-WORK_PREFIX = ".work-"
-INSTANCES_DIR = "instances"  # named instances' caches (settings.INSTANCES_DIR): never this Store's
-SPARE_DIR = ".spare"  # the last idle sync's working copy, reused as the next one's start
-# Readers (attestors) are members of the group that owns the cache directory (the
-# `stella-trust` group in the README's deployment): they may read, never write.
-MAX_ANCHOR_BYTES = 16 << 20  # a root (the anchor) of any sane size
-MAX_STATE_BYTES = 1 << 20
-
-
-# What every writer checks under the lock (`_share_with_readers`), besides the current generation.
-_SHARED_DIRS = (GENERATIONS_DIR, COMMITTED_ROOTS_DIR, SEALED_LOGS_DIR)
-_SHARED_FILES = (ANCHOR_FILE, STATE_FILE, LOCK_FILE)
-
-
-def _group_name(gid: int | None) -> str:
-    """The readers' group by name, for the one line that tells a user which group to join."""
-    if gid is None:
-        return "that owns the cache directory"
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def _made(path: Path, mode: int = 0o777) -> None:
@@ -205,6 +196,13 @@ class Store:
             )
         return name
 
+    def _current_name_or_none(self) -> str | None:
+        """`_current_name`, None for a `current` that is not ours (the lock's checks skip it)."""
+        try:
+            return self._current_name()
+        except CacheVerificationError:
+            return None
+
     def read_state(self) -> CacheState:
         """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
         unsigned, so losing it loses only the floor it held (the generation's own versions stay a
@@ -259,71 +257,24 @@ class Store:
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             with os.scandir(self.root) as listing:  # one listing for the three checks below
                 entries = {entry.name: entry for entry in listing}
-            self._refuse_planted_links(entries)
-            self._remove_abandoned_work(entries)
-            self._share_with_readers(entries)
+            refuse_planted_links(self.root, entries)
+            remove_abandoned_work(self.root, entries)
+            share_with_readers(self.root, entries, self._current_name_or_none())
             yield
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:
         """The readers' group: the one that owns the cache directory."""
-        try:
-            return os.stat(self.root).st_gid
-        except OSError:
-            return None
+        return readers_gid(self.root)
 
     def unreadable(self, detail: str) -> CacheUnreadableError:
         """A reader without access: one line naming the readers' group, never "sync"."""
-        group = _group_name(self.readers_gid())
-        user = user_name(os.geteuid())
-        return CacheUnreadableError(
-            f"cannot read the cache {self.root}: {detail}; readers must be in the group {group}",
-            hint=f"add this user to it (`sudo usermod -aG {group} {user}`), then log in again; "
-            "the cached trust itself is not affected",
-        )
+        return unreadable(self.root, detail)
 
     def share(self, path: Path) -> None:
         """Make `path` (a file or a whole tree this writer made) readable by the readers'
         group and by nobody else: directories 0750, files 0640."""
         share_tree(path, CACHE_DIR_MODE, CACHE_FILE_MODE, self.readers_gid())
-
-    def _share_with_readers(self, top: dict[str, os.DirEntry[str]]) -> None:
-        """Every writer, under the lock: the cache directory is 0750, and what readers read
-        is 0640 and group-owned. A cache written before this rule (python-tuf writes 0600
-        files; a root-run import made root-owned ones) is put right here, once: the check is
-        a few stats of the top-level entries (`top`: the cache directory's listing, taken under
-        the lock), the tree walk only runs when one of them is wrong."""
-        try:
-            set_access(self.root, CACHE_DIR_MODE, None)
-        except PermissionError:
-            return  # not the owner (e.g. a reader given the lock file): nothing to put right
-        gid = self.readers_gid()
-        try:
-            current = self._current_name()
-        except CacheVerificationError:
-            current = None
-        root = os.fspath(self.root)
-        entries = [name for name in (*_SHARED_DIRS, *_SHARED_FILES) if name in top]
-        if current is not None:
-            entries.append(os.path.join(GENERATIONS_DIR, current))
-        for entry in entries:  # names, not path objects: every writer runs this under the lock
-            path = os.path.join(root, entry)
-            try:
-                st = top[entry].stat(follow_symlinks=False) if entry in top else os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISLNK(st.st_mode):  # one lstat each; a link is never as wanted
-                if entry in _SHARED_FILES and not os.path.isfile(path):
-                    continue
-                wanted = -1
-            elif entry in _SHARED_FILES and not stat.S_ISREG(st.st_mode):  # only when they are files
-                continue
-            else:
-                wanted = CACHE_DIR_MODE if stat.S_ISDIR(st.st_mode) else CACHE_FILE_MODE
-            if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
-                # named instances' caches under it are theirs (each its own writer and rules)
-                share_tree(self.root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid, skip_dirs={INSTANCES_DIR})
-                return
 
     def _shared_dir(self, path: Path) -> None:
         """A directory of the cache, 0750 and the readers' group whatever the umask."""
@@ -480,26 +431,6 @@ class Store:
         kept = self.generations()
         return (generation_sequence(kept[-1].path.name) or 0) + 1 if kept else 1
 
-    def _refuse_planted_links(self, top: dict[str, os.DirEntry[str]]) -> None:
-        """The cache's subdirectories are ours: one replaced by a link (by whoever owns the
-        cache, when root writes it) would steer root's writes and prunes into the directory
-        it names. Checked when the lock is taken, from the listing taken then (`top`: its entries
-        say their kind; one that does not say a directory is looked at again by `real_directory`,
-        which refuses it); the removals below also go through a descriptor that never follows a
-        link, so a swap after this check removes nothing outside the cache."""
-        for directory in (self.generations_dir, self.committed_roots_dir, self.sealed_logs_dir):
-            entry = top.get(directory.name)
-            if entry is not None and not entry.is_dir(follow_symlinks=False):
-                real_directory(directory)
-
     def _prune(self, keep: set[str]) -> None:
         """Remove every finished generation except `keep` (scratch entries start with '.')."""
         remove_entries(self.generations_dir, lambda name: not name.startswith(".") and name not in keep)
-
-    def _remove_abandoned_work(self, top: dict[str, os.DirEntry[str]]) -> None:
-        """A writer killed mid-sync leaves a work directory (or a temp link); the lock
-        holder removes them (`top`: the cache directory's listing, taken under the lock)."""
-        abandoned = [entry.path for name, entry in top.items() if name.startswith(f".{CURRENT_LINK}.")]
-        for link in abandoned:
-            Path(link).unlink(missing_ok=True)
-        remove_entries(self.generations_dir, lambda name: name.startswith(WORK_PREFIX))
