@@ -31,14 +31,18 @@ _QUERY_NAME = r"[?&;](?P<name>[^=&;?#\s\"'<>]+)="
 _VALUE_END = r"[&#\s\"']"
 _DECODE_ROUNDS = 4  # `%2574oken` is `%74oken` after one decoding, `token` after two
 # The patterns are kept as text: `re` compiles each the first time a text needs it (and keeps it),
-# so a process that only ever redacts plain URLs never compiles the query ones (issue 24).
+# so a process that only ever redacts plain URLs never compiles the query ones, and a pattern is
+# not even tried on a text that lacks one of its literal characters (issue 24).
 
 
 def redact(text: str) -> str:
     """`text` with every URL's userinfo and every secret-looking query value replaced."""
     if "://" not in text and "=" not in text:
         return text  # the common case costs one scan
-    text = re.sub(_USERINFO, lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    if "@" in text and "://" in text:  # both are literals of _USERINFO: without them it cannot match
+        text = re.sub(_USERINFO, lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    if "=" not in text or not any(mark in text for mark in "?&;"):
+        return text  # _QUERY_NAME needs a '?', '&' or ';' and a '='
     return _hide_secret_values(text)
 
 
