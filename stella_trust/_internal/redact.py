@@ -62,8 +62,21 @@ def secret_name(name: str) -> bool:
     return _secret_word(seen)
 
 
+# Every word of _SECRET_WORDS holds one of these (the `api key` and `access key` forms hold "key"),
+# and every short name is one: an ASCII name (where IGNORECASE is `lower()`) holding none of them
+# and not a short name cannot match, and is answered without compiling either pattern (issue 24:
+# `;version=` in a media type is the one query-like name a status document holds).
+_WORD_CORES = ("token", "secret", "pass", "pwd", "auth", "credential", "signature", "key", "session")
+_WORD_CORES += ("private", "jwt", "bearer")
+_SHORT = frozenset(_SHORT_NAMES.split("|"))
+
+
 def _secret_word(name: str) -> bool:
     """Whether `name` holds a secret word or is one of the short names."""
+    if name.isascii():
+        lowered = name.lower()
+        if lowered not in _SHORT and not any(core in lowered for core in _WORD_CORES):
+            return False
     found = re.search(_SECRET_WORDS, name, re.IGNORECASE) or re.fullmatch(_SHORT_NAMES, name, re.IGNORECASE)
     return found is not None
 
