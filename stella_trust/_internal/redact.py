@@ -66,8 +66,8 @@ def secret_name(name: str) -> bool:
 # and every short name is one: an ASCII name (where IGNORECASE is `lower()`) holding none of them
 # and not a short name cannot match, and is answered without compiling either pattern (issue 24:
 # `;version=` in a media type is the one query-like name a status document holds).
-_WORD_CORES = ("token", "secret", "pass", "pwd", "auth", "credential", "signature", "key", "session")
-_WORD_CORES += ("private", "jwt", "bearer")
+_WORD_CORES: tuple[str, ...] = ("token", "secret", "pass", "pwd", "auth", "credential", "signature", "key")
+_WORD_CORES += ("session", "private", "jwt", "bearer")
 _SHORT = frozenset(_SHORT_NAMES.split("|"))
 
 

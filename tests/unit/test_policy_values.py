@@ -1,5 +1,6 @@
-"""The policy's frozen values (policy/inputs.Value): what they were as NamedTuples, equality,
-hashing and immutability, without a NamedTuple's cost at every start-up (issue 24)."""
+"""The policy's frozen values (policy/inputs.Value) and the cache's rollback floor per role
+(cachestate.RoleFloor): what they were as NamedTuples, equality, hashing and immutability, without
+a NamedTuple's cost at every start-up (issue 24)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from types import MappingProxyType
 
 import pytest
 
+from stella_trust._internal.cachestate import RoleFloor, parse_floor
 from stella_trust._internal.policy.build import ViewParts
 from stella_trust._internal.policy.inputs import Recorded, TrustPolicy, VerifiedTargets
 from stella_trust._internal.policy.trustroot import SigstoreSource
@@ -45,3 +47,14 @@ def test_values_are_frozen() -> None:
 def test_a_value_holding_an_unhashable_field_is_unhashable_like_a_tuple() -> None:
     with pytest.raises(TypeError):
         hash(VerifiedTargets({}, {}))
+
+
+def test_a_role_floor_is_a_frozen_value_read_back_from_its_json() -> None:
+    floor = RoleFloor(7, ("a", "b"))
+    assert floor == RoleFloor(7, ("a", "b")) and hash(floor) == hash(RoleFloor(7, ("a", "b")))
+    assert floor != RoleFloor(8, ("a", "b")) and floor != RoleFloor(7, ("a",))
+    assert parse_floor({"targets": floor.to_json()}) == {"targets": floor}
+    assert repr(floor) == "RoleFloor(version=7, keyids=('a', 'b'))"
+    with pytest.raises(AttributeError, match="frozen"):
+        floor.version = 1  # type: ignore[misc]
+    assert floor.version == 7

@@ -139,7 +139,6 @@ DATACLASSES_ALLOWED = {
 }
 NAMEDTUPLES_ALLOWED = {
     "stella_trust._internal.memo.FileIdentity",
-    "stella_trust._internal.cachestate.RoleFloor",
     "stella_trust._internal.credentials.Owner",
 }
 _LIST_DATACLASSES = """
