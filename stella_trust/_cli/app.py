@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
-from stella_trust._version import __version__
 
 _APP_OPTIONS: dict[str, Any] = dict(
     name="trust",
@@ -64,6 +63,8 @@ def _version(value: bool) -> None:
     """The eager `--version` callback: prints and exits before any command runs or any config is
     read."""
     if value:
+        from stella_trust._version import __version__
+
         typer.echo(f"stella-trust {__version__}")
         raise typer.Exit()
 

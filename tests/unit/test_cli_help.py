@@ -103,3 +103,13 @@ def test_the_completion_options_still_work_beside_a_command_word(capsys: pytest.
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert "No such option: --show-keys-please" in error and "completion" not in error
+
+
+def test_version_is_printed_though_no_command_loads_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`trust --version` imports the version when asked (issue 24: `trust status` never does)."""
+    from stella_trust._version import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"stella-trust {__version__}\n"
