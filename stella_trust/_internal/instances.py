@@ -18,13 +18,13 @@ _adding_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("stella
 DEFAULT_INSTANCE = "default"
 # A name that is safe as a directory, a YAML key, a metrics label and a word in a message. Kept as
 # text: `re` compiles it on first use (a run that names no instance never does; issue 24).
-INSTANCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+INSTANCE_NAME = r"[a-z0-9][a-z0-9_-]{0,31}"  # the whole name (fullmatch: `$` would allow a final "\n")
 INSTANCES_DIR = "instances"  # <default cache>/instances/<NAME>/: a named instance's own cache
 
 
 def is_instance_name(name: str) -> bool:
     """Whether `name` follows INSTANCE_NAME's rule."""
-    return re.match(INSTANCE_NAME, name) is not None
+    return re.fullmatch(INSTANCE_NAME, name) is not None
 
 
 def check_instance_name(name: str) -> str:
