@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stella_trust._version import __version__
-
 if TYPE_CHECKING:
     from stella_trust._internal.sigstore.errors import BundleVerificationError as BundleVerificationError
     from stella_trust._internal.sigstore.verify import VerificationOutcome as VerificationOutcome
+    from stella_trust._version import __version__ as __version__
     from stella_trust.api import TrustWatcher as TrustWatcher
     from stella_trust.api import open_trust as open_trust
     from stella_trust.api import verify_bundle as verify_bundle
@@ -117,6 +116,7 @@ _PUBLIC_TYPES = {
     ),
 }
 _LAZY = {
+    "__version__": "stella_trust._version",  # one module fewer for every `trust` run (issue 24)
     "open_trust": "stella_trust.api",
     "TrustWatcher": "stella_trust.api",
     "verify_bundle": "stella_trust.api",
@@ -135,4 +135,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = sorted(_LAZY)

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
-from stella_trust._version import __version__
 
 _APP_OPTIONS: dict[str, Any] = dict(
     name="trust",
@@ -64,6 +63,8 @@ def _version(value: bool) -> None:
     """The eager `--version` callback: prints and exits before any command runs or any config is
     read."""
     if value:
+        from stella_trust._version import __version__
+
         typer.echo(f"stella-trust {__version__}")
         raise typer.Exit()
 
@@ -101,10 +102,12 @@ def main_options(
     ctx.obj = remember_globals(Globals(config, cache_dir, debug))
 
 
-def build_app(only: str | None = None) -> typer.Typer:
+def build_app(only: str | None = None, *, completion: bool = True) -> typer.Typer:
     """The `trust` app with every command, or with only the top-level word `only` (a
-    command, or a group with all its subcommands) next to the global options."""
-    app = typer.Typer(**_APP_OPTIONS)
+    command, or a group with all its subcommands) next to the global options. `completion`
+    False leaves out `--install-completion` and `--show-completion` (a run that names neither:
+    typer validates each option's value, even an absent one, at every run; issue 24)."""
+    app = typer.Typer(**{**_APP_OPTIONS, "add_completion": completion})
     app.callback()(main_options)
     for name, (module, attribute, group) in COMMANDS.items():
         if only is not None and name != only:
@@ -149,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     first = words.split(" ")[0]
     completing = "_TRUST_COMPLETE" in os.environ  # completion reads its words elsewhere
     only = first if first in COMMANDS and not completing else None
-    command = typer.main.get_command(build_app(only) if only else full_app())
+    # the completion options (or a near miss, whose error suggests them) get the whole app
+    asked = any("complet" in arg or arg.startswith("--install") for arg in args)
+    command = typer.main.get_command(build_app(only, completion=False) if only and not asked else full_app())
     readable_metavars(command)
     try:
         code = command.main(args=args, prog_name="trust", standalone_mode=False)

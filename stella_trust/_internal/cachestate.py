@@ -4,7 +4,7 @@ ever cause a refusal, never trust."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from stella_trust.errors import CacheVerificationError
 
@@ -14,12 +14,42 @@ FLOOR_EDITED_HINT = (
 )
 
 
-class RoleFloor(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
+class RoleFloor:
     """The highest version of one role this host committed, with the keyids that signed it
-    (decision 4: a rotated key set exempts the role, TUF spec 5.3.11)."""
+    (decision 4: a rotated key set exempts the role, TUF spec 5.3.11). A frozen plain class with
+    `==`, `hash()` and `repr()` over (version, keyids): neither a dataclass nor a NamedTuple, whose
+    classes Python 3.11 builds with exec() at every start-up (issue 24)."""
 
+    __slots__ = ("keyids", "version")
     version: int
     keyids: tuple[str, ...]
+
+    def __init__(self, version: int, keyids: tuple[str, ...]) -> None:
+        """The committed version and the keyids that signed it."""
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "keyids", keyids)
+
+    def __eq__(self, other: object) -> bool:
+        """Same class, version and keyids."""
+        if not isinstance(other, RoleFloor):
+            return NotImplemented
+        return (self.version, self.keyids) == (other.version, other.keyids)
+
+    def __hash__(self) -> int:
+        """Of (version, keyids)."""
+        return hash((self.version, self.keyids))
+
+    def __repr__(self) -> str:
+        """`RoleFloor(version=..., keyids=...)`."""
+        return f"RoleFloor(version={self.version!r}, keyids={self.keyids!r})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refused: a floor read from state.json is never changed in place."""
+        raise AttributeError(f"RoleFloor is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        """Refused, as assignment is."""
+        raise AttributeError(f"RoleFloor is frozen: cannot delete {name!r}")
 
     @classmethod
     def parse(cls, role: str, entry: Any) -> RoleFloor:

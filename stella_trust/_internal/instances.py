@@ -16,14 +16,20 @@ from stella_trust.errors import ConfigError, NotInitialisedError
 _adding_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("stella_adding", default=None)
 
 DEFAULT_INSTANCE = "default"
-# A name that is safe as a directory, a YAML key, a metrics label and a word in a message.
-INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# A name that is safe as a directory, a YAML key, a metrics label and a word in a message. Kept as
+# text: `re` compiles it on first use (a run that names no instance never does; issue 24).
+INSTANCE_NAME = r"[a-z0-9][a-z0-9_-]{0,31}"  # the whole name (fullmatch: `$` would allow a final "\n")
 INSTANCES_DIR = "instances"  # <default cache>/instances/<NAME>/: a named instance's own cache
+
+
+def is_instance_name(name: str) -> bool:
+    """Whether `name` follows INSTANCE_NAME's rule."""
+    return re.fullmatch(INSTANCE_NAME, name) is not None
 
 
 def check_instance_name(name: str) -> str:
     """An instance name must be a plain word: it becomes a directory, a YAML key and a label."""
-    if not INSTANCE_NAME.match(name):
+    if not is_instance_name(name):
         raise ConfigError(
             f"instance name {name!r} is not allowed: use 1-32 of a-z, 0-9, '-' and '_', "
             "starting with a letter or digit"
@@ -47,7 +53,7 @@ def named_instances(path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(found, dict):
         raise ConfigError(f"{where} must be a mapping of instance names to settings")
     for name, fields in found.items():
-        if not isinstance(name, str) or not INSTANCE_NAME.match(name) or name == DEFAULT_INSTANCE:
+        if not isinstance(name, str) or not is_instance_name(name) or name == DEFAULT_INSTANCE:
             raise ConfigError(
                 f"{where}: {name!r} is not an instance name (1-32 of a-z, 0-9, '-', '_'; "
                 "'default' is the section's top level)"

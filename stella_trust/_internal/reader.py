@@ -51,7 +51,9 @@ def verified_current_with_state(
     cache with a hint to sync. `memo`: what this process already verified (decision 13).
     """
     try:
-        return _verified_current_with_state(store, memo or VerificationMemo())
+        if memo is None:  # nothing outlives this read: no identity to remember it under
+            return _verified_current_with_state(store, VerificationMemo(), remember=False)
+        return _verified_current_with_state(store, memo)
     except CacheUnreadableError as exc:
         if exc.hint:  # already in the reader's words (the anchor, read by the store)
             raise
@@ -60,11 +62,15 @@ def verified_current_with_state(
         raise store.unreadable(f"{exc.filename or 'a file'}: permission denied") from None
 
 
-def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[VerifiedTrust, CacheState]:
+def _verified_current_with_state(
+    store: Store, memo: VerificationMemo, *, remember: bool = True
+) -> tuple[VerifiedTrust, CacheState]:
     """Up to three reads: a verification that fails or finds a rollback while a writer moved
     `current` under it is retried on the new generation (a commit in progress is not an attack); the
     last attempt's verdict stands. A result is remembered only when the identity of everything it
-    read held still across the read (decision 13)."""
+    read held still across the read (decision 13). `remember` False: the memo is this read's own
+    (a one-shot command), so nothing could ever look the result up; the identity of every file
+    (a scan and a stat each, twice) is not taken. The verification itself is the same."""
     anchor = store.read_anchor()
     for attempt in range(3):
         generation = store.current()
@@ -75,7 +81,7 @@ def _verified_current_with_state(store: Store, memo: VerificationMemo) -> tuple[
                 bundle_only_hint="run `trust import BUNDLE` (a bundle made on a connected host with "
                 "`trust snapshot export --out BUNDLE`)",
             )
-        identity = _identity_of(store, generation, anchor)
+        identity = _identity_of(store, generation, anchor) if remember else None
         remembered = memo.generations.get(identity) if identity is not None else None
         if remembered is not None:
             return cast(tuple[VerifiedTrust, CacheState], remembered)
@@ -168,9 +174,8 @@ def load_view_of_generation(
     memo: VerificationMemo | None = None,
 ) -> tuple[TrustView, Generation]:
     """`load_view`, with the generation it read (a writer may switch `current` meanwhile)."""
-    memo = memo or VerificationMemo()
-    verified, state = verified_current_with_state(store, memo)
-    return _view(verified, state, settings, now or utcnow(), memo), verified.generation
+    verified, state = verified_current_with_state(store, memo)  # None: a one-shot read
+    return _view(verified, state, settings, now or utcnow(), memo or VerificationMemo()), verified.generation
 
 
 def _view(

@@ -31,14 +31,18 @@ _QUERY_NAME = r"[?&;](?P<name>[^=&;?#\s\"'<>]+)="
 _VALUE_END = r"[&#\s\"']"
 _DECODE_ROUNDS = 4  # `%2574oken` is `%74oken` after one decoding, `token` after two
 # The patterns are kept as text: `re` compiles each the first time a text needs it (and keeps it),
-# so a process that only ever redacts plain URLs never compiles the query ones (issue 24).
+# so a process that only ever redacts plain URLs never compiles the query ones, and a pattern is
+# not even tried on a text that lacks one of its literal characters (issue 24).
 
 
 def redact(text: str) -> str:
     """`text` with every URL's userinfo and every secret-looking query value replaced."""
     if "://" not in text and "=" not in text:
         return text  # the common case costs one scan
-    text = re.sub(_USERINFO, lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    if "@" in text and "://" in text:  # both are literals of _USERINFO: without them it cannot match
+        text = re.sub(_USERINFO, lambda m: f"{m.group('scheme')}{HIDDEN}@", text)
+    if "=" not in text or not any(mark in text for mark in "?&;"):
+        return text  # _QUERY_NAME needs a '?', '&' or ';' and a '='
     return _hide_secret_values(text)
 
 
@@ -58,8 +62,21 @@ def secret_name(name: str) -> bool:
     return _secret_word(seen)
 
 
+# Every word of _SECRET_WORDS holds one of these (the `api key` and `access key` forms hold "key"),
+# and every short name is one: an ASCII name (where IGNORECASE is `lower()`) holding none of them
+# and not a short name cannot match, and is answered without compiling either pattern (issue 24:
+# `;version=` in a media type is the one query-like name a status document holds).
+_WORD_CORES: tuple[str, ...] = ("token", "secret", "pass", "pwd", "auth", "credential", "signature", "key")
+_WORD_CORES += ("session", "private", "jwt", "bearer")
+_SHORT = frozenset(_SHORT_NAMES.split("|"))
+
+
 def _secret_word(name: str) -> bool:
     """Whether `name` holds a secret word or is one of the short names."""
+    if name.isascii():
+        lowered = name.lower()
+        if lowered not in _SHORT and not any(core in lowered for core in _WORD_CORES):
+            return False
     found = re.search(_SECRET_WORDS, name, re.IGNORECASE) or re.fullmatch(_SHORT_NAMES, name, re.IGNORECASE)
     return found is not None
 

@@ -29,6 +29,7 @@ from stella_trust._internal.instances import check_instance_name as check_instan
 from stella_trust._internal.instances import default_instance_configured as default_instance_configured
 from stella_trust._internal.instances import instance_cache_path as instance_cache_path
 from stella_trust._internal.instances import instance_section as instance_section
+from stella_trust._internal.instances import is_instance_name as is_instance_name
 from stella_trust._internal.instances import named_instances as named_instances
 from stella_trust.errors import ConfigError, OfflineModeError
 

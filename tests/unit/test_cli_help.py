@@ -81,3 +81,35 @@ def test_completion_script_and_completions() -> None:
         [sys.executable, "-m", "stella_trust"], capture_output=True, text=True, env=env, check=False
     )
     assert done.stdout.split() == ["bump-online"], done.stdout + done.stderr
+
+
+def test_the_completion_options_still_work_beside_a_command_word(capsys: pytest.CaptureFixture[str]) -> None:
+    """A run naming one command builds it without typer's completion options (issue 24: typer
+    validates each option's value, even an absent one, at every run), unless the arguments name
+    one, or a near miss whose error suggests them."""
+    script = subprocess.run(
+        ["bash", "-c", f"'{sys.executable}' -m stella_trust --show-completion bash status; exit $?"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert script.returncode == 0 and "_trust_completion" in script.stdout.replace("-", "_"), script.stderr
+    with pytest.raises(SystemExit) as exited:
+        main(["--install-completon", "status"])
+    assert exited.value.code == 2
+    assert "--install-completion" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--show-keys-please", "status"])  # not a completion word: only `status` is built
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "No such option: --show-keys-please" in error and "completion" not in error
+
+
+def test_version_is_printed_though_no_command_loads_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`trust --version` imports the version when asked (issue 24: `trust status` never does)."""
+    from stella_trust._version import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"stella-trust {__version__}\n"

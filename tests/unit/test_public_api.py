@@ -59,7 +59,7 @@ def test_what_type_checkers_see_is_what_the_package_hands_out() -> None:
         if isinstance(stmt, ast.ImportFrom)
         for alias in stmt.names
     }
-    assert checked == set(stella_trust.__all__) - {"__version__"}
+    assert checked == set(stella_trust.__all__)  # __version__ too: lazy since issue 24
 
 
 def test_every_error_is_one_of_three_kinds_or_the_base() -> None:

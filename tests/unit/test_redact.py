@@ -70,3 +70,75 @@ def test_a_secret_after_a_semicolon_inside_a_plain_value_is_still_hidden() -> No
     """Names are found before values are read: a non-secret value never swallows the
     `;token=` that follows it."""
     assert redact("https://m.example/t?a=1;%74oken=z7&b=2") == "https://m.example/t?a=1;%74oken=***&b=2"
+
+
+def test_skipping_a_pattern_whose_literal_characters_are_absent_changes_no_answer() -> None:
+    """`redact` tries the userinfo pattern only on text holding '@' and '://', and the query pattern
+    only on text holding '=' and one of '?&;' (issue 24: the status document's URLs and keys then
+    compile neither). Both patterns are applied unconditionally here, as before the shortcut, to
+    texts built from every character either pattern reads (and a few secrets)."""
+    import random
+    import re
+
+    from stella_trust._internal import redact as module
+
+    def unconditional(text: str) -> str:
+        text = re.sub(module._USERINFO, lambda m: f"{m.group('scheme')}{module.HIDDEN}@", text)
+        return module._hide_secret_values(text)
+
+    pieces = [
+        "https://",
+        "file://",
+        "u:p",
+        "@",
+        "?",
+        "&",
+        ";",
+        "=",
+        "token",
+        "%74oken",
+        "sig",
+        "a",
+        "/",
+        "#",
+        " ",
+        '"',
+    ]
+    rng = random.Random(24)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(4000)]
+    texts += ["https://ci:s3cr3t@m.example/t?sig=1", "a;token=2", "x@y=z", "https://m.example/?a=1"]
+    changed = 0
+    for text in texts:
+        expected = unconditional(text)
+        assert redact(text) == expected, text
+        changed += expected != text
+    assert changed > 100  # the texts exercise both patterns, not only the shortcut
+
+
+def test_a_name_holding_no_secret_word_is_judged_as_the_patterns_would() -> None:
+    """`_secret_word` answers an ASCII name holding no word of the patterns without them (issue 24);
+    every answer is compared here with the patterns themselves, on names built from the words'
+    pieces, cases, separators and non-ASCII letters that IGNORECASE folds (Kelvin sign, long s)."""
+    import random
+    import re
+
+    from stella_trust._internal import redact as module
+
+    def by_the_patterns(name: str) -> bool:
+        found = re.search(module._SECRET_WORDS, name, re.IGNORECASE) or re.fullmatch(
+            module._SHORT_NAMES, name, re.IGNORECASE
+        )
+        return found is not None
+
+    pieces = ["to", "ken", "api", "access", "_", "-", " ", "\t", "\x1c", "KEY", "k", "ey", "sig"]
+    pieces += ["s", "v", "e", "p", "co", "de", "ver", "sion", "jwt", "\u212a", "\u017f", "i", "\u0131"]
+    pieces += ["AUTH", "x"]
+    rng = random.Random(24)
+    names = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 5))) for _ in range(20000)]
+    names += ["version", "api-key", "API\x1fKEY", "\u212aey"]
+    secret = 0
+    for name in names:
+        expected = by_the_patterns(name)
+        assert module._secret_word(name) == expected, repr(name)
+        secret += expected
+    assert 1000 < secret < len(names) - 1000  # both answers are exercised

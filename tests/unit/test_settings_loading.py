@@ -128,6 +128,7 @@ def test_a_named_instance_reads_its_own_fields_and_cache(
     [
         ({"default": {}}, "'default' is the section's top level"),
         ({"../x": {}}, "is not an instance name"),
+        ({"b\n": {}}, "is not an instance name"),  # `$` matched before a final newline
         ({"b": "https://b.example"}, "instances.b must be a mapping"),
         (["b"], "must be a mapping of instance names"),
         ({"b": {"tuf_ulr": "https://b.example"}}, "instances.b.tuf_ulr: unknown field"),
@@ -141,3 +142,15 @@ def test_a_malformed_instances_section_is_one_line_for_every_instance(
     config = _instances_config(tmp_path, instances)
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_settings(config, instance="b" if "tuf_ulr" in words else None)
+
+
+def test_an_instance_name_with_a_final_newline_is_refused_and_the_others_still_load(tmp_path: Path) -> None:
+    """A name becomes a directory, a YAML key and a metrics label: a trailing newline (which the
+    rule's `$` used to let through) would start a new line in the agent's metrics file."""
+    from stella_trust._internal.settings import check_instance_name, is_instance_name
+
+    assert not is_instance_name("b\n") and is_instance_name("b") and is_instance_name("a-1_b")
+    with pytest.raises(ConfigError, match="instance name 'b\\\\n' is not allowed"):
+        check_instance_name("b\n")
+    config = _instances_config(tmp_path, {"b": {"tuf_url": "https://b.example"}})
+    assert load_settings(config, instance="b").tuf_url == "https://b.example"  # held config intact

@@ -29,7 +29,12 @@ from stella_trust._internal.bundle.layout import (
     Progress,
 )
 from stella_trust._internal.fs import real_directory
-from stella_trust._internal.settings import DEFAULT_INSTANCE, INSTANCE_NAME, BundleLimits, TrustRepoSettings
+from stella_trust._internal.settings import (
+    DEFAULT_INSTANCE,
+    BundleLimits,
+    TrustRepoSettings,
+    is_instance_name,
+)
 from stella_trust._internal.store import Store
 from stella_trust.errors import UnsafeFileError
 
@@ -64,7 +69,7 @@ def carried_instances(bundle: Path, limits: BundleLimits) -> Carried:
         raise BundleError("Bundle manifest's instances must map instance names to their parts")
     named: dict[str, str] = {}
     for name, entry in described.items():
-        if not isinstance(name, str) or not INSTANCE_NAME.match(name) or name == DEFAULT_INSTANCE:
+        if not isinstance(name, str) or not is_instance_name(name) or name == DEFAULT_INSTANCE:
             raise BundleError(f"Bundle manifest names an invalid instance {str(name)[:40]!r}")
         path = entry.get("path") if isinstance(entry, dict) else None
         expected = f"{INSTANCES_PREFIX}{name}" + ("" if bundle.is_dir() else NESTED_SUFFIX)

@@ -9,7 +9,7 @@ never replaces the trust a host holds.
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from stella_trust._internal.policy.facts import certificate_facts, public_key_facts
 from stella_trust._internal.policy.freshness import compute_freshness
@@ -19,6 +19,7 @@ from stella_trust._internal.policy.inputs import (
     SIGSTORE,
     Recorded,
     TrustPolicy,
+    Value,
     VerifiedTargets,
 )
 from stella_trust._internal.policy.names import match_name
@@ -40,14 +41,25 @@ def freshness_of(md: VerifiedMetadata, policy: TrustPolicy, now: datetime) -> Fr
     return compute_freshness(expiries, policy.freshness_threshold, now)
 
 
-class ViewParts(NamedTuple):
+class ViewParts(Value):
     """A view and what judging it at another `now` needs (`view_at`): only freshness, `at`
     and, without a service map, the endpoints (validity windows) depend on the time."""
 
+    __slots__ = ("metadata", "policy", "sigstore", "view")
     view: TrustView
     metadata: VerifiedMetadata
     policy: TrustPolicy
     sigstore: SigstoreSource | None  # endpoints come from it (no service map)
+
+    def __init__(
+        self,
+        view: TrustView,
+        metadata: VerifiedMetadata,
+        policy: TrustPolicy,
+        sigstore: SigstoreSource | None,
+    ) -> None:
+        """The view and the inputs it was built from."""
+        self._set(view=view, metadata=metadata, policy=policy, sigstore=sigstore)
 
 
 def build_view(

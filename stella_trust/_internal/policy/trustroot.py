@@ -9,29 +9,60 @@ of the key's SPKI), so `status`, `export` and `verify` work the same for both.
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
 
-from stella_trust._internal.policy.inputs import TrustPolicy, VerifiedTargets
+from stella_trust._internal.policy.inputs import TrustPolicy, Value, VerifiedTargets
 from stella_trust._internal.policy.sources import lists
 from stella_trust._internal.sigstore.trusted_root import parse_trusted_root
 from stella_trust.errors import ServiceMapError
 from stella_trust.sigstore_types import SigstoreTrust, TransparencyLog
 from stella_trust.view import Endpoints, FulcioEndpoint, KeyFact, RekorEndpoint
 
+_NO_LOG_TARGETS: Mapping[str, str] = MappingProxyType({})
 
-class SigstoreSource(NamedTuple):
+
+class SigstoreSource(Value):
     """What the verifiers' trust is made of: the parsed facts, and the exact bytes they were parsed
-    from (handed on to sigstore-python unchanged), with the targets they came from. A NamedTuple,
-    as policy/inputs.py's values are (a frozen dataclass costs every start-up ~0.8 ms)."""
+    from (handed on to sigstore-python unchanged), with the targets they came from. A `Value`, as
+    policy/inputs.py's values are (a frozen dataclass costs every start-up ~0.8 ms)."""
 
+    __slots__ = (
+        "ca_target",
+        "log_targets",
+        "signing_config_json",
+        "signing_config_target",
+        "trust",
+        "trusted_root_json",
+        "trusted_root_target",
+    )
     trust: SigstoreTrust
     trusted_root_json: bytes
     signing_config_json: bytes | None
     trusted_root_target: str | None  # None when synthesised from a service map or legacy targets
     signing_config_target: str | None
     # synthesised from legacy targets: the target each log ID came from, and the active Fulcio chain's
-    log_targets: Mapping[str, str] = MappingProxyType({})
-    ca_target: str | None = None
+    log_targets: Mapping[str, str]
+    ca_target: str | None
+
+    def __init__(
+        self,
+        trust: SigstoreTrust,
+        trusted_root_json: bytes,
+        signing_config_json: bytes | None,
+        trusted_root_target: str | None,
+        signing_config_target: str | None,
+        log_targets: Mapping[str, str] = _NO_LOG_TARGETS,
+        ca_target: str | None = None,
+    ) -> None:
+        """The parsed trust, its bytes and where they came from."""
+        self._set(
+            trust=trust,
+            trusted_root_json=trusted_root_json,
+            signing_config_json=signing_config_json,
+            trusted_root_target=trusted_root_target,
+            signing_config_target=signing_config_target,
+            log_targets=log_targets,
+            ca_target=ca_target,
+        )
 
 
 def from_repository(
