@@ -6,7 +6,6 @@ group, and what every writer checks and puts right when it takes the lock (decis
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
 import pwd
 import stat
@@ -20,12 +19,12 @@ from stella_trust._internal.cachelayout import (
     SHARED_FILES,
     WORK_PREFIX,
 )
-from stella_trust._internal.credentials import Owner
 from stella_trust._internal.fs import real_directory, remove_entries, set_access, share_tree
 from stella_trust._internal.settings import INSTANCES_DIR
 from stella_trust.errors import CacheUnreadableError, UnsafeFileError
 
 if TYPE_CHECKING:
+    from stella_trust._internal.credentials import Owner
     from stella_trust._internal.store import Store
 
 CACHE_DIR_MODE = 0o750
@@ -108,6 +107,8 @@ def group_name(gid: int | None) -> str:
     """The readers' group by name, for the one line that tells a user which group to join."""
     if gid is None:
         return "that owns the cache directory"
+    import grp  # only this message names a group: readers never load it otherwise
+
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from stella_trust._internal.cachestate import CacheState
-from stella_trust._internal.credentials import as_invoker
 from stella_trust._internal.policy.build import ViewParts, build_parts, build_view, freshness_of
 from stella_trust._internal.policy.inputs import Recorded, TrustPolicy, VerifiedTargets
 from stella_trust._internal.settings import TrustRepoSettings
@@ -26,6 +25,7 @@ def trust_policy(settings: TrustRepoSettings) -> TrustPolicy:
     """The settings fields a trust decision reads; the local service map read now."""
     local = None
     if settings.service_map_file is not None:
+        from stella_trust._internal.credentials import as_invoker
         from stella_trust._internal.fs import read_untrusted
 
         path = settings.service_map_file

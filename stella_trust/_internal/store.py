@@ -60,7 +60,6 @@ from stella_trust._internal.cacheowner import (
     unreadable,
 )
 from stella_trust._internal.cachestate import CacheState
-from stella_trust._internal.credentials import Owner, acting_as
 from stella_trust._internal.fs import (
     atomic_write,
     exclusive_lock,
@@ -239,6 +238,8 @@ class Store:
         def busy(holder: str) -> Exception:
             """The refusal after `timeout`: names the holder's pid, so an operator can find it."""
             return LockBusyError(f"cache {self.root} is locked by another writer (pid {holder})")
+
+        from stella_trust._internal.credentials import Owner, acting_as  # writers only (issue 24)
 
         # A named instance lives inside the default cache (instances/NAME): its owner decides,
         # and nothing below it is made or walked before root has taken that owner's uid.

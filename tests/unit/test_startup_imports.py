@@ -55,8 +55,14 @@ OTHER_COMMANDS = (
     "stella_trust._cli.demo",
 )
 # Modules status once imported and does not need (issue 24): the version (`--version` and the
-# package attribute load it on use).
-STATUS_NEEDS_NOT = ("stella_trust._version",)
+# package attribute load it on use); what only a writer uses (root's change of credentials, the
+# descriptor-relative writes, the group database for the one message naming the readers' group).
+STATUS_NEEDS_NOT = (
+    "stella_trust._version",
+    "stella_trust._internal.credentials",
+    "stella_trust._internal.fs.opendir",
+    "grp",
+)
 # What status must still do: settings through pydantic-settings (YAML + STELLA_*), signatures
 # through python-tuf's metadata API.
 STATUS_DOES_ITS_JOB = ("pydantic_settings", "yaml", "tuf.api.metadata")

@@ -17,6 +17,8 @@ docs/design.md names each such directory.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from stella_trust._internal.fs.access import (
     set_access as set_access,
 )
@@ -65,9 +67,23 @@ from stella_trust._internal.fs.files import (
 from stella_trust._internal.fs.files import (
     remove_entries as remove_entries,
 )
-from stella_trust._internal.fs.opendir import (
-    OpenDir as OpenDir,
-)
-from stella_trust._internal.fs.opendir import (
-    write_output as write_output,
-)
+
+if TYPE_CHECKING:
+    from stella_trust._internal.fs.opendir import (
+        OpenDir as OpenDir,
+    )
+    from stella_trust._internal.fs.opendir import (
+        write_output as write_output,
+    )
+
+_WRITERS_ONLY = ("OpenDir", "write_output")
+
+
+def __getattr__(name: str) -> Any:
+    """The writers' names (a push, an export, `--out`), imported on first use: a reader such as
+    `trust status` never loads them (issue 24)."""
+    if name in _WRITERS_ONLY:
+        from stella_trust._internal.fs import opendir
+
+        return getattr(opendir, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
