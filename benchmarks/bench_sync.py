@@ -213,6 +213,8 @@ def startup(config: Path, work: Path, rounds: int, env: dict[str, str], *, bytec
             "status": [py, "-m", "stella_trust", "--config", str(config), "status", "--json"],
             "help": [py, "-m", "stella_trust", "--help"],
             "floor": [py, "-c", f"import {', '.join(STATUS_FLOOR)}"],
+            # the same imports ending as `trust` does (app._exit_without_collection): our own cost
+            "floor, trust's exit": [py, "-c", f"import {', '.join(STATUS_FLOOR)}; import gc; gc.freeze()"],
             "interpreter": [py, "-c", "pass"],
         },
         rounds,
@@ -229,6 +231,11 @@ def startup(config: Path, work: Path, rounds: int, env: dict[str, str], *, bytec
     print(
         f"  trust status --json: {medians['status'] * 1000:.0f} ms, ratio {medians['status'] / floor:.2f}x "
         f"the floor (goal <= 1.10x; issue 24), {medians['status'] / baseline:.2f}x the import line"
+    )
+    frozen = medians["floor, trust's exit"]
+    print(
+        f"  floor ending as trust does (no final collection): {frozen * 1000:.0f} ms; "
+        f"trust status --json / that = {medians['status'] / frozen:.2f}x (what stella-trust adds)"
     )
     print(
         f"  trust --help        : {medians['help'] * 1000:.0f} ms, "

@@ -226,3 +226,46 @@ def test_help_imports_no_trust_logic() -> None:
     allowed = {"stella_trust._internal", "stella_trust._internal.redact"}
     internal = {m for m in modules if m.startswith("stella_trust._internal")}
     assert sorted(internal - allowed) == []
+
+
+_FROZEN_AT_EXIT = """
+import atexit, gc, sys
+atexit.register(lambda: sys.stderr.write(f"frozen at exit: {gc.get_freeze_count()}\\n"))
+from stella_trust._cli.app import main
+sys.argv = ["trust", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_entry_point_ends_its_process_without_the_final_collection(config: Path) -> None:
+    """`trust` freezes the heap as it ends (issue 24: CPython's final collection was ~50 ms of every
+    status): the atexit handlers still run and the output is whole; a `main([...])` called in a
+    process that goes on leaves the collector alone."""
+    import gc
+
+    from stella_trust._cli.app import main
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT, "--config", str(config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["ok"] is True
+    frozen = int(done.stderr.split("frozen at exit: ")[1].split()[0])
+    assert frozen > 10_000  # the modules' objects, every one
+    failed = subprocess.run(
+        [sys.executable, "-c", _FROZEN_AT_EXIT, "--config", str(config), "status", "--no-such-option"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=False,
+    )
+    assert failed.returncode == 2 and "No such option" in failed.stderr
+    assert int(failed.stderr.split("frozen at exit: ")[1].split()[0]) > 0  # every way out
+    before = gc.get_freeze_count()
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "status", "--json"])
+    assert gc.get_freeze_count() == before
