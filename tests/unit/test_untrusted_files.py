@@ -15,7 +15,9 @@ from stella_trust._internal.fs import (
     create_exclusive,
     exclusive_lock,
     open_untrusted,
+    open_untrusted_fd,
     read_bounded,
+    read_bounded_fd,
     read_untrusted,
     remove_entries,
     set_access,
@@ -330,3 +332,55 @@ def test_a_bounded_read_of_a_file_that_grows_while_read_stops_one_byte_past_the_
         pipe_in.write(b"piped")
         pipe_in.close()
         assert read_bounded(pipe_out, 3) == b"pipe"
+
+
+def test_a_descriptor_read_stops_one_byte_past_the_bound_and_allocates_what_the_file_holds(
+    tmp_path: Path,
+) -> None:
+    """`read_bounded_fd` (read_untrusted's core, no file object): the size the admitting fstat
+    saw is read first; a file grown since is read on in pieces to limit + 1, never allocating
+    the bound; the whole-file reads refuse the growth in one line."""
+    import tracemalloc
+
+    grower = tmp_path / "grower"
+    grower.write_bytes(b"a" * 10)
+    fd, st = open_untrusted_fd(grower, 1 << 30)
+    try:
+        with grower.open("ab") as appender:
+            appender.write(b"b" * 200_000)  # after the size was asked, larger than one piece
+        tracemalloc.start()
+        try:
+            data = read_bounded_fd(fd, 100_000, st.st_size)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        os.close(fd)
+    assert st.st_size == 10
+    assert data == b"a" * 10 + b"b" * (100_000 - 9)  # limit + 1: "it grew past"
+    assert peak < 400_000  # the pieces and their join, not a 1 GiB buffer
+    assert read_untrusted(grower, 1 << 20) == b"a" * 10 + b"b" * 200_000  # under the bound: all
+    with pytest.raises(UnsafeFileError, match="more than the 1000-byte limit"):
+        read_untrusted(grower, 1000)
+
+
+def test_comparing_with_a_missing_or_planted_file_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """The tree comparison opens both files by the one rule: a missing one raises as before, a
+    planted link or FIFO differs, and neither leaks the other file's descriptor."""
+    from stella_trust._internal.tuf.workcopy import same_bytes
+
+    left, right = tmp_path / "left", tmp_path / "right"
+    left.write_bytes(b"same")
+    right.write_bytes(b"same")
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    os.mkfifo(fifo)
+    link.symlink_to(right)
+    before = len(os.listdir("/proc/self/fd"))
+    assert same_bytes(str(left), str(right))
+    assert not same_bytes(str(left), str(fifo))
+    assert not same_bytes(str(link), str(right))
+    with pytest.raises(FileNotFoundError):
+        same_bytes(str(left), str(tmp_path / "absent"))
+    right.write_bytes(b"samE")
+    assert not same_bytes(str(left), str(right))
+    assert len(os.listdir("/proc/self/fd")) == before

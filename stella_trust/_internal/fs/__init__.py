@@ -6,7 +6,8 @@ content (docs/design.md, decision 6) and a power cut cannot leave a half-written
 
 **Files in directories other users can write** (the cache, which the service user owns and
 readers share; a served directory; a USB drive; bundle staging; a mirror directory) are
-opened only through `open_untrusted` / `read_untrusted` / `create_exclusive`: never through a
+opened only through `open_untrusted` (or `open_untrusted_fd`, its checks answered with the bare
+descriptor) / `read_untrusted` / `create_exclusive`: never through a
 symbolic link planted there (O_NOFOLLOW), never a FIFO or device (O_NONBLOCK, then fstat must
 say regular file), never more than a stated size, and created only where nothing stands
 (O_EXCL). Writers into such a directory outside the cache (a push into a served directory,
@@ -53,7 +54,13 @@ from stella_trust._internal.fs.files import (
     open_untrusted as open_untrusted,
 )
 from stella_trust._internal.fs.files import (
+    open_untrusted_fd as open_untrusted_fd,
+)
+from stella_trust._internal.fs.files import (
     read_bounded as read_bounded,
+)
+from stella_trust._internal.fs.files import (
+    read_bounded_fd as read_bounded_fd,
 )
 from stella_trust._internal.fs.files import (
     read_untrusted as read_untrusted,

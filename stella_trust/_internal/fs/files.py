@@ -212,6 +212,19 @@ def open_untrusted(path: Path | str, limit: int, what: str | None = None) -> Bin
     """Open a file in a directory others can write, for reading: a regular file (never
     through a link, never a FIFO or device) of at most `limit` bytes. FileNotFoundError and
     PermissionError pass through unchanged; anything else is one UnsafeFileError line."""
+    fd, _ = open_untrusted_fd(path, limit, what)
+    try:
+        return os.fdopen(fd, "rb", buffering=io.DEFAULT_BUFFER_SIZE)  # no isatty(), no second fstat
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_untrusted_fd(path: Path | str, limit: int, what: str | None = None) -> tuple[int, os.stat_result]:
+    """`open_untrusted`'s checks, answered with the descriptor itself (blocking again: regular
+    files only) and the `fstat` that admitted it; the caller closes it. The whole-file reads
+    below and the tree comparison use it: no file object, whose constructor would `fstat` the
+    file once more, is built for a read that takes the file in one piece."""
     name = what or str(path)
     try:
         fd = os.open(path, _READ_FLAGS)
@@ -226,10 +239,10 @@ def open_untrusted(path: Path | str, limit: int, what: str | None = None) -> Bin
         if st.st_size > limit:
             raise UnsafeFileError(f"refusing {name}: {st.st_size} bytes, more than the {limit}-byte limit")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=io.DEFAULT_BUFFER_SIZE)  # no isatty(), no second fstat
     except BaseException:
         os.close(fd)
         raise
+    return fd, st
 
 
 def read_bounded(handle: BinaryIO, limit: int) -> bytes:
@@ -245,24 +258,38 @@ def read_bounded(handle: BinaryIO, limit: int) -> bytes:
     return data + handle.read(limit + 1 - len(data))
 
 
+def read_bounded_fd(fd: int, limit: int, size: int) -> bytes:
+    """`read_bounded` for a descriptor whose size (`size`, from the `fstat` that admitted it) is
+    known: at most `limit` + 1 bytes, read until the end of the file or past `limit`. Past the
+    size asked for, it reads on in pieces of at most 64 KiB (`os.read(n)` allocates n bytes
+    first, as `read(limit + 1)` did: read_bounded's reason)."""
+    pieces = [os.read(fd, min(size, limit) + 1)]
+    got = len(pieces[0])
+    while got <= limit and pieces[-1]:
+        pieces.append(os.read(fd, min(limit + 1 - got, 1 << 16)))
+        got += len(pieces[-1])
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 def read_untrusted(path: Path | str, limit: int, what: str | None = None) -> bytes:
     """All of a file `open_untrusted` accepts; a file that grows past `limit` while being
     read is refused too."""
-    with open_untrusted(path, limit, what) as handle:
-        data = read_bounded(handle, limit)
-    if len(data) > limit:
-        raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
-    return data
+    return read_untrusted_stat(path, limit, what, identity=False)[0]
 
 
 def read_untrusted_stat(
-    path: Path | str, limit: int, what: str | None = None
+    path: Path | str, limit: int, what: str | None = None, *, identity: bool = True
 ) -> tuple[bytes, os.stat_result]:
     """`read_untrusted`, with the `fstat` of the very file read, taken after the read: its
-    identity (a later `stat` of the name could be another file's) and its mtime."""
-    with open_untrusted(path, limit, what) as handle:
-        data = read_bounded(handle, limit)
-        st = os.fstat(handle.fileno())
+    identity (a later `stat` of the name could be another file's) and its mtime. (`identity`
+    False: the `fstat` that admitted the file, for a caller that only wants the bytes.)"""
+    fd, st = open_untrusted_fd(path, limit, what)
+    try:
+        data = read_bounded_fd(fd, limit, st.st_size)
+        if identity:
+            st = os.fstat(fd)
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise UnsafeFileError(f"refusing {what or path}: it grew past the {limit}-byte limit while read")
     return data, st

@@ -11,19 +11,19 @@ from pathlib import Path
 
 from stella_trust import errors
 from stella_trust._internal.cachestate import Floor
-from stella_trust._internal.fs import open_untrusted, read_bounded, read_untrusted
+from stella_trust._internal.fs import open_untrusted, open_untrusted_fd, read_bounded, read_untrusted
 from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import MAX_METADATA_FILE, MAX_TARGET_FILE
 
 
-def listed_names(path: Path, memo: VerificationMemo) -> tuple[str, ...]:
+def listed_names(path: Path | str, memo: VerificationMemo) -> tuple[str, ...]:
     """The target names a metadata file lists, remembered under the file's identity
     (device, inode, size, mtime_ns, ctime_ns): an idle sync's working copy hard-links the
     same files, so the agent parses a 100k-target listing once, not every sync. The names
     only pick a candidate for `<name>.<ext>`; python-tuf then decides whether it exists."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return ()
     identity = FileIdentity.of(st)
@@ -157,17 +157,28 @@ def same_tree(left: Path, right: Path) -> bool:
 
 def same_bytes(left: str, right: str) -> bool:
     """Two regular files with the same bytes (anything else planted there differs). Sizes are
-    compared first and read in pieces no larger than the file: an idle sync compares the root
-    python-tuf rewrote, a few kB, and a 1 MiB read would allocate 1 MiB twice."""
+    compared first (from the `fstat` that admitted each) and read in pieces no larger than the
+    file: an idle sync compares the root python-tuf rewrote, a few kB, and a 1 MiB read would
+    allocate 1 MiB twice."""
     try:
-        with open_untrusted(left, MAX_TARGET_FILE) as fa, open_untrusted(right, MAX_TARGET_FILE) as fb:
-            size = os.fstat(fa.fileno()).st_size
-            if size != os.fstat(fb.fileno()).st_size:
-                return False
-            piece = min(1 << 20, size + 1)
-            while (chunk := fa.read(piece)) == fb.read(piece):
-                if not chunk:
-                    return True
-            return False
+        fa, sa = open_untrusted_fd(left, MAX_TARGET_FILE)
     except errors.UnsafeFileError:
         return False
+    try:
+        fb, sb = open_untrusted_fd(right, MAX_TARGET_FILE)
+    except BaseException as exc:
+        os.close(fa)
+        if isinstance(exc, errors.UnsafeFileError):
+            return False
+        raise
+    try:
+        if sa.st_size != sb.st_size:
+            return False
+        piece = min(1 << 20, sa.st_size + 1)
+        while (chunk := os.read(fa, piece)) == os.read(fb, piece):
+            if not chunk:
+                return True
+        return False
+    finally:
+        os.close(fa)
+        os.close(fb)
