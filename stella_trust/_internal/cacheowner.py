@@ -152,17 +152,20 @@ def remove_abandoned_work(root: Path, top: Listing) -> None:
     remove_entries(root / GENERATIONS_DIR, lambda name: name.startswith(WORK_PREFIX))
 
 
-def share_with_readers(root: Path, top: Listing, current: str | None) -> None:
+def share_with_readers(root: Path, top: Listing, current: str | None) -> int | None:
     """Every writer, under the lock: the cache directory is 0750, and what readers read is 0640
     and group-owned. A cache written before this rule (python-tuf writes 0600 files; a root-run
     import made root-owned ones) is put right here, once: the check is a few stats of the
     top-level entries (`top`) and the `current` generation, the tree walk only runs when one of
-    them is wrong."""
+    them is wrong. Answers the readers' group it worked with (None when it had nothing to put
+    right: not the owner), which the writer keeps while it holds the lock."""
     try:
-        set_access(root, CACHE_DIR_MODE, None)
+        root_st = os.lstat(root)
+        set_access(root, CACHE_DIR_MODE, None, root_st)
     except PermissionError:
-        return  # not the owner (e.g. a reader given the lock file): nothing to put right
-    gid = readers_gid(root)
+        return None  # not the owner (e.g. a reader given the lock file): nothing to put right
+    # the directory's own lstat says its group (a cache path that is a link is stat'ed through it)
+    gid = root_st.st_gid if stat.S_ISDIR(root_st.st_mode) else readers_gid(root)
     top_dir = os.fspath(root)
     entries = [name for name in (*SHARED_DIRS, *SHARED_FILES) if name in top]
     if current is not None:
@@ -184,4 +187,5 @@ def share_with_readers(root: Path, top: Listing, current: str | None) -> None:
         if st.st_gid != gid or (st.st_mode & 0o777) != wanted:
             # named instances' caches under it are theirs (each its own writer and rules)
             share_tree(root, CACHE_DIR_MODE, CACHE_FILE_MODE, gid, skip_dirs={INSTANCES_DIR})
-            return
+            return gid
+    return gid

@@ -39,12 +39,12 @@ class Owner(NamedTuple):  # not a dataclass: built at every start-up (issue 24)
     gid: int
 
     @classmethod
-    def to_act_as(cls, directory: os.PathLike[str] | str) -> Owner | None:
-        """The owner root must act as in `directory`: None when this process is not root, or
-        the directory is root's own (nothing to give up)."""
+    def to_act_as(cls, directory: os.PathLike[str] | str, st: os.stat_result | None = None) -> Owner | None:
+        """The owner root must act as in `directory` (`st`: its `stat`, when the caller has it):
+        None when this process is not root, or the directory is root's own (nothing to give up)."""
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
             return None
-        st = os.stat(directory)
+        st = st or os.stat(directory)
         return None if st.st_uid == 0 else cls(st.st_uid, st.st_gid)
 
     def group_ids(self) -> tuple[int, list[int]]:

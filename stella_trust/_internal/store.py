@@ -89,11 +89,18 @@ from stella_trust.errors import (
 )
 
 
-def _made(path: Path, mode: int = 0o777) -> None:
+def _made(path: Path, mode: int = 0o777) -> os.stat_result:
     """`path.mkdir(parents=True, exist_ok=True, mode=mode)`, asked first with one stat: every writer
-    meets an existing directory, and mkdir's refusal costs an exception and a second stat."""
-    if not os.path.isdir(path):
-        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    meets an existing directory, and mkdir's refusal costs an exception and a second stat. Answers
+    the directory's `stat` (through a link, as `os.path.isdir` asks)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            return st
+    except (OSError, ValueError):
+        pass
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    return os.stat(path)
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -124,6 +131,9 @@ class Store:
         # Sealed transparency-log states (checkpoint + tiles per tile log) a bundle carried
         # to this host; re-verified with the log keys of the current trust on every use.
         self.sealed_logs_dir = self.root / SEALED_LOGS_DIR
+        # The readers' group the lock's checks worked with, while this writer holds the lock
+        # (`readers_gid`); None otherwise, or when they had none to offer.
+        self._locked_gid: int | None = None
 
     # ---- reading ------------------------------------------------------------------
     def is_initialised(self) -> bool:
@@ -244,8 +254,7 @@ class Store:
         # A named instance lives inside the default cache (instances/NAME): its owner decides,
         # and nothing below it is made or walked before root has taken that owner's uid.
         top = self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
-        _made(top, CACHE_DIR_MODE)
-        owner = Owner.to_act_as(top)
+        owner = Owner.to_act_as(top, _made(top, CACHE_DIR_MODE))
         if owner is not None:
             adopt_for(self, owner)
         with contextlib.ExitStack() as held:
@@ -253,20 +262,25 @@ class Store:
                 held.enter_context(acting_as(owner))
             except OSError as exc:  # a container that will not let root give up its uid
                 raise cannot_act_as(self.root, owner, exc) from None
-            prepare_instances_dir(self.root)
-            _made(self.root, CACHE_DIR_MODE)
+            if top is not self.root:  # the default cache is `top`, made just above
+                prepare_instances_dir(self.root)
+                _made(self.root, CACHE_DIR_MODE)
             held.enter_context(exclusive_lock(self.lock_path, timeout, busy))
             with os.scandir(self.root) as listing:  # one listing for the three checks below
                 entries = {entry.name: entry for entry in listing}
             refuse_planted_links(self.root, entries)
             remove_abandoned_work(self.root, entries)
-            share_with_readers(self.root, entries, self._current_name_or_none())
-            yield
+            self._locked_gid = share_with_readers(self.root, entries, self._current_name_or_none())
+            try:
+                yield
+            finally:
+                self._locked_gid = None
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:
-        """The readers' group: the one that owns the cache directory."""
-        return readers_gid(self.root)
+        """The readers' group: the one that owns the cache directory (as the lock's checks found
+        it, while this writer holds the lock: every file it writes asks)."""
+        return self._locked_gid if self._locked_gid is not None else readers_gid(self.root)
 
     def unreadable(self, detail: str) -> CacheUnreadableError:
         """A reader without access: one line naming the readers' group, never "sync"."""
@@ -278,9 +292,16 @@ class Store:
         share_tree(path, CACHE_DIR_MODE, CACHE_FILE_MODE, self.readers_gid())
 
     def _shared_dir(self, path: Path) -> None:
-        """A directory of the cache, 0750 and the readers' group whatever the umask."""
-        _made(path)
-        set_access(path, CACHE_DIR_MODE, self.readers_gid())
+        """A directory of the cache, 0750 and the readers' group whatever the umask (one lstat
+        when it stands as it should: every sync asks for generations/)."""
+        try:
+            st: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            _made(path)
+            st = None  # made now, or a link: set_access looks again
+        set_access(path, CACHE_DIR_MODE, self.readers_gid(), st)
 
     def _write(self, path: Path, data: bytes, *, durable: bool = True, mtime_ns: int | None = None) -> None:
         """Every cache file: written atomically (readers see old or new bytes, never a mix), 0640

@@ -493,3 +493,35 @@ def test_the_lock_takes_one_listing_and_still_tidies_refuses_and_shares(
     assert load_view(settings, store).usable
     for _ in range(3):
         assert not sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="root chgrps the cache")
+def test_the_readers_group_is_the_one_found_under_the_lock_and_asked_again_after(
+    host: tuple[TrustRepoSettings, Store], simulated: tuple[DemoRepository, RepositoryFetcher]
+) -> None:
+    """A writer keeps the readers' group the lock's checks found while it holds the lock (every
+    file it writes asks): what a sync commits is group-owned by it. Once the lock is released the
+    group is asked again, so a cache moved to another group is shared with that one by the next
+    sync, and the syncs after stay idle."""
+    settings, store = host
+    demo, _ = simulated
+    store.write_anchor(demo.root_path.read_bytes())
+    memo = VerificationMemo()
+    sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo)
+    first = store.root.stat().st_gid
+    with store.lock(5):
+        assert store.readers_gid() == first
+    readers = first + 4321  # an administrator moves the cache to another readers' group
+    os.chown(store.root, -1, readers)
+    assert store.readers_gid() == readers  # asked again, not the group held under the lock
+    demo.switch_to_rekor_v2()  # the next sync commits: every file it writes is the new group's
+    assert sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
+    current = store.current()
+    assert current is not None
+    written = [current.path, store.state_path, *current.path.rglob("*")]
+    # (python-tuf's root.json link keeps its maker's group: a link's own group grants nothing)
+    assert [path for path in written if not path.is_symlink() and path.lstat().st_gid != readers] == []
+    assert load_view(settings, store).usable
+    for _ in range(3):
+        assert not sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
+    assert store.readers_gid() == readers
