@@ -5,6 +5,7 @@ does). Paths and names only: the store writes generations, the verifier reads th
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from pathlib import Path
 from urllib import parse
@@ -79,10 +80,25 @@ class Generation:
     """One complete, self-consistent copy of verified trust."""
 
     def __init__(self, path: Path) -> None:
-        """Paths only: nothing is read or checked until a reader verifies the generation."""
+        """Paths only: nothing is read or checked until a reader verifies the generation. The
+        two directories are built when first asked for (an idle sync never asks the held
+        generation for them)."""
         self.path = path
-        self.metadata_dir = path / "metadata"
-        self.targets_dir = path / "targets"
+
+    @functools.cached_property
+    def metadata_dir(self) -> Path:
+        """Where python-tuf keeps this generation's metadata."""
+        return self.path / "metadata"
+
+    @functools.cached_property
+    def targets_dir(self) -> Path:
+        """Where this generation's targets are stored, by encoded name."""
+        return self.path / "targets"
+
+    @functools.cached_property
+    def targets_name(self) -> str:
+        """`targets_dir` as a name, for the joins every sync makes per target held."""
+        return os.path.join(self.path, "targets")
 
     def target_path(self, name: str) -> Path:
         """Where a target is stored in this generation, by its encoded name."""

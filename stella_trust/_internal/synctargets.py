@@ -20,7 +20,7 @@ from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.policy.servicemap import parse_service_map, referenced_targets
-from stella_trust._internal.store import Generation
+from stella_trust._internal.store import Generation, target_filename
 from stella_trust._internal.tuf.offline import MAX_METADATA_FILE, check_target_file
 from stella_trust._internal.tuf.updater import RepositorySession
 from stella_trust._internal.tuf.workcopy import held_names, listed_names
@@ -80,11 +80,11 @@ class SessionTargets(TargetSelection):
         """Candidate names for stem matching; the TargetFile itself always comes from python-tuf."""
         if self._names is None:
             names: dict[str, None] = {}
-            with os.scandir(self.work.metadata_dir) as entries:
-                roles = sorted(entry.name for entry in entries if entry.name.endswith(".json"))
+            top = os.fspath(self.work.metadata_dir)  # names, not path objects: every sync asks
+            roles = sorted(name for name in os.listdir(top) if name.endswith(".json"))
             for role in roles:
                 if role not in ("root.json", "timestamp.json", "snapshot.json"):
-                    names.update(dict.fromkeys(listed_names(self.work.metadata_dir / role, self.memo)))
+                    names.update(dict.fromkeys(listed_names(os.path.join(top, role), self.memo)))
             self._names = list(names)
         return self._names
 
@@ -94,7 +94,7 @@ class SessionTargets(TargetSelection):
         self._names = None
         self._found.clear()
 
-    def read_stored(self, path: Path) -> bytes:
+    def read_stored(self, path: Path | str) -> bytes:
         """A stored target read back by fs.py's rule (decision 18), bounded like a metadata file:
         the service map must be parsed to learn what it references."""
         return read_untrusted(path, MAX_METADATA_FILE)
@@ -113,19 +113,20 @@ class SessionTargets(TargetSelection):
             self.memo.service_map_references.put(key, known)
         return list(known)
 
-    def store(self, name: str, info: TargetFile) -> Path:
+    def store(self, name: str, info: TargetFile) -> str:
         """Download a target into the working copy unless a verified copy is already there; a stop
-        request is honoured between targets."""
+        request is honoured between targets. The path is a name, not a path object: every sync
+        checks each target it holds."""
         if self.should_stop is not None and self.should_stop():
             raise errors.SyncInterrupted("Sync interrupted")
-        path = self.work.target_path(name)
+        path = os.path.join(self.work.targets_name, target_filename(name))
         if not self.force and self._checked(info, path):
             return path
-        if self.session.ensure(info, path, force=self.force, scratch_dir=self.work.path):
+        if self.session.ensure(info, Path(path), force=self.force, scratch_dir=self.work.path):
             self.downloaded.append(name)
         return path
 
-    def _checked(self, info: TargetFile, path: Path) -> bool:
+    def _checked(self, info: TargetFile, path: str) -> bool:
         """Whether the copy at `path` has the signed length and hashes (TUF spec 5.7.3): python-tuf's
         `verify_length_and_hashes`, as its `find_cached_target` calls it, on the file opened by
         decision 18's rule, and remembered under the file's identity in the caller's memo

@@ -78,7 +78,7 @@ class BundleTargets(TargetSelection):
         """Every target name the verified metadata lists, for the host's selection."""
         return self.md.target_names()
 
-    def read_stored(self, path: Path) -> bytes:
+    def read_stored(self, path: Path | str) -> bytes:
         """A staged target read for the selection (the service map), bounded like metadata."""
         return read_untrusted(path, MAX_METADATA_FILE)
 

@@ -50,7 +50,7 @@ class TargetSelection(ABC):
 
     def __init__(self) -> None:
         """Nothing stored yet; `pull` remembers what it stored so nothing is fetched twice."""
-        self._stored: dict[str, Path] = {}
+        self._stored: dict[str, Path | str] = {}
         self._legacy: tuple[LegacyTarget, ...] | None = None
 
     # ---- supplied by the source ----------------------------------------------------
@@ -63,11 +63,12 @@ class TargetSelection(ABC):
         """Candidate names for stem matching."""
 
     @abstractmethod
-    def store(self, name: str, info: TargetFile) -> Path:
-        """Put the verified bytes of `name` into the working generation; return the path."""
+    def store(self, name: str, info: TargetFile) -> Path | str:
+        """Put the verified bytes of `name` into the working generation; return the path (a
+        name is enough: the selection only hands it back to `read_stored`)."""
 
     @abstractmethod
-    def read_stored(self, path: Path) -> bytes:
+    def read_stored(self, path: Path | str) -> bytes:
         """The bytes `store` put at `path` (the service map is parsed to find what it names).
         The source does the I/O; this class only decides what to hold."""
 
@@ -88,7 +89,7 @@ class TargetSelection(ABC):
         is asked first, so the whole listing is read only when a stem must be matched."""
         return self.find(name) is not None or lists(name, self.names())
 
-    def pull(self, name: str, info: TargetFile) -> Path:
+    def pull(self, name: str, info: TargetFile) -> Path | str:
         """Store a target once, however many reasons the policy has to hold it (referenced by the
         service map and pinned, say)."""
         if name not in self._stored:  # a target both referenced and pinned is fetched once

@@ -59,8 +59,11 @@ def drop_refused_committed_roots(
 def adopt_committed_roots(store: Store, work: Generation) -> None:
     """Roots kept by an earlier failed sync start this one: python-tuf walks root_history
     first, so it trusts them (and the keys they revoke stay revoked)."""
+    kept = store.committed_roots()
+    if not kept:
+        return
     history = work.metadata_dir / "root_history"
-    for path in store.committed_roots():
+    for path in kept:
         target = history / path.name
         if not target.exists():
             history.mkdir(parents=True, exist_ok=True)

@@ -282,7 +282,7 @@ class VerifiedTrust:  # a plain class, not a dataclass: built at every start-up 
         return data
 
 
-def _open_binary(path: Path) -> BinaryIO:
+def _open_binary(path: Path | str) -> BinaryIO:
     """A stored target opened by fs.py's rule (decision 18); its signed length is the real bound."""
     return open_untrusted(path, MAX_TARGET_FILE)
 
@@ -292,14 +292,14 @@ def _expected(info: TargetFile) -> bytes:
     return proofs.digest(repr((info.length, sorted(info.hashes.items()))).encode())
 
 
-def _identity(path: Path) -> FileIdentity:
+def _identity(path: Path | str) -> FileIdentity:
     """A stored file's identity, never through a link."""
     return FileIdentity.of(os.stat(path, follow_symlinks=False))
 
 
 def check_target_file(
     info: TargetFile,
-    path: Path,
+    path: Path | str,
     open_file: Callable[[Path], BinaryIO] | None = None,
     memo: VerificationMemo | None = None,
 ) -> None:
@@ -313,7 +313,7 @@ def check_target_file(
     expected = _expected(info)
     if memo is not None and (_identity(path), expected) in memo.targets_checked:
         return
-    with (open_file or _open_binary)(path) as handle:
+    with open_file(Path(path)) if open_file is not None else _open_binary(path) as handle:
         before = FileIdentity.of(os.fstat(handle.fileno()))
         info.verify_length_and_hashes(handle)
         after = FileIdentity.of(os.fstat(handle.fileno()))
