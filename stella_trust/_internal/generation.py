@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
+from collections.abc import Container
 from pathlib import Path
 from urllib import parse
 
@@ -16,10 +18,17 @@ from stella_trust.errors import CacheVerificationError
 _NOT_A_DIRECTORY = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
+# Names `parse.quote(name, safe="")` leaves as they are (and `unquote` too: no '%'): most target
+# names. Asked first, so a sync's per-target encoding costs one match, not a quote and an unquote.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
 def target_filename(name: str) -> str:
     """Target names may hold '/', so they are stored percent-encoded, as python-tuf does."""
     if not name:
         raise ValueError("empty target name")
+    if not name.startswith(".") and _PLAIN_NAME.fullmatch(name):
+        return name  # what the encoding below makes of it
     encoded = parse.quote(name, safe="")
     if encoded.startswith("."):
         # '.' and '..' would name directories, and a leading dot is reserved for scratch
@@ -30,7 +39,7 @@ def target_filename(name: str) -> str:
 
 def target_name(filename: str) -> str:
     """The target name a stored file holds (the inverse of `target_filename`)."""
-    return parse.unquote(filename)
+    return filename if _PLAIN_NAME.fullmatch(filename) else parse.unquote(filename)
 
 
 def keep_only_our_kinds(work: Path) -> None:
@@ -107,6 +116,18 @@ class Generation:
     def stored_target_names(self) -> list[str]:
         """Names of the stored targets; a file whose name is not our encoding is refused (read from
         the directory's entries: every sync lists the held and the working generation)."""
+        return sorted(name for name, _ in self._stored_entries())
+
+    def prune_targets(self, keep: Container[str]) -> None:
+        """Remove every stored target not in `keep`, by `stored_target_names`' rule (a file whose
+        name is not our encoding is refused): a sync drops what the selection no longer wants from
+        its working copy, from one listing, in no particular order."""
+        for name, path in self._stored_entries():
+            if name not in keep:
+                os.unlink(path)
+
+    def _stored_entries(self) -> list[tuple[str, str]]:
+        """(target name, path) of every stored target, from the directory's entries."""
         try:
             with os.scandir(self.targets_dir) as listing:
                 entries = list(listing)
@@ -114,10 +135,10 @@ class Generation:
             if exc.errno in _NOT_A_DIRECTORY:
                 return []  # as Path.is_dir() said before: no targets directory, nothing held
             raise
-        names = []
+        stored = []
         for entry in entries:
             name = target_name(entry.name)
             if not entry.is_file() or target_filename(name) != entry.name:
                 raise CacheVerificationError(f"unexpected entry in the cache: {entry.path}")
-            names.append(name)
-        return sorted(names)
+            stored.append((name, entry.path))
+        return stored

@@ -327,9 +327,7 @@ def _attempt(
         checked = session.updater_checks
         session.close()  # the Updater's parsed metadata is not needed past this point
         puller.forget_names()
-        for name in work.stored_target_names():
-            if name not in wanted:
-                work.target_path(name).unlink()
+        work.prune_targets(wanted)
         changed = base is None or not same_tree(work.path, base.path)
         changes: tuple[str, ...] = ()
         if not changed and force:  # re-downloaded and identical: verified in full, not committed

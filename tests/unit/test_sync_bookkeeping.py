@@ -525,3 +525,46 @@ def test_the_readers_group_is_the_one_found_under_the_lock_and_asked_again_after
     for _ in range(3):
         assert not sync(settings, store, fetcher=RepositoryFetcher(demo.repo), memo=memo).changed
     assert store.readers_gid() == readers
+
+
+def test_stored_names_read_as_percent_encoding_says_with_or_without_the_plain_name_shortcut() -> None:
+    """A name of only the characters `quote(safe="")` keeps (no '%', no leading dot) is its own
+    file name and its own target name: the shortcut answers as the encoding does, for every name
+    (random names over an alphabet of plain, reserved and non-ASCII characters)."""
+    import random
+    from urllib import parse
+
+    from stella_trust._internal.generation import target_name
+
+    def encoded(name: str) -> str:
+        quoted = parse.quote(name, safe="")
+        return "%2E" + quoted[1:] if quoted.startswith(".") else quoted
+
+    alphabet = "abcXYZ019_.~-/%é :+\n"
+    chooser = random.Random(24)
+    for _ in range(20_000):
+        name = "".join(chooser.choice(alphabet) for _ in range(chooser.randint(1, 8)))
+        assert target_filename(name) == encoded(name)
+        assert target_name(encoded(name)) == name
+        assert target_name(name) == parse.unquote(name)
+
+
+def test_pruning_the_working_copy_keeps_what_is_wanted_and_refuses_what_is_not_ours(tmp_path: Path) -> None:
+    """The working copy drops what the selection no longer wants from one listing; an entry that is
+    not a stored target of ours (a directory, a name not in our encoding) is refused in one line
+    before anything is removed."""
+    generation = Generation(tmp_path / "generation")
+    generation.targets_dir.mkdir(parents=True)
+    for name in ("keep.pub", "drop.pub", "a/b.json", ".hidden"):
+        (generation.targets_dir / target_filename(name)).write_text(name)
+    generation.prune_targets({"keep.pub", "a/b.json", ".hidden"})
+    assert generation.stored_target_names() == [".hidden", "a/b.json", "keep.pub"]
+    (generation.targets_dir / "not%2fours%zz").write_text("x")  # decodes to a name encoded otherwise
+    with pytest.raises(CacheVerificationError, match="unexpected entry in the cache"):
+        generation.prune_targets(set())
+    (generation.targets_dir / "not%2fours%zz").unlink()
+    (generation.targets_dir / "sub").mkdir()
+    with pytest.raises(CacheVerificationError, match="unexpected entry in the cache"):
+        generation.prune_targets(set())
+    held = sorted(path.name for path in generation.targets_dir.iterdir())
+    assert held == sorted([target_filename(".hidden"), "a%2Fb.json", "keep.pub", "sub"])  # none removed
