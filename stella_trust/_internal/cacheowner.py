@@ -149,6 +149,11 @@ def remove_abandoned_work(root: Path, top: Listing) -> None:
     abandoned = [entry.path for name, entry in top.items() if name.startswith(f".{CURRENT_LINK}.")]
     for link in abandoned:
         Path(link).unlink(missing_ok=True)
+    try:  # asked by name first (no descriptor to open and duplicate): nearly always none is left
+        if not any(name.startswith(WORK_PREFIX) for name in os.listdir(os.path.join(root, GENERATIONS_DIR))):
+            return
+    except OSError:
+        pass  # absent, or not a directory: remove_entries says which, as before
     remove_entries(root / GENERATIONS_DIR, lambda name: name.startswith(WORK_PREFIX))
 
 

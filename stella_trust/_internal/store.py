@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -59,7 +60,7 @@ from stella_trust._internal.cacheowner import (
     share_with_readers,
     unreadable,
 )
-from stella_trust._internal.cachestate import CacheState
+from stella_trust._internal.cachestate import CacheState, ParsedStates
 from stella_trust._internal.fs import (
     atomic_write,
     exclusive_lock,
@@ -87,6 +88,9 @@ from stella_trust.errors import (
     NotInitialisedError,
     UnsafeFileError,
 )
+
+# What state.json's bytes say, parsed once per content for the whole process (cachestate.py).
+_PARSED_STATES = ParsedStates()
 
 
 def _made(path: Path, mode: int = 0o777) -> os.stat_result:
@@ -224,12 +228,9 @@ class Store:
         `doctor`, the agent)."""
         try:
             raw, st = read_untrusted_stat(self.state_path, MAX_STATE_BYTES, "the cache state")
-            data = json.loads(raw)
-        except (FileNotFoundError, ValueError, UnsafeFileError):
+        except (FileNotFoundError, UnsafeFileError):
             return CacheState()  # informational; the floor it held is then the generation's own
-        if not isinstance(data, dict):
-            return CacheState()
-        state = CacheState.from_json(data)
+        state = _PARSED_STATES.parse(raw)  # not JSON, not an object: an empty state, as ever
         if state.records_success:
             recorded = parse_iso(state.last_sync)
             try:
@@ -253,7 +254,7 @@ class Store:
 
         # A named instance lives inside the default cache (instances/NAME): its owner decides,
         # and nothing below it is made or walked before root has taken that owner's uid.
-        top = self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
+        top = self._owned_top
         owner = Owner.to_act_as(top, _made(top, CACHE_DIR_MODE))
         if owner is not None:
             adopt_for(self, owner)
@@ -275,6 +276,12 @@ class Store:
                 yield
             finally:
                 self._locked_gid = None
+
+    @functools.cached_property
+    def _owned_top(self) -> Path:
+        """The directory whose owner decides for this cache: the default cache itself, or, for a
+        named instance (instances/NAME), the default cache it lives in."""
+        return self.root.parent.parent if self.root.parent.name == INSTANCES_DIR else self.root
 
     # ---- readers' access (decision 17) ---------------------------------------------------
     def readers_gid(self) -> int | None:

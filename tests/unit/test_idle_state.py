@@ -236,3 +236,58 @@ def test_a_state_file_this_writer_may_not_stamp_is_rewritten_instead(tmp_path: P
         assert store.read_state().last_sync == iso(later)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_state_json_is_parsed_once_per_content_and_every_caller_gets_its_own_copy() -> None:
+    """What state.json's bytes say is remembered by the exact bytes (an idle sync moves only the
+    mtime): the same bytes answer an equal state without parsing, a caller changing its state (the
+    sync stamps moments, replaces pins, mirrors' records) changes nothing the next caller gets, other
+    bytes are parsed, and an edited floor is refused every time, never remembered."""
+    from stella_trust._internal import cachestate
+    from stella_trust._internal.cachestate import MirrorHealth, ParsedStates, RoleFloor
+
+    original = CacheState(
+        last_sync="2026-01-01T00:00:00Z",
+        last_attempt="2026-01-01T00:00:00Z",
+        source={"kind": "sync", "url": "https://tuf.example", "at": "2026-01-01T00:00:00Z"},
+        floor={"timestamp": RoleFloor(7, ("k1",))},
+        retired_pins=["old.pub"],
+        legacy_expired={"abc": "2026-01-01T00:00:00Z"},
+        mirrors=[MirrorHealth("https://mirror.example", last_success="2026-01-01T00:00:00Z")],
+    )
+    raw = json.dumps(original.to_json()).encode()
+    states = ParsedStates()
+    first = states.parse(raw)
+    assert first == original
+    first.last_sync = "2026-02-02T00:00:00Z"
+    first.source["kind"] = "import"
+    first.floor["snapshot"] = RoleFloor(1, ())
+    first.retired_pins.append("another.pub")
+    first.legacy_expired.clear()
+    first.mirrors[0].last_error = "refused"
+
+    parses = 0
+    real = cachestate.CacheState.from_json
+
+    def counted(data: dict[str, object]) -> CacheState:
+        nonlocal parses
+        parses += 1
+        return real(data)
+
+    cachestate.CacheState.from_json = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            again = states.parse(raw)
+            assert again == original and again is not first
+            assert again.mirrors[0] is not first.mirrors[0]
+        assert parses == 0  # the same bytes: not parsed again
+        other = CacheState(last_error="unreachable", consecutive_failures=2)
+        assert states.parse(json.dumps(other.to_json()).encode()) == other
+        assert parses == 1
+        edited = json.dumps({**original.to_json(), "floor": {"root": {"version": "7"}}}).encode()
+        for _ in range(2):
+            with pytest.raises(CacheVerificationError, match="rollback floor for 'root' is malformed"):
+                states.parse(edited)
+        assert states.parse(b"not json") == CacheState() and states.parse(b"[1]") == CacheState()
+    finally:
+        cachestate.CacheState.from_json = real  # type: ignore[method-assign]
