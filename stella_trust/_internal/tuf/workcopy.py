@@ -77,7 +77,7 @@ def _root_version(metadata_dir: Path) -> int:
     the root it ended with (`_update_root_symlink`). Read from the name: python-tuf rewrites that
     file on every sync (`_persist_root`), so its identity is new each time and parsing it would
     be this report's largest cost."""
-    name = role_file(metadata_dir, "root").name
+    name = _root_history_name(metadata_dir)
     version = name.removesuffix(".root.json")
     if not version.isdigit() or version != str(int(version)):
         raise errors.CacheVerificationError(f"{metadata_dir / 'root.json'} names no root version ({name})")
@@ -95,14 +95,20 @@ def _identity(path: str) -> FileIdentity | None:
 def role_file(metadata_dir: Path, role: str) -> Path:
     """python-tuf keeps `root.json` as a link to `root_history/N.root.json`: the file it
     names (only inside root_history/), since cached files are never opened through links."""
-    path = metadata_dir / f"{role}.json"
     if role != "root":
-        return path
-    target = os.readlink(path)
+        return metadata_dir / f"{role}.json"
+    return metadata_dir / "root_history" / _root_history_name(metadata_dir)
+
+
+def _root_history_name(metadata_dir: Path) -> str:
+    """The name in root_history/ that python-tuf's `root.json` link names; a link anywhere else is
+    refused (built from names, not path objects: every sync asks)."""
+    link = os.path.join(metadata_dir, "root.json")
+    target = os.readlink(link)
     head, _, name = target.partition("/")
     if head != "root_history" or not name or "/" in name:
-        raise errors.CacheVerificationError(f"{path} points outside root_history/ ({target})")
-    return metadata_dir / target
+        raise errors.CacheVerificationError(f"{link} points outside root_history/ ({target})")
+    return name
 
 
 def held_names(base: Generation | None) -> list[str]:
