@@ -4,7 +4,6 @@ ever cause a refusal, never trust."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from stella_trust.errors import CacheVerificationError
@@ -253,29 +252,3 @@ class CacheState(_Mutable):
         document["floor"] = {role: entry.to_json() for role, entry in self.floor.items()}
         document["mirrors"] = [entry.to_json() for entry in self.mirrors]
         return document
-
-
-class ParsedStates:
-    """The last state.json this process parsed, by its exact bytes: what they say is a function of
-    them alone, and an idle sync leaves them as they were (it moves the file's mtime only, decision
-    4's note), so the agent parses state.json once per change, not every interval. Each caller gets
-    its own copy (`CacheState.copy`); a document refused (an edited floor) is refused every time."""
-
-    def __init__(self) -> None:
-        """Nothing parsed yet."""
-        self._last: tuple[bytes, CacheState] | None = None
-
-    def parse(self, raw: bytes) -> CacheState:
-        """`raw` (state.json's bytes) as a state; an empty one when it is not a JSON object."""
-        held = self._last
-        if held is not None and held[0] == raw:
-            return held[1].copy()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return CacheState()
-        if not isinstance(data, dict):
-            return CacheState()
-        state = CacheState.from_json(data)
-        self._last = (raw, state.copy())  # one tuple, replaced whole: safe for the agent's threads
-        return state

@@ -42,7 +42,7 @@ def target_name(filename: str) -> str:
     return filename if _PLAIN_NAME.fullmatch(filename) else parse.unquote(filename)
 
 
-def keep_only_our_kinds(work: Path) -> None:
+def keep_only_our_kinds(work: Path | str) -> None:
     """A working copy starts from files the cache's owner could have replaced: python-tuf
     opens its local metadata without O_NOFOLLOW (a planted FIFO would hang a root-run sync,
     a link would be read through). Only directories, regular files and the one link python-tuf

@@ -139,6 +139,9 @@ class VerificationMemo:
             16, 4 << 20, lambda ends: sum(len(end[2]) for end in ends)
         )
         self.listings: Bounded[FileIdentity, tuple[str, ...]] = Bounded(64)
+        # what state.json's bytes say (store._parsed_state), by the exact bytes: unsigned and
+        # informational, remembered only so an idle sync does not parse it again
+        self.states: Bounded[bytes, Any] = Bounded(2)
         self.role_versions: Bounded[FileIdentity, dict[str, int]] = Bounded(64)  # workcopy.versions_of
         # what a signed service map references, by (name, signed length, hashes, environment)
         self.service_map_references: Bounded[tuple[Any, ...], tuple[str, ...]] = Bounded(16)

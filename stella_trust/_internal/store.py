@@ -60,7 +60,7 @@ from stella_trust._internal.cacheowner import (
     share_with_readers,
     unreadable,
 )
-from stella_trust._internal.cachestate import CacheState, ParsedStates
+from stella_trust._internal.cachestate import CacheState
 from stella_trust._internal.fs import (
     atomic_write,
     exclusive_lock,
@@ -76,7 +76,7 @@ from stella_trust._internal.generation import Generation as Generation
 from stella_trust._internal.generation import generation_sequence as generation_sequence
 from stella_trust._internal.generation import keep_only_our_kinds as keep_only_our_kinds
 from stella_trust._internal.generation import target_filename as target_filename
-from stella_trust._internal.memo import FileIdentity
+from stella_trust._internal.memo import FileIdentity, VerificationMemo
 from stella_trust._internal.redact import redact_all
 from stella_trust._internal.settings import TrustRepoSettings
 from stella_trust._internal.timefmt import epoch_ns, from_epoch_ns, iso, parse_iso
@@ -89,8 +89,27 @@ from stella_trust.errors import (
     UnsafeFileError,
 )
 
-# What state.json's bytes say, parsed once per content for the whole process (cachestate.py).
-_PARSED_STATES = ParsedStates()
+
+def _parsed_state(raw: bytes, memo: VerificationMemo | None) -> CacheState:
+    """state.json's bytes as a state: empty when they are not a JSON object (unsigned and
+    informational, as `read_state` says), CacheVerificationError for an edited floor. What the
+    bytes say is a function of them alone and an idle sync leaves them as they were (it moves the
+    file's mtime only, decision 4's note): remembered in `memo` by the exact bytes, so the agent
+    parses state.json once per change, not every interval. Each caller gets its own copy
+    (`CacheState.copy`); a refused document is refused every time, never remembered."""
+    held: CacheState | None = memo.states.get(raw) if memo is not None else None
+    if held is not None:
+        return held.copy()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return CacheState()
+    if not isinstance(data, dict):
+        return CacheState()
+    state = CacheState.from_json(data)
+    if memo is not None:
+        memo.states.put(raw, state.copy())
+    return state
 
 
 def _made(path: Path, mode: int = 0o777) -> os.stat_result:
@@ -107,7 +126,7 @@ def _made(path: Path, mode: int = 0o777) -> os.stat_result:
     return os.stat(path)
 
 
-def _is_real_dir(path: Path) -> bool:
+def _is_real_dir(path: Path | str) -> bool:
     """A directory itself, not a link to one (one lstat)."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
@@ -216,7 +235,7 @@ class Store:
         except CacheVerificationError:
             return None
 
-    def read_state(self) -> CacheState:
+    def read_state(self, memo: VerificationMemo | None = None) -> CacheState:
         """state.json, or an empty state when it is missing, not JSON or not a regular file: it is
         unsigned, so losing it loses only the floor it held (the generation's own versions stay a
         floor, decision 4); a floor edited into something else is refused (`CacheState.from_json`).
@@ -225,12 +244,12 @@ class Store:
         and the mtime of the file read (fstat of the descriptor read, by decision 18's rule) is
         later than it, an idle sync moved it there, and that moment is the last success and the
         last attempt. Every reader of `last_sync` comes through here (the view, `trust status`,
-        `doctor`, the agent)."""
+        `doctor`, the agent). `memo`: a sync's, which remembers what the bytes say (`_parsed_state`)."""
         try:
             raw, st = read_untrusted_stat(self.state_path, MAX_STATE_BYTES, "the cache state")
         except (FileNotFoundError, UnsafeFileError):
             return CacheState()  # informational; the floor it held is then the generation's own
-        state = _PARSED_STATES.parse(raw)  # not JSON, not an object: an empty state, as ever
+        state = _parsed_state(raw, memo)
         if state.records_success:
             recorded = parse_iso(state.last_sync)
             try:
@@ -378,14 +397,16 @@ class Store:
         re-verified before commit), so a stale spare costs a download, never trust.
         """
         self._shared_dir(self.generations_dir)
-        work = self.generations_dir / f"{WORK_PREFIX}{secrets.token_hex(6)}"
-        spare = self.generations_dir / SPARE_DIR
+        generations = os.fspath(self.generations_dir)  # names, not path objects: every sync
+        name = f"{generations}/{WORK_PREFIX}{secrets.token_hex(6)}"
+        spare = f"{generations}/{SPARE_DIR}"
         if base is None:
             shutil.rmtree(spare, ignore_errors=True)
         elif _is_real_dir(spare):
-            os.rename(spare, work)
-            keep_only_our_kinds(work)
-            return Generation(work)
+            os.rename(spare, name)
+            keep_only_our_kinds(name)
+            return Generation(Path(name))
+        work = Path(name)
         if base is not None and base.path.is_dir():
             shutil.copytree(base.path, work, symlinks=True, copy_function=os.link)
             keep_only_our_kinds(work)
@@ -407,7 +428,7 @@ class Store:
 
     def keep_as_spare(self, work: Generation) -> None:
         """After an idle sync: the working copy equals `current`; keep it for the next sync."""
-        spare = self.generations_dir / SPARE_DIR
+        spare = os.path.join(self.generations_dir, SPARE_DIR)
         if os.path.lexists(spare):  # `begin` took it; only a writer killed in between leaves one
             shutil.rmtree(spare, ignore_errors=True)
         os.rename(work.path, spare)

@@ -122,7 +122,7 @@ def sync(
     fetcher = fetcher or make_fetcher(settings, should_stop, memo)
     run = MirrorRun.of(settings, fetcher)
     with store.lock(settings.lock_timeout_seconds), cyclic_gc_paused():
-        state = store.read_state()
+        state = store.read_state(memo)
         recorded = state.to_json() if state.records_success else None  # what an idle sync may leave
         moment = now or utcnow()
         state.last_attempt = iso(moment)

@@ -238,14 +238,17 @@ def test_a_state_file_this_writer_may_not_stamp_is_rewritten_instead(tmp_path: P
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_state_json_is_parsed_once_per_content_and_every_caller_gets_its_own_copy() -> None:
-    """What state.json's bytes say is remembered by the exact bytes (an idle sync moves only the
-    mtime): the same bytes answer an equal state without parsing, a caller changing its state (the
-    sync stamps moments, replaces pins, mirrors' records) changes nothing the next caller gets, other
-    bytes are parsed, and an edited floor is refused every time, never remembered."""
+def test_state_json_is_parsed_once_per_content_and_every_caller_gets_its_own_copy(tmp_path: Path) -> None:
+    """What state.json's bytes say is remembered in a sync's memo by the exact bytes (an idle sync
+    moves only the mtime): the same bytes answer an equal state without parsing, a caller changing
+    its state (the sync stamps moments, replaces pins, mirrors' records) changes nothing the next
+    caller gets, other bytes are parsed, an edited floor is refused every time (never remembered),
+    and a read without a memo parses as ever."""
     from stella_trust._internal import cachestate
-    from stella_trust._internal.cachestate import MirrorHealth, ParsedStates, RoleFloor
+    from stella_trust._internal.cachestate import MirrorHealth, RoleFloor
 
+    store = Store(tmp_path / "cache")
+    store.root.mkdir()
     original = CacheState(
         last_sync="2026-01-01T00:00:00Z",
         last_attempt="2026-01-01T00:00:00Z",
@@ -255,9 +258,10 @@ def test_state_json_is_parsed_once_per_content_and_every_caller_gets_its_own_cop
         legacy_expired={"abc": "2026-01-01T00:00:00Z"},
         mirrors=[MirrorHealth("https://mirror.example", last_success="2026-01-01T00:00:00Z")],
     )
-    raw = json.dumps(original.to_json()).encode()
-    states = ParsedStates()
-    first = states.parse(raw)
+    store.write_state(original)
+    os.utime(store.state_path, ns=(0, 0))  # an mtime before the record: the content alone speaks
+    memo = VerificationMemo()
+    first = store.read_state(memo)
     assert first == original
     first.last_sync = "2026-02-02T00:00:00Z"
     first.source["kind"] = "import"
@@ -274,20 +278,25 @@ def test_state_json_is_parsed_once_per_content_and_every_caller_gets_its_own_cop
         parses += 1
         return real(data)
 
-    cachestate.CacheState.from_json = counted  # type: ignore[method-assign]
+    cachestate.CacheState.from_json = counted  # type: ignore[method-assign,assignment]
     try:
         for _ in range(5):
-            again = states.parse(raw)
+            again = store.read_state(memo)
             assert again == original and again is not first
             assert again.mirrors[0] is not first.mirrors[0]
         assert parses == 0  # the same bytes: not parsed again
+        assert store.read_state() == original and parses == 1  # no memo: parsed
         other = CacheState(last_error="unreachable", consecutive_failures=2)
-        assert states.parse(json.dumps(other.to_json()).encode()) == other
-        assert parses == 1
-        edited = json.dumps({**original.to_json(), "floor": {"root": {"version": "7"}}}).encode()
+        store.write_state(other)
+        assert store.read_state(memo) == other and parses == 2
+        edited = {**original.to_json(), "floor": {"root": {"version": "7"}}}
+        store.state_path.write_text(json.dumps(edited))
         for _ in range(2):
             with pytest.raises(CacheVerificationError, match="rollback floor for 'root' is malformed"):
-                states.parse(edited)
-        assert states.parse(b"not json") == CacheState() and states.parse(b"[1]") == CacheState()
+                store.read_state(memo)
+        assert parses == 4
+        for junk in ("not json", "[1]"):
+            store.state_path.write_text(junk)
+            assert store.read_state(memo) == CacheState()
     finally:
         cachestate.CacheState.from_json = real  # type: ignore[method-assign]
