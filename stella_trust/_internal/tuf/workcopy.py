@@ -136,14 +136,14 @@ def same_tree(left: Path, right: Path) -> bool:
     pending = [(os.fspath(left), os.fspath(right))]
     while pending:
         a_dir, b_dir = pending.pop()
-        with os.scandir(a_dir) as listing:
-            a_entries = {entry.name: entry for entry in listing}
         with os.scandir(b_dir) as listing:
             b_entries = {entry.name: entry for entry in listing}
+        with os.scandir(a_dir) as listing:
+            a_entries = list(listing)
         if len(a_entries) != len(b_entries):
-            return False
-        for name, a in a_entries.items():
-            b = b_entries.get(name)
+            return False  # with the names below: the same names, none twice
+        for a in a_entries:
+            b = b_entries.get(a.name)
             if b is None:
                 return False
             if a.inode() == b.inode():
