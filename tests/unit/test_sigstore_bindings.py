@@ -254,6 +254,113 @@ def test_a_timestamp_outside_its_authority_is_refused_by_sigstore_python_already
     refused_in_one_line(V2, json.loads((BUNDLES / V2).read_text()), "timestamp", root=early)
 
 
+@pytest.mark.parametrize("bundle_name", [V2, *V1_BUNDLES])
+def test_the_ca_window_reads_the_issuer_and_times_sigstore_python_just_established(
+    bundle_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: the CA window is judged with the certificate cryptography's chain builder used as
+    the leaf's issuer and the times sigstore-python established, recorded during its own
+    verification of this bundle: the leaf's signature is not verified again against each CA, nor
+    are the times established twice. A window that does not hold (the CA ended earlier, above)
+    still gets the whole check and its refusal."""
+    from stella_trust._internal.memo import VerificationMemo
+    from stella_trust._internal.sigstore import signedfacts
+    from stella_trust._internal.sigstore.intoto_entry import IntotoVerifier
+
+    counts = {"issued_leaf": 0, "established": 0}
+    issued_leaf, established = signedfacts._issued_leaf, IntotoVerifier._established
+
+    def counted_issued_leaf(authority: Any, leaf: Any) -> bool:
+        counts["issued_leaf"] += 1
+        return issued_leaf(authority, leaf)
+
+    def counted_established(self: Any, bundle: Any) -> list[Any]:
+        counts["established"] += 1
+        return established(self, bundle)
+
+    monkeypatch.setattr(signedfacts, "_issued_leaf", counted_issued_leaf)
+    monkeypatch.setattr(IntotoVerifier, "_established", counted_established)
+    case, memo = CASES[bundle_name], VerificationMemo()
+    for _ in range(3):
+        outcome = verify_bundle(
+            json.dumps(TRUSTED_ROOT).encode(),
+            (BUNDLES / bundle_name).read_bytes(),
+            (BUNDLES / case["artifact"]).read_bytes(),
+            IdentityPolicy(identity=case["identity"], issuer=case["issuer"]),
+            memo=memo,
+        )
+        assert "chain" in outcome.checks
+    assert counts == {"issued_leaf": 0, "established": 3}  # once per verification, sigstore's own
+    early = root_with(lambda r: r["certificateAuthorities"][0]["validFor"].update(end="2023-01-01T00:00:00Z"))
+    refused_in_one_line(
+        bundle_name, json.loads((BUNDLES / bundle_name).read_text()), "certificate authority", root=early
+    )
+    assert counts["issued_leaf"] > 0  # the whole check gave the refusal
+
+
+def test_a_known_issuer_no_authority_holds_gets_the_whole_check() -> None:
+    """The shortcut only ever accepts what the whole check accepts: issuers held by no CA of the
+    trust (or not certificates at all) leave the answer to `verify_directly_issued_by`."""
+    from cryptography.x509 import load_der_x509_certificate
+    from sigstore.models import Bundle
+    from sigstore_models.trustroot.v1 import TrustedRoot as Model
+
+    from stella_trust._internal.sigstore.signedfacts import check_ca_window
+
+    authorities = Model.from_json(json.dumps(TRUSTED_ROOT)).certificate_authorities
+    leaf = Bundle.from_json((BUNDLES / V2).read_bytes()).signing_certificate
+    issuer = load_der_x509_certificate(authorities[0].cert_chain.certificates[0].raw_bytes)
+    at = leaf.not_valid_before_utc
+    check_ca_window(leaf, authorities, [at], [leaf, "not a certificate"])  # the whole check: valid
+    early = Model.from_json(
+        json.dumps(
+            root_with(lambda r: r["certificateAuthorities"][0]["validFor"].update(end="2023-01-01T00:00:00Z"))
+        )
+    ).certificate_authorities
+    for known in ([issuer], [leaf], ["not a certificate"], []):
+        with pytest.raises(
+            BundleVerificationError, match="outside the validity of the certificate authority"
+        ):
+            check_ca_window(leaf, early, [at], known)
+
+
+def test_each_thread_judges_its_own_verification_with_one_shared_verifier() -> None:
+    """One verifier serves every thread verifying with the same trust (the memo's): what
+    sigstore-python established is kept per thread, so threads verifying different bundles at
+    once each judge their own (real bundles of two logs, 2 threads x 10 verifications)."""
+    import threading
+
+    from stella_trust._internal.memo import VerificationMemo
+
+    memo, failures = VerificationMemo(), []
+    root = json.dumps(TRUSTED_ROOT).encode()
+
+    def run(bundle_name: str, expected: tuple[int, ...]) -> None:
+        case = CASES[bundle_name]
+        policy = IdentityPolicy(identity=case["identity"], issuer=case["issuer"])
+        for _ in range(10):
+            try:
+                data, artifact = (
+                    (BUNDLES / bundle_name).read_bytes(),
+                    (BUNDLES / case["artifact"]).read_bytes(),
+                )
+                outcome = verify_bundle(root, data, artifact, policy, memo=memo)
+                assert outcome.log_indexes == expected, outcome.log_indexes
+            except Exception as exc:
+                failures.append(f"{bundle_name}: {exc!r}")
+
+    v1 = V1_BUNDLES[1]
+    expected = {name: verify(name).log_indexes for name in (V2, v1)}
+    threads = [threading.Thread(target=run, args=(name, expected[name])) for name in (V2, v1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == [] and not any(thread.is_alive() for thread in threads)
+    verifier = next(iter(memo.verifiers._items.values()))
+    assert verifier.recorded() == (None, [])  # this thread verified nothing with it
+
+
 # -- bounds -------------------------------------------------------------------------------------
 
 

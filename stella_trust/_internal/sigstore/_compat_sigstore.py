@@ -29,6 +29,7 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("sigstore.verify.verifier", "Verifier._verify_signed_timestamp"),
     ("sigstore.verify.verifier", "Verifier._verify_timestamp_authority"),
     ("sigstore.verify.verifier", "Verifier._verify_common_signing_cert"),
+    ("sigstore.verify.verifier", "Verifier._verify_chain_at_time"),
     ("sigstore.dsse", "_verify"),
     ("sigstore._internal.trust", "Keyring"),
     ("sigstore._internal.trust", "RekorKeyring"),
@@ -109,12 +110,14 @@ def verify_signed_timestamp(verifier: Verifier, response: Any, signature: bytes)
 
 def established_times(verifier: Verifier, bundle: Bundle) -> list[tuple[bool, datetime]]:
     """(from a timestamp authority, time) of every time sigstore-python established."""
+    return as_established(verifier._establish_time(bundle))
+
+
+def as_established(results: list[Any]) -> list[tuple[bool, datetime]]:
+    """(from a timestamp authority, time) of sigstore's TimestampVerificationResults."""
     from sigstore._internal.timestamp import TimestampSource
 
-    return [
-        (result.source == TimestampSource.TIMESTAMP_AUTHORITY, result.time)
-        for result in verifier._establish_time(bundle)
-    ]
+    return [(result.source == TimestampSource.TIMESTAMP_AUTHORITY, result.time) for result in results]
 
 
 def dsse_verify(key: EllipticCurvePublicKey, envelope: Any) -> None:
@@ -134,7 +137,7 @@ def transparency_time(time: datetime) -> Any:
 
 def verifier_base() -> type[Verifier]:
     """sigstore-python's Verifier, whose private steps `IntotoVerifier` extends: its overrides
-    (`_establish_time`, and calls to `_verify_common_signing_cert`,
+    (`_establish_time`, `_verify_chain_at_time`, and calls to `_verify_common_signing_cert`,
     `_verify_timestamp_authority`) are listed in REQUIRED."""
     from sigstore.verify import Verifier
 
@@ -144,6 +147,12 @@ def verifier_base() -> type[Verifier]:
 def establish_time_of_base(verifier: Verifier, bundle: Bundle) -> Any:
     """The base Verifier's time establishment, for the subclass that extends it."""
     return verifier_base()._establish_time(verifier, bundle)
+
+
+def verify_chain_at_time_of_base(verifier: Verifier, certificate: Any, timestamp_result: Any) -> list[Any]:
+    """The base Verifier's chain building at one established time: the chain cryptography's
+    verifier built and checked, without the leaf (its first certificate issued the leaf)."""
+    return list(verifier_base()._verify_chain_at_time(verifier, certificate, timestamp_result))
 
 
 def verify_timestamp_authority(verifier: Verifier, bundle: Bundle) -> Any:

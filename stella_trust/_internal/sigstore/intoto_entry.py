@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,42 @@ def is_intoto_entry(bundle: Bundle) -> bool:
 
 class IntotoVerifier(compat.verifier_base()):  # type: ignore[misc]
     """sigstore's Verifier, taught one more (older) log entry kind; all other bundles go to
-    super(). The private steps it extends are listed in `_compat_sigstore.REQUIRED`."""
+    super(). The private steps it extends are listed in `_compat_sigstore.REQUIRED`.
+
+    It also keeps, per thread, what sigstore-python's own steps established during the last
+    verification that thread began (`begin_recording`): the verified times, and the certificate
+    cryptography's chain builder used as the leaf's issuer. The checks sigstore-python leaves
+    out (signedfacts.py) read them instead of establishing the times again and verifying the
+    leaf's signature against every CA certificate (issue 24). Per thread: one verifier serves
+    every thread of a process that verifies with the same trust (the memo's)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """sigstore's Verifier (`trusted_root=`), and an empty per-thread record."""
+        super().__init__(**kwargs)
+        self._seen = threading.local()
+
+    def begin_recording(self) -> None:
+        """Forget what this thread's last verification established (call before each one)."""
+        self._seen.times = None
+        self._seen.issuers = []
+
+    def recorded(self) -> tuple[list[Any] | None, list[tuple[Any, Any]]]:
+        """What this thread's verification since `begin_recording` established: the verified
+        times (None: not established) and (leaf, issuing certificate) per chain built."""
+        return getattr(self._seen, "times", None), list(getattr(self._seen, "issuers", ()))
 
     def _establish_time(self, bundle: Bundle) -> list[Any]:
+        times = self._established(bundle)
+        self._seen.times = times
+        return times
+
+    def _verify_chain_at_time(self, certificate: Any, timestamp_result: Any) -> list[Any]:
+        chain = compat.verify_chain_at_time_of_base(self, certificate, timestamp_result)
+        if chain:
+            self._seen.issuers = [*getattr(self._seen, "issuers", ()), (certificate, chain[0])]
+        return chain
+
+    def _established(self, bundle: Bundle) -> list[Any]:
         if not is_intoto_entry(bundle):
             return list(compat.establish_time_of_base(self, bundle))
         from sigstore.errors import VerificationError

@@ -141,9 +141,21 @@ def check_log_windows(bound: Iterable[BoundEntry], tsa_times: Sequence[datetime]
                 )
 
 
-def check_ca_window(leaf: Any, authorities: Sequence[Any], times: Sequence[datetime]) -> None:
+def check_ca_window(
+    leaf: Any, authorities: Sequence[Any], times: Sequence[datetime], known_issuers: Sequence[Any] = ()
+) -> None:
     """Each signing time inside the validFor of a trusted CA whose certificate issued `leaf`
-    (cryptography's `verify_directly_issued_by`; sigstore-python already verified the chain)."""
+    (cryptography's `verify_directly_issued_by`; sigstore-python already verified the chain).
+
+    `known_issuers`: certificates cryptography's chain builder, during sigstore-python's own
+    verification of this leaf, used as its issuer (it verified the leaf's signature with each).
+    Every CA holding one of them byte for byte is a CA whose certificate issued the leaf, so
+    when those CAs' windows hold every time, the answer below would be the same and is given
+    without verifying the leaf's signature again (issue 24: ~0.75 ms a bundle). Anything else
+    (no issuer known, or a time none of them covers) gets the whole check below: a refusal is
+    always its words, and a CA holding another certificate that issued the leaf still counts."""
+    if known_issuers and _covered_by(authorities, known_issuers, times):
+        return
     issuers = [authority for authority in authorities if _issued_leaf(authority, leaf)]
     for moment in times:
         if not any(_inside(authority.valid_for, moment) for authority in issuers):
@@ -153,6 +165,22 @@ def check_ca_window(leaf: Any, authorities: Sequence[Any], times: Sequence[datet
                 f"signing time {_iso(moment)} is outside the validity of the certificate authority "
                 f"that issued the signing certificate ({spans})",
             )
+
+
+def _covered_by(authorities: Sequence[Any], known_issuers: Sequence[Any], times: Sequence[datetime]) -> bool:
+    """Whether the CAs holding one of `known_issuers` (DER, byte for byte) cover every time."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        known = {issuer.public_bytes(Encoding.DER) for issuer in known_issuers}
+    except (AttributeError, TypeError, ValueError):  # not a certificate: the whole check decides
+        return False
+    holders = [
+        authority
+        for authority in authorities
+        if any(raw.raw_bytes in known for raw in authority.cert_chain.certificates)
+    ]
+    return bool(holders) and all(any(_inside(a.valid_for, moment) for a in holders) for moment in times)
 
 
 def _issued_leaf(authority: Any, leaf: Any) -> bool:

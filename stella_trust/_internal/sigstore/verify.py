@@ -129,6 +129,7 @@ def verify_bundle(
         parsed = Bundle.from_json(bundle)
     except Exception as exc:  # InvalidBundle, pydantic or base64 errors: all refuse the bundle
         raise refusal_for(bundle, exc) from None
+    verifier.begin_recording()
     try:
         payload_type = _verify_parsed(verifier, parsed, hashed, policy)
         bound = _bind_and_window(verifier, parsed)
@@ -149,9 +150,14 @@ def _bind_and_window(verifier: IntotoVerifier, bundle: Bundle) -> list[BoundEntr
     inner = compat.model(bundle)
     trusted = compat.model(compat.trusted_root_of(verifier))
     bound = bind_entries(trusted.tlogs, inner.verification_material.tlog_entries)
-    established = compat.established_times(verifier, bundle)
+    times, chains = verifier.recorded()  # what sigstore-python's own steps just established
+    established = (
+        compat.established_times(verifier, bundle) if times is None else compat.as_established(times)
+    )
     check_log_windows(bound, [time for from_tsa, time in established if from_tsa])
-    check_ca_window(bundle.signing_certificate, trusted.certificate_authorities, [t for _, t in established])
+    leaf = bundle.signing_certificate
+    issuers = [issuer for certificate, issuer in chains if certificate == leaf]
+    check_ca_window(leaf, trusted.certificate_authorities, [t for _, t in established], issuers)
     return bound
 
 
