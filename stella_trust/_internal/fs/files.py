@@ -263,12 +263,13 @@ def read_bounded_fd(fd: int, limit: int, size: int) -> bytes:
     known: at most `limit` + 1 bytes, read until the end of the file or past `limit`. Past the
     size asked for, it reads on in pieces of at most 64 KiB (`os.read(n)` allocates n bytes
     first, as `read(limit + 1)` did: read_bounded's reason)."""
-    pieces = [os.read(fd, min(size, limit) + 1)]
-    got = len(pieces[0])
-    while got <= limit and pieces[-1]:
-        pieces.append(os.read(fd, min(limit + 1 - got, 1 << 16)))
-        got += len(pieces[-1])
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    data = os.read(fd, min(size, limit) + 1)
+    more: list[bytes] = []  # only a file that grew since it was measured has more
+    got = len(data)
+    while got <= limit and (piece := os.read(fd, min(limit + 1 - got, 1 << 16))):
+        more.append(piece)
+        got += len(piece)
+    return data + b"".join(more) if more else data
 
 
 def read_untrusted(path: Path | str, limit: int, what: str | None = None) -> bytes:
