@@ -1,6 +1,9 @@
-"""`trust verify`: a Sigstore bundle, verified offline with this host's verified trust."""
+"""`trust verify`: a Sigstore bundle, verified offline with this host's verified trust.
 
-from __future__ import annotations
+No `from __future__ import annotations` (as in client.py): typer reads every parameter's
+annotation of the command a run builds, and strings would be compiled and evaluated again at
+every run, `typer.Option(...)` calls included. Names imported only for type checking are quoted.
+"""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,7 +132,7 @@ def verify(
         _report(env, items, single, root, source, policy, sealed, chosen)
 
 
-def _first_readable(items: Sequence[Subject]) -> bytes:
+def _first_readable(items: "Sequence[Subject]") -> bytes:
     """The first bundle of the run that reads (which instance to use); a missing or unreadable
     one is that artifact's own failure, reported in its line, never the run's."""
     from stella_trust._internal.verify_inputs import read_input
@@ -144,14 +147,14 @@ def _first_readable(items: Sequence[Subject]) -> bytes:
 
 
 def _report(
-    env: Envelope,
-    items: Sequence[Subject],
-    single: Prepared | None,
+    env: "Envelope",
+    items: "Sequence[Subject]",
+    single: "Prepared | None",
     root: bytes,
     source: str,
-    policy: Policy,
-    sealed: SealedCheck,
-    chosen: Chosen | None = None,
+    policy: "Policy",
+    sealed: "SealedCheck",
+    chosen: "Chosen | None" = None,
 ) -> None:
     """One line per artifact (the single-artifact line and JSON as before, plus `artifacts[]`);
     a run with any failure ends with one error naming them (exit 1). On a host with several
@@ -193,7 +196,7 @@ def _report(
         env.fail(failure)
 
 
-def _line(outcome: VerificationOutcome) -> str:
+def _line(outcome: "VerificationOutcome") -> str:
     who = outcome.signer or outcome.key_id or "?"
     issuer = f" ({outcome.issuer})" if outcome.issuer else ""
     return f"verified: {outcome.artifact_digest} signed by {who}{issuer}; checks: {', '.join(outcome.checks)}"
@@ -205,9 +208,9 @@ class Chosen(NamedTuple):
     (A NamedTuple: a frozen dataclass costs every start-up ~0.8 ms to build.)"""
 
     name: str
-    settings: TrustRepoSettings
-    store: Store
-    view: TrustView
+    settings: "TrustRepoSettings"
+    store: "Store"
+    view: "TrustView"
     said: bool
     why: str
 

@@ -269,3 +269,14 @@ def test_the_entry_point_ends_its_process_without_the_final_collection(config: P
     with pytest.raises(SystemExit):
         main(["--config", str(config), "status", "--json"])
     assert gc.get_freeze_count() == before
+
+
+def test_the_commands_a_run_builds_hand_typer_annotations_not_strings() -> None:
+    """typer reads every parameter's annotation of the command a run builds: a postponed one
+    (a string) is compiled and evaluated again at every run, its `typer.Option(...)` calls
+    included (issue 24). `status`, `sync`, `init` and `verify` hand it the objects."""
+    from stella_trust._cli import client, verify
+
+    for command in (client.status, client.sync, client.init, verify.verify):
+        postponed = [name for name, value in command.__annotations__.items() if isinstance(value, str)]
+        assert postponed == [], f"{command.__name__}: {postponed}"
