@@ -1,7 +1,7 @@
 """How sync and reads scale with the repository (issue 13). Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 10,1000,10000,100000] [--roots 200]
-                                               [--rounds 5] [--bins]
+                                               [--rounds 5] [--idle-rounds 300] [--bins]
 
 For each size: the demo repository plus N filler targets in the top-level targets (or,
 with --bins, in 50 delegated bins from 1000 targets on), served on 127.0.0.1. Measured in
@@ -100,7 +100,17 @@ def peak_rss_mib(argv: list[str], env: dict[str, str]) -> float:
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
-def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict[str, str]) -> None:
+def measure(
+    label: str,
+    demo: DemoRepository,
+    work: Path,
+    rounds: int,
+    env: dict[str, str],
+    idle_rounds: int | None = None,
+) -> None:
+    """Every figure of one repository; the idle syncs take `idle_rounds` interleaved rounds
+    (default `rounds`): an idle sync of a small repository costs milliseconds, and its median
+    over a few rounds moves by more than the goal's margin from run to run."""
     with RepositoryServer(demo.repo.path) as server:
         config = work / f"{label}.yaml"
         flags = {
@@ -163,7 +173,7 @@ def measure(label: str, demo: DemoRepository, work: Path, rounds: int, env: dict
                 fetcher.close()
 
         ours_idle, bare_idles, fetcher_idles = [], [], []
-        for _ in range(rounds):  # interleaved: drift on a shared machine hits all alike
+        for _ in range(idle_rounds or rounds):  # interleaved: drift on a shared machine hits all alike
             ours_idle.append(median_ms(lambda: sync(settings, store, memo=agent), 1))
             bare_idles.append(median_ms(bare_idle, 1))
             fetcher_idles.append(median_ms(lambda: bare_idle(ours=True), 1))
@@ -215,6 +225,13 @@ def main() -> None:
     parser.add_argument("--roots", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bins", action="store_true", help="filler in 50 delegated bins, not top-level")
+    parser.add_argument(
+        "--idle-rounds",
+        type=int,
+        default=300,
+        help="interleaved idle-sync rounds for repositories of at most 1000 targets and for the roots "
+        "(milliseconds each; --rounds for the large ones)",
+    )
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STELLA_")}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
@@ -225,12 +242,13 @@ def main() -> None:
         for size in [int(s) for s in args.sizes.split(",") if s]:
             demo = DemoRepository(work / f"repo-{size}")
             filler(demo, size, args.bins)
-            measure(f"{size} targets", demo, work, args.rounds, env)
+            idle = args.idle_rounds if size <= 1000 else None
+            measure(f"{size} targets", demo, work, args.rounds, env, idle)
         if args.roots > 1:
             demo = DemoRepository(work / "repo-roots")
             for _ in range(args.roots - 1):
                 demo.rotate("root")
-            measure(f"{args.roots} roots", demo, work, args.rounds, env)
+            measure(f"{args.roots} roots", demo, work, args.rounds, env, args.idle_rounds)
 
 
 if __name__ == "__main__":
