@@ -149,12 +149,20 @@ def remove_abandoned_work(root: Path, top: Listing) -> None:
     abandoned = [entry.path for name, entry in top.items() if name.startswith(f".{CURRENT_LINK}.")]
     for link in abandoned:
         Path(link).unlink(missing_ok=True)
-    try:  # asked by name first (no descriptor to open and duplicate): nearly always none is left
-        if not any(name.startswith(WORK_PREFIX) for name in os.listdir(os.path.join(root, GENERATIONS_DIR))):
-            return
-    except OSError:
-        pass  # absent, or not a directory: remove_entries says which, as before
+    if not _work_left_in(os.path.join(root, GENERATIONS_DIR)):
+        return
     remove_entries(root / GENERATIONS_DIR, lambda name: name.startswith(WORK_PREFIX))
+
+
+def _work_left_in(generations: str) -> bool:
+    """Whether a working copy may be left in `generations`, asked by name (no descriptor to open
+    and duplicate): nearly always none is. A directory that cannot be listed by name (absent, not a
+    directory) answers yes, so `remove_entries` says which, as before."""
+    try:
+        names = os.listdir(generations)
+    except OSError:
+        return True
+    return any(name.startswith(WORK_PREFIX) for name in names)
 
 
 def share_with_readers(root: Path, top: Listing, current: str | None) -> int | None:

@@ -117,11 +117,11 @@ def _made(path: Path, mode: int = 0o777) -> os.stat_result:
     meets an existing directory, and mkdir's refusal costs an exception and a second stat. Answers
     the directory's `stat` (through a link, as `os.path.isdir` asks)."""
     try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            return st
-    except (OSError, ValueError):
-        pass
+        st: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):  # absent (or a name os.path.isdir would also answer False for)
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return st
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     return os.stat(path)
 
