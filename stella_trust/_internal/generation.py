@@ -105,13 +105,17 @@ class Generation:
         return self.path / "targets"
 
     @functools.cached_property
-    def targets_name(self) -> str:
-        """`targets_dir` as a name, for the joins every sync makes per target held."""
+    def _targets_name(self) -> str:
+        """`targets_dir` as a name (`target_file`)."""
         return os.path.join(self.path, "targets")
 
     def target_path(self, name: str) -> Path:
         """Where a target is stored in this generation, by its encoded name."""
         return self.targets_dir / target_filename(name)
+
+    def target_file(self, name: str) -> str:
+        """`target_path` as a name, not a path object: a sync checks every target it holds."""
+        return os.path.join(self._targets_name, target_filename(name))
 
     def stored_target_names(self) -> list[str]:
         """Names of the stored targets; a file whose name is not our encoding is refused (read from

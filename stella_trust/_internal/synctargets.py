@@ -20,7 +20,7 @@ from stella_trust._internal.fs import read_untrusted
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.policy.selection import TargetSelection
 from stella_trust._internal.policy.servicemap import parse_service_map, referenced_targets
-from stella_trust._internal.store import Generation, target_filename
+from stella_trust._internal.store import Generation
 from stella_trust._internal.tuf.offline import MAX_METADATA_FILE, check_target_file
 from stella_trust._internal.tuf.updater import RepositorySession
 from stella_trust._internal.tuf.workcopy import held_names, listed_names
@@ -119,7 +119,7 @@ class SessionTargets(TargetSelection):
         checks each target it holds."""
         if self.should_stop is not None and self.should_stop():
             raise errors.SyncInterrupted("Sync interrupted")
-        path = os.path.join(self.work.targets_name, target_filename(name))
+        path = self.work.target_file(name)
         if not self.force and self._checked(info, path):
             return path
         if self.session.ensure(info, Path(path), force=self.force, scratch_dir=self.work.path):
