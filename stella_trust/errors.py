@@ -7,6 +7,8 @@ never have to guess what went wrong from a library traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -64,6 +66,21 @@ class StellaError(Exception):
         """The message alone: the hint and the exit code are rendered beside it, so a log line or an
         error envelope stays one line."""
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole: class, message and every attribute (hint, exit code, a failed check's
+        name). `trust verify`'s worker process sends its refusals back this way
+        (verify_worker.py); Exception's own reduction calls `cls(*args)`, which a subclass with
+        another signature (`BundleVerificationError(check, detail)`) cannot take."""
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(kind: type[StellaError], args: tuple[Any, ...], state: dict[str, Any]) -> StellaError:
+    """A StellaError as `__reduce__` took it apart, without calling its `__init__`."""
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # ---- the three kinds a caller catches: usage, the repository, the cache ------------------------
