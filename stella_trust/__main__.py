@@ -1,5 +1,5 @@
-"""`python -m stella_trust` runs the `trust` command."""
+"""`python -m stella_trust` runs the `trust` command (through the console script's entry)."""
 
-from stella_trust._cli.app import main
+from stella_trust._cli.launch import main
 
 main()

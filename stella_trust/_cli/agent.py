@@ -79,6 +79,9 @@ def agent(
         if once:
             _once(Agent(lambda: load(ctx), logger=logger), env)
             return
+        from stella_trust._cli.launch import settle_for_long_run
+
+        settle_for_long_run()  # a daemon: the collector as CPython runs it (launch.py)
         if several(ctx):
             from stella_trust._agent.several import instance_logger, run_all
 

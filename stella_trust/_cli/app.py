@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stella_trust._cli.launch import command_words
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
 
 _APP_OPTIONS: dict[str, Any] = dict(
@@ -174,7 +175,7 @@ def _main(argv: list[str] | None) -> None:
     # value already set is kept); a process that calls `open_trust()` is left alone.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     args = argv if argv is not None else sys.argv[1:]
-    words = _command_words(args)
+    words = command_words(args)
     name_command(words)
     first = words.split(" ")[0]
     completing = "_TRUST_COMPLETE" in os.environ  # completion reads its words elsewhere
@@ -208,9 +209,6 @@ def _main(argv: list[str] | None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-GROUPS = ("repo", "snapshot", "config", "root")
-
-
 def readable_metavars(command: object) -> None:
     """Full one-line summaries in `trust --help`, and `--pin PIN`, `--root PATH`, `BUNDLE`
     instead of typer's `<list[str]>`, `<path>`, `{bundle}`; set once per process."""
@@ -239,31 +237,12 @@ def readable_metavars(command: object) -> None:
         readable_metavars(sub)
 
 
-def _command_words(args: list[str]) -> str:
-    """`repo root add-key --role x` -> 'repo root add-key'; global options are skipped."""
-    words: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--config", "--cache-dir"):
-            skip = True
-            continue
-        if arg.startswith("-"):
-            continue
-        words.append(arg)
-        if not words or words[-1] not in GROUPS:
-            break
-    return " ".join(words) or "trust"
-
-
 def _usage_envelope(args: list[str], message: str, code: int, hint: str | None = None) -> None:
     """A usage error under `--json`, in the one envelope shape: typer refuses the arguments before
     any command's envelope exists, and a script must still get one object on stdout."""
     import json
 
-    name = _command_words(args)
+    name = command_words(args)
     document = {
         "command": name,
         "ok": False,

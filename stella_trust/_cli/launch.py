@@ -1,0 +1,62 @@
+"""The `trust` process's entry (console script and `python -m stella_trust`): what must happen
+before anything else is imported.
+
+1. The cyclic collector set for a short command. A `trust` run is mostly imports: typer,
+   pydantic (and every model class sigstore-python and rekor-types build at import),
+   cryptography, python-tuf. They create some 90,000 tracked objects, a third of them cyclic
+   garbage from building pydantic's schemas; with CPython's stock thresholds (700 new objects)
+   the collector runs ~130 young, ~12 middle and one full collection during them, walking an
+   ever-larger heap: ~30 ms of every start-up (docs/design.md, "Collector"). With a young
+   threshold of STARTUP_YOUNG_THRESHOLD the collector still runs, a few times, so a command that
+   runs long (a publication of 100,000 targets, a release of thousands of artifacts) keeps its
+   cyclic garbage bounded: at most that many objects wait for a collection. The long-running
+   agent gives the collector back its stock thresholds once started (`settle_for_long_run`).
+
+Only this entry does it: `app.main([...])` called in a process that goes on (tests, an
+embedding program) leaves the collector alone, as `open_trust()` does. Nothing heavy is
+imported here: what is imported before the threshold is set is imported under the stock
+collector.
+"""
+
+import gc
+import os
+
+STARTUP_YOUNG_THRESHOLD = 100_000
+STOCK_THRESHOLDS = gc.get_threshold()  # as the interpreter set them, before `main` changes them
+GROUPS = ("repo", "snapshot", "config", "root")  # command groups: their next word names the command
+
+
+def main() -> None:
+    """Raise the young generation's threshold, then run the command."""
+    gc.set_threshold(STARTUP_YOUNG_THRESHOLD, *STOCK_THRESHOLDS[1:])
+    # pydantic scans every installed distribution's entry points for plugins when it builds its
+    # first validator; `trust` uses none (app._main says it again for in-process callers).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+    from stella_trust._cli.app import main as run
+
+    run()
+
+
+def command_words(args: list[str]) -> str:
+    """`repo root add-key --role x` -> 'repo root add-key'; global options are skipped."""
+    words: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config", "--cache-dir"):
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        words.append(arg)
+        if not words or words[-1] not in GROUPS:
+            break
+    return " ".join(words) or "trust"
+
+
+def settle_for_long_run() -> None:
+    """The stock thresholds again, for a process that runs for days (the agent): its start-up
+    is over, and from now on garbage is collected as CPython collects it."""
+    gc.set_threshold(*STOCK_THRESHOLDS)

@@ -1,0 +1,102 @@
+"""The `trust` process's entry (launch.py, docs/design.md "Collector"): the collector's start-up
+threshold set by the entry alone, given back by the long-running agent."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from stella_trust._cli import launch
+from stella_trust._cli.app import main
+from tests.conftest import clean_env
+
+
+def _entry(
+    argv: list[str], report: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`trust ARGV` through launch.main in a fresh interpreter; `report` runs at exit (atexit,
+    after the command) and prints on stderr."""
+    script = f"""
+import atexit, gc, os, sys
+from stella_trust._cli import launch
+atexit.register(lambda: print("REPORT", {report}, file=sys.stderr))
+sys.argv = ["trust", *{argv!r}]
+launch.main()
+"""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=clean_env(), check=False
+    )
+
+
+def _reported(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.startswith("REPORT ")]
+    assert len(lines) == 1, done.stderr
+    return lines[0].removeprefix("REPORT ")
+
+
+def test_the_entry_raises_the_young_threshold_and_an_in_process_main_does_not() -> None:
+    done = _entry(["--version"], "gc.get_threshold()")
+    assert done.returncode == 0, done.stderr
+    stock = launch.STOCK_THRESHOLDS
+    assert _reported(done) == str((launch.STARTUP_YOUNG_THRESHOLD, *stock[1:]))
+    before = gc.get_threshold()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert gc.get_threshold() == before
+
+
+class _Recorder:
+    """In the agent's place: records the collector's thresholds when the daemon would run."""
+
+    seen: ClassVar[list[tuple[int, ...]]] = []
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
+
+    def install_signal_handlers(self) -> None:
+        pass
+
+    def run(self) -> int:
+        _Recorder.seen.append(gc.get_threshold())
+        return 0
+
+
+@pytest.fixture
+def startup_thresholds() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(launch.STARTUP_YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@pytest.mark.usefixtures("startup_thresholds")
+def test_the_long_running_agent_gives_the_collector_its_stock_thresholds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stella_trust._agent.loop.Agent", _Recorder)
+    _Recorder.seen.clear()
+    with pytest.raises(SystemExit) as ended:
+        main(["--config", str(tmp_path / "trust.yaml"), "--cache-dir", str(tmp_path / "cache"), "agent"])
+    assert ended.value.code == 0
+    assert _Recorder.seen == [launch.STOCK_THRESHOLDS]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["verify", "--bundle", "b", "a"], "verify"),
+        (["--config", "verify", "--cache-dir", "c", "status"], "status"),  # option values skipped
+        (["repo", "root", "add-key", "--role", "x"], "repo root add-key"),
+        (["--json"], "trust"),
+    ],
+)
+def test_command_words(argv: list[str], words: str) -> None:
+    assert launch.command_words(argv) == words
