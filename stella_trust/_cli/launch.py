@@ -11,30 +11,46 @@ before anything else is imported.
    runs long (a publication of 100,000 targets, a release of thousands of artifacts) keeps its
    cyclic garbage bounded: at most that many objects wait for a collection. The long-running
    agent gives the collector back its stock thresholds once started (`settle_for_long_run`).
+2. `trust verify`'s worker, forked now (verify_worker.py, design decision 24): it imports sigstore-
+   python's verifier while this process imports the CLI and reads the trust.
 
-Only this entry does it: `app.main([...])` called in a process that goes on (tests, an
-embedding program) leaves the collector alone, as `open_trust()` does. Nothing heavy is
-imported here: what is imported before the threshold is set is imported under the stock
-collector.
+Only this entry does either: `app.main([...])` called in a process that goes on (tests, an
+embedding program) leaves the collector alone and verifies in its own process, as
+`open_trust()` and `verify_bundle()` do. Nothing heavy is imported here: what is imported before
+the threshold is set is imported under the stock collector, and what is imported before the
+fork is imported twice.
 """
 
 import gc
 import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stella_trust._internal.verify_worker import VerifyWorker
 
 STARTUP_YOUNG_THRESHOLD = 100_000
 STOCK_THRESHOLDS = gc.get_threshold()  # as the interpreter set them, before `main` changes them
 GROUPS = ("repo", "snapshot", "config", "root")  # command groups: their next word names the command
+_STARTED: list["VerifyWorker"] = []  # the worker this entry started, for `trust verify` to take
 
 
 def main() -> None:
-    """Raise the young generation's threshold, then run the command."""
+    """Raise the young generation's threshold, start `trust verify`'s worker, run the command."""
     gc.set_threshold(STARTUP_YOUNG_THRESHOLD, *STOCK_THRESHOLDS[1:])
     # pydantic scans every installed distribution's entry points for plugins when it builds its
     # first validator; `trust` uses none (app._main says it again for in-process callers).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+    args = sys.argv[1:]
+    if command_words(args) == "verify" and not {"--help", "-h"} & set(args):
+        _start_verify_worker()
     from stella_trust._cli.app import main as run
 
-    run()
+    try:
+        run()
+    finally:
+        for worker in _STARTED:
+            worker.close()
 
 
 def command_words(args: list[str]) -> str:
@@ -56,7 +72,21 @@ def command_words(args: list[str]) -> str:
     return " ".join(words) or "trust"
 
 
+def started_worker() -> "VerifyWorker | None":
+    """The worker this entry started for `trust verify`, handed over once (None: none started,
+    or the command runs in-process through `app.main([...])`)."""
+    return _STARTED.pop() if _STARTED else None
+
+
 def settle_for_long_run() -> None:
     """The stock thresholds again, for a process that runs for days (the agent): its start-up
     is over, and from now on garbage is collected as CPython collects it."""
     gc.set_threshold(*STOCK_THRESHOLDS)
+
+
+def _start_verify_worker() -> None:
+    from stella_trust._internal.verify_worker import start_worker
+
+    worker = start_worker()
+    if worker is not None:
+        _STARTED.append(worker)

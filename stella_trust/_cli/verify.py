@@ -5,7 +5,8 @@ annotation of the command a run builds, and strings would be compiled and evalua
 every run, `typer.Option(...)` calls included. Names imported only for type checking are quoted.
 """
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from stella_trust._internal.sigstore.signers import Policy
     from stella_trust._internal.store import Store
     from stella_trust._internal.verify_many import Prepared, SealedCheck, Subject
+    from stella_trust._internal.verify_worker import VerifyWorker
     from stella_trust.view import TrustView
 
 
@@ -118,18 +120,44 @@ def verify(
         for artifact in artifacts:
             _refuse_malformed_digest(artifact)
         items = subjects(artifacts, bundle)
-        single = prepare(items[0], policy) if len(items) == 1 else None  # its input errors first, as ever
-        if trusted_root is not None:
-            root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
-            sealed = sealed_log_check(None, ())
-            chosen = None
-        else:  # one trust for the run: the instance the first artifact's bundle names (a release)
-            first = single.bundle if single is not None else _first_readable(items)
-            chosen = _trust_for(ctx, first)
-            view, store = chosen.view, chosen.store
-            root, source = view.trusted_root_json, f"cache {chosen.settings.local_cache_path}"
-            sealed = sealed_log_check(store.sealed_logs_dir, view.sigstore.transparency_logs)
-        _report(env, items, single, root, source, policy, sealed, chosen)
+        with _worker_for(policy) as worker:  # imports sigstore-python's verifier meanwhile
+            single = prepare(items[0], policy) if len(items) == 1 else None  # its input errors first
+            if trusted_root is not None:
+                root, source = read_input(trusted_root, "trusted root"), str(trusted_root)
+                sealed = sealed_log_check(None, ())
+                chosen = None
+            else:  # one trust for the run: the instance the first artifact's bundle names (a release)
+                first = single.bundle if single is not None else _first_readable(items)
+                chosen = _trust_for(ctx, first)
+                view, store = chosen.view, chosen.store
+                root, source = view.trusted_root_json, f"cache {chosen.settings.local_cache_path}"
+                sealed = sealed_log_check(store.sealed_logs_dir, view.sigstore.transparency_logs)
+            _report(env, items, single, root, source, policy, sealed, chosen, worker)
+
+
+@contextlib.contextmanager
+def _worker_for(policy: "Policy") -> "Iterator[VerifyWorker | None]":
+    """The run's verify worker, started by the entry point (launch.py, verify_worker.py), ended
+    and reaped when the run ends, however it ends; None where none can help (one CPU, a managed
+    key, a run through `app.main([...])`). `--debug` says which."""
+    import sys
+
+    from stella_trust._cli.envelope import debugging
+    from stella_trust._cli.launch import started_worker
+    from stella_trust._internal.sigstore.signers import KeyPolicy
+
+    worker = started_worker()
+    if worker is not None and isinstance(policy, KeyPolicy):  # the artifacts are bytes: not piped
+        worker.close()
+        worker = None
+    if debugging():
+        where = f"worker process {worker.pid}" if worker is not None else "this process"
+        print(f"debug: sigstore-python's checks run in {where}", file=sys.stderr)
+    try:
+        yield worker
+    finally:
+        if worker is not None:
+            worker.close()
 
 
 def _first_readable(items: "Sequence[Subject]") -> bytes:
@@ -155,6 +183,7 @@ def _report(
     policy: "Policy",
     sealed: "SealedCheck",
     chosen: "Chosen | None" = None,
+    worker: "VerifyWorker | None" = None,
 ) -> None:
     """One line per artifact (the single-artifact line and JSON as before, plus `artifacts[]`);
     a run with any failure ends with one error naming them (exit 1). On a host with several
@@ -163,7 +192,7 @@ def _report(
 
     named = {"instance": chosen.name} if chosen is not None and chosen.said else {}
     if single is not None:
-        checked = verify_one(single, root, policy, sealed)  # a failure is the command's error, as ever
+        checked = verify_one(single, root, policy, sealed, worker=worker)  # a failure is the command's error
         assert checked.outcome is not None
         entry = checked.document()
         env.result = {"verified": True, "trust": source, **named, **entry, "artifacts": [entry]}
@@ -174,7 +203,7 @@ def _report(
         for said in checked.log_checks:
             env.say(f"  {said}")
         return
-    results = verify_each(items, root, policy, sealed)
+    results = verify_each(items, root, policy, sealed, worker)
     failure = failed_summary(results)
     env.result = {
         "verified": failure is None,

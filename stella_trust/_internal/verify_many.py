@@ -13,7 +13,7 @@ own line; the others are still checked and reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from stella_trust.errors import StellaError, TrustUnusableError, UsageError
 if TYPE_CHECKING:
     from stella_trust._internal.memo import VerificationMemo
     from stella_trust._internal.sigstore.sealedlogs import SealedLog
+    from stella_trust._internal.verify_worker import VerifyWorker
     from stella_trust.sigstore_types import TransparencyLog
 
 BUNDLE_SUFFIX = ".sigstore.json"  # sigstore-python's (and cosign's --new-bundle-format) convention
@@ -112,32 +113,92 @@ def verify_one(
     policy: Policy,
     sealed: SealedCheck,
     memo: VerificationMemo | None = None,
+    worker: VerifyWorker | None = None,
 ) -> Checked:
     """Every check for one artifact; raises what it meets (the caller decides what ends the run).
-    `memo` holds the run's verifier: one per trusted-root content (decision 13)."""
-    outcome = verify_with_trust(trusted_root_json, prepared.bundle, prepared.artifact, policy, memo=memo)
+    `memo` holds the run's verifier: one per trusted-root content (decision 13). With a `worker`,
+    sigstore-python's checks run there (verify_worker.py), unless it gives no answer."""
+    answers = worker.verify(policy, trusted_root_json, [_work(prepared)]) if worker is not None else None
+    if answers is None:
+        outcome = verify_with_trust(trusted_root_json, prepared.bundle, prepared.artifact, policy, memo=memo)
+    else:
+        outcome = _outcome_of(answers[0])
     return Checked(prepared.subject, outcome, tuple(sealed(prepared.bundle)))
 
 
+BATCH_BYTES = 8 << 20  # a batch's bundles and inputs held at once, and sent to the worker together
+
+
 def verify_each(
-    items: Sequence[Subject], trusted_root_json: bytes, policy: Policy, sealed: SealedCheck
+    items: Sequence[Subject],
+    trusted_root_json: bytes,
+    policy: Policy,
+    sealed: SealedCheck,
+    worker: VerifyWorker | None = None,
 ) -> list[Checked]:
     """Each artifact verified in turn with the same trust; an artifact's own failure (its files
     unreadable, its bundle refused, a check failed) is recorded and the next one is checked.
     Trust that became unusable mid-run (TrustUnusableError) ends the run: no later line may
-    pass on trust that no longer holds. sigstore-python's verifier is built once for the run."""
+    pass on trust that no longer holds. sigstore-python's verifier is built once for the run.
+    Artifacts are read a batch at a time (at most BATCH_BYTES held); with a `worker`, each
+    batch's sigstore-python checks run there, one message each way."""
     from stella_trust._internal.memo import VerificationMemo
 
     run = VerificationMemo()
-    results = []
+    results: list[Checked] = []
+    for batch in _batches(items, policy):
+        ready = [entry for entry in batch if isinstance(entry, Prepared)]
+        sent = [_work(p) for p in ready]
+        answers = worker.verify(policy, trusted_root_json, sent) if worker is not None and sent else None
+        in_order = iter(answers) if answers is not None else None  # one per `ready`, in its order
+        for entry in batch:
+            if isinstance(entry, Checked):  # could not be read: its own failure, already recorded
+                results.append(entry)
+                continue
+            try:
+                if in_order is not None:
+                    outcome = _outcome_of(next(in_order))
+                    results.append(Checked(entry.subject, outcome, tuple(sealed(entry.bundle))))
+                else:
+                    results.append(verify_one(entry, trusted_root_json, policy, sealed, run))
+            except TrustUnusableError:
+                raise
+            except StellaError as error:
+                results.append(Checked(entry.subject, error=error))
+    return results
+
+
+def _batches(items: Sequence[Subject], policy: Policy) -> Iterator[list[Prepared | Checked]]:
+    """The artifacts read in order, a batch closing once it holds BATCH_BYTES; an artifact that
+    cannot be read is its Checked failure in its place."""
+    batch: list[Prepared | Checked] = []
+    held = 0
     for subject in items:
         try:
-            results.append(verify_one(prepare(subject, policy), trusted_root_json, policy, sealed, run))
+            prepared = prepare(subject, policy)
         except TrustUnusableError:
             raise
         except StellaError as error:
-            results.append(Checked(subject, error=error))
-    return results
+            batch.append(Checked(subject, error=error))
+            continue
+        batch.append(prepared)
+        held += len(prepared.bundle) + len(prepared.artifact)
+        if held >= BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
+def _work(prepared: Prepared) -> tuple[bytes | str, bytes]:
+    return prepared.artifact, prepared.bundle
+
+
+def _outcome_of(answer: VerificationOutcome | StellaError) -> VerificationOutcome:
+    """The worker's answer as verify_with_trust's own: its outcome, or its refusal raised."""
+    if isinstance(answer, StellaError):
+        raise answer
+    return answer
 
 
 def sealed_log_check(sealed_logs_dir: Path | None, logs: Sequence[TransparencyLog]) -> SealedCheck:

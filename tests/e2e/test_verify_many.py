@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,69 @@ def test_stale_trust_refuses_the_whole_release(host: Client, release: dict[str, 
     result = host.run("verify", *WHO, *(str(release[n]) for n in PASSING))
     refused(result, 3, "Trust is stale")
     assert result.out == ""
+
+
+def _run(host: Client, *args: str, one_cpu: bool = False, ignore_sigchld: bool = False) -> Any:
+    """`trust ARGS` with --debug (it names where sigstore-python's checks ran), pinned to one CPU
+    or with SIGCHLD ignored (a disposition exec keeps) when asked."""
+    import signal
+    import subprocess
+
+    def before_exec() -> None:
+        if one_cpu:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        if ignore_sigchld:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+    return subprocess.run(
+        host.argv(*args),
+        capture_output=True,
+        text=True,
+        env={**host.env, "STELLA_DEBUG": "1"},
+        timeout=60,
+        check=False,
+        preexec_fn=before_exec,
+    )
+
+
+def _worker_pid(stderr: str) -> int | None:
+    """The worker's pid from --debug's line; None when the checks ran in the CLI's own process."""
+    (line,) = [line for line in stderr.splitlines() if "sigstore-python's checks run in" in line]
+    return int(line.rsplit(" ", 1)[1]) if "worker process" in line else None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the worker needs two CPUs (CI has two)")
+def test_with_a_worker_or_on_one_cpu_a_release_gets_the_same_answers(
+    host: Client, release: dict[str, Path]
+) -> None:
+    """Two CPUs: sigstore-python's checks run in the worker process (verify_worker.py); one CPU:
+    in the CLI's own. The answers (every line, the JSON, the exit code) are the same, the worker
+    is gone when the command returns, and the run after each is the same again."""
+    names = ["bundle_v3.txt", "bundle_cve_2022_36056.txt", "swapped.txt", "unsigned.txt", "bundle_v3_alt.txt"]
+    paths = [str(release[n]) for n in names]
+    for form in ([], ["--json"]):
+        two = _run(host, "verify", *WHO, *form, *paths)
+        one = _run(host, "verify", *WHO, *form, *paths, one_cpu=True)
+        pid = _worker_pid(two.stderr)
+        assert pid is not None and _worker_pid(one.stderr) is None, (two.stderr, one.stderr)
+        assert not Path(f"/proc/{pid}").exists()  # ended and reaped with the command
+        assert (two.returncode, two.stdout) == (one.returncode, one.stdout) and two.returncode == 1
+        assert two.stdout.count("verified") >= 2
+    # a single artifact, through the worker: its refusal is the command's one error, as in process
+    single = [str(release["swapped.txt"])]
+    two, one = _run(host, "verify", *WHO, *single), _run(host, "verify", *WHO, *single, one_cpu=True)
+    assert _worker_pid(two.stderr) is not None
+    assert (two.returncode, two.stdout) == (one.returncode, one.stdout) == (1, "")
+    assert [line for line in two.stderr.splitlines() if not line.startswith("debug:")] == [
+        line for line in one.stderr.splitlines() if not line.startswith("debug:")
+    ]
+    ok(host.run("verify", *WHO, *(str(release[n]) for n in PASSING)))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the worker needs two CPUs (CI has two)")
+def test_a_caller_that_ignores_sigchld_still_gets_its_answer(host: Client, release: dict[str, Path]) -> None:
+    """With SIGCHLD ignored the kernel reaps the worker itself; ending it must not fail the run."""
+    for _ in range(3):
+        done = _run(host, "verify", *WHO, *(str(release[n]) for n in PASSING), ignore_sigchld=True)
+        assert done.returncode == 0, done.stderr
+        assert _worker_pid(done.stderr) is not None and done.stdout.count(": verified: ") == 2

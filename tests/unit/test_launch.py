@@ -1,9 +1,11 @@
-"""The `trust` process's entry (launch.py, docs/design.md "Collector"): the collector's start-up
-threshold set by the entry alone, given back by the long-running agent."""
+"""The `trust` process's entry (launch.py; docs/design.md, "Collector" and decision 24): the
+collector's start-up threshold set by the entry alone, given back by the long-running agent;
+`trust verify`'s worker started by the entry, ended and reaped on every way out, never for help."""
 
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -100,3 +102,21 @@ def test_the_long_running_agent_gives_the_collector_its_stock_thresholds(
 )
 def test_command_words(argv: list[str], words: str) -> None:
     assert launch.command_words(argv) == words
+
+
+def test_verify_help_starts_no_worker_and_verify_reaps_it_on_a_usage_error(tmp_path: Path) -> None:
+    """`trust verify --help` starts no worker; a run refused as a usage error after the worker
+    started leaves no process behind (the entry ends and reaps it on its way out)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("a worker needs two CPUs (CI has two)")
+    helped = _entry(["verify", "--help"], "launch._STARTED")
+    assert helped.returncode == 0 and "Usage" in helped.stdout, helped.stderr
+    assert _reported(helped) == "[]"
+    refused = _entry(
+        ["--config", str(tmp_path / "trust.yaml"), "verify", "a.txt"], "[w.pid for w in launch._STARTED]"
+    )
+    assert refused.returncode == 2, refused.stderr  # no identity given: a usage error
+    pids = _reported(refused)
+    assert pids.startswith("[") and pids != "[]", pids  # started, and still the entry's to end
+    pid = int(pids.strip("[]"))
+    assert not Path(f"/proc/{pid}").exists()  # ended and reaped before the entry returned

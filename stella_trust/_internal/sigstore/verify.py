@@ -53,6 +53,31 @@ IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
+# What a verification imports on first use (sigstore-python's verifier and models, the in-toto
+# entry, the log binding): `import_verifier` loads them ahead.
+VERIFIER_MODULES = (
+    "cryptography.hazmat.backends.openssl.backend",
+    "encodings.utf_16_be",  # a certificate's BMPString names
+    "sigstore.dsse",
+    "sigstore.errors",
+    "sigstore.hashes",
+    "sigstore.models",
+    "sigstore_models.common.v1",
+    "stella_trust._internal.sigstore.intoto_entry",
+    "stella_trust._internal.sigstore.signedfacts",
+)
+
+
+def import_verifier() -> None:
+    """Import now every module a verification would import on first use: `trust verify`'s worker
+    does it while the trust is read (verify_worker.py). A test keeps VERIFIER_MODULES whole:
+    after this, verifying a bundle imports nothing."""
+    import importlib
+
+    for name in VERIFIER_MODULES:
+        importlib.import_module(name)
+
+
 def _verifier(trusted_root: bytes, memo: VerificationMemo | None) -> IntotoVerifier:
     """One Verifier per distinct trusted-root content, remembered in the caller's memo (if any):
     identical bytes are identical trust."""
