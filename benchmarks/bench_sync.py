@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stella_trust._cli.launch import STARTUP_YOUNG_THRESHOLD
 from stella_trust._internal.memo import VerificationMemo
 from stella_trust._internal.settings import load_settings
 from stella_trust._internal.store import Store
@@ -214,8 +215,14 @@ def startup(config: Path, work: Path, rounds: int, env: dict[str, str], *, bytec
             "status": [py, "-m", "stella_trust", "--config", str(config), "status", "--json"],
             "help": [py, "-m", "stella_trust", "--help"],
             "floor": [py, "-c", f"import {', '.join(STATUS_FLOOR)}"],
-            # the same imports ending as `trust` does (app._exit_without_collection): our own cost
-            "floor, trust's exit": [py, "-c", f"import {', '.join(STATUS_FLOOR)}; import gc; gc.freeze()"],
+            # the same imports started and ending as `trust` does (launch.py's collector threshold,
+            # app._exit_without_collection): what stella-trust itself adds
+            "floor, trust's exit": [
+                py,
+                "-c",
+                f"import gc; gc.set_threshold({STARTUP_YOUNG_THRESHOLD}, *gc.get_threshold()[1:]); "
+                f"import {', '.join(STATUS_FLOOR)}; gc.freeze()",
+            ],
             "interpreter": [py, "-c", "pass"],
         },
         rounds,
@@ -235,7 +242,8 @@ def startup(config: Path, work: Path, rounds: int, env: dict[str, str], *, bytec
     )
     frozen = medians["floor, trust's exit"]
     print(
-        f"  floor ending as trust does (no final collection): {frozen * 1000:.0f} ms; "
+        f"  floor started and ending as trust does (collector threshold, no final collection): "
+        f"{frozen * 1000:.0f} ms; "
         f"trust status --json / that = {medians['status'] / frozen:.2f}x (what stella-trust adds)"
     )
     print(

@@ -76,12 +76,14 @@ class World:
         )
         return path
 
-    def verify_key(self, host: Client, bundle: Path, *extra: str) -> Result:
+    def verify_key(
+        self, host: Client, bundle: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> Result:
         key = self.tmp / "signer.pem"
         key.write_bytes(signer_pem(self.signer))
         artifact = self.tmp / "artifact.txt"
         artifact.write_bytes(ARTIFACT)
-        return host.run("verify", "--bundle", str(bundle), "--key", str(key), str(artifact), *extra)
+        return host.run("verify", "--bundle", str(bundle), "--key", str(key), str(artifact), *extra, env=env)
 
     def publish_log(self, size: int | None = None) -> None:
         self.log.write(self.log_dir, size)
@@ -454,10 +456,13 @@ def test_a_forked_entry_is_refused_whatever_the_bundle_claims(world: World) -> N
         after = ok(host.status()).json()
         assert without_age(after["sealed_logs"]) == without_age(before["sealed_logs"]), name
         assert after["metadata"] == before["metadata"], name
-    honest = ok(world.verify_key(host, world.sigstore_bundle("honest.json"), "--json")).json()
-    assert honest["sealed_log_checks"] == [
+    debugging = {**host.env, "STELLA_DEBUG": "1"}
+    honest = ok(world.verify_key(host, world.sigstore_bundle("honest.json"), "--json", env=debugging))
+    assert honest.json()["sealed_log_checks"] == [
         f"{world.log.origin}: entry {PLANTED} is at its index in the sealed tree (size {ENTRIES})"
     ]
+    # a managed key's artifact is its bytes: verified in the CLI's own process, never piped
+    assert "debug: sigstore-python's checks run in this process" in honest.err
 
 
 @pytest.mark.slow
