@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from stella_trust._cli.launch import command_words
 from stella_trust._cli.options import INTERNAL_HINT, Globals, internal_error, remember_globals
+from stella_trust._cli.words import command_words
 
 _APP_OPTIONS: dict[str, Any] = dict(
     name="trust",

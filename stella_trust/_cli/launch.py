@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 STARTUP_YOUNG_THRESHOLD = 100_000
 STOCK_THRESHOLDS = gc.get_threshold()  # as the interpreter set them, before `main` changes them
-GROUPS = ("repo", "snapshot", "config", "root")  # command groups: their next word names the command
 _STARTED: list["VerifyWorker"] = []  # the worker this entry started, for `trust verify` to take
 
 
@@ -41,6 +40,8 @@ def main() -> None:
     # pydantic scans every installed distribution's entry points for plugins when it builds its
     # first validator; `trust` uses none (app._main says it again for in-process callers).
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+    from stella_trust._cli.words import command_words
+
     args = sys.argv[1:]
     if command_words(args) == "verify" and not {"--help", "-h"} & set(args):
         _start_verify_worker()
@@ -51,25 +52,6 @@ def main() -> None:
     finally:
         for worker in _STARTED:
             worker.close()
-
-
-def command_words(args: list[str]) -> str:
-    """`repo root add-key --role x` -> 'repo root add-key'; global options are skipped."""
-    words: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--config", "--cache-dir"):
-            skip = True
-            continue
-        if arg.startswith("-"):
-            continue
-        words.append(arg)
-        if not words or words[-1] not in GROUPS:
-            break
-    return " ".join(words) or "trust"
 
 
 def started_worker() -> "VerifyWorker | None":

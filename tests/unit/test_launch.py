@@ -16,6 +16,7 @@ import pytest
 
 from stella_trust._cli import launch
 from stella_trust._cli.app import main
+from stella_trust._cli.words import command_words
 from tests.conftest import clean_env
 
 
@@ -101,7 +102,7 @@ def test_the_long_running_agent_gives_the_collector_its_stock_thresholds(
     ],
 )
 def test_command_words(argv: list[str], words: str) -> None:
-    assert launch.command_words(argv) == words
+    assert command_words(argv) == words
 
 
 def test_verify_help_starts_no_worker_and_verify_reaps_it_on_a_usage_error(tmp_path: Path) -> None:
