@@ -24,8 +24,8 @@ What the worker may do is narrow, and what it answers is not believed blindly:
   traceback: it ends with `os._exit`, without atexit handlers or flushing the stdio buffers it
   inherited. At the end of the run it is killed and reaped.
 - It is started only where it can help and fork is safe: two or more CPUs this process may run
-  on (its affinity, and the cgroup's CPU quota), no other thread (fork copies only the calling
-  thread). It is used only for a policy
+  on (its affinity, and the cgroup's CPU quota), room below the cgroup's memory limit, no other
+  thread (fork copies only the calling thread). It is used only for a policy
   whose artifacts are digests (a managed key's artifact is its bytes: no copy of them through
   a pipe); otherwise it is ended unused.
 
@@ -53,6 +53,10 @@ Work = tuple[bytes | str, bytes]  # (artifact: "sha256:<hex>" or its bytes, bund
 
 _LENGTH = struct.Struct(">Q")
 MAX_MESSAGE_BYTES = 1 << 30  # a bound on what one read may allocate; batches are far smaller
+# Free memory a cgroup limit must leave for a worker to start: three times what it adds (~40 MiB
+# of its own, the rest shared with this process until either writes; a 20-artifact run's two
+# processes peak at 53 MiB each against 66 MiB for one process alone).
+WORKER_ROOM_BYTES = 128 << 20
 
 
 class VerifyWorker:
@@ -113,6 +117,9 @@ def start_worker() -> VerifyWorker | None:
     other imports but those both halves need (SHARED_IMPORTS)."""
     if usable_cpus() < 2 or threading.active_count() > 1:
         return None
+    room = memory_room()
+    if room is not None and room < WORKER_ROOM_BYTES:
+        return None
     import importlib
 
     for name in SHARED_IMPORTS:
@@ -126,20 +133,41 @@ def usable_cpus(membership: str = "/proc/self/cgroup", hierarchy: str = "/sys/fs
     CPU gains nothing from a second process, and pays its duplicate start-up. (A cgroup v1 host's
     quota is not read: the affinity alone decides there.)"""
     cpus = len(os.sched_getaffinity(0))
+    for group in _groups(membership, hierarchy):
+        allowed = _quota_cpus(os.path.join(group, "cpu.max"))
+        if allowed is not None:
+            cpus = min(cpus, allowed)
+    return cpus
+
+
+def memory_room(membership: str = "/proc/self/cgroup", hierarchy: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's cgroup (v2) and its parents may still take before their `memory.max`
+    (the least over them); None where no limit is set or readable. The worker adds ~40 MiB: a
+    container near its limit must not have a run killed that one process would have finished."""
+    room: int | None = None
+    for group in _groups(membership, hierarchy):
+        left = _left_below_max(group)
+        if left is not None:
+            room = left if room is None else min(room, left)
+    return room
+
+
+def _groups(membership: str, hierarchy: str) -> list[str]:
+    """The cgroup v2 directories of this process, its own first, up to the hierarchy's root; none
+    on a cgroup v1 host or where /proc/self/cgroup does not read."""
     try:
         with open(membership, encoding="ascii") as lines:
             path = next((line[3:].strip() for line in lines if line.startswith("0::")), None)
     except OSError:
-        return cpus
+        return []
     if path is None:
-        return cpus
+        return []
+    groups = []
     group = path.strip("/")
     while True:
-        allowed = _quota_cpus(os.path.join(hierarchy, group, "cpu.max"))
-        if allowed is not None:
-            cpus = min(cpus, allowed)
+        groups.append(os.path.join(hierarchy, group) if group else hierarchy)
         if not group:
-            return cpus
+            return groups
         group = group.rpartition("/")[0]
 
 
@@ -150,6 +178,19 @@ def _quota_cpus(limit_file: str) -> int | None:
         with open(limit_file, encoding="ascii") as limit:
             quota, _, period = limit.read().strip().partition(" ")
         return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def _left_below_max(group: str) -> int | None:
+    """`memory.max` less `memory.current` of one group; None: no limit, or not readable."""
+    try:
+        with open(os.path.join(group, "memory.max"), encoding="ascii") as limit:
+            maximum = limit.read().strip()
+        if maximum == "max":
+            return None
+        with open(os.path.join(group, "memory.current"), encoding="ascii") as usage:
+            return int(maximum) - int(usage.read().strip())
     except (OSError, ValueError):
         return None
 

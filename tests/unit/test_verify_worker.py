@@ -35,6 +35,7 @@ from stella_trust._internal.verify_worker import (
     SHARED_IMPORTS,
     VerifyWorker,
     fork_worker,
+    memory_room,
     usable_cpus,
 )
 from stella_trust.errors import StaleTrustError, StellaError, UsageError
@@ -278,15 +279,18 @@ print(json.dumps(sorted(sys.modules)))
         assert name in parent and name in worker["all"], name
 
 
-def test_start_worker_only_with_a_second_cpu_and_no_thread() -> None:
-    """In a fresh interpreter (no pytest threads): two CPUs start a worker, one does not, and a
-    running thread does not."""
+def test_start_worker_only_with_a_second_cpu_room_and_no_thread() -> None:
+    """In a fresh interpreter (no pytest threads): two CPUs start a worker, one does not, a
+    running thread does not, a cgroup memory limit close above does not."""
     script = """
 import os, sys, threading
-from stella_trust._internal.verify_worker import start_worker
+from stella_trust._internal import verify_worker
 if sys.argv[1] == "thread":
     stop = threading.Event(); threading.Thread(target=stop.wait, daemon=True).start()
-worker = start_worker()
+if sys.argv[1] in ("tight", "roomy"):  # what the cgroup's memory.max leaves (tested below)
+    room = 64 << 20 if sys.argv[1] == "tight" else 1 << 30
+    verify_worker.memory_room = lambda: room
+worker = verify_worker.start_worker()
 print("worker" if worker is not None else "none")
 if worker is not None:
     worker.close()
@@ -309,6 +313,8 @@ if worker is not None:
     assert run("plain", two) == "worker"
     assert run("plain", {min(two)}) == "none"
     assert run("thread", two) == "none"
+    assert run("tight", two) == "none"  # 64 MiB below the memory limit: one process only
+    assert run("roomy", two) == "worker"
 
 
 def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
@@ -330,6 +336,27 @@ def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
     assert usable_cpus(str(tmp_path / "absent"), str(hierarchy)) == cpus
     membership.write_text("4:memory:/x\n")  # cgroup v1 only: the affinity decides
     assert usable_cpus(str(membership), str(hierarchy)) == cpus
+
+
+def test_memory_room_is_the_least_any_limit_above_leaves(tmp_path: Path) -> None:
+    membership = tmp_path / "cgroup"
+    membership.write_text("0::/ci.slice/job\n")
+    hierarchy = tmp_path / "fs"
+    job = hierarchy / "ci.slice" / "job"
+    job.mkdir(parents=True)
+    assert memory_room(str(membership), str(hierarchy)) is None  # no limit anywhere
+    (job / "memory.max").write_text("max\n")
+    assert memory_room(str(membership), str(hierarchy)) is None
+    (hierarchy / "ci.slice" / "memory.max").write_text(f"{512 << 20}\n")
+    (hierarchy / "ci.slice" / "memory.current").write_text(f"{400 << 20}\n")
+    assert memory_room(str(membership), str(hierarchy)) == 112 << 20  # a parent's limit counts
+    (job / "memory.max").write_text(f"{1 << 30}\n")
+    (job / "memory.current").write_text(f"{100 << 20}\n")
+    assert memory_room(str(membership), str(hierarchy)) == 112 << 20  # the least of them
+    (hierarchy / "ci.slice" / "memory.current").write_text("garbage\n")  # unreadable: no limit
+    assert memory_room(str(membership), str(hierarchy)) == (1 << 30) - (100 << 20)
+    membership.write_text("4:memory:/x\n")  # cgroup v1 only: nothing read
+    assert memory_room(str(membership), str(hierarchy)) is None
 
 
 def test_a_closed_stdin_and_stdout_do_not_become_the_workers_pipes() -> None:
