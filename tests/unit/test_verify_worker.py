@@ -317,12 +317,19 @@ if worker is not None:
     assert run("roomy", two) == "worker"
 
 
-def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
+def _fake_cgroup(tmp_path: Path, group: str) -> tuple[Path, Path, Path]:
+    """A /proc/self/cgroup naming `group` (cgroup v2), and the hierarchy with its directory: the
+    membership file, the hierarchy's root, the group's directory."""
     membership = tmp_path / "cgroup"
-    membership.write_text("0::/system.slice/trust.service\n")
+    membership.write_text(f"0::/{group}\n")
     hierarchy = tmp_path / "fs"
-    unit = hierarchy / "system.slice" / "trust.service"
-    unit.mkdir(parents=True)
+    leaf = hierarchy / group
+    leaf.mkdir(parents=True)
+    return membership, hierarchy, leaf
+
+
+def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
+    membership, hierarchy, unit = _fake_cgroup(tmp_path, "system.slice/trust.service")
     cpus = len(os.sched_getaffinity(0))
     assert usable_cpus(str(membership), str(hierarchy)) == cpus  # no quota anywhere
     (unit / "cpu.max").write_text("max 100000\n")
@@ -339,11 +346,7 @@ def test_usable_cpus_follow_the_cgroup_quota(tmp_path: Path) -> None:
 
 
 def test_memory_room_is_the_least_any_limit_above_leaves(tmp_path: Path) -> None:
-    membership = tmp_path / "cgroup"
-    membership.write_text("0::/ci.slice/job\n")
-    hierarchy = tmp_path / "fs"
-    job = hierarchy / "ci.slice" / "job"
-    job.mkdir(parents=True)
+    membership, hierarchy, job = _fake_cgroup(tmp_path, "ci.slice/job")
     assert memory_room(str(membership), str(hierarchy)) is None  # no limit anywhere
     (job / "memory.max").write_text("max\n")
     assert memory_room(str(membership), str(hierarchy)) is None
