@@ -67,8 +67,14 @@ def settle_for_long_run() -> None:
 
 
 def _start_verify_worker() -> None:
-    from stella_trust._internal.verify_worker import start_worker
+    """The worker, if it can start; it only saves time, so whatever stops it (a module that does
+    not import, the system refusing a pipe or a fork) leaves the run to one process, where a real
+    fault meets the command's own one-line handling instead of a traceback from here."""
+    try:
+        from stella_trust._internal.verify_worker import start_worker
 
-    worker = start_worker()
+        worker = start_worker()
+    except Exception:
+        return
     if worker is not None:
         _STARTED.append(worker)

@@ -199,14 +199,18 @@ def fork_worker() -> VerifyWorker | None:
     """Fork the worker (start_worker has decided it may); None if the system refuses a fork."""
     # not inherited by anything either process runs; never 0 or 1 (a caller that closed its
     # stdin or stdout would be handed them), which the worker points at /dev/null
-    requests_read, requests_write = map(_above_stdio, os.pipe())
-    answers_read, answers_write = map(_above_stdio, os.pipe())
+    held: list[int] = []
     try:
+        for _ in range(2):
+            held.extend(os.pipe())  # each entry always names an open descriptor, moved or not
+            for index in (-2, -1):
+                held[index] = _above_stdio(held[index])
         pid = os.fork()
-    except OSError:
-        for fd in (requests_read, requests_write, answers_read, answers_write):
+    except OSError:  # out of descriptors or processes: the run verifies in one process
+        for fd in held:
             os.close(fd)
         return None
+    requests_read, requests_write, answers_read, answers_write = held
     if pid == 0:  # the worker: never returns into the caller's code
         status = 1
         try:
@@ -247,7 +251,8 @@ def _serve(requests: int, answers: int) -> None:
 
 
 def _above_stdio(fd: int) -> int:
-    """`fd`, or a close-on-exec copy of it numbered 3 or above (the original closed)."""
+    """`fd`, or a close-on-exec copy of it numbered 3 or above (the original closed once the copy
+    exists: if the copy fails, `fd` is still open and the caller's)."""
     if fd > 2:
         return fd
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)

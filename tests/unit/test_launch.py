@@ -121,3 +121,16 @@ def test_verify_help_starts_no_worker_and_verify_reaps_it_on_a_usage_error(tmp_p
     assert pids.startswith("[") and pids != "[]", pids  # started, and still the entry's to end
     pid = int(pids.strip("[]"))
     assert not Path(f"/proc/{pid}").exists()  # ended and reaped before the entry returned
+
+
+def test_a_worker_that_cannot_start_leaves_the_run_to_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever stops the worker (here: an import failing inside it) is no traceback from the
+    entry: no worker is handed over, and the command runs as one process."""
+    from stella_trust._internal import verify_worker
+
+    def broken() -> None:
+        raise ImportError("sigstore_models is not importable")
+
+    monkeypatch.setattr(verify_worker, "start_worker", broken)
+    launch._start_verify_worker()
+    assert launch.started_worker() is None

@@ -382,6 +382,32 @@ os.write(2, repr(type(answers[0]).__name__ if answers else None).encode())
     assert done.returncode == 0 and done.stderr == "'VerificationOutcome'", done.stderr
 
 
+def test_a_system_out_of_descriptors_or_processes_gets_no_worker_and_keeps_no_pipe() -> None:
+    """os.pipe or os.fork refused (EMFILE, EAGAIN): no worker, every descriptor opened so far
+    closed, and no exception for the entry to print (it verifies in one process). In a fresh
+    interpreter: no other thread there opens descriptors while they are counted."""
+    script = """
+import errno, os
+from stella_trust._internal import verify_worker
+real_pipe, opened = os.pipe, []
+def second_refused():
+    if len(opened) == 2:
+        raise OSError(errno.EMFILE, "Too many open files")
+    pair = real_pipe(); opened.extend(pair); return pair
+def no_fork():
+    raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+before = sorted(os.listdir("/proc/self/fd"))
+os.pipe = second_refused
+first = verify_worker.fork_worker()
+os.pipe, os.fork = real_pipe, no_fork
+second = verify_worker.fork_worker()
+print(first, second, len(opened), sorted(os.listdir("/proc/self/fd")) == before)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "None", "2", "True"]
+
+
 def test_send_writes_a_message_larger_than_a_pipe_holds(worker: VerifyWorker) -> None:
     """A batch bigger than the pipe's buffer (64 KiB) arrives whole: the worker reads while the
     test writes; its answer is one refusal per artifact (the bundles are not bundles)."""
