@@ -119,10 +119,26 @@ def verify_one(
     `memo` holds the run's verifier: one per trusted-root content (decision 13). With a `worker`,
     sigstore-python's checks run there (verify_worker.py), unless it gives no answer."""
     answers = worker.verify(policy, trusted_root_json, [_work(prepared)]) if worker is not None else None
-    if answers is None:
+    return _checked(prepared, answers[0] if answers else None, trusted_root_json, policy, sealed, memo)
+
+
+def _checked(
+    prepared: Prepared,
+    answer: VerificationOutcome | StellaError | None,
+    trusted_root_json: bytes,
+    policy: Policy,
+    sealed: SealedCheck,
+    memo: VerificationMemo | None,
+) -> Checked:
+    """One artifact's result from the worker's `answer` (its outcome, or its refusal raised as
+    verify_with_trust's own), or, with none, from the verification run here; then the sealed-log
+    comparison, in this process, on an accepted outcome only."""
+    if answer is None:
         outcome = verify_with_trust(trusted_root_json, prepared.bundle, prepared.artifact, policy, memo=memo)
+    elif isinstance(answer, StellaError):
+        raise answer
     else:
-        outcome = _outcome_of(answers[0])
+        outcome = answer
     return Checked(prepared.subject, outcome, tuple(sealed(prepared.bundle)))
 
 
@@ -155,12 +171,9 @@ def verify_each(
             if isinstance(entry, Checked):  # could not be read: its own failure, already recorded
                 results.append(entry)
                 continue
+            answer = next(in_order) if in_order is not None else None
             try:
-                if in_order is not None:
-                    outcome = _outcome_of(next(in_order))
-                    results.append(Checked(entry.subject, outcome, tuple(sealed(entry.bundle))))
-                else:
-                    results.append(verify_one(entry, trusted_root_json, policy, sealed, run))
+                results.append(_checked(entry, answer, trusted_root_json, policy, sealed, run))
             except TrustUnusableError:
                 raise
             except StellaError as error:
@@ -192,13 +205,6 @@ def _batches(items: Sequence[Subject], policy: Policy) -> Iterator[list[Prepared
 
 def _work(prepared: Prepared) -> tuple[bytes | str, bytes]:
     return prepared.artifact, prepared.bundle
-
-
-def _outcome_of(answer: VerificationOutcome | StellaError) -> VerificationOutcome:
-    """The worker's answer as verify_with_trust's own: its outcome, or its refusal raised."""
-    if isinstance(answer, StellaError):
-        raise answer
-    return answer
 
 
 def sealed_log_check(sealed_logs_dir: Path | None, logs: Sequence[TransparencyLog]) -> SealedCheck:
