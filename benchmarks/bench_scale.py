@@ -13,7 +13,9 @@ renewal sync (only a new timestamp, the daily job; medians), `open_trust()` on t
 v1 of a repository with `--roots` root versions. Goals (issue 24, re-baselined against what the
 stack allows): idle at 10 targets <= 1.1x a bare Updater given stella-trust's own fetcher (httpx
 with its deadline hardening, printed beside the default one); idle anchored at root v1 of 200
-roots <= 1.5x a bare Updater; cold at 100k targets <= 1.3x with peak RSS unchanged.
+roots <= 1.5x a bare Updater; cold at 100k targets <= 1.3x with peak RSS unchanged. The idle goal at
+10 targets is taken apart in bench_idle.py (nginx beside the test server, the cost in milliseconds,
+what the checks cost), which shares this module's host set-up and bare Updater.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater, UpdaterConfig
 
 from stella_trust._internal.anchor import initialise, record_sources
 from stella_trust._internal.memo import VerificationMemo
-from stella_trust._internal.settings import load_settings
+from stella_trust._internal.net.fetcher import HttpxFetcher
+from stella_trust._internal.settings import TrustRepoSettings, load_settings
 from stella_trust._internal.store import Store
 from stella_trust._internal.sync import sync
 from stella_trust.api import open_trust
@@ -100,6 +105,88 @@ def peak_rss_mib(argv: list[str], env: dict[str, str]) -> float:
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
+@dataclass
+class Host:
+    """A host synced once from `url` as `trust init` leaves it (the agent's memo kept), and a bare
+    Updater's directory holding the same targets, with what each cold sync took."""
+
+    url: str
+    config: Path
+    settings: TrustRepoSettings
+    store: Store
+    memo: VerificationMemo
+    held: list[str]  # every target the host holds: the pinned ones and the service map's chain
+    bare_dir: Path
+    limits: UpdaterConfig
+    cold_ms: float
+    bare_cold_ms: float
+
+
+def prepare_host(demo: DemoRepository, url: str, work: Path, label: str) -> Host:
+    """`trust init` of a host on `url` (its first sync timed), then a bare Updater's first refresh
+    and downloads of the same targets (timed): the starting point of every idle figure."""
+    config = work / f"{label}.yaml"
+    flags = {
+        "tuf_url": url,
+        "local_cache_path": work / f"cache-{label}",
+        "pinned_targets": PINNED,
+        "metadata_limits": {"targets": LIMIT, "snapshot": LIMIT},
+    }
+    settings, _ = initialise(
+        config, flags, root_file=demo.root_path, root_sha256=None, trust_on_first_use=False, force=False
+    )
+    store = Store.of(settings)
+    started = time.perf_counter()
+    memo = VerificationMemo()  # the agent keeps one memo for its life
+    first_sync = sync(settings, store, memo=memo)
+    cold = (time.perf_counter() - started) * 1e3
+    record_sources(config, settings, first_sync.sources)  # as `trust init` does
+    # the bare Updater looks up every target this host holds: the pinned ones and what the
+    # service map names (its chain), so both sides do the same look-ups
+    held = sorted(first_sync.targets)
+    bare_dir = work / f"bare-{label}"
+    bare_dir.mkdir()
+    limits = UpdaterConfig(targets_max_length=LIMIT, snapshot_max_length=LIMIT)
+    started = time.perf_counter()
+    first = Updater(
+        str(bare_dir),
+        f"{url}/metadata/",
+        str(bare_dir),
+        f"{url}/targets/",
+        config=limits,
+        bootstrap=demo.root_path.read_bytes(),
+    )
+    first.refresh()
+    for name in held:
+        info = first.get_targetinfo(name)
+        assert info is not None
+        first.download_target(info)
+    bare_cold = (time.perf_counter() - started) * 1e3
+    return Host(url, config, load_settings(config), store, memo, held, bare_dir, limits, cold, bare_cold)
+
+
+def bare_idle_sync(host: Host, ours: bool) -> None:
+    """The same idle refresh with python-tuf alone: a new Updater, refresh, then look up every
+    target the host holds and check its cached copy; `ours`: given stella-trust's fetcher (httpx,
+    per-request deadline), as the goal's baseline is, else python-tuf's default one."""
+    fetcher = HttpxFetcher() if ours else None
+    updater = Updater(
+        str(host.bare_dir),
+        f"{host.url}/metadata/",
+        str(host.bare_dir),
+        f"{host.url}/targets/",
+        config=host.limits,
+        bootstrap=None,
+        fetcher=fetcher,
+    )
+    updater.refresh()
+    for name in host.held:
+        info = updater.get_targetinfo(name)
+        assert info is not None and updater.find_cached_target(info) is not None
+    if fetcher is not None:
+        fetcher.close()
+
+
 def measure(
     label: str,
     demo: DemoRepository,
@@ -112,68 +199,13 @@ def measure(
     (default `rounds`): an idle sync of a small repository costs milliseconds, and its median
     over a few rounds moves by more than the goal's margin from run to run."""
     with RepositoryServer(demo.repo.path) as server:
-        config = work / f"{label}.yaml"
-        flags = {
-            "tuf_url": server.url,
-            "local_cache_path": work / f"cache-{label}",
-            "pinned_targets": PINNED,
-            "metadata_limits": {"targets": LIMIT, "snapshot": LIMIT},
-        }
-        settings, _ = initialise(
-            config, flags, root_file=demo.root_path, root_sha256=None, trust_on_first_use=False, force=False
-        )
-        store = Store.of(settings)
-        started = time.perf_counter()
-        agent = VerificationMemo()  # the agent keeps one memo for its life
-        first_sync = sync(settings, store, memo=agent)
-        cold = (time.perf_counter() - started) * 1e3
-        record_sources(config, settings, first_sync.sources)  # as `trust init` does
-        # the bare Updater looks up every target this host holds: the pinned ones and what the
-        # service map names (its chain), so both sides do the same look-ups
-        held = sorted(first_sync.targets)
-        settings = load_settings(config)
-        bare_dir = work / f"bare-{label}"
-        bare_dir.mkdir()
-        from tuf.ngclient import Updater, UpdaterConfig
-
-        from stella_trust._internal.net.fetcher import HttpxFetcher
-
-        limits = UpdaterConfig(targets_max_length=LIMIT, snapshot_max_length=LIMIT)
-        root = demo.root_path.read_bytes()
-        started = time.perf_counter()
-        first = Updater(
-            str(bare_dir),
-            f"{server.url}/metadata/",
-            str(bare_dir),
-            f"{server.url}/targets/",
-            config=limits,
-            bootstrap=root,
-        )
-        first.refresh()
-        for name in held:
-            info = first.get_targetinfo(name)
-            assert info is not None
-            first.download_target(info)
-        bare_cold = (time.perf_counter() - started) * 1e3
+        host = prepare_host(demo, server.url, work, label)
+        config, settings, store, agent = host.config, host.settings, host.store, host.memo
+        cold, bare_cold, held = host.cold_ms, host.bare_cold_ms, host.held
 
         def bare_idle(ours: bool = False) -> None:
             """python-tuf alone; `ours`: given stella-trust's fetcher (httpx, per-request deadline)."""
-            fetcher = HttpxFetcher() if ours else None
-            u = Updater(
-                str(bare_dir),
-                f"{server.url}/metadata/",
-                str(bare_dir),
-                f"{server.url}/targets/",
-                config=limits,
-                bootstrap=None,
-                fetcher=fetcher,
-            )
-            u.refresh()
-            for name in held:
-                info = u.get_targetinfo(name)
-                assert info is not None and u.find_cached_target(info) is not None
-            if fetcher is not None:
-                fetcher.close()
+            bare_idle_sync(host, ours)
 
         ours_idle, bare_idles, fetcher_idles = [], [], []
         for _ in range(idle_rounds or rounds):  # interleaved: drift on a shared machine hits all alike
