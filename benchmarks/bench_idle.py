@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bench_scale
+from bench_fleet import free_port, nginx_config, wait_for_port
 from bench_sync import interleaved_in_process
 
 import stella_trust._internal.store as store_module
@@ -58,37 +56,20 @@ LOCK_CHECKS: Checks = (
 
 @contextlib.contextmanager
 def nginx(root: Path, work: Path) -> Iterator[str | None]:
-    """`root` served by nginx on 127.0.0.1 (one worker, no access log); None without nginx."""
+    """`root` served by nginx on 127.0.0.1, configured as bench_fleet.py's (one worker); None
+    without nginx."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
         yield None
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     run = work / "nginx"
     run.mkdir()
     conf = work / "nginx.conf"
-    conf.write_text(
-        f"daemon off; user {getpass.getuser()}; worker_processes 1; pid {run}/nginx.pid;\n"
-        f"error_log {run}/error.log;\nevents {{ worker_connections 64; }}\n"
-        f"http {{ access_log off; client_body_temp_path {run}/body; proxy_temp_path {run}/proxy;\n"
-        f"  fastcgi_temp_path {run}/fastcgi; uwsgi_temp_path {run}/uwsgi; scgi_temp_path {run}/scgi;\n"
-        "  types { application/json json; } default_type application/octet-stream;\n"
-        f"  server {{ listen 127.0.0.1:{port}; root {root}; location / {{ try_files $uri =404; }} }}\n}}\n"
-    )
-    server = subprocess.Popen([binary, "-c", str(conf), "-p", str(run)], stderr=subprocess.PIPE)
+    conf.write_text(nginx_config(run, root, [port], [run / "never-502"]))
+    server = subprocess.Popen([binary, "-c", str(conf), "-p", str(run)], stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if server.poll() is not None:
-                raise SystemExit(f"nginx exited: {server.stderr.read().decode() if server.stderr else ''}")
-            time.sleep(0.02)  # polling interval: the condition is nginx accepting connections
-        else:
-            raise SystemExit(f"nginx did not accept connections on 127.0.0.1:{port} within 10 s")
+        wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
